@@ -1,0 +1,440 @@
+// Package blobstore is the heart of blindstore: the types of the data
+// model, the store interface every backend implements, and the service
+// logic that validates requests, checks ownership proofs and stamps
+// buckets before anything reaches a store.
+//
+// A block is exactly what DESIGN.md §3 allows: a random v4 UUID, a fixed
+// number of ciphertext bytes, the hash of its renew proof, and a keyed time
+// bucket. Nothing here records who wrote a block, when, or which blocks
+// belong together, and nothing here logs block IDs, proofs or ETags.
+package blobstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/blindstore/blindstore/bucketer"
+	"github.com/google/uuid"
+)
+
+// ID names a block: a version 4 (random) UUID chosen by the client.
+type ID [16]byte
+
+// ParseID parses the canonical 36-character form and accepts only v4
+// UUIDs of the RFC 9562 variant: other versions embed time or hardware.
+func ParseID(s string) (ID, error) {
+	if len(s) != 36 {
+		return ID{}, E(KindInvalid, CodeBadID, "block id must be a UUID in its 36-character form")
+	}
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return ID{}, E(KindInvalid, CodeBadID, "block id is not a valid UUID")
+	}
+	id := ID(u)
+	if err := id.Validate(); err != nil {
+		return ID{}, err
+	}
+	return id, nil
+}
+
+// Validate reports whether id is a v4 UUID of the RFC 9562 variant.
+func (id ID) Validate() error {
+	if id[6]>>4 != 4 || id[8]&0xc0 != 0x80 {
+		return E(KindInvalid, CodeBadID, "block id must be a random (version 4) UUID")
+	}
+	return nil
+}
+
+// String returns the canonical lower-case UUID form.
+func (id ID) String() string { return uuid.UUID(id).String() }
+
+// NewID returns a fresh random v4 ID.
+func NewID() ID { return ID(uuid.New()) }
+
+// HashSize is the size of proofs and proof hashes.
+const HashSize = 32
+
+// WriteProof is the 32-byte secret that authorizes put, overwrite and
+// delete: w = HMAC-SHA256(owner_secret, "proof" ‖ id), derived by the client.
+type WriteProof [HashSize]byte
+
+// RenewProof is r = SHA-256("blindstore/v1/renew" ‖ w). It authorizes only
+// renewal, so it can be handed to a machine the owner does not fully trust.
+type RenewProof [HashSize]byte
+
+// ProofHash is SHA-256(r), the only thing the store keeps of a proof.
+type ProofHash [HashSize]byte
+
+// renewPrefix separates the renew-proof hash from any other use of SHA-256.
+const renewPrefix = "blindstore/v1/renew"
+
+// Renew derives the renew proof from a write proof.
+func (w WriteProof) Renew() RenewProof {
+	h := sha256.New()
+	h.Write([]byte(renewPrefix))
+	h.Write(w[:])
+	var r RenewProof
+	h.Sum(r[:0])
+	return r
+}
+
+// Hash returns the stored hash of a write proof: SHA-256(SHA-256(prefix ‖ w)).
+func (w WriteProof) Hash() ProofHash { return w.Renew().Hash() }
+
+// Hash returns the stored hash of a renew proof: SHA-256(r).
+func (r RenewProof) Hash() ProofHash { return ProofHash(sha256.Sum256(r[:])) }
+
+// Equal compares two proof hashes in constant time.
+func (h ProofHash) Equal(o ProofHash) bool { return subtle.ConstantTimeCompare(h[:], o[:]) == 1 }
+
+// ParseProof decodes a base64url (no padding) 32-byte proof, as carried by
+// the Blind-Proof header and the renew request. Padding is tolerated.
+func ParseProof(s string) ([HashSize]byte, error) {
+	var p [HashSize]byte
+	s = strings.TrimRight(s, "=")
+	if s == "" {
+		return p, E(KindInvalid, CodeBadProof, "proof is missing")
+	}
+	if base64.RawURLEncoding.DecodedLen(len(s)) != HashSize {
+		return p, E(KindInvalid, CodeBadProof, "proof must be 32 bytes in base64url")
+	}
+	if _, err := base64.RawURLEncoding.Decode(p[:], []byte(s)); err != nil {
+		return p, E(KindInvalid, CodeBadProof, "proof is not valid base64url")
+	}
+	return p, nil
+}
+
+// EncodeProof encodes a proof as base64url without padding.
+func EncodeProof(p [HashSize]byte) string { return base64.RawURLEncoding.EncodeToString(p[:]) }
+
+// ETagSize is the size of an ETag in bytes.
+const ETagSize = 16
+
+// ETag identifies one version of a block's content: the first 16 bytes of
+// SHA-256 of its ciphertext. It is a function of the data and reveals
+// nothing the data does not.
+type ETag [ETagSize]byte
+
+// ETagOf computes the ETag of block data.
+func ETagOf(data []byte) ETag {
+	s := sha256.Sum256(data)
+	var e ETag
+	copy(e[:], s[:ETagSize])
+	return e
+}
+
+// String returns the ETag as RFC 9110 writes a strong entity tag: quoted.
+func (e ETag) String() string { return `"` + base64.RawURLEncoding.EncodeToString(e[:]) + `"` }
+
+// ParseETag parses a strong, quoted ETag as produced by String. A weak tag
+// (W/"…") never matches a strong comparison, so it is refused.
+func ParseETag(s string) (ETag, error) {
+	var e ETag
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return e, E(KindInvalid, CodeBadETag, "entity tag must be a quoted strong ETag")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s[1 : len(s)-1])
+	if err != nil || len(b) != ETagSize {
+		return e, E(KindInvalid, CodeBadETag, "entity tag is not one this server issued")
+	}
+	copy(e[:], b)
+	return e, nil
+}
+
+// Meta is what a store keeps of a block besides its data.
+type Meta struct {
+	ProofHash ProofHash
+	ETag      ETag
+	Bucket    bucketer.Bucket
+}
+
+// Cond is a write precondition (RFC 9110 §13).
+type Cond struct {
+	// IfNoneMatchAny is If-None-Match: * — create only.
+	IfNoneMatchAny bool
+	// IfMatch, when set, is If-Match: <etag> — compare-and-swap.
+	IfMatch *ETag
+}
+
+// OpKind is the kind of a mutation.
+type OpKind uint8
+
+// Mutations.
+const (
+	OpPut OpKind = iota + 1
+	OpDelete
+	OpRenew
+)
+
+func (k OpKind) String() string {
+	switch k {
+	case OpPut:
+		return "put"
+	case OpDelete:
+		return "delete"
+	case OpRenew:
+		return "renew"
+	}
+	return fmt.Sprintf("op(%d)", k)
+}
+
+// Op is one mutation, already validated by the service: proofs are hashed,
+// the ETag of new data computed, and the current bucket chosen. Stores
+// receive batches of them.
+type Op struct {
+	Kind      OpKind
+	ID        ID
+	ProofHash ProofHash // of the write proof (put, delete) or the renew proof (renew)
+	Data      []byte    // put only: exactly the block size
+	ETag      ETag      // put only: ETagOf(Data)
+	// Bucket is the bucket to stamp (put, renew). A put with the zero
+	// Bucket is an overwrite that keeps the block's bucket: it never
+	// creates a block (it fails its precondition when there is none)
+	// and never renews one, so that writes a quota does not charge for
+	// cannot stand in for renewals (DESIGN.md §11).
+	Bucket bucketer.Bucket
+	Cond   Cond // put, delete
+}
+
+// Status is the outcome of one Op.
+type Status uint8
+
+// Outcomes.
+const (
+	StatusCreated      Status = iota + 1 // put of a new block
+	StatusReplaced                       // put over an existing block
+	StatusDeleted                        // delete
+	StatusRenewed                        // renew that moved the block to the given bucket
+	StatusCurrent                        // renew of a block already in the given bucket: nothing written
+	StatusNotFound                       // delete or renew of a missing block
+	StatusForbidden                      // proof does not match
+	StatusPrecondition                   // If-Match / If-None-Match failed
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusCreated:
+		return "created"
+	case StatusReplaced:
+		return "replaced"
+	case StatusDeleted:
+		return "deleted"
+	case StatusRenewed:
+		return "renewed"
+	case StatusCurrent:
+		return "current"
+	case StatusNotFound:
+		return "not_found"
+	case StatusForbidden:
+		return "forbidden"
+	case StatusPrecondition:
+		return "precondition_failed"
+	}
+	return fmt.Sprintf("status(%d)", s)
+}
+
+// Err returns the error a single request with this outcome reports, or nil
+// for success.
+func (s Status) Err() error {
+	switch s {
+	case StatusNotFound:
+		return E(KindNotFound, CodeNotFound, "no such block")
+	case StatusForbidden:
+		return E(KindForbidden, CodeProofMismatch, "proof does not match this block")
+	case StatusPrecondition:
+		return E(KindPrecondition, CodePreconditionFailed, "precondition failed")
+	}
+	return nil
+}
+
+// Result is the outcome of one Op. ETag is the block's ETag after the op
+// (for successful puts and renewals) or its current one (for failed
+// preconditions on an existing block).
+type Result struct {
+	Status Status
+	ETag   ETag
+}
+
+// Change is the net effect of a batch on one block, for a store to write.
+// Old is the block's metadata before the batch (nil if it did not exist),
+// New its metadata after (nil if it no longer exists). Data is non-nil
+// exactly when the block's content changed.
+type Change struct {
+	ID   ID
+	Old  *Meta
+	New  *Meta
+	Data []byte
+}
+
+// Plan decides a batch: given the metadata of the blocks the batch touches
+// as they are in the store (absent from current means no such block), it
+// returns each op's result, in op order, and the net changes to write.
+// Ops on the same block see each other's effects in order, exactly as if
+// they had been committed one at a time.
+//
+// Every store calls Plan inside its transaction, after locking or reading
+// the rows of the touched blocks, so proof checks, preconditions and
+// renewal rules are written once, here.
+func Plan(ops []Op, current map[ID]Meta) ([]Result, []Change) {
+	type state struct {
+		old  *Meta
+		cur  *Meta
+		data []byte
+	}
+	states := make(map[ID]*state, len(ops))
+	order := make([]ID, 0, len(ops))
+	results := make([]Result, len(ops))
+	for i := range ops {
+		op := &ops[i]
+		st, ok := states[op.ID]
+		if !ok {
+			st = &state{}
+			if m, ok := current[op.ID]; ok {
+				old, cur := m, m
+				st.old, st.cur = &old, &cur
+			}
+			states[op.ID] = st
+			order = append(order, op.ID)
+		}
+		results[i] = planOne(op, &st.cur, &st.data)
+	}
+	changes := make([]Change, 0, len(order))
+	for _, id := range order {
+		st := states[id]
+		if st.old == nil && st.cur == nil {
+			continue
+		}
+		if st.old != nil && st.cur != nil && *st.old == *st.cur && st.data == nil {
+			continue
+		}
+		changes = append(changes, Change{ID: id, Old: st.old, New: st.cur, Data: st.data})
+	}
+	return results, changes
+}
+
+func planOne(op *Op, cur **Meta, data *[]byte) Result {
+	m := *cur
+	switch op.Kind {
+	case OpPut:
+		if m != nil && !m.ProofHash.Equal(op.ProofHash) {
+			return Result{Status: StatusForbidden}
+		}
+		if r, failed := checkCond(op.Cond, m); failed {
+			return r
+		}
+		bucket := op.Bucket
+		if bucket == (bucketer.Bucket{}) {
+			if m == nil {
+				return Result{Status: StatusPrecondition}
+			}
+			bucket = m.Bucket
+		}
+		status := StatusCreated
+		if m != nil {
+			status = StatusReplaced
+		}
+		*cur = &Meta{ProofHash: op.ProofHash, ETag: op.ETag, Bucket: bucket}
+		*data = op.Data
+		return Result{Status: status, ETag: op.ETag}
+	case OpDelete:
+		if m == nil {
+			return Result{Status: StatusNotFound}
+		}
+		if !m.ProofHash.Equal(op.ProofHash) {
+			return Result{Status: StatusForbidden}
+		}
+		if r, failed := checkCond(op.Cond, m); failed {
+			return r
+		}
+		*cur = nil
+		*data = nil
+		return Result{Status: StatusDeleted}
+	case OpRenew:
+		if m == nil {
+			return Result{Status: StatusNotFound}
+		}
+		if !m.ProofHash.Equal(op.ProofHash) {
+			return Result{Status: StatusForbidden}
+		}
+		if m.Bucket == op.Bucket {
+			return Result{Status: StatusCurrent, ETag: m.ETag}
+		}
+		n := *m
+		n.Bucket = op.Bucket
+		*cur = &n
+		return Result{Status: StatusRenewed, ETag: m.ETag}
+	}
+	return Result{Status: StatusForbidden}
+}
+
+// checkCond evaluates preconditions against the current state m (nil: no
+// block). It runs after the proof check, so a stranger learns from a 412
+// nothing that a GET would not tell them.
+func checkCond(c Cond, m *Meta) (Result, bool) {
+	if c.IfNoneMatchAny && m != nil {
+		return Result{Status: StatusPrecondition, ETag: m.ETag}, true
+	}
+	if c.IfMatch != nil {
+		if m == nil {
+			return Result{Status: StatusPrecondition}, true
+		}
+		if m.ETag != *c.IfMatch {
+			return Result{Status: StatusPrecondition, ETag: m.ETag}, true
+		}
+	}
+	return Result{}, false
+}
+
+// Params are the values a store is created with and must keep: opening an
+// existing store with different ones is refused, because a different
+// block size would corrupt reads and a different bucket key would make
+// every block look expired.
+type Params struct {
+	BlockSize   int
+	Fingerprint bucketer.Fingerprint
+}
+
+// Store is what a backend implements. Implementations must be safe for
+// concurrent use. They keep nothing beyond what Meta and the data hold,
+// plus the deployment's Params and the highest period seen.
+type Store interface {
+	// Read appends the block's data to dst[:0] and returns it with the
+	// block's ETag. A missing block is an error of KindNotFound.
+	Read(ctx context.Context, id ID, dst []byte) ([]byte, ETag, error)
+	// Stat returns the block's ETag without its data.
+	Stat(ctx context.Context, id ID) (ETag, error)
+	// Apply commits a batch of ops in one transaction, deciding each with
+	// Plan, and returns their results in op order. Either every change of
+	// the batch is durable when it returns nil, or none is.
+	Apply(ctx context.Context, ops []Op) ([]Result, error)
+	// Purge deletes every block whose bucket is not in live and returns
+	// how many it deleted. With dryRun it counts them and deletes nothing.
+	// Its cost must grow with the number of expired blocks, not live ones.
+	Purge(ctx context.Context, live bucketer.LiveSet, dryRun bool) (int64, error)
+	// Stats returns aggregate figures for guards, readiness and audit.
+	Stats(ctx context.Context) (Stats, error)
+	// HighestPeriod returns the highest period recorded by SetHighestPeriod
+	// (0 if none): the purge's guard against a clock that jumped.
+	HighestPeriod(ctx context.Context) (uint64, error)
+	// SetHighestPeriod records p if it is higher than the recorded one.
+	SetHighestPeriod(ctx context.Context, p uint64) error
+	// Ping checks that the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
+
+// Stats are aggregate counts; they never name a block.
+type Stats struct {
+	Blocks  int64                     // all blocks
+	Buckets map[bucketer.Bucket]int64 // blocks per bucket
+}
+
+// ErrParamsMismatch is wrapped by stores that refuse to open because the
+// stored Params differ from the configured ones.
+var ErrParamsMismatch = errors.New("store was created with different parameters")

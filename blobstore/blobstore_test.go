@@ -1,0 +1,167 @@
+package blobstore
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/blindstore/blindstore/bucketer"
+)
+
+func TestParseIDAcceptsOnlyV4(t *testing.T) {
+	cases := []struct {
+		in   string
+		ok   bool
+		code string
+	}{
+		{"0b5e3a6e-8c1f-4d5a-9b7e-2f1a3c4d5e6f", true, ""},
+		{"0B5E3A6E-8C1F-4D5A-9B7E-2F1A3C4D5E6F", true, ""},
+		{"6ba7b810-9dad-11d1-80b4-00c04fd430c8", false, CodeBadID},   // v1: embeds time and MAC
+		{"01890a5d-ac96-774b-bcce-b302099a8057", false, CodeBadID},   // v7: embeds time
+		{"0b5e3a6e-8c1f-4d5a-cb7e-2f1a3c4d5e6f", false, CodeBadID},   // wrong variant
+		{"0b5e3a6e8c1f4d5a9b7e2f1a3c4d5e6f", false, CodeBadID},       // not canonical form
+		{"{0b5e3a6e-8c1f-4d5a-9b7e-2f1a3c4d5e6f}", false, CodeBadID}, // braces
+		{"0b5e3a6e-8c1f-4d5a-9b7e-2f1a3c4d5e6g", false, CodeBadID},   // not hex
+		{"", false, CodeBadID},
+	}
+	for _, c := range cases {
+		id, err := ParseID(c.in)
+		if c.ok {
+			if err != nil {
+				t.Errorf("ParseID(%q): %v", c.in, err)
+			} else if id.String() != strings.ToLower(c.in) {
+				t.Errorf("ParseID(%q).String() = %q", c.in, id.String())
+			}
+			continue
+		}
+		var e *Error
+		if err == nil || !asError(err, &e) || e.Code != c.code || e.Kind != KindInvalid {
+			t.Errorf("ParseID(%q) = %v, want %s", c.in, err, c.code)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		if err := NewID().Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func asError(err error, e **Error) bool {
+	x, ok := err.(*Error)
+	*e = x
+	return ok
+}
+
+func TestProofChain(t *testing.T) {
+	var w WriteProof
+	copy(w[:], bytes.Repeat([]byte{3}, 32))
+	r := w.Renew()
+	if w.Hash() != r.Hash() {
+		t.Fatal("write proof and its renew proof must hash to the same stored hash")
+	}
+	// A renew proof used as a write proof hashes once more, so it fails.
+	if WriteProof(r).Hash() == w.Hash() {
+		t.Fatal("a renew proof must not work as a write proof")
+	}
+	if RenewProof(w).Hash() == w.Hash() {
+		t.Fatal("a write proof must not work as a renew proof")
+	}
+	s := EncodeProof(w)
+	if strings.ContainsAny(s, "=+/") || len(s) != 43 {
+		t.Fatalf("proof encoding %q is not unpadded base64url", s)
+	}
+	back, err := ParseProof(s)
+	if err != nil || back != w {
+		t.Fatalf("ParseProof round trip: %v", err)
+	}
+	for _, bad := range []string{"", "abc", s + "AA", strings.Repeat("*", 43)} {
+		if _, err := ParseProof(bad); KindOf(err) != KindInvalid {
+			t.Errorf("ParseProof(%q) = %v, want invalid", bad, err)
+		}
+	}
+}
+
+func TestETagRoundTrip(t *testing.T) {
+	e := ETagOf([]byte("hello"))
+	back, err := ParseETag(e.String())
+	if err != nil || back != e {
+		t.Fatalf("ParseETag(%s): %v", e, err)
+	}
+	for _, bad := range []string{"", `W/` + e.String(), strings.Trim(e.String(), `"`), `"abc"`} {
+		if _, err := ParseETag(bad); err == nil {
+			t.Errorf("ParseETag(%q) accepted", bad)
+		}
+	}
+}
+
+// Plan must give, for a batch, exactly what committing its ops one by one
+// would give.
+func TestPlanSequentialSemantics(t *testing.T) {
+	var w1, w2 WriteProof
+	w1[0], w2[0] = 1, 2
+	id := NewID()
+	b1, b2 := bucketer.Bucket{1}, bucketer.Bucket{2}
+	d1, d2 := []byte("one"), []byte("two")
+	e1, e2 := ETagOf(d1), ETagOf(d2)
+	put := func(w WriteProof, d []byte, c Cond) Op {
+		return Op{Kind: OpPut, ID: id, ProofHash: w.Hash(), Data: d, ETag: ETagOf(d), Bucket: b1, Cond: c}
+	}
+	ops := []Op{
+		{Kind: OpRenew, ID: id, ProofHash: w1.Renew().Hash(), Bucket: b2}, // missing
+		put(w1, d1, Cond{IfMatch: &e1}),                                   // If-Match on missing
+		put(w1, d1, Cond{IfNoneMatchAny: true}),                           // created
+		put(w2, d2, Cond{}),                                               // wrong proof
+		put(w1, d1, Cond{IfNoneMatchAny: true}),                           // exists
+		put(w1, d2, Cond{IfMatch: &e2}),                                   // stale etag
+		put(w1, d2, Cond{IfMatch: &e1}),                                   // replaced
+		{Kind: OpRenew, ID: id, ProofHash: w1.Renew().Hash(), Bucket: b1}, // current
+		{Kind: OpRenew, ID: id, ProofHash: w1.Hash(), Bucket: b2},         // write-proof hash is the stored hash: renewed
+		{Kind: OpDelete, ID: id, ProofHash: w2.Hash()},                    // wrong proof
+		{Kind: OpDelete, ID: id, ProofHash: w1.Hash()},                    // deleted
+		{Kind: OpDelete, ID: id, ProofHash: w1.Hash()},                    // missing
+	}
+	want := []Status{StatusNotFound, StatusPrecondition, StatusCreated, StatusForbidden, StatusPrecondition,
+		StatusPrecondition, StatusReplaced, StatusCurrent, StatusRenewed, StatusForbidden, StatusDeleted, StatusNotFound}
+	rs, changes := Plan(ops, nil)
+	for i := range want {
+		if rs[i].Status != want[i] {
+			t.Errorf("op %d: %v, want %v", i, rs[i].Status, want[i])
+		}
+	}
+	if len(changes) != 0 {
+		t.Fatalf("a block created and deleted in one batch leaves %d changes, want 0", len(changes))
+	}
+
+	// The same ops one at a time against a map give the same results.
+	state := map[ID]Meta{}
+	for i, op := range ops {
+		r, ch := Plan([]Op{op}, state)
+		if r[0].Status != want[i] {
+			t.Errorf("one at a time, op %d: %v, want %v", i, r[0].Status, want[i])
+		}
+		for _, c := range ch {
+			if c.New == nil {
+				delete(state, c.ID)
+			} else {
+				state[c.ID] = *c.New
+			}
+		}
+	}
+}
+
+func TestPlanChanges(t *testing.T) {
+	var w WriteProof
+	w[0] = 9
+	a, b := NewID(), NewID()
+	old := Meta{ProofHash: w.Hash(), ETag: ETagOf([]byte("x")), Bucket: bucketer.Bucket{1}}
+	cur := map[ID]Meta{a: old, b: old}
+	ops := []Op{
+		{Kind: OpRenew, ID: a, ProofHash: w.Renew().Hash(), Bucket: bucketer.Bucket{2}},
+		{Kind: OpRenew, ID: b, ProofHash: w.Renew().Hash(), Bucket: bucketer.Bucket{1}},
+	}
+	_, changes := Plan(ops, cur)
+	if len(changes) != 1 || changes[0].ID != a || changes[0].Data != nil ||
+		changes[0].Old.Bucket != (bucketer.Bucket{1}) || changes[0].New.Bucket != (bucketer.Bucket{2}) {
+		t.Fatalf("renewal changes = %+v; want one bucket move of a with no data", changes)
+	}
+}

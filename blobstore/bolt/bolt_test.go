@@ -1,0 +1,860 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/blobstore/storetest"
+	"github.com/blindstore/blindstore/bucketer"
+	"go.etcd.io/bbolt"
+)
+
+// conformance runs the suite over stores that commit in the given mode.
+func conformance(t *testing.T, mode commitMode) {
+	storetest.Run(t, func(t *testing.T) storetest.Opener {
+		path := filepath.Join(t.TempDir(), "data", "blocks.db")
+		return func(t *testing.T, p blobstore.Params) (blobstore.Store, error) {
+			s, err := Open(path, p)
+			if err != nil {
+				return nil, err
+			}
+			s.mode = mode
+			return s, nil
+		}
+	})
+}
+
+func TestConformance(t *testing.T) { conformance(t, commitGroup) }
+
+// The other commit modes exist for the benchmark; they must be correct
+// too for the comparison to mean anything.
+func TestConformanceSoloCommit(t *testing.T) { conformance(t, commitSolo) }
+func TestConformanceBoltBatch(t *testing.T)  { conformance(t, commitBoltBatch) }
+
+// fixture is a store with a key, for tests that build ops by hand.
+type fixture struct {
+	t    *testing.T
+	path string
+	p    blobstore.Params
+	bk   *bucketer.Bucketer
+	s    *Store
+	r    *mrand.Rand
+}
+
+func newFixture(t *testing.T, blockSize int) *fixture {
+	t.Helper()
+	key, err := bucketer.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk, err := bucketer.New(bucketer.Config{Key: key, Period: time.Hour, Retention: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{
+		t:    t,
+		path: filepath.Join(t.TempDir(), "store", "blocks.db"),
+		p:    blobstore.Params{BlockSize: blockSize, Fingerprint: bk.Fingerprint()},
+		bk:   bk,
+		r:    mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1)),
+	}
+	f.s, err = Open(f.path, f.p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.s.Close() })
+	return f
+}
+
+type testBlock struct {
+	id blobstore.ID
+	w  blobstore.WriteProof
+}
+
+func newTestBlock() testBlock {
+	b := testBlock{id: blobstore.NewID()}
+	if _, err := rand.Read(b.w[:]); err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func (f *fixture) data() []byte {
+	d := make([]byte, f.p.BlockSize)
+	for i := range d {
+		d[i] = byte(f.r.Uint32())
+	}
+	return d
+}
+
+func (f *fixture) putOp(b testBlock, period uint64) blobstore.Op {
+	d := f.data()
+	return blobstore.Op{Kind: blobstore.OpPut, ID: b.id, ProofHash: b.w.Hash(), Data: d, ETag: blobstore.ETagOf(d), Bucket: f.bk.Bucket(period)}
+}
+
+func renewOp(b testBlock, bucket bucketer.Bucket) blobstore.Op {
+	return blobstore.Op{Kind: blobstore.OpRenew, ID: b.id, ProofHash: b.w.Renew().Hash(), Bucket: bucket}
+}
+
+func (f *fixture) apply(ops ...blobstore.Op) []blobstore.Result {
+	f.t.Helper()
+	rs, err := f.s.Apply(context.Background(), ops)
+	if err != nil {
+		f.t.Fatalf("Apply of %d ops: %v", len(ops), err)
+	}
+	return rs
+}
+
+func TestOpenCreatesPrivateFiles(t *testing.T) {
+	f := newFixture(t, blobstore.MinBlockSize)
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := fi.Mode().Perm(); m != 0o600 {
+		t.Errorf("store file mode %v, want 0600", m)
+	}
+	di, err := os.Stat(filepath.Dir(f.path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := di.Mode().Perm(); m != 0o700 {
+		t.Errorf("created directory mode %v, want 0700", m)
+	}
+}
+
+func TestOpenRefusesInvalidAndForeign(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(filepath.Join(dir, "a.db"), blobstore.Params{BlockSize: 1000}); err == nil {
+		t.Error("Open with a block size that is not a power of two succeeded")
+	}
+
+	foreign := filepath.Join(dir, "foreign.db")
+	db, err := bbolt.Open(foreign, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("other")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(foreign, blobstore.Params{BlockSize: blobstore.MinBlockSize})
+	if err == nil || errors.Is(err, blobstore.ErrParamsMismatch) {
+		t.Errorf("Open of a bbolt file that is not a store: got %v, want a refusal that is not a params mismatch", err)
+	}
+}
+
+func TestOpenLockedFile(t *testing.T) {
+	old := lockTimeout
+	lockTimeout = 100 * time.Millisecond
+	defer func() { lockTimeout = old }()
+	f := newFixture(t, blobstore.MinBlockSize)
+	s, err := Open(f.path, f.p)
+	if err == nil {
+		_ = s.Close()
+		t.Fatal("a second Open of a store in use succeeded")
+	}
+	if !bytes.Contains([]byte(err.Error()), []byte("locked")) {
+		t.Errorf("a second Open of a store in use: error %q does not say the file is locked", err)
+	}
+}
+
+func TestParamsMismatchMessage(t *testing.T) {
+	f := newFixture(t, blobstore.MinBlockSize)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(f.path, blobstore.Params{BlockSize: 4096, Fingerprint: f.p.Fingerprint})
+	if !errors.Is(err, blobstore.ErrParamsMismatch) || !bytes.Contains([]byte(err.Error()), []byte("--block-size 1024")) {
+		t.Errorf("block size mismatch: error %q should wrap ErrParamsMismatch and say to run with --block-size 1024", err)
+	}
+	_, err = Open(f.path, blobstore.Params{BlockSize: blobstore.MinBlockSize})
+	if !errors.Is(err, blobstore.ErrParamsMismatch) || !bytes.Contains([]byte(err.Error()), []byte("bucket key")) {
+		t.Errorf("fingerprint mismatch: error %q should wrap ErrParamsMismatch and name the bucket key", err)
+	}
+}
+
+func TestApplyRefusesWrongSize(t *testing.T) {
+	f := newFixture(t, blobstore.MinBlockSize)
+	b := newTestBlock()
+	op := f.putOp(b, 1)
+	op.Data = op.Data[:len(op.Data)-1]
+	_, err := f.s.Apply(context.Background(), []blobstore.Op{op})
+	if blobstore.KindOf(err) != blobstore.KindInvalid {
+		t.Fatalf("Apply of a short block: got %v, want an error of KindInvalid", err)
+	}
+	if _, err := f.s.Stat(context.Background(), b.id); !blobstore.IsNotFound(err) {
+		t.Errorf("Stat after a refused short block: %v, want not found", err)
+	}
+}
+
+// waitQueued waits until n calls wait in the group-commit queue.
+func waitQueued(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		s.group.mu.Lock()
+		got := len(s.group.queue)
+		s.group.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %d queued calls", n)
+}
+
+// waitLeaderCommitting waits until a leader has taken its batch off the
+// queue, so later callers queue for the next commit.
+func waitLeaderCommitting(t *testing.T, s *Store) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		s.group.mu.Lock()
+		ok := s.group.busy && len(s.group.queue) == 0
+		s.group.mu.Unlock()
+		if ok {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("timed out waiting for a leader to start its commit")
+}
+
+// holdWriter starts a write transaction so that the next commit waits
+// for it; release lets it go.
+func holdWriter(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := tx.Rollback(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+type outcome struct {
+	rs  []blobstore.Result
+	err error
+}
+
+func (f *fixture) applyAsync(ctx context.Context, ops ...blobstore.Op) <-chan outcome {
+	ch := make(chan outcome, 1)
+	go func() {
+		rs, err := f.s.Apply(ctx, ops)
+		ch <- outcome{rs, err}
+	}()
+	return ch
+}
+
+// TestGroupCommitTaintedCaller makes one caller's writes fail half way in
+// a shared transaction: that caller alone fails, none of its writes
+// survive, and the callers beside it commit.
+func TestGroupCommitTaintedCaller(t *testing.T) {
+	f := newFixture(t, blobstore.MinBlockSize)
+	plug, bad, ok1, ok2 := newTestBlock(), newTestBlock(), newTestBlock(), newTestBlock()
+	boom := errors.New("injected write failure")
+	testHookAfterRecord = func(ch *blobstore.Change) error {
+		if ch.ID == bad.id {
+			return boom
+		}
+		return nil
+	}
+	defer func() { testHookAfterRecord = nil }()
+
+	release := holdWriter(t, f.s)
+	ctx := context.Background()
+	plugDone := f.applyAsync(ctx, f.putOp(plug, 1))
+	// The plug's leader has left the queue and waits for the writer lock.
+	waitLeaderCommitting(t, f.s)
+	c1 := f.applyAsync(ctx, f.putOp(ok1, 1))
+	waitQueued(t, f.s, 1)
+	cb := f.applyAsync(ctx, f.putOp(ok2, 1), f.putOp(bad, 1))
+	waitQueued(t, f.s, 2)
+	c2 := f.applyAsync(ctx, renewOp(ok1, f.bk.Bucket(2)))
+	waitQueued(t, f.s, 3)
+	release()
+
+	if o := <-plugDone; o.err != nil || o.rs[0].Status != blobstore.StatusCreated {
+		t.Errorf("plug: %v %v", o.rs, o.err)
+	}
+	if o := <-c1; o.err != nil || o.rs[0].Status != blobstore.StatusCreated {
+		t.Errorf("caller before the failing one: %v %v", o.rs, o.err)
+	}
+	if o := <-cb; !errors.Is(o.err, boom) {
+		t.Errorf("failing caller: got %v, want the injected failure", o.err)
+	}
+	if o := <-c2; o.err != nil || o.rs[0].Status != blobstore.StatusRenewed {
+		t.Errorf("caller after the failing one (renewing the first caller's block): %v %v", o.rs, o.err)
+	}
+	for name, id := range map[string]blobstore.ID{"ok2 (same batch as the failure)": ok2.id, "bad": bad.id} {
+		if _, err := f.s.Stat(ctx, id); !blobstore.IsNotFound(err) {
+			t.Errorf("block %s of the failed caller: Stat %v, want not found", name, err)
+		}
+	}
+	st, err := f.s.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks != 2 || st.Buckets[f.bk.Bucket(1)] != 1 || st.Buckets[f.bk.Bucket(2)] != 1 {
+		t.Errorf("Stats after a failed caller: %d blocks, %v", st.Blocks, st.Buckets)
+	}
+}
+
+// TestGroupCommitAbandon cancels a caller while it waits for a commit:
+// it returns at once with its context's error, and its ops are never
+// written, while the others commit.
+func TestGroupCommitAbandon(t *testing.T) {
+	f := newFixture(t, blobstore.MinBlockSize)
+	plug, gone1, kept, gone2 := newTestBlock(), newTestBlock(), newTestBlock(), newTestBlock()
+	release := holdWriter(t, f.s)
+	bg := context.Background()
+	plugDone := f.applyAsync(bg, f.putOp(plug, 1))
+	waitLeaderCommitting(t, f.s)
+	// The queue: a caller that will give up, one that waits, and another
+	// that gives up, so that one abandoned call is at the head when
+	// leadership passes and one is behind the next leader.
+	ctx1, cancel1 := context.WithCancel(bg)
+	gone1Done := f.applyAsync(ctx1, f.putOp(gone1, 1))
+	waitQueued(t, f.s, 1)
+	keptDone := f.applyAsync(bg, f.putOp(kept, 1))
+	waitQueued(t, f.s, 2)
+	ctx2, cancel2 := context.WithCancel(bg)
+	gone2Done := f.applyAsync(ctx2, f.putOp(gone2, 1))
+	waitQueued(t, f.s, 3)
+	cancel1()
+	cancel2()
+	for i, done := range []<-chan outcome{gone1Done, gone2Done} {
+		select {
+		case o := <-done:
+			if !errors.Is(o.err, context.Canceled) {
+				t.Errorf("cancelled caller %d: got %v, want context.Canceled", i+1, o.err)
+			}
+		case <-time.After(5 * time.Second):
+			release()
+			t.Fatalf("cancelled caller %d did not return while the commit was held", i+1)
+		}
+	}
+	release()
+	if o := <-plugDone; o.err != nil {
+		t.Error(o.err)
+	}
+	if o := <-keptDone; o.err != nil || o.rs[0].Status != blobstore.StatusCreated {
+		t.Errorf("caller queued between the cancelled ones: %v %v", o.rs, o.err)
+	}
+	for i, b := range []testBlock{gone1, gone2} {
+		if _, err := f.s.Stat(bg, b.id); !blobstore.IsNotFound(err) {
+			t.Errorf("block of cancelled caller %d: Stat %v, want not found", i+1, err)
+		}
+	}
+	if _, err := f.s.Stat(bg, kept.id); err != nil {
+		t.Errorf("block of the caller between them: %v", err)
+	}
+	// The queue is empty again and the next caller leads at once.
+	f.apply(renewOp(kept, f.bk.Bucket(2)))
+}
+
+// TestMoveBucketLosesUncommittedWrites pins down the bbolt behaviour that
+// txState works around: MoveBucket of a subtree written in the same
+// transaction moves the subtree as last committed. If this test fails,
+// bbolt has changed and the copy in writeChange may no longer be needed.
+func TestMoveBucketLosesUncommittedWrites(t *testing.T) {
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "move.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		a, _ := tx.CreateBucket([]byte("a"))
+		b, _ := tx.CreateBucket([]byte("b"))
+		x, _ := a.CreateBucket([]byte("x"))
+		if err := x.Put([]byte("k"), make([]byte, 8192)); err != nil {
+			return err
+		}
+		return a.MoveBucket([]byte("x"), b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.View(func(tx *bbolt.Tx) error {
+		if n := len(tx.Bucket([]byte("b")).Bucket([]byte("x")).Get([]byte("k"))); n != 0 {
+			t.Errorf("bbolt now keeps a write made before MoveBucket in the same transaction (%d bytes)", n)
+		}
+		return nil
+	})
+}
+
+// TestGroupCommitWriteThenMove has callers that share one transaction
+// write, renew, rewrite and renew the same blocks again, the sequences
+// where MoveBucket alone would lose data. Every block must read back as
+// last written, in the right time bucket, before and after a reopen.
+func TestGroupCommitWriteThenMove(t *testing.T) {
+	f := newFixture(t, blobstore.MinBlockSize)
+	ctx := context.Background()
+	old := newTestBlock()
+	oldOp := f.putOp(old, 1)
+	f.apply(oldOp)
+	fresh := newTestBlock()
+
+	release := holdWriter(t, f.s)
+	plug := f.applyAsync(ctx, f.putOp(newTestBlock(), 1))
+	waitLeaderCommitting(t, f.s)
+	rewrite := f.putOp(old, 1)
+	freshOp := f.putOp(fresh, 1)
+	steps := [][]blobstore.Op{
+		{renewOp(old, f.bk.Bucket(2))}, // moves a committed subtree
+		{rewrite},                      // back to bucket 1, written
+		{renewOp(old, f.bk.Bucket(3))}, // moves what was just written
+		{freshOp},                      // created in this transaction
+		{renewOp(fresh, f.bk.Bucket(2))},
+		{renewOp(fresh, f.bk.Bucket(3))},
+	}
+	want := []blobstore.Status{blobstore.StatusRenewed, blobstore.StatusReplaced, blobstore.StatusRenewed, blobstore.StatusCreated, blobstore.StatusRenewed, blobstore.StatusRenewed}
+	var dones []<-chan outcome
+	for i, ops := range steps {
+		dones = append(dones, f.applyAsync(ctx, ops...))
+		waitQueued(t, f.s, i+1)
+	}
+	release()
+	if o := <-plug; o.err != nil {
+		t.Fatal(o.err)
+	}
+	for i, done := range dones {
+		o := <-done
+		if o.err != nil || o.rs[0].Status != want[i] {
+			t.Errorf("step %d: %v %v, want %s", i+1, o.rs, o.err, want[i])
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		for name, c := range map[string]struct {
+			b  testBlock
+			op blobstore.Op
+		}{"rewritten block": {old, rewrite}, "new block": {fresh, freshOp}} {
+			got, etag, err := f.s.Read(ctx, c.b.id, nil)
+			if err != nil || !bytes.Equal(got, c.op.Data) || etag != c.op.ETag {
+				t.Errorf("%s %s: err %v, data intact %v", name, when, err, bytes.Equal(got, c.op.Data))
+			}
+		}
+		st, err := f.s.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Blocks != 3 || st.Buckets[f.bk.Bucket(1)] != 1 || st.Buckets[f.bk.Bucket(3)] != 2 {
+			t.Errorf("Stats %s: %d blocks, %d in bucket 1 and %d in bucket 3; want 3, 1, 2", when,
+				st.Blocks, st.Buckets[f.bk.Bucket(1)], st.Buckets[f.bk.Bucket(3)])
+		}
+	}
+	check("after the shared commit")
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if f.s, err = Open(f.path, f.p); err != nil {
+		t.Fatal(err)
+	}
+	check("after reopen")
+}
+
+// TestFileHoldsOnlyAllowedShapes runs a workload, then walks every bucket
+// and key of the file, read-only, and checks that only the layout of the
+// package doc exists: privacy checked by test, not by reading the code.
+// It also scans the raw file for the proofs the workload used: only
+// their hashes may ever reach the disk, even in freed pages. After a
+// seal, the unsealed bucket is empty and no freed page holds ciphertext
+// that was overwritten, deleted or purged.
+func TestFileHoldsOnlyAllowedShapes(t *testing.T) {
+	t.Run("unsealed", func(t *testing.T) { testFileShapes(t, false) })
+	t.Run("sealed", func(t *testing.T) { testFileShapes(t, true) })
+}
+
+func testFileShapes(t *testing.T, seal bool) {
+	f := newFixture(t, 4096)
+	ctx := context.Background()
+	var blocks []testBlock
+	var ops []blobstore.Op
+	var dead [][]byte // ciphertext no longer in the store
+	live := map[blobstore.ID][]byte{}
+	for i := 0; i < 300; i++ {
+		b := newTestBlock()
+		blocks = append(blocks, b)
+		op := f.putOp(b, uint64(1+i%4))
+		live[b.id] = op.Data
+		ops = append(ops, op)
+		if len(ops) == 50 {
+			f.apply(ops...)
+			ops = nil
+		}
+	}
+	for i, b := range blocks {
+		switch i % 6 {
+		case 0:
+			op := f.putOp(b, 4) // overwrite
+			dead = append(dead, live[b.id])
+			live[b.id] = op.Data
+			f.apply(op)
+		case 1:
+			f.apply(renewOp(b, f.bk.Bucket(5)))
+		case 2:
+			dead = append(dead, live[b.id])
+			delete(live, b.id)
+			f.apply(blobstore.Op{Kind: blobstore.OpDelete, ID: b.id, ProofHash: b.w.Hash()})
+		}
+	}
+	if _, err := f.s.Purge(ctx, f.bk.LiveAt(5), false); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range blocks {
+		// What the purge deleted: blocks of periods 1 and 2 never renewed
+		// nor overwritten.
+		if p := uint64(1 + i%4); p < 3 && i%6 != 0 && i%6 != 1 && i%6 != 2 {
+			dead = append(dead, live[b.id])
+			delete(live, b.id)
+		}
+	}
+	if err := f.s.SetHighestPeriod(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	if seal {
+		rep, err := f.s.Seal(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("seal: %+v", rep)
+	}
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := bbolt.Open(f.path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bbolt.Tx) error {
+		var tops []string
+		if err := tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			tops = append(tops, string(name))
+			return nil
+		}); err != nil {
+			return err
+		}
+		if fmt.Sprint(tops) != "[data leases meta unsealed]" {
+			t.Errorf("top-level buckets %v, want exactly data, leases, meta, unsealed", tops)
+		}
+		checkMetaShape(t, tx.Bucket(bucketMeta))
+		records := checkLeasesShape(t, tx.Bucket(bucketLeases))
+		checkDataShape(t, tx.Bucket(bucketData), records, f.p.BlockSize)
+		n := checkUnsealedShape(t, tx.Bucket(bucketUnsealed))
+		if seal && n != 0 {
+			t.Errorf("after a seal %d blocks are still unsealed", n)
+		}
+		if !seal && n < len(records) {
+			t.Errorf("%d blocks unsealed, fewer than the %d written since the store was created", n, len(records))
+		}
+		for _, name := range [][]byte{bucketMeta, bucketLeases, bucketData, bucketUnsealed} {
+			if seq := tx.Bucket(name).Sequence(); seq != 0 {
+				t.Errorf("bucket %s has sequence %d; no counter may be stored", name, seq)
+			}
+		}
+		if len(records) < 100 || len(records) != len(live) {
+			t.Errorf("the workload left %d blocks (%d expected): too few for the walk to mean much, or wrong", len(records), len(live))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	raw, err := os.ReadFile(f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range blocks {
+		r := b.w.Renew()
+		if bytes.Contains(raw, b.w[:]) || bytes.Contains(raw, r[:]) {
+			t.Fatalf("the raw file holds a write or renew proof of block %d", i)
+		}
+	}
+	// Ciphertext is random: 32 bytes of it found in the file are it.
+	for _, d := range live {
+		if !bytes.Contains(raw, d[1000:1032]) {
+			t.Fatal("a live block's ciphertext is not in the file")
+		}
+	}
+	left := 0
+	for _, d := range dead {
+		if bytes.Contains(raw, d[1000:1032]) {
+			left++
+		}
+	}
+	t.Logf("%d of %d overwritten, deleted or purged ciphertexts remain in the file", left, len(dead))
+	if seal && left > 0 {
+		t.Errorf("after a seal %d of %d overwritten, deleted or purged ciphertexts remain in freed pages", left, len(dead))
+	}
+}
+
+// checkUnsealedShape checks unsealed/{id} → flags ‖ time buckets and
+// returns the number of blocks in it.
+func checkUnsealedShape(t *testing.T, un *bbolt.Bucket) int {
+	t.Helper()
+	n := 0
+	_ = un.ForEach(func(k, v []byte) error {
+		n++
+		switch {
+		case len(k) != 16 || blobstore.ID(k).Validate() != nil:
+			t.Errorf("unsealed holds a %d-byte key that is not a v4 block id", len(k))
+		case un.Bucket(k) != nil:
+			t.Error("unsealed holds a bucket")
+		case len(v) < 1 || (len(v)-1)%bucketer.BucketSize != 0 || v[0]&^unsealedData != 0:
+			t.Errorf("an unsealed entry of %d bytes is not a flag and time buckets", len(v))
+		}
+		return nil
+	})
+	return n
+}
+
+func checkMetaShape(t *testing.T, meta *bbolt.Bucket) {
+	t.Helper()
+	want := map[string]int{"schema": 4, "block_size": 8, "fingerprint": 32, "highest_period": 8}
+	seen := 0
+	_ = meta.ForEach(func(k, v []byte) error {
+		n, ok := want[string(k)]
+		switch {
+		case !ok:
+			t.Errorf("meta holds an unexpected key of %d bytes", len(k))
+		case meta.Bucket(k) != nil:
+			t.Errorf("meta key %q is a bucket", k)
+		case len(v) != n:
+			t.Errorf("meta %q has %d bytes, want %d", k, len(v), n)
+		default:
+			seen++
+		}
+		return nil
+	})
+	if seen != len(want) {
+		t.Errorf("meta holds %d of its %d keys", seen, len(want))
+	}
+}
+
+// checkLeasesShape checks leases/{time bucket}/{id} → record and returns
+// the time bucket of every block.
+func checkLeasesShape(t *testing.T, leases *bbolt.Bucket) map[blobstore.ID][]byte {
+	t.Helper()
+	records := map[blobstore.ID][]byte{}
+	_ = leases.ForEach(func(k, v []byte) error {
+		lb := leases.Bucket(k)
+		if len(k) != bucketer.BucketSize || lb == nil {
+			t.Errorf("leases holds a %d-byte key that is not a time bucket", len(k))
+			return nil
+		}
+		if lb.Sequence() != 0 {
+			t.Error("a lease bucket has a sequence")
+		}
+		inner := 0
+		_ = lb.ForEach(func(id, rec []byte) error {
+			inner++
+			switch {
+			case len(id) != 16 || blobstore.ID(id).Validate() != nil:
+				t.Errorf("a lease bucket holds a %d-byte key that is not a v4 block id", len(id))
+			case lb.Bucket(id) != nil || len(rec) != recordSize:
+				t.Errorf("a lease record holds %d bytes (or is a bucket), want exactly %d", len(rec), recordSize)
+			case records[blobstore.ID(id)] != nil:
+				t.Error("a block has records in two time buckets")
+			default:
+				records[blobstore.ID(id)] = bytes.Clone(k)
+			}
+			return nil
+		})
+		if inner == 0 {
+			t.Error("an empty lease bucket was left behind")
+		}
+		return nil
+	})
+	return records
+}
+
+// checkDataShape checks data/{time bucket}/{id}/{id} → ciphertext against
+// the records.
+func checkDataShape(t *testing.T, data *bbolt.Bucket, records map[blobstore.ID][]byte, blockSize int) {
+	t.Helper()
+	n := 0
+	_ = data.ForEach(func(tk, v []byte) error {
+		tb := data.Bucket(tk)
+		if len(tk) != bucketer.BucketSize || tb == nil {
+			t.Errorf("data holds a %d-byte key that is not a time bucket", len(tk))
+			return nil
+		}
+		if tb.Sequence() != 0 {
+			t.Error("a data time bucket has a sequence")
+		}
+		_ = tb.ForEach(func(k, v []byte) error {
+			n++
+			nb := tb.Bucket(k)
+			if len(k) != 16 || nb == nil || !bytes.Equal(records[blobstore.ID(k)], tk) {
+				t.Errorf("data holds a %d-byte key that is not the data bucket of a block with its record in the same time bucket", len(k))
+				return nil
+			}
+			if nb.Sequence() != 0 {
+				t.Error("a block's data bucket has a sequence")
+			}
+			inner := 0
+			_ = nb.ForEach(func(k2, v2 []byte) error {
+				inner++
+				if !bytes.Equal(k2, k) || nb.Bucket(k2) != nil || len(v2) != blockSize {
+					t.Errorf("a block's data bucket holds a %d-byte key with %d bytes, want its own id with %d bytes", len(k2), len(v2), blockSize)
+				}
+				return nil
+			})
+			if inner != 1 {
+				t.Errorf("a block's data bucket holds %d keys, want 1", inner)
+			}
+			return nil
+		})
+		return nil
+	})
+	if n != len(records) {
+		t.Errorf("data holds %d blocks, leases %d", n, len(records))
+	}
+}
+
+// TestConcurrentReadersAndWriters reads blocks while others are written,
+// overwritten and purged: a reader sees a block whole, with its own ETag,
+// or not at all.
+func TestConcurrentReadersAndWriters(t *testing.T) {
+	f := newFixture(t, blobstore.MinBlockSize)
+	ctx := context.Background()
+	const n = 64
+	blocks := make([]testBlock, n)
+	for i := range blocks {
+		blocks[i] = newTestBlock()
+		f.apply(f.putOp(blocks[i], 1))
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200 && time.Now().Before(deadline); i++ {
+				b := blocks[(i*7+w)%n]
+				d := make([]byte, blobstore.MinBlockSize)
+				for j := range d {
+					d[j] = byte(i + w)
+				}
+				op := blobstore.Op{Kind: blobstore.OpPut, ID: b.id, ProofHash: b.w.Hash(), Data: d, ETag: blobstore.ETagOf(d), Bucket: f.bk.Bucket(uint64(1 + i%2))}
+				if _, err := f.s.Apply(ctx, []blobstore.Op{op}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var dst []byte
+			for i := 0; i < 2000 && time.Now().Before(deadline); i++ {
+				var etag blobstore.ETag
+				var err error
+				dst, etag, err = f.s.Read(ctx, blocks[(i+r)%n].id, dst)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if blobstore.ETagOf(dst) != etag {
+					errs <- errors.New("a read returned data that does not match its ETag")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestGroupCommitPanic: a commit that panics fails its callers with an
+// error and leaves the store usable, instead of leaving later callers
+// waiting for a leader that died.
+func TestGroupCommitPanic(t *testing.T) {
+	f := newFixture(t, blobstore.MinBlockSize)
+	bad := newTestBlock()
+	testHookAfterRecord = func(ch *blobstore.Change) error {
+		if ch.ID == bad.id {
+			panic("injected")
+		}
+		return nil
+	}
+	defer func() { testHookAfterRecord = nil }()
+	if _, err := f.s.Apply(context.Background(), []blobstore.Op{f.putOp(bad, 1)}); err == nil {
+		t.Fatal("Apply whose commit panicked succeeded")
+	}
+	if _, err := f.s.Stat(context.Background(), bad.id); !blobstore.IsNotFound(err) {
+		t.Errorf("block of the panicked commit: Stat %v, want not found", err)
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		rs, err := f.s.Apply(context.Background(), []blobstore.Op{f.putOp(newTestBlock(), 1)})
+		done <- outcome{rs, err}
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil || o.rs[0].Status != blobstore.StatusCreated {
+			t.Errorf("Apply after a panicked commit: %v %v", o.rs, o.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Apply after a panicked commit hangs")
+	}
+}
+
+// sealing seals after every other Apply, so that the suite meets blocks
+// sealed and unsealed, and blocks changed after a seal.
+type sealing struct {
+	*Store
+	n atomic.Int64
+}
+
+func (s *sealing) Apply(ctx context.Context, ops []blobstore.Op) ([]blobstore.Result, error) {
+	rs, err := s.Store.Apply(ctx, ops)
+	if err == nil && s.n.Add(1)%2 == 0 {
+		if _, err := s.Store.Seal(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return rs, err
+}
+
+// TestConformanceSealing runs the suite with seals between Applies.
+func TestConformanceSealing(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Opener {
+		path := filepath.Join(t.TempDir(), "blocks.db")
+		return func(t *testing.T, p blobstore.Params) (blobstore.Store, error) {
+			s, err := Open(path, p)
+			if err != nil {
+				return nil, err
+			}
+			return &sealing{Store: s}, nil
+		}
+	})
+}

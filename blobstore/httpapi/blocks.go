@@ -1,0 +1,367 @@
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/blindstore/blindstore/blobstore"
+)
+
+// Media types of request bodies.
+const (
+	mediaBlock = "application/octet-stream"
+	mediaJSON  = "application/json"
+	mediaBatch = "application/vnd.blindstore.batch"
+)
+
+// headerProof carries a write proof, base64url without padding.
+const headerProof = "Blind-Proof"
+
+// getBlock serves GET and HEAD. A HEAD, or a GET with If-None-Match,
+// asks the store for the ETag first, so a 304 never reads the data.
+func (a *api) getBlock(x *exchange) {
+	ctx := x.r.Context()
+	id, err := blobstore.ParseID(x.ps.ByName("id"))
+	if err != nil {
+		x.fail(a, err)
+		return
+	}
+	inm, err := parseIfNoneMatchRead(x.r.Header.Values("If-None-Match"))
+	if err != nil {
+		x.fail(a, err)
+		return
+	}
+	head := x.r.Method == http.MethodHead
+	if inm != nil || head {
+		etag, err := a.svc.Head(ctx, id)
+		if err != nil {
+			a.readFailed(x, err)
+			return
+		}
+		if inm.matches(etag) {
+			notModified(x.w, etag)
+			return
+		}
+		if head {
+			blockHeaders(x.w, etag, a.svc.BlockSize())
+			x.w.WriteHeader(http.StatusOK)
+			return
+		}
+	}
+	bufp := a.blocks.Get().(*[]byte)
+	defer a.blocks.Put(bufp)
+	data, etag, err := a.svc.Get(ctx, id, (*bufp)[:0])
+	if err != nil {
+		a.readFailed(x, err)
+		return
+	}
+	// The block may have changed since the Head above; answer for the
+	// version actually read.
+	if inm.matches(etag) {
+		notModified(x.w, etag)
+		return
+	}
+	blockHeaders(x.w, etag, len(data))
+	x.w.WriteHeader(http.StatusOK)
+	_, _ = x.w.Write(data)
+}
+
+func (a *api) readFailed(x *exchange, err error) {
+	switch blobstore.KindOf(err) {
+	case blobstore.KindNotFound:
+		x.failed++
+	case blobstore.KindInternal:
+		// As the service does for writes: the cause goes to the log, the
+		// client learns only that the store cannot answer now.
+		err = blobstore.Wrap(blobstore.KindUnavailable, blobstore.CodeUnavailable, "store unavailable, retry later", err)
+	}
+	x.fail(a, err)
+}
+
+func blockHeaders(w http.ResponseWriter, etag blobstore.ETag, n int) {
+	h := w.Header()
+	h.Set("Content-Type", mediaBlock)
+	h.Set("Content-Length", strconv.Itoa(n))
+	h.Set("ETag", etag.String())
+	// Ciphertext by ID is useless to a shared cache and would tell its
+	// operator which blocks are read; the client keeps ETags itself.
+	h.Set("Cache-Control", "no-store")
+}
+
+func notModified(w http.ResponseWriter, etag blobstore.ETag) {
+	h := w.Header()
+	h.Set("ETag", etag.String())
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNotModified)
+}
+
+// parseWrite reads what every single-block write carries: the block ID,
+// the write proof, and the preconditions (create-only allowed on PUT only).
+func parseWrite(x *exchange, put bool) (blobstore.ID, blobstore.WriteProof, blobstore.Cond, error) {
+	id, err := blobstore.ParseID(x.ps.ByName("id"))
+	if err != nil {
+		return id, blobstore.WriteProof{}, blobstore.Cond{}, err
+	}
+	proof, err := blobstore.ParseProof(x.r.Header.Get(headerProof))
+	if err != nil {
+		return id, blobstore.WriteProof{}, blobstore.Cond{}, err
+	}
+	cond, err := parseWriteCond(x.r.Header, put)
+	return id, blobstore.WriteProof(proof), cond, err
+}
+
+// putBlock creates or overwrites one block. Everything that can be
+// checked without the body is checked first; then the body is read whole
+// into a pooled buffer and only a body of exactly block_size bytes goes
+// to the service, so a short, long, slow or broken body writes nothing.
+func (a *api) putBlock(x *exchange) {
+	id, proof, cond, err := parseWrite(x, true)
+	if err != nil {
+		x.fail(a, err)
+		return
+	}
+	if err := checkMediaType(x.r, mediaBlock, true); err != nil {
+		x.fail(a, err)
+		return
+	}
+	bs := a.svc.BlockSize()
+	if err := checkLength(x.r.ContentLength, int64(bs)); err != nil {
+		x.fail(a, err)
+		return
+	}
+	// Paying (tokens.go): a put without If-Match may create a block.
+	creates := 0
+	if cond.IfMatch == nil {
+		creates = 1
+	}
+	pay, ok := a.tokenFrom(x)
+	if !ok || !a.needToken(x, pay, creates > 0) {
+		return
+	}
+	bufp := a.blocks.Get().(*[]byte)
+	data, err := readBlock(x.r.Body, *bufp, bs, x.r.ContentLength)
+	if err != nil {
+		a.blocks.Put(bufp)
+		x.fail(a, err)
+		return
+	}
+	if !a.pay(x, pay, 1, creates) {
+		a.blocks.Put(bufp)
+		return
+	}
+	res, err := a.svc.Put(x.r.Context(), blobstore.PutItem{ID: id, Proof: proof, Data: data, Cond: cond, KeepBucket: a.keepBucket(pay)})
+	if settled(err) {
+		a.blocks.Put(bufp)
+	}
+	if err != nil {
+		if blobstore.KindOf(err) == blobstore.KindForbidden {
+			x.failed++
+		}
+		if blobstore.KindOf(err) == blobstore.KindPrecondition && res.ETag != (blobstore.ETag{}) {
+			// Only the proof's holder gets this far, and the current
+			// ETag lets it re-read and retry its compare-and-swap.
+			x.w.Header().Set("ETag", res.ETag.String())
+		}
+		x.fail(a, err)
+		return
+	}
+	x.w.Header().Set("ETag", res.ETag.String())
+	x.w.Header().Set("Cache-Control", "no-store")
+	if res.Status == blobstore.StatusCreated {
+		x.w.WriteHeader(http.StatusCreated)
+	} else {
+		x.w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// settled reports whether the service is done with a request's data: it
+// returned a decided outcome. After a cancelled or failed commit a write
+// pool may still hold the op, so its buffer must not be reused.
+func settled(err error) bool {
+	if err == nil {
+		return true
+	}
+	switch blobstore.KindOf(err) {
+	case blobstore.KindInvalid, blobstore.KindForbidden, blobstore.KindPrecondition, blobstore.KindNotFound:
+		return true
+	}
+	return false
+}
+
+// readBlock reads exactly size bytes of body into buf (len size+1).
+// declared is the request's Content-Length (-1 when chunked), already
+// checked to be size or unknown.
+func readBlock(body io.Reader, buf []byte, size int, declared int64) ([]byte, error) {
+	n, err := io.ReadFull(body, buf[:size+1])
+	switch {
+	case err == nil:
+		return nil, blobstore.E(blobstore.KindTooLarge, blobstore.CodeBodyTooLarge, "block data must be exactly "+strconv.Itoa(size)+" bytes")
+	case n == size && errors.Is(err, io.ErrUnexpectedEOF):
+		return buf[:size], nil
+	case declared < 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):
+		return nil, badSize(size, n)
+	}
+	// A body cut short of its declared length, a timeout, or a broken
+	// connection.
+	return nil, bodyError(err)
+}
+
+func badSize(size, n int) error {
+	return invalid(blobstore.CodeBadSize, "block data must be exactly "+strconv.Itoa(size)+" bytes, got "+strconv.Itoa(n))
+}
+
+// checkLength refuses a declared Content-Length other than size before
+// reading anything.
+func checkLength(cl, size int64) error {
+	switch {
+	case cl > size:
+		return blobstore.E(blobstore.KindTooLarge, blobstore.CodeBodyTooLarge, "block data must be exactly "+strconv.FormatInt(size, 10)+" bytes")
+	case cl >= 0 && cl < size:
+		return invalid(blobstore.CodeBadSize, "block data must be exactly "+strconv.FormatInt(size, 10)+" bytes, got "+strconv.FormatInt(cl, 10))
+	}
+	return nil
+}
+
+// checkMediaType accepts a Content-Type of want (parameters ignored),
+// or none at all when allowMissing.
+func checkMediaType(r *http.Request, want string, allowMissing bool) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" && allowMissing {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != want {
+		return blobstore.E(blobstore.KindMediaType, blobstore.CodeUnsupportedMedia, "Content-Type must be "+want)
+	}
+	return nil
+}
+
+func (a *api) deleteBlock(x *exchange) {
+	id, proof, cond, err := parseWrite(x, false)
+	if err != nil {
+		x.fail(a, err)
+		return
+	}
+	res, err := a.svc.Delete(x.r.Context(), id, proof, cond)
+	if err != nil {
+		switch blobstore.KindOf(err) {
+		case blobstore.KindForbidden, blobstore.KindNotFound:
+			x.failed++
+		case blobstore.KindPrecondition:
+			if res.ETag != (blobstore.ETag{}) {
+				x.w.Header().Set("ETag", res.ETag.String())
+			}
+		}
+		x.fail(a, err)
+		return
+	}
+	x.w.Header().Set("Cache-Control", "no-store")
+	x.w.WriteHeader(http.StatusNoContent)
+}
+
+// parseWriteCond reads the preconditions of a PUT (create) or DELETE.
+//
+// If-Match carries exactly one strong ETag this server issued: the
+// compare-and-swap of DESIGN.md §7. "If-Match: *" (the block must exist)
+// is refused with 400 bad_etag rather than ignored or emulated: the
+// store's conditions cannot express it atomically, and a check before
+// the write would race. If-None-Match is accepted on PUT only, as "*".
+func parseWriteCond(h http.Header, put bool) (blobstore.Cond, error) {
+	var c blobstore.Cond
+	if vs := h.Values("If-None-Match"); len(vs) > 0 {
+		if !put {
+			return c, invalid(blobstore.CodeBadRequest, "If-None-Match is not supported on DELETE")
+		}
+		if len(vs) != 1 || strings.TrimSpace(vs[0]) != "*" {
+			return c, invalid(blobstore.CodeBadETag, "on PUT, If-None-Match must be * (create only)")
+		}
+		c.IfNoneMatchAny = true
+	}
+	if vs := h.Values("If-Match"); len(vs) > 0 {
+		v := strings.TrimSpace(vs[0])
+		if len(vs) != 1 || strings.Contains(v, ",") {
+			return c, invalid(blobstore.CodeBadETag, "If-Match must carry a single entity tag")
+		}
+		if v == "*" {
+			return c, invalid(blobstore.CodeBadETag, "If-Match: * is not supported; send the block's ETag")
+		}
+		e, err := blobstore.ParseETag(v)
+		if err != nil {
+			return c, err
+		}
+		c.IfMatch = &e
+	}
+	return c, nil
+}
+
+// noneMatch is a parsed If-None-Match of a read: nil when absent.
+type noneMatch struct {
+	any  bool
+	tags []string // opaque tags, quotes included, W/ removed
+}
+
+// matches applies RFC 9110's weak comparison, which If-None-Match uses.
+func (n *noneMatch) matches(e blobstore.ETag) bool {
+	if n == nil {
+		return false
+	}
+	if n.any {
+		return true
+	}
+	s := e.String()
+	for _, t := range n.tags {
+		if t == s {
+			return true
+		}
+	}
+	return false
+}
+
+// parseIfNoneMatchRead parses "*" or a list of entity tags (RFC 9110
+// §8.8.3). A tag this server never issued is valid and simply never
+// matches; a header that is not entity-tag syntax is refused.
+func parseIfNoneMatchRead(vs []string) (*noneMatch, error) {
+	if len(vs) == 0 {
+		return nil, nil
+	}
+	n := &noneMatch{}
+	for _, v := range vs {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimSpace(t)
+			switch {
+			case t == "":
+				continue
+			case t == "*":
+				n.any = true
+				continue
+			}
+			t = strings.TrimPrefix(t, "W/")
+			if !validOpaqueTag(t) {
+				return nil, invalid(blobstore.CodeBadETag, "If-None-Match must be * or a list of quoted entity tags")
+			}
+			n.tags = append(n.tags, t)
+		}
+	}
+	if !n.any && len(n.tags) == 0 {
+		return nil, invalid(blobstore.CodeBadETag, "If-None-Match is empty")
+	}
+	return n, nil
+}
+
+// validOpaqueTag checks RFC 9110's opaque-tag: DQUOTE *etagc DQUOTE.
+func validOpaqueTag(t string) bool {
+	if len(t) < 2 || t[0] != '"' || t[len(t)-1] != '"' {
+		return false
+	}
+	for i := 1; i < len(t)-1; i++ {
+		c := t[i]
+		if c < 0x21 || c == '"' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

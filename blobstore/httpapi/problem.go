@@ -1,0 +1,129 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/blindstore/blindstore/blobstore"
+)
+
+// problemType is the RFC 9457 "type" of every problem this API answers.
+// "about:blank" says the status code is the whole meaning and the title is
+// its reason phrase; the stable, machine-readable distinction is the
+// `code` member, so no problem-type URL has to be hosted and kept alive.
+const problemType = "about:blank"
+
+// unavailableRetry is the Retry-After sent with 503: long enough for a
+// restarting database, short enough that a client does not give up.
+const unavailableRetry = 5 * time.Second
+
+// problem is an RFC 9457 problem details object with the stable `code`
+// extension member. Detail is written for the client; it never holds a
+// block ID, proof or ETag the server did not receive from that client.
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+	Code   string `json:"code"`
+}
+
+// writeProblem answers status with a problem+json body.
+func writeProblem(w http.ResponseWriter, r *http.Request, status int, code, detail string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	body, err := json.Marshal(problem{Type: problemType, Title: http.StatusText(status), Status: status, Detail: detail, Code: code})
+	if err != nil {
+		// Marshalling four strings and an int cannot fail; if it ever
+		// does, an empty body still carries the status.
+		body = nil
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+// retryAfter formats a duration as Retry-After seconds, at least 1: a
+// client told "0" would retry at once and be refused again.
+func retryAfter(d time.Duration) string {
+	s := int64((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return strconv.FormatInt(s, 10)
+}
+
+// fail answers err as a problem. Client errors are not logged (the access
+// line is enough, and their details may echo what the client sent); server
+// errors are logged with their cause only, never with request data.
+func (a *api) fail(w http.ResponseWriter, r *http.Request, route string, err error) {
+	kind := blobstore.KindOf(err)
+	status := kind.HTTPStatus()
+	var be *blobstore.Error
+	hasBE := errors.As(err, &be)
+	code, detail := blobstore.CodeInternal, "internal error"
+	if hasBE {
+		code, detail = be.Code, be.Msg
+		// A wrapping prefix such as "block 3 of the batch: " helps the
+		// client find its mistake; a hidden cause (be.Err) must not reach
+		// it, so the full message is used only when there is none.
+		if be.Err == nil && status < 500 {
+			detail = err.Error()
+		}
+	}
+	switch {
+	case r.Context().Err() != nil && status >= 500:
+		// The client went away and its context cancelled the store call:
+		// nothing failed on our side, and nobody reads this answer.
+		a.log.LogAttrs(r.Context(), slog.LevelDebug, "request abandoned by client", slog.String("route", route))
+		status, code, detail = http.StatusServiceUnavailable, blobstore.CodeUnavailable, "request abandoned"
+	case kind == blobstore.KindUnavailable:
+		a.log.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelWarn, "service unavailable",
+			slog.String("method", r.Method), slog.String("route", route), slog.String("err", causeOf(err)))
+	case kind == blobstore.KindInternal:
+		a.log.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelError, "internal error",
+			slog.String("method", r.Method), slog.String("route", route), slog.String("err", causeOf(err)))
+		code, detail = blobstore.CodeInternal, "internal error"
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfter(unavailableRetry))
+	}
+	writeProblem(w, r, status, code, detail)
+}
+
+// causeOf returns what a server log may keep of err: its whole message.
+// The service wraps store failures without request data, and stores
+// promise causes that never contain ids, proofs or ETags; this package
+// never wraps request data into an error it passes here.
+func causeOf(err error) string { return err.Error() }
+
+// invalid builds a 400 error with a code.
+func invalid(code, msg string) error { return blobstore.E(blobstore.KindInvalid, code, msg) }
+
+// bodyError turns a failure to read a request body into the error the
+// client is answered with. None of these is logged: they are the client's
+// doing, and a network error names the client's address.
+func bodyError(err error) error {
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		return blobstore.E(blobstore.KindTooLarge, blobstore.CodeBodyTooLarge, "request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
+	case errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		return blobstore.E(blobstore.KindTimeout, blobstore.CodeTimeout, "request body was not received in time")
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return invalid(blobstore.CodeBadRequest, "request body ended before its declared length")
+	}
+	return invalid(blobstore.CodeBadRequest, "request body could not be read")
+}

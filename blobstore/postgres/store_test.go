@@ -1,0 +1,371 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/jackc/pgx/v5"
+)
+
+// rowVersion is the physical identity of a block's sealed row: the
+// transaction that wrote it and where it lies. Unchanged means not
+// rewritten.
+func rowVersion(t *testing.T, conn *pgx.Conn, id blobstore.ID) string {
+	t.Helper()
+	var v string
+	if err := conn.QueryRow(context.Background(), "SELECT xmin::text || ' ' || ctid::text FROM blocks WHERE id = $1", uuidOf(id)).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func count(t *testing.T, conn *pgx.Conn, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := conn.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRenewalLeavesBlockRowAlone checks the point of keeping leases apart:
+// a renewal writes a hot lease row, and the seal moves the sealed lease
+// between partitions and leaves the sealed block row, and so its data,
+// as it was.
+func TestRenewalLeavesBlockRowAlone(t *testing.T) {
+	url := pgtest.URL(t)
+	s := openTest(t, url, blobstore.Params{BlockSize: 65536, Fingerprint: testParams().Fingerprint})
+	conn := connect(t, url)
+	b1, b2 := randBucket(t), randBucket(t)
+	a := newOwned(t, 65536)
+	mustApply(t, s, a.put(b1))
+	mustSeal(t, s)
+	before := rowVersion(t, conn, a.id)
+
+	rs := mustApply(t, s, a.renew(b2))
+	if rs[0].Status != blobstore.StatusRenewed {
+		t.Fatalf("renew: %s, want renewed", rs[0].Status)
+	}
+	if n := count(t, conn, "SELECT count(*) FROM blocks_hot_a") + count(t, conn, "SELECT count(*) FROM blocks_hot_b"); n != 0 {
+		t.Errorf("a renewal wrote %d hot block rows, want none", n)
+	}
+	if rep := mustSeal(t, s); rep.Blocks != 0 || rep.Leases != 1 || rep.Bytes != 0 {
+		t.Errorf("sealing a renewal: %+v, want one lease and no block rewritten", rep)
+	}
+	if after := rowVersion(t, conn, a.id); after != before {
+		t.Errorf("renewal and seal rewrote the block's row (%s became %s)", before, after)
+	}
+	inB1 := count(t, conn, "SELECT count(*) FROM "+partitionName(b1))
+	inB2 := count(t, conn, "SELECT count(*) FROM "+partitionName(b2))
+	if inB1 != 0 || inB2 != 1 {
+		t.Errorf("after renewal and seal the old bucket's partition holds %d leases and the new one %d, want 0 and 1", inB1, inB2)
+	}
+
+	// An overwrite does rewrite the row, which is what changed.
+	a.data = randBlock(t, 65536)
+	mustApply(t, s, a.put(b2))
+	mustSeal(t, s)
+	if after := rowVersion(t, conn, a.id); after == before {
+		t.Error("an overwrite and seal left the row as it was")
+	}
+	checkInvariants(t, conn)
+	checkSealed(t, conn)
+}
+
+// checkInvariants verifies what the layers promise at any time: a sealed
+// lease has a sealed block, no block has two sealed leases, a hot block
+// row comes with a live hot lease row on its side, and every block whose
+// newest lease is live has a block row in some layer.
+func checkInvariants(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	for _, c := range []struct{ what, sql string }{
+		{"sealed leases without a sealed block", "SELECT count(*) FROM leases l WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.id = l.id)"},
+		{"blocks with several sealed leases", "SELECT count(*) FROM (SELECT id FROM leases GROUP BY id HAVING count(*) > 1) x"},
+		{"hot block rows without a live hot lease on side a", "SELECT count(*) FROM blocks_hot_a b WHERE NOT EXISTS (SELECT 1 FROM leases_hot_a l WHERE l.id = b.id AND l.bucket IS NOT NULL)"},
+		{"hot block rows without a live hot lease on side b", "SELECT count(*) FROM blocks_hot_b b WHERE NOT EXISTS (SELECT 1 FROM leases_hot_b l WHERE l.id = b.id AND l.bucket IS NOT NULL)"},
+		{"live blocks without data", `SELECT count(*) FROM (
+			SELECT id FROM leases_hot_a WHERE bucket IS NOT NULL UNION SELECT id FROM leases_hot_b WHERE bucket IS NOT NULL) h
+			WHERE NOT EXISTS (SELECT 1 FROM blocks_hot_a x WHERE x.id = h.id)
+			  AND NOT EXISTS (SELECT 1 FROM blocks_hot_b x WHERE x.id = h.id)
+			  AND NOT EXISTS (SELECT 1 FROM blocks x WHERE x.id = h.id)`},
+	} {
+		if n := count(t, conn, c.sql); n != 0 {
+			t.Errorf("%d %s", n, c.what)
+		}
+	}
+}
+
+// checkSealed verifies the state after a seal with no writer about: both
+// hot sides empty, and sealed blocks and leases one to one.
+func checkSealed(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	for _, c := range []struct{ what, sql string }{
+		{"hot rows left", "SELECT (SELECT count(*) FROM leases_hot_a) + (SELECT count(*) FROM leases_hot_b) + (SELECT count(*) FROM blocks_hot_a) + (SELECT count(*) FROM blocks_hot_b)"},
+		{"sealed blocks without a lease", "SELECT count(*) FROM blocks b WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.id = b.id)"},
+	} {
+		if n := count(t, conn, c.sql); n != 0 {
+			t.Errorf("after a seal: %d %s", n, c.what)
+		}
+	}
+	checkInvariants(t, conn)
+}
+
+// TestPurgeRacingRenewals purges an expired bucket while its owners renew
+// half of its blocks. Each renewal that succeeds must keep its block; the
+// others are gone; and the store stays consistent either way.
+func TestPurgeRacingRenewals(t *testing.T) {
+	t.Run("sealed", func(t *testing.T) { testPurgeRacingRenewals(t, true) })
+	t.Run("hot", func(t *testing.T) { testPurgeRacingRenewals(t, false) })
+}
+
+func testPurgeRacingRenewals(t *testing.T, sealFirst bool) {
+	url := pgtest.URL(t)
+	s := openTest(t, url, testParams())
+	conn := connect(t, url)
+	old, cur := randBucket(t), randBucket(t)
+	s.purgeChunk = 100 // many purge transactions, for renewals to fall between
+	const n = 3000
+	blocks := make([]owned, n)
+	for i := 0; i < n; i += 500 {
+		var ops []blobstore.Op
+		for j := i; j < i+500; j++ {
+			blocks[j] = newOwned(t, testBlockSize)
+			ops = append(ops, blocks[j].put(old))
+		}
+		mustApply(t, s, ops...)
+	}
+	if sealFirst {
+		mustSeal(t, s)
+	}
+
+	live := bucketer.LiveSet{Buckets: []bucketer.Bucket{cur}}
+	results := make([]blobstore.Status, n)
+	var wg sync.WaitGroup
+	var purged int64
+	var purgeErr error
+	var batches atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// Let the renewers get going first, so the purge meets them.
+		for batches.Load() < 8 {
+			time.Sleep(time.Millisecond)
+		}
+		purged, purgeErr = s.Purge(context.Background(), live, false)
+	}()
+	const renewers = 4
+	for r := 0; r < renewers; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Renewer r renews every other block of its share, in small
+			// batches, walking in the opposite order to the purge for half
+			// the renewers.
+			for i := 0; i < n; i += 16 {
+				k := i
+				if r%2 == 1 {
+					k = n - 16 - i
+				}
+				var ops []blobstore.Op
+				var idx []int
+				for j := max(k, 0); j < min(k+16, n); j++ {
+					if j%2 == 0 && (j/2)%renewers == r {
+						ops = append(ops, blocks[j].renew(cur))
+						idx = append(idx, j)
+					}
+				}
+				if len(ops) == 0 {
+					continue
+				}
+				rs, err := s.Apply(context.Background(), ops)
+				batches.Add(1)
+				if err != nil {
+					t.Errorf("renew during purge: %v", err)
+					return
+				}
+				for m, j := range idx {
+					results[j] = rs[m].Status
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if purgeErr != nil {
+		t.Fatalf("Purge: %v", purgeErr)
+	}
+
+	var renewed, notFound int64
+	for j := range blocks {
+		_, err := s.Stat(context.Background(), blocks[j].id)
+		switch results[j] {
+		case blobstore.StatusRenewed:
+			renewed++
+			if err != nil {
+				t.Fatalf("a block renewed during the purge is gone: %v", err)
+			}
+		case blobstore.StatusNotFound:
+			notFound++
+			if !blobstore.IsNotFound(err) {
+				t.Fatalf("a renewal found no block but the block is there (%v)", err)
+			}
+		case 0: // not renewed: expired, must be gone
+			if !blobstore.IsNotFound(err) {
+				t.Fatalf("an expired block that nobody renewed survived the purge (%v)", err)
+			}
+		default:
+			t.Fatalf("renewal during purge: %s", results[j])
+		}
+	}
+	if renewed+purged != n {
+		t.Errorf("purge deleted %d blocks and %d were renewed, want %d in all", purged, renewed, n)
+	}
+	t.Logf("%d renewed in time, %d found purged, %d purged", renewed, notFound, purged)
+	checkInvariants(t, conn)
+	st, err := s.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks != renewed || st.Buckets[cur] != renewed {
+		t.Errorf("Stats: %d blocks, %d in the live bucket; want %d renewed ones only", st.Blocks, st.Buckets[cur], renewed)
+	}
+	if parts := count(t, conn, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'leases'::regclass"); parts != 0 {
+		t.Errorf("after the purge leases has %d partitions, want none (renewals are not sealed yet)", parts)
+	}
+	mustSeal(t, s)
+	checkSealed(t, conn)
+	if parts := count(t, conn, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'leases'::regclass"); parts != 1 {
+		t.Errorf("after the purge and a seal leases has %d partitions, want only the live one", parts)
+	}
+	for j := range blocks {
+		_, err := s.Stat(context.Background(), blocks[j].id)
+		if (results[j] == blobstore.StatusRenewed) != (err == nil) {
+			t.Fatalf("after the seal, block %d (renewal: %v) reads %v", j, results[j], err)
+		}
+	}
+}
+
+// TestPartitionDroppedByAnotherInstance seals through one instance into a
+// bucket whose partition another instance's purge dropped: the seal
+// recreates it instead of failing.
+func TestPartitionDroppedByAnotherInstance(t *testing.T) {
+	url := pgtest.URL(t)
+	p := testParams()
+	writer, purger := openTest(t, url, p), openTest(t, url, p)
+	b := randBucket(t)
+	x, y := newOwned(t, testBlockSize), newOwned(t, testBlockSize)
+	mustApply(t, writer, x.put(b))
+	mustSeal(t, writer)
+	n, err := purger.Purge(context.Background(), bucketer.LiveSet{}, false)
+	if err != nil || n != 1 {
+		t.Fatalf("Purge: %d, %v; want 1 block purged", n, err)
+	}
+	rs := mustApply(t, writer, y.put(b))
+	if rs[0].Status != blobstore.StatusCreated {
+		t.Fatalf("put after the partition was dropped: %s", rs[0].Status)
+	}
+	mustSeal(t, writer)
+	got, _, err := writer.Read(context.Background(), y.id, nil)
+	if err != nil || string(got) != string(y.data) {
+		t.Fatalf("Read after recreating the partition: %v", err)
+	}
+	checkInvariants(t, connect(t, url))
+}
+
+// TestApplyRefusesWrongSize guards the store itself against data of the
+// wrong size, whatever its caller checked.
+func TestApplyRefusesWrongSize(t *testing.T) {
+	s := openTest(t, pgtest.URL(t), testParams())
+	o := newOwned(t, testBlockSize+1)
+	_, err := s.Apply(context.Background(), []blobstore.Op{o.put(randBucket(t))})
+	if blobstore.KindOf(err) != blobstore.KindInvalid {
+		t.Fatalf("Apply of a block of the wrong size: %v, want KindInvalid", err)
+	}
+}
+
+// TestConcurrentMixedOpsOnOneBlock races renewals into alternating
+// buckets, overwrites, reads and seals on one block. Renewals move the lease
+// between partitions, so lockers that waited on it must run again rather
+// than act on the stale lease: every Apply must succeed with an outcome
+// the sequence allows, and the block must end with exactly one lease.
+func TestConcurrentMixedOpsOnOneBlock(t *testing.T) {
+	url := pgtest.URL(t)
+	s := openTest(t, url, testParams())
+	buckets := []bucketer.Bucket{randBucket(t), randBucket(t), randBucket(t)}
+	a := newOwned(t, testBlockSize)
+	mustApply(t, s, a.put(buckets[0]))
+
+	const workers, rounds = 8, 25
+	var wg sync.WaitGroup
+	var renewed, current, replaced atomic.Int64
+	// Seals run throughout, so the block's rows keep moving between the
+	// hot sides and the sealed part under the writers.
+	stopSeal := make(chan struct{})
+	sealDone := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stopSeal:
+				sealDone <- nil
+				return
+			default:
+			}
+			if _, err := s.Seal(context.Background()); err != nil {
+				sealDone <- err
+				return
+			}
+		}
+	}()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				bk := buckets[(w+r)%len(buckets)]
+				op := a.renew(bk)
+				if w%4 == 3 {
+					o := a
+					o.data = randBlock(t, testBlockSize)
+					op = o.put(bk)
+				}
+				rs, err := s.Apply(context.Background(), []blobstore.Op{op})
+				if err != nil {
+					t.Errorf("worker %d round %d: %v", w, r, err)
+					return
+				}
+				switch rs[0].Status {
+				case blobstore.StatusRenewed:
+					renewed.Add(1)
+				case blobstore.StatusCurrent:
+					current.Add(1)
+				case blobstore.StatusReplaced:
+					replaced.Add(1)
+				default:
+					t.Errorf("worker %d round %d: %s", w, r, rs[0].Status)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stopSeal)
+	if err := <-sealDone; err != nil {
+		t.Fatalf("Seal during the race: %v", err)
+	}
+	t.Logf("%d renewed, %d already current, %d replaced", renewed.Load(), current.Load(), replaced.Load())
+	if replaced.Load() != 2*rounds {
+		t.Errorf("%d overwrites succeeded, want %d", replaced.Load(), 2*rounds)
+	}
+	checkInvariants(t, connect(t, url))
+	st, err := s.Stats(context.Background())
+	if err != nil || st.Blocks != 1 {
+		t.Fatalf("Stats after the race: %d blocks (%v), want 1", st.Blocks, err)
+	}
+	mustSeal(t, s)
+	checkSealed(t, connect(t, url))
+}

@@ -1,0 +1,26 @@
+package blobstore
+
+import "time"
+
+// Sealing (DESIGN.md §5) is optional for a Store: a store whose copy
+// would show which blocks were written together keeps what was written
+// since its last seal apart, and a seal rewrites it into the sealed part
+// in a random order. The scheduler finds it by type assertion; these are
+// the figures it and the audit get back. They are counts only and never
+// name a block.
+
+// SealReport says what one seal did.
+type SealReport struct {
+	Blocks   int64         // blocks whose data the seal rewrote into the sealed part
+	Leases   int64         // lease records the seal rewrote (written and renewed blocks)
+	Deleted  int64         // blocks deleted or purged since the last seal whose rows it removed
+	Bytes    int64         // bytes of block data it rewrote
+	Resumed  bool          // it first finished a seal that had been interrupted
+	Duration time.Duration // how long it took
+}
+
+// SealStats says how much awaits the next seal.
+type SealStats struct {
+	Blocks int64 // blocks with a change (write, renewal, delete) not sealed yet
+	Rows   int64 // rows or records the store holds apart for the next seal
+}

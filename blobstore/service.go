@@ -1,0 +1,409 @@
+package blobstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/blindstore/blindstore/bucketer"
+)
+
+// DefaultBlockSize is the block size of a deployment that does not choose.
+const DefaultBlockSize = 65536
+
+// Block sizes a deployment may choose: a power of two so clients can frame
+// plaintext simply, small enough to stay a single database value.
+const (
+	MinBlockSize = 1024
+	MaxBlockSize = 4 << 20
+)
+
+// Limits bound what one request may ask for. All of them are published in
+// /v1/config so clients never have to guess.
+type Limits struct {
+	RenewBatch int // ids in one POST /v1/renew
+	WriteBatch int // blocks in one POST /v1/blocks
+}
+
+// DefaultLimits are the limits of a deployment that does not choose.
+var DefaultLimits = Limits{RenewBatch: 4096, WriteBatch: 64}
+
+// Committer commits batches of ops. The store itself is one (Apply); the
+// write pool is another, which gathers many callers' ops into one shuffled
+// commit.
+type Committer interface {
+	Commit(ctx context.Context, ops []Op) ([]Result, error)
+}
+
+type storeCommitter struct{ s Store }
+
+func (c storeCommitter) Commit(ctx context.Context, ops []Op) ([]Result, error) {
+	return c.s.Apply(ctx, ops)
+}
+
+// Service is the blob store's logic over a Store: validation, proof
+// hashing, bucket stamping and batching rules. The HTTP API and the tools
+// call it; it is safe for concurrent use.
+type Service struct {
+	store     Store
+	bk        *bucketer.Bucketer
+	blockSize int
+	limits    Limits
+	commit    Committer
+	capacity  *capacity // nil: no cap
+}
+
+// ServiceConfig configures a Service.
+type ServiceConfig struct {
+	Store     Store
+	Bucketer  *bucketer.Bucketer
+	BlockSize int
+	Limits    Limits    // zero fields take DefaultLimits
+	Committer Committer // nil commits straight to Store
+	// MaxBlocks caps the number of blocks: writes that could create
+	// blocks beyond it are refused with KindFull (507). 0: no cap.
+	MaxBlocks int64
+}
+
+// NewService validates cfg and returns a Service.
+func NewService(cfg ServiceConfig) (*Service, error) {
+	if cfg.Store == nil || cfg.Bucketer == nil {
+		return nil, fmt.Errorf("blobstore: service needs a store and a bucketer")
+	}
+	if err := ValidateBlockSize(cfg.BlockSize); err != nil {
+		return nil, err
+	}
+	l := cfg.Limits
+	if l.RenewBatch <= 0 {
+		l.RenewBatch = DefaultLimits.RenewBatch
+	}
+	if l.WriteBatch <= 0 {
+		l.WriteBatch = DefaultLimits.WriteBatch
+	}
+	c := cfg.Committer
+	if c == nil {
+		c = storeCommitter{cfg.Store}
+	}
+	svc := &Service{store: cfg.Store, bk: cfg.Bucketer, blockSize: cfg.BlockSize, limits: l, commit: c}
+	if cfg.MaxBlocks < 0 {
+		return nil, fmt.Errorf("blobstore: MaxBlocks must be 0 (no cap) or more, got %d", cfg.MaxBlocks)
+	}
+	if cfg.MaxBlocks > 0 {
+		svc.capacity = &capacity{max: cfg.MaxBlocks}
+	}
+	return svc, nil
+}
+
+// ValidateBlockSize checks a deployment's block size.
+func ValidateBlockSize(n int) error {
+	if n < MinBlockSize || n > MaxBlockSize || n&(n-1) != 0 {
+		return fmt.Errorf("blobstore: block size must be a power of two between %d and %d, got %d", MinBlockSize, MaxBlockSize, n)
+	}
+	return nil
+}
+
+// BlockSize is the deployment's block size.
+func (s *Service) BlockSize() int { return s.blockSize }
+
+// Limits returns the request limits.
+func (s *Service) Limits() Limits { return s.limits }
+
+// Bucketer returns the service's bucketer.
+func (s *Service) Bucketer() *bucketer.Bucketer { return s.bk }
+
+// Store returns the underlying store.
+func (s *Service) Store() Store { return s.store }
+
+func (s *Service) checkSize(data []byte) error {
+	if len(data) != s.blockSize {
+		return E(KindInvalid, CodeBadSize, fmt.Sprintf("block data must be exactly %d bytes, got %d", s.blockSize, len(data)))
+	}
+	return nil
+}
+
+// PutItem is one block of a batch write.
+type PutItem struct {
+	ID    ID
+	Proof WriteProof
+	Data  []byte
+	Cond  Cond
+	// KeepBucket overwrites without renewing: the block keeps its
+	// bucket. It needs Cond.IfMatch, so that it can never create a
+	// block. A quota charges nothing for such writes (DESIGN.md §11).
+	KeepBucket bool
+}
+
+func (s *Service) putOp(it PutItem, bucket bucketer.Bucket) (Op, error) {
+	if err := it.ID.Validate(); err != nil {
+		return Op{}, err
+	}
+	if err := s.checkSize(it.Data); err != nil {
+		return Op{}, err
+	}
+	if it.KeepBucket {
+		if it.Cond.IfMatch == nil {
+			return Op{}, E(KindInvalid, CodeBadRequest, "an overwrite that keeps the bucket needs If-Match")
+		}
+		bucket = bucketer.Bucket{}
+	}
+	return Op{Kind: OpPut, ID: it.ID, ProofHash: it.Proof.Hash(), Data: it.Data, ETag: ETagOf(it.Data), Bucket: bucket, Cond: it.Cond}, nil
+}
+
+// MayCreate reports whether a put can create a block: one without
+// If-Match. Those are what quotas and the capacity cap count.
+func (it PutItem) MayCreate() bool { return it.Cond.IfMatch == nil }
+
+// Put creates or overwrites one block. The result's Status tells which;
+// a failed proof or precondition is returned as an error of its kind with
+// the result alongside (its ETag is the block's current one).
+func (s *Service) Put(ctx context.Context, it PutItem) (Result, error) {
+	op, err := s.putOp(it, s.bk.CurrentBucket())
+	if err != nil {
+		return Result{}, err
+	}
+	n := 0
+	if it.MayCreate() {
+		n = 1
+	}
+	release, err := s.reserve(ctx, n)
+	if err != nil {
+		return Result{}, err
+	}
+	rs, err := s.commitAll(ctx, []Op{op})
+	release(rs)
+	if err != nil {
+		return Result{}, err
+	}
+	return rs[0], rs[0].Status.Err()
+}
+
+// PutBatch writes up to Limits.WriteBatch blocks in one commit. A block
+// that fails validation fails the whole request, so nothing is written
+// half-understood; proof and precondition failures are per block.
+func (s *Service) PutBatch(ctx context.Context, items []PutItem) ([]Result, error) {
+	if len(items) == 0 {
+		return nil, E(KindInvalid, CodeBadRequest, "batch is empty")
+	}
+	if len(items) > s.limits.WriteBatch {
+		return nil, E(KindInvalid, CodeBatchTooLarge, fmt.Sprintf("batch holds %d blocks, the limit is %d", len(items), s.limits.WriteBatch))
+	}
+	bucket := s.bk.CurrentBucket()
+	ops := make([]Op, len(items))
+	n := 0
+	for i, it := range items {
+		op, err := s.putOp(it, bucket)
+		if err != nil {
+			return nil, fmt.Errorf("block %d of the batch: %w", i, err)
+		}
+		ops[i] = op
+		if it.MayCreate() {
+			n++
+		}
+	}
+	release, err := s.reserve(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := s.commitAll(ctx, ops)
+	release(rs)
+	return rs, err
+}
+
+// Delete removes one block.
+func (s *Service) Delete(ctx context.Context, id ID, w WriteProof, c Cond) (Result, error) {
+	if err := id.Validate(); err != nil {
+		return Result{}, err
+	}
+	r, err := s.one(ctx, Op{Kind: OpDelete, ID: id, ProofHash: w.Hash(), Cond: c})
+	if err == nil && r.Status == StatusDeleted && s.capacity != nil {
+		s.capacity.count.Add(-1)
+	}
+	return r, err
+}
+
+// RenewItem is one block of a renew request.
+type RenewItem struct {
+	ID    ID
+	Proof RenewProof
+}
+
+// Renew stamps up to Limits.RenewBatch blocks with the current bucket.
+// Results are per block: renewed, already current, not found or forbidden.
+func (s *Service) Renew(ctx context.Context, items []RenewItem) ([]Result, error) {
+	if len(items) == 0 {
+		return nil, E(KindInvalid, CodeBadRequest, "renew request names no blocks")
+	}
+	if len(items) > s.limits.RenewBatch {
+		return nil, E(KindInvalid, CodeBatchTooLarge, fmt.Sprintf("renew request names %d blocks, the limit is %d", len(items), s.limits.RenewBatch))
+	}
+	bucket := s.bk.CurrentBucket()
+	ops := make([]Op, len(items))
+	for i, it := range items {
+		if err := it.ID.Validate(); err != nil {
+			return nil, fmt.Errorf("block %d of the request: %w", i, err)
+		}
+		ops[i] = Op{Kind: OpRenew, ID: it.ID, ProofHash: it.Proof.Hash(), Bucket: bucket}
+	}
+	return s.commitAll(ctx, ops)
+}
+
+// Get reads a block, appending its data to dst[:0].
+func (s *Service) Get(ctx context.Context, id ID, dst []byte) ([]byte, ETag, error) {
+	if err := id.Validate(); err != nil {
+		return nil, ETag{}, err
+	}
+	return s.store.Read(ctx, id, dst)
+}
+
+// Head returns a block's ETag.
+func (s *Service) Head(ctx context.Context, id ID) (ETag, error) {
+	if err := id.Validate(); err != nil {
+		return ETag{}, err
+	}
+	return s.store.Stat(ctx, id)
+}
+
+// Purge deletes every block whose bucket has left the live set. Guards
+// against a wrong key or a jumping clock live in the scheduler, which is
+// the only caller that runs unattended.
+func (s *Service) Purge(ctx context.Context, dryRun bool) (int64, error) {
+	n, err := s.store.Purge(ctx, s.bk.Live(), dryRun)
+	if s.capacity != nil && !dryRun {
+		// Count again rather than subtract: another instance may have
+		// purged or written too.
+		s.capacity.stale()
+	}
+	return n, err
+}
+
+func (s *Service) one(ctx context.Context, op Op) (Result, error) {
+	rs, err := s.commitAll(ctx, []Op{op})
+	if err != nil {
+		return Result{}, err
+	}
+	return rs[0], rs[0].Status.Err()
+}
+
+func (s *Service) commitAll(ctx context.Context, ops []Op) ([]Result, error) {
+	rs, err := s.commit.Commit(ctx, ops)
+	if err != nil {
+		if KindOf(err) == KindInternal {
+			// The cause stays in the wrapped error for the server's log;
+			// the client learns only that the store is unavailable.
+			return nil, Wrap(KindUnavailable, CodeUnavailable, "store unavailable, retry later", err)
+		}
+		return nil, err
+	}
+	if len(rs) != len(ops) {
+		return nil, fmt.Errorf("blobstore: committer returned %d results for %d ops", len(rs), len(ops))
+	}
+	return rs, nil
+}
+
+// Capacity cap. The count of blocks is read from the store's Stats at
+// the first write, and again every capacityRecount (other instances
+// write to the same store, and purges delete); in between, this
+// instance adds what it creates and subtracts what it deletes. A write
+// reserves room for every block it may create before its commit, so
+// concurrent writes cannot overshoot the cap together; the reservation
+// is settled against what the commit actually created.
+
+// capacityRecount bounds how stale the count may grow.
+const capacityRecount = time.Minute
+
+type capacity struct {
+	max   int64
+	count atomic.Int64
+
+	mu      sync.Mutex
+	counted time.Time // zero: count afresh before the next write
+}
+
+func (c *capacity) stale() {
+	c.mu.Lock()
+	c.counted = time.Time{}
+	c.mu.Unlock()
+}
+
+// recount reads the block count from the store when it is due.
+func (s *Service) recount(ctx context.Context) error {
+	c := s.capacity
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.counted.IsZero() && time.Since(c.counted) < capacityRecount {
+		return nil
+	}
+	st, err := s.store.Stats(ctx)
+	if err != nil {
+		return Wrap(KindUnavailable, CodeUnavailable, "store unavailable, retry later", fmt.Errorf("count blocks for the capacity cap: %w", err))
+	}
+	c.count.Store(st.Blocks)
+	c.counted = time.Now()
+	return nil
+}
+
+// reserve makes room for n new blocks, or refuses with KindFull. The
+// returned function settles the reservation with the commit's results
+// (nil: nothing is known to have been created).
+func (s *Service) reserve(ctx context.Context, n int) (func([]Result), error) {
+	c := s.capacity
+	if c == nil || n == 0 {
+		return func([]Result) {}, nil
+	}
+	if err := s.recount(ctx); err != nil {
+		return nil, err
+	}
+	for {
+		cur := c.count.Load()
+		if cur+int64(n) > c.max {
+			return nil, errFull(c.max)
+		}
+		if c.count.CompareAndSwap(cur, cur+int64(n)) {
+			break
+		}
+	}
+	return func(rs []Result) {
+		created := 0
+		for _, r := range rs {
+			if r.Status == StatusCreated {
+				created++
+			}
+		}
+		c.count.Add(int64(created - n))
+		if rs == nil {
+			// An unknown outcome: the store knows what it holds.
+			c.stale()
+		}
+	}, nil
+}
+
+// HasRoom reports, as an error of KindFull, a store too full for n more
+// blocks. It reserves nothing: a caller that must not act on a write the
+// store will refuse (spending a token for it) asks first.
+func (s *Service) HasRoom(ctx context.Context, n int) error {
+	c := s.capacity
+	if c == nil || n == 0 {
+		return nil
+	}
+	if err := s.recount(ctx); err != nil {
+		return err
+	}
+	if c.count.Load()+int64(n) > c.max {
+		return errFull(c.max)
+	}
+	return nil
+}
+
+func errFull(max int64) error {
+	return E(KindFull, CodeFull, fmt.Sprintf("the store is full (it holds at most %d blocks): delete blocks, or wait for unrenewed ones to expire", max))
+}
+
+// MaxBlocks returns the capacity cap (0: none).
+func (s *Service) MaxBlocks() int64 {
+	if s.capacity == nil {
+		return 0
+	}
+	return s.capacity.max
+}

@@ -1,0 +1,854 @@
+package client
+
+// Accounts, DESIGN.md §7 "Login" and "The index file": signing up,
+// logging in (by password or recovery code), reading the head and the
+// index, and updating the index so that two devices writing at once both
+// land.
+//
+// An index update is:
+//
+//  1. seal the leaves and dirs of the index tree that changed
+//     (indexfile.Tree.Update) into fresh blocks and write them, create-only;
+//  2. write the new head with If-Match: the head's ETag as last read
+//     (compare-and-swap);
+//  3. delete the index blocks the new tree no longer uses, and the data
+//     blocks the new index no longer refers to (indexfile.Unreferenced).
+//
+// A crash at any point leaves a valid head; what was written and is not
+// referenced is never renewed and expires. When the compare-and-swap
+// fails (412), another device got there first: the new index blocks are
+// deleted, the head and index re-read, indexfile.Merge(base, ours,
+// theirs) combines both changes, and the update is tried again, a
+// bounded number of times. A merge that keeps a block of base the other
+// device no longer refers to (our edit reused a chunk of a file it then
+// replaced or removed, so it may have deleted that block) fails instead,
+// with KindConflict: nothing may refer to a block that may be gone.
+//
+// An account whose head is of version 1 (one index blob, the first
+// clients) is upgraded when it is opened: its index is written as a tree
+// and the head swapped to version 2, then the old blob's blocks deleted.
+
+import (
+	"context"
+	cryptorand "crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+
+	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/indexfile"
+)
+
+// maxUpdateAttempts bounds the compare-and-swap loop of an index update.
+const maxUpdateAttempts = 8
+
+// Account is an open account: its secrets, and its head and index as
+// last read from the server. Its methods are safe for concurrent use but
+// run one at a time.
+type Account struct {
+	mu      sync.Mutex
+	remote  *Remote
+	cfg     *ServerConfig
+	user    string
+	root    *Root // secrets only
+	headLoc Locator
+	head    *Head
+	etag    blobstore.ETag // of the head as last read or written
+	index   *indexfile.Index
+	// tree holds index in index blocks; nil while the head is version 1.
+	tree *indexfile.Tree
+	// table is the chunker's, derived from the account key.
+	table *gearTable
+	// seenGen is the highest head generation this account (or its
+	// session) has seen: a head older than it is a rollback.
+	seenGen uint64
+	// renewed is the last period in which this client renewed the roots,
+	// the head and the index blocks.
+	renewed uint64
+}
+
+func newAccount(ctx context.Context, remote *Remote, user string, root *Root) (*Account, error) {
+	cfg, err := remote.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Account{remote: remote, cfg: cfg, user: user, root: root, headLoc: root.HeadLocator(), table: chunkerTable(root.AccountKey)}, nil
+}
+
+// Remote returns the account's server.
+func (a *Account) Remote() *Remote { return a.remote }
+
+// Config returns the server's configuration.
+func (a *Account) Config() *ServerConfig { return a.cfg }
+
+// User returns the user name the account was opened with ("" after a
+// recovery without one).
+func (a *Account) User() string { return a.user }
+
+// ErrAuth is the error of a login that finds no account: the user name
+// or the password is wrong, or the account does not exist (which, by
+// design, cannot be told apart).
+var ErrAuth = &Error{Kind: KindAuth, Msg: "wrong user name or password, or no such account"}
+
+// Signup creates an account: a root at the password's locator, a
+// recovery root at a fresh recovery code's locator, and an empty head,
+// in one batch write. The code is returned to be shown to the user once.
+func Signup(ctx context.Context, remote *Remote, user, password string, device *DeviceKey) (*Account, RecoveryCode, error) {
+	loc, err := PasswordLocator(user, password, device)
+	if err != nil {
+		return nil, RecoveryCode{}, wrap(KindInvalid, "signup", err)
+	}
+	return signup(ctx, remote, user, loc)
+}
+
+func signup(ctx context.Context, remote *Remote, user string, loc Locator) (*Account, RecoveryCode, error) {
+	cfg, err := remote.Config(ctx)
+	if err != nil {
+		return nil, RecoveryCode{}, err
+	}
+	switch _, _, err := remote.Get(ctx, loc.ID, nil); {
+	case err == nil:
+		return nil, RecoveryCode{}, &Error{Kind: KindConflict, Msg: "an account with this user name and password already exists: log in instead"}
+	case KindOf(err) != KindNotFound:
+		return nil, RecoveryCode{}, wrap(KindNetwork, "signup", err)
+	}
+	root, err := NewRoot()
+	if err != nil {
+		return nil, RecoveryCode{}, err
+	}
+	code, err := NewRecoveryCode()
+	if err != nil {
+		return nil, RecoveryCode{}, err
+	}
+	rloc := code.Locator()
+	a, err := newAccount(ctx, remote, user, root)
+	if err != nil {
+		return nil, RecoveryCode{}, err
+	}
+	head := &Head{Generation: 1, Roots: []RootRef{
+		{Kind: RootPassword, ID: loc.ID, Proof: loc.Proof},
+		{Kind: RootRecovery, ID: rloc.ID, Proof: rloc.Proof},
+	}}
+	hdata, err := a.sealHead(head)
+	if err != nil {
+		return nil, RecoveryCode{}, err
+	}
+	pdata, err := SealRoot(loc, root, cfg.BlockSize)
+	if err != nil {
+		return nil, RecoveryCode{}, err
+	}
+	rdata, err := SealRoot(rloc, root, cfg.BlockSize)
+	if err != nil {
+		return nil, RecoveryCode{}, err
+	}
+	err = remote.PutBatch(ctx, []BatchItem{
+		{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: hdata},
+		{ID: rloc.ID, Proof: rloc.Proof, Data: rdata},
+		{ID: loc.ID, Proof: loc.Proof, Data: pdata},
+	})
+	if err != nil {
+		if KindOf(err) == KindConflict {
+			return nil, RecoveryCode{}, &Error{Kind: KindConflict, Msg: "an account with this user name and password already exists: log in instead"}
+		}
+		return nil, RecoveryCode{}, wrap(KindNetwork, "signup", err)
+	}
+	a.head, a.etag, a.index, a.tree = head, blobstore.ETagOf(hdata), &indexfile.Index{}, &indexfile.Tree{}
+	a.seenGen = head.Generation
+	a.renewed = cfg.CurrentPeriod
+	return a, code, nil
+}
+
+// Login opens the account of a user name and password. It reads the
+// root, the head and the index; it does not renew (call Renew).
+func Login(ctx context.Context, remote *Remote, user, password string, device *DeviceKey) (*Account, error) {
+	loc, err := PasswordLocator(user, password, device)
+	if err != nil {
+		return nil, wrap(KindInvalid, "login", err)
+	}
+	return login(ctx, remote, user, loc)
+}
+
+func login(ctx context.Context, remote *Remote, user string, loc Locator) (*Account, error) {
+	root, err := readRoot(ctx, remote, loc)
+	if err != nil {
+		return nil, err
+	}
+	a, err := newAccount(ctx, remote, user, root)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.load(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// LoginRecovery opens the account of a recovery code and sets a new
+// password for user (whose name the code does not record): a new
+// password root replaces the old one, which is deleted.
+func LoginRecovery(ctx context.Context, remote *Remote, code RecoveryCode, user, newPassword string, device *DeviceKey) (*Account, error) {
+	newLoc, err := PasswordLocator(user, newPassword, device)
+	if err != nil {
+		return nil, wrap(KindInvalid, "recovery", err)
+	}
+	root, err := readRoot(ctx, remote, code.Locator())
+	if err != nil {
+		if KindOf(err) == KindAuth {
+			return nil, &Error{Kind: KindAuth, Msg: "no account has this recovery code"}
+		}
+		return nil, err
+	}
+	a, err := newAccount(ctx, remote, user, root)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.load(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.setPassword(ctx, newLoc); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func readRoot(ctx context.Context, remote *Remote, loc Locator) (*Root, error) {
+	cfg, err := remote.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	data, _, err := remote.Get(ctx, loc.ID, nil)
+	if err != nil {
+		if KindOf(err) == KindNotFound {
+			return nil, ErrAuth
+		}
+		return nil, wrap(KindNetwork, "reading the account's root", err)
+	}
+	root, err := OpenRoot(loc, data, cfg.BlockSize)
+	if err != nil {
+		return nil, wrap(KindTampered, "the account's root block", err)
+	}
+	return root, nil
+}
+
+// State is what a session keeps to act without the password: the
+// account's secrets, never the password. It is as secret as the
+// password itself; keep it in a file only its owner can read.
+type State struct {
+	Server      string `json:"server"`
+	User        string `json:"user,omitempty"`
+	AccountKey  string `json:"account_key"`  // base64url
+	OwnerSecret string `json:"owner_secret"` // base64url
+	// Generation is the highest head generation seen, to catch a
+	// server that rolls the head back.
+	Generation uint64 `json:"generation"`
+	// Renewed is the last period in which this client renewed the roots.
+	Renewed uint64 `json:"renewed"`
+}
+
+// State returns the session state of a.
+func (a *Account) State() State {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return State{
+		Server:      a.remote.URL(),
+		User:        a.user,
+		AccountKey:  base64.RawURLEncoding.EncodeToString(a.root.AccountKey[:]),
+		OwnerSecret: base64.RawURLEncoding.EncodeToString(a.root.OwnerSecret[:]),
+		Generation:  a.seenGen,
+		Renewed:     a.renewed,
+	}
+}
+
+// MarshalJSON is refused for Account: its state is secret, and only
+// State, written on purpose, may carry it.
+func (a *Account) MarshalJSON() ([]byte, error) {
+	return nil, errors.New("client: an Account does not marshal; use State")
+}
+
+// Format prints a placeholder: an account holds secrets.
+func (a *Account) Format(f fmt.State, _ rune) { writeRedacted(f) }
+
+// Resume opens the account of a saved State on remote, reading its head
+// and index.
+func Resume(ctx context.Context, remote *Remote, st State) (*Account, error) {
+	var root Root
+	ak, err1 := base64.RawURLEncoding.DecodeString(st.AccountKey)
+	os, err2 := base64.RawURLEncoding.DecodeString(st.OwnerSecret)
+	if err1 != nil || err2 != nil || len(ak) != KeySize || len(os) != KeySize {
+		return nil, &Error{Kind: KindAuth, Msg: "the session is damaged: log in again"}
+	}
+	copy(root.AccountKey[:], ak)
+	copy(root.OwnerSecret[:], os)
+	if root.validate() != nil {
+		return nil, &Error{Kind: KindAuth, Msg: "the session is damaged: log in again"}
+	}
+	a, err := newAccount(ctx, remote, st.User, &root)
+	if err != nil {
+		return nil, err
+	}
+	a.seenGen, a.renewed = st.Generation, st.Renewed
+	if err := a.load(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Account) sealHead(h *Head) ([]byte, error) {
+	p, err := MarshalHead(h)
+	if err != nil {
+		return nil, err
+	}
+	if len(p) > PayloadCapacity(a.cfg.BlockSize) {
+		return nil, fmt.Errorf("client: the account's index needs more blocks than one head can list")
+	}
+	return Seal(a.headLoc.Key, a.headLoc.ID, p, a.cfg.BlockSize)
+}
+
+// readHead reads and authenticates the head, and refuses one older than
+// a generation already seen.
+func (a *Account) readHead(ctx context.Context) (*Head, blobstore.ETag, error) {
+	data, etag, err := a.remote.Get(ctx, a.headLoc.ID, nil)
+	if err != nil {
+		if KindOf(err) == KindNotFound {
+			return nil, etag, &Error{Kind: KindAuth, Msg: "the account no longer exists (deleted, or expired unrenewed): log in again or sign up"}
+		}
+		return nil, etag, wrap(KindNetwork, "reading the account's head", err)
+	}
+	p, err := Open(a.headLoc.Key, a.headLoc.ID, data, a.cfg.BlockSize)
+	if err != nil {
+		return nil, etag, wrap(KindTampered, "the account's head block", err)
+	}
+	h, err := UnmarshalHead(p)
+	if err != nil {
+		return nil, etag, wrap(KindTampered, "the account's head block", err)
+	}
+	if h.Generation < a.seenGen {
+		return nil, etag, &Error{Kind: KindTampered, Msg: fmt.Sprintf("the server returned an older version of the account's head (generation %d, this client has seen %d): it is rolling the account back", h.Generation, a.seenGen)}
+	}
+	return h, etag, nil
+}
+
+// load reads the head and the index, and upgrades a version 1 account.
+// An index block that is gone may have been replaced by another device
+// between the two reads: the head is read again, a bounded number of
+// times.
+func (a *Account) load(ctx context.Context) error {
+	var lastErr error
+	for range 4 {
+		h, etag, err := a.readHead(ctx)
+		if err != nil {
+			return err
+		}
+		var idx *indexfile.Index
+		var tree *indexfile.Tree
+		if h.version() == headV1 {
+			idx, err = a.readIndexV1(ctx, h)
+		} else {
+			idx, tree, err = a.readTree(ctx, h)
+		}
+		if err != nil {
+			if KindOf(err) == KindNotFound {
+				lastErr = err
+				continue
+			}
+			return err
+		}
+		a.head, a.etag, a.index, a.tree = h, etag, idx, tree
+		a.seenGen = max(a.seenGen, h.Generation)
+		if tree == nil {
+			return a.upgrade(ctx)
+		}
+		return nil
+	}
+	return lastErr
+}
+
+// upgrade writes a version 1 account's index as a tree under a version 2
+// head. Losing the race to another device that upgraded (or changed the
+// account) first is fine: what it committed is read instead.
+func (a *Account) upgrade(ctx context.Context) error {
+	err := a.commit(ctx, a.index, nil)
+	var pe *PreconditionError
+	if err != nil && errors.As(err, &pe) {
+		return a.load(ctx)
+	}
+	if err != nil {
+		return wrap(KindOf(err), "upgrading the account's index to format 2", err)
+	}
+	return nil
+}
+
+func (a *Account) readIndexV1(ctx context.Context, h *Head) (*indexfile.Index, error) {
+	blocks, err := a.readBlocks(ctx, h.Index, false)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := h.indexRoot(a.root).OpenIndex(blocks, a.cfg.BlockSize)
+	if err != nil {
+		return nil, wrap(KindTampered, "the account's index", err)
+	}
+	return idx, nil
+}
+
+// readBlocks reads blocks in parallel, checking each one's ETag, and
+// returns their data (open: their payloads under the account key).
+func (a *Account) readBlocks(ctx context.Context, refs []indexfile.Ref, open bool) ([][]byte, error) {
+	out := make([][]byte, len(refs))
+	err := parallel(ctx, len(refs), a.remote.Parallel, func(ctx context.Context, i int) error {
+		data, etag, err := a.remote.Get(ctx, refs[i].ID, nil)
+		if err != nil {
+			if KindOf(err) == KindNotFound {
+				return &Error{Kind: KindNotFound, Msg: "a block of the account's index is missing (the index changed meanwhile, or expired)"}
+			}
+			return wrap(KindNetwork, "reading the account's index", err)
+		}
+		if !open {
+			out[i] = data
+			return nil
+		}
+		if etag != refs[i].ETag {
+			return &Error{Kind: KindTampered, Msg: "the server returned an index block that is not the version the account refers to"}
+		}
+		p, err := Open(a.root.AccountKey, refs[i].ID, data, a.cfg.BlockSize)
+		if err != nil {
+			return wrap(KindTampered, "an index block", err)
+		}
+		out[i] = p
+		return nil
+	})
+	return out, err
+}
+
+// readTree reads the dirs the head lists, then every leaf they list.
+func (a *Account) readTree(ctx context.Context, h *Head) (*indexfile.Index, *indexfile.Tree, error) {
+	payload := PayloadCapacity(a.cfg.BlockSize)
+	dirPayloads, err := a.readBlocks(ctx, h.Index, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	dirs := make([][]indexfile.LeafRef, len(dirPayloads))
+	var refs []indexfile.Ref
+	for i, p := range dirPayloads {
+		if dirs[i], err = indexfile.DecodeDir(p, payload); err != nil {
+			return nil, nil, wrap(KindTampered, "the account's index", err)
+		}
+		for _, l := range dirs[i] {
+			refs = append(refs, l.Blocks...)
+		}
+	}
+	leafPayloads, err := a.readBlocks(ctx, refs, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	files := make([][][]indexfile.File, len(dirs))
+	k := 0
+	for i, d := range dirs {
+		files[i] = make([][]indexfile.File, len(d))
+		for j, l := range d {
+			enc, err := indexfile.JoinLeaf(leafPayloads[k:k+len(l.Blocks)], l.Len, payload)
+			k += len(l.Blocks)
+			if err == nil {
+				files[i][j], err = indexfile.DecodeLeaf(enc)
+			}
+			if err != nil {
+				return nil, nil, wrap(KindTampered, "the account's index", err)
+			}
+		}
+	}
+	idx, tree, err := indexfile.Assemble(h.Generation, h.Index, dirs, files)
+	if err != nil {
+		return nil, nil, wrap(KindTampered, "the account's index", err)
+	}
+	return idx, tree, nil
+}
+
+// indexBlocks returns every index block the head refers to, directly
+// (version 1 blocks, dirs) or through dirs (leaves).
+func (a *Account) indexBlocks() []indexfile.Ref {
+	if a.tree == nil {
+		return slices.Clone(a.head.Index)
+	}
+	return a.tree.Blocks()
+}
+
+// Files returns a copy of the index's files, sorted by name.
+func (a *Account) Files() []indexfile.File {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.index.Clone().Files
+}
+
+// Lookup returns a copy of the file named name, or an error of
+// KindNotFound.
+func (a *Account) Lookup(name string) (indexfile.File, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lookup(name)
+}
+
+func (a *Account) lookup(name string) (indexfile.File, error) {
+	p := a.index.Lookup(name)
+	if p == nil {
+		return indexfile.File{}, &Error{Kind: KindNotFound, Msg: fmt.Sprintf("no file %q in the account", name)}
+	}
+	f := *p
+	f.Chunks = slices.Clone(p.Chunks)
+	f.Manifest = slices.Clone(p.Manifest)
+	return f, nil
+}
+
+// changeFunc changes an index in an update.
+type changeFunc func(x *indexfile.Index) error
+
+// update applies change to the index and commits it, merging with
+// concurrent updates. change may run more than once (never on the same
+// index twice): it must be a function of its argument. It returns the
+// committed index.
+func (a *Account) update(ctx context.Context, change changeFunc) (*indexfile.Index, error) {
+	base := a.index
+	ours := base.Clone()
+	if err := change(ours); err != nil {
+		return nil, err
+	}
+	ours.Generation = base.Generation + 1
+	firstOurs := ours
+	var lastErr error
+	for range maxUpdateAttempts {
+		err := a.commit(ctx, ours, nil)
+		if err == nil {
+			// Blocks that our first version referred to and the
+			// committed one does not were written by us for a change
+			// the merge dropped; nothing else can refer to them.
+			a.deleteRefs(ctx, indexfile.Unreferenced(firstOurs, ours))
+			return ours, nil
+		}
+		var pe *PreconditionError
+		if !errors.As(err, &pe) {
+			return nil, err
+		}
+		lastErr = err
+		// Another device committed first: merge its change with ours.
+		theirsBase := a.index
+		if err := a.load(ctx); err != nil {
+			return nil, err
+		}
+		ours = indexfile.Merge(theirsBase, ours, a.index)
+		if lost := mayBeDeleted(base, a.index, ours); lost {
+			return nil, &Error{Kind: KindConflict, Msg: "another device changed or removed the same file meanwhile: try again"}
+		}
+	}
+	return nil, &Error{Kind: KindConflict, Msg: "the index kept changing under this update (other devices are writing): try again", Err: lastErr}
+}
+
+// mayBeDeleted reports whether merged refers to a block of base that
+// theirs no longer refers to: the device that committed theirs may have
+// deleted it.
+func mayBeDeleted(base, theirs, merged *indexfile.Index) bool {
+	gone := map[blobstore.ID]struct{}{}
+	for _, r := range indexfile.Unreferenced(base, theirs) {
+		gone[r.ID] = struct{}{}
+	}
+	if len(gone) == 0 {
+		return false
+	}
+	for i := range merged.Files {
+		for _, r := range merged.Files[i].Refs() {
+			if _, ok := gone[r.ID]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// commit writes next as the index (nil: keep the index blocks) and roots
+// as the head's root list (nil: keep them), by compare-and-swap of the
+// head. On success it deletes what the old head referred to and next
+// does not; on a lost race it returns an error wrapping
+// *PreconditionError and leaves nothing of its own behind.
+func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []RootRef) error {
+	h := a.head.clone()
+	h.Generation = max(a.head.Generation, a.seenGen) + 1
+	var written []indexfile.Ref
+	var tree *indexfile.Tree
+	var obsolete []indexfile.Ref
+	if next != nil {
+		var items []BatchItem
+		seal := func(p []byte) (indexfile.Ref, error) {
+			id := blobstore.NewID()
+			data, err := Seal(a.root.AccountKey, id, p, a.cfg.BlockSize)
+			if err != nil {
+				return indexfile.Ref{}, err
+			}
+			items = append(items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data})
+			return indexfile.Ref{ID: id, ETag: blobstore.ETagOf(data)}, nil
+		}
+		from, held := a.tree, a.index
+		if from == nil { // a version 1 head: everything is written anew
+			from, held = &indexfile.Tree{}, &indexfile.Index{}
+			obsolete = slices.Clone(a.head.Index)
+		}
+		t, gone, err := from.Update(held, next, PayloadCapacity(a.cfg.BlockSize), seal)
+		if err != nil {
+			return wrap(KindOther, "sealing the index", err)
+		}
+		if err := a.remote.PutBatch(ctx, items); err != nil {
+			return wrap(KindNetwork, "writing the index", err)
+		}
+		for _, it := range items {
+			written = append(written, indexfile.Ref{ID: it.ID, ETag: blobstore.ETagOf(it.Data)})
+		}
+		tree, obsolete = t, append(obsolete, gone...)
+		h.Version, h.IndexLen, h.Index = HeadVersion, 0, t.DirBlocks()
+	}
+	if roots != nil {
+		h.Roots = roots
+	}
+	data, err := a.sealHead(h)
+	if err != nil {
+		return err
+	}
+	etag := a.etag
+	if _, err := a.remote.Put(ctx, a.headLoc.ID, a.headLoc.Proof, data, Cond{IfMatch: &etag}); err != nil {
+		var pe *PreconditionError
+		if errors.As(err, &pe) {
+			// The head was not written: the new index blocks are ours
+			// alone. After any other failure the head may or may not
+			// refer to them, so they stay (unreferenced, they expire).
+			a.deleteRefs(ctx, written)
+		}
+		if KindOf(err) == KindNotFound {
+			return &Error{Kind: KindAuth, Msg: "the account no longer exists"}
+		}
+		return wrap(KindNetwork, "updating the account's head", err)
+	}
+	oldIndex := a.index
+	a.head, a.etag, a.seenGen = h, blobstore.ETagOf(data), h.Generation
+	if next != nil {
+		a.index, a.tree = next, tree
+		// One parallel round: with a server that gathers writes for a
+		// window before committing, every sequential round costs it.
+		a.deleteRefs(ctx, append(obsolete, indexfile.Unreferenced(oldIndex, next)...))
+	}
+	return nil
+}
+
+// deleteRefs deletes blocks no longer referenced, in parallel. Failures
+// are ignored: an unreferenced block is never renewed and expires.
+func (a *Account) deleteRefs(ctx context.Context, refs []indexfile.Ref) {
+	if len(refs) == 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	_ = parallel(ctx, len(refs), a.remote.Parallel, func(ctx context.Context, i int) error {
+		r := refs[i]
+		_ = a.remote.Delete(ctx, r.ID, a.root.OwnerSecret.WriteProof(r.ID), &r.ETag)
+		return nil
+	})
+}
+
+// Remove deletes a file from the index, then its blocks.
+func (a *Account) Remove(ctx context.Context, name string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err := a.update(ctx, func(x *indexfile.Index) error {
+		if !x.Remove(name) {
+			return &Error{Kind: KindNotFound, Msg: fmt.Sprintf("no file %q in the account", name)}
+		}
+		return nil
+	})
+	return err
+}
+
+// Rename moves a file to a new name, which must be free.
+func (a *Account) Rename(ctx context.Context, oldName, newName string) error {
+	if err := indexfile.ValidName(newName); err != nil {
+		return wrap(KindInvalid, "rename", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err := a.update(ctx, func(x *indexfile.Index) error {
+		if x.Lookup(oldName) == nil {
+			return &Error{Kind: KindNotFound, Msg: fmt.Sprintf("no file %q in the account", oldName)}
+		}
+		if x.Lookup(newName) != nil {
+			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("a file %q already exists", newName)}
+		}
+		if err := x.Rename(oldName, newName); err != nil {
+			return wrap(KindConflict, "rename", err)
+		}
+		return nil
+	})
+	return err
+}
+
+// Passwd sets a new password. currentPassword must be the account's
+// password: a session alone cannot change it. A new root is written at
+// the new locator, the head lists it, and the old root is deleted;
+// nothing else is re-encrypted.
+func (a *Account) Passwd(ctx context.Context, user, currentPassword, newPassword string, device *DeviceKey) error {
+	cur, err := PasswordLocator(user, currentPassword, device)
+	if err != nil {
+		return wrap(KindInvalid, "passwd", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.hasRoot(RootPassword, cur.ID) {
+		return &Error{Kind: KindAuth, Msg: "the current password (or user name) is wrong"}
+	}
+	newLoc, err := PasswordLocator(user, newPassword, device)
+	if err != nil {
+		return wrap(KindInvalid, "passwd", err)
+	}
+	if newLoc.ID == cur.ID {
+		return &Error{Kind: KindInvalid, Msg: "the new password is the current one"}
+	}
+	if err := a.setPassword(ctx, newLoc); err != nil {
+		return err
+	}
+	a.user = user
+	return nil
+}
+
+func (a *Account) hasRoot(kind RootKind, id blobstore.ID) bool {
+	for _, r := range a.head.Roots {
+		if r.Kind == kind && r.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// setPassword writes the account's root at loc, makes the head list it as
+// the only password root, and deletes the password roots it replaces.
+func (a *Account) setPassword(ctx context.Context, loc Locator) error {
+	data, err := SealRoot(loc, a.root, a.cfg.BlockSize)
+	if err != nil {
+		return err
+	}
+	if _, err := a.remote.Put(ctx, loc.ID, loc.Proof, data, Cond{CreateOnly: true}); err != nil {
+		var pe *PreconditionError
+		if !errors.As(err, &pe) {
+			return wrap(KindNetwork, "writing the new root", err)
+		}
+		// Something is there already: a root of ours from an attempt
+		// that crashed is fine; anything else is another account.
+		if r, err := readRoot(ctx, a.remote, loc); err != nil || r.AccountKey != a.root.AccountKey || r.OwnerSecret != a.root.OwnerSecret {
+			return &Error{Kind: KindConflict, Msg: "another account already uses this user name and password: choose another password"}
+		}
+	}
+	var replaced []RootRef
+	for range maxUpdateAttempts {
+		roots := []RootRef{{Kind: RootPassword, ID: loc.ID, Proof: loc.Proof}}
+		replaced = replaced[:0]
+		for _, r := range a.head.Roots {
+			switch {
+			case r.ID == loc.ID:
+			case r.Kind == RootPassword:
+				replaced = append(replaced, r)
+			default:
+				roots = append(roots, r)
+			}
+		}
+		err := a.commit(ctx, nil, roots)
+		if err == nil {
+			break
+		}
+		var pe *PreconditionError
+		if !errors.As(err, &pe) {
+			return err
+		}
+		if err := a.load(ctx); err != nil {
+			return err
+		}
+	}
+	if !a.hasRoot(RootPassword, loc.ID) {
+		return &Error{Kind: KindConflict, Msg: "the account kept changing while the password was changed: try again"}
+	}
+	for _, r := range replaced {
+		_ = a.remote.Delete(context.WithoutCancel(ctx), r.ID, r.Proof, nil)
+	}
+	return nil
+}
+
+// Delete deletes every block of the account: it first commits an empty
+// index (which deletes every file's blocks), then deletes the index
+// blocks, the roots and the head. A crash at any point leaves an account
+// that is empty or gone; what is left expires.
+func (a *Account) Delete(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, err := a.update(ctx, func(x *indexfile.Index) error {
+		x.Files = nil
+		return nil
+	}); err != nil {
+		return err
+	}
+	a.deleteRefs(ctx, a.indexBlocks())
+	for _, r := range a.head.Roots {
+		if err := a.remote.Delete(ctx, r.ID, r.Proof, nil); err != nil {
+			return wrap(KindNetwork, "deleting the account's roots", err)
+		}
+	}
+	if err := a.remote.Delete(ctx, a.headLoc.ID, a.headLoc.Proof, nil); err != nil {
+		return wrap(KindNetwork, "deleting the account's head", err)
+	}
+	return nil
+}
+
+// parallel runs f(0…n-1) on at most workers goroutines and returns the
+// first error; the others' contexts are cancelled then.
+func parallel(ctx context.Context, n, workers int, f func(ctx context.Context, i int) error) error {
+	if n == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	workers = max(1, min(workers, n))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(ctx, i); err != nil {
+					once.Do(func() { first = err; cancel(err) })
+				}
+			}
+		}()
+	}
+loop:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// shuffle randomizes the order of s with a cryptographically seeded
+// generator: the server sees the order in which a batch names blocks.
+func shuffle[T any](s []T) {
+	var seed [32]byte
+	if _, err := cryptorand.Read(seed[:]); err != nil {
+		panic("client: no randomness: " + err.Error())
+	}
+	r := rand.New(rand.NewChaCha8(seed))
+	r.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
+}
+
+var _ json.Marshaler = (*Account)(nil)

@@ -1,0 +1,700 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/indexfile"
+)
+
+func wantKind(t *testing.T, err error, k Kind) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want one of kind %v", k)
+	}
+	if got := KindOf(err); got != k {
+		t.Fatalf("error %q is of kind %v, want %v", err, got, k)
+	}
+}
+
+// Files of the sizes at a block's edges come back byte for byte.
+func TestPutGetSizes(t *testing.T) {
+	s := newTestServer(t)
+	a, loc := newTestAccount(t, s)
+	c := PayloadCapacity(testBlockSize)
+	sizes := []int{0, 1, c - 1, c, c + 1, 3*c + 17, 20 * c}
+	want := map[string][]byte{}
+	for _, n := range sizes {
+		name := fmt.Sprintf("dir/f%d.bin", n)
+		want[name] = randomBytes(n)
+		putBytes(t, a, name, want[name])
+	}
+	// A fresh login sees them all, with their metadata.
+	b, err := login(context.Background(), s.remote(t), "", loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(b.Files()); got != len(sizes) {
+		t.Fatalf("index lists %d files, want %d", got, len(sizes))
+	}
+	for name, data := range want {
+		got, err := getBytes(t, b, name)
+		if err != nil {
+			t.Fatalf("get %s: %v", name, err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("%s: got %d bytes, differing from the %d put", name, len(got), len(data))
+		}
+		f, _ := b.Lookup(name)
+		if f.Mode != 0o640 || !f.ModTime.Equal(time.Unix(1_700_000_000, 5)) || f.Size != uint64(len(data)) {
+			t.Fatalf("%s: metadata %v %v %d", name, f.Mode, f.ModTime, f.Size)
+		}
+		switch lo, hi := (len(data)+c-1)/c, (len(data)+chunkMin(c)-1)/chunkMin(c); {
+		case len(data) <= InlineMax(testBlockSize):
+			if len(f.Chunks) != 0 || !bytes.Equal(f.Inline, data) {
+				t.Fatalf("%s: a small file is not inline", name)
+			}
+		case len(f.Chunks) < lo || len(f.Chunks) > hi:
+			t.Fatalf("%s: %d chunks, want %d to %d", name, len(f.Chunks), lo, hi)
+		}
+	}
+	if _, err := getBytes(t, b, "nope"); KindOf(err) != KindNotFound {
+		t.Fatalf("get of a missing file: %v", err)
+	}
+}
+
+// Replacing, renaming and removing files leave no block behind that the
+// index does not refer to.
+func TestReplaceRenameRemoveDeleteBlocks(t *testing.T) {
+	s := newTestServer(t)
+	a, _ := newTestAccount(t, s)
+	empty := s.blocks(t) // roots, head
+	c := PayloadCapacity(testBlockSize)
+	putBytes(t, a, "a", randomBytes(5*c))
+	putBytes(t, a, "a", randomBytes(2*c)) // replaces: the 5 old blocks go
+	idx := len(a.indexBlocks())
+	cur, _ := a.Lookup("a")
+	if got, want := s.blocks(t), empty+int64(len(cur.Chunks))+int64(idx); got != want {
+		t.Fatalf("after replacing: %d blocks, want %d", got, want)
+	}
+	if err := a.Rename(context.Background(), "a", "b/c"); err != nil {
+		t.Fatal(err)
+	}
+	wantKind(t, a.Rename(context.Background(), "a", "x"), KindNotFound)
+	putBytes(t, a, "x", []byte("x"))
+	wantKind(t, a.Rename(context.Background(), "x", "b/c"), KindConflict)
+	wantKind(t, a.Rename(context.Background(), "x", "../up"), KindInvalid)
+	if err := a.Remove(context.Background(), "b/c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Remove(context.Background(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	wantKind(t, a.Remove(context.Background(), "x"), KindNotFound)
+	if got, want := s.blocks(t), empty+int64(len(a.indexBlocks())); got != want {
+		t.Fatalf("after removing everything: %d blocks, want %d", got, want)
+	}
+}
+
+// Two devices adding files at once both land: the loser of the
+// compare-and-swap merges and retries.
+func TestTwoDevicesWriteAtOnce(t *testing.T) {
+	s := newTestServer(t)
+	a, loc := newTestAccount(t, s)
+	b, err := login(context.Background(), s.remote(t), "", loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const each = 6
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*each)
+	for d, dev := range []*Account{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				name := fmt.Sprintf("dev%d/file%d", d, i)
+				if _, err := dev.Put(context.Background(), strings.NewReader(name), PutInfo{Name: name, ModTime: time.Now()}, nil); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	c, err := login(context.Background(), s.remote(t), "", loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(c.Files()); got != 2*each {
+		t.Fatalf("%d files landed, want %d", got, 2*each)
+	}
+	for _, f := range c.Files() {
+		got, err := getBytes(t, c, f.Name)
+		if err != nil || string(got) != f.Name {
+			t.Fatalf("%s: %q, %v", f.Name, got, err)
+		}
+	}
+	// Only what the index refers to is left: the losers' index blocks
+	// were deleted.
+	want := int64(3 + len(c.indexBlocks())) // the files are small: inline
+	if got := s.blocks(t); got != want {
+		t.Fatalf("%d blocks on the server, want %d", got, want)
+	}
+
+	// The same name written on both: one keeps it, the other becomes a
+	// conflict copy; nothing is lost.
+	if _, err := a.Put(context.Background(), strings.NewReader("from a"), PutInfo{Name: "same.txt", ModTime: time.Unix(100, 0)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Put(context.Background(), strings.NewReader("from b"), PutInfo{Name: "same.txt", ModTime: time.Unix(200, 0)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := getBytes(t, b, "same.txt")
+	if err != nil || string(got) != "from b" {
+		t.Fatalf("same.txt: %q, %v", got, err)
+	}
+	var copies int
+	for _, f := range b.Files() {
+		if strings.HasPrefix(f.Name, "same.conflict-") {
+			copies++
+			if got, _ := getBytes(t, b, f.Name); string(got) != "from a" {
+				t.Fatalf("conflict copy holds %q", got)
+			}
+		}
+	}
+	if copies != 1 {
+		t.Fatalf("%d conflict copies, want 1", copies)
+	}
+}
+
+// tamperProxy stands between the client and a real server and lies.
+type tamperProxy struct {
+	url      string
+	mu       sync.Mutex
+	redirect map[string]string // block id → id whose data to answer instead
+	fixed    map[string][]byte // block id → body to answer
+	flip     map[string]bool   // block id → flip a byte of the body
+}
+
+func newTamperProxy(t testing.TB, upstream string) *tamperProxy {
+	t.Helper()
+	u, _ := url.Parse(upstream)
+	p := &tamperProxy{redirect: map[string]string{}, fixed: map[string][]byte{}, flip: map[string]bool{}}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	director := rp.Director
+	rp.Director = func(r *http.Request) {
+		director(r)
+		if id, ok := strings.CutPrefix(r.URL.Path, "/v1/blocks/"); ok && r.Method == http.MethodGet {
+			p.mu.Lock()
+			if other, ok := p.redirect[id]; ok {
+				r.URL.Path = "/v1/blocks/" + other
+			}
+			p.mu.Unlock()
+		}
+	}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		id, ok := strings.CutPrefix(resp.Request.URL.Path, "/v1/blocks/")
+		if !ok || resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		p.mu.Lock()
+		flip := p.flip[id]
+		p.mu.Unlock()
+		if flip {
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			body[len(body)/2] ^= 1
+			resp.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		return nil
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, ok := strings.CutPrefix(r.URL.Path, "/v1/blocks/"); ok && r.Method == http.MethodGet {
+			p.mu.Lock()
+			body, ok := p.fixed[id]
+			p.mu.Unlock()
+			if ok {
+				w.Header().Set("Content-Type", "application/octet-stream")
+				w.Header().Set("ETag", blobstore.ETagOf(body).String())
+				_, _ = w.Write(body)
+				return
+			}
+		}
+		rp.ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	p.url = "http://" + ln.Addr().String()
+	return p
+}
+
+func (p *tamperProxy) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.redirect)
+	clear(p.fixed)
+	clear(p.flip)
+}
+
+// A server that answers with another block's data, swaps two blocks of
+// a file, alters a block or rolls the head back is caught, and nothing
+// of the file is written out.
+func TestTamperingIsDetected(t *testing.T) {
+	s := newTestServer(t)
+	p := newTamperProxy(t, s.url)
+	owner, loc := newTestAccount(t, s)
+	c := PayloadCapacity(testBlockSize)
+	data := randomBytes(4 * c)
+	putBytes(t, owner, "f", data)
+	putBytes(t, owner, "g", randomBytes(c))
+	a, err := login(context.Background(), s.remoteAt(t, p.url), "", loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := a.Lookup("f")
+	g, _ := a.Lookup("g")
+	id := func(r indexfile.Ref) string { return r.ID.String() }
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		set  func()
+	}{
+		{"another block's data", func() { p.redirect[id(f.Chunks[1].Ref)] = id(g.Chunks[0].Ref) }},
+		{"two blocks of the file swapped", func() {
+			p.redirect[id(f.Chunks[1].Ref)] = id(f.Chunks[2].Ref)
+			p.redirect[id(f.Chunks[2].Ref)] = id(f.Chunks[1].Ref)
+		}},
+		{"a flipped bit", func() { p.flip[id(f.Chunks[3].Ref)] = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p.reset()
+			// Prefetches abandoned by the previous case may still be
+			// reading the maps.
+			p.mu.Lock()
+			tc.set()
+			p.mu.Unlock()
+			out := filepath.Join(dir, "out")
+			err := WriteFileAtomic(out, false, 0o600, time.Time{}, func(w io.Writer) error {
+				_, err := a.Get(context.Background(), "f", w, nil)
+				return err
+			})
+			wantKind(t, err, KindTampered)
+			entries, _ := os.ReadDir(dir)
+			if len(entries) != 0 {
+				t.Fatalf("tampered get left %d files behind", len(entries))
+			}
+		})
+	}
+
+	t.Run("an older version of the head", func(t *testing.T) {
+		p.reset()
+		old, _, err := s.remote(t).Get(context.Background(), owner.headLoc.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		putBytes(t, owner, "h", []byte("newer"))
+		b, err := Resume(context.Background(), s.remoteAt(t, p.url), owner.State())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Lookup("h"); err != nil || b.Generation() != owner.Generation() {
+			t.Fatalf("resumed at generation %d, want %d", b.Generation(), owner.Generation())
+		}
+		p.mu.Lock()
+		p.fixed[owner.headLoc.ID.String()] = old
+		p.mu.Unlock()
+		_, err = Resume(context.Background(), s.remoteAt(t, p.url), owner.State())
+		wantKind(t, err, KindTampered)
+	})
+
+	t.Run("another account's head", func(t *testing.T) {
+		p.reset()
+		other, _ := newTestAccount(t, s)
+		od, _, err := s.remote(t).Get(context.Background(), other.headLoc.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.mu.Lock()
+		p.fixed[owner.headLoc.ID.String()] = od
+		p.mu.Unlock()
+		_, err = Resume(context.Background(), s.remoteAt(t, p.url), owner.State())
+		wantKind(t, err, KindTampered)
+	})
+}
+
+// Renewal after a period boundary renews exactly the stale blocks, and
+// records it so that the next login renews nothing.
+func TestRenewAcrossPeriods(t *testing.T) {
+	s := newTestServer(t)
+	a, loc := newTestAccount(t, s)
+	c := PayloadCapacity(testBlockSize)
+	putBytes(t, a, "old", randomBytes(5*c))
+	ctx := context.Background()
+
+	rep, err := a.Renew(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Renewed != 0 || rep.Stale != 0 {
+		t.Fatalf("renewal in the period of writing: %+v", rep)
+	}
+
+	s.advance()
+	putBytes(t, a, "new", randomBytes(3*c)) // written in the new period
+	idx := len(a.indexBlocks())
+	b, err := login(ctx, s.remote(t), "", loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = b.Renew(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stale: the old file's 5 blocks and the two roots. Current: the head
+	// and the index, rewritten by the put; the new file is not sent.
+	old, _ := b.Lookup("old")
+	n := len(old.Chunks)
+	if rep.Stale != 1 || rep.Renewed != n+2 || rep.Current != 1+idx || rep.Sent != n+2+1+idx {
+		t.Fatalf("renewal after a period boundary: %+v (index blocks %d)", rep, idx)
+	}
+	cfg := b.Config()
+	if want := cfg.SafeUntil(rep.Period); rep.Period != cfg.CurrentPeriod || !rep.Safe.Equal(want) {
+		t.Fatalf("safe until %v, want %v", rep.Safe, want)
+	}
+	rep, err = b.Renew(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Renewed != 0 || rep.Stale != 0 {
+		t.Fatalf("second renewal in the same period: %+v", rep)
+	}
+}
+
+// An account nobody renews is purged after R periods; one that logs in
+// every period keeps everything.
+func TestAbandonedAccountIsPurged(t *testing.T) {
+	s := newTestServer(t)
+	active, aloc := newTestAccount(t, s)
+	abandoned, bloc := newTestAccount(t, s)
+	c := PayloadCapacity(testBlockSize)
+	data := randomBytes(3 * c)
+	putBytes(t, active, "keep", data)
+	putBytes(t, abandoned, "lose", data)
+	ctx := context.Background()
+	for range testRetention {
+		s.advance()
+		a, err := login(ctx, s.remote(t), "", aloc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.svc.Purge(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := login(ctx, s.remote(t), "", bloc)
+	wantKind(t, err, KindAuth)
+	a, err := login(ctx, s.remote(t), "", aloc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := getBytes(t, a, "keep")
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("active account's file: %v", err)
+	}
+	keep, _ := a.Lookup("keep")
+	if want := int64(3 + len(a.indexBlocks()) + len(keep.Chunks)); s.blocks(t) != want {
+		t.Fatalf("%d blocks left, want the active account's %d", s.blocks(t), want)
+	}
+	_ = abandoned
+}
+
+// Sharing prints a capability that reads the file without an account;
+// unsharing or removing the file makes it find nothing.
+func TestShareFetch(t *testing.T) {
+	s := newTestServer(t)
+	a, _ := newTestAccount(t, s)
+	c := PayloadCapacity(testBlockSize)
+	data := randomBytes(7*c + 3)
+	putBytes(t, a, "docs/report.pdf", data)
+	ctx := context.Background()
+	cp, err := a.Share(ctx, "docs/report.pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := a.Share(ctx, "docs/report.pdf")
+	if err != nil || again.String() != cp.String() {
+		t.Fatalf("sharing again gave another capability (%v)", err)
+	}
+	parsed, err := ParseCapability(cp.String())
+	if err != nil || parsed != cp {
+		t.Fatalf("capability does not parse back: %v", err)
+	}
+	var buf bytes.Buffer
+	f, err := Fetch(ctx, s.remote(t), parsed, &buf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Name != "report.pdf" || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("fetched %q, %d bytes", f.Name, buf.Len())
+	}
+	if fmt.Sprint(cp) == cp.String() {
+		t.Fatal("a capability prints itself under fmt.Sprint")
+	}
+
+	for _, bad := range []string{"", "blind1:", "blind2:" + strings.TrimPrefix(cp.String(), "blind1:"),
+		cp.String() + "x", cp.String()[:len(cp.String())-1], strings.ToUpper(cp.String()),
+		"blind1:" + blobstore.NewID().String() + ":" + strings.Repeat("A", 44)} {
+		if _, err := ParseCapability(bad); KindOf(err) != KindInvalid {
+			t.Fatalf("ParseCapability(%q): %v", bad, err)
+		}
+	}
+	// A wrong key for a real manifest: tampering (or a forged capability).
+	wrong := parsed
+	wrong.Key[0] ^= 1
+	_, err = Fetch(ctx, s.remote(t), wrong, io.Discard, nil)
+	wantKind(t, err, KindTampered)
+
+	if err := a.Unshare(ctx, "docs/report.pdf"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Fetch(ctx, s.remote(t), parsed, io.Discard, nil)
+	wantKind(t, err, KindNotFound)
+	// Shared anew: a new capability, gone when the file is replaced.
+	cp2, err := a.Share(ctx, "docs/report.pdf")
+	if err != nil || cp2 == cp {
+		t.Fatalf("share after unshare: %v", err)
+	}
+	putBytes(t, a, "docs/report.pdf", []byte("v2"))
+	_, err = Fetch(ctx, s.remote(t), cp2, io.Discard, nil)
+	wantKind(t, err, KindNotFound)
+}
+
+// passwd and recovery: the old credentials stop working, the new ones
+// open the same account, and no data is rewritten.
+func TestPasswordAndRecovery(t *testing.T) {
+	s := newTestServer(t)
+	ctx := context.Background()
+	user := "carol"
+	oldLoc := testLocator(t, user, "old")
+	a, code, err := signup(ctx, s.remote(t), user, oldLoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = signup(ctx, s.remote(t), user, oldLoc)
+	wantKind(t, err, KindConflict)
+	putBytes(t, a, "f", []byte("data"))
+	blocks := s.blocks(t)
+
+	newLoc := testLocator(t, user, "new")
+	if err := a.setPassword(ctx, newLoc); err != nil {
+		t.Fatal(err)
+	}
+	_, err = login(ctx, s.remote(t), user, oldLoc)
+	wantKind(t, err, KindAuth)
+	b, err := login(ctx, s.remote(t), user, newLoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := getBytes(t, b, "f"); string(got) != "data" {
+		t.Fatalf("after passwd: %q", got)
+	}
+	if s.blocks(t) != blocks {
+		t.Fatalf("passwd changed the block count from %d to %d", blocks, s.blocks(t))
+	}
+
+	// The recovery code opens the account and replaces the password.
+	code2, err := ParseRecoveryCode(strings.ToLower(code.String()))
+	if err != nil || code2 != code {
+		t.Fatal("recovery code does not parse back")
+	}
+	root, err := readRoot(ctx, s.remote(t), code.Locator())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newAccount(ctx, s.remote(t), user, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	thirdLoc := testLocator(t, user, "third")
+	if err := c.setPassword(ctx, thirdLoc); err != nil {
+		t.Fatal(err)
+	}
+	_, err = login(ctx, s.remote(t), user, newLoc)
+	wantKind(t, err, KindAuth)
+	d, err := login(ctx, s.remote(t), user, thirdLoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := getBytes(t, d, "f"); string(got) != "data" {
+		t.Fatalf("after recovery: %q", got)
+	}
+	var bogus RecoveryCode
+	bogus[0] = 1
+	_, err = LoginRecovery(ctx, s.remote(t), bogus, user, "x", nil)
+	wantKind(t, err, KindAuth)
+}
+
+// Deleting the account leaves no block of it on the server.
+func TestDeleteAccount(t *testing.T) {
+	s := newTestServer(t)
+	a, loc := newTestAccount(t, s)
+	c := PayloadCapacity(testBlockSize)
+	putBytes(t, a, "a", randomBytes(4*c))
+	putBytes(t, a, "b", randomBytes(c))
+	if _, err := a.Share(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Delete(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.blocks(t); n != 0 {
+		t.Fatalf("%d blocks left after deleting the only account", n)
+	}
+	_, err := login(context.Background(), s.remote(t), "", loc)
+	wantKind(t, err, KindAuth)
+	_, err = Resume(context.Background(), s.remote(t), a.State())
+	wantKind(t, err, KindAuth)
+}
+
+// Bad input fails with the right kind and leaves the index as it was.
+func TestBadInput(t *testing.T) {
+	s := newTestServer(t)
+	a, _ := newTestAccount(t, s)
+	putBytes(t, a, "kept", []byte("kept"))
+	gen, blocks := a.Generation(), s.blocks(t)
+	ctx := context.Background()
+
+	// A file that changes while it is read.
+	path := filepath.Join(t.TempDir(), "growing")
+	if err := os.WriteFile(path, randomBytes(3*PayloadCapacity(testBlockSize)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	grow := func(done int64) {
+		if f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0); err == nil {
+			_, _ = f.Write([]byte("more"))
+			f.Close()
+		}
+	}
+	_, err := a.PutFile(ctx, path, "growing", grow)
+	wantKind(t, err, KindConflict)
+	_, err = a.PutFile(ctx, filepath.Join(t.TempDir(), "missing"), "m", nil)
+	wantKind(t, err, KindLocalIO)
+	_, err = a.Put(ctx, strings.NewReader("x"), PutInfo{Name: "../escape"}, nil)
+	wantKind(t, err, KindInvalid)
+	_, err = a.Put(ctx, strings.NewReader("x"), PutInfo{Name: "kept/under"}, nil)
+	wantKind(t, err, KindConflict)
+
+	// A full disk on get: nothing is left behind.
+	if _, err := os.Stat("/dev/full"); err == nil {
+		err := WriteFileAtomic("/dev/full/x", true, 0, time.Time{}, func(w io.Writer) error { return nil })
+		wantKind(t, err, KindLocalIO)
+		full, _ := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+		_, err = a.Get(ctx, "kept", full, nil)
+		full.Close()
+		wantKind(t, err, KindLocalIO)
+		if !strings.Contains(err.Error(), "disk is full") {
+			t.Fatalf("full disk reported as %q", err)
+		}
+	}
+
+	if b, err := Resume(ctx, s.remote(t), a.State()); err != nil || b.Generation() != gen || len(b.Files()) != 1 {
+		t.Fatalf("the index changed: %v", err)
+	}
+	if got := s.blocks(t); got != blocks {
+		t.Fatalf("failed puts left blocks: %d, want %d", got, blocks)
+	}
+
+	// A server that is down, or not a blindstore server.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	down := "http://" + ln.Addr().String()
+	ln.Close()
+	_, err = Resume(ctx, s.remoteAt(t, down), a.State())
+	wantKind(t, err, KindNetwork)
+	_, err = Resume(ctx, s.remoteAt(t, garbageServer(t)), a.State())
+	wantKind(t, err, KindNetwork)
+	_, err = NewRemote("ftp://x", nil)
+	wantKind(t, err, KindInvalid)
+	st := a.State()
+	st.OwnerSecret = "short"
+	_, err = Resume(ctx, s.remote(t), st)
+	wantKind(t, err, KindAuth)
+}
+
+// A 503 is retried; a server that keeps failing gives up within bounds.
+func TestRetries(t *testing.T) {
+	s := newTestServer(t)
+	var fails atomicInt
+	u, _ := url.Parse(s.url)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fails.dec() {
+			w.Header().Set("Retry-After", "0")
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"code":"unavailable"}`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	r := s.remoteAt(t, "http://"+ln.Addr().String())
+	fails.set(2)
+	if _, err := r.Config(context.Background()); err != nil {
+		t.Fatalf("two 503s then success: %v", err)
+	}
+	fails.set(100)
+	start := time.Now()
+	_, _, err := r.Get(context.Background(), blobstore.NewID(), nil)
+	wantKind(t, err, KindNetwork)
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("gave up after %v", time.Since(start))
+	}
+}
+
+type atomicInt struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (a *atomicInt) set(n int) { a.mu.Lock(); a.n = n; a.mu.Unlock() }
+func (a *atomicInt) dec() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n > 0 {
+		a.n--
+		return true
+	}
+	return false
+}

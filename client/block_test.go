@@ -1,0 +1,207 @@
+package client
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"os"
+	"testing"
+
+	"github.com/blindstore/blindstore/blobstore"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata")
+
+func goldenFile(t *testing.T, path string, want []byte) []byte {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run Golden -update once to create it)", err)
+	}
+	return b
+}
+
+const smallBlock = blobstore.MinBlockSize
+
+func testKey(seed string) Key { return Key(sha256.Sum256([]byte(seed))) }
+
+func testBlockID(seed string) blobstore.ID {
+	s := sha256.Sum256([]byte("id:" + seed))
+	id := blobstore.ID(s[:16])
+	id[6] = id[6]&0x0f | 0x40
+	id[8] = id[8]&0x3f | 0x80
+	return id
+}
+
+// sealRawFrame seals an arbitrary frame, as only a faulty writer holding
+// the key would, to reach Open's frame checks.
+func sealRawFrame(key Key, id blobstore.ID, frame []byte, blockSize int) []byte {
+	out := make([]byte, blockSize)
+	copy(out[NonceSize:blockSize-TagSize], frame)
+	var nonce [NonceSize]byte
+	copy(out, nonce[:])
+	return sealFrame(key, id, out, out[NonceSize:blockSize-TagSize], &nonce)
+}
+
+// TestBlockGolden pins the block format; the vector was computed
+// independently by testdata/crosscheck.py.
+func TestBlockGolden(t *testing.T) {
+	key := testKey("golden block key")
+	id := blobstore.ID(unhex(t, "0f1e2d3c4b5a49788796a5b4c3d2e1f0"))
+	var nonce [NonceSize]byte
+	for i := range nonce {
+		nonce[i] = byte(i)
+	}
+	payload := []byte("blindstore golden block v1")
+	block, err := sealWithNonce(key, id, payload, smallBlock, &nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(block); hex.EncodeToString(sum[:]) != "a53783937e84fafad737fc411579a45948f567ce040ead4ae38219d6f356ddb9" {
+		t.Fatalf("golden block drifted: sha256 %x, starts %x", sum, block[:48])
+	}
+	golden := goldenFile(t, "testdata/block-v1.golden", block)
+	if !bytes.Equal(block, golden) {
+		t.Fatal("block differs from testdata/block-v1.golden")
+	}
+	got, err := Open(key, id, golden, smallBlock)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("Open(golden) = %q, %v", got, err)
+	}
+}
+
+func TestSealOpen(t *testing.T) {
+	key := testKey("k")
+	id := testBlockID("b")
+	for _, bs := range []int{blobstore.MinBlockSize, blobstore.DefaultBlockSize, blobstore.MaxBlockSize} {
+		capacity := PayloadCapacity(bs)
+		if capacity != bs-44 {
+			t.Fatalf("PayloadCapacity(%d) = %d", bs, capacity)
+		}
+		for _, n := range []int{0, 1, capacity / 2, capacity - 1, capacity} {
+			payload := bytes.Repeat([]byte{0xa5}, n)
+			block, err := Seal(key, id, payload, bs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(block) != bs {
+				t.Fatalf("sealed %d bytes into %d, want %d", n, len(block), bs)
+			}
+			got, err := Open(key, id, block, bs)
+			if err != nil || !bytes.Equal(got, payload) {
+				t.Fatalf("round trip of %d bytes at block size %d: %v", n, bs, err)
+			}
+		}
+		if _, err := Seal(key, id, make([]byte, capacity+1), bs); err == nil {
+			t.Fatalf("Seal accepted %d bytes at block size %d", capacity+1, bs)
+		}
+	}
+	for _, bs := range []int{0, 44, 512, 1000, 3000, blobstore.MaxBlockSize * 2} {
+		if _, err := Seal(key, id, nil, bs); err == nil {
+			t.Errorf("Seal accepted block size %d", bs)
+		}
+		if _, err := Open(key, id, make([]byte, bs), bs); err == nil {
+			t.Errorf("Open accepted block size %d", bs)
+		}
+	}
+}
+
+func TestOpenRefuses(t *testing.T) {
+	key, id := testKey("k"), testBlockID("b")
+	payload := []byte("the content of one block")
+	block, err := Seal(key, id, payload, smallBlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := bytes.Clone(block)
+
+	if _, err := Open(key, id, block[:smallBlock-1], smallBlock); !errors.Is(err, ErrBlockSize) {
+		t.Errorf("short block: %v", err)
+	}
+	if _, err := Open(key, id, append(bytes.Clone(block), 0), smallBlock); !errors.Is(err, ErrBlockSize) {
+		t.Errorf("long block: %v", err)
+	}
+	// A server that answers with another block's data.
+	if _, err := Open(key, testBlockID("other"), block, smallBlock); !errors.Is(err, ErrTampered) {
+		t.Errorf("block under another id: %v", err)
+	}
+	if _, err := Open(testKey("other"), id, block, smallBlock); !errors.Is(err, ErrTampered) {
+		t.Errorf("wrong key: %v", err)
+	}
+	// A flipped bit anywhere: the nonce, the length field, the payload,
+	// the padding, the tag.
+	for _, i := range []int{0, NonceSize - 1, NonceSize, NonceSize + 4, smallBlock / 2, smallBlock - TagSize - 1, smallBlock - 1} {
+		b := bytes.Clone(block)
+		b[i] ^= 0x01
+		if _, err := Open(key, id, b, smallBlock); !errors.Is(err, ErrTampered) {
+			t.Errorf("bit flipped at %d: %v", i, err)
+		}
+	}
+	if !bytes.Equal(block, orig) {
+		t.Fatal("Open modified its input")
+	}
+
+	frameLen := smallBlock - NonceSize - TagSize
+	tooLong := make([]byte, frameLen)
+	binary.BigEndian.PutUint32(tooLong, uint32(frameLen-lengthSize+1))
+	if _, err := Open(key, id, sealRawFrame(key, id, tooLong, smallBlock), smallBlock); !errors.Is(err, ErrBadFrame) {
+		t.Errorf("length beyond the capacity: %v", err)
+	}
+	huge := make([]byte, frameLen)
+	binary.BigEndian.PutUint32(huge, 0xffffffff)
+	if _, err := Open(key, id, sealRawFrame(key, id, huge, smallBlock), smallBlock); !errors.Is(err, ErrBadFrame) {
+		t.Errorf("length 2^32-1: %v", err)
+	}
+	dirty := make([]byte, frameLen)
+	binary.BigEndian.PutUint32(dirty, 3)
+	copy(dirty[4:], "abc")
+	dirty[frameLen-1] = 1
+	if _, err := Open(key, id, sealRawFrame(key, id, dirty, smallBlock), smallBlock); !errors.Is(err, ErrBadFrame) {
+		t.Errorf("non-zero padding: %v", err)
+	}
+	dirty[frameLen-1] = 0
+	if got, err := Open(key, id, sealRawFrame(key, id, dirty, smallBlock), smallBlock); err != nil || string(got) != "abc" {
+		t.Errorf("the clean frame of the same shape: %q, %v", got, err)
+	}
+}
+
+// TestSealUnlinkable: two seals of one plaintext under one key and ID
+// share no more than chance, so the server cannot tell they are equal.
+func TestSealUnlinkable(t *testing.T) {
+	key, id := testKey("k"), testBlockID("b")
+	payload := bytes.Repeat([]byte("same plaintext "), 1000)
+	const bs = blobstore.DefaultBlockSize
+	a, err := Seal(key, id, payload, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Seal(key, id, payload, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(a[:NonceSize], b[:NonceSize]) {
+		t.Fatal("two seals used one nonce")
+	}
+	same := 0
+	for i := range a {
+		if a[i] == b[i] {
+			same++
+		}
+	}
+	// Independent random bytes agree at bs/256 = 256 positions on
+	// average, with a standard deviation of 16.
+	if same > 400 {
+		t.Fatalf("two seals of one plaintext agree at %d of %d bytes", same, bs)
+	}
+	if blobstore.ETagOf(a) == blobstore.ETagOf(b) {
+		t.Fatal("two seals of one plaintext share an ETag")
+	}
+}

@@ -1,0 +1,745 @@
+package client
+
+// Files, DESIGN.md §7: each file has its own random key; its plaintext is
+// cut into chunks at content-defined boundaries (chunker.go), each chunk
+// sealed alone into a block under a fresh random ID, with the chunk's
+// size, SHA-256 and mark and the block's ETag kept in the index, and the
+// whole file's SHA-256 too.
+//
+// Small files: a file of at most PayloadCapacity/32 bytes (2 KiB with
+// 64 KiB blocks) is kept inline in the index, so that it costs a share of
+// an index leaf rather than a block of its own. Sharing it still works:
+// its manifest holds its content.
+//
+// Changed files send only what changed: a put over a file of the same
+// name keeps the old file's key (unless that key was ever shared: then a
+// new key, and every block anew), cuts the new content with the old
+// chunks' marks at hand, and reuses the block of every chunk whose size
+// and hash are an old chunk's (each old block once: nothing is
+// deduplicated within a file either). Only the other chunks are sent; the
+// index update then deletes the old blocks nothing refers to any more.
+// A failed put deletes only the blocks it wrote.
+//
+// Reading a range (GetRange) fetches only the blocks holding it, each
+// verified against its chunk's size and hash in the index.
+//
+// Memory is bounded whatever the file's size: a put keeps at most
+// (uploaders+1) × write_batch blocks in flight, a get at most
+// getWindow blocks, and neither ever holds a file whole.
+//
+// A get checks, for every block, that the data's ETag is the one the
+// index recorded (another block's data, or an older version, has another
+// ETag), that it authenticates under the file key with its own ID as
+// associated data, and that the plaintext has the chunk's size and hash
+// (a swap of two blocks fails both); and at the end the file's size and
+// hash. Nothing that fails reaches the output, and a file output is
+// written to a temporary file renamed into place only once verified.
+
+import (
+	"bytes"
+	"context"
+	cryptorand "crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/indexfile"
+)
+
+// Transfer shapes.
+const (
+	// uploaders is the number of batch writes in flight. A server's write
+	// pool holds each for its window (250 ms by default) to mix it with
+	// others, so throughput grows with this; memory too, by one batch
+	// (write_batch blocks: 4 MiB by default) each.
+	uploaders = 6
+	// getWindow bounds the blocks a get has fetched or is fetching ahead
+	// of the one it writes.
+	getWindow = 32
+)
+
+// InlineMax returns the largest file kept inline in the index, for a
+// block size.
+func InlineMax(blockSize int) int { return PayloadCapacity(blockSize) / 32 }
+
+// Progress is told the number of plaintext bytes done so far.
+type Progress func(done int64)
+
+// PutInfo describes a file to put.
+type PutInfo struct {
+	Name    string
+	Mode    fs.FileMode // permission bits are kept
+	ModTime time.Time
+	// Changed, if set, is called after the whole stream was read; an
+	// error from it (the file changed while it was read) aborts the put.
+	Changed func(read int64) error
+}
+
+// Put stores the stream r as the file info.Name, replacing a file of that
+// name (sending only the chunks that changed), and returns the index
+// entry.
+func (a *Account) Put(ctx context.Context, r io.Reader, info PutInfo, progress Progress) (indexfile.File, error) {
+	if err := indexfile.ValidName(info.Name); err != nil {
+		return indexfile.File{}, wrap(KindInvalid, "put", err)
+	}
+	cur, err := a.remote.CurrentPeriod(ctx)
+	if err != nil {
+		return indexfile.File{}, err
+	}
+	a.mu.Lock()
+	prev, _ := a.lookup(info.Name)
+	a.mu.Unlock()
+	f, written, err := a.upload(ctx, r, &prev, progress)
+	if err != nil {
+		return indexfile.File{}, err
+	}
+	f.Name, f.Mode, f.ModTime, f.Renewed = info.Name, info.Mode&fs.ModePerm, info.ModTime, cur
+	if info.Changed != nil {
+		if err := info.Changed(int64(f.Size)); err != nil {
+			a.deleteRefs(ctx, written)
+			return indexfile.File{}, err
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err = a.update(ctx, func(x *indexfile.Index) error { return putReusing(x, f, written) })
+	if err != nil {
+		// Unless the update may have landed (a network failure after
+		// the head was sent), nothing refers to the blocks written.
+		if KindOf(err) != KindNetwork {
+			a.deleteRefs(ctx, written)
+		}
+		return indexfile.File{}, err
+	}
+	return f, nil
+}
+
+// putReusing puts f in x, after checking that the blocks of f it did not
+// write itself are still the file's in x: another put or removal on this
+// account may have replaced them meanwhile.
+func putReusing(x *indexfile.Index, f indexfile.File, written []indexfile.Ref) error {
+	mine := make(map[blobstore.ID]struct{}, len(written))
+	for _, r := range written {
+		mine[r.ID] = struct{}{}
+	}
+	var have map[blobstore.ID]struct{}
+	for _, c := range f.Chunks {
+		if _, ok := mine[c.ID]; ok {
+			continue
+		}
+		if have == nil {
+			have = map[blobstore.ID]struct{}{}
+			if old := x.Lookup(f.Name); old != nil {
+				for _, r := range old.Refs() {
+					have[r.ID] = struct{}{}
+				}
+			}
+		}
+		if _, ok := have[c.ID]; !ok {
+			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("%q changed meanwhile: put it again", f.Name)}
+		}
+	}
+	if err := x.Put(f); err != nil {
+		return wrap(KindConflict, "put", err)
+	}
+	return nil
+}
+
+// PutFile puts the local file at path as name, and refuses it if it
+// changed while it was read.
+func (a *Account) PutFile(ctx context.Context, path, name string, progress Progress) (indexfile.File, error) {
+	src, err := os.Open(path)
+	if err != nil {
+		return indexfile.File{}, wrap(KindLocalIO, "put", err)
+	}
+	defer src.Close()
+	before, err := src.Stat()
+	if err != nil {
+		return indexfile.File{}, wrap(KindLocalIO, "put", err)
+	}
+	if !before.Mode().IsRegular() {
+		return indexfile.File{}, &Error{Kind: KindInvalid, Msg: fmt.Sprintf("%s is not a regular file", path)}
+	}
+	f, err := a.Put(ctx, src, a.putInfo(src, name, before), progress)
+	var ce *Error
+	if errors.As(err, &ce) && ce.Kind == KindConflict && strings.Contains(ce.Msg, "meanwhile") {
+		// Another device replaced the file while it was put: once more,
+		// against what it wrote.
+		if _, serr := src.Seek(0, io.SeekStart); serr == nil {
+			return a.Put(ctx, src, a.putInfo(src, name, before), progress)
+		}
+	}
+	return f, err
+}
+
+func (a *Account) putInfo(src *os.File, name string, before fs.FileInfo) PutInfo {
+	path := src.Name()
+	return PutInfo{
+		Name: name, Mode: before.Mode(), ModTime: before.ModTime(),
+		Changed: func(read int64) error {
+			after, err := src.Stat()
+			if err != nil {
+				return wrap(KindLocalIO, "put", err)
+			}
+			if read != before.Size() || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+				return &Error{Kind: KindConflict, Msg: fmt.Sprintf("%s changed while it was read; nothing was stored: put it again once it is complete", path)}
+			}
+			return nil
+		},
+	}
+}
+
+// upload seals and writes the stream's chunks and returns the file's
+// entry without name, mode, time and renewal, and the blocks it wrote.
+// prev, if it has a key (a file of that name exists), is the version it
+// replaces: see the file comment.
+func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File, progress Progress) (f indexfile.File, written []indexfile.Ref, err error) {
+	reuse := map[chunkID][]indexfile.Chunk{}
+	var marks map[uint64]struct{}
+	if prev != nil && prev.Key != ([KeySize]byte{}) && !prev.KeyShared {
+		f.Key = prev.Key
+		marks = make(map[uint64]struct{}, len(prev.Chunks))
+		for _, c := range prev.Chunks {
+			id := chunkID{c.Size, c.Hash}
+			reuse[id] = append(reuse[id], c)
+			marks[c.Mark] = struct{}{}
+		}
+	} else {
+		key, err := NewKey()
+		if err != nil {
+			return f, nil, err
+		}
+		f.Key = key
+	}
+	// A small file goes inline.
+	head := make([]byte, InlineMax(a.cfg.BlockSize)+1)
+	n, rerr := io.ReadFull(r, head)
+	switch {
+	case errors.Is(rerr, io.ErrUnexpectedEOF) || errors.Is(rerr, io.EOF):
+		f.Size, f.Hash = uint64(n), sha256.Sum256(head[:n])
+		if n > 0 {
+			f.Inline = head[:n:n]
+		}
+		if progress != nil {
+			progress(int64(n))
+		}
+		return f, nil, nil
+	case rerr != nil:
+		return f, nil, wrap(KindLocalIO, "reading the file", rerr)
+	}
+	r = io.MultiReader(bytes.NewReader(head), r)
+	key := f.Key
+	bs, batch := a.cfg.BlockSize, a.cfg.Limits.WriteBatch
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	// A fixed set of block buffers circulates between the sealer (here)
+	// and the uploaders: memory is bounded by their number.
+	free := make(chan []byte, (uploaders+1)*batch)
+	for range cap(free) {
+		free <- make([]byte, bs)
+	}
+	type job struct {
+		items []BatchItem
+		bytes int64
+	}
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var done, reused int64
+	var upErr error
+	for range uploaders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if err := a.remote.PutBatch(ctx, j.items); err != nil {
+					mu.Lock()
+					if upErr == nil {
+						upErr = err
+						cancel(err)
+					}
+					mu.Unlock()
+				} else if progress != nil {
+					mu.Lock()
+					done += j.bytes
+					progress(done + reused)
+					mu.Unlock()
+				}
+				for _, it := range j.items {
+					free <- it.Data
+				}
+			}
+		}()
+	}
+	defer func() {
+		if err != nil {
+			a.deleteRefs(ctx, written)
+			written = nil
+		}
+	}()
+	sum := sha256.New()
+	ch := newCDCChunker(r, a.table, PayloadCapacity(bs))
+	ch.marks = marks
+	plain := make([]byte, PayloadCapacity(bs))
+	var cur job
+	send := func() bool {
+		if len(cur.items) == 0 {
+			return true
+		}
+		select {
+		case jobs <- cur:
+			cur = job{}
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	var readErr error
+	for {
+		chunk, mark, err := ch.next(plain)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			readErr = wrap(KindLocalIO, "reading the file", err)
+			break
+		}
+		sum.Write(chunk)
+		f.Size += uint64(len(chunk))
+		hash := sha256.Sum256(chunk)
+		cid := chunkID{uint32(len(chunk)), hash}
+		if old := reuse[cid]; len(old) > 0 {
+			// Unchanged: keep its block.
+			reuse[cid] = old[1:]
+			f.Chunks = append(f.Chunks, indexfile.Chunk{Ref: old[0].Ref, Size: cid.size, Hash: hash, Mark: mark})
+			ch.matched(true)
+			if progress != nil {
+				mu.Lock()
+				reused += int64(len(chunk))
+				progress(done + reused)
+				mu.Unlock()
+			}
+			continue
+		}
+		ch.matched(false)
+		id := blobstore.NewID()
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-ctx.Done():
+		}
+		if buf == nil {
+			break
+		}
+		var nonce [NonceSize]byte
+		if _, err := cryptorand.Read(nonce[:]); err != nil {
+			readErr = err
+			break
+		}
+		data := sealInto(buf, Key(key), id, chunk, &nonce)
+		etag := blobstore.ETagOf(data)
+		f.Chunks = append(f.Chunks, indexfile.Chunk{Ref: indexfile.Ref{ID: id, ETag: etag}, Size: cid.size, Hash: hash, Mark: mark})
+		written = append(written, indexfile.Ref{ID: id, ETag: etag})
+		cur.items = append(cur.items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data})
+		cur.bytes += int64(len(chunk))
+		if len(cur.items) == batch && !send() {
+			break
+		}
+	}
+	if readErr == nil {
+		send()
+	}
+	close(jobs)
+	wg.Wait()
+	switch {
+	case readErr != nil:
+		return f, written, readErr
+	case upErr != nil:
+		return f, written, wrap(KindNetwork, "uploading", upErr)
+	case ctx.Err() != nil:
+		return f, written, wrap(KindNetwork, "uploading", context.Cause(ctx))
+	}
+	copy(f.Hash[:], sum.Sum(nil))
+	return f, written, nil
+}
+
+// chunkID is what tells an unchanged chunk: its size and hash.
+type chunkID struct {
+	size uint32
+	hash [32]byte
+}
+
+// Get writes the file name to w, verified block by block; see the file
+// comment. It returns the file's index entry.
+func (a *Account) Get(ctx context.Context, name string, w io.Writer, progress Progress) (indexfile.File, error) {
+	a.mu.Lock()
+	f, err := a.lookup(name)
+	a.mu.Unlock()
+	if err != nil {
+		return f, err
+	}
+	return f, download(ctx, a.remote, a.cfg, &f, w, progress)
+}
+
+// GetRange writes length bytes of the file name from offset on to w
+// (fewer if the file ends first), reading only the blocks that hold them,
+// each verified against its chunk in the index.
+func (a *Account) GetRange(ctx context.Context, name string, offset, length int64, w io.Writer) (indexfile.File, error) {
+	a.mu.Lock()
+	f, err := a.lookup(name)
+	a.mu.Unlock()
+	if err != nil {
+		return f, err
+	}
+	if offset < 0 || length < 0 {
+		return f, &Error{Kind: KindInvalid, Msg: "a range starts and runs at or past zero"}
+	}
+	return f, downloadRange(ctx, a.remote, a.cfg, &f, offset, length, w)
+}
+
+// downloadRange writes f's bytes [offset, offset+length) to w.
+func downloadRange(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfile.File, offset, length int64, w io.Writer) error {
+	end := min(uint64(offset)+uint64(length), f.Size)
+	if uint64(offset) >= end {
+		return nil
+	}
+	if len(f.Inline) > 0 {
+		if sha256.Sum256(f.Inline) != f.Hash {
+			return &Error{Kind: KindTampered, Msg: "the file's content does not match its recorded hash"}
+		}
+		_, err := w.Write(f.Inline[offset:end])
+		return localErr(err)
+	}
+	var pos uint64
+	first, last := -1, -1
+	var skip uint64
+	for i, c := range f.Chunks {
+		if pos+uint64(c.Size) > uint64(offset) && pos < end {
+			if first < 0 {
+				first, skip = i, uint64(offset)-pos
+			}
+			last = i
+		}
+		pos += uint64(c.Size)
+	}
+	g := *f
+	g.Chunks = f.Chunks[first : last+1]
+	cw := &cutWriter{w: w, skip: skip, left: end - uint64(offset)}
+	return fetchChunks(ctx, remote, cfg, &g, cw, nil, false)
+}
+
+// cutWriter drops skip bytes, then passes on left bytes.
+type cutWriter struct {
+	w          io.Writer
+	skip, left uint64
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	d := min(c.skip, uint64(len(p)))
+	p, c.skip = p[d:], c.skip-d
+	p = p[:min(uint64(len(p)), c.left)]
+	c.left -= uint64(len(p))
+	if _, err := c.w.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+func localErr(err error) error {
+	if err != nil {
+		return localError("writing the file", err)
+	}
+	return nil
+}
+
+// download writes f's plaintext to w after verifying every block.
+func download(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfile.File, w io.Writer, progress Progress) error {
+	if len(f.Inline) > 0 || f.Size == 0 {
+		if len(f.Inline) != int(f.Size) || sha256.Sum256(f.Inline) != f.Hash {
+			return &Error{Kind: KindTampered, Msg: "the file's content does not match its recorded hash"}
+		}
+		if _, err := w.Write(f.Inline); err != nil {
+			return localErr(err)
+		}
+		if progress != nil {
+			progress(int64(f.Size))
+		}
+		return nil
+	}
+	return fetchChunks(ctx, remote, cfg, f, w, progress, true)
+}
+
+// fetchChunks writes the plaintext of f's chunks to w, verifying each
+// block, and with whole the file's size and hash at the end.
+func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfile.File, w io.Writer, progress Progress, whole bool) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	type result struct {
+		plain []byte
+		err   error
+	}
+	bs := cfg.BlockSize
+	plainBufs := make(chan []byte, getWindow)
+	for range getWindow {
+		plainBufs <- make([]byte, 0, bs)
+	}
+	// pending holds one result channel per chunk, in file order; its
+	// capacity is the window.
+	pending := make(chan chan result, max(1, getWindow-remote.Parallel))
+	type job struct {
+		i   int
+		out chan result
+	}
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	for range remote.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cipher := make([]byte, bs+1)
+			for j := range jobs {
+				c := &f.Chunks[j.i]
+				var buf []byte
+				select {
+				case buf = <-plainBufs:
+				case <-ctx.Done():
+					j.out <- result{err: context.Cause(ctx)}
+					continue
+				}
+				p, err := fetchChunk(ctx, remote, bs, Key(f.Key), c, cipher, buf)
+				if err != nil {
+					plainBufs <- buf
+				}
+				j.out <- result{plain: p, err: err}
+			}
+		}()
+	}
+	go func() {
+		defer close(pending)
+		defer close(jobs)
+		for i := range f.Chunks {
+			out := make(chan result, 1)
+			select {
+			case pending <- out:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- job{i: i, out: out}:
+			case <-ctx.Done():
+				out <- result{err: context.Cause(ctx)}
+				return
+			}
+		}
+	}()
+	sum := sha256.New()
+	var n int64
+	var err error
+	for out := range pending {
+		r := <-out
+		if err != nil {
+			if r.plain != nil {
+				plainBufs <- r.plain[:0]
+			}
+			continue
+		}
+		if r.err != nil {
+			err = r.err
+			cancel(err)
+			continue
+		}
+		sum.Write(r.plain)
+		if _, werr := w.Write(r.plain); werr != nil {
+			err = localError("writing the file", werr)
+			cancel(err)
+		}
+		n += int64(len(r.plain))
+		plainBufs <- r.plain[:0]
+		if progress != nil {
+			progress(n)
+		}
+	}
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	if whole && (uint64(n) != f.Size || [32]byte(sum.Sum(nil)) != f.Hash) {
+		return &Error{Kind: KindTampered, Msg: "the file's content does not match its recorded hash"}
+	}
+	return nil
+}
+
+// fetchChunk reads one chunk's block and returns its verified plaintext
+// in plain's storage.
+func fetchChunk(ctx context.Context, remote *Remote, bs int, key Key, c *indexfile.Chunk, cipher, plain []byte) ([]byte, error) {
+	data, etag, err := remote.Get(ctx, c.ID, cipher)
+	if err != nil {
+		if KindOf(err) == KindNotFound {
+			return nil, &Error{Kind: KindNotFound, Msg: "a block of the file is gone from the server (expired unrenewed, or deleted)"}
+		}
+		return nil, err
+	}
+	if etag != c.ETag {
+		return nil, &Error{Kind: KindTampered, Msg: "the server returned a block that is not the version the index recorded (another block's data, or an older one)"}
+	}
+	if len(data) != bs {
+		return nil, &Error{Kind: KindTampered, Msg: "the server returned a block of the wrong size"}
+	}
+	p, err := openInto(plain, key, c.ID, data)
+	if err != nil {
+		return nil, wrap(KindTampered, "a block of the file", err)
+	}
+	if len(p) != int(c.Size) || sha256.Sum256(p) != c.Hash {
+		return nil, &Error{Kind: KindTampered, Msg: "a block of the file holds another chunk than the index recorded (blocks swapped?)"}
+	}
+	return p, nil
+}
+
+// WriteFileAtomic writes a file at path through fill, into a temporary
+// file in the same directory that is renamed into place only when fill
+// succeeds; on failure nothing is left behind. Without overwrite, an
+// existing path is an error of KindConflict, checked before and after.
+func WriteFileAtomic(path string, overwrite bool, mode fs.FileMode, mtime time.Time, fill func(w io.Writer) error) (err error) {
+	if !overwrite {
+		if _, err := os.Lstat(path); err == nil {
+			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("%s exists; not overwriting it (use --force)", path)}
+		}
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".blind-*.part")
+	if err != nil {
+		return localError("creating the output file", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := fill(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return localError("writing the output file", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return localError("writing the output file", err)
+	}
+	if mode != 0 {
+		if err := os.Chmod(tmp.Name(), mode&fs.ModePerm); err != nil {
+			return localError("setting the output file's mode", err)
+		}
+	}
+	if !mtime.IsZero() {
+		if err := os.Chtimes(tmp.Name(), mtime, mtime); err != nil {
+			return localError("setting the output file's time", err)
+		}
+	}
+	if overwrite {
+		if err := os.Rename(tmp.Name(), path); err != nil {
+			return localError("moving the output file into place", err)
+		}
+		return nil
+	}
+	// A hard link fails if path appeared meanwhile: no clobbering even
+	// in a race.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("%s exists; not overwriting it (use --force)", path)}
+		}
+		return localError("moving the output file into place", err)
+	}
+	os.Remove(tmp.Name())
+	return nil
+}
+
+// localError is a local I/O failure, with a clear word for a full disk.
+func localError(what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) {
+		return &Error{Kind: KindLocalIO, Msg: what + ": the disk is full", Err: err}
+	}
+	return &Error{Kind: KindLocalIO, Msg: what, Err: err}
+}
+
+// PutSource is one file of PutMany.
+type PutSource struct {
+	Name    string
+	R       io.Reader
+	Mode    fs.FileMode
+	ModTime time.Time
+}
+
+// PutMany stores several files with one index update: what a folder of
+// small files needs, since each update writes at least a leaf, a dir and
+// the head. Each replaces a file of its name as Put does.
+func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.File, error) {
+	cur, err := a.remote.CurrentPeriod(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var written []indexfile.Ref
+	files := make([]indexfile.File, 0, len(srcs))
+	fail := func(err error) ([]indexfile.File, error) {
+		a.deleteRefs(ctx, written)
+		return nil, err
+	}
+	seen := make(map[string]bool, len(srcs))
+	for _, src := range srcs {
+		if err := indexfile.ValidName(src.Name); err != nil {
+			return fail(wrap(KindInvalid, "put", err))
+		}
+		if seen[src.Name] {
+			return fail(&Error{Kind: KindInvalid, Msg: fmt.Sprintf("%q is given twice", src.Name)})
+		}
+		seen[src.Name] = true
+		a.mu.Lock()
+		prev, _ := a.lookup(src.Name)
+		a.mu.Unlock()
+		f, w, err := a.upload(ctx, src.R, &prev, nil)
+		written = append(written, w...)
+		if err != nil {
+			return fail(err)
+		}
+		f.Name, f.Mode, f.ModTime, f.Renewed = src.Name, src.Mode&fs.ModePerm, src.ModTime, cur
+		files = append(files, f)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err = a.update(ctx, func(x *indexfile.Index) error {
+		for _, f := range files {
+			// putReusing's check on a scratch index of the one file.
+			one := &indexfile.Index{}
+			if old := x.Lookup(f.Name); old != nil {
+				one.Files = []indexfile.File{*old}
+			}
+			if err := putReusing(one, f, written); err != nil {
+				return err
+			}
+		}
+		if err := x.PutAll(files); err != nil {
+			return wrap(KindConflict, "put", err)
+		}
+		return nil
+	})
+	if err != nil {
+		if KindOf(err) != KindNetwork {
+			a.deleteRefs(ctx, written)
+		}
+		return nil, err
+	}
+	return files, nil
+}

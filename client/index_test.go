@@ -1,0 +1,233 @@
+package client
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/indexfile"
+)
+
+// fixtureIndex is large enough (about 4 KB of hashes, which do not
+// compress) to span several 1 KiB blocks.
+func fixtureIndex() *indexfile.Index {
+	x := &indexfile.Index{Generation: 9}
+	mtime := time.Date(2025, 6, 1, 12, 0, 0, 123, time.UTC)
+	for i := range 12 {
+		name := fmt.Sprintf("photos/%02d.jpg", i)
+		f := indexfile.File{
+			Name: name, Mode: 0o640, ModTime: mtime.Add(time.Duration(i) * time.Minute),
+			Hash: sha256.Sum256([]byte("hash " + name)), Key: sha256.Sum256([]byte("key " + name)), Renewed: 680,
+		}
+		for j := range 3 {
+			seed := fmt.Sprintf("%s/%d", name, j)
+			f.Chunks = append(f.Chunks, indexfile.Chunk{
+				Ref:  indexfile.Ref{ID: testBlockID(seed), ETag: blobstore.ETagOf([]byte(seed))},
+				Size: 60000, Hash: sha256.Sum256([]byte(seed)),
+			})
+			f.Size += 60000
+		}
+		if err := x.Put(f); err != nil {
+			panic(err)
+		}
+	}
+	return x
+}
+
+func splitBlocks(b []byte, bs int) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		out = append(out, b[:bs])
+		b = b[bs:]
+	}
+	return out
+}
+
+// TestIndexGolden pins the sealing of the index. The committed blocks must
+// open to the fixture (the decoding and decryption have not drifted), and
+// sealing the same encoded bytes with the same random stream must give
+// the same blocks (the encryption has not drifted). Encode's DEFLATE
+// stream itself is free to change between Go releases, so it is taken
+// from the golden blocks rather than recomputed.
+func TestIndexGolden(t *testing.T) {
+	base := &Root{AccountKey: testKey("golden account"), OwnerSecret: OwnerSecret(testKey("golden owner"))}
+	var cat, rootBytes []byte
+	if *update {
+		enc, err := indexfile.Encode(fixtureIndex())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, root, err := base.sealIndex(enc, smallBlock, deterministic("index"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range sealed {
+			cat = append(cat, b.Data...)
+		}
+		if rootBytes, err = MarshalRoot(root); err != nil {
+			t.Fatal(err)
+		}
+	}
+	goldenBlocks := goldenFile(t, "testdata/index-v1.sealed", cat)
+	goldenRoot, err := UnmarshalRoot(goldenFile(t, "testdata/index-v1.root", rootBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := splitBlocks(goldenBlocks, smallBlock)
+	if len(blocks) < 4 {
+		t.Fatalf("golden index spans %d blocks; the fixture should need several", len(blocks))
+	}
+
+	got, err := goldenRoot.OpenIndex(blocks, smallBlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, fixtureIndex()) {
+		t.Fatal("golden index blocks open to another index")
+	}
+
+	encoded, err := goldenRoot.openIndex(blocks, smallBlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, root, err := base.sealIndex(encoded, smallBlock, deterministic("index"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != len(blocks) {
+		t.Fatalf("resealing gives %d blocks, golden has %d", len(again), len(blocks))
+	}
+	for i := range again {
+		if !bytes.Equal(again[i].Data, blocks[i]) {
+			t.Fatalf("index block %d drifted from testdata/index-v1.sealed", i)
+		}
+	}
+	if root.AccountKey != base.AccountKey || !reflect.DeepEqual(root.Index, goldenRoot.Index) || root.IndexLen != goldenRoot.IndexLen {
+		t.Fatal("resealing gives another root")
+	}
+}
+
+func TestIndexRoundTrip(t *testing.T) {
+	root, err := NewRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := root.OpenIndex(nil, smallBlock)
+	if err != nil || len(empty.Files) != 0 {
+		t.Fatalf("a new account's index: %+v, %v", empty, err)
+	}
+
+	idx := fixtureIndex()
+	sealed, next, err := root.SealIndex(idx, smallBlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(root.Index) != 0 || root.IndexLen != 0 {
+		t.Fatal("SealIndex changed the current root")
+	}
+	if next.AccountKey != root.AccountKey || next.OwnerSecret != root.OwnerSecret {
+		t.Fatal("the next root has other secrets")
+	}
+	enc, _ := indexfile.Encode(idx)
+	if next.IndexLen != uint64(len(enc)) || len(next.Index) != len(sealed) {
+		t.Fatalf("next root: length %d (encoded %d), %d refs for %d blocks", next.IndexLen, len(enc), len(next.Index), len(sealed))
+	}
+	if want, _ := indexfile.PaddedBlocks(len(enc), PayloadCapacity(smallBlock)); len(sealed) != want {
+		t.Fatalf("%d index blocks, want %d", len(sealed), want)
+	}
+	data := make([][]byte, len(sealed))
+	for i, b := range sealed {
+		if len(b.Data) != smallBlock || b.ETag != blobstore.ETagOf(b.Data) || next.Index[i] != (indexfile.Ref{ID: b.ID, ETag: b.ETag}) {
+			t.Fatalf("sealed block %d is inconsistent", i)
+		}
+		if err := b.ID.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		data[i] = b.Data
+	}
+	got, err := next.OpenIndex(data, smallBlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, idx) {
+		t.Fatal("index round trip changed it")
+	}
+	// The root survives marshalling with its index list.
+	p, _ := MarshalRoot(next)
+	if r2, err := UnmarshalRoot(p); err != nil || !reflect.DeepEqual(r2, next) {
+		t.Fatalf("next root does not round-trip: %v", err)
+	}
+
+	// Another seal of the same index shares nothing visible.
+	sealed2, _, err := root.SealIndex(idx, smallBlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sealed2[0].ID == sealed[0].ID || sealed2[0].ETag == sealed[0].ETag {
+		t.Fatal("two seals of one index share ids or ETags")
+	}
+}
+
+func TestOpenIndexRefuses(t *testing.T) {
+	root, err := NewRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, next, err := root.SealIndex(fixtureIndex(), smallBlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := func() [][]byte {
+		d := make([][]byte, len(sealed))
+		for i, b := range sealed {
+			d[i] = bytes.Clone(b.Data)
+		}
+		return d
+	}
+
+	if _, err := next.OpenIndex(data()[1:], smallBlock); err == nil {
+		t.Error("a missing block accepted")
+	}
+	swapped := data()
+	swapped[0], swapped[1] = swapped[1], swapped[0]
+	if _, err := next.OpenIndex(swapped, smallBlock); !errors.Is(err, ErrTampered) {
+		t.Errorf("blocks in another order: %v", err)
+	}
+	// A server that rolls one block back to a different, validly sealed
+	// version under the same id: the ETag in the root catches it.
+	old, err := Seal(root.AccountKey, sealed[0].ID, []byte("an older version"), smallBlock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rolled := data()
+	rolled[0] = old
+	if _, err := next.OpenIndex(rolled, smallBlock); !errors.Is(err, ErrTampered) {
+		t.Errorf("a rolled-back block: %v", err)
+	}
+	// Under another account's key the same blocks do not open.
+	other := *next
+	other.AccountKey = testKey("someone else")
+	if _, err := other.OpenIndex(data(), smallBlock); !errors.Is(err, ErrTampered) {
+		t.Errorf("another account key: %v", err)
+	}
+	// A root claiming more bytes than its blocks hold, or a length that
+	// cuts into the encoding.
+	long := *next
+	long.IndexLen = uint64(len(sealed)*PayloadCapacity(smallBlock) + 1)
+	if _, err := long.OpenIndex(data(), smallBlock); err == nil {
+		t.Error("an index length beyond its blocks accepted")
+	}
+	short := *next
+	short.IndexLen--
+	if _, err := short.OpenIndex(data(), smallBlock); !errors.Is(err, indexfile.ErrCorrupt) {
+		t.Errorf("a cut encoding: %v", err)
+	}
+	if _, err := next.OpenIndex(data(), smallBlock); err != nil {
+		t.Fatalf("the untouched blocks: %v", err)
+	}
+}

@@ -1,0 +1,214 @@
+package client
+
+// Renewal, DESIGN.md §3 "Periods" and §7 "Login". A block written or
+// renewed in period p is purged at the start of period p+R. Login renews
+// every block the account refers to whose last renewal is older than the
+// current period: the roots, the head and the index blocks (cheap: a
+// handful; the server answers "current" without writing for those already
+// stamped this period) and the blocks of every file whose Renewed is
+// older, data and share manifest alike. The requests go in shuffled
+// batches, so that their order says nothing about which blocks are one
+// file's. The files' Renewed is then updated in the index.
+//
+// The date until which the account is safe without another login is the
+// purge time of its oldest renewal: SafeUntil.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/indexfile"
+)
+
+// RenewReport says what a renewal did.
+type RenewReport struct {
+	Period  uint64    `json:"period"`  // the server's current period
+	Sent    int       `json:"sent"`    // blocks named in renew requests
+	Renewed int       `json:"renewed"` // moved to the current period: they were stale
+	Current int       `json:"current"` // already current: nothing written
+	Stale   int       `json:"stale_files"`
+	Damaged []string  `json:"damaged,omitempty"` // files with blocks the server no longer has
+	Missing int       `json:"missing"`           // blocks the server no longer has
+	Safe    time.Time `json:"safe_until"`
+}
+
+// Renew renews what is stale (see the file comment) and records the
+// renewal in the index.
+func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cur, err := a.remote.CurrentPeriod(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep := &RenewReport{Period: cur}
+	var items []RenewItem
+	owner := make(map[blobstore.ID]string) // block → file name, for the report
+	for _, r := range a.head.Roots {
+		items = append(items, RenewItem{ID: r.ID, Proof: r.Proof.Renew()})
+	}
+	items = append(items, RenewItem{ID: a.headLoc.ID, Proof: a.headLoc.Proof.Renew()})
+	for _, r := range a.indexBlocks() {
+		items = append(items, RenewItem{ID: r.ID, Proof: a.root.OwnerSecret.RenewProof(r.ID)})
+	}
+	stale := map[string]bool{}
+	for i := range a.index.Files {
+		f := &a.index.Files[i]
+		if f.Renewed >= cur {
+			continue
+		}
+		stale[f.Name] = true
+		for _, r := range f.Refs() {
+			items = append(items, RenewItem{ID: r.ID, Proof: a.root.OwnerSecret.RenewProof(r.ID)})
+			owner[r.ID] = f.Name
+		}
+	}
+	rep.Stale = len(stale)
+	shuffle(items)
+	res, err := a.remote.Renew(ctx, items)
+	if err != nil {
+		return nil, wrap(KindNetwork, "renewing", err)
+	}
+	rep.Sent, rep.Renewed, rep.Current = len(items), res.Renewed, res.Current
+	damaged := map[string]bool{}
+	for _, id := range append(res.Missing, res.Refused...) {
+		rep.Missing++
+		if name, ok := owner[id]; ok {
+			damaged[name] = true
+		}
+	}
+	for name := range damaged {
+		rep.Damaged = append(rep.Damaged, name)
+	}
+	a.renewed = cur
+	if len(stale) > len(damaged) {
+		_, err := a.update(ctx, func(x *indexfile.Index) error {
+			for i := range x.Files {
+				f := &x.Files[i]
+				if stale[f.Name] && !damaged[f.Name] && f.Renewed < cur {
+					f.Renewed = cur
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, wrap(KindOther, "recording the renewal in the index", err)
+		}
+	}
+	rep.Safe = a.safeUntil()
+	return rep, nil
+}
+
+// Stale reports whether the account has something to renew in period cur.
+func (a *Account) Stale(cur uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.oldestRenewal() < cur
+}
+
+func (a *Account) oldestRenewal() uint64 {
+	oldest := a.renewed
+	for i := range a.index.Files {
+		oldest = min(oldest, a.index.Files[i].Renewed)
+	}
+	return oldest
+}
+
+// SafeUntil returns when the account's oldest renewal expires: its data
+// is safe until then without another login or renewal.
+func (a *Account) SafeUntil() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.safeUntil()
+}
+
+func (a *Account) safeUntil() time.Time { return a.cfg.SafeUntil(a.oldestRenewal()) }
+
+// ExpiryNear reports whether safe is within two periods of now: the
+// point at which a user must be told to log in.
+func (c *ServerConfig) ExpiryNear(safe, now time.Time) bool {
+	return safe.Sub(now) < 2*c.Period()
+}
+
+// RenewList is an export of renew proofs (DESIGN.md §7 "Unattended
+// renewal"): whoever holds it can keep the account's blocks alive, but
+// cannot read, change or delete them.
+type RenewList struct {
+	Format     string       `json:"format"` // "blindstore-renew-v1"
+	Server     string       `json:"server"`
+	Generation uint64       `json:"generation"` // the head's, when exported
+	Blocks     []RenewEntry `json:"blocks"`
+}
+
+// RenewEntry is one block of a RenewList.
+type RenewEntry struct {
+	ID    string `json:"id"`
+	Proof string `json:"proof"` // renew proof, base64url
+}
+
+const renewListFormat = "blindstore-renew-v1"
+
+// ExportRenewals returns the renew proofs of every block the account
+// refers to now.
+func (a *Account) ExportRenewals() *RenewList {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := &RenewList{Format: renewListFormat, Server: a.remote.URL(), Generation: a.head.Generation}
+	add := func(id blobstore.ID, p blobstore.RenewProof) {
+		l.Blocks = append(l.Blocks, RenewEntry{ID: id.String(), Proof: blobstore.EncodeProof(p)})
+	}
+	for _, r := range a.head.Roots {
+		add(r.ID, r.Proof.Renew())
+	}
+	add(a.headLoc.ID, a.headLoc.Proof.Renew())
+	for _, r := range a.indexBlocks() {
+		add(r.ID, a.root.OwnerSecret.RenewProof(r.ID))
+	}
+	for i := range a.index.Files {
+		for _, r := range a.index.Files[i].Refs() {
+			add(r.ID, a.root.OwnerSecret.RenewProof(r.ID))
+		}
+	}
+	return l
+}
+
+// ReadRenewList parses an export strictly.
+func ReadRenewList(r io.Reader) (*RenewList, []RenewItem, error) {
+	var l RenewList
+	dec := json.NewDecoder(io.LimitReader(r, 1<<30))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil || l.Format != renewListFormat {
+		return nil, nil, &Error{Kind: KindInvalid, Msg: "not a blindstore renewal export"}
+	}
+	items := make([]RenewItem, len(l.Blocks))
+	for i, e := range l.Blocks {
+		id, err := blobstore.ParseID(e.ID)
+		if err != nil {
+			return nil, nil, &Error{Kind: KindInvalid, Msg: fmt.Sprintf("renewal export: entry %d has a malformed id", i)}
+		}
+		p, err := blobstore.ParseProof(e.Proof)
+		if err != nil {
+			return nil, nil, &Error{Kind: KindInvalid, Msg: fmt.Sprintf("renewal export: entry %d has a malformed proof", i)}
+		}
+		items[i] = RenewItem{ID: id, Proof: blobstore.RenewProof(p)}
+	}
+	return &l, items, nil
+}
+
+// RenewFrom renews the blocks of an export, in shuffled batches.
+func RenewFrom(ctx context.Context, remote *Remote, items []RenewItem) (RenewResult, error) {
+	items = append([]RenewItem(nil), items...)
+	shuffle(items)
+	return remote.Renew(ctx, items)
+}
+
+// Generation returns the head generation the account last read or wrote.
+func (a *Account) Generation() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.head.Generation
+}

@@ -1,0 +1,712 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/blindstore/blindstore/client"
+	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/internal/cli"
+)
+
+func newCommand(name, usage, summary string, run func(a *app, c *command) error) *command {
+	c := &command{Command: cli.Command{Name: name, Usage: usage, Summary: summary, Flags: cli.NewFlagSet(name), Env: envPrefix}}
+	c.run = func(a *app) error { return run(a, c) }
+	return c
+}
+
+func commands(a *app) map[string]*command {
+	var cmds []*command
+	add := func(c *command) {
+		a.g.register(c.Flags)
+		cmds = append(cmds, c)
+	}
+
+	{
+		c := newCommand("signup", "--user NAME [--invite CODE]", "Create an account and log in. Prints a recovery code once: keep it safe.\nPassword: prompt (asked twice) or BLIND_PASSWORD.", nil)
+		user := c.Flags.String("user", "", "user `name`")
+		device := c.Flags.String("device-key", "", "device key `file` mixed into the password (created if missing); every login then needs it")
+		invite := c.Flags.String("invite", "", "invite `code` of the server's token issuer, for a server that charges for writes (kept in the configuration directory)")
+		c.run = func(a *app) error { a.invite = *invite; return a.signup(c, *user, *device) }
+		add(c)
+	}
+	{
+		c := newCommand("login", "--user NAME [--recovery-code]", "Log in, renew what is stale, and say until when the data is safe.\nPassword: prompt or BLIND_PASSWORD. With --recovery-code: the code from a prompt or\nBLIND_RECOVERY_CODE, and a new password from a prompt or BLIND_NEW_PASSWORD.", nil)
+		user := c.Flags.String("user", "", "user `name`")
+		device := c.Flags.String("device-key", "", "device key `file`, if the account has one")
+		recovery := c.Flags.Bool("recovery-code", false, "log in with the recovery code and set a new password")
+		invite := c.Flags.String("invite", "", "invite `code` of the server's token issuer, for a server that charges for writes (kept in the configuration directory)")
+		c.run = func(a *app) error { a.invite = *invite; return a.login(c, *user, *device, *recovery) }
+		add(c)
+	}
+	{
+		c := newCommand("logout", "", "Wipe the session from this machine (overwritten, then removed).", nil)
+		c.run = func(a *app) error {
+			if len(c.Args) > 0 {
+				return cli.Usagef("unexpected arguments")
+			}
+			had, err := wipeSession()
+			if err != nil {
+				return err
+			}
+			a.out(map[string]bool{"logged_out": had}, map[bool]string{true: "logged out\n", false: "not logged in\n"}[had])
+			return nil
+		}
+		add(c)
+	}
+	{
+		c := newCommand("put", "FILE [--as NAME]", "Encrypt and store a file (\"-\" reads standard input and needs --as), replacing a file of the same name.", nil)
+		as := c.Flags.String("as", "", "store under this `name` (default: the file's base name)")
+		c.run = func(a *app) error { return a.put(c, *as) }
+		add(c)
+	}
+	{
+		c := newCommand("get", "NAME [-o PATH]", "Fetch, verify and decrypt a file. It is written under a temporary name and moved\ninto place only once every block and the whole file's hash check out.", nil)
+		out := c.Flags.String("o", "", "output `path` (default: the name's last element, in the current directory; \"-\" for standard output)")
+		force := c.Flags.Bool("force", false, "overwrite an existing output file")
+		c.run = func(a *app) error { return a.get(c, *out, *force) }
+		add(c)
+	}
+	{
+		c := newCommand("ls", "", "List the account's files.", nil)
+		c.run = func(a *app) error { return a.ls(c) }
+		add(c)
+	}
+	{
+		c := newCommand("rm", "NAME", "Remove a file and delete its blocks.", nil)
+		c.run = func(a *app) error {
+			if len(c.Args) != 1 {
+				return cli.Usagef("want one file name")
+			}
+			return a.withAccount(func(acc *client.Account) error {
+				if err := acc.Remove(a.ctx, c.Args[0]); err != nil {
+					return err
+				}
+				a.out(map[string]string{"removed": c.Args[0]}, fmt.Sprintf("removed %s\n", c.Args[0]))
+				return nil
+			})
+		}
+		add(c)
+	}
+	{
+		c := newCommand("mv", "OLD NEW", "Rename a file (no data moves).", nil)
+		c.run = func(a *app) error {
+			if len(c.Args) != 2 {
+				return cli.Usagef("want the old and the new name")
+			}
+			return a.withAccount(func(acc *client.Account) error {
+				if err := acc.Rename(a.ctx, c.Args[0], c.Args[1]); err != nil {
+					return err
+				}
+				a.out(map[string]string{"from": c.Args[0], "to": c.Args[1]}, fmt.Sprintf("renamed %s to %s\n", c.Args[0], c.Args[1]))
+				return nil
+			})
+		}
+		add(c)
+	}
+	{
+		c := newCommand("share", "NAME [--revoke]", "Print a capability that lets anyone who holds it fetch this one file ('blind fetch'),\nwithout an account. Sharing again prints the same capability. --revoke deletes it.", nil)
+		revoke := c.Flags.Bool("revoke", false, "stop sharing: the capability then finds nothing (copies already fetched stay fetched)")
+		c.run = func(a *app) error { return a.share(c, *revoke) }
+		add(c)
+	}
+	{
+		c := newCommand("fetch", "CAP [-o PATH]", "Fetch a shared file with its capability; needs no account.", nil)
+		out := c.Flags.String("o", "", "output `path` (default: the file's name, in the current directory; \"-\" for standard output)")
+		force := c.Flags.Bool("force", false, "overwrite an existing output file")
+		c.run = func(a *app) error { return a.fetch(c, *out, *force) }
+		add(c)
+	}
+	{
+		c := newCommand("passwd", "", "Change the password. Current password: prompt or BLIND_PASSWORD; new one: prompt\n(asked twice) or BLIND_NEW_PASSWORD. No data is re-encrypted.", nil)
+		device := c.Flags.String("device-key", "", "device key `file`, if the account has one")
+		c.run = func(a *app) error { return a.passwd(c, *device) }
+		add(c)
+	}
+	{
+		c := newCommand("renew", "[--export FILE | --from FILE]", "Renew every stale block of the account now. --export writes the renew proofs of\nevery block to FILE (mode 0600): whoever has it can keep the blocks alive but can\nnot read, change or delete them. --from renews from such a file, with no session.", nil)
+		export := c.Flags.String("export", "", "write renew proofs to this `file` instead of renewing")
+		from := c.Flags.String("from", "", "renew the blocks listed in this `file` (from --export)")
+		invite := c.Flags.String("invite", "", "with --from on a server that charges for renewals: the invite `code` that fetches the tokens (kept in the configuration directory)")
+		c.run = func(a *app) error { a.invite = *invite; return a.renew(c, *export, *from) }
+		add(c)
+	}
+	{
+		c := newCommand("status", "", "Show the account, its files, and until when its data is safe without another login.", nil)
+		c.run = func(a *app) error { return a.status(c) }
+		add(c)
+	}
+	{
+		c := newCommand("delete-account", "[--yes]", "Delete every block of the account (files, shares, index, roots), then log out.", nil)
+		yes := c.Flags.Bool("yes", false, "do not ask for confirmation")
+		c.run = func(a *app) error { return a.deleteAccount(c, *yes) }
+		add(c)
+	}
+	m := make(map[string]*command, len(cmds))
+	for _, c := range cmds {
+		m[c.Name] = c
+	}
+	return m
+}
+
+func (a *app) remote(server string) (*client.Remote, error) {
+	hc, err := client.NewHTTPClient(a.g.caFile)
+	if err != nil {
+		return nil, err
+	}
+	r, err := client.NewRemote(server, hc)
+	if err != nil {
+		return nil, err
+	}
+	a.attachWallet(r, hc) // tokens.go
+	return r, nil
+}
+
+func readDeviceKey(path string, create bool) (*client.DeviceKey, error) {
+	if path == "" {
+		return nil, nil
+	}
+	d, err := client.ReadDeviceKeyFile(path)
+	if err == nil {
+		return &d, nil
+	}
+	if !create || !os.IsNotExist(unwrapAll(err)) {
+		return nil, &client.Error{Kind: client.KindLocalIO, Msg: "the device key", Err: err}
+	}
+	if d, err = client.NewDeviceKey(); err != nil {
+		return nil, err
+	}
+	if err := client.WriteDeviceKeyFile(path, d); err != nil {
+		return nil, &client.Error{Kind: client.KindLocalIO, Msg: "the device key", Err: err}
+	}
+	return &d, nil
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		next := u.Unwrap()
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
+
+func (a *app) saveAccount(acc *client.Account, deviceKeyFile string) error {
+	s := &session{State: acc.State(), DeviceKeyFile: deviceKeyFile}
+	return saveSession(s)
+}
+
+// safety prints until when the data is safe, and warns on stderr when
+// that is near.
+func (a *app) safety(acc *client.Account) (time.Time, bool) {
+	safe := acc.SafeUntil()
+	near := acc.Config().ExpiryNear(safe, time.Now())
+	if near {
+		fmt.Fprintf(a.stderr, "warning: this account's data will be deleted on %s unless you log in or run 'blind renew' before then\n", safe.Local().Format(time.RFC1123))
+	}
+	return safe, near
+}
+
+func safeText(safe time.Time) string {
+	return fmt.Sprintf("your data is safe until %s without another login\n", safe.Local().Format(time.RFC1123))
+}
+
+func (a *app) signup(c *command, user, deviceFile string) error {
+	if len(c.Args) > 0 {
+		return cli.Usagef("unexpected arguments")
+	}
+	if user == "" {
+		return cli.Usagef("--user is required")
+	}
+	pw, err := a.secret("BLIND_PASSWORD", "Password: ", true)
+	if err != nil {
+		return err
+	}
+	dev, err := readDeviceKey(deviceFile, true)
+	if err != nil {
+		return err
+	}
+	r, err := a.remote(a.g.server)
+	if err != nil {
+		return err
+	}
+	if err := a.prepareTokens(r, a.invite); err != nil {
+		return err
+	}
+	acc, code, err := client.Signup(a.ctx, r, user, pw, dev)
+	if err != nil {
+		return err
+	}
+	if err := a.saveAccount(acc, deviceFile); err != nil {
+		return err
+	}
+	safe, _ := a.safety(acc)
+	a.out(map[string]any{"user": user, "server": r.URL(), "recovery_code": code.String(), "safe_until": safe},
+		fmt.Sprintf("signed up and logged in as %s\n\nRecovery code (shown only now; write it down and keep it apart from your password):\n\n    %s\n\nWith it, 'blind login --recovery-code' sets a new password if you forget yours.\n%s",
+			user, code.String(), safeText(safe)))
+	return nil
+}
+
+func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
+	if len(c.Args) > 0 {
+		return cli.Usagef("unexpected arguments")
+	}
+	if user == "" {
+		return cli.Usagef("--user is required")
+	}
+	dev, err := readDeviceKey(deviceFile, false)
+	if err != nil {
+		return err
+	}
+	r, err := a.remote(a.g.server)
+	if err != nil {
+		return err
+	}
+	if err := a.prepareTokens(r, a.invite); err != nil {
+		return err
+	}
+	var acc *client.Account
+	if recovery {
+		s, err := a.secret("BLIND_RECOVERY_CODE", "Recovery code: ", false)
+		if err != nil {
+			return err
+		}
+		code, err := client.ParseRecoveryCode(s)
+		if err != nil {
+			return cli.UsageError{Err: err}
+		}
+		pw, err := a.secret("BLIND_NEW_PASSWORD", "New password: ", true)
+		if err != nil {
+			return err
+		}
+		if acc, err = client.LoginRecovery(a.ctx, r, code, user, pw, dev); err != nil {
+			return err
+		}
+	} else {
+		pw, err := a.secret("BLIND_PASSWORD", "Password: ", false)
+		if err != nil {
+			return err
+		}
+		if acc, err = client.Login(a.ctx, r, user, pw, dev); err != nil {
+			return err
+		}
+	}
+	rep, err := a.renewPaid(acc)
+	if err != nil {
+		return err
+	}
+	if err := a.saveAccount(acc, deviceFile); err != nil {
+		return err
+	}
+	for _, name := range rep.Damaged {
+		fmt.Fprintf(a.stderr, "warning: %s has blocks the server no longer has; it cannot be fetched\n", name)
+	}
+	safe, near := a.safety(acc)
+	a.out(map[string]any{"user": user, "server": r.URL(), "files": len(acc.Files()), "renewal": rep, "safe_until": safe, "expiry_near": near},
+		fmt.Sprintf("logged in as %s: %d files; renewed %d stale blocks\n%s", user, len(acc.Files()), rep.Renewed, safeText(safe)))
+	return nil
+}
+
+// withAccount opens the session's account, renews it if a period
+// boundary passed since its last renewal, runs f, and saves the session.
+func (a *app) withAccount(f func(acc *client.Account) error) error {
+	s, err := loadSession()
+	if err != nil {
+		return err
+	}
+	r, err := a.remote(s.Server)
+	if err != nil {
+		return err
+	}
+	if err := a.prepareTokens(r, ""); err != nil {
+		return err
+	}
+	acc, err := client.Resume(a.ctx, r, s.State)
+	if err != nil {
+		return err
+	}
+	if acc.Stale(acc.Config().CurrentPeriod) {
+		if _, err := a.renewPaid(acc); err != nil {
+			return err
+		}
+	}
+	ferr := f(acc)
+	if a.loggedOut {
+		return ferr
+	}
+	if err := a.saveAccount(acc, s.DeviceKeyFile); err != nil && ferr == nil {
+		return err
+	}
+	return ferr
+}
+
+func (a *app) put(c *command, as string) error {
+	if len(c.Args) != 1 {
+		return cli.Usagef("want one file")
+	}
+	src := c.Args[0]
+	name := as
+	if name == "" {
+		if src == "-" {
+			return cli.Usagef("reading standard input needs --as NAME")
+		}
+		name = filepath.Base(src)
+	}
+	return a.withAccount(func(acc *client.Account) error {
+		var f any
+		var size uint64
+		if src == "-" {
+			prog, done := a.progress("put "+name, -1)
+			file, err := acc.Put(a.ctx, a.stdin, client.PutInfo{Name: name, Mode: 0o644, ModTime: time.Now()}, prog)
+			done()
+			if err != nil {
+				return err
+			}
+			f, size = fileJSON(&file), file.Size
+		} else {
+			var total int64 = -1
+			if fi, err := os.Stat(src); err == nil {
+				total = fi.Size()
+			}
+			if err := a.checkTokensFor(acc, total); err != nil { // tokens.go
+				return err
+			}
+			prog, done := a.progress("put "+name, total)
+			file, err := acc.PutFile(a.ctx, src, name, prog)
+			done()
+			if err != nil {
+				return err
+			}
+			f, size = fileJSON(&file), file.Size
+		}
+		a.out(f, fmt.Sprintf("stored %s (%s)\n", name, humanBytes(size)))
+		return nil
+	})
+}
+
+func (a *app) get(c *command, out string, force bool) error {
+	if len(c.Args) != 1 {
+		return cli.Usagef("want one file name")
+	}
+	name := c.Args[0]
+	return a.withAccount(func(acc *client.Account) error {
+		f, err := acc.Lookup(name)
+		if err != nil {
+			return err
+		}
+		prog, done := a.progress("get "+name, int64(f.Size))
+		defer done()
+		if out == "-" {
+			_, err := acc.Get(a.ctx, name, a.stdout, prog)
+			return err
+		}
+		if out == "" {
+			out = path.Base(name)
+		}
+		if err := client.WriteFileAtomic(out, force, f.Mode, f.ModTime, func(w io.Writer) error {
+			_, err := acc.Get(a.ctx, name, w, prog)
+			return err
+		}); err != nil {
+			return err
+		}
+		done()
+		a.out(map[string]any{"name": name, "path": out, "size": f.Size}, fmt.Sprintf("wrote %s (%s)\n", out, humanBytes(f.Size)))
+		return nil
+	})
+}
+
+func (a *app) ls(c *command) error {
+	if len(c.Args) > 0 {
+		return cli.Usagef("unexpected arguments")
+	}
+	return a.withAccount(func(acc *client.Account) error {
+		files := acc.Files()
+		if a.g.json {
+			list := make([]any, len(files))
+			for i := range files {
+				list[i] = fileJSON(&files[i])
+			}
+			a.out(list, "")
+			return nil
+		}
+		var b strings.Builder
+		for i := range files {
+			f := &files[i]
+			shared := ""
+			if len(f.Manifest) > 0 {
+				shared = "  (shared)"
+			}
+			fmt.Fprintf(&b, "%10s  %s  %s%s\n", humanBytes(f.Size), f.ModTime.Local().Format("2006-01-02 15:04"), f.Name, shared)
+		}
+		a.out(nil, b.String())
+		return nil
+	})
+}
+
+func (a *app) share(c *command, revoke bool) error {
+	if len(c.Args) != 1 {
+		return cli.Usagef("want one file name")
+	}
+	name := c.Args[0]
+	return a.withAccount(func(acc *client.Account) error {
+		if revoke {
+			if err := acc.Unshare(a.ctx, name); err != nil {
+				return err
+			}
+			a.out(map[string]string{"unshared": name}, fmt.Sprintf("%s is no longer shared\n", name))
+			return nil
+		}
+		cp, err := acc.Share(a.ctx, name)
+		if err != nil {
+			return err
+		}
+		a.out(map[string]string{"name": name, "capability": cp.String()}, cp.String()+"\n")
+		return nil
+	})
+}
+
+func (a *app) fetch(c *command, out string, force bool) error {
+	if len(c.Args) != 1 {
+		return cli.Usagef("want one capability")
+	}
+	cp, err := client.ParseCapability(c.Args[0])
+	if err != nil {
+		return cli.UsageError{Err: err}
+	}
+	server := a.g.server
+	r, err := a.remote(server)
+	if err != nil {
+		return err
+	}
+	f, err := client.OpenCapability(a.ctx, r, cp)
+	if err != nil {
+		return err
+	}
+	prog, done := a.progress("fetch "+f.Name, int64(f.Size))
+	defer done()
+	if out == "-" {
+		return client.FetchFile(a.ctx, r, f, a.stdout, prog)
+	}
+	if out == "" {
+		out = f.Name
+	}
+	if err := client.WriteFileAtomic(out, force, f.Mode, f.ModTime, func(w io.Writer) error {
+		return client.FetchFile(a.ctx, r, f, w, prog)
+	}); err != nil {
+		return err
+	}
+	done()
+	a.out(map[string]any{"name": f.Name, "path": out, "size": f.Size}, fmt.Sprintf("wrote %s (%s)\n", out, humanBytes(f.Size)))
+	return nil
+}
+
+func (a *app) passwd(c *command, deviceFile string) error {
+	if len(c.Args) > 0 {
+		return cli.Usagef("unexpected arguments")
+	}
+	return a.withAccount(func(acc *client.Account) error {
+		if acc.User() == "" {
+			return cli.Usagef("the session has no user name: log in again")
+		}
+		s, _ := loadSession()
+		if deviceFile == "" && s != nil {
+			deviceFile = s.DeviceKeyFile
+		}
+		dev, err := readDeviceKey(deviceFile, false)
+		if err != nil {
+			return err
+		}
+		cur, err := a.secret("BLIND_PASSWORD", "Current password: ", false)
+		if err != nil {
+			return err
+		}
+		pw, err := a.secret("BLIND_NEW_PASSWORD", "New password: ", true)
+		if err != nil {
+			return err
+		}
+		if err := acc.Passwd(a.ctx, acc.User(), cur, pw, dev); err != nil {
+			return err
+		}
+		a.out(map[string]bool{"changed": true}, "password changed\n")
+		return nil
+	})
+}
+
+func (a *app) renew(c *command, export, from string) error {
+	if len(c.Args) > 0 || (export != "" && from != "") {
+		return cli.Usagef("give at most one of --export and --from, and no arguments")
+	}
+	if from != "" {
+		fh, err := os.Open(from)
+		if err != nil {
+			return &client.Error{Kind: client.KindLocalIO, Msg: "reading the export", Err: err}
+		}
+		defer fh.Close()
+		l, items, err := client.ReadRenewList(fh)
+		if err != nil {
+			return err
+		}
+		server := a.g.server
+		if !a.flagSet(c, "server") && os.Getenv("BLIND_SERVER") == "" {
+			server = l.Server
+		}
+		r, err := a.remote(server)
+		if err != nil {
+			return err
+		}
+		if err := a.prepareTokens(r, a.invite); err != nil {
+			return err
+		}
+		res, err := client.RenewFrom(a.ctx, r, items)
+		if err != nil {
+			return err
+		}
+		cfg, err := r.Config(a.ctx)
+		if err != nil {
+			return err
+		}
+		if len(res.Missing)+len(res.Refused) > 0 {
+			fmt.Fprintf(a.stderr, "warning: %d of %d blocks are gone or refused: the export is older than the account's index (export again)\n", len(res.Missing)+len(res.Refused), len(items))
+		}
+		safe := cfg.SafeUntil(cfg.CurrentPeriod)
+		a.out(map[string]any{"renewed": res.Renewed, "current": res.Current, "missing": len(res.Missing) + len(res.Refused), "safe_until": safe},
+			fmt.Sprintf("renewed %d blocks (%d already current)\nthe listed blocks are safe until %s\n", res.Renewed, res.Current, safe.Local().Format(time.RFC1123)))
+		return nil
+	}
+	return a.withAccount(func(acc *client.Account) error {
+		if export != "" {
+			l := acc.ExportRenewals()
+			b, err := json.Marshal(l)
+			if err != nil {
+				return err
+			}
+			if err := client.WriteFileAtomic(export, true, 0o600, time.Time{}, func(w io.Writer) error {
+				_, err := w.Write(append(b, '\n'))
+				return err
+			}); err != nil {
+				return err
+			}
+			a.out(map[string]any{"exported": len(l.Blocks), "path": export}, fmt.Sprintf("wrote the renew proofs of %d blocks to %s\n", len(l.Blocks), export))
+			return nil
+		}
+		rep, err := acc.Renew(a.ctx)
+		if err != nil {
+			return err
+		}
+		safe, _ := a.safety(acc)
+		a.out(map[string]any{"renewal": rep, "safe_until": safe}, fmt.Sprintf("renewed %d stale blocks\n%s", rep.Renewed, safeText(safe)))
+		return nil
+	})
+}
+
+func (a *app) flagSet(c *command, name string) bool {
+	set := false
+	c.Flags.Visit(func(f *flagT) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+func (a *app) status(c *command) error {
+	if len(c.Args) > 0 {
+		return cli.Usagef("unexpected arguments")
+	}
+	return a.withAccount(func(acc *client.Account) error {
+		files := acc.Files()
+		var total uint64
+		shared := 0
+		for i := range files {
+			total += files[i].Size
+			if len(files[i].Manifest) > 0 {
+				shared++
+			}
+		}
+		safe, near := a.safety(acc)
+		cfg := acc.Config()
+		tokens, tokensText, err := a.tokenStatus(acc) // tokens.go
+		if err != nil {
+			return err
+		}
+		a.out(map[string]any{
+			"server": acc.Remote().URL(), "user": acc.User(), "files": len(files), "bytes": total, "shared": shared,
+			"generation": acc.Generation(), "safe_until": safe, "expiry_near": near,
+			"period_seconds": cfg.PeriodSeconds, "retention_periods": cfg.RetentionPeriods, "tokens": tokens,
+		}, fmt.Sprintf("server:  %s\nuser:    %s\nfiles:   %d (%s), %d shared\n%s%s",
+			acc.Remote().URL(), acc.User(), len(files), humanBytes(total), shared, tokensText, safeText(safe)))
+		return nil
+	})
+}
+
+func (a *app) deleteAccount(c *command, yes bool) error {
+	if len(c.Args) > 0 {
+		return cli.Usagef("unexpected arguments")
+	}
+	return a.withAccount(func(acc *client.Account) error {
+		if !yes {
+			ok, err := a.confirm(fmt.Sprintf("This deletes every file of %s on %s, for good.", acc.User(), acc.Remote().URL()), "delete")
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return cli.Usagef("not confirmed; nothing deleted")
+			}
+		}
+		if err := acc.Delete(a.ctx); err != nil {
+			return err
+		}
+		a.loggedOut = true
+		if _, err := wipeSession(); err != nil {
+			return err
+		}
+		a.out(map[string]bool{"deleted": true}, "account deleted and logged out\n")
+		return nil
+	})
+}
+
+type fileOut struct {
+	Name    string    `json:"name"`
+	Size    uint64    `json:"size"`
+	Mode    string    `json:"mode"`
+	ModTime time.Time `json:"mtime"`
+	SHA256  string    `json:"sha256"`
+	Blocks  int       `json:"blocks"`
+	Shared  bool      `json:"shared"`
+	Renewed uint64    `json:"renewed_period"`
+}
+
+func fileJSON(f *indexFile) fileOut {
+	return fileOut{Name: f.Name, Size: f.Size, Mode: fmt.Sprintf("%04o", uint32(f.Mode)), ModTime: f.ModTime,
+		SHA256: fmt.Sprintf("%x", f.Hash), Blocks: len(f.Chunks), Shared: len(f.Manifest) > 0, Renewed: f.Renewed}
+}
+
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+type (
+	flagT     = flag.Flag
+	indexFile = indexfile.File
+)

@@ -1,0 +1,251 @@
+// Command blind is the blindstore client: it signs up and logs in,
+// stores, lists, fetches and shares files, all encrypted on this machine
+// (package client), and tells the user until when their data is safe.
+//
+// It never prints or logs a password, a key, a proof or a block ID; the
+// only secrets it prints are the ones the user asked for (a recovery code
+// at signup, a capability from share).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/blindstore/blindstore/client"
+	"github.com/blindstore/blindstore/internal/cli"
+)
+
+// Exit codes. Scripts rely on them: never renumber one.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitAuth     = 3
+	exitNotFound = 4
+	exitConflict = 5
+	exitNetwork  = 6
+	exitTampered = 7
+	exitLocalIO  = 8
+	exitQuota    = 9
+)
+
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  other error
+  2  bad usage (unknown command or flag, malformed capability or file name)
+  3  authentication: wrong user name or password, unknown account (the two
+     cannot be told apart, on purpose), not logged in, or the session no
+     longer opens the account
+  4  not found: no such file, or a shared file that is gone (expired or
+     unshared), or a block the server no longer has
+  5  conflict: the name or account exists, the output file exists, a file
+     changed while it was read, or the index kept changing under an update
+  6  network: the server is unreachable, unavailable, rate limiting, or
+     answers something that is not the blindstore API
+  7  tampering: the server returned data that was not written under that
+     block's id and key, an older version, or blocks out of order; nothing
+     of it was written out
+  8  local I/O: reading or writing a local file failed (e.g. the disk is full)
+  9  quota: the server charges write tokens and none is left (or none can be
+     fetched); nothing was written
+`
+
+const envPrefix = "BLIND_"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// globals are the flags every command takes, before or after its name.
+type globals struct {
+	server string
+	json   bool
+	caFile string
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.server, "server", "http://127.0.0.1:7878", "blindstore server `URL`")
+	fs.StringVar(&g.caFile, "ca-file", "", "trust only the certificate authorities in this PEM `file` for an https:// server (default: the system's)")
+	fs.BoolVar(&g.json, "json", false, "print results as JSON (one object) for scripts; errors too, on stderr")
+}
+
+// app is one run of the command line.
+type app struct {
+	ctx    context.Context
+	g      globals
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	// loggedOut: the command wiped the session, which must not be
+	// saved again.
+	loggedOut bool
+	// wallet holds the write tokens (tokens.go); invite is --invite.
+	wallet *client.Wallet
+	invite string
+}
+
+type command struct {
+	cli.Command
+	run func(a *app) error
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	// The commands register the global flags too, which resets them to
+	// their defaults: build them before parsing.
+	cmds := commands(a)
+	gfs := cli.NewFlagSet("blind")
+	a.g.register(gfs)
+	if err := gfs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printMainUsage(stdout)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "blind: %v (run 'blind --help')\n", err)
+		return exitUsage
+	}
+	set := map[string]bool{}
+	gfs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	args = gfs.Args()
+	if len(args) == 0 || args[0] == "help" {
+		if len(args) > 1 {
+			if c, ok := cmds[args[1]]; ok {
+				c.PrintUsage(stdout)
+				return exitOK
+			}
+		}
+		printMainUsage(stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "blind: unknown command %q (run 'blind --help')\n", args[0])
+		return exitUsage
+	}
+	if err := c.Parse(args[1:], stdout, set); err != nil {
+		if errors.Is(err, cli.ErrHelp) {
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "blind: %v (run 'blind %s --help')\n", err, c.Name)
+		return exitUsage
+	}
+	err := c.run(a)
+	if a.wallet != nil {
+		// Tokens taken out and not spent go back into the wallet file.
+		if cerr := a.wallet.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		return exitOK
+	}
+	code := exitCode(err)
+	msg := err.Error()
+	if code == exitUsage {
+		msg += fmt.Sprintf(" (run 'blind %s --help')", c.Name)
+	}
+	if a.g.json {
+		b, _ := json.Marshal(map[string]any{"error": msg, "exit_code": code, "kind": kindName(err)})
+		fmt.Fprintf(stderr, "%s\n", b)
+	} else {
+		fmt.Fprintf(stderr, "blind %s: %s\n", c.Name, msg)
+	}
+	return code
+}
+
+func exitCode(err error) int {
+	var u cli.UsageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	if errors.Is(err, context.Canceled) {
+		return exitError
+	}
+	switch client.KindOf(err) {
+	case client.KindAuth:
+		return exitAuth
+	case client.KindNotFound:
+		return exitNotFound
+	case client.KindConflict:
+		return exitConflict
+	case client.KindNetwork:
+		return exitNetwork
+	case client.KindTampered:
+		return exitTampered
+	case client.KindLocalIO:
+		return exitLocalIO
+	case client.KindInvalid:
+		return exitUsage
+	case client.KindQuota:
+		return exitQuota
+	}
+	return exitError
+}
+
+func kindName(err error) string {
+	var u cli.UsageError
+	if errors.As(err, &u) {
+		return "usage"
+	}
+	return client.KindOf(err).String()
+}
+
+func printMainUsage(w io.Writer) {
+	fmt.Fprint(w, `blind: the blindstore client. Files are encrypted on this machine; the server
+keeps fixed-size ciphertext blocks it cannot read or link, and forgets what
+nobody renews. Logging in renews your blocks: log in at least once per
+retention time, or run 'blind renew' (from cron, say). 'blind status' says
+until when your data is safe.
+
+Usage: blind [--server URL] [--ca-file FILE] [--json] COMMAND [flags] [arguments]
+
+Commands:
+`)
+	cmds := commands(&app{})
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		c := cmds[n]
+		fmt.Fprintf(w, "  %-34s %s\n", strings.TrimSpace(n+" "+c.Usage), firstSentence(c.Summary))
+	}
+	fmt.Fprint(w, `
+Run 'blind COMMAND --help' for a command's flags. Every flag falls back to an
+environment variable: --server to BLIND_SERVER, --ca-file to BLIND_CA_FILE,
+and so on. Passwords are read without echo from the terminal, or from
+BLIND_PASSWORD (and BLIND_NEW_PASSWORD for a new one); a recovery code from
+BLIND_RECOVERY_CODE. The session is kept in BLIND_CONFIG_DIR, else in the
+user's configuration directory under blindstore/, readable only by you;
+'blind logout' wipes it.
+
+`)
+	fmt.Fprint(w, exitCodesHelp)
+}
+
+// firstSentence returns s up to its first full stop or line break.
+func firstSentence(s string) string {
+	if i := strings.IndexAny(s, "\n"); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.Index(s, ". "); i >= 0 {
+		s = s[:i+1]
+	}
+	return s
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/blindstore/blindstore/client"
+	"github.com/blindstore/blindstore/internal/cli"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// The session file holds what acting without the password needs: the
+// server, the user name and the account's secrets (client.State), never
+// the password. It is as secret as the password: mode 0600 in a 0700
+// directory, written atomically, overwritten before it is removed.
+
+const sessionFile = "session.json"
+
+type session struct {
+	client.State
+	DeviceKeyFile string `json:"device_key_file,omitempty"`
+}
+
+func configDir() (string, error) {
+	if d := os.Getenv("BLIND_CONFIG_DIR"); d != "" {
+		return d, nil
+	}
+	d, err := os.UserConfigDir()
+	if err != nil {
+		return "", &client.Error{Kind: client.KindLocalIO, Msg: "no configuration directory: set BLIND_CONFIG_DIR", Err: err}
+	}
+	return filepath.Join(d, "blindstore"), nil
+}
+
+func sessionPath() (string, error) {
+	d, err := configDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d, sessionFile), nil
+}
+
+var errNoSession = &client.Error{Kind: client.KindAuth, Msg: "not logged in: run 'blind login' (or 'blind signup') first"}
+
+func loadSession() (*session, error) {
+	p, err := sessionPath()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errNoSession
+	}
+	if err != nil {
+		return nil, &client.Error{Kind: client.KindLocalIO, Msg: "reading the session", Err: err}
+	}
+	var s session
+	if err := json.Unmarshal(b, &s); err != nil || s.Server == "" {
+		return nil, &client.Error{Kind: client.KindAuth, Msg: "the session file is damaged: run 'blind logout', then 'blind login'"}
+	}
+	return &s, nil
+}
+
+func saveSession(s *session) error {
+	dir, err := configDir()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return &client.Error{Kind: client.KindLocalIO, Msg: "creating the configuration directory", Err: err}
+	}
+	// MkdirAll leaves an existing directory's mode alone: tighten it.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return &client.Error{Kind: client.KindLocalIO, Msg: "securing the configuration directory", Err: err}
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".session-*.tmp")
+	if err != nil {
+		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
+	}
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
+	}
+	if err := tmp.Close(); err != nil {
+		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, sessionFile)); err != nil {
+		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
+	}
+	return nil
+}
+
+// wipeSession overwrites the session file with zeros, then removes it.
+// It reports whether there was one.
+func wipeSession() (bool, error) {
+	p, err := sessionPath()
+	if err != nil {
+		return false, err
+	}
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, &client.Error{Kind: client.KindLocalIO, Msg: "logging out", Err: err}
+	}
+	if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+		_, _ = f.Write(make([]byte, fi.Size()))
+		_ = f.Sync()
+		f.Close()
+	}
+	if err := os.Remove(p); err != nil {
+		return true, &client.Error{Kind: client.KindLocalIO, Msg: "removing the session", Err: err}
+	}
+	return true, nil
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// secret reads a secret from the environment variable env, or without
+// echo from the terminal. confirm asks twice.
+func (a *app) secret(env, prompt string, confirm bool) (string, error) {
+	if v, ok := os.LookupEnv(env); ok {
+		return v, nil
+	}
+	in, ok := a.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return "", cli.Usagef("no terminal to ask for %s: set %s", strings.TrimSuffix(strings.ToLower(prompt), ": "), env)
+	}
+	fmt.Fprint(a.stderr, prompt)
+	b, err := term.ReadPassword(int(in.Fd()))
+	fmt.Fprintln(a.stderr)
+	if err != nil {
+		return "", &client.Error{Kind: client.KindLocalIO, Msg: "reading from the terminal", Err: err}
+	}
+	if confirm {
+		fmt.Fprint(a.stderr, "Again: ")
+		b2, err := term.ReadPassword(int(in.Fd()))
+		fmt.Fprintln(a.stderr)
+		if err != nil {
+			return "", &client.Error{Kind: client.KindLocalIO, Msg: "reading from the terminal", Err: err}
+		}
+		if string(b) != string(b2) {
+			return "", cli.Usagef("the two entries differ")
+		}
+	}
+	return string(b), nil
+}
+
+// confirm asks a yes/no question on the terminal.
+func (a *app) confirm(question, want string) (bool, error) {
+	in, ok := a.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return false, cli.Usagef("no terminal to confirm on: pass --yes")
+	}
+	fmt.Fprintf(a.stderr, "%s Type %q to confirm: ", question, want)
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && line == "" {
+		return false, &client.Error{Kind: client.KindLocalIO, Msg: "reading from the terminal", Err: err}
+	}
+	return strings.TrimSpace(line) == want, nil
+}
+
+// progress returns a progress callback drawing a bar on stderr when it
+// is a terminal (and output is not JSON), and a function to finish it.
+func (a *app) progress(what string, total int64) (client.Progress, func()) {
+	if a.g.json || !isTerminal(a.stderr) || os.Getenv("BLIND_NO_PROGRESS") != "" {
+		return nil, func() {}
+	}
+	bar := progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(a.stderr),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSetWidth(30),
+	)
+	return func(done int64) { _ = bar.Set64(done) }, func() { _ = bar.Finish() }
+}
+
+// out prints v as JSON with --json, else text.
+func (a *app) out(v any, text string) {
+	if a.g.json {
+		b, _ := json.Marshal(v)
+		fmt.Fprintf(a.stdout, "%s\n", b)
+		return
+	}
+	if text != "" {
+		io.WriteString(a.stdout, text)
+	}
+}

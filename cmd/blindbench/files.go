@@ -1,0 +1,402 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// installHint is how to get the baseline of the files row.
+const installHint = "apt-get install restic rclone (Debian packages)"
+
+// filesRows puts and gets one random file with the blind CLI, and backs
+// the same file up and restores it with restic to rclone serve restic,
+// in interleaved rounds with a fresh file each (restic would deduplicate
+// a second backup of the same file, and blind put would send only the
+// changed blocks of a known one).
+func (b *bench) filesRows(ctx context.Context) []Row {
+	c := b.cfg
+	size := fmtBytes(c.fileSize)
+	putName, getName := "files blind put "+size, "files blind get "+size
+	both := func(f func(name string) Row) []Row { return []Row{f(putName), f(getName)} }
+	skip := func(why string) []Row { return both(func(n string) Row { return skipRow("files", n, why) }) }
+	fail := func(err error) []Row { return both(func(n string) Row { return failRow("files", n, err) }) }
+
+	if !b.bins.has("blind") {
+		return skip("blind CLI not built yet (cmd/blind does not build here)")
+	}
+	// A pessimistic 20 MiB/s for each of four passes, per round.
+	need := time.Duration(c.fileRounds)*time.Duration(4*c.fileSize/(20<<20))*time.Second + 10*time.Second
+	if why, ok := b.budget(ctx, need); !ok {
+		return skip(why)
+	}
+	work, err := tempDir("files")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(work)
+
+	b.logf("files: %s through blind and restic, %d rounds", size, c.fileRounds)
+	srv, err := b.startChild(ctx, serverSpec{blockSize: blockSize, extra: c.serverArgs}, "files")
+	if err != nil {
+		return fail(err)
+	}
+	defer srv.cleanup()
+	var pw [12]byte
+	fillRandom(pw[:])
+	blindEnv := append(childEnv("BLIND_"),
+		"BLIND_SERVER="+srv.url, "BLIND_CONFIG_DIR="+filepath.Join(work, "blind-config"),
+		"BLIND_PASSWORD=bench-"+fmt.Sprintf("%x", pw), "BLIND_NO_PROGRESS=1")
+	blind := func(args ...string) (cmdStat, error) {
+		return runTimed(ctx, blindEnv, work, b.bins.path("blind"), args...)
+	}
+	if _, err := blind("signup", "--user", "bench"); err != nil {
+		return fail(fmt.Errorf("blind signup: %w", err))
+	}
+
+	var rs *resticSide
+	restic, rclone := lookPath("restic"), lookPath("rclone")
+	noBaseline := ""
+	switch {
+	case restic == "" || rclone == "":
+		var missing []string
+		if restic == "" {
+			missing = append(missing, "restic")
+		}
+		if rclone == "" {
+			missing = append(missing, "rclone")
+		}
+		noBaseline = fmt.Sprintf("%s not installed, so no baseline: %s", strings.Join(missing, " and "), installHint)
+		b.logf("  %s", noBaseline)
+	default:
+		rs, err = startRestic(ctx, restic, rclone, work)
+		if err != nil {
+			return fail(err)
+		}
+		defer rs.stop()
+	}
+
+	type side struct {
+		took  time.Duration
+		rss   int64
+		times []string
+	}
+	var oursPut, oursGet, resticBackup, resticRestore side
+	record := func(s *side, st cmdStat) {
+		s.took += st.took
+		s.rss = max(s.rss, st.maxRSS)
+		s.times = append(s.times, fmt.Sprintf("%.2fs", st.took.Seconds()))
+	}
+	for round := 0; round < c.fileRounds; round++ {
+		in := filepath.Join(work, fmt.Sprintf("in-%d.bin", round))
+		sum, err := writeRandomFile(in, c.fileSize)
+		if err != nil {
+			return fail(err)
+		}
+		name := fmt.Sprintf("file-%d", round)
+		out := filepath.Join(work, fmt.Sprintf("out-%d.bin", round))
+		restoreDir := filepath.Join(work, fmt.Sprintf("restore-%d", round))
+		steps := []struct {
+			s   *side
+			run func() (cmdStat, error)
+		}{
+			{&oursPut, func() (cmdStat, error) { return blind("put", in, "--as", name) }},
+			{&resticBackup, func() (cmdStat, error) { return rs.run(ctx, work, "backup", "--host", "blindbench", in) }},
+			{&oursGet, func() (cmdStat, error) {
+				st, err := blind("get", name, "-o", out)
+				if err == nil {
+					err = checkFile(out, c.fileSize, sum)
+				}
+				return st, err
+			}},
+			{&resticRestore, func() (cmdStat, error) {
+				st, err := rs.run(ctx, work, "restore", "latest", "--host", "blindbench", "--target", restoreDir)
+				if err == nil {
+					err = checkFile(filepath.Join(restoreDir, in), c.fileSize, sum)
+				}
+				return st, err
+			}},
+		}
+		// Odd rounds run restic first, so neither side always follows
+		// the other (page cache, disk write-back).
+		order := []int{0, 1, 2, 3}
+		if round%2 == 1 {
+			order = []int{1, 0, 3, 2}
+		}
+		for _, i := range order {
+			if rs == nil && (i == 1 || i == 3) {
+				continue
+			}
+			st, err := steps[i].run()
+			if err != nil {
+				return fail(fmt.Errorf("round %d: %w", round+1, err))
+			}
+			record(steps[i].s, st)
+		}
+		os.Remove(in)
+		os.Remove(out)
+		os.RemoveAll(restoreDir)
+	}
+	total := float64(c.fileSize) * float64(c.fileRounds) / mib
+	rate := func(s side) float64 {
+		if s.took <= 0 {
+			return 0
+		}
+		return total / s.took.Seconds()
+	}
+	mk := func(name string, ours, base side, baseName string, target float64) Row {
+		r := Row{
+			Group: "files", Name: name, Figure: rate(ours), Unit: "MiB/s",
+			Target: &Target{On: "ratio", Op: ">=", Value: target},
+			Extra:  map[string]float64{"client_peak_rss_mib": float64(ours.rss) / mib},
+		}
+		r.Note = fmt.Sprintf("wall time of the command, process start included (blind: %s, peak RSS %.0f MiB)", strings.Join(ours.times, ", "), float64(ours.rss)/mib)
+		if rs == nil {
+			r.Note += "; " + noBaseline
+			return r
+		}
+		r.Baseline, r.BaselineName = rate(base), baseName
+		r.Extra["baseline_peak_rss_mib"] = float64(base.rss) / mib
+		r.Note += fmt.Sprintf("; %s: %s, peak RSS %.0f MiB, its key derivation and repository open included; %s", baseName, strings.Join(base.times, ", "), float64(base.rss)/mib, rs.version)
+		return r
+	}
+	return []Row{
+		mk(putName, oursPut, resticBackup, "restic backup", 1.2),
+		mk(getName, oursGet, resticRestore, "restic restore", 2.0),
+	}
+}
+
+// resticSide is a restic repository served by rclone serve restic on a
+// loopback port.
+type resticSide struct {
+	restic  string
+	env     []string
+	rclone  *exec.Cmd
+	done    chan struct{}
+	logs    *tailBuffer
+	version string
+}
+
+func startRestic(ctx context.Context, restic, rclone, work string) (*resticSide, error) {
+	repo := filepath.Join(work, "restic-repo")
+	if err := os.MkdirAll(repo, 0o700); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(work, "rclone.conf")
+	if err := os.WriteFile(conf, nil, 0o600); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	rs := &resticSide{restic: restic, logs: &tailBuffer{max: 16 << 10}, done: make(chan struct{})}
+	cmd := exec.Command(rclone, "serve", "restic", "--addr", addr, "--config", conf, repo)
+	cmd.Env = childEnv("RCLONE_")
+	cmd.Stdout, cmd.Stderr = rs.logs, rs.logs
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start rclone serve restic: %w", err)
+	}
+	rs.rclone = cmd
+	go func() { _ = cmd.Wait(); close(rs.done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		select {
+		case <-rs.done:
+			return nil, fmt.Errorf("rclone serve restic exited: %s", rs.logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			rs.stop()
+			return nil, fmt.Errorf("rclone serve restic did not listen on %s within 20 s: %s", addr, rs.logs.String())
+		}
+	}
+	var pw [12]byte
+	fillRandom(pw[:])
+	rs.env = append(childEnv("RESTIC_"),
+		"RESTIC_REPOSITORY=rest:http://"+addr+"/", fmt.Sprintf("RESTIC_PASSWORD=bench-%x", pw),
+		"RESTIC_CACHE_DIR="+filepath.Join(work, "restic-cache"))
+	if _, err := rs.run(ctx, work, "init"); err != nil {
+		rs.stop()
+		return nil, fmt.Errorf("restic init: %w", err)
+	}
+	if out, err := exec.CommandContext(ctx, restic, "version").Output(); err == nil {
+		rs.version = strings.TrimSpace(string(out))
+	}
+	return rs, nil
+}
+
+func (rs *resticSide) run(ctx context.Context, dir string, args ...string) (cmdStat, error) {
+	return runTimed(ctx, rs.env, dir, rs.restic, append([]string{"--quiet"}, args...)...)
+}
+
+func (rs *resticSide) stop() {
+	select {
+	case <-rs.done:
+		return
+	default:
+	}
+	_ = rs.rclone.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-rs.done:
+	case <-time.After(10 * time.Second):
+		_ = rs.rclone.Process.Kill()
+		<-rs.done
+	}
+}
+
+// cmdStat is what one command cost.
+type cmdStat struct {
+	took   time.Duration
+	maxRSS int64 // bytes
+}
+
+// runTimed runs a command to completion and returns its wall time and
+// peak resident memory; its output is kept only to explain a failure.
+//
+// The peak is the child's VmHWM, polled while it runs: the rusage of a
+// child of this process is no good, since Linux carries the parent's
+// high-water mark over the fork into the child's ru_maxrss.
+func runTimed(ctx context.Context, env []string, dir, path string, args ...string) (cmdStat, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env, cmd.Dir = env, dir
+	var out tailBuffer
+	out.max = 8 << 10
+	cmd.Stdout, cmd.Stderr = &out, &out
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return cmdStat{}, fmt.Errorf("%s %s: %w", filepath.Base(path), args[0], err)
+	}
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if m, err := readMemStatus(cmd.Process.Pid); err == nil && m.hwm > peak.Load() {
+				peak.Store(m.hwm)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err := cmd.Wait()
+	st := cmdStat{took: time.Since(t0)}
+	close(stop)
+	<-polled
+	st.maxRSS = peak.Load()
+	if err != nil {
+		return st, fmt.Errorf("%s %s: %v: %s", filepath.Base(path), args[0], err, oneLine(out.String()))
+	}
+	return st, nil
+}
+
+// childEnv is this process's environment without the variables of the
+// given prefix (an operator's settings would change what is measured)
+// and without proxies (everything is on loopback).
+func childEnv(prefix string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, prefix):
+		case strings.EqualFold(k, "http_proxy"), strings.EqualFold(k, "https_proxy"), strings.EqualFold(k, "all_proxy"):
+		default:
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func lookPath(name string) string {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// writeRandomFile writes size random bytes to path and returns their
+// SHA-256.
+func writeRandomFile(path string, size int64) ([32]byte, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	var seed [32]byte
+	fillRandom(seed[:])
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), io.LimitReader(rand.NewChaCha8(seed), size))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("write %s: %w", path, err)
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum, nil
+}
+
+// checkFile verifies that what came back is what went in.
+func checkFile(path string, size int64, sum [32]byte) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	if n != size || !bytes.Equal(h.Sum(nil), sum[:]) {
+		return fmt.Errorf("read back %d bytes that differ from the %d written", n, size)
+	}
+	return nil
+}
+
+func fmtBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/blindstore/blindstore/blobstore"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds blindstored once per test run, so the tests exercise the
+// real process: flags, environment, signals and exit codes.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "blindstored-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "blindstored")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+var (
+	plainOnce sync.Once
+	plainPath string
+	plainErr  error
+)
+
+// plainBinary builds blindstored without the race detector, for tests
+// that measure the process's memory or load it: the race detector
+// multiplies both.
+func plainBinary(t *testing.T) string {
+	t.Helper()
+	plainOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "blindstored-plain-")
+		if err != nil {
+			plainErr = err
+			return
+		}
+		plainPath = filepath.Join(dir, "blindstored")
+		out, err := exec.Command("go", "build", "-o", plainPath, ".").CombinedOutput()
+		if err != nil {
+			plainErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if plainErr != nil {
+		t.Fatal(plainErr)
+	}
+	return plainPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, p := range []string{binPath, plainPath} {
+		if p != "" {
+			os.RemoveAll(filepath.Dir(p))
+		}
+	}
+	os.Exit(code)
+}
+
+// server is a running blindstored process.
+type server struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var urlRE = regexp.MustCompile(`url=(https?://127\.0\.0\.1:\d+)`)
+
+func startServer(t *testing.T, env []string, args ...string) *server {
+	t.Helper()
+	return startServerBinary(t, binary(t), env, args...)
+}
+
+// startServerBinary is startServer with another build of blindstored.
+func startServerBinary(t *testing.T, bin string, env []string, args ...string) *server {
+	t.Helper()
+	return startProcess(t, bin, env, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+}
+
+// startProcess runs a blindstored command that serves (serve, issuer) and
+// waits until it logs the URL it listens on; the process is killed when
+// the test ends.
+func startProcess(t *testing.T, bin string, env []string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	pr, pw := io.Pipe()
+	s := &server{cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
+	// The log buffer first: once the pipe reader sees the URL line, the
+	// buffer must already hold everything logged before it.
+	cmd.Stderr = io.MultiWriter(s.logs, pw)
+	cmd.Stdout = s.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := urlRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { s.done <- cmd.Wait(); pw.Close() }()
+	select {
+	case s.url = <-found:
+	case err := <-s.done:
+		t.Fatalf("blindstored %s exited at start: %v\n%s", args[0], err, s.logs)
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("blindstored %s did not say where it listens\n%s", args[0], s.logs)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	return s
+}
+
+func (s *server) kill(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-s.done
+}
+
+func putBlock(ctx context.Context, url string, id blobstore.ID, w blobstore.WriteProof, data []byte) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url+"/v1/blocks/"+id.String(), bytes.NewReader(data))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Blind-Proof", blobstore.EncodeProof(w))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("PUT: %s", resp.Status)
+	}
+	return resp.Header.Get("ETag"), nil
+}
+
+// Every acknowledged write survives a SIGKILL of the server: the embedded
+// store commits (and fsyncs) before the API answers.
+func TestKillAndRestartLosesNothing(t *testing.T) {
+	data := t.TempDir()
+	blockSize := 4096
+	n := 2000
+	if testing.Short() {
+		n = 300
+	}
+	// BLINDSTORE_TEST_KILL_BLOCKS=10000 runs the full-size check by hand,
+	// with the default block size.
+	if v := os.Getenv("BLINDSTORE_TEST_KILL_BLOCKS"); v != "" {
+		if _, err := fmt.Sscan(v, &n); err != nil || n <= 0 {
+			t.Fatalf("BLINDSTORE_TEST_KILL_BLOCKS=%q: want a positive count", v)
+		}
+		blockSize = blobstore.DefaultBlockSize
+	}
+	// No mixing window: what is tested is that an acknowledged write is
+	// durable, and 16 writers waiting 250 ms per write would only be slow.
+	args := []string{"--data", data, "--block-size", fmt.Sprint(blockSize), "--pool-window", "0"}
+	s := startServer(t, nil, args...)
+	type rec struct {
+		id   blobstore.ID
+		etag string
+	}
+	recs := make([]rec, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	next := make(chan int)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, blockSize)
+			for i := range next {
+				var proof blobstore.WriteProof
+				rand.Read(proof[:])
+				rand.Read(buf)
+				id := blobstore.NewID()
+				etag, err := putBlock(ctx, s.url, id, proof, buf)
+				if err != nil {
+					errs <- err
+					return
+				}
+				recs[i] = rec{id, etag}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case next <- i:
+		case err := <-errs:
+			t.Fatal(err)
+		}
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	s.kill(t)
+
+	s2 := startServer(t, nil, args...)
+	for _, r := range recs {
+		resp, err := http.Get(s2.url + "/v1/blocks/" + r.id.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(body) != blockSize {
+			t.Fatalf("after SIGKILL: GET = %s, %d bytes", resp.Status, len(body))
+		}
+		if got := resp.Header.Get("ETag"); got != r.etag || got != blobstore.ETagOf(body).String() {
+			t.Fatalf("after SIGKILL: ETag %s, acknowledged %s", got, r.etag)
+		}
+	}
+}
+
+func runCLI(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func TestHelpShowsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
+	for name, c := range commands(io.Discard, io.Discard) {
+		out, code := runCLI(t, nil, name, "--help")
+		if code != 0 {
+			t.Errorf("%s --help exited %d", name, code)
+		}
+		c.flags.VisitAll(func(f *flag.Flag) {
+			if !strings.Contains(out, "--"+f.Name) || !strings.Contains(out, c.envName(f.Name)) {
+				t.Errorf("%s --help does not show --%s with %s", name, f.Name, c.envName(f.Name))
+			}
+		})
+	}
+	out, code := runCLI(t, nil, "--help")
+	if code != 0 || !strings.Contains(out, "serve") || !strings.Contains(out, "keygen") {
+		t.Errorf("--help exited %d:\n%s", code, out)
+	}
+	if _, code := runCLI(t, nil, "frobnicate"); code != exitUsage {
+		t.Errorf("unknown command exited %d, want %d", code, exitUsage)
+	}
+	if out, code := runCLI(t, nil, "serve", "--block-size", "1000", "--data", t.TempDir()); code != exitUsage || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+		t.Errorf("bad block size: exit %d, output %q; want one line and exit %d", code, out, exitUsage)
+	}
+}
+
+func TestEnvironmentFallbackAndKeyFile(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, []string{"BLINDSTORE_DATA=" + data, "BLINDSTORE_BLOCK_SIZE=2048"})
+	resp, err := http.Get(s.url + "/v1/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"block_size":2048`) {
+		t.Fatalf("BLINDSTORE_BLOCK_SIZE not honoured: %s", body)
+	}
+	fi, err := os.Stat(filepath.Join(data, "bucket.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("bucket key mode %v, want 0600", fi.Mode().Perm())
+	}
+	s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("SIGINT: exit %v\n%s", err, s.logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no graceful stop on SIGINT")
+	}
+
+	// A different key on the same store is refused; a flag beats the
+	// environment.
+	other, _ := runCLI(t, nil, "keygen")
+	out, code := runCLI(t, []string{"BLINDSTORE_DATA=" + data, "BLINDSTORE_BLOCK_SIZE=2048"},
+		"serve", "--listen", "127.0.0.1:0", "--bucket-key", strings.TrimSpace(other))
+	if code != exitError || !strings.Contains(out, "different") {
+		t.Fatalf("store opened with another bucket key: exit %d\n%s", code, out)
+	}
+	out, code = runCLI(t, []string{"BLINDSTORE_DATA=" + data, "BLINDSTORE_BLOCK_SIZE=2048"},
+		"serve", "--listen", "127.0.0.1:0", "--block-size", "4096")
+	if code != exitError || !strings.Contains(out, "block size") {
+		t.Fatalf("store opened with another block size: exit %d\n%s", code, out)
+	}
+}
+
+func TestKeygen(t *testing.T) {
+	out, code := runCLI(t, nil, "keygen")
+	if code != 0 || !regexp.MustCompile(`^[0-9a-f]{64}\n$`).MatchString(out) {
+		t.Fatalf("keygen: exit %d, %q", code, out)
+	}
+	path := filepath.Join(t.TempDir(), "k")
+	if _, code := runCLI(t, nil, "keygen", "--out", path); code != 0 {
+		t.Fatalf("keygen --out exit %d", code)
+	}
+	before, _ := os.ReadFile(path)
+	if _, code := runCLI(t, nil, "keygen", "--out", path); code == 0 {
+		t.Fatal("keygen overwrote an existing key file")
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(before, after) {
+		t.Fatal("key file changed")
+	}
+	if out, code := runCLI(t, nil, "version"); code != 0 || !strings.HasPrefix(out, "blindstored ") {
+		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}

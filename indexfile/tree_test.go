@@ -1,0 +1,321 @@
+package indexfile
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// memStore stands for the blocks a client would seal and write: it keeps
+// payloads by ref and counts what was written.
+type memStore struct {
+	blocks  map[Ref][]byte
+	written int
+	n       int
+}
+
+func newMemStore() *memStore { return &memStore{blocks: map[Ref][]byte{}} }
+
+func (m *memStore) seal(p []byte) (Ref, error) {
+	m.n++
+	seed := fmt.Sprintf("block %d", m.n)
+	r := Ref{ID: testID(seed), ETag: testETag(seed)}
+	m.blocks[r] = bytes.Clone(p)
+	m.written++
+	return r, nil
+}
+
+// load reads the tree back the way a client does: dirs, then leaves.
+func (m *memStore) load(t *testing.T, dirBlocks []Ref, payload int) (*Index, *Tree) {
+	t.Helper()
+	var dirs [][]LeafRef
+	var files [][][]File
+	for _, d := range dirBlocks {
+		leaves, err := DecodeDir(m.blocks[d], payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, leaves)
+		var fl [][]File
+		for _, l := range leaves {
+			var ps [][]byte
+			for _, b := range l.Blocks {
+				p, ok := m.blocks[b]
+				if !ok {
+					t.Fatal("a listed block was deleted")
+				}
+				ps = append(ps, p)
+			}
+			enc, err := JoinLeaf(ps, l.Len, payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := DecodeLeaf(enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fl = append(fl, f)
+		}
+		files = append(files, fl)
+	}
+	x, tr, err := Assemble(7, dirBlocks, dirs, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x, tr
+}
+
+// commit applies an update and deletes what it obsoletes, checking that
+// the result reads back as next and that the count of blocks is padded.
+func (m *memStore) commit(t *testing.T, tr *Tree, old, next *Index, payload int) *Tree {
+	t.Helper()
+	nt, obsolete, err := tr.Update(old, next, payload, m.seal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range obsolete {
+		if _, ok := m.blocks[r]; !ok {
+			t.Fatal("obsolete lists a block that is not there")
+		}
+		delete(m.blocks, r)
+	}
+	if got, want := len(m.blocks), nt.Count(); got != want {
+		t.Fatalf("%d blocks stored, the tree has %d: leaked or lost", got, want)
+	}
+	if c := uint64(nt.Count()); Padme(c) != c {
+		t.Fatalf("%d index blocks is not a Padmé value", c)
+	}
+	x, back := m.load(t, nt.DirBlocks(), payload)
+	if !reflect.DeepEqual(x.Files, next.Files) && !(len(x.Files) == 0 && len(next.Files) == 0) {
+		t.Fatal("the tree does not read back as the index it was built for")
+	}
+	if !reflect.DeepEqual(back.Dirs, nt.Dirs) && len(nt.Dirs) > 0 {
+		t.Fatal("the tree read back differs")
+	}
+	return nt
+}
+
+func smallFile(i int) File {
+	name := fmt.Sprintf("photos/2025/%06d.txt", i)
+	f := File{Name: name, Mode: 0o644, ModTime: t0.Add(time.Duration(i) * time.Second), Key: testHash("k" + name), Hash: testHash(name), Renewed: 670}
+	f.Inline = bytes.Repeat([]byte{byte(i)}, 100+i%50)
+	f.Size = uint64(len(f.Inline))
+	return f
+}
+
+// An index of many files, changed one file at a time, writes a couple of
+// blocks per change; adding and removing runs of files keeps the count
+// padded and nothing leaks.
+func TestTreeChangesCostWhatChanged(t *testing.T) {
+	const payload = 4096 - 44
+	m := newMemStore()
+	x := &Index{}
+	for i := range 3000 {
+		x.Files = append(x.Files, smallFile(2*i))
+	}
+	tr := m.commit(t, &Tree{}, &Index{}, x, payload)
+	t.Logf("3000 files: %d index blocks (%d dirs)", tr.Count(), len(tr.Dirs))
+	if len(tr.Dirs) < 2 {
+		t.Fatalf("want an index that spans dirs, got %d", len(tr.Dirs))
+	}
+	worst, steps := 0, 0
+	for step := range 100 {
+		next := x.Clone()
+		i := (step * 7919) % len(next.Files)
+		switch step % 4 {
+		case 0: // change a file
+			next.Files[i].Renewed++
+		case 1: // add one
+			if err := next.Put(smallFile(2*i + 1)); err != nil {
+				t.Fatal(err)
+			}
+		case 2: // remove one
+			next.Remove(next.Files[i].Name)
+		case 3: // grow one a lot
+			f := next.Files[i]
+			f.Inline = bytes.Repeat([]byte("x"), 3000)
+			f.Size = 3000
+			next.Files[i] = f
+		}
+		before, count := m.written, tr.Count()
+		tr = m.commit(t, tr, x, next, payload)
+		// A change that takes the count to the next Padmé step writes
+		// that step's padding leaves once; any other writes a few.
+		n := m.written - before
+		if grown := tr.Count() - count; grown > 0 {
+			steps++
+			n -= grown
+		}
+		worst = max(worst, n)
+		x = next
+	}
+	t.Logf("worst blocks written by a one-file change: %d, besides padding for %d Padmé steps", worst, steps)
+	if worst > 8 {
+		t.Fatalf("a one-file change wrote %d index blocks", worst)
+	}
+	// Remove almost everything, then everything.
+	next := &Index{Files: x.Files[:10]}
+	tr = m.commit(t, tr, x, next, payload)
+	tr = m.commit(t, tr, next, &Index{}, payload)
+	if tr.Count() != 0 || len(m.blocks) != 0 {
+		t.Fatalf("an empty index kept %d blocks", len(m.blocks))
+	}
+}
+
+// Files added in name order fill leaves; a file larger than a block gets
+// a leaf of several blocks.
+func TestTreeFillAndBigFiles(t *testing.T) {
+	const payload = 4096 - 44
+	m := newMemStore()
+	x := &Index{}
+	tr := &Tree{}
+	for i := range 500 {
+		next := x.Clone()
+		if err := next.Put(smallFile(i)); err != nil {
+			t.Fatal(err)
+		}
+		tr = m.commit(t, tr, x, next, payload)
+		x = next
+	}
+	var bytesUsed, leaves int
+	for _, d := range tr.Dirs {
+		for _, l := range d.Leaves {
+			if l.Files > 0 {
+				bytesUsed += l.Len
+				leaves++
+			}
+		}
+	}
+	if fill := float64(bytesUsed) / float64(leaves*payload); fill < 0.85 {
+		t.Fatalf("leaves filled in name order are %.0f%% full", 100*fill)
+	}
+	big := file("zz/big", t0, make([]uint32, 300)...)
+	for i := range big.Chunks {
+		big.Chunks[i].Size = 1000
+		big.Chunks[i].Mark = uint64(i)
+	}
+	big.Size = 300 * 1000
+	next := x.Clone()
+	if err := next.Put(big); err != nil {
+		t.Fatal(err)
+	}
+	m.commit(t, tr, x, next, payload)
+}
+
+// Golden vectors: a leaf and a dir, byte for byte.
+func TestTreeGolden(t *testing.T) {
+	a := file("docs/a.txt", t0, 11, 22)
+	a.Chunks[1].Mark = 0x0102030405060708
+	a.KeyShared = true
+	b := file("docs/b.txt", time.Unix(-5, 999).UTC())
+	b.Inline, b.Size = []byte("hello"), 5
+	b.Manifest = []Ref{{ID: testID("m"), ETag: testETag("m")}}
+	leaf, err := EncodeLeaf([]File{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := readGolden(t, "testdata/leaf-v2.bin", leaf)
+	if !bytes.Equal(leaf, golden) {
+		t.Fatal("leaf encoding drifted from testdata/leaf-v2.bin")
+	}
+	// By hand: format 2, leaf, 2 files, then "docs/a.txt" with no prefix,
+	// and the second name as prefix 5 ("docs/") and suffix "b.txt".
+	if !bytes.HasPrefix(leaf, append([]byte{2, 1, 2, 0, 10}, "docs/a.txt"...)) {
+		t.Fatalf("leaf starts % x", leaf[:16])
+	}
+	if !bytes.Contains(leaf, append([]byte{5, 5}, "b.txt"...)) {
+		t.Fatal("the second name is not prefix-compressed")
+	}
+	dir, err := EncodeDir([]LeafRef{{Len: len(leaf), Blocks: []Ref{{ID: testID("l"), ETag: testETag("l")}}}, {Len: 5000, Blocks: []Ref{{ID: testID("x"), ETag: testETag("x")}, {ID: testID("y"), ETag: testETag("y")}}}}, 4052)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dir, readGolden(t, "testdata/dir-v2.bin", dir)) {
+		t.Fatal("dir encoding drifted from testdata/dir-v2.bin")
+	}
+	want := binary.AppendUvarint([]byte{2, 2, 2}, uint64(len(leaf)))
+	if !bytes.HasPrefix(dir, want) {
+		t.Fatalf("dir starts % x", dir[:8])
+	}
+	got, err := DecodeLeaf(golden)
+	if err != nil || !reflect.DeepEqual(got, []File{a, b}) {
+		t.Fatalf("golden leaf decodes to %+v, %v", got, err)
+	}
+}
+
+// DecodeLeaf and DecodeDir refuse what is not canonical.
+func TestTreeDecodeRefuses(t *testing.T) {
+	a := file("a", t0, 3)
+	leaf := encodeLeaf([]File{a, file("b", t0, 4)})
+	cases := map[string][]byte{
+		"empty":       {},
+		"format 1":    append([]byte{1}, leaf[1:]...),
+		"dir as leaf": {2, 2, 0},
+		"truncated":   leaf[:len(leaf)-1],
+		"trailing":    append(bytes.Clone(leaf), 0),
+		"bad flags": func() []byte {
+			b := encodeLeaf([]File{a})
+			b[bytes.Index(b, a.Hash[:])-1] |= 0x80 // the flags come just before the hash
+			return b
+		}(),
+		"non-minimal count": append([]byte{2, 1, 0x82, 0x00}, leaf[3:]...),
+		"unsorted":          encodeLeaf([]File{file("b", t0, 4), a}),
+	}
+	for name, b := range cases {
+		if _, err := DecodeLeaf(b); err == nil {
+			t.Errorf("%s: DecodeLeaf accepted it", name)
+		}
+	}
+	dir, _ := EncodeDir([]LeafRef{{Len: 10, Blocks: []Ref{{ID: testID("l")}}}}, 100)
+	for name, b := range map[string][]byte{
+		"truncated":                dir[:len(dir)-1],
+		"trailing":                 append(bytes.Clone(dir), 0),
+		"zero length":              {2, 2, 1, 0},
+		"blocks for a longer leaf": append([]byte{2, 2, 1, 201, 1}, dir[4:]...),
+	} {
+		if _, err := DecodeDir(b, 100); err == nil {
+			t.Errorf("%s: DecodeDir accepted it", name)
+		}
+	}
+}
+
+func treeSeeds(f *testing.F) {
+	a := file("docs/a.txt", t0, 11, 22)
+	b := file("docs/b.txt", t0)
+	b.Inline, b.Size = []byte("hi"), 2
+	f.Add(encodeLeaf([]File{a, b}), true)
+	f.Add(encodeLeaf(nil), true)
+	d, _ := EncodeDir([]LeafRef{{Len: 5000, Blocks: []Ref{{ID: testID("x")}, {ID: testID("y")}}}}, 4052)
+	f.Add(d, false)
+	h := sha256.Sum256(nil)
+	f.Add(h[:], false)
+}
+
+// FuzzDecodeTree feeds arbitrary bytes to DecodeLeaf and DecodeDir: no
+// panic, and what they accept is canonical (encodes back to the input).
+func FuzzDecodeTree(f *testing.F) {
+	treeSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte, leaf bool) {
+		if leaf {
+			files, err := DecodeLeaf(b)
+			if err != nil {
+				return
+			}
+			if enc, err := EncodeLeaf(files); err != nil || !bytes.Equal(enc, b) {
+				t.Fatalf("accepted a leaf that is not canonical: %v", err)
+			}
+			return
+		}
+		leaves, err := DecodeDir(b, 4052)
+		if err != nil {
+			return
+		}
+		if enc, err := EncodeDir(leaves, 4052); err != nil || !bytes.Equal(enc, b) {
+			t.Fatalf("accepted a dir that is not canonical: %v", err)
+		}
+	})
+}

@@ -1,0 +1,302 @@
+package indexfile
+
+// Planning an index update in format 2 (tree.go): which leaves and dirs
+// to write, which blocks become unused. Pure: sealing and writing are the
+// caller's (the SealFunc), so this file does no I/O and sees no key.
+
+import (
+	"fmt"
+	"slices"
+)
+
+// slot is one leaf of the tree being built.
+type slot struct {
+	dir   int     // dir of the old tree it comes from (-1: none existed)
+	leaf  LeafRef // its blocks once sealed (kept leaves: already)
+	enc   []byte  // a leaf to seal (fresh)
+	fresh bool
+}
+
+// Update returns the tree holding next, given that t holds old: only the
+// leaves whose files changed are encoded again (with a neighbour, when a
+// leaf outgrows a block or shrinks below a quarter of one), then the dirs
+// that list changed leaves, and the padding is adjusted (see the file
+// comment of tree.go). Every new block is sealed with seal. It returns
+// the new tree and the blocks of t it no longer uses, to delete once the
+// new tree is committed.
+func (t *Tree) Update(old, next *Index, payload int, seal SealFunc) (*Tree, []Ref, error) {
+	if payload < 512 {
+		return nil, nil, fmt.Errorf("indexfile: payload of %d bytes is too small for an index", payload)
+	}
+	if err := next.Validate(); err != nil {
+		return nil, nil, err
+	}
+	// The old leaves, with their files.
+	type oldLeaf struct {
+		dir   int
+		leaf  LeafRef
+		files []File
+	}
+	var data []oldLeaf
+	var pads []slot
+	off := 0
+	for i, d := range t.Dirs {
+		for _, l := range d.Leaves {
+			if l.Files == 0 {
+				pads = append(pads, slot{dir: i, leaf: l})
+				continue
+			}
+			if off+l.Files > len(old.Files) {
+				return nil, nil, fmt.Errorf("%w: the tree does not hold the index it is updated from", ErrTree)
+			}
+			data = append(data, oldLeaf{dir: i, leaf: l, files: old.Files[off : off+l.Files]})
+			off += l.Files
+		}
+	}
+	if off != len(old.Files) {
+		return nil, nil, fmt.Errorf("%w: the tree does not hold the index it is updated from", ErrTree)
+	}
+	lastDir := len(t.Dirs) - 1
+	if len(data) == 0 {
+		data = append(data, oldLeaf{dir: max(0, lastDir)})
+		if lastDir < 0 {
+			data[0].dir = -1
+		}
+	}
+
+	// Which of next's files fall in each old leaf's name range.
+	var obsolete []Ref
+	var out []slot
+	var carry []File
+	pos := 0
+	for k, ol := range data {
+		end := len(next.Files)
+		if k+1 < len(data) {
+			bound := data[k+1].files[0].Name
+			end = pos + searchFrom(next.Files[pos:], bound)
+		}
+		files := next.Files[pos:end]
+		pos = end
+		if carry == nil && ol.leaf.Files > 0 && sameFiles(ol.files, files) {
+			out = append(out, slot{dir: ol.dir, leaf: ol.leaf})
+			continue
+		}
+		obsolete = append(obsolete, ol.leaf.Blocks...)
+		received := carry != nil
+		if received {
+			files = append(carry, files...)
+			carry = nil
+		}
+		if len(files) == 0 {
+			continue
+		}
+		pieces := pack(files, payload)
+		if last := pieces[len(pieces)-1]; !received && k+1 < len(data) && len(last.enc) < payload/4 {
+			carry = last.files
+			pieces = pieces[:len(pieces)-1]
+		}
+		for _, p := range pieces {
+			out = append(out, slot{dir: ol.dir, enc: p.enc, fresh: true, leaf: LeafRef{Len: len(p.enc), Files: len(p.files)}})
+		}
+	}
+	if carry != nil {
+		enc := encodeLeaf(carry)
+		out = append(out, slot{dir: data[len(data)-1].dir, enc: enc, fresh: true, leaf: LeafRef{Len: len(enc), Files: len(carry)}})
+	}
+	dataBlocks := 0
+	for _, s := range out {
+		dataBlocks += blocksFor(s.leaf.Len, payload)
+	}
+
+	// Padding: how many padding leaves, so that the count is a Padmé value.
+	padDir := lastDir
+	if len(out) > 0 {
+		padDir = max(padDir, out[len(out)-1].dir)
+	}
+	withPads := func(n int) []slot {
+		s := slices.Clone(out)
+		for i := range n {
+			if i < len(pads) {
+				s = append(s, pads[i])
+			} else {
+				s = append(s, slot{dir: padDir, fresh: true, leaf: LeafRef{Len: len(emptyLeaf)}})
+			}
+		}
+		// Padding leaves go at the end of their dir; data leaves are
+		// in dir order already.
+		slices.SortStableFunc(s, func(a, b slot) int { return a.dir - b.dir })
+		return s
+	}
+	count := func(n int) int { return dataBlocks + n + len(groupDirs(withPads(n), t, payload)) }
+	npads := 0
+	if len(out) > 0 {
+		need := count(0)
+		target := Padme(uint64(need))
+		if cur := uint64(t.Count()); cur >= uint64(need) && Padme(cur) == cur && cur <= 2*uint64(need) {
+			target = cur
+		}
+		for {
+			n := int(target) - need
+			for n >= 0 && count(n) > int(target) {
+				n--
+			}
+			if n >= 0 && count(n) == int(target) {
+				npads = n
+				break
+			}
+			target = Padme(target + 1)
+		}
+	}
+	for _, p := range pads[min(npads, len(pads)):] {
+		obsolete = append(obsolete, p.leaf.Blocks...)
+	}
+	all := withPads(npads)
+
+	// Seal the new leaves, then the dirs that changed.
+	for i := range all {
+		s := &all[i]
+		if !s.fresh {
+			continue
+		}
+		enc := s.enc
+		if enc == nil {
+			enc = emptyLeaf
+		}
+		for _, p := range SplitLeaf(enc, payload) {
+			ref, err := seal(p)
+			if err != nil {
+				return nil, nil, err
+			}
+			s.leaf.Blocks = append(s.leaf.Blocks, ref)
+		}
+	}
+	nt := &Tree{}
+	usedOld := map[int]bool{}
+	for _, g := range groupDirs(all, t, payload) {
+		if g.from >= 0 && !g.split && sameLeaves(t.Dirs[g.from].Leaves, g.leaves) {
+			nt.Dirs = append(nt.Dirs, t.Dirs[g.from])
+			usedOld[g.from] = true
+			continue
+		}
+		enc, err := EncodeDir(g.leaves, payload)
+		if err != nil {
+			return nil, nil, err
+		}
+		ref, err := seal(enc)
+		if err != nil {
+			return nil, nil, err
+		}
+		nt.Dirs = append(nt.Dirs, DirRef{Block: ref, Leaves: g.leaves})
+	}
+	for i, d := range t.Dirs {
+		if !usedOld[i] {
+			obsolete = append(obsolete, d.Block)
+		}
+	}
+	return nt, obsolete, nil
+}
+
+// emptyLeaf is the encoding of a padding leaf.
+var emptyLeaf = encodeLeaf(nil)
+
+// searchFrom returns how many of files (sorted) have names below bound.
+func searchFrom(files []File, bound string) int {
+	i, _ := slices.BinarySearchFunc(files, bound, func(f File, n string) int {
+		switch {
+		case f.Name < n:
+			return -1
+		case f.Name > n:
+			return 1
+		}
+		return 0
+	})
+	return i
+}
+
+type piece struct {
+	files []File
+	enc   []byte
+}
+
+// pack cuts files into leaves of at most payload bytes each, greedily; a
+// file whose entry alone is larger gets a leaf of its own.
+func pack(files []File, payload int) []piece {
+	var out []piece
+	var scratch []byte
+	start, size := 0, 0
+	for i := range files {
+		prev := ""
+		if i > start {
+			prev = files[i-1].Name
+		}
+		scratch = appendFile2(scratch[:0], prev, &files[i])
+		e := len(scratch)
+		n := i - start
+		if n > 0 && 2+uvarintLen(uint64(n+1))+size+e > payload {
+			out = append(out, piece{files: files[start:i], enc: encodeLeaf(files[start:i])})
+			start = i
+			size = len(appendFile2(scratch[:0], "", &files[i]))
+			continue
+		}
+		size += e
+	}
+	out = append(out, piece{files: files[start:], enc: encodeLeaf(files[start:])})
+	return out
+}
+
+// dirGroup is one dir of the tree being built.
+type dirGroup struct {
+	from   int // the old dir it continues (-1: new)
+	split  bool
+	leaves []LeafRef
+}
+
+// groupDirs lists the slots' leaves by the dir they come from, splitting
+// a dir that outgrows a block and dropping one left empty.
+func groupDirs(slots []slot, t *Tree, payload int) []dirGroup {
+	var out []dirGroup
+	for i := 0; i < len(slots); {
+		j := i
+		for j < len(slots) && slots[j].dir == slots[i].dir {
+			j++
+		}
+		from := slots[i].dir
+		size := 2 + uvarintLen(uint64(j-i))
+		g := dirGroup{from: from}
+		for _, s := range slots[i:j] {
+			l := s.leaf
+			if l.Blocks == nil {
+				l.Blocks = make([]Ref, blocksFor(l.Len, payload)) // sized for counting; sealed later
+			}
+			e := dirEntryLen(l)
+			if len(g.leaves) > 0 && size+e > payload {
+				out = append(out, g)
+				g = dirGroup{from: from, split: true}
+				size = 2 + uvarintLen(uint64(j-i))
+			}
+			g.leaves = append(g.leaves, l)
+			size += e
+		}
+		if len(out) > 0 && out[len(out)-1].from == from && from >= 0 {
+			g.split = true
+			out[len(out)-1].split = true
+		}
+		out = append(out, g)
+		i = j
+	}
+	return out
+}
+
+func sameLeaves(a, b []LeafRef) bool {
+	return slices.EqualFunc(a, b, func(x, y LeafRef) bool {
+		return x.Len == y.Len && x.Files == y.Files && slices.Equal(x.Blocks, y.Blocks)
+	})
+}
+
+// sameFiles reports whether two runs of files are identical, renewal
+// included: a leaf is rewritten for any change.
+func sameFiles(a, b []File) bool {
+	return len(a) == len(b) && slices.EqualFunc(a, b, func(x, y File) bool {
+		return sameVersion(&x, &y) && x.Renewed == y.Renewed
+	})
+}
