@@ -156,14 +156,17 @@ func signup(ctx context.Context, remote *Remote, user string, loc Locator) (*Acc
 		}
 		return nil, RecoveryCode{}, wrap(KindNetwork, "signup", err)
 	}
-	a.head, a.etag, a.index, a.tree = head, blobstore.ETagOf(hdata), &indexfile.Index{}, &indexfile.Tree{}
+	// Everything is written in this period: the index's first commit
+	// records that the account's blocks need no renewal until the next.
+	a.head, a.etag, a.index, a.tree = head, blobstore.ETagOf(hdata), &indexfile.Index{Renewed: cfg.CurrentPeriod}, &indexfile.Tree{}
 	a.seenGen = head.Generation
 	a.renewed = cfg.CurrentPeriod
 	return a, code, nil
 }
 
 // Login opens the account of a user name and password. It reads the
-// root, the head and the index; it does not renew (call Renew).
+// root, the head and the index; it does not renew (call Renew, which
+// costs nothing when nothing is stale).
 func Login(ctx context.Context, remote *Remote, user, password string, device *DeviceKey) (*Account, error) {
 	loc, err := PasswordLocator(user, password, device)
 	if err != nil {
@@ -359,6 +362,9 @@ func (a *Account) load(ctx context.Context) error {
 		}
 		a.head, a.etag, a.index, a.tree = h, etag, idx, tree
 		a.seenGen = max(a.seenGen, h.Generation)
+		// Whichever device renewed the account's own blocks recorded it
+		// in the index: a login in that period need not renew them.
+		a.renewed = max(a.renewed, idx.Renewed)
 		if tree == nil {
 			return a.upgrade(ctx)
 		}
@@ -430,13 +436,13 @@ func (a *Account) readTree(ctx context.Context, h *Head) (*indexfile.Index, *ind
 	if err != nil {
 		return nil, nil, err
 	}
-	dirs := make([][]indexfile.LeafRef, len(dirPayloads))
+	dirs := make([]indexfile.Dir, len(dirPayloads))
 	var refs []indexfile.Ref
 	for i, p := range dirPayloads {
 		if dirs[i], err = indexfile.DecodeDir(p, payload); err != nil {
 			return nil, nil, wrap(KindTampered, "the account's index", err)
 		}
-		for _, l := range dirs[i] {
+		for _, l := range dirs[i].Leaves {
 			refs = append(refs, l.Blocks...)
 		}
 	}
@@ -447,8 +453,8 @@ func (a *Account) readTree(ctx context.Context, h *Head) (*indexfile.Index, *ind
 	files := make([][][]indexfile.File, len(dirs))
 	k := 0
 	for i, d := range dirs {
-		files[i] = make([][]indexfile.File, len(d))
-		for j, l := range d {
+		files[i] = make([][]indexfile.File, len(d.Leaves))
+		for j, l := range d.Leaves {
 			enc, err := indexfile.JoinLeaf(leafPayloads[k:k+len(l.Blocks)], l.Len, payload)
 			k += len(l.Blocks)
 			if err == nil {

@@ -698,3 +698,136 @@ func (a *atomicInt) dec() bool {
 	}
 	return false
 }
+
+// methodCounter is a proxy that counts the requests of each method and
+// path (block paths as "/v1/blocks/ID"), for tests that care which round
+// trips a step makes.
+type methodCounter struct {
+	url string
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+func newMethodCounter(t testing.TB, upstream string) *methodCounter {
+	t.Helper()
+	u, _ := url.Parse(upstream)
+	p := &methodCounter{n: map[string]int{}}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.Path
+		if strings.HasPrefix(path, "/v1/blocks/") {
+			path = "/v1/blocks/ID"
+		}
+		p.mu.Lock()
+		p.n[r.Method+" "+path]++
+		p.mu.Unlock()
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	p.url = "http://" + ln.Addr().String()
+	return p
+}
+
+// take returns the counts since the last take, writes (anything that
+// goes through the server's write pool) apart.
+func (p *methodCounter) take() (writes int, all map[string]int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	all, p.n = p.n, map[string]int{}
+	for k, v := range all {
+		if !strings.HasPrefix(k, "GET ") {
+			writes += v
+		}
+	}
+	return writes, all
+}
+
+// The first login of a period renews and records it in the index; every
+// later login in that period, on any device, sends nothing to the write
+// pool at all, and the next period renews again. An index that records
+// nothing (as every format 2 index did before the record existed) is
+// renewed.
+func TestLoginRenewsOncePerPeriod(t *testing.T) {
+	s := newTestServer(t)
+	a, loc := newTestAccount(t, s)
+	c := PayloadCapacity(testBlockSize)
+	putBytes(t, a, "big", randomBytes(3*c))
+	putBytes(t, a, "small", []byte("a note"))
+	p := newMethodCounter(t, s.url)
+	ctx := context.Background()
+	loginAndRenew := func() (*Account, *RenewReport, int, map[string]int) {
+		t.Helper()
+		b, err := login(ctx, s.remoteAt(t, p.url), "", loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.take()
+		rep, err := b.Renew(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, all := p.take()
+		return b, rep, w, all
+	}
+
+	// Signed up and written in this period: nothing to renew.
+	b, rep, w, all := loginAndRenew()
+	if rep.Sent != 0 || w != 0 {
+		t.Fatalf("login in the period of signup: %+v, requests %v", rep, all)
+	}
+	if b.Stale(b.Config().CurrentPeriod) {
+		t.Fatal("an account written this period says it is stale")
+	}
+
+	for range 2 {
+		s.advance()
+		b, rep, w, all = loginAndRenew()
+		big, _ := b.Lookup("big")
+		if rep.Stale != 2 || rep.Renewed != len(big.Chunks)+2+1+len(b.indexBlocks()) || all["POST /v1/renew"] == 0 {
+			t.Fatalf("first login of a period: %+v, requests %v", rep, all)
+		}
+		cur := b.Config().CurrentPeriod
+		if b.index.Renewed != cur || b.tree.Renewed != cur {
+			t.Fatalf("the renewal is not recorded in the index: %d, tree %d, period %d", b.index.Renewed, b.tree.Renewed, cur)
+		}
+		for range 2 {
+			d, rep, w, all := loginAndRenew()
+			if rep.Sent != 0 || w != 0 || rep.Period != cur {
+				t.Fatalf("second login of a period: %+v, requests %v", rep, all)
+			}
+			if want := d.Config().SafeUntil(cur); !rep.Safe.Equal(want) || !d.SafeUntil().Equal(want) {
+				t.Fatalf("safe until %v, want %v", rep.Safe, want)
+			}
+		}
+		// A session resumed on the renewing device knows it too.
+		r, err := Resume(ctx, s.remoteAt(t, p.url), b.State())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.take()
+		if rep, err := r.Renew(ctx); err != nil || rep.Sent != 0 {
+			t.Fatalf("renewal of a resumed session: %+v, %v", rep, err)
+		}
+		if w, all := p.take(); w != 0 {
+			t.Fatalf("a resumed session renewed: %v", all)
+		}
+	}
+
+	// Forget the record, as an index written before it existed has none:
+	// the next login renews although every file is current.
+	if _, err := b.update(ctx, func(x *indexfile.Index) error { x.Renewed = 0; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	_, rep, _, all = loginAndRenew()
+	if rep.Stale != 0 || rep.Sent == 0 || rep.Current != rep.Sent || all["POST /v1/renew"] == 0 {
+		t.Fatalf("login of an index without the record: %+v, requests %v", rep, all)
+	}
+	if _, rep, w, all := loginAndRenew(); rep.Sent != 0 || w != 0 {
+		t.Fatalf("the renewal of the account's blocks alone was not recorded: %+v, %v", rep, all)
+	}
+}

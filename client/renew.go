@@ -10,6 +10,14 @@ package client
 // batches, so that their order says nothing about which blocks are one
 // file's. The files' Renewed is then updated in the index.
 //
+// The index records the period in which the account's own blocks were
+// last renewed (indexfile.Index.Renewed), so that a login on any device
+// in that period, with no stale file, sends nothing at all: every
+// renewal goes through the server's write pool, which holds it for its
+// window (250 ms by default) to mix it with others, and renewing blocks
+// already current would buy that wait for nothing. A login that does
+// renew records it with the files' renewals, in one index update.
+//
 // The date until which the account is safe without another login is the
 // purge time of its oldest renewal: SafeUntil.
 
@@ -46,6 +54,10 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 		return nil, err
 	}
 	rep := &RenewReport{Period: cur}
+	if a.oldestRenewal() >= cur {
+		rep.Safe = a.safeUntil()
+		return rep, nil
+	}
 	var items []RenewItem
 	owner := make(map[blobstore.ID]string) // block → file name, for the report
 	for _, r := range a.head.Roots {
@@ -75,23 +87,32 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 	}
 	rep.Sent, rep.Renewed, rep.Current = len(items), res.Renewed, res.Current
 	damaged := map[string]bool{}
+	accountMissing := false
 	for _, id := range append(res.Missing, res.Refused...) {
 		rep.Missing++
 		if name, ok := owner[id]; ok {
 			damaged[name] = true
+		} else {
+			accountMissing = true
 		}
 	}
 	for name := range damaged {
 		rep.Damaged = append(rep.Damaged, name)
 	}
 	a.renewed = cur
-	if len(stale) > len(damaged) {
+	record := !accountMissing && a.index.Renewed < cur
+	if len(stale) > len(damaged) || record {
 		_, err := a.update(ctx, func(x *indexfile.Index) error {
 			for i := range x.Files {
 				f := &x.Files[i]
 				if stale[f.Name] && !damaged[f.Name] && f.Renewed < cur {
 					f.Renewed = cur
 				}
+			}
+			// The update's own index blocks and head are written in
+			// this period or later: recording cur stays true of them.
+			if record {
+				x.Renewed = max(x.Renewed, cur)
 			}
 			return nil
 		})

@@ -102,6 +102,12 @@ type Index struct {
 	// Files are sorted by name (byte order), names unique. Put, Remove
 	// and Rename keep them so; Encode sorts a copy before validating.
 	Files []File
+	// Renewed is the last period in which every block of the account
+	// itself (its roots, its head and every index block) was renewed or
+	// written: a login in that period need not renew them again. Zero
+	// says nothing is known. Format 1 has none, and a format 2 tree
+	// without files has no dir to hold it.
+	Renewed uint64
 }
 
 // Errors of validation and decoding. Callers branch on them with errors.Is.
@@ -295,7 +301,7 @@ func (x *Index) Rename(oldName, newName string) error {
 
 // Clone returns a deep copy of x.
 func (x *Index) Clone() *Index {
-	c := &Index{Generation: x.Generation, Files: make([]File, len(x.Files))}
+	c := &Index{Generation: x.Generation, Files: make([]File, len(x.Files)), Renewed: x.Renewed}
 	for i := range x.Files {
 		c.Files[i] = x.Files[i].clone()
 	}

@@ -15,7 +15,8 @@ package indexfile
 //	a/–   x      y        newer, and the other under a conflict name
 //
 // "Changed" compares everything but Renewed; when both sides hold the same
-// version, the result keeps the later renewal. Newer means the later
+// version, the result keeps the later renewal. The index's own Renewed
+// (the account blocks') is the earlier of the two sides'. Newer means the later
 // ModTime; on a tie theirs (already on the server) keeps the name. A
 // conflict copy is named like Syncthing's, after the losing version's
 // modification time: "dir/report.conflict-20250102-150405.txt", with "-2",
@@ -52,7 +53,10 @@ func Merge(base, ours, theirs *Index) *Index {
 	slices.Sort(names)
 	names = slices.Compact(names)
 
-	out := &Index{Generation: max(gen(ours), gen(theirs)) + 1}
+	// The account's own blocks are known renewed only as far as both
+	// sides know it: the other side's new index blocks may be older than
+	// our renewal, when a period began between the two.
+	out := &Index{Generation: max(gen(ours), gen(theirs)) + 1, Renewed: min(renewedOf(ours), renewedOf(theirs))}
 	var losers []File
 	for _, n := range names {
 		bf, of, tf := b[n], o[n], t[n]
@@ -121,6 +125,13 @@ func gen(x *Index) uint64 {
 		return 0
 	}
 	return x.Generation
+}
+
+func renewedOf(x *Index) uint64 {
+	if x == nil {
+		return 0
+	}
+	return x.Renewed
 }
 
 func byName(x *Index) map[string]*File {

@@ -204,3 +204,31 @@ func ExampleMerge() {
 	// notes.conflict-20250102-160405.txt 11
 	// notes.txt 12
 }
+
+// The account blocks' renewal survives a merge only as far as both sides
+// know it: the other side may have written index blocks before a period
+// began in which ours renewed.
+func TestMergeAccountRenewal(t *testing.T) {
+	a := file("a", t0, 1)
+	for _, c := range []struct{ base, ours, theirs, want uint64 }{
+		{5, 5, 5, 5},
+		{5, 6, 5, 5},
+		{5, 5, 6, 5},
+		{5, 7, 6, 6},
+		{0, 6, 0, 0},
+	} {
+		base, ours, theirs := idx(a), idx(a), idx(a)
+		base.Renewed, ours.Renewed, theirs.Renewed = c.base, c.ours, c.theirs
+		if got := Merge(base, ours, theirs).Renewed; got != c.want {
+			t.Errorf("base %d, ours %d, theirs %d: merged %d, want %d", c.base, c.ours, c.theirs, got, c.want)
+		}
+	}
+	if got := Merge(nil, &Index{Renewed: 4}, nil).Renewed; got != 0 {
+		t.Errorf("merging with a nil index kept renewal %d", got)
+	}
+	x := idx(a)
+	x.Renewed = 8
+	if x.Clone().Renewed != 8 {
+		t.Error("Clone drops the renewal")
+	}
+}

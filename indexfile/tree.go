@@ -36,7 +36,16 @@ package indexfile
 //	      ‖ uvarint manifest_count ‖ ref × manifest_count
 //	chunk = ref ‖ uvarint size ‖ hash[32] ‖ uint64be mark
 //	dir   = uint8 2 ‖ uint8 2 (dir) ‖ uvarint leaf_count ‖ entry × leaf_count
+//	      | uint8 2 ‖ uint8 3 (dir with renewal) ‖ uvarint renewed (≥ 1)
+//	        ‖ uvarint leaf_count ‖ entry × leaf_count
 //	entry = uvarint leaf_len ‖ ref × ⌈leaf_len / payload⌉
+//
+// The first dir records the index's Renewed (the period in which the
+// account's own blocks were all last renewed) when it is not zero: then a
+// login in that period, on any device, knows it need not renew them.
+// Only the first dir holds it, so that recording a renewal rewrites one
+// dir. Indexes written before that field existed have only kind 2 dirs
+// and read as Renewed zero: renew, which is what they did.
 //
 // A leaf of leaf_len bytes is stored in ⌈leaf_len/payload⌉ blocks, every
 // one full but the last. No compression: the bulk of an index (keys,
@@ -67,8 +76,9 @@ import (
 const FormatTree = 2
 
 const (
-	kindLeaf = 1
-	kindDir  = 2
+	kindLeaf       = 1
+	kindDir        = 2
+	kindDirRenewed = 3
 
 	flagInline    = 1
 	flagKeyShared = 2
@@ -98,10 +108,19 @@ type DirRef struct {
 	Leaves []LeafRef
 }
 
+// Dir is the content of one dir block.
+type Dir struct {
+	// Renewed is the index's Renewed in the first dir, zero in the others.
+	Renewed uint64
+	Leaves  []LeafRef
+}
+
 // Tree says where an index's files are: the dirs, in order, whose leaves
 // in order hold the files in name order. The zero Tree is an empty index.
 type Tree struct {
 	Dirs []DirRef
+	// Renewed is what the first dir records (see Index.Renewed).
+	Renewed uint64
 }
 
 // Blocks returns every index block of t: dirs first, then leaf blocks.
@@ -222,12 +241,16 @@ func encodeLeaf(files []File) []byte {
 	return b
 }
 
-// EncodeDir returns the dir listing leaves, whose blocks hold payloads of
-// payload bytes.
-func EncodeDir(leaves []LeafRef, payload int) ([]byte, error) {
+// EncodeDir returns the dir block of d, whose leaves' blocks hold
+// payloads of payload bytes.
+func EncodeDir(d Dir, payload int) ([]byte, error) {
 	b := []byte{FormatTree, kindDir}
-	b = appendUvarint(b, uint64(len(leaves)))
-	for _, l := range leaves {
+	if d.Renewed != 0 {
+		b[1] = kindDirRenewed
+		b = appendUvarint(b, d.Renewed)
+	}
+	b = appendUvarint(b, uint64(len(d.Leaves)))
+	for _, l := range d.Leaves {
 		if l.Len <= 0 || len(l.Blocks) != blocksFor(l.Len, payload) {
 			return nil, fmt.Errorf("%w: a leaf of %d bytes in %d blocks", ErrTree, l.Len, len(l.Blocks))
 		}
@@ -240,6 +263,10 @@ func EncodeDir(leaves []LeafRef, payload int) ([]byte, error) {
 }
 
 func blocksFor(n, payload int) int { return (n + payload - 1) / payload }
+
+// dirHeaderMax bounds the bytes of a dir before its entries, for a dir of
+// n leaves: format, kind, the longest renewal and the count.
+func dirHeaderMax(n int) int { return 2 + binary.MaxVarintLen64 + uvarintLen(uint64(n)) }
 
 func dirEntryLen(l LeafRef) int {
 	return uvarintLen(uint64(l.Len)) + refLen*len(l.Blocks)
@@ -408,15 +435,25 @@ func DecodeLeaf(b []byte) ([]File, error) {
 
 // DecodeDir parses a dir strictly, for leaves stored in payloads of
 // payload bytes.
-func DecodeDir(b []byte, payload int) ([]LeafRef, error) {
+func DecodeDir(b []byte, payload int) (Dir, error) {
 	if payload <= 0 {
-		return nil, fmt.Errorf("indexfile: payload size %d", payload)
+		return Dir{}, fmt.Errorf("indexfile: payload size %d", payload)
 	}
 	r := &reader{decoder{b: b}}
-	r.header(kindDir)
+	var d Dir
+	if h := r.bytes(2); r.err == nil {
+		switch {
+		case h[0] != FormatTree || (h[1] != kindDir && h[1] != kindDirRenewed):
+			return Dir{}, fmt.Errorf("%w: format %d node %d, want format %d node %d or %d", ErrVersion, h[0], h[1], FormatTree, kindDir, kindDirRenewed)
+		case h[1] == kindDirRenewed:
+			if d.Renewed = r.uvarint(); r.err == nil && d.Renewed == 0 {
+				return Dir{}, fmt.Errorf("%w: a dir with a renewal of zero", ErrCorrupt)
+			}
+		}
+	}
 	n := r.count(1 + refLen)
 	if r.err != nil {
-		return nil, r.err
+		return Dir{}, r.err
 	}
 	leaves := make([]LeafRef, n)
 	for i := range leaves {
@@ -426,25 +463,26 @@ func DecodeDir(b []byte, payload int) ([]LeafRef, error) {
 			r.fail("leaf length out of range")
 		}
 		if r.err != nil {
-			return nil, r.err
+			return Dir{}, r.err
 		}
 		l.Len = int(ln)
 		nb := blocksFor(l.Len, payload)
 		if nb > len(r.b)/refLen {
-			return nil, fmt.Errorf("%w: truncated", ErrCorrupt)
+			return Dir{}, fmt.Errorf("%w: truncated", ErrCorrupt)
 		}
 		l.Blocks = make([]Ref, nb)
 		for j := range l.Blocks {
 			l.Blocks[j] = r.ref()
 			if err := l.Blocks[j].ID.Validate(); err != nil {
-				return nil, fmt.Errorf("%w: leaf block id: %v", ErrCorrupt, err)
+				return Dir{}, fmt.Errorf("%w: leaf block id: %v", ErrCorrupt, err)
 			}
 		}
 	}
 	if len(r.b) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the last leaf", ErrCorrupt, len(r.b))
+		return Dir{}, fmt.Errorf("%w: %d bytes after the last leaf", ErrCorrupt, len(r.b))
 	}
-	return leaves, nil
+	d.Leaves = leaves
+	return d, nil
 }
 
 // SplitLeaf cuts a leaf's encoding into the payloads of its blocks.
@@ -481,28 +519,35 @@ func JoinLeaf(payloads [][]byte, n, payload int) ([]byte, error) {
 // Assemble builds the index and its tree from decoded dirs (in head
 // order) and the files of each of their leaves (leafFiles[i][j]: dir i,
 // leaf j), and checks what spans leaves.
-func Assemble(generation uint64, dirBlocks []Ref, dirs [][]LeafRef, leafFiles [][][]File) (*Index, *Tree, error) {
+func Assemble(generation uint64, dirBlocks []Ref, dirs []Dir, leafFiles [][][]File) (*Index, *Tree, error) {
 	if len(dirBlocks) != len(dirs) || len(dirs) != len(leafFiles) {
 		return nil, nil, fmt.Errorf("%w: %d dir blocks, %d dirs, %d leaf lists", ErrTree, len(dirBlocks), len(dirs), len(leafFiles))
 	}
 	x := &Index{Generation: generation}
 	t := &Tree{Dirs: make([]DirRef, len(dirs))}
+	if len(dirs) > 0 {
+		x.Renewed, t.Renewed = dirs[0].Renewed, dirs[0].Renewed
+	}
 	seen := map[blobstore.ID]struct{}{}
 	for i := range dirs {
-		if len(leafFiles[i]) != len(dirs[i]) {
-			return nil, nil, fmt.Errorf("%w: dir %d lists %d leaves, got %d", ErrTree, i, len(dirs[i]), len(leafFiles[i]))
+		leaves := dirs[i].Leaves
+		if i > 0 && dirs[i].Renewed != 0 {
+			return nil, nil, fmt.Errorf("%w: dir %d records a renewal, which only the first may", ErrTree, i)
 		}
-		if len(dirs[i]) == 0 {
+		if len(leafFiles[i]) != len(leaves) {
+			return nil, nil, fmt.Errorf("%w: dir %d lists %d leaves, got %d", ErrTree, i, len(leaves), len(leafFiles[i]))
+		}
+		if len(leaves) == 0 {
 			return nil, nil, fmt.Errorf("%w: dir %d lists no leaf", ErrTree, i)
 		}
-		d := DirRef{Block: dirBlocks[i], Leaves: make([]LeafRef, len(dirs[i]))}
-		for _, r := range append([]Ref{dirBlocks[i]}, blocksOf(dirs[i])...) {
+		d := DirRef{Block: dirBlocks[i], Leaves: make([]LeafRef, len(leaves))}
+		for _, r := range append([]Ref{dirBlocks[i]}, blocksOf(leaves)...) {
 			if _, dup := seen[r.ID]; dup {
 				return nil, nil, fmt.Errorf("%w: a block is listed twice", ErrTree)
 			}
 			seen[r.ID] = struct{}{}
 		}
-		for j, l := range dirs[i] {
+		for j, l := range leaves {
 			l.Files = len(leafFiles[i][j])
 			d.Leaves[j] = l
 			x.Files = append(x.Files, leafFiles[i][j]...)

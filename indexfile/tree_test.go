@@ -32,16 +32,16 @@ func (m *memStore) seal(p []byte) (Ref, error) {
 // load reads the tree back the way a client does: dirs, then leaves.
 func (m *memStore) load(t *testing.T, dirBlocks []Ref, payload int) (*Index, *Tree) {
 	t.Helper()
-	var dirs [][]LeafRef
+	var dirs []Dir
 	var files [][][]File
 	for _, d := range dirBlocks {
-		leaves, err := DecodeDir(m.blocks[d], payload)
+		dir, err := DecodeDir(m.blocks[d], payload)
 		if err != nil {
 			t.Fatal(err)
 		}
-		dirs = append(dirs, leaves)
+		dirs = append(dirs, dir)
 		var fl [][]File
-		for _, l := range leaves {
+		for _, l := range dir.Leaves {
 			var ps [][]byte
 			for _, b := range l.Blocks {
 				p, ok := m.blocks[b]
@@ -96,7 +96,117 @@ func (m *memStore) commit(t *testing.T, tr *Tree, old, next *Index, payload int)
 	if !reflect.DeepEqual(back.Dirs, nt.Dirs) && len(nt.Dirs) > 0 {
 		t.Fatal("the tree read back differs")
 	}
+	if len(nt.Dirs) > 0 && (x.Renewed != next.Renewed || back.Renewed != next.Renewed || nt.Renewed != next.Renewed) {
+		t.Fatalf("the renewal reads back as %d (tree %d, built %d), want %d", x.Renewed, back.Renewed, nt.Renewed, next.Renewed)
+	}
 	return nt
+}
+
+// The index's Renewed lives in the first dir only: recording it rewrites
+// that dir and nothing else, also when the first dir changes for other
+// reasons; a tree written before it existed reads as zero.
+func TestTreeRecordsRenewal(t *testing.T) {
+	const payload = 4096 - 44
+	m := newMemStore()
+	x := &Index{}
+	for i := range 3000 {
+		x.Files = append(x.Files, smallFile(i))
+	}
+	tr := m.commit(t, &Tree{}, &Index{}, x, payload)
+	if len(tr.Dirs) < 2 || tr.Renewed != 0 {
+		t.Fatalf("want a tree of several dirs and no renewal, got %d dirs, renewal %d", len(tr.Dirs), tr.Renewed)
+	}
+	if b := m.blocks[tr.Dirs[0].Block]; !bytes.HasPrefix(b, []byte{FormatTree, kindDir}) {
+		t.Fatalf("a dir without a renewal starts % x, want the format 2 dir of before", b[:2])
+	}
+	for _, renewed := range []uint64{671, 672, 1 << 40} {
+		next := x.Clone()
+		next.Renewed = renewed
+		before := m.written
+		old := tr
+		tr = m.commit(t, tr, x, next, payload)
+		if n := m.written - before; n != 1 {
+			t.Fatalf("recording renewal %d wrote %d blocks, want the first dir alone", renewed, n)
+		}
+		if tr.Dirs[0].Block == old.Dirs[0].Block || !reflect.DeepEqual(tr.Dirs[1:], old.Dirs[1:]) {
+			t.Fatal("recording a renewal did not rewrite exactly the first dir")
+		}
+		want := binary.AppendUvarint([]byte{FormatTree, kindDirRenewed}, renewed)
+		if b := m.blocks[tr.Dirs[0].Block]; !bytes.HasPrefix(b, want) {
+			t.Fatalf("the first dir starts % x, want % x", b[:len(want)], want)
+		}
+		for _, d := range tr.Dirs[1:] {
+			if b := m.blocks[d.Block]; b[1] != kindDir {
+				t.Fatal("a dir other than the first records the renewal")
+			}
+		}
+		x = next
+	}
+	// A change of the first leaf keeps the renewal; a change elsewhere
+	// leaves the first dir alone.
+	next := x.Clone()
+	next.Files[0].Renewed++
+	tr = m.commit(t, tr, x, next, payload)
+	x = next
+	next = x.Clone()
+	next.Files[len(next.Files)-1].Renewed++
+	first := tr.Dirs[0].Block
+	tr = m.commit(t, tr, x, next, payload)
+	if tr.Dirs[0].Block != first {
+		t.Fatal("a change in the last dir rewrote the first")
+	}
+	x = next
+	// Removing every file of the first dir makes the next dir first: it
+	// then records the renewal.
+	next = x.Clone()
+	next.Files = next.Files[len(next.Files)-50:]
+	tr = m.commit(t, tr, x, next, payload)
+	// Back to unknown: the first dir is the format 2 dir of before.
+	x = next
+	next = x.Clone()
+	next.Renewed = 0
+	tr = m.commit(t, tr, x, next, payload)
+	if b := m.blocks[tr.Dirs[0].Block]; b[1] != kindDir {
+		t.Fatal("a renewal of zero is recorded")
+	}
+}
+
+// Only the first dir may record a renewal, and a recorded renewal is
+// never zero (that is the dir without one).
+func TestTreeRenewalRefused(t *testing.T) {
+	const payload = 512
+	leaf := encodeLeaf([]File{file("a", t0, 3)})
+	leafRef := func(s string) LeafRef {
+		return LeafRef{Len: len(leaf), Blocks: []Ref{{ID: testID(s), ETag: testETag(s)}}}
+	}
+	leaves := [][]File{{file("a", t0, 3)}}
+	if _, err := DecodeDir([]byte{FormatTree, kindDirRenewed, 0, 0}, payload); err == nil {
+		t.Error("DecodeDir accepted a renewal of zero")
+	}
+	if _, err := DecodeDir([]byte{FormatTree, kindDirRenewed, 0x80, 0x00, 0}, payload); err == nil {
+		t.Error("DecodeDir accepted a non-minimal renewal")
+	}
+	if _, err := DecodeDir([]byte{FormatTree, 4, 0}, payload); err == nil {
+		t.Error("DecodeDir accepted an unknown node kind")
+	}
+	d := Dir{Renewed: 9, Leaves: []LeafRef{leafRef("l")}}
+	enc, err := EncodeDir(d, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := DecodeDir(enc, payload); err != nil || !reflect.DeepEqual(got, d) {
+		t.Fatalf("DecodeDir of a dir with a renewal: %+v, %v", got, err)
+	}
+	blocks := []Ref{{ID: testID("d1")}, {ID: testID("d2")}}
+	second := Dir{Leaves: []LeafRef{leafRef("m")}}
+	files := [][]File{{file("b", t0, 3)}}
+	if x, _, err := Assemble(1, blocks, []Dir{d, second}, [][][]File{leaves, files}); err != nil || x.Renewed != 9 {
+		t.Fatalf("Assemble with the renewal in the first dir: %v, renewed %v", err, x)
+	}
+	second.Renewed = 9
+	if _, _, err := Assemble(1, blocks, []Dir{{Leaves: d.Leaves}, second}, [][][]File{leaves, files}); err == nil {
+		t.Error("Assemble accepted a renewal in the second dir")
+	}
 }
 
 func smallFile(i int) File {
@@ -230,7 +340,7 @@ func TestTreeGolden(t *testing.T) {
 	if !bytes.Contains(leaf, append([]byte{5, 5}, "b.txt"...)) {
 		t.Fatal("the second name is not prefix-compressed")
 	}
-	dir, err := EncodeDir([]LeafRef{{Len: len(leaf), Blocks: []Ref{{ID: testID("l"), ETag: testETag("l")}}}, {Len: 5000, Blocks: []Ref{{ID: testID("x"), ETag: testETag("x")}, {ID: testID("y"), ETag: testETag("y")}}}}, 4052)
+	dir, err := EncodeDir(Dir{Leaves: []LeafRef{{Len: len(leaf), Blocks: []Ref{{ID: testID("l"), ETag: testETag("l")}}}, {Len: 5000, Blocks: []Ref{{ID: testID("x"), ETag: testETag("x")}, {ID: testID("y"), ETag: testETag("y")}}}}}, 4052)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,6 +350,9 @@ func TestTreeGolden(t *testing.T) {
 	want := binary.AppendUvarint([]byte{2, 2, 2}, uint64(len(leaf)))
 	if !bytes.HasPrefix(dir, want) {
 		t.Fatalf("dir starts % x", dir[:8])
+	}
+	if d, err := DecodeDir(readGolden(t, "testdata/dir-v2.bin", dir), 4052); err != nil || d.Renewed != 0 || len(d.Leaves) != 2 {
+		t.Fatalf("the format 2 dir of before decodes to %+v, %v", d, err)
 	}
 	got, err := DecodeLeaf(golden)
 	if err != nil || !reflect.DeepEqual(got, []File{a, b}) {
@@ -270,7 +383,7 @@ func TestTreeDecodeRefuses(t *testing.T) {
 			t.Errorf("%s: DecodeLeaf accepted it", name)
 		}
 	}
-	dir, _ := EncodeDir([]LeafRef{{Len: 10, Blocks: []Ref{{ID: testID("l")}}}}, 100)
+	dir, _ := EncodeDir(Dir{Leaves: []LeafRef{{Len: 10, Blocks: []Ref{{ID: testID("l")}}}}}, 100)
 	for name, b := range map[string][]byte{
 		"truncated":                dir[:len(dir)-1],
 		"trailing":                 append(bytes.Clone(dir), 0),
@@ -289,7 +402,9 @@ func treeSeeds(f *testing.F) {
 	b.Inline, b.Size = []byte("hi"), 2
 	f.Add(encodeLeaf([]File{a, b}), true)
 	f.Add(encodeLeaf(nil), true)
-	d, _ := EncodeDir([]LeafRef{{Len: 5000, Blocks: []Ref{{ID: testID("x")}, {ID: testID("y")}}}}, 4052)
+	d, _ := EncodeDir(Dir{Leaves: []LeafRef{{Len: 5000, Blocks: []Ref{{ID: testID("x")}, {ID: testID("y")}}}}}, 4052)
+	f.Add(d, false)
+	d, _ = EncodeDir(Dir{Renewed: 300, Leaves: []LeafRef{{Len: 5000, Blocks: []Ref{{ID: testID("x")}, {ID: testID("y")}}}}}, 4052)
 	f.Add(d, false)
 	h := sha256.Sum256(nil)
 	f.Add(h[:], false)
@@ -310,11 +425,11 @@ func FuzzDecodeTree(f *testing.F) {
 			}
 			return
 		}
-		leaves, err := DecodeDir(b, 4052)
+		dir, err := DecodeDir(b, 4052)
 		if err != nil {
 			return
 		}
-		if enc, err := EncodeDir(leaves, 4052); err != nil || !bytes.Equal(enc, b) {
+		if enc, err := EncodeDir(dir, 4052); err != nil || !bytes.Equal(enc, b) {
 			t.Fatalf("accepted a dir that is not canonical: %v", err)
 		}
 	})

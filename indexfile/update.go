@@ -20,7 +20,8 @@ type slot struct {
 // Update returns the tree holding next, given that t holds old: only the
 // leaves whose files changed are encoded again (with a neighbour, when a
 // leaf outgrows a block or shrinks below a quarter of one), then the dirs
-// that list changed leaves, and the padding is adjusted (see the file
+// that list changed leaves (and the first, when next's Renewed is not
+// what it records), and the padding is adjusted (see the file
 // comment of tree.go). Every new block is sealed with seal. It returns
 // the new tree and the blocks of t it no longer uses, to delete once the
 // new tree is committed.
@@ -172,13 +173,23 @@ func (t *Tree) Update(old, next *Index, payload int, seal SealFunc) (*Tree, []Re
 	}
 	nt := &Tree{}
 	usedOld := map[int]bool{}
-	for _, g := range groupDirs(all, t, payload) {
-		if g.from >= 0 && !g.split && sameLeaves(t.Dirs[g.from].Leaves, g.leaves) {
+	// What dir i of a tree records of the renewal.
+	renewedAt := func(t *Tree, i int) uint64 {
+		if i == 0 {
+			return t.Renewed
+		}
+		return 0
+	}
+	for gi, g := range groupDirs(all, t, payload) {
+		if gi == 0 {
+			nt.Renewed = next.Renewed
+		}
+		if g.from >= 0 && !g.split && sameLeaves(t.Dirs[g.from].Leaves, g.leaves) && renewedAt(t, g.from) == renewedAt(nt, gi) {
 			nt.Dirs = append(nt.Dirs, t.Dirs[g.from])
 			usedOld[g.from] = true
 			continue
 		}
-		enc, err := EncodeDir(g.leaves, payload)
+		enc, err := EncodeDir(Dir{Renewed: renewedAt(nt, gi), Leaves: g.leaves}, payload)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -261,7 +272,7 @@ func groupDirs(slots []slot, t *Tree, payload int) []dirGroup {
 			j++
 		}
 		from := slots[i].dir
-		size := 2 + uvarintLen(uint64(j-i))
+		size := dirHeaderMax(j - i)
 		g := dirGroup{from: from}
 		for _, s := range slots[i:j] {
 			l := s.leaf
@@ -272,7 +283,7 @@ func groupDirs(slots []slot, t *Tree, payload int) []dirGroup {
 			if len(g.leaves) > 0 && size+e > payload {
 				out = append(out, g)
 				g = dirGroup{from: from, split: true}
-				size = 2 + uvarintLen(uint64(j-i))
+				size = dirHeaderMax(j - i)
 			}
 			g.leaves = append(g.leaves, l)
 			size += e
