@@ -1,0 +1,1167 @@
+package client
+
+// Sync makes a folder and the account agree (DESIGN.md §7 "Sync").
+//
+// Every name is judged three ways: the folder now (local), the account's
+// index now (remote), and the version both sides held at the end of the
+// last sync that settled that name (the base, kept in the sync state on
+// this machine). A side whose version differs from the base changed it;
+// a change on one side is carried to the other; changes on both sides
+// that differ keep both versions, the local one under a conflict name.
+//
+// Crash safety follows from the base being written only after a name's
+// action is complete on both sides: a crash leaves a name either as it
+// was (the next run redoes the action) or done on both sides but not yet
+// recorded (the next run finds both sides equal and records it). Local
+// files are replaced by rename of a verified temporary file, and a local
+// file is replaced, renamed or removed only if it is still the one that
+// was scanned; the account changes only by index compare-and-swap.
+
+import (
+	"bytes"
+	"context"
+	cryptorand "crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/blindstore/blindstore/indexfile"
+)
+
+// SyncOptions configures a sync.
+type SyncOptions struct {
+	// Dir is the folder.
+	Dir string
+	// StateDir is where the sync state lives: the client's
+	// configuration directory.
+	StateDir string
+	// DryRun plans and reports, and changes nothing on either side.
+	DryRun bool
+	// Device names this machine in conflict copies (default: the host
+	// name).
+	Device string
+	// CaseInsensitive says whether the folder's file system folds case;
+	// nil probes it.
+	CaseInsensitive *bool
+	// Event, if set, is told of each action as it is done (planned, in a
+	// dry run) and of each name skipped.
+	Event func(SyncEvent)
+	// Now is the clock for conflict names (default time.Now).
+	Now func() time.Time
+}
+
+// SyncOp is the kind of a sync action.
+type SyncOp string
+
+// The actions of a sync.
+const (
+	SyncUpload       SyncOp = "upload"        // a local addition or edit goes up
+	SyncDownload     SyncOp = "download"      // a remote addition or edit comes down
+	SyncRenameRemote SyncOp = "rename-remote" // a local rename, carried to the index
+	SyncRenameLocal  SyncOp = "rename-local"  // a remote rename, carried to the folder
+	SyncDeleteRemote SyncOp = "delete-remote" // a local deletion goes up
+	SyncDeleteLocal  SyncOp = "delete-local"  // a remote deletion comes down
+	SyncConflict     SyncOp = "conflict"      // both changed: the local version moves to To
+	SyncSkip         SyncOp = "skip"          // left alone, for the reason in Msg
+)
+
+// SyncEvent is one action or skipped name.
+type SyncEvent struct {
+	Op   SyncOp `json:"op"`
+	Name string `json:"name"`
+	To   string `json:"to,omitempty"`
+	Size uint64 `json:"size,omitempty"`
+	Msg  string `json:"message,omitempty"`
+}
+
+// SyncReport sums up a sync.
+type SyncReport struct {
+	DryRun        bool        `json:"dry_run"`
+	Uploaded      int         `json:"uploaded"`
+	Downloaded    int         `json:"downloaded"`
+	RenamedRemote int         `json:"renamed_remote"`
+	RenamedLocal  int         `json:"renamed_local"`
+	DeletedRemote int         `json:"deleted_remote"`
+	DeletedLocal  int         `json:"deleted_local"`
+	Conflicts     int         `json:"conflicts"`
+	Skipped       int         `json:"skipped"`
+	Unchanged     int         `json:"unchanged"`
+	BytesUp       uint64      `json:"bytes_up"`
+	BytesDown     uint64      `json:"bytes_down"`
+	Events        []SyncEvent `json:"events"`
+}
+
+// Changed reports whether the sync changed (or, dry, would change)
+// anything.
+func (r *SyncReport) Changed() bool {
+	return r.Uploaded+r.Downloaded+r.RenamedRemote+r.RenamedLocal+r.DeletedRemote+r.DeletedLocal+r.Conflicts > 0
+}
+
+// Summary is the one line a user reads at the end.
+func (r *SyncReport) Summary() string {
+	verb := "synced"
+	if r.DryRun {
+		verb = "dry run, would sync"
+	}
+	s := fmt.Sprintf("%s: %d up (%s), %d down (%s), %d renamed, %d deleted, %d conflicts, %d skipped, %d unchanged",
+		verb, r.Uploaded, humanSize(r.BytesUp), r.Downloaded, humanSize(r.BytesDown),
+		r.RenamedRemote+r.RenamedLocal, r.DeletedRemote+r.DeletedLocal, r.Conflicts, r.Skipped, r.Unchanged)
+	return s
+}
+
+func humanSize(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func (r *SyncReport) add(opt *SyncOptions, e SyncEvent) {
+	switch e.Op {
+	case SyncUpload:
+		r.Uploaded++
+		r.BytesUp += e.Size
+	case SyncDownload:
+		r.Downloaded++
+		r.BytesDown += e.Size
+	case SyncRenameRemote:
+		r.RenamedRemote++
+	case SyncRenameLocal:
+		r.RenamedLocal++
+	case SyncDeleteRemote:
+		r.DeletedRemote++
+	case SyncDeleteLocal:
+		r.DeletedLocal++
+	case SyncConflict:
+		r.Conflicts++
+	case SyncSkip:
+		r.Skipped++
+	}
+	r.Events = append(r.Events, e)
+	if opt.Event != nil {
+		opt.Event(e)
+	}
+}
+
+// localFile is a file found in the folder.
+type localFile struct {
+	stat statKey
+	mode fs.FileMode
+	// marker: an empty folder, seen as its DirMarker (syncignore.go).
+	marker bool
+}
+
+var emptyHash = sha256.Sum256(nil)
+
+// syncRun is one sync in progress.
+type syncRun struct {
+	a      *Account
+	opt    SyncOptions
+	root   *os.Root
+	ignore *Ignore
+	state  *syncState
+	local  map[string]localFile
+	remote map[string]indexfile.File
+	rep    *SyncReport
+	// hashes caches local content hashes computed in this run.
+	hashes map[string][]byte
+	// folded maps a case-folded name to the names (local or remote)
+	// that fold to it, on a case-insensitive file system.
+	folded map[string][]string
+}
+
+// Sync runs one sync of opt.Dir with the account; see the file comment.
+// It returns an error only for what stops the whole sync (the server
+// unreachable, the folder unreadable); a name that cannot be synced is
+// skipped, reported, and tried again by the next sync.
+func (a *Account) Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error) {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Device == "" {
+		opt.Device, _ = os.Hostname()
+		if opt.Device == "" {
+			opt.Device = "device"
+		}
+	}
+	abs, err := filepath.Abs(opt.Dir)
+	if err != nil {
+		return nil, localError("the folder", err)
+	}
+	if fi, err := os.Stat(abs); err != nil {
+		return nil, localError("the folder", err)
+	} else if !fi.IsDir() {
+		return nil, &Error{Kind: KindInvalid, Msg: fmt.Sprintf("%s is not a folder", opt.Dir)}
+	}
+	if opt.StateDir == "" {
+		return nil, &Error{Kind: KindInvalid, Msg: "sync needs a state directory"}
+	}
+	statePath := syncStatePath(opt.StateDir, a.headLoc.ID[:], abs)
+	unlock, err := lockFile(statePath + ".lock")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, localError("opening the folder", err)
+	}
+	defer root.Close()
+	st, err := loadSyncState(statePath, abs)
+	if err != nil {
+		return nil, err
+	}
+	r := &syncRun{a: a, opt: opt, root: root, state: st, rep: &SyncReport{DryRun: opt.DryRun}, hashes: map[string][]byte{}}
+	if b, err := root.ReadFile(IgnoreFile); err == nil {
+		if r.ignore, err = ParseIgnore(bytes.NewReader(b)); err != nil {
+			return nil, &Error{Kind: KindInvalid, Msg: err.Error()}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, localError("reading "+IgnoreFile, err)
+	}
+	if err := a.refresh(ctx); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	r.remote = make(map[string]indexfile.File, len(a.index.Files))
+	for _, f := range a.index.Files {
+		r.remote[f.Name] = f
+	}
+	a.mu.Unlock()
+	if err := r.scan(); err != nil {
+		return nil, err
+	}
+	ci := opt.CaseInsensitive
+	if ci == nil {
+		v := probeCaseInsensitive(abs)
+		ci = &v
+	}
+	if *ci {
+		r.folded = map[string][]string{}
+		for _, m := range []map[string]bool{keys(r.local), keys(r.remote)} {
+			for n := range m {
+				k := strings.ToLower(n)
+				if !contains(r.folded[k], n) {
+					r.folded[k] = append(r.folded[k], n)
+				}
+			}
+		}
+	}
+	p := r.plan()
+	err = r.execute(ctx, p)
+	if !opt.DryRun {
+		// What was settled is recorded even when the sync stopped early:
+		// the state holds only names complete on both sides.
+		if serr := st.save(statePath); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	return r.rep, err
+}
+
+func keys[V any](m map[string]V) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// refresh reads the head, and the index if the head changed since this
+// account last read or wrote it.
+func (a *Account) refresh(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, etag, err := a.readHead(ctx)
+	if err != nil {
+		return err
+	}
+	if etag == a.etag && a.index != nil {
+		return nil
+	}
+	return a.load(ctx)
+}
+
+// isPartFile reports our own temporary files (WriteFileAtomic and
+// downloads), which are never synced.
+func isPartFile(base string) bool {
+	return strings.HasPrefix(base, ".") && strings.Contains(base, ".blind-") && strings.HasSuffix(base, ".part")
+}
+
+// scan lists the folder's regular files, and its empty folders as
+// markers, leaving out what is ignored and warning about what cannot be
+// synced.
+func (r *syncRun) scan() error {
+	r.local = map[string]localFile{}
+	kept := map[string]int{} // directory → children kept
+	var dirs []string
+	err := fs.WalkDir(r.root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if name == "." {
+				return err
+			}
+			r.skip(name, "cannot be read: "+err.Error())
+			return nil
+		}
+		if name == "." {
+			return nil
+		}
+		base, parent := path.Base(name), path.Dir(name)
+		if isPartFile(base) || (parent == "." && base == IgnoreFile) {
+			return nil
+		}
+		if r.ignore.Match(name, d.IsDir()) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if indexfile.ValidName(name) != nil {
+			r.skip(name, "its name cannot be stored (control characters, backslashes or too long)")
+			return skipDirOrNil(d)
+		}
+		switch t := d.Type(); {
+		case t&fs.ModeSymlink != 0:
+			r.skip(name, "a symbolic link: not synced")
+			return nil
+		case d.IsDir():
+			kept[parent]++
+			dirs = append(dirs, name)
+			return nil
+		case !t.IsRegular():
+			r.skip(name, "not a regular file: not synced")
+			return nil
+		case base == DirMarker:
+			r.skip(name, DirMarker+" is reserved for empty folders")
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			r.skip(name, "cannot be read: "+err.Error())
+			return nil
+		}
+		kept[parent]++
+		r.local[name] = localFile{stat: statKeyOf(fi), mode: fi.Mode().Perm()}
+		return nil
+	})
+	if err != nil {
+		return localError("reading the folder", err)
+	}
+	for _, d := range dirs {
+		if kept[d] == 0 {
+			mode := fs.FileMode(0o755)
+			if fi, err := r.root.Lstat(d); err == nil {
+				mode = fi.Mode().Perm()
+			}
+			r.local[d+"/"+DirMarker] = localFile{marker: true, mode: mode}
+		}
+	}
+	return nil
+}
+
+func skipDirOrNil(d fs.DirEntry) error {
+	if d.IsDir() {
+		return fs.SkipDir
+	}
+	return nil
+}
+
+func (r *syncRun) skip(name, why string) {
+	r.rep.add(&r.opt, SyncEvent{Op: SyncSkip, Name: name, Msg: why})
+}
+
+// syncPlan is what a sync will do, in the order it does it.
+type syncPlan struct {
+	conflicts     []string // both changed: local moves to a conflict name, remote comes down
+	renamesLocal  [][2]string
+	downloads     []string
+	deletesLocal  []string
+	renamesRemote [][2]string
+	deletesRemote []string
+	uploads       []string
+	// settled are names whose sides agree: their base is (re)recorded.
+	settled []string
+	// forget are names gone from both sides.
+	forget []string
+}
+
+// localHash returns the content hash of a local file, reading it once
+// per run.
+func (r *syncRun) localHash(name string) ([]byte, error) {
+	if h, ok := r.hashes[name]; ok {
+		return h, nil
+	}
+	if r.local[name].marker {
+		return emptyHash[:], nil
+	}
+	fh, err := r.root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, fh); err != nil {
+		return nil, err
+	}
+	sum := h.Sum(nil)
+	r.hashes[name] = sum
+	return sum, nil
+}
+
+// sameContent reports whether the local file holds what the index entry
+// (or base) describes: same hash and mode. Markers only need to exist.
+func (r *syncRun) sameContent(name string, hash []byte, mode fs.FileMode) (bool, error) {
+	l := r.local[name]
+	if l.marker {
+		return true, nil
+	}
+	h, err := r.localHash(name)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(h, hash) && l.mode == mode, nil
+}
+
+// localChanged reports whether the local file differs from its base,
+// reading it only when its stat differs.
+func (r *syncRun) localChanged(name string, b syncEntry) (bool, error) {
+	l := r.local[name]
+	if l.marker || l.stat == b.Stat {
+		return false, nil
+	}
+	same, err := r.sameContent(name, b.Hash, b.Mode)
+	return !same, err
+}
+
+func remoteChanged(f indexfile.File, b syncEntry) bool {
+	if path.Base(f.Name) == DirMarker {
+		return false
+	}
+	return !bytes.Equal(f.Hash[:], b.Hash) || f.Mode != b.Mode
+}
+
+// plan decides every name's action (see the file comment).
+func (r *syncRun) plan() *syncPlan {
+	p := &syncPlan{}
+	names := map[string]bool{}
+	for n := range r.local {
+		names[n] = true
+	}
+	for n := range r.remote {
+		if !r.ignore.Match(n, false) {
+			names[n] = true
+		}
+	}
+	for n := range r.state.Files {
+		if !r.ignore.Match(n, false) {
+			names[n] = true
+		}
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	for _, n := range sorted {
+		b, inB := r.state.Files[n]
+		_, inL := r.local[n]
+		rf, inR := r.remote[n]
+		switch {
+		case !inL && !inR:
+			if inB {
+				p.forget = append(p.forget, n)
+			}
+		case inL && !inR && !inB:
+			p.uploads = append(p.uploads, n)
+		case !inL && inR && !inB:
+			p.downloads = append(p.downloads, n)
+		case inL && inR && !inB:
+			same, err := r.sameContent(n, rf.Hash[:], rf.Mode)
+			switch {
+			case err != nil:
+				r.skip(n, "cannot be read: "+err.Error())
+			case same:
+				p.settled = append(p.settled, n)
+			default:
+				p.conflicts = append(p.conflicts, n)
+			}
+		default: // in the base
+			lc, err := false, error(nil)
+			if inL {
+				if lc, err = r.localChanged(n, b); err != nil {
+					r.skip(n, "cannot be read: "+err.Error())
+					continue
+				}
+			}
+			rc := inR && remoteChanged(rf, b)
+			switch {
+			case inL && inR && !lc && !rc:
+				if r.local[n].stat != b.Stat {
+					p.settled = append(p.settled, n) // touched, not changed
+				} else {
+					r.rep.Unchanged++
+				}
+			case inL && inR && lc && !rc:
+				p.uploads = append(p.uploads, n)
+			case inL && inR && !lc && rc:
+				p.downloads = append(p.downloads, n)
+			case inL && inR: // both changed
+				if same, err := r.sameContent(n, rf.Hash[:], rf.Mode); err == nil && same {
+					p.settled = append(p.settled, n)
+				} else {
+					p.conflicts = append(p.conflicts, n)
+				}
+			case inL && !inR && lc: // edited here, deleted there: the edit wins
+				p.uploads = append(p.uploads, n)
+			case inL && !inR:
+				p.deletesLocal = append(p.deletesLocal, n)
+			case !inL && inR && rc: // deleted here, edited there: the edit wins
+				p.downloads = append(p.downloads, n)
+			default:
+				p.deletesRemote = append(p.deletesRemote, n)
+			}
+		}
+	}
+	r.pairRenames(p)
+	return p
+}
+
+// pairRenames turns a deletion on one side plus an addition of the same
+// content on that side into a rename, so that a renamed file moves
+// instead of being sent again.
+func (r *syncRun) pairRenames(p *syncPlan) {
+	// Local renames: a name deleted here (unchanged there) and a new
+	// local name with its content.
+	if len(p.deletesRemote) > 0 && len(p.uploads) > 0 {
+		byHash := map[string][]string{}
+		for _, n := range p.deletesRemote {
+			if path.Base(n) == DirMarker {
+				continue
+			}
+			b := r.state.Files[n]
+			byHash[string(b.Hash)] = append(byHash[string(b.Hash)], n)
+		}
+		var ups []string
+		for _, n := range p.uploads {
+			_, inB := r.state.Files[n]
+			_, inR := r.remote[n]
+			l := r.local[n]
+			if inB || inR || l.marker || !r.sizeMatches(l.stat.Size, byHash) {
+				ups = append(ups, n)
+				continue
+			}
+			h, err := r.localHash(n)
+			olds := byHash[string(h)]
+			if err != nil || len(olds) == 0 || r.state.Files[olds[0]].Mode != l.mode {
+				ups = append(ups, n)
+				continue
+			}
+			p.renamesRemote = append(p.renamesRemote, [2]string{olds[0], n})
+			byHash[string(h)] = olds[1:]
+			p.deletesRemote = remove(p.deletesRemote, olds[0])
+		}
+		p.uploads = ups
+	}
+	// Remote renames: a name deleted there (unchanged here) and a new
+	// remote name with its content.
+	if len(p.deletesLocal) > 0 && len(p.downloads) > 0 {
+		byHash := map[string][]string{}
+		for _, n := range p.deletesLocal {
+			if path.Base(n) == DirMarker {
+				continue
+			}
+			b := r.state.Files[n]
+			byHash[string(b.Hash)] = append(byHash[string(b.Hash)], n)
+		}
+		var downs []string
+		for _, n := range p.downloads {
+			rf := r.remote[n]
+			_, inB := r.state.Files[n]
+			_, inL := r.local[n]
+			olds := byHash[string(rf.Hash[:])]
+			if inB || inL || len(olds) == 0 || r.state.Files[olds[0]].Mode != rf.Mode {
+				downs = append(downs, n)
+				continue
+			}
+			p.renamesLocal = append(p.renamesLocal, [2]string{olds[0], n})
+			byHash[string(rf.Hash[:])] = olds[1:]
+			p.deletesLocal = remove(p.deletesLocal, olds[0])
+		}
+		p.downloads = downs
+	}
+}
+
+func (r *syncRun) sizeMatches(size int64, byHash map[string][]string) bool {
+	for _, olds := range byHash {
+		for _, o := range olds {
+			if int64(r.state.Files[o].Size) == size {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func remove(s []string, v string) []string {
+	for i, x := range s {
+		if x == v {
+			return append(s[:i:i], s[i+1:]...)
+		}
+	}
+	return s
+}
+
+// record sets name's base to the index entry f and the local file as it
+// is now.
+func (r *syncRun) record(name string, f indexfile.File) {
+	e := syncEntry{Hash: append([]byte(nil), f.Hash[:]...), Mode: f.Mode, Size: f.Size}
+	if !r.local[name].marker && path.Base(name) != DirMarker {
+		if fi, err := r.root.Lstat(name); err == nil {
+			e.Stat = statKeyOf(fi)
+		}
+	}
+	r.state.Files[name] = e
+}
+
+// recordAs is record with the stat that was scanned (an upload: the
+// content read is the content scanned, or the put was refused).
+func (r *syncRun) recordAs(name string, f indexfile.File, st statKey) {
+	r.state.Files[name] = syncEntry{Hash: append([]byte(nil), f.Hash[:]...), Mode: f.Mode, Size: f.Size, Stat: st}
+}
+
+func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
+	dry := r.opt.DryRun
+	// Conflicts first: the local version moves aside, then it goes up
+	// under its new name and the remote one comes down.
+	for _, n := range p.conflicts {
+		to := r.conflictName(n)
+		r.rep.add(&r.opt, SyncEvent{Op: SyncConflict, Name: n, To: to})
+		if dry {
+			continue
+		}
+		if err := r.moveLocal(n, to); err != nil {
+			r.skip(n, err.Error())
+			continue
+		}
+		l := r.local[n]
+		delete(r.local, n)
+		if fi, err := r.root.Lstat(to); err == nil {
+			l.stat = statKeyOf(fi)
+		}
+		r.local[to] = l
+		p.downloads = append(p.downloads, n)
+		p.uploads = append(p.uploads, to)
+	}
+	for _, mv := range p.renamesLocal {
+		r.rep.add(&r.opt, SyncEvent{Op: SyncRenameLocal, Name: mv[0], To: mv[1]})
+		if dry {
+			continue
+		}
+		if err := r.moveLocal(mv[0], mv[1]); err != nil {
+			r.skip(mv[0], err.Error())
+			continue
+		}
+		delete(r.state.Files, mv[0])
+		r.pruneDirs(path.Dir(mv[0]))
+		r.record(mv[1], r.remote[mv[1]])
+	}
+	for _, n := range p.downloads {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f := r.remote[n]
+		if dry {
+			r.rep.add(&r.opt, SyncEvent{Op: SyncDownload, Name: n, Size: f.Size})
+			continue
+		}
+		if err := r.download(ctx, f); err != nil {
+			if k := KindOf(err); k == KindNetwork || errors.Is(err, context.Canceled) {
+				return err
+			}
+			r.skip(n, err.Error())
+			continue
+		}
+		r.rep.add(&r.opt, SyncEvent{Op: SyncDownload, Name: n, Size: f.Size})
+		r.record(n, f)
+	}
+	for _, n := range p.deletesLocal {
+		r.rep.add(&r.opt, SyncEvent{Op: SyncDeleteLocal, Name: n})
+		if dry {
+			continue
+		}
+		if err := r.deleteLocal(n); err != nil {
+			r.skip(n, err.Error())
+			continue
+		}
+		delete(r.state.Files, n)
+	}
+	if err := r.updateRemote(ctx, p); err != nil {
+		return err
+	}
+	if err := r.upload(ctx, p.uploads); err != nil {
+		return err
+	}
+	if !dry {
+		for _, n := range p.settled {
+			r.record(n, r.remote[n])
+		}
+		for _, n := range p.forget {
+			delete(r.state.Files, n)
+		}
+	}
+	return nil
+}
+
+// conflictName is where the local version of a file changed on both
+// sides goes: next to it, saying whose and when, as Dropbox does.
+func (r *syncRun) conflictName(name string) string {
+	dir, base := path.Split(name)
+	ext := path.Ext(base)
+	if ext == base { // ".bashrc": no extension
+		ext = ""
+	}
+	stem := strings.TrimSuffix(base, ext)
+	device := strings.Map(func(c rune) rune {
+		if c == '/' || c == '\\' || c < 0x20 {
+			return '-'
+		}
+		return c
+	}, r.opt.Device)
+	stamp := r.opt.Now().Format("2006-01-02 150405")
+	for i := 1; ; i++ {
+		suffix := ""
+		if i > 1 {
+			suffix = fmt.Sprintf(" %d", i)
+		}
+		c := fmt.Sprintf("%s%s (conflict %s %s%s)%s", dir, stem, device, stamp, suffix, ext)
+		_, inL := r.local[c]
+		_, inR := r.remote[c]
+		if _, err := r.root.Lstat(c); !inL && !inR && errors.Is(err, fs.ErrNotExist) {
+			return c
+		}
+	}
+}
+
+// safeParents refuses a name whose parent directories are not plain
+// directories inside the folder (a symbolic link or a file in the way),
+// or that collides with another name on a case-insensitive file system.
+// os.Root already refuses paths that leave the folder; this also keeps
+// a link to elsewhere inside the folder from redirecting a write.
+func (r *syncRun) safeParents(name string) error {
+	if err := indexfile.ValidName(name); err != nil {
+		return &Error{Kind: KindInvalid, Msg: "the account holds a name that cannot be written safely"}
+	}
+	if r.folded != nil && len(r.folded[strings.ToLower(name)]) > 1 {
+		return &Error{Kind: KindConflict, Msg: "its name differs only in case from another, and this file system does not tell them apart"}
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] != '/' {
+			continue
+		}
+		fi, err := r.root.Lstat(name[:i])
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil
+		case err != nil:
+			return localError("checking "+name[:i], err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("a symbolic link is in the way (%s): not following it", name[:i])}
+		case !fi.IsDir():
+			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("a file is in the way (%s)", name[:i])}
+		}
+	}
+	return nil
+}
+
+// stillScanned reports whether name is still the file that was scanned
+// (or, if it was not there, still absent): the user may be writing it.
+func (r *syncRun) stillScanned(name string) error {
+	l, had := r.local[name]
+	fi, err := r.root.Lstat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !had:
+		return nil
+	case err != nil && had:
+		return &Error{Kind: KindConflict, Msg: "it changed during the sync: next time"}
+	case err != nil:
+		return localError("checking "+name, err)
+	case !had || statKeyOf(fi) != l.stat:
+		return &Error{Kind: KindConflict, Msg: "it changed during the sync: next time"}
+	}
+	return nil
+}
+
+// download writes the index entry f into the folder: to a temporary file
+// beside it, verified, then renamed over what was scanned.
+func (r *syncRun) download(ctx context.Context, f indexfile.File) error {
+	name := f.Name
+	if err := r.safeParents(name); err != nil {
+		return err
+	}
+	if path.Base(name) == DirMarker {
+		dir := path.Dir(name)
+		if fi, err := r.root.Lstat(dir); err == nil && !fi.IsDir() {
+			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("a file is in the way (%s)", dir)}
+		}
+		if err := r.root.MkdirAll(dir, f.Mode|0o700); err != nil {
+			return localError("creating "+dir, err)
+		}
+		return nil
+	}
+	dir := path.Dir(name)
+	if err := r.root.MkdirAll(dir, 0o755); err != nil {
+		return localError("creating "+dir, err)
+	}
+	tmp := path.Join(dir, "."+path.Base(name)+".blind-"+randomHex(6)+".part")
+	fh, err := r.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return localError("creating "+tmp, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			fh.Close()
+			r.root.Remove(tmp)
+		}
+	}()
+	if err := download(ctx, r.a.remote, r.a.cfg, &f, fh, nil); err != nil {
+		return err
+	}
+	if err := fh.Sync(); err != nil {
+		return localError("writing "+name, err)
+	}
+	if err := fh.Close(); err != nil {
+		return localError("writing "+name, err)
+	}
+	if err := r.root.Chmod(tmp, f.Mode); err != nil {
+		return localError("setting the mode of "+name, err)
+	}
+	if err := r.root.Chtimes(tmp, f.ModTime, f.ModTime); err != nil {
+		return localError("setting the time of "+name, err)
+	}
+	if err := r.stillScanned(name); err != nil {
+		return err
+	}
+	if err := r.root.Rename(tmp, name); err != nil {
+		return localError("moving "+name+" into place", err)
+	}
+	ok = true
+	syncDir(r.root, dir)
+	return nil
+}
+
+// moveLocal renames a local file the sync scanned.
+func (r *syncRun) moveLocal(from, to string) error {
+	if err := r.safeParents(to); err != nil {
+		return err
+	}
+	if err := r.stillScanned(from); err != nil {
+		return err
+	}
+	if _, err := r.root.Lstat(to); !errors.Is(err, fs.ErrNotExist) {
+		return &Error{Kind: KindConflict, Msg: fmt.Sprintf("%s exists", to)}
+	}
+	if err := r.root.MkdirAll(path.Dir(to), 0o755); err != nil {
+		return localError("creating "+path.Dir(to), err)
+	}
+	if err := r.root.Rename(from, to); err != nil {
+		return localError("renaming "+from, err)
+	}
+	syncDir(r.root, path.Dir(to))
+	return nil
+}
+
+// deleteLocal removes a file deleted on the other side, if it is still
+// the one scanned; a marker removes its folder if it is still empty.
+func (r *syncRun) deleteLocal(name string) error {
+	if path.Base(name) == DirMarker {
+		dir := path.Dir(name)
+		if err := r.root.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+				return nil // something was put in it meanwhile: it stays
+			}
+			return localError("removing "+dir, err)
+		}
+		r.pruneDirs(path.Dir(dir))
+		return nil
+	}
+	if err := r.stillScanned(name); err != nil {
+		return err
+	}
+	if err := r.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return localError("removing "+name, err)
+	}
+	r.pruneDirs(path.Dir(name))
+	return nil
+}
+
+// pruneDirs removes dir and its parents while they are empty and the
+// account keeps no marker for them: a folder emptied because its files
+// went away on the other side goes too, rather than coming back as an
+// empty folder.
+func (r *syncRun) pruneDirs(dir string) {
+	for dir != "." && dir != "/" && dir != "" {
+		if _, ok := r.remote[dir+"/"+DirMarker]; ok {
+			return
+		}
+		if err := r.root.Remove(dir); err != nil {
+			return
+		}
+		dir = path.Dir(dir)
+	}
+}
+
+// updateRemote carries local renames and deletions to the index in one
+// update, each only if the entry is still the version the base holds:
+// another device may have changed it since it was read.
+func (r *syncRun) updateRemote(ctx context.Context, p *syncPlan) error {
+	for _, mv := range p.renamesRemote {
+		r.rep.add(&r.opt, SyncEvent{Op: SyncRenameRemote, Name: mv[0], To: mv[1]})
+	}
+	for _, n := range p.deletesRemote {
+		r.rep.add(&r.opt, SyncEvent{Op: SyncDeleteRemote, Name: n})
+	}
+	if r.opt.DryRun || len(p.renamesRemote)+len(p.deletesRemote) == 0 {
+		return nil
+	}
+	base := func(n string) []byte { return r.state.Files[n].Hash }
+	r.a.mu.Lock()
+	x, err := r.a.update(ctx, func(x *indexfile.Index) error {
+		for _, mv := range p.renamesRemote {
+			if f := x.Lookup(mv[0]); f != nil && bytes.Equal(f.Hash[:], base(mv[0])) && x.Lookup(mv[1]) == nil {
+				_ = x.Rename(mv[0], mv[1]) // refused only for a name in the way: left for the next sync
+			}
+		}
+		for _, n := range p.deletesRemote {
+			if f := x.Lookup(n); f != nil && bytes.Equal(f.Hash[:], base(n)) {
+				x.Remove(n)
+			}
+		}
+		return nil
+	})
+	r.a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, mv := range p.renamesRemote {
+		if f := x.Lookup(mv[1]); f != nil && x.Lookup(mv[0]) == nil {
+			delete(r.state.Files, mv[0])
+			r.remote[mv[1]] = *f
+			delete(r.remote, mv[0])
+			r.recordAs(mv[1], *f, r.local[mv[1]].stat)
+		}
+	}
+	for _, n := range p.deletesRemote {
+		if x.Lookup(n) == nil {
+			delete(r.state.Files, n)
+		}
+	}
+	return nil
+}
+
+// Uploads go in batches, each one index update (PutMany): a folder of
+// many files costs a few index writes, not one per file.
+const (
+	syncBatchFiles = 256
+	syncBatchBytes = 256 << 20
+)
+
+// upload puts the named local files, each read only if it is still the
+// file scanned and refused if it changes while it is read.
+func (r *syncRun) upload(ctx context.Context, names []string) error {
+	sort.Strings(names)
+	for len(names) > 0 {
+		n, size := 0, int64(0)
+		for n < len(names) && n < syncBatchFiles && (n == 0 || size+r.local[names[n]].stat.Size <= syncBatchBytes) {
+			size += r.local[names[n]].stat.Size
+			n++
+		}
+		batch := names[:n]
+		names = names[n:]
+		if r.opt.DryRun {
+			for _, name := range batch {
+				r.rep.add(&r.opt, SyncEvent{Op: SyncUpload, Name: name, Size: uint64(r.local[name].stat.Size)})
+			}
+			continue
+		}
+		if err := r.uploadBatch(ctx, batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *syncRun) uploadBatch(ctx context.Context, batch []string) error {
+	for len(batch) > 0 {
+		srcs := make([]PutSource, len(batch))
+		readers := make([]*scannedReader, len(batch))
+		for i, name := range batch {
+			l := r.local[name]
+			readers[i] = &scannedReader{root: r.root, name: name, want: l.stat, marker: l.marker}
+			srcs[i] = PutSource{Name: name, R: readers[i], Mode: l.mode}
+			if !l.marker {
+				srcs[i].ModTime = time.Unix(0, l.stat.MTime)
+			}
+		}
+		files, err := r.a.PutMany(ctx, srcs)
+		for _, rd := range readers {
+			rd.close()
+		}
+		if err == nil {
+			for i, f := range files {
+				r.rep.add(&r.opt, SyncEvent{Op: SyncUpload, Name: f.Name, Size: f.Size})
+				r.recordAs(f.Name, f, r.local[batch[i]].stat)
+				r.remote[f.Name] = f
+			}
+			return nil
+		}
+		// A file that changed under the read, or cannot be read, is
+		// dropped from the batch and left for the next sync; anything
+		// else stops the sync.
+		var bad *scannedReader
+		for _, rd := range readers {
+			if rd.err != nil {
+				bad = rd
+			}
+		}
+		if bad == nil {
+			if KindOf(err) == KindConflict {
+				for _, name := range batch {
+					r.skip(name, err.Error())
+				}
+				return nil
+			}
+			return err
+		}
+		r.skip(bad.name, bad.err.Error())
+		batch = remove(batch, bad.name)
+	}
+	return nil
+}
+
+// scannedReader reads a local file for upload and fails, rather than
+// let a torn version be stored, if it is not the file scanned or changes
+// while it is read. It opens the file on first read, so that a batch
+// does not hold every file open.
+type scannedReader struct {
+	root   *os.Root
+	name   string
+	want   statKey
+	marker bool
+	fh     *os.File
+	err    error
+}
+
+func (s *scannedReader) Read(p []byte) (int, error) {
+	if s.marker {
+		return 0, io.EOF
+	}
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.fh == nil {
+		fh, err := s.root.Open(s.name)
+		if err == nil {
+			err = s.check(fh)
+		}
+		if err != nil {
+			if fh != nil {
+				fh.Close()
+			}
+			return 0, s.fail(err)
+		}
+		s.fh = fh
+	}
+	n, err := s.fh.Read(p)
+	if err == io.EOF {
+		if cerr := s.check(s.fh); cerr != nil {
+			return n, s.fail(cerr)
+		}
+	} else if err != nil {
+		return n, s.fail(localError("reading "+s.name, err))
+	}
+	return n, err
+}
+
+func (s *scannedReader) check(fh *os.File) error {
+	fi, err := fh.Stat()
+	if err != nil {
+		return localError("reading "+s.name, err)
+	}
+	if statKeyOf(fi) != s.want {
+		return &Error{Kind: KindConflict, Msg: "it changed while it was read: next time"}
+	}
+	return nil
+}
+
+func (s *scannedReader) fail(err error) error {
+	s.err = err
+	return err
+}
+
+func (s *scannedReader) close() {
+	if s.fh != nil {
+		s.fh.Close()
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = cryptorand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// syncDir makes a rename in dir durable. Failure is not fatal: the
+// rename itself happened; only its durability across a power cut is in
+// doubt, and the next sync checks content anyway.
+func syncDir(root *os.Root, dir string) {
+	if d, err := root.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// probeCaseInsensitive reports whether the file system holding dir
+// folds case, by creating a file with a lower-case name and looking it
+// up in upper case.
+func probeCaseInsensitive(dir string) bool {
+	f, err := os.CreateTemp(dir, ".blind-case-probe-*.part")
+	if err != nil {
+		return false
+	}
+	name := f.Name()
+	f.Close()
+	defer os.Remove(name)
+	base := filepath.Base(name)
+	upper := filepath.Join(filepath.Dir(name), strings.ToUpper(base))
+	if upper == name {
+		return false
+	}
+	_, err = os.Lstat(upper)
+	return err == nil
+}
