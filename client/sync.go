@@ -227,6 +227,16 @@ func (a *Account) Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error
 	if err != nil {
 		return nil, err
 	}
+	if !opt.DryRun {
+		if err := st.openJournal(statePath); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if st.journal != nil {
+				st.journal.Close()
+			}
+		}()
+	}
 	r := &syncRun{a: a, opt: opt, root: root, state: st, rep: &SyncReport{DryRun: opt.DryRun}, hashes: map[string][]byte{}}
 	if b, err := root.ReadFile(IgnoreFile); err == nil {
 		if r.ignore, err = ParseIgnore(bytes.NewReader(b)); err != nil {
@@ -645,13 +655,13 @@ func (r *syncRun) record(name string, f indexfile.File) {
 			e.Stat = statKeyOf(fi)
 		}
 	}
-	r.state.Files[name] = e
+	r.state.set(name, e)
 }
 
 // recordAs is record with the stat that was scanned (an upload: the
 // content read is the content scanned, or the put was refused).
 func (r *syncRun) recordAs(name string, f indexfile.File, st statKey) {
-	r.state.Files[name] = syncEntry{Hash: append([]byte(nil), f.Hash[:]...), Mode: f.Mode, Size: f.Size, Stat: st}
+	r.state.set(name, syncEntry{Hash: append([]byte(nil), f.Hash[:]...), Mode: f.Mode, Size: f.Size, Stat: st})
 }
 
 func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
@@ -686,7 +696,7 @@ func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
 			r.skip(mv[0], err.Error())
 			continue
 		}
-		delete(r.state.Files, mv[0])
+		r.state.del(mv[0])
 		r.pruneDirs(path.Dir(mv[0]))
 		r.record(mv[1], r.remote[mv[1]])
 	}
@@ -718,7 +728,7 @@ func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
 			r.skip(n, err.Error())
 			continue
 		}
-		delete(r.state.Files, n)
+		r.state.del(n)
 	}
 	if err := r.updateRemote(ctx, p); err != nil {
 		return err
@@ -731,7 +741,7 @@ func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
 			r.record(n, r.remote[n])
 		}
 		for _, n := range p.forget {
-			delete(r.state.Files, n)
+			r.state.del(n)
 		}
 	}
 	return nil
@@ -970,7 +980,7 @@ func (r *syncRun) updateRemote(ctx context.Context, p *syncPlan) error {
 	}
 	for _, mv := range p.renamesRemote {
 		if f := x.Lookup(mv[1]); f != nil && x.Lookup(mv[0]) == nil {
-			delete(r.state.Files, mv[0])
+			r.state.del(mv[0])
 			r.remote[mv[1]] = *f
 			delete(r.remote, mv[0])
 			r.recordAs(mv[1], *f, r.local[mv[1]].stat)
@@ -978,7 +988,7 @@ func (r *syncRun) updateRemote(ctx context.Context, p *syncPlan) error {
 	}
 	for _, n := range p.deletesRemote {
 		if x.Lookup(n) == nil {
-			delete(r.state.Files, n)
+			r.state.del(n)
 		}
 	}
 	return nil

@@ -149,6 +149,7 @@ func commands(a *app) map[string]*command {
 		c.run = func(a *app) error { return a.deleteAccount(c, *yes) }
 		add(c)
 	}
+	add(syncCommand()) // sync.go
 	m := make(map[string]*command, len(cmds))
 	for _, c := range cmds {
 		m[c.Name] = c
@@ -598,6 +599,9 @@ func (a *app) renew(c *command, export, from string) error {
 			}); err != nil {
 				return err
 			}
+			if err := recordExport(export, l.Generation); err != nil {
+				return err
+			}
 			a.out(map[string]any{"exported": len(l.Blocks), "path": export}, fmt.Sprintf("wrote the renew proofs of %d blocks to %s\n", len(l.Blocks), export))
 			return nil
 		}
@@ -641,12 +645,14 @@ func (a *app) status(c *command) error {
 		if err != nil {
 			return err
 		}
+		export, exportText := a.exportStatus(acc) // sync.go
 		a.out(map[string]any{
 			"server": acc.Remote().URL(), "user": acc.User(), "files": len(files), "bytes": total, "shared": shared,
 			"generation": acc.Generation(), "safe_until": safe, "expiry_near": near,
 			"period_seconds": cfg.PeriodSeconds, "retention_periods": cfg.RetentionPeriods, "tokens": tokens,
-		}, fmt.Sprintf("server:  %s\nuser:    %s\nfiles:   %d (%s), %d shared\n%s%s",
-			acc.Remote().URL(), acc.User(), len(files), humanBytes(total), shared, tokensText, safeText(safe)))
+			"export": export,
+		}, fmt.Sprintf("server:  %s\nuser:    %s\nfiles:   %d (%s), %d shared\n%s%s%s",
+			acc.Remote().URL(), acc.User(), len(files), humanBytes(total), shared, tokensText, exportText, safeText(safe)))
 		return nil
 	})
 }
