@@ -317,6 +317,10 @@ func (a *Account) refresh(ctx context.Context) error {
 	return a.load(ctx)
 }
 
+// syncPartTag marks the temporary files of sync's downloads, which a
+// later sync removes if a kill left them behind.
+const syncPartTag = ".blind-sync-"
+
 // isPartFile reports our own temporary files (WriteFileAtomic and
 // downloads), which are never synced.
 func isPartFile(base string) bool {
@@ -343,6 +347,11 @@ func (r *syncRun) scan() error {
 		}
 		base, parent := path.Base(name), path.Dir(name)
 		if isPartFile(base) || (parent == "." && base == IgnoreFile) {
+			if strings.Contains(base, syncPartTag) && !d.IsDir() {
+				// A download of a sync that was killed: this sync holds
+				// the folder's lock, so no other sync is writing it.
+				_ = r.root.Remove(name)
+			}
 			return nil
 		}
 		if r.ignore.Match(name, d.IsDir()) {
@@ -847,7 +856,7 @@ func (r *syncRun) download(ctx context.Context, f indexfile.File) error {
 	if err := r.root.MkdirAll(dir, 0o755); err != nil {
 		return localError("creating "+dir, err)
 	}
-	tmp := path.Join(dir, "."+path.Base(name)+".blind-"+randomHex(6)+".part")
+	tmp := path.Join(dir, "."+path.Base(name)+syncPartTag+randomHex(6)+".part")
 	fh, err := r.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return localError("creating "+tmp, err)
