@@ -1006,7 +1006,7 @@ func (r *syncRun) updateRemote(ctx context.Context, p *syncPlan) error {
 // Uploads go in batches, each one index update (PutMany): a folder of
 // many files costs a few index writes, not one per file.
 const (
-	syncBatchFiles = 256
+	syncBatchFiles = 4096
 	syncBatchBytes = 256 << 20
 )
 
