@@ -1003,150 +1003,29 @@ func (r *syncRun) updateRemote(ctx context.Context, p *syncPlan) error {
 	return nil
 }
 
-// Uploads go in batches, each one index update (PutMany): a folder of
-// many files costs a few index writes, not one per file.
-const (
-	syncBatchFiles = 4096
-	syncBatchBytes = 256 << 20
-)
-
-// upload puts the named local files, each read only if it is still the
-// file scanned and refused if it changes while it is read.
+// upload puts the named local files (localput.go), each read only if it
+// is still the file scanned and refused if it changes while it is read.
 func (r *syncRun) upload(ctx context.Context, names []string) error {
 	sort.Strings(names)
-	for len(names) > 0 {
-		n, size := 0, int64(0)
-		for n < len(names) && n < syncBatchFiles && (n == 0 || size+r.local[names[n]].stat.Size <= syncBatchBytes) {
-			size += r.local[names[n]].stat.Size
-			n++
-		}
-		batch := names[:n]
-		names = names[n:]
-		if r.opt.DryRun {
-			for _, name := range batch {
-				r.rep.add(&r.opt, SyncEvent{Op: SyncUpload, Name: name, Size: uint64(r.local[name].stat.Size)})
-			}
-			continue
-		}
-		if err := r.uploadBatch(ctx, batch); err != nil {
-			return err
+	srcs := make([]LocalSource, len(names))
+	for i, name := range names {
+		l := r.local[name]
+		srcs[i] = LocalSource{Name: name, Mode: l.mode, Size: l.stat.Size, marker: l.marker, stat: l.stat}
+		if !l.marker {
+			srcs[i].open = func() (*os.File, error) { return r.root.Open(name) }
 		}
 	}
-	return nil
-}
-
-func (r *syncRun) uploadBatch(ctx context.Context, batch []string) error {
-	for len(batch) > 0 {
-		srcs := make([]PutSource, len(batch))
-		readers := make([]*scannedReader, len(batch))
-		for i, name := range batch {
-			l := r.local[name]
-			readers[i] = &scannedReader{root: r.root, name: name, want: l.stat, marker: l.marker}
-			srcs[i] = PutSource{Name: name, R: readers[i], Mode: l.mode}
-			if !l.marker {
-				srcs[i].ModTime = time.Unix(0, l.stat.MTime)
-			}
+	if r.opt.DryRun {
+		for _, s := range srcs {
+			r.rep.add(&r.opt, SyncEvent{Op: SyncUpload, Name: s.Name, Size: uint64(s.Size)})
 		}
-		files, err := r.a.PutMany(ctx, srcs)
-		for _, rd := range readers {
-			rd.close()
-		}
-		if err == nil {
-			for i, f := range files {
-				r.rep.add(&r.opt, SyncEvent{Op: SyncUpload, Name: f.Name, Size: f.Size})
-				r.recordAs(f.Name, f, r.local[batch[i]].stat)
-				r.remote[f.Name] = f
-			}
-			return nil
-		}
-		// A file that changed under the read, or cannot be read, is
-		// dropped from the batch and left for the next sync; anything
-		// else stops the sync.
-		var bad *scannedReader
-		for _, rd := range readers {
-			if rd.err != nil {
-				bad = rd
-			}
-		}
-		if bad == nil {
-			if KindOf(err) == KindConflict {
-				for _, name := range batch {
-					r.skip(name, err.Error())
-				}
-				return nil
-			}
-			return err
-		}
-		r.skip(bad.name, bad.err.Error())
-		batch = remove(batch, bad.name)
+		return nil
 	}
-	return nil
-}
-
-// scannedReader reads a local file for upload and fails, rather than
-// let a torn version be stored, if it is not the file scanned or changes
-// while it is read. It opens the file on first read, so that a batch
-// does not hold every file open.
-type scannedReader struct {
-	root   *os.Root
-	name   string
-	want   statKey
-	marker bool
-	fh     *os.File
-	err    error
-}
-
-func (s *scannedReader) Read(p []byte) (int, error) {
-	if s.marker {
-		return 0, io.EOF
-	}
-	if s.err != nil {
-		return 0, s.err
-	}
-	if s.fh == nil {
-		fh, err := s.root.Open(s.name)
-		if err == nil {
-			err = s.check(fh)
-		}
-		if err != nil {
-			if fh != nil {
-				fh.Close()
-			}
-			return 0, s.fail(err)
-		}
-		s.fh = fh
-	}
-	n, err := s.fh.Read(p)
-	if err == io.EOF {
-		if cerr := s.check(s.fh); cerr != nil {
-			return n, s.fail(cerr)
-		}
-	} else if err != nil {
-		return n, s.fail(localError("reading "+s.name, err))
-	}
-	return n, err
-}
-
-func (s *scannedReader) check(fh *os.File) error {
-	fi, err := fh.Stat()
-	if err != nil {
-		return localError("reading "+s.name, err)
-	}
-	if statKeyOf(fi) != s.want {
-		return &Error{Kind: KindConflict, Msg: "it changed while it was read: next time"}
-	}
-	return nil
-}
-
-func (s *scannedReader) fail(err error) error {
-	s.err = err
-	return err
-}
-
-func (s *scannedReader) close() {
-	if s.fh != nil {
-		s.fh.Close()
-	}
+	return r.a.putLocal(ctx, srcs, func(s LocalSource, f indexfile.File) {
+		r.rep.add(&r.opt, SyncEvent{Op: SyncUpload, Name: f.Name, Size: f.Size})
+		r.recordAs(f.Name, f, s.stat)
+		r.remote[f.Name] = f
+	}, func(s LocalSource, err error) { r.skip(s.Name, err.Error()) })
 }
 
 func randomHex(n int) string {

@@ -381,7 +381,7 @@ func TestSyncTornFile(t *testing.T) {
 	}
 	defer root.Close()
 	fi, _ := root.Lstat("growing.log")
-	rd := &scannedReader{root: root, name: "growing.log", want: statKeyOf(fi)}
+	rd := &scannedReader{open: func() (*os.File, error) { return root.Open("growing.log") }, name: "growing.log", want: statKeyOf(fi)}
 	buf := make([]byte, 4)
 	if _, err := rd.Read(buf); err != nil {
 		t.Fatal(err)

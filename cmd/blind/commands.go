@@ -62,16 +62,23 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	{
-		c := newCommand("put", "FILE [--as NAME]", "Encrypt and store a file (\"-\" reads standard input and needs --as), replacing a file of the same name.", nil)
-		as := c.Flags.String("as", "", "store under this `name` (default: the file's base name)")
+		c := newCommand("put", "FILE|DIR... [--as NAME]", "Encrypt and store files, replacing files of the same names (an edit sends only\nthe changed chunks). A folder is stored with everything under it, as\nFOLDER/PATH; several files or folders go in one index update per few thousand\nfiles. \"-\" reads standard input and needs --as.", nil)
+		as := c.Flags.String("as", "", "store under this `name` (default: the file's base name); with one folder, the name it is stored under")
 		c.run = func(a *app) error { return a.put(c, *as) }
 		add(c)
 	}
 	{
-		c := newCommand("get", "NAME [-o PATH]", "Fetch, verify and decrypt a file. It is written under a temporary name and moved\ninto place only once every block and the whole file's hash check out.", nil)
+		c := newCommand("get", "NAME [-o PATH] [--offset N --length N]", "Fetch, verify and decrypt a file. It is written under a temporary name and moved\ninto place only once every block and the whole file's hash check out. With\n--offset or --length, only that range is fetched (only the blocks that hold it,\neach verified).", nil)
 		out := c.Flags.String("o", "", "output `path` (default: the name's last element, in the current directory; \"-\" for standard output)")
 		force := c.Flags.Bool("force", false, "overwrite an existing output file")
-		c.run = func(a *app) error { return a.get(c, *out, *force) }
+		offset := c.Flags.Int64("offset", 0, "start at this byte `offset`")
+		length := c.Flags.Int64("length", -1, "fetch at most this many `bytes` (default: to the end)")
+		c.run = func(a *app) error {
+			if a.flagSet(c, "offset") || a.flagSet(c, "length") {
+				return a.getRange(c, *out, *force, *offset, *length)
+			}
+			return a.get(c, *out, *force)
+		}
 		add(c)
 	}
 	{
@@ -354,8 +361,11 @@ func (a *app) withAccount(f func(acc *client.Account) error) error {
 }
 
 func (a *app) put(c *command, as string) error {
-	if len(c.Args) != 1 {
-		return cli.Usagef("want one file")
+	if len(c.Args) == 0 {
+		return cli.Usagef("want a file or folder")
+	}
+	if len(c.Args) > 1 || isDir(c.Args[0]) {
+		return a.putMany(c.Args, as) // put.go
 	}
 	src := c.Args[0]
 	name := as
