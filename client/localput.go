@@ -102,13 +102,23 @@ func (a *Account) putLocalBatch(ctx context.Context, batch []LocalSource, stored
 			}
 		}
 		if bad < 0 {
-			if KindOf(err) == KindConflict {
-				for _, s := range batch {
-					skipped(s, err)
-				}
+			if KindOf(err) != KindConflict {
+				return err
+			}
+			if len(batch) == 1 {
+				skipped(batch[0], err)
 				return nil
 			}
-			return err
+			// The index refused the batch (a name that is also a folder
+			// of another, or a file changed on another device meanwhile):
+			// one update per file, so that one name does not hold back
+			// the rest. Rare, so the extra updates do not matter.
+			for _, s := range batch {
+				if err := a.putLocalBatch(ctx, []LocalSource{s}, stored, skipped); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
 		skipped(batch[bad], readers[bad].err)
 		batch = append(batch[:bad], batch[bad+1:]...)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -294,6 +295,16 @@ func TestWatchAndExportKeepDataAlive(t *testing.T) {
 	away.must("renew", "--export", export)
 	if st := away.must("status"); !strings.Contains(st.stdout, "covers every block") {
 		t.Fatalf("status after export: %s", st.stdout)
+	}
+	// A file added after the export is not in it: status says so.
+	away.must("put", src, "--as", "later")
+	if st := away.must("status"); !regexp.MustCompile(`misses [1-9][0-9]* blocks written since: export again`).MatchString(st.stdout) {
+		t.Fatalf("status after a put: %s", st.stdout)
+	}
+	away.must("rm", "later")
+	away.must("renew", "--export", export)
+	if st := away.must("status"); !strings.Contains(st.stdout, "covers every block") {
+		t.Fatalf("status after exporting again: %s", st.stdout)
 	}
 	away.must("logout")
 
