@@ -426,3 +426,35 @@ func TestSyncDryRun(t *testing.T) {
 		t.Fatalf("real run after the dry one: %+v", rep)
 	}
 }
+
+// Even an entry that bypassed the index's name checks (which refuse such
+// names when an index is decoded) cannot write outside the folder: the
+// download path refuses it, and os.Root would too.
+func TestSyncDownloadRefusesEscapingNames(t *testing.T) {
+	_, a, _ := twoDevices(t)
+	putBytes(t, a.acc, "real", []byte("x"))
+	f, err := a.acc.Lookup("real")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(a.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	r := &syncRun{a: a.acc, root: root, local: map[string]localFile{}, state: &syncState{Files: map[string]syncEntry{}}, rep: &SyncReport{}}
+	parent := filepath.Dir(a.dir)
+	for _, name := range []string{"../escaped", "/tmp/escaped", "a/../../escaped", "./x", "a//b"} {
+		g := f
+		g.Name = name
+		if err := r.download(context.Background(), g); err == nil {
+			t.Fatalf("%q was written", name)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(parent, "escaped")); !os.IsNotExist(err) {
+		t.Fatal("a file was written outside the folder")
+	}
+	if _, err := os.Lstat("/tmp/escaped"); err == nil {
+		t.Fatal("a file was written at an absolute path")
+	}
+}

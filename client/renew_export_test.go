@@ -1,0 +1,94 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/blindstore/blindstore/blobstore"
+)
+
+// A renewal export renews every block of the account, and nothing in it
+// can overwrite or delete a block: its proofs, used as write proofs for
+// a put (plain, create-only or compare-and-swap) or a delete, are all
+// refused, and every block reads back unchanged. The export holds ids
+// and renew proofs only: no key, no file name, no write proof.
+func TestRenewExportCannotWriteOrDelete(t *testing.T) {
+	s := newTestServer(t)
+	a, loc := newTestAccount(t, s)
+	c := PayloadCapacity(testBlockSize)
+	putBytes(t, a, "big", randomBytes(3*c))
+	putBytes(t, a, "note", []byte("small"))
+	l := a.ExportRenewals()
+	b, err := json.Marshal(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaks := []string{"big", "note",
+		blobstore.EncodeProof(a.root.AccountKey), blobstore.EncodeProof(a.root.OwnerSecret)}
+	leaks = append(leaks, blobstore.EncodeProof(a.headLoc.Proof))
+	for _, root := range a.head.Roots {
+		leaks = append(leaks, blobstore.EncodeProof(root.Proof))
+	}
+	for _, e := range l.Blocks {
+		id, _ := blobstore.ParseID(e.ID)
+		leaks = append(leaks, blobstore.EncodeProof(a.root.OwnerSecret.WriteProof(id)))
+	}
+	for _, leak := range leaks {
+		if bytes.Contains(b, []byte(leak)) || bytes.Contains(b, a.root.AccountKey[:]) || bytes.Contains(b, a.root.OwnerSecret[:]) {
+			t.Fatal("the export holds a key, a write proof or a file name")
+		}
+	}
+	_, items, err := ReadRenewList(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := s.remote(t)
+	before := map[blobstore.ID][]byte{}
+	for _, it := range items {
+		data, _, err := r.Get(ctx, it.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[it.ID] = data
+	}
+	junk := randomBytes(testBlockSize)
+	for _, it := range items {
+		// The renew proof as a write proof, and the one derived from it:
+		// whatever the holder computes from the export.
+		for _, w := range []blobstore.WriteProof{blobstore.WriteProof(it.Proof), blobstore.WriteProof(blobstore.WriteProof(it.Proof).Renew())} {
+			etag := blobstore.ETagOf(before[it.ID])
+			for _, cond := range []Cond{{}, {CreateOnly: true}, {IfMatch: &etag}} {
+				if _, err := r.Put(ctx, it.ID, w, junk, cond); err == nil {
+					t.Fatalf("a put with an export's proof was accepted (%+v)", cond)
+				}
+			}
+			if err := r.Delete(ctx, it.ID, w, &etag); err == nil {
+				t.Fatal("a delete with an export's proof was accepted")
+			}
+			if err := r.Delete(ctx, it.ID, w, nil); err == nil {
+				t.Fatal("a delete with an export's proof was accepted")
+			}
+		}
+	}
+	// Renewal works from the export alone, in the next period.
+	s.advance()
+	res, err := RenewFrom(ctx, r, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Renewed != len(items) || len(res.Missing)+len(res.Refused) != 0 {
+		t.Fatalf("renew from the export: %+v of %d", res, len(items))
+	}
+	for id, want := range before {
+		got, _, err := r.Get(ctx, id, nil)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("a block changed or went: %v", err)
+		}
+	}
+	if _, err := login(ctx, s.remote(t), "", loc); err != nil {
+		t.Fatalf("the account after the attempts: %v", err)
+	}
+}
