@@ -114,12 +114,13 @@ func (r *SyncReport) Summary() string {
 		verb = "dry run, would sync"
 	}
 	s := fmt.Sprintf("%s: %d up (%s), %d down (%s), %d renamed, %d deleted, %d conflicts, %d skipped, %d unchanged",
-		verb, r.Uploaded, humanSize(r.BytesUp), r.Downloaded, humanSize(r.BytesDown),
+		verb, r.Uploaded, FormatSize(r.BytesUp), r.Downloaded, FormatSize(r.BytesDown),
 		r.RenamedRemote+r.RenamedLocal, r.DeletedRemote+r.DeletedLocal, r.Conflicts, r.Skipped, r.Unchanged)
 	return s
 }
 
-func humanSize(n uint64) string {
+// FormatSize writes a byte count for people: 512 B, 1.5 KiB, 3.0 GiB.
+func FormatSize(n uint64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)
@@ -575,84 +576,68 @@ func (r *syncRun) plan() *syncPlan {
 // instead of being sent again.
 func (r *syncRun) pairRenames(p *syncPlan) {
 	// Local renames: a name deleted here (unchanged there) and a new
-	// local name with its content.
-	if len(p.deletesRemote) > 0 && len(p.uploads) > 0 {
-		byHash := map[string][]string{}
-		for _, n := range p.deletesRemote {
-			if path.Base(n) == DirMarker {
-				continue
-			}
-			b := r.state.Files[n]
-			byHash[string(b.Hash)] = append(byHash[string(b.Hash)], n)
+	// local name with its content. Only a file of a deleted one's size
+	// is read to find out.
+	p.uploads, p.deletesRemote, p.renamesRemote = r.pair(p.uploads, p.deletesRemote, func(n string, sizes map[uint64]bool) ([]byte, fs.FileMode, bool) {
+		_, inB := r.state.Files[n]
+		_, inR := r.remote[n]
+		l := r.local[n]
+		if inB || inR || l.marker || !sizes[uint64(l.stat.Size)] {
+			return nil, 0, false
 		}
-		var ups []string
-		for _, n := range p.uploads {
-			_, inB := r.state.Files[n]
-			_, inR := r.remote[n]
-			l := r.local[n]
-			if inB || inR || l.marker || !r.sizeMatches(l.stat.Size, byHash) {
-				ups = append(ups, n)
-				continue
-			}
-			h, err := r.localHash(n)
-			olds := byHash[string(h)]
-			if err != nil || len(olds) == 0 || r.state.Files[olds[0]].Mode != l.mode {
-				ups = append(ups, n)
-				continue
-			}
-			p.renamesRemote = append(p.renamesRemote, [2]string{olds[0], n})
-			byHash[string(h)] = olds[1:]
-			p.deletesRemote = remove(p.deletesRemote, olds[0])
-		}
-		p.uploads = ups
-	}
+		h, err := r.localHash(n)
+		return h, l.mode, err == nil
+	})
 	// Remote renames: a name deleted there (unchanged here) and a new
 	// remote name with its content.
-	if len(p.deletesLocal) > 0 && len(p.downloads) > 0 {
-		byHash := map[string][]string{}
-		for _, n := range p.deletesLocal {
-			if path.Base(n) == DirMarker {
-				continue
-			}
-			b := r.state.Files[n]
-			byHash[string(b.Hash)] = append(byHash[string(b.Hash)], n)
-		}
-		var downs []string
-		for _, n := range p.downloads {
-			rf := r.remote[n]
-			_, inB := r.state.Files[n]
-			_, inL := r.local[n]
-			olds := byHash[string(rf.Hash[:])]
-			if inB || inL || len(olds) == 0 || r.state.Files[olds[0]].Mode != rf.Mode {
-				downs = append(downs, n)
-				continue
-			}
-			p.renamesLocal = append(p.renamesLocal, [2]string{olds[0], n})
-			byHash[string(rf.Hash[:])] = olds[1:]
-			p.deletesLocal = remove(p.deletesLocal, olds[0])
-		}
-		p.downloads = downs
-	}
+	p.downloads, p.deletesLocal, p.renamesLocal = r.pair(p.downloads, p.deletesLocal, func(n string, _ map[uint64]bool) ([]byte, fs.FileMode, bool) {
+		_, inB := r.state.Files[n]
+		_, inL := r.local[n]
+		rf := r.remote[n]
+		return rf.Hash[:], rf.Mode, !inB && !inL
+	})
 }
 
-func (r *syncRun) sizeMatches(size int64, byHash map[string][]string) bool {
-	for _, olds := range byHash {
-		for _, o := range olds {
-			if int64(r.state.Files[o].Size) == size {
-				return true
-			}
+// pair matches added names with deleted ones of the same content (hash
+// and mode, per content) and returns the adds and deletes left, and the
+// renames (deleted → added).
+func (r *syncRun) pair(adds, deletes []string, content func(n string, sizes map[uint64]bool) ([]byte, fs.FileMode, bool)) ([]string, []string, [][2]string) {
+	if len(adds) == 0 || len(deletes) == 0 {
+		return adds, deletes, nil
+	}
+	byContent := map[string][]string{}
+	sizes := map[uint64]bool{}
+	for _, n := range deletes {
+		if path.Base(n) == DirMarker {
+			continue
+		}
+		b := r.state.Files[n]
+		k := fmt.Sprintf("%x %o", b.Hash, b.Mode)
+		byContent[k] = append(byContent[k], n)
+		sizes[b.Size] = true
+	}
+	var restAdds []string
+	var renames [][2]string
+	renamed := map[string]bool{}
+	for _, n := range adds {
+		h, mode, ok := content(n, sizes)
+		k := fmt.Sprintf("%x %o", h, mode)
+		if !ok || len(byContent[k]) == 0 {
+			restAdds = append(restAdds, n)
+			continue
+		}
+		old := byContent[k][0]
+		byContent[k] = byContent[k][1:]
+		renames = append(renames, [2]string{old, n})
+		renamed[old] = true
+	}
+	var restDeletes []string
+	for _, n := range deletes {
+		if !renamed[n] {
+			restDeletes = append(restDeletes, n)
 		}
 	}
-	return false
-}
-
-func remove(s []string, v string) []string {
-	for i, x := range s {
-		if x == v {
-			return append(s[:i:i], s[i+1:]...)
-		}
-	}
-	return s
+	return restAdds, restDeletes, renames
 }
 
 // record sets name's base to the index entry f and the local file as it

@@ -709,18 +709,7 @@ func fileJSON(f *indexFile) fileOut {
 		SHA256: fmt.Sprintf("%x", f.Hash), Blocks: len(f.Chunks), Shared: len(f.Manifest) > 0, Renewed: f.Renewed}
 }
 
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func humanBytes(n uint64) string { return client.FormatSize(n) }
 
 type (
 	flagT     = flag.Flag

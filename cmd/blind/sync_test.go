@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/blindstore/blindstore/client"
 )
 
 // folderState lists a folder as name → content (and "dir/" for an empty
@@ -73,23 +75,10 @@ func writeFile(t testing.TB, dir, name, content string) {
 	}
 }
 
-type syncOut struct {
-	Uploaded      int `json:"uploaded"`
-	Downloaded    int `json:"downloaded"`
-	RenamedRemote int `json:"renamed_remote"`
-	RenamedLocal  int `json:"renamed_local"`
-	DeletedRemote int `json:"deleted_remote"`
-	DeletedLocal  int `json:"deleted_local"`
-	Conflicts     int `json:"conflicts"`
-	Skipped       int `json:"skipped"`
-	Unchanged     int `json:"unchanged"`
-	BytesUp       int `json:"bytes_up"`
-}
-
-func syncJSON(t testing.TB, u *user, dir string) syncOut {
+func syncJSON(t testing.TB, u *user, dir string) client.SyncReport {
 	t.Helper()
 	r := u.must("--json", "sync", dir)
-	var out syncOut
+	var out client.SyncReport
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
 		t.Fatalf("sync --json: %v\n%s", err, r.stdout)
 	}
