@@ -33,6 +33,12 @@ type Options struct {
 	// of its own.
 	MaxOps   int
 	MaxBytes int
+	// Quorum, if positive, commits a batch as soon as this many requests
+	// wait, without waiting for the window: under load a batch already
+	// mixes that many requests, and waiting longer would only cost
+	// throughput. Under light load the window still holds each request
+	// for company. Zero (the library default) always waits the window.
+	Quorum int
 	// CommitTimeout bounds one commit.
 	CommitTimeout time.Duration
 	// Logger receives the pool's operational messages; nil means
@@ -64,6 +70,9 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// quorate reports whether n waiting requests make a batch due by Quorum.
+func (o Options) quorate(n int) bool { return o.Quorum > 0 && n >= o.Quorum }
 
 // WindowOption turns a configured window (a flag, where 0 means "no
 // window") into Options.Window.
@@ -224,7 +233,8 @@ func (p *Pool) run() {
 
 // next waits until a batch is due and takes it: when the oldest waiting
 // request has waited the window, when the waiting ops or bytes reach a
-// cap, or at once when the pool is closing. It returns nil once the pool
+// cap, when a quorum of requests waits, or at once when the pool is
+// closing. It returns nil once the pool
 // is closed and empty.
 func (p *Pool) next() []*request {
 	var timer *time.Timer
@@ -243,7 +253,7 @@ func (p *Pool) next() []*request {
 			}
 		} else {
 			due := time.Until(p.queue[0].arrived.Add(p.opt.Window))
-			if p.closed || due <= 0 || p.qops >= p.opt.MaxOps || p.qbytes >= p.opt.MaxBytes {
+			if p.closed || due <= 0 || p.qops >= p.opt.MaxOps || p.qbytes >= p.opt.MaxBytes || p.opt.quorate(len(p.queue)) {
 				return p.takeLocked()
 			}
 			if timer == nil {

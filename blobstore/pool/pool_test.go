@@ -410,3 +410,43 @@ func TestPoolUnderService(t *testing.T) {
 		t.Fatalf("get after delete: %v", err)
 	}
 }
+
+// Quorum: once that many requests wait, the batch is committed without
+// waiting for the window; fewer wait the window.
+func TestPoolQuorum(t *testing.T) {
+	bk := testBucketer(t)
+	st := openBolt(t, bk)
+	ctx := context.Background()
+	obs := &observer{Applier: st}
+	p := New(obs, Options{Window: time.Minute, Quorum: 5, Logger: quietLogger()})
+	defer p.Close()
+	commit := func(done chan<- error) {
+		o := newOwned(t)
+		_, err := p.Commit(ctx, []blobstore.Op{o.put(bk.CurrentBucket(), blobstore.Cond{})})
+		done <- err
+	}
+	done := make(chan error, 5)
+	for range 4 {
+		go commit(done)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("a request below the quorum was committed before its one-minute window: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	go commit(done)
+	timeout := time.After(10 * time.Second)
+	for range 5 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-timeout:
+			t.Fatal("a quorum of requests waited for the one-minute window")
+		}
+	}
+	if n := len(obs.snapshot()); n != 1 {
+		t.Fatalf("a quorum of 5 took %d commits, want 1", n)
+	}
+}

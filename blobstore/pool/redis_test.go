@@ -406,3 +406,35 @@ func TestRedisPoolResultsAndHandover(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Quorum in the shared pool: requests from two instances that reach it
+// are committed without waiting for the window.
+func TestRedisPoolQuorum(t *testing.T) {
+	e := newRedisEnv(t)
+	opt := RedisOptions{Options: Options{Window: time.Minute, Quorum: 6}}
+	a, _ := e.pool(opt, hooks{})
+	b, _ := e.pool(opt, hooks{})
+	ctx := context.Background()
+	done := make(chan error, 6)
+	for i := range 6 {
+		p := a
+		if i%2 == 1 {
+			p = b
+		}
+		go func() {
+			_, err := e.put(ctx, p, newOwned(t))
+			done <- err
+		}()
+	}
+	timeout := time.After(20 * time.Second)
+	for range 6 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-timeout:
+			t.Fatal("a quorum of requests waited for the one-minute window")
+		}
+	}
+}

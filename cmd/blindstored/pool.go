@@ -15,15 +15,23 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// DefaultPoolQuorum is how many waiting requests make a batch due before
+// its window ends. 32 requests from (under load) as many clients is more
+// company than most windows gather; holding them longer would only cut
+// throughput (see the README's design section).
+const DefaultPoolQuorum = 32
+
 // poolFlags are serve's flags for the write pool.
 type poolFlags struct {
 	window time.Duration
 	maxOps int
+	quorum int
 }
 
 func (f *poolFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.window, "pool-window", pool.DefaultWindow, "how long writes wait for others to be committed with them, shuffled (0: commit as soon as the previous commit is done)")
 	fs.IntVar(&f.maxOps, "pool-max-ops", pool.DefaultMaxOps, "most operations in one commit; a full batch is committed without waiting for the window")
+	fs.IntVar(&f.quorum, "pool-quorum", DefaultPoolQuorum, "commit a batch without waiting for the window once this many requests wait (0: always wait the window)")
 }
 
 // writePath is how serve writes: the write pool, and the probe limiter
@@ -46,7 +54,10 @@ func (f *poolFlags) start(ctx context.Context, log *slog.Logger, sf *storeFlags,
 	if f.maxOps < 1 {
 		return nil, usageError{fmt.Errorf("--pool-max-ops must be at least 1, got %d", f.maxOps)}
 	}
-	popt := pool.Options{Window: pool.WindowOption(f.window), MaxOps: f.maxOps, Logger: log}
+	if f.quorum < 0 {
+		return nil, usageError{fmt.Errorf("--pool-quorum must be 0 or more, got %d", f.quorum)}
+	}
+	popt := pool.Options{Window: pool.WindowOption(f.window), MaxOps: f.maxOps, Quorum: f.quorum, Logger: log}
 	if redisURL == "" {
 		p := pool.New(o.store, popt)
 		return &writePath{committer: p, probe: httpapi.NewMemoryProbeLimiter(probeRate, probeBurst), close: p.Close}, nil
