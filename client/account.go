@@ -481,11 +481,25 @@ func (a *Account) indexBlocks() []indexfile.Ref {
 	return a.tree.Blocks()
 }
 
-// Files returns a copy of the index's files, sorted by name.
+// IndexBlocks returns the index blocks the account's head refers to
+// now, for whoever counts what an index update writes (a benchmark, a
+// test); they are as secret as the index itself.
+func (a *Account) IndexBlocks() []indexfile.Ref {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.indexBlocks()
+}
+
+// Files returns a copy of the index's files, sorted by name, each with
+// the last period in which all its blocks were renewed as its Renewed.
 func (a *Account) Files() []indexfile.File {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.index.Clone().Files
+	files := a.index.Clone().Files
+	for i := range files {
+		files[i].Renewed = a.fileRenewed(&files[i])
+	}
+	return files
 }
 
 // Lookup returns a copy of the file named name, or an error of
@@ -504,6 +518,7 @@ func (a *Account) lookup(name string) (indexfile.File, error) {
 	f := *p
 	f.Chunks = slices.Clone(p.Chunks)
 	f.Manifest = slices.Clone(p.Manifest)
+	f.Renewed = a.fileRenewed(p)
 	return f, nil
 }
 

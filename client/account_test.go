@@ -786,7 +786,14 @@ func TestLoginRenewsOncePerPeriod(t *testing.T) {
 
 	for range 2 {
 		s.advance()
+		before := refIDs(a.IndexBlocks())
 		b, rep, w, all = loginAndRenew()
+		// Recording the renewal rewrote the first dir alone, not the
+		// leaves of the files it renewed.
+		if n := len(b.IndexBlocks()); len(before) != n || countNew(before, b.IndexBlocks()) != 1 {
+			t.Fatalf("recording the renewal changed %d of %d index blocks, want 1", countNew(before, b.IndexBlocks()), n)
+		}
+		a = b
 		big, _ := b.Lookup("big")
 		if rep.Stale != 2 || rep.Renewed != len(big.Chunks)+2+1+len(b.indexBlocks()) || all["POST /v1/renew"] == 0 {
 			t.Fatalf("first login of a period: %+v, requests %v", rep, all)
@@ -819,15 +826,74 @@ func TestLoginRenewsOncePerPeriod(t *testing.T) {
 	}
 
 	// Forget the record, as an index written before it existed has none:
-	// the next login renews although every file is current.
+	// the next login renews although every block is current (the files'
+	// own records are those of their writes).
 	if _, err := b.update(ctx, func(x *indexfile.Index) error { x.Renewed = 0; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	_, rep, _, all = loginAndRenew()
-	if rep.Stale != 0 || rep.Sent == 0 || rep.Current != rep.Sent || all["POST /v1/renew"] == 0 {
+	if rep.Stale != 2 || rep.Sent == 0 || rep.Current != rep.Sent || all["POST /v1/renew"] == 0 {
 		t.Fatalf("login of an index without the record: %+v, requests %v", rep, all)
 	}
 	if _, rep, w, all := loginAndRenew(); rep.Sent != 0 || w != 0 {
 		t.Fatalf("the renewal of the account's blocks alone was not recorded: %+v, %v", rep, all)
+	}
+}
+
+func refIDs(refs []indexfile.Ref) map[blobstore.ID]bool {
+	m := map[blobstore.ID]bool{}
+	for _, r := range refs {
+		m[r.ID] = true
+	}
+	return m
+}
+
+func countNew(old map[blobstore.ID]bool, refs []indexfile.Ref) int {
+	n := 0
+	for _, r := range refs {
+		if !old[r.ID] {
+			n++
+		}
+	}
+	return n
+}
+
+// A file whose blocks are gone is reported at every login, and the
+// others' renewal is recorded file by file: the account as a whole is
+// not renewed.
+func TestRenewDamagedFileStaysStale(t *testing.T) {
+	s := newTestServer(t)
+	a, loc := newTestAccount(t, s)
+	c := PayloadCapacity(testBlockSize)
+	putBytes(t, a, "lost", randomBytes(2*c))
+	putBytes(t, a, "kept", randomBytes(2*c))
+	ctx := context.Background()
+	lost, _ := a.Lookup("lost")
+	r := lost.Chunks[0].Ref
+	if err := a.remote.Delete(ctx, r.ID, a.root.OwnerSecret.WriteProof(r.ID), &r.ETag); err != nil {
+		t.Fatal(err)
+	}
+	s.advance()
+	for range 2 {
+		b, err := login(ctx, s.remote(t), "", loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := b.Renew(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Damaged) != 1 || rep.Damaged[0] != "lost" || rep.Missing != 1 {
+			t.Fatalf("renewal with a block gone: %+v", rep)
+		}
+		cur := b.Config().CurrentPeriod
+		kept, _ := b.Lookup("kept")
+		lost, _ := b.Lookup("lost")
+		if b.index.Renewed == cur || kept.Renewed != cur || lost.Renewed == cur {
+			t.Fatalf("recorded: index %d, kept %d, lost %d, period %d", b.index.Renewed, kept.Renewed, lost.Renewed, cur)
+		}
+		if !b.Stale(cur) {
+			t.Fatal("an account with a damaged file says nothing is stale")
+		}
 	}
 }

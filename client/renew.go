@@ -5,18 +5,25 @@ package client
 // every block the account refers to whose last renewal is older than the
 // current period: the roots, the head and the index blocks (cheap: a
 // handful; the server answers "current" without writing for those already
-// stamped this period) and the blocks of every file whose Renewed is
-// older, data and share manifest alike. The requests go in shuffled
-// batches, so that their order says nothing about which blocks are one
-// file's. The files' Renewed is then updated in the index.
+// stamped this period) and the blocks of every file renewed before,
+// data and share manifest alike. The requests go in shuffled batches,
+// sent concurrently, so that their order says nothing about which blocks
+// are one file's.
 //
-// The index records the period in which the account's own blocks were
-// last renewed (indexfile.Index.Renewed), so that a login on any device
-// in that period, with no stale file, sends nothing at all: every
-// renewal goes through the server's write pool, which holds it for its
-// window (250 ms by default) to mix it with others, and renewing blocks
-// already current would buy that wait for nothing. A login that does
-// renew records it with the files' renewals, in one index update.
+// The renewal is then recorded in the index, where the first dir holds a
+// period in which every block of the account was renewed
+// (indexfile.Index.Renewed): one field, so recording it rewrites one dir
+// block however many files the account has, where setting every file's
+// Renewed would rewrite every leaf (and delete as many old blocks, one
+// request each through the server's pool). A file's renewal is the later
+// of its own Renewed (its last write) and the index's. Only when some
+// file's blocks are gone is the renewal recorded file by file, for the
+// others, so that the damaged ones stay stale and are reported again.
+//
+// A login in a period already recorded, on any device, sends nothing at
+// all: every renewal goes through the server's write pool, which holds it
+// for its window (250 ms by default) to mix it with others, and renewing
+// blocks already current would buy that wait for nothing.
 //
 // The date until which the account is safe without another login is the
 // purge time of its oldest renewal: SafeUntil.
@@ -70,7 +77,7 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 	stale := map[string]bool{}
 	for i := range a.index.Files {
 		f := &a.index.Files[i]
-		if f.Renewed >= cur {
+		if a.fileRenewed(f) >= cur {
 			continue
 		}
 		stale[f.Name] = true
@@ -80,8 +87,7 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 		}
 	}
 	rep.Stale = len(stale)
-	shuffle(items)
-	res, err := a.remote.Renew(ctx, items)
+	res, err := renewShuffled(ctx, a.remote, items)
 	if err != nil {
 		return nil, wrap(KindNetwork, "renewing", err)
 	}
@@ -100,23 +106,28 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 		rep.Damaged = append(rep.Damaged, name)
 	}
 	a.renewed = cur
-	record := !accountMissing && a.index.Renewed < cur
-	if len(stale) > len(damaged) || record {
-		_, err := a.update(ctx, func(x *indexfile.Index) error {
+	var change changeFunc
+	switch {
+	case len(damaged) == 0 && !accountMissing && len(a.index.Files) > 0:
+		// The update's own index blocks and head are written in this
+		// period or later: recording cur stays true of them.
+		change = func(x *indexfile.Index) error {
+			x.Renewed = max(x.Renewed, cur)
+			return nil
+		}
+	case len(stale) > len(damaged):
+		change = func(x *indexfile.Index) error {
 			for i := range x.Files {
 				f := &x.Files[i]
 				if stale[f.Name] && !damaged[f.Name] && f.Renewed < cur {
 					f.Renewed = cur
 				}
 			}
-			// The update's own index blocks and head are written in
-			// this period or later: recording cur stays true of them.
-			if record {
-				x.Renewed = max(x.Renewed, cur)
-			}
 			return nil
-		})
-		if err != nil {
+		}
+	}
+	if change != nil {
+		if _, err := a.update(ctx, change); err != nil {
 			return nil, wrap(KindOther, "recording the renewal in the index", err)
 		}
 	}
@@ -134,10 +145,14 @@ func (a *Account) Stale(cur uint64) bool {
 func (a *Account) oldestRenewal() uint64 {
 	oldest := a.renewed
 	for i := range a.index.Files {
-		oldest = min(oldest, a.index.Files[i].Renewed)
+		oldest = min(oldest, a.fileRenewed(&a.index.Files[i]))
 	}
 	return oldest
 }
+
+// fileRenewed is the last period in which every block of f was renewed
+// or written: its own record, or the index's of the whole account.
+func (a *Account) fileRenewed(f *indexfile.File) uint64 { return max(f.Renewed, a.index.Renewed) }
 
 // SafeUntil returns when the account's oldest renewal expires: its data
 // is safe until then without another login or renewal.
@@ -222,9 +237,34 @@ func ReadRenewList(r io.Reader) (*RenewList, []RenewItem, error) {
 
 // RenewFrom renews the blocks of an export, in shuffled batches.
 func RenewFrom(ctx context.Context, remote *Remote, items []RenewItem) (RenewResult, error) {
-	items = append([]RenewItem(nil), items...)
+	return renewShuffled(ctx, remote, append([]RenewItem(nil), items...))
+}
+
+// renewShuffled shuffles items (in place) and renews them in batches of
+// the server's renew_batch, up to remote.Parallel at once: each request
+// waits for the server's pool window, so a large account's batches one
+// after the other would cost a window each.
+func renewShuffled(ctx context.Context, remote *Remote, items []RenewItem) (RenewResult, error) {
 	shuffle(items)
-	return remote.Renew(ctx, items)
+	cfg, err := remote.Config(ctx)
+	if err != nil {
+		return RenewResult{}, err
+	}
+	size := max(1, cfg.Limits.RenewBatch)
+	results := make([]RenewResult, (len(items)+size-1)/size)
+	err = parallel(ctx, len(results), remote.Parallel, func(ctx context.Context, i int) error {
+		var err error
+		results[i], err = remote.Renew(ctx, items[i*size:min(len(items), (i+1)*size)])
+		return err
+	})
+	var total RenewResult
+	for _, r := range results {
+		total.Renewed += r.Renewed
+		total.Current += r.Current
+		total.Missing = append(total.Missing, r.Missing...)
+		total.Refused = append(total.Refused, r.Refused...)
+	}
+	return total, err
 }
 
 // Generation returns the head generation the account last read or wrote.

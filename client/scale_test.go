@@ -82,3 +82,36 @@ func TestScale(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkScaleLogin opens a 100,000-file account (the password's
+// Argon2id left out), for profiles of what a large login costs:
+// BLIND_TEST_SCALE=1 go test -run '^$' -bench ScaleLogin -cpuprofile cpu.out ./client
+func BenchmarkScaleLogin(b *testing.B) {
+	if os.Getenv("BLIND_TEST_SCALE") == "" {
+		b.Skip("set BLIND_TEST_SCALE=1 to build the 100,000-file account")
+	}
+	s := newTestServerSize(b, 65536)
+	ctx := context.Background()
+	loc := testLocator(b, "scale", "pw")
+	a, _, err := signup(ctx, s.remote(b), "scale", loc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for batch := range 10 {
+		srcs := make([]PutSource, 0, 10000)
+		for i := range 10000 {
+			n := batch*10000 + i
+			srcs = append(srcs, PutSource{Name: fmt.Sprintf("d%02d/f%06d.txt", n%50, n), R: bytes.NewReader(seeded(uint64(n), 1024)), ModTime: time.Unix(1_700_000_000, 0)})
+		}
+		if _, err := a.PutMany(ctx, srcs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		l, err := login(ctx, s.remote(b), "", loc)
+		if err != nil || len(l.Files()) != 100000 {
+			b.Fatalf("login: %v", err)
+		}
+	}
+}

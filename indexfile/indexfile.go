@@ -102,11 +102,13 @@ type Index struct {
 	// Files are sorted by name (byte order), names unique. Put, Remove
 	// and Rename keep them so; Encode sorts a copy before validating.
 	Files []File
-	// Renewed is the last period in which every block of the account
-	// itself (its roots, its head and every index block) was renewed or
-	// written: a login in that period need not renew them again. Zero
-	// says nothing is known. Format 1 has none, and a format 2 tree
-	// without files has no dir to hold it.
+	// Renewed is a period in which every block the account refers to
+	// was renewed or written: its roots, its head, every index block and
+	// every file's blocks (a file's own Renewed may be later). A login in
+	// that period need not renew anything, and recording a renewal of
+	// the whole account changes this one field, not every file (which
+	// would rewrite every leaf). Zero says nothing is known. Format 1 has
+	// none, and a format 2 tree without files has no dir to hold it.
 	Renewed uint64
 }
 

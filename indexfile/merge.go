@@ -16,7 +16,7 @@ package indexfile
 //
 // "Changed" compares everything but Renewed; when both sides hold the same
 // version, the result keeps the later renewal. The index's own Renewed
-// (the account blocks') is the earlier of the two sides'. Newer means the later
+// (that of every block of the account) is the earlier of the two sides'. Newer means the later
 // ModTime; on a tie theirs (already on the server) keeps the name. A
 // conflict copy is named like Syncthing's, after the losing version's
 // modification time: "dir/report.conflict-20250102-150405.txt", with "-2",
@@ -53,9 +53,9 @@ func Merge(base, ours, theirs *Index) *Index {
 	slices.Sort(names)
 	names = slices.Compact(names)
 
-	// The account's own blocks are known renewed only as far as both
-	// sides know it: the other side's new index blocks may be older than
-	// our renewal, when a period began between the two.
+	// The account's blocks are known renewed only as far as both sides
+	// know it: the other side's new blocks may be older than our
+	// renewal, when a period began between the two.
 	out := &Index{Generation: max(gen(ours), gen(theirs)) + 1, Renewed: min(renewedOf(ours), renewedOf(theirs))}
 	var losers []File
 	for _, n := range names {

@@ -40,9 +40,10 @@ package indexfile
 //	        ‖ uvarint leaf_count ‖ entry × leaf_count
 //	entry = uvarint leaf_len ‖ ref × ⌈leaf_len / payload⌉
 //
-// The first dir records the index's Renewed (the period in which the
-// account's own blocks were all last renewed) when it is not zero: then a
-// login in that period, on any device, knows it need not renew them.
+// The first dir records the index's Renewed (a period in which every
+// block of the account, its files' included, was renewed) when it is not
+// zero: then a login in that period, on any device, knows it need not
+// renew anything.
 // Only the first dir holds it, so that recording a renewal rewrites one
 // dir. Indexes written before that field existed have only kind 2 dirs
 // and read as Renewed zero: renew, which is what they did.

@@ -117,8 +117,18 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 	if c.rows["files"] {
 		b.rep.add(b.filesRows(ctx)...)
 	}
+	if c.rows["edit"] {
+		b.rep.add(b.editRows(ctx)...)
+	}
 	if c.rows["login"] {
-		b.rep.add(b.loginRows(ctx)...)
+		spec := accountSpec{row: "login", files: c.loginFiles, build: c.loginBuild, loginTarget: 100}
+		if c.loginFiles == 10000 {
+			spec.blocksTarget = 400 // issue 10's, for exactly this account
+		}
+		b.rep.add(b.accountRows(ctx, spec)...)
+	}
+	if c.rows["scale"] {
+		b.rep.add(b.accountRows(ctx, accountSpec{row: "scale", files: c.scaleFiles, build: c.scaleBuild, loginTarget: 1000})...)
 	}
 	return b.rep, nil
 }

@@ -3,13 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"image/png"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,7 +96,7 @@ func TestQuickBench(t *testing.T) {
 	if got, want := groups["block"], 2*(2*levels)+2*levels; got != want {
 		t.Errorf("%d block rows, want %d (PUT and GET per level and store, and PUT without the pool window)", got, want)
 	}
-	for _, g := range []string{"memory", "renew", "purge", "files", "login"} {
+	for _, g := range []string{"memory", "renew", "purge", "files", "login", "edit", "index"} {
 		if groups[g] == 0 {
 			t.Errorf("no %s row", g)
 		}
@@ -157,7 +162,10 @@ func TestQuickFlags(t *testing.T) {
 	if c.renewBlocks >= 100000 || c.fileSize >= 256<<20 || len(c.levels) != 2 {
 		t.Errorf("-quick left full sizes: %d blocks, %d bytes, levels %v", c.renewBlocks, c.fileSize, c.levels)
 	}
-	for _, bad := range [][]string{{"-levels", "0"}, {"-rows", "nope"}, {"-renew-period", "1500ms"}, {"extra"}} {
+	if c.scaleFiles >= 100000 || c.loginPeriod >= 20*time.Second {
+		t.Errorf("-quick left full sizes: %d scale files, login period %v", c.scaleFiles, c.loginPeriod)
+	}
+	for _, bad := range [][]string{{"-levels", "0"}, {"-rows", "nope"}, {"-renew-period", "1500ms"}, {"-login-period", "1500ms"}, {"-scale-files", "0"}, {"extra"}} {
 		if _, err := parseFlags(bad, &bytes.Buffer{}); err == nil {
 			t.Errorf("%v: accepted", bad)
 		}
@@ -178,5 +186,56 @@ func TestMemStatusOfSelf(t *testing.T) {
 	}
 	if m.rss <= 0 || m.hwm < m.rss || m.anon <= 0 || m.anon > m.rss {
 		t.Errorf("implausible memory of this process: %+v", m)
+	}
+}
+
+// The counting proxy counts the blocks of a batch write from its bytes,
+// as the server receives them, and single PUTs, and nothing else.
+func TestCountingProxy(t *testing.T) {
+	const bs = 4096
+	var got struct {
+		sync.Mutex
+		bodies int
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		got.Lock()
+		got.bodies += int(n)
+		got.Unlock()
+	}))
+	defer up.Close()
+	p, err := startCountingProxy(up.URL, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	manifest := []byte(`{"blocks":[{"id":"a"},{"id":"b"},{"id":"c"}]}`)
+	body := binary.BigEndian.AppendUint32(nil, uint32(len(manifest)))
+	body = append(body, manifest...)
+	body = append(body, make([]byte, 3*bs)...)
+	do := func(method, path string, b []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, p.url+path, bytes.NewReader(b))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	do(http.MethodPost, "/v1/blocks", body)
+	do(http.MethodPost, "/v1/blocks", body[:3]) // too short to have a manifest
+	do(http.MethodPut, "/v1/blocks/x", make([]byte, bs))
+	do(http.MethodGet, "/v1/blocks/x", nil)
+	do(http.MethodPost, "/v1/renew", body)
+	if c := p.take(); c.batched != 3 || c.puts != 1 {
+		t.Errorf("counted %+v, want 3 batched blocks and 1 PUT", c)
+	}
+	if c := p.take(); c != (proxyCounts{}) {
+		t.Errorf("take did not start anew: %+v", c)
+	}
+	got.Lock()
+	defer got.Unlock()
+	if want := 2*len(body) + 3 + bs; got.bodies != want {
+		t.Errorf("the server received %d bytes, want %d: the proxy changed the bodies", got.bodies, want)
 	}
 }

@@ -10,68 +10,123 @@ import (
 	"github.com/blindstore/blindstore/client"
 )
 
-// loginRows times a login to an account of loginFiles files: what blind
-// login does (client.Login, which derives the keys with Argon2id and
-// reads the root, head and index, then Account.Renew), less the Argon2id
-// time measured beside it in the same rounds.
+// accountSpec is one account the login rows build and measure: the login
+// row's (10,000 files by default) or the scale row's (100,000).
+type accountSpec struct {
+	row   string // "login" or "scale": -rows name, log and server labels
+	files int
+	build time.Duration
+	// loginTarget is the most milliseconds a login with nothing stale
+	// may take beyond Argon2id.
+	loginTarget float64
+	// blocksTarget is the most blocks the whole account may take
+	// (0: no target).
+	blocksTarget float64
+}
+
+// maxIndexWrite is issue 10's bound on the index blocks a one-file
+// change writes, whatever the account's size.
+const maxIndexWrite = 8
+
+// accountRows builds an account of spec.files files of 1 KiB through the
+// client and measures on it what issues 6 and 10 set targets for:
 //
-// The account is built through the client, loginChunk files of 1 KiB per
-// Account.PutMany, on a server without the pool's window (when it has
-// that flag) so that the build does not wait for company; the logins then
-// run against a restart of the same store with the server's defaults.
-// The build stops at -login-build: a row short of the files asked for
-// says how far it got and is not judged against the target.
-func (b *bench) loginRows(ctx context.Context) []Row {
+//   - login: what blind login does (client.Login, which derives the keys
+//     with Argon2id and reads the root, head and index, then
+//     Account.Renew), less the Argon2id time measured beside it in the
+//     same rounds. Two cases: nothing stale (every login but the first of
+//     a period, on any device: the index records the account's last
+//     renewal, and Renew then sends nothing), and the first login of a
+//     period, which renews every block through the server's write pool
+//     and records that in the index. The server runs with a short
+//     -login-period so that a period boundary comes within the row.
+//   - the index blocks a one-file change writes, counted by a proxy in
+//     front of the server (the file is small, so inline: every block of
+//     its batch write is an index block);
+//   - the blocks the whole account takes, counted in the server's store.
+//
+// The account is built loginChunk files per Account.PutMany on a server
+// without the pool's window (when it has that flag), so that the build
+// does not wait for company; the logins then run against a restart of
+// the same store with the server's defaults. The build stops at
+// spec.build: rows short of the files asked for say how far they got and
+// are not judged against the targets.
+func (b *bench) accountRows(ctx context.Context, spec accountSpec) []Row {
 	c := b.cfg
-	name := fmt.Sprintf("login, %d files", c.loginFiles)
-	if why, ok := b.budget(ctx, c.loginBuild+20*time.Second); !ok {
-		return []Row{skipRow("login", name, why)}
+	n := spec.files
+	names := []string{
+		fmt.Sprintf("login, %d files, nothing stale", n),
+		fmt.Sprintf("login, %d files, first of a period", n),
+		fmt.Sprintf("one-file change in %d files: index blocks written", n),
+		fmt.Sprintf("%d files of 1 KiB: blocks in all", n),
+	}
+	groups := []string{"login", "login", "index", "index"}
+	all := func(f func(group, name string) Row) []Row {
+		rows := make([]Row, len(names))
+		for i := range names {
+			rows[i] = f(groups[i], names[i])
+		}
+		return rows
+	}
+	fail := func(err error) []Row { return all(func(g, n string) Row { return failRow(g, n, err) }) }
+	if why, ok := b.budget(ctx, spec.build+2*c.loginPeriod+30*time.Second); !ok {
+		return all(func(g, n string) Row { return skipRow(g, n, why) })
 	}
 	extra := append([]string(nil), c.serverArgs...)
 	if b.serveFlags["pool-window"] {
 		extra = append(extra, "--pool-window", "0")
 	}
-	b.logf("login: building an account of up to %d files (at most %v)", c.loginFiles, c.loginBuild)
-	build, err := b.startChild(ctx, serverSpec{blockSize: blockSize, extra: extra}, "login-build")
+	b.logf("%s: building an account of up to %d files (at most %v)", spec.row, n, spec.build)
+	build, err := b.startChild(ctx, serverSpec{blockSize: blockSize, period: c.loginPeriod, extra: extra}, spec.row+"-build")
 	if err != nil {
-		return []Row{failRow("login", name, err)}
+		return fail(err)
 	}
 	defer build.cleanup()
+	cfg, err := getConfig(ctx, b.hc, build.url)
+	if err != nil {
+		return fail(err)
+	}
 	const user = "bench"
 	var pwb [12]byte
 	fillRandom(pwb[:])
 	pw := fmt.Sprintf("bench-%x", pwb)
 	remote, err := client.NewRemote(build.url, b.hc)
 	if err != nil {
-		return []Row{failRow("login", name, err)}
+		return fail(err)
 	}
 	acc, _, err := client.Signup(ctx, remote, user, pw, nil)
 	if err != nil {
-		return []Row{failRow("login", name, fmt.Errorf("signup: %w", err))}
+		return fail(fmt.Errorf("signup: %w", err))
 	}
 	t0 := time.Now()
-	stopAt := t0.Add(c.loginBuild)
+	stopAt := t0.Add(spec.build)
 	files := 0
-	for files < c.loginFiles && time.Now().Before(stopAt) {
-		n := min(loginChunk, c.loginFiles-files)
-		srcs := make([]client.PutSource, n)
+	for files < n && time.Now().Before(stopAt) {
+		k := min(loginChunk, n-files)
+		srcs := make([]client.PutSource, k)
 		for i := range srcs {
-			content := make([]byte, 1024)
-			fillRandom(content)
-			srcs[i] = client.PutSource{Name: fmt.Sprintf("documents/notes-%05d.txt", files+i), R: bytes.NewReader(content), Mode: 0o644, ModTime: time.Now()}
+			srcs[i] = client.PutSource{Name: benchFileName(files + i), R: bytes.NewReader(randomKiB()), Mode: 0o644, ModTime: time.Now()}
 		}
 		if _, err := acc.PutMany(ctx, srcs); err != nil {
-			return []Row{failRow("login", name, fmt.Errorf("put files %d to %d: %w", files+1, files+n, err))}
+			return fail(fmt.Errorf("put files %d to %d: %w", files+1, files+k, err))
 		}
-		files += n
+		files += k
 	}
 	buildTime := time.Since(t0)
-	if err := build.stop(); err != nil {
-		return []Row{failRow("login", name, err)}
+	// Every block must still be live at the first login, which renews.
+	if lifetime := time.Duration(cfg.RetentionPeriods-2) * c.loginPeriod; buildTime > lifetime {
+		return fail(fmt.Errorf("building took %v, longer than the %v an untouched block is sure to live with -login-period %v: raise -login-period", buildTime.Round(time.Millisecond), lifetime, c.loginPeriod))
 	}
-	srv, err := b.startChild(ctx, serverSpec{blockSize: blockSize, extra: c.serverArgs, data: build.data, keyFile: build.keyFile, key: build.key}, "login")
+	if err := build.stop(); err != nil {
+		return fail(err)
+	}
+	stored, err := storeBlocks(ctx, build, c.loginPeriod, cfg.RetentionPeriods)
 	if err != nil {
-		return []Row{failRow("login", name, err)}
+		return fail(err)
+	}
+	srv, err := b.startChild(ctx, serverSpec{blockSize: blockSize, period: c.loginPeriod, extra: c.serverArgs, data: build.data, keyFile: build.keyFile, key: build.key}, spec.row)
+	if err != nil {
+		return fail(err)
 	}
 	defer srv.cleanup()
 
@@ -80,66 +135,239 @@ func (b *bench) loginRows(ctx context.Context) []Row {
 		rounds = 2
 	}
 	// Argon2id's first run in a process is slower (its 64 MiB are fresh
-	// pages); one unmeasured login warms both up. Each round then times
-	// Argon2id alone and a login right after it, and the figure is the
-	// median of the rounds' differences.
-	var kdfs, logins, opens, renews, beyonds []time.Duration
-	for r := -1; r < rounds; r++ {
-		k0 := time.Now()
-		if _, err := client.PasswordLocator(user, pw, nil); err != nil {
-			return []Row{failRow("login", name, err)}
-		}
-		kdf := time.Since(k0)
-		// A new remote each time, as a new blind process has.
-		rem, err := client.NewRemote(srv.url, newHTTPClient(16))
+	// pages); one unmeasured login warms both up, and renews what the
+	// build left stale. Each round then times Argon2id alone and a login
+	// right after it; the figures are the medians of the rounds'
+	// differences, a round counting as "nothing stale" or "first of a
+	// period" by whether its renewal sent anything.
+	var fresh, renewing []loginRound
+	for r := -1; len(fresh) < rounds && r < 3*rounds; r++ {
+		lr, err := b.loginOnce(ctx, srv.url, user, pw, files)
 		if err != nil {
-			return []Row{failRow("login", name, err)}
+			return fail(err)
 		}
-		l0 := time.Now()
-		a, err := client.Login(ctx, rem, user, pw, nil)
-		if err != nil {
-			return []Row{failRow("login", name, fmt.Errorf("login: %w", err))}
+		switch {
+		case r < 0:
+		case lr.sent == 0:
+			fresh = append(fresh, lr)
+		default:
+			renewing = append(renewing, lr)
 		}
-		opened := time.Since(l0)
-		rep, err := a.Renew(ctx)
-		if err != nil {
-			return []Row{failRow("login", name, fmt.Errorf("renew at login: %w", err))}
-		}
-		total := time.Since(l0)
-		if n := len(a.Files()); n != files {
-			return []Row{failRow("login", name, fmt.Errorf("login saw %d files, want %d", n, files))}
-		}
-		if rep.Missing != 0 {
-			return []Row{failRow("login", name, fmt.Errorf("login found %d blocks missing", rep.Missing))}
-		}
-		if r < 0 {
-			continue
-		}
-		kdfs, logins, opens, renews = append(kdfs, kdf), append(logins, total), append(opens, opened-kdf), append(renews, total-opened)
-		beyonds = append(beyonds, total-kdf)
 	}
-	kdf, login, open, ren, beyond := median(kdfs), median(logins), median(opens), median(renews), median(beyonds)
-	row := Row{
-		Group: "login", Name: name, Figure: ms(beyond), Unit: "ms beyond Argon2id",
-		Target: &Target{On: "figure", Op: "<=", Value: 100},
-		Extra: map[string]float64{
-			"login_ms": ms(login), "argon2id_ms": ms(kdf), "renew_ms": ms(ren),
-			"open_beyond_argon2id_ms": ms(open), "files": float64(files), "build_seconds": buildTime.Seconds(),
+	if len(renewing) == 0 {
+		if err := waitNextPeriod(ctx, b, srv.url, c.loginPeriod); err != nil {
+			return fail(err)
+		}
+		lr, err := b.loginOnce(ctx, srv.url, user, pw, files)
+		if err != nil {
+			return fail(err)
+		}
+		if lr.sent == 0 {
+			return fail(fmt.Errorf("the first login after a period boundary renewed nothing"))
+		}
+		renewing = append(renewing, lr)
+	}
+	if len(fresh) == 0 {
+		return fail(fmt.Errorf("every one of %d logins renewed something: -login-period %v is too short for a login", 3*rounds, c.loginPeriod))
+	}
+
+	worst, puts, err := b.oneFileChange(ctx, srv.url, user, pw, files)
+	if err != nil {
+		return fail(err)
+	}
+
+	notJudged := ""
+	if files < n {
+		notJudged = fmt.Sprintf("not judged: building the account stopped at %d of %d files after %v (-%s-build). ", files, n, buildTime.Round(time.Second), spec.row)
+	}
+	judged := func(t *Target) *Target {
+		if files < n {
+			return nil
+		}
+		return t
+	}
+	f, rn := summarize(fresh), summarize(renewing)
+	rows := []Row{
+		{
+			Group: "login", Name: names[0], Figure: ms(f.beyond), Unit: "ms beyond Argon2id",
+			Target: judged(&Target{On: "figure", Op: "<=", Value: spec.loginTarget}),
+			Extra: map[string]float64{
+				"login_ms": ms(f.total), "argon2id_ms": ms(f.kdf), "renew_ms": ms(f.renew),
+				"open_beyond_argon2id_ms": ms(f.open), "files": float64(files), "build_seconds": buildTime.Seconds(), "rounds": float64(len(fresh)),
+			},
+			Note: notJudged + fmt.Sprintf("client.Login then Account.Renew, as blind login does, without the process start, in a period in which the account was renewed already (every login but the first of a period, on any device); medians of %d rounds: Login+Renew %.0f ms, Argon2id %.0f ms; beyond Argon2id: reading root, head and index %.1f ms, Renew %.1f ms (it sends nothing: the index records the period of the last renewal)",
+				len(fresh), ms(f.total), ms(f.kdf), ms(f.open), ms(f.renew)),
 		},
-		Note: fmt.Sprintf("client.Login then Account.Renew, as blind login does, without the process start; medians of %d rounds: Login+Renew %.0f ms, Argon2id %.0f ms; beyond Argon2id: reading root, head and index %.1f ms, the renewal at login %.1f ms (it re-sends the roots, head and index blocks: a write, which goes through the pool)",
-			rounds, ms(login), ms(kdf), ms(open), ms(ren)),
+		{
+			Group: "login", Name: names[1], Figure: ms(rn.beyond), Unit: "ms beyond Argon2id",
+			Extra: map[string]float64{
+				"login_ms": ms(rn.total), "argon2id_ms": ms(rn.kdf), "renew_ms": ms(rn.renew),
+				"open_beyond_argon2id_ms": ms(rn.open), "blocks_renewed": float64(rn.sent), "rounds": float64(len(renewing)),
+			},
+			Note: notJudged + fmt.Sprintf("the first login of a period (server --period %v here): Renew sends the %d blocks the account refers to in shuffled batches through the server's write pool, then records the renewal of every file in the index (all its leaves change); median of %d: Login+Renew %.0f ms, Argon2id %.0f ms; reading %.1f ms, renewing and recording %.1f ms. No target: every write waits for the pool's window (250 ms by default), the mixing that hides whose blocks these are",
+				c.loginPeriod, rn.sent, len(renewing), ms(rn.total), ms(rn.kdf), ms(rn.open), ms(rn.renew)),
+		},
+		{
+			Group: "index", Name: names[2], Figure: float64(worst), Unit: "blocks",
+			Target: judged(&Target{On: "figure", Op: "<=", Value: maxIndexWrite}),
+			Note: notJudged + fmt.Sprintf("the most blocks of one batch write (index blocks: the file is 1 KiB, kept inline) the server received for a put that replaces one file, over %d puts spread over the account, counted by a proxy in front of the server; besides, %d single PUTs (the head) in all",
+				oneFileChanges, puts),
+		},
+		{
+			Group: "index", Name: names[3], Figure: float64(stored), Unit: "blocks",
+			Note: notJudged + fmt.Sprintf("blocks in the server's store after the build (the store counted once the server stopped): the roots, the head, the index and the data of %d files of 1 KiB (kept inline in the index)", files),
+		},
 	}
-	if files < c.loginFiles {
-		row.Name = fmt.Sprintf("login, %d of %d files", files, c.loginFiles)
-		row.Target = nil
-		row.Note = fmt.Sprintf("not judged: building the account stopped at %d of %d files after %v (-login-build). ",
-			files, c.loginFiles, buildTime.Round(time.Second)) + row.Note
+	if spec.blocksTarget > 0 {
+		rows[3].Target = judged(&Target{On: "figure", Op: "<=", Value: spec.blocksTarget})
 	}
-	return []Row{row}
+	return rows
 }
 
-// loginChunk is the files of one PutMany while the account is built.
-const loginChunk = 500
+// loginChunk is the files of one PutMany while an account is built.
+const loginChunk = 2000
+
+// oneFileChanges is how many puts the one-file change row makes.
+const oneFileChanges = 5
+
+func benchFileName(i int) string { return fmt.Sprintf("documents/notes-%06d.txt", i) }
+
+func randomKiB() []byte {
+	b := make([]byte, 1024)
+	fillRandom(b)
+	return b
+}
+
+// loginRound is one measured login.
+type loginRound struct {
+	kdf, open, renew, total, beyond time.Duration
+	sent                            int
+}
+
+// loginOnce times Argon2id alone, then a login and its renewal, with a
+// new remote, as a new blind process has.
+func (b *bench) loginOnce(ctx context.Context, url, user, pw string, files int) (loginRound, error) {
+	k0 := time.Now()
+	if _, err := client.PasswordLocator(user, pw, nil); err != nil {
+		return loginRound{}, err
+	}
+	kdf := time.Since(k0)
+	rem, err := client.NewRemote(url, newHTTPClient(16))
+	if err != nil {
+		return loginRound{}, err
+	}
+	l0 := time.Now()
+	a, err := client.Login(ctx, rem, user, pw, nil)
+	if err != nil {
+		return loginRound{}, fmt.Errorf("login: %w", err)
+	}
+	opened := time.Since(l0)
+	rep, err := a.Renew(ctx)
+	if err != nil {
+		return loginRound{}, fmt.Errorf("renew at login: %w", err)
+	}
+	total := time.Since(l0)
+	if n := len(a.Files()); n != files {
+		return loginRound{}, fmt.Errorf("login saw %d files, want %d", n, files)
+	}
+	if rep.Missing != 0 {
+		return loginRound{}, fmt.Errorf("login found %d blocks missing", rep.Missing)
+	}
+	return loginRound{kdf: kdf, open: opened - kdf, renew: total - opened, total: total, beyond: total - kdf, sent: rep.Sent}, nil
+}
+
+// summarize returns the medians of each figure of rounds.
+func summarize(rounds []loginRound) loginRound {
+	pick := func(f func(loginRound) time.Duration) time.Duration {
+		ds := make([]time.Duration, len(rounds))
+		for i, r := range rounds {
+			ds[i] = f(r)
+		}
+		return median(ds)
+	}
+	sent := make([]int, len(rounds))
+	for i, r := range rounds {
+		sent[i] = r.sent
+	}
+	slices.Sort(sent)
+	return loginRound{
+		kdf: pick(func(r loginRound) time.Duration { return r.kdf }), open: pick(func(r loginRound) time.Duration { return r.open }),
+		renew: pick(func(r loginRound) time.Duration { return r.renew }), total: pick(func(r loginRound) time.Duration { return r.total }),
+		beyond: pick(func(r loginRound) time.Duration { return r.beyond }), sent: sent[len(sent)/2],
+	}
+}
+
+// oneFileChange replaces oneFileChanges files spread over the account,
+// one put each, through a counting proxy, and returns the most blocks
+// one put's batch writes carried and the single PUTs in all.
+func (b *bench) oneFileChange(ctx context.Context, url, user, pw string, files int) (worst, puts int, err error) {
+	p, err := startCountingProxy(url, blockSize)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer p.close()
+	rem, err := client.NewRemote(p.url, b.hc)
+	if err != nil {
+		return 0, 0, err
+	}
+	a, err := client.Login(ctx, rem, user, pw, nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("login for the one-file change: %w", err)
+	}
+	if _, err := a.Renew(ctx); err != nil {
+		return 0, 0, fmt.Errorf("renew before the one-file change: %w", err)
+	}
+	for i := range oneFileChanges {
+		name := benchFileName(i * files / oneFileChanges)
+		p.take()
+		if _, err := a.Put(ctx, bytes.NewReader(randomKiB()), client.PutInfo{Name: name, Mode: 0o644, ModTime: time.Now()}, nil); err != nil {
+			return 0, 0, fmt.Errorf("put %s: %w", name, err)
+		}
+		got := p.take()
+		worst, puts = max(worst, got.batched), puts+got.puts
+	}
+	return worst, puts, nil
+}
+
+// waitNextPeriod waits until the server's period changes.
+func waitNextPeriod(ctx context.Context, b *bench, url string, period time.Duration) error {
+	first, err := getConfig(ctx, b.hc, url)
+	if err != nil {
+		return err
+	}
+	limit := time.Now().Add(period + 5*time.Second)
+	for {
+		cur, err := getConfig(ctx, b.hc, url)
+		if err != nil {
+			return err
+		}
+		if cur.CurrentPeriod > first.CurrentPeriod {
+			return nil
+		}
+		if time.Now().After(limit) {
+			return fmt.Errorf("the server's period did not change within %v", period+5*time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// storeBlocks counts the blocks in the embedded store of a stopped server.
+func storeBlocks(ctx context.Context, srv *child, period time.Duration, retention int) (int64, error) {
+	s, _, err := openStopped(ctx, embedded, srv, "", blockSize, period, retention)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	st, err := s.Stats(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store stats: %w", err)
+	}
+	return st.Blocks, nil
+}
 
 func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)

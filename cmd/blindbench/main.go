@@ -59,17 +59,20 @@ type config struct {
 	renewPeriod    time.Duration
 	renewSenders   int
 
-	fileSize   int64
-	fileRounds int
-	loginFiles int
-	loginBuild time.Duration
+	fileSize    int64
+	fileRounds  int
+	loginFiles  int
+	loginBuild  time.Duration
+	loginPeriod time.Duration
+	scaleFiles  int
+	scaleBuild  time.Duration
 
 	cpuProfile    string
 	memProfile    string
 	serverProfile string
 }
 
-var allRows = []string{"block", "renew", "purge", "files", "login"}
+var allRows = []string{"block", "renew", "purge", "files", "login", "edit", "scale"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("blindbench", flag.ContinueOnError)
@@ -97,7 +100,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Int64Var(&c.fileSize, "file-size", 256<<20, "`bytes` of the random file of the files row")
 	fs.IntVar(&c.fileRounds, "file-rounds", 2, "rounds of the files row (a fresh random file each)")
 	fs.IntVar(&c.loginFiles, "login-files", 10000, "files in the account of the login row")
-	fs.DurationVar(&c.loginBuild, "login-build", time.Minute, "most time spent building the account of the login row (each put rewrites the whole index)")
+	fs.DurationVar(&c.loginBuild, "login-build", time.Minute, "most time spent building the account of the login row")
+	fs.DurationVar(&c.loginPeriod, "login-period", 20*time.Second, "period of the servers of the login and scale rows: short, so that the first login of a period is measured within the row, and long enough that the account is built within R-2 periods")
+	fs.IntVar(&c.scaleFiles, "scale-files", 100000, "files in the account of the scale row (issue 10: a one-file change and a login in a large account)")
+	fs.DurationVar(&c.scaleBuild, "scale-build", 3*time.Minute, "most time spent building the account of the scale row")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file`")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of this process to `file` at the end")
 	fs.StringVar(&c.serverProfile, "server-profile", "", "`directory` for CPU and heap profiles of every blindstored the bench starts (through its --admin-listen pprof on loopback): LABEL-cpu-NNN.pb.gz slices and LABEL-heap.pb.gz")
@@ -121,6 +127,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			"file-rounds":  func() { c.fileRounds = 1 },
 			"login-files":  func() { c.loginFiles = 50 },
 			"login-build":  func() { c.loginBuild = 20 * time.Second },
+			"login-period": func() { c.loginPeriod = 3 * time.Second },
+			"scale-files":  func() { c.scaleFiles = 300 },
+			"scale-build":  func() { c.scaleBuild = 20 * time.Second },
 			"max-total":    func() { c.maxTotal = 2 * time.Minute },
 		}
 		for name, f := range quick {
@@ -172,6 +181,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-login-files must be 1 to 1,000,000")
 	case c.loginBuild <= 0:
 		return nil, errors.New("-login-build must be positive")
+	case c.loginPeriod < time.Second || c.loginPeriod%time.Second != 0:
+		return nil, errors.New("-login-period must be a whole number of seconds, at least 1s")
+	case c.scaleFiles < 1 || c.scaleFiles > 1_000_000:
+		return nil, errors.New("-scale-files must be 1 to 1,000,000")
+	case c.scaleBuild <= 0:
+		return nil, errors.New("-scale-build must be positive")
 	}
 	return c, nil
 }

@@ -193,19 +193,9 @@ func (b *bench) renewRows(ctx context.Context, st storeKind) []Row {
 // purgeAll opens the stopped server's store and purges every block as if
 // the clock were past all their buckets.
 func purgeAll(ctx context.Context, st storeKind, srv blockServer, dbURL string, bs int, period time.Duration, retention int) (int64, time.Duration, error) {
-	bk, err := bucketer.New(bucketer.Config{Key: srv.bucketKey(), Period: period, Retention: retention})
+	s, bk, err := openStopped(ctx, st, srv, dbURL, bs, period, retention)
 	if err != nil {
 		return 0, 0, err
-	}
-	params := blobstore.Params{BlockSize: bs, Fingerprint: bk.Fingerprint()}
-	var s blobstore.Store
-	if st == pgStore {
-		s, err = postgres.Open(ctx, dbURL, params, postgres.Options{Logger: quietLogger()})
-	} else {
-		s, err = bolt.Open(filepath.Join(srv.dataDir(), "blocks.db"), params)
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("open the store: %w", err)
 	}
 	defer s.Close()
 	live := bk.LiveAt(bk.Current() + uint64(retention) + 1)
@@ -216,6 +206,26 @@ func purgeAll(ctx context.Context, st storeKind, srv blockServer, dbURL string, 
 		return n, took, fmt.Errorf("purge: %w", err)
 	}
 	return n, took, nil
+}
+
+// openStopped opens the store a stopped server left, with the bucketer
+// of its key, period and retention.
+func openStopped(ctx context.Context, st storeKind, srv blockServer, dbURL string, bs int, period time.Duration, retention int) (blobstore.Store, *bucketer.Bucketer, error) {
+	bk, err := bucketer.New(bucketer.Config{Key: srv.bucketKey(), Period: period, Retention: retention})
+	if err != nil {
+		return nil, nil, err
+	}
+	params := blobstore.Params{BlockSize: bs, Fingerprint: bk.Fingerprint()}
+	var s blobstore.Store
+	if st == pgStore {
+		s, err = postgres.Open(ctx, dbURL, params, postgres.Options{Logger: quietLogger()})
+	} else {
+		s, err = bolt.Open(filepath.Join(srv.dataDir(), "blocks.db"), params)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("open the store: %w", err)
+	}
+	return s, bk, nil
 }
 
 // parallelChunks calls f on [lo, hi) chunks of size of [0, n), from
