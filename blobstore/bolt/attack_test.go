@@ -2,113 +2,35 @@ package bolt
 
 import (
 	"context"
-	"math/rand/v2"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
-	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/blobstore/sealtest"
 	"github.com/blindstore/blindstore/internal/attack"
 )
 
-// maxAdvantage is what the design tolerates of an attacker holding a copy
-// of the store, after a seal: how much better than chance it may link two
-// blocks to one user (DESIGN.md §5).
-const maxAdvantage = 0.05
-
-// TestSealingErasesWriteOrder runs simulated users through the service
-// (files written in overlapping bursts, index updates, deletes; then, in
-// the next period, logins that renew everything and more files), and
-// reads the bbolt file as a copy holder would: every page, freed ones
-// included, in bbolt's own format. Before a seal the copy links a user's
-// blocks by where their pages lie (one commit's pages are allocated
-// together); after it, no strategy of the attacker does better than
-// chance by more than maxAdvantage.
+// TestSealingErasesWriteOrder runs sealtest.Attack with a copy holder
+// that reads the bbolt file: every page, freed ones included, in bbolt's
+// own format. Before a seal the copy links a user's blocks by where their
+// pages lie (one commit's pages are allocated together). Reads go through
+// the memory map and write nothing, so every measurement reads all
+// blocks back first.
 func TestSealingErasesWriteOrder(t *testing.T) {
-	ctx := context.Background()
-	clock := bucketer.NewFakeClock(time.Date(2031, 3, 4, 5, 0, 0, 0, time.UTC))
-	key, err := bucketer.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bk, err := bucketer.New(bucketer.Config{Key: key, Period: 24 * time.Hour, Retention: 3, Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const blockSize = 4096
 	path := filepath.Join(t.TempDir(), "blocks.db")
-	s, err := Open(path, blobstore.Params{BlockSize: blockSize, Fingerprint: bk.Fingerprint()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: s, Bucketer: bk, BlockSize: blockSize})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := attack.NewSim(svc, attack.SimConfig{Seed: 1, Overlap: 3})
-	rng := rand.New(rand.NewPCG(2, 3))
-	measure := func(when string) attack.Report {
-		t.Helper()
-		if err := sim.Verify(ctx); err != nil {
-			t.Fatal(err)
-		}
-		owners := sim.Owners()
-		feat, err := attack.BoltCopy(path, blockSize, owners)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep := attack.Measure(feat, owners, rng)
-		t.Logf("bbolt, %s: %s", when, rep)
-		if rep.Unseen > 0 || rep.Same == 0 {
-			t.Fatalf("%s: the copy shows %d of the live blocks, %d same-user pairs", when, rep.Blocks, rep.Same)
-		}
-		return rep
-	}
-
-	seal := func() {
-		t.Helper()
-		rep, err := s.Seal(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("seal: %d blocks, %d leases, %d deleted, %d bytes in %v", rep.Blocks, rep.Leases, rep.Deleted, rep.Bytes, rep.Duration)
-		sim.NextWindow()
-	}
-
-	if err := sim.WriteFiles(ctx); err != nil {
-		t.Fatal(err)
-	}
-	before := measure("first period, before its seal")
-	if before.Best.Advantage < 0.3 {
-		t.Errorf("before any seal the attacker links blocks with advantage %.3f only: it should see the commits", before.Best.Advantage)
-	}
-	seal()
-	if after := measure("first period, after its seal"); after.Best.Advantage > maxAdvantage {
-		t.Errorf("after the seal the attacker links blocks with advantage %.3f (%s), more than %.2f", after.Best.Advantage, after.Best.Strategy, maxAdvantage)
-	}
-	// Reads go through the memory map and write nothing.
-	if err := sim.ReadFiles(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if after := measure("first period, after its seal, when half the users read their files"); after.Best.Advantage > maxAdvantage {
-		t.Errorf("after the seal and reads the attacker links blocks with advantage %.3f (%s), more than %.2f", after.Best.Advantage, after.Best.Strategy, maxAdvantage)
-	}
-
-	clock.Advance(24 * time.Hour)
-	if err := sim.RenewAll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.WriteFiles(ctx); err != nil {
-		t.Fatal(err)
-	}
-	measure("second period (renewals, more files), before its seal")
-	seal()
-	if after := measure("second period, after its seal"); after.Best.Advantage > maxAdvantage {
-		t.Errorf("after the second seal the attacker links blocks with advantage %.3f (%s), more than %.2f", after.Best.Advantage, after.Best.Strategy, maxAdvantage)
-	}
-	if st, err := s.SealStats(ctx); err != nil || st.Blocks != 0 {
-		t.Errorf("after the seal: %+v, %v; want nothing unsealed", st, err)
-	}
+	sealtest.Attack(t, sealtest.AttackConfig{
+		Name: "bbolt",
+		Open: func(t *testing.T, p blobstore.Params) sealtest.Store {
+			s, err := Open(path, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		},
+		Copy: func(_ context.Context, owners map[blobstore.ID]attack.Owner) (attack.Features, error) {
+			return attack.BoltCopy(path, sealtest.AttackBlockSize, owners)
+		},
+		VerifyAfterSeal: true,
+	})
 }
