@@ -692,7 +692,17 @@ type PutSource struct {
 	R       io.Reader
 	Mode    fs.FileMode
 	ModTime time.Time
+	// Size, if positive, is the expected length: a file known to be
+	// small goes up beside others (see PutMany). Zero means unknown.
+	Size int64
 }
+
+// smallPut is the largest file PutMany sends beside others: a few
+// blocks, so that the files in flight hold little memory.
+const (
+	smallPutBlocks = 4
+	smallPutFiles  = 16
+)
 
 // PutMany stores several files with one index update: what a folder of
 // small files needs, since each update writes at least a leaf, a dir and
@@ -702,14 +712,17 @@ func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.Fi
 	if err != nil {
 		return nil, err
 	}
+	var mu sync.Mutex // guards written
 	var written []indexfile.Ref
-	files := make([]indexfile.File, 0, len(srcs))
+	files := make([]indexfile.File, len(srcs))
 	fail := func(err error) ([]indexfile.File, error) {
 		a.deleteRefs(ctx, written)
 		return nil, err
 	}
 	seen := make(map[string]bool, len(srcs))
-	for _, src := range srcs {
+	var small, large []int
+	limit := int64(smallPutBlocks * PayloadCapacity(a.cfg.BlockSize))
+	for i, src := range srcs {
 		if err := indexfile.ValidName(src.Name); err != nil {
 			return fail(wrap(KindInvalid, "put", err))
 		}
@@ -717,16 +730,39 @@ func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.Fi
 			return fail(&Error{Kind: KindInvalid, Msg: fmt.Sprintf("%q is given twice", src.Name)})
 		}
 		seen[src.Name] = true
+		if src.Size > 0 && src.Size <= limit {
+			small = append(small, i)
+		} else {
+			large = append(large, i)
+		}
+	}
+	one := func(ctx context.Context, i int) error {
+		src := srcs[i]
 		a.mu.Lock()
 		prev, _ := a.lookup(src.Name)
 		a.mu.Unlock()
 		f, w, err := a.upload(ctx, src.R, &prev, nil)
+		mu.Lock()
 		written = append(written, w...)
+		mu.Unlock()
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		f.Name, f.Mode, f.ModTime, f.Renewed = src.Name, src.Mode&fs.ModePerm, src.ModTime, cur
-		files = append(files, f)
+		files[i] = f
+		return nil
+	}
+	// Small files go up several at a time: each waits for its batch
+	// write's commit (a window of the server's pool), and one at a time
+	// a folder of them would take a window each. Large ones already keep
+	// several batch writes in flight, one file at a time.
+	if err := parallel(ctx, len(small), smallPutFiles, func(ctx context.Context, k int) error { return one(ctx, small[k]) }); err != nil {
+		return fail(err)
+	}
+	for _, i := range large {
+		if err := one(ctx, i); err != nil {
+			return fail(err)
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

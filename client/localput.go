@@ -78,7 +78,7 @@ func (a *Account) putLocalBatch(ctx context.Context, batch []LocalSource, stored
 		readers := make([]*scannedReader, len(batch))
 		for i, s := range batch {
 			readers[i] = &scannedReader{open: s.open, name: s.Name, want: s.stat, marker: s.marker}
-			srcs[i] = PutSource{Name: s.Name, R: readers[i], Mode: s.Mode}
+			srcs[i] = PutSource{Name: s.Name, R: readers[i], Mode: s.Mode, Size: s.Size}
 			if !s.marker {
 				srcs[i].ModTime = time.Unix(0, s.stat.MTime)
 			}
