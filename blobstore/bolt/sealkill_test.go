@@ -3,7 +3,6 @@ package bolt
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -42,12 +41,8 @@ func sealChild(path string) {
 func TestSealSurvivesKill(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "blocks.db")
 	sealtest.Kill(t, sealtest.KillConfig{
-		Start: func(t *testing.T) *exec.Cmd {
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), "BOLT_SEAL_CHILD="+path)
-			return cmd
-		},
-		Open: func(t *testing.T) (sealtest.Store, error) { return Open(path, killParams) },
+		ChildEnv: []string{"BOLT_SEAL_CHILD=" + path},
+		Open:     func(t *testing.T) (sealtest.Store, error) { return Open(path, killParams) },
 		Check: func(t *testing.T, s sealtest.Store, sealed bool) {
 			checkFile(t, s.(*Store))
 		},

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -54,11 +53,7 @@ func TestSealSurvivesKill(t *testing.T) {
 	p.BlockSize = sealtest.KillBlockSize
 	openTest(t, url, p).Close() // migrate and record the params
 	sealtest.Kill(t, sealtest.KillConfig{
-		Start: func(t *testing.T) *exec.Cmd {
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), "PG_SEAL_CHILD="+url, "PG_SEAL_CHILD_FP="+hex.EncodeToString(p.Fingerprint[:]))
-			return cmd
-		},
+		ChildEnv: []string{"PG_SEAL_CHILD=" + url, "PG_SEAL_CHILD_FP=" + hex.EncodeToString(p.Fingerprint[:])},
 		Open: func(t *testing.T) (sealtest.Store, error) {
 			return Open(context.Background(), url, p, Options{Logger: quietLogger()})
 		},

@@ -143,9 +143,10 @@ type KillRound struct {
 
 // KillConfig is what Kill needs of a store.
 type KillConfig struct {
-	// Start returns the command that runs the child (a Child over the
-	// store the parent reopens), not started yet.
-	Start func(t *testing.T) *exec.Cmd
+	// ChildEnv is what the test binary's TestMain, run again as a child
+	// with these variables added to its environment, needs to run a Child
+	// over the store Open opens.
+	ChildEnv []string
 	// Open opens the store the child wrote, after a kill. Kill closes it.
 	Open func(t *testing.T) (Store, error)
 	// Check checks the store's own state after a kill (sealed false) and
@@ -176,7 +177,8 @@ func Kill(t *testing.T, cfg KillConfig) {
 	ctx := context.Background()
 	var resumed int
 	for round, r := range cfg.Rounds {
-		cmd := cfg.Start(t)
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), cfg.ChildEnv...)
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
