@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -172,6 +173,13 @@ func Login(ctx context.Context, remote *Remote, user, password string, device *D
 	if err != nil {
 		return nil, wrap(KindInvalid, "login", err)
 	}
+	return login(ctx, remote, user, loc)
+}
+
+// LoginLocator is Login with the locator PasswordLocator derived (the
+// costly part, Argon2id) already: for a caller that derives it apart,
+// to show progress or to time what follows.
+func LoginLocator(ctx context.Context, remote *Remote, user string, loc Locator) (*Account, error) {
 	return login(ctx, remote, user, loc)
 }
 
@@ -450,20 +458,33 @@ func (a *Account) readTree(ctx context.Context, h *Head) (*indexfile.Index, *ind
 	if err != nil {
 		return nil, nil, err
 	}
+	// Decoding a large index (a leaf per ~60 files of 1 KiB) is most of
+	// what a login's CPU does: the leaves are decoded on every core.
+	type leafAt struct{ dir, leaf, first int }
+	var leaves []leafAt
 	files := make([][][]indexfile.File, len(dirs))
 	k := 0
 	for i, d := range dirs {
 		files[i] = make([][]indexfile.File, len(d.Leaves))
 		for j, l := range d.Leaves {
-			enc, err := indexfile.JoinLeaf(leafPayloads[k:k+len(l.Blocks)], l.Len, payload)
+			leaves = append(leaves, leafAt{i, j, k})
 			k += len(l.Blocks)
-			if err == nil {
-				files[i][j], err = indexfile.DecodeLeaf(enc)
-			}
-			if err != nil {
-				return nil, nil, wrap(KindTampered, "the account's index", err)
-			}
 		}
+	}
+	err = parallel(ctx, len(leaves), runtime.GOMAXPROCS(0), func(_ context.Context, n int) error {
+		at := leaves[n]
+		l := dirs[at.dir].Leaves[at.leaf]
+		enc, err := indexfile.JoinLeaf(leafPayloads[at.first:at.first+len(l.Blocks)], l.Len, payload)
+		if err == nil {
+			files[at.dir][at.leaf], err = indexfile.DecodeLeaf(enc)
+		}
+		if err != nil {
+			return wrap(KindTampered, "the account's index", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	idx, tree, err := indexfile.Assemble(h.Generation, h.Index, dirs, files)
 	if err != nil {

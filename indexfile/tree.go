@@ -498,12 +498,12 @@ func SplitLeaf(enc []byte, payload int) [][]byte {
 }
 
 // JoinLeaf puts a leaf's payloads back together, refusing payloads whose
-// lengths are not those SplitLeaf makes for a leaf of n bytes.
+// lengths are not those SplitLeaf makes for a leaf of n bytes. A leaf of
+// one block is that block's payload itself, not a copy.
 func JoinLeaf(payloads [][]byte, n, payload int) ([]byte, error) {
 	if len(payloads) != blocksFor(n, payload) {
 		return nil, fmt.Errorf("%w: a leaf of %d bytes in %d blocks", ErrTree, n, len(payloads))
 	}
-	out := make([]byte, 0, n)
 	for i, p := range payloads {
 		want := payload
 		if i == len(payloads)-1 {
@@ -512,6 +512,12 @@ func JoinLeaf(payloads [][]byte, n, payload int) ([]byte, error) {
 		if len(p) != want {
 			return nil, fmt.Errorf("%w: leaf block %d holds %d bytes, want %d", ErrTree, i, len(p), want)
 		}
+	}
+	if len(payloads) == 1 {
+		return payloads[0], nil
+	}
+	out := make([]byte, 0, n)
+	for _, p := range payloads {
 		out = append(out, p...)
 	}
 	return out, nil
@@ -524,7 +530,13 @@ func Assemble(generation uint64, dirBlocks []Ref, dirs []Dir, leafFiles [][][]Fi
 	if len(dirBlocks) != len(dirs) || len(dirs) != len(leafFiles) {
 		return nil, nil, fmt.Errorf("%w: %d dir blocks, %d dirs, %d leaf lists", ErrTree, len(dirBlocks), len(dirs), len(leafFiles))
 	}
-	x := &Index{Generation: generation}
+	total := 0
+	for _, d := range leafFiles {
+		for _, fs := range d {
+			total += len(fs)
+		}
+	}
+	x := &Index{Generation: generation, Files: make([]File, 0, total)}
 	t := &Tree{Dirs: make([]DirRef, len(dirs))}
 	if len(dirs) > 0 {
 		x.Renewed, t.Renewed = dirs[0].Renewed, dirs[0].Renewed
