@@ -24,7 +24,7 @@ import (
 // BenchmarkSeal runs sealtest.BenchSeal: a seal rewrites its blocks and
 // scrubs what it freed.
 func BenchmarkSeal(b *testing.B) {
-	f := newBenchStore(b, 1)
+	f := newBenchStore(b, 1) // for its store: sealtest brings its own blocks
 	raw, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, boltOptions())
 	if err != nil {
 		b.Fatal(err)
@@ -94,6 +94,6 @@ func rawSeal(tx *bbolt.Tx) error {
 
 // BenchmarkWritesDuringSeal runs sealtest.BenchWritesDuringSeal.
 func BenchmarkWritesDuringSeal(b *testing.B) {
-	f := newBenchStore(b, 1)
+	f := newBenchStore(b, 1) // for its store: sealtest brings its own blocks
 	sealtest.BenchWritesDuringSeal(b, f.s, benchBlockSize)
 }
