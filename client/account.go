@@ -551,16 +551,37 @@ type changeFunc func(x *indexfile.Index) error
 // index twice): it must be a function of its argument. It returns the
 // committed index.
 func (a *Account) update(ctx context.Context, change changeFunc) (*indexfile.Index, error) {
-	base := a.index
-	ours := base.Clone()
+	ours, err := a.changed(change)
+	if err != nil {
+		return nil, err
+	}
+	return a.updateTo(ctx, ours, nil)
+}
+
+// changed returns the index changed by change, one generation on.
+func (a *Account) changed(change changeFunc) (*indexfile.Index, error) {
+	ours := a.index.Clone()
 	if err := change(ours); err != nil {
 		return nil, err
 	}
-	ours.Generation = base.Generation + 1
+	ours.Generation = a.index.Generation + 1
+	return ours, nil
+}
+
+// updateTo is update of ours, the index as changed (by changed); pre,
+// when not nil, is ours staged already, for the first attempt.
+func (a *Account) updateTo(ctx context.Context, ours *indexfile.Index, pre *staged) (*indexfile.Index, error) {
+	base := a.index
 	firstOurs := ours
 	var lastErr error
 	for range maxUpdateAttempts {
-		err := a.commit(ctx, ours, nil)
+		var err error
+		if pre != nil {
+			err = a.swap(ctx, pre, nil)
+			pre = nil
+		} else {
+			err = a.commit(ctx, ours, nil)
+		}
 		if err == nil {
 			// Blocks that our first version referred to and the
 			// committed one does not were written by us for a change
@@ -613,39 +634,66 @@ func mayBeDeleted(base, theirs, merged *indexfile.Index) bool {
 // does not; on a lost race it returns an error wrapping
 // *PreconditionError and leaves nothing of its own behind.
 func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []RootRef) error {
+	var s *staged
+	if next != nil {
+		var err error
+		if s, err = a.stage(ctx, next); err != nil {
+			return err
+		}
+	}
+	return a.swap(ctx, s, roots)
+}
+
+// staged is an index sealed and written into fresh index blocks, which
+// no head refers to yet: the first half of a commit.
+type staged struct {
+	next     *indexfile.Index
+	tree     *indexfile.Tree
+	written  []indexfile.Ref
+	obsolete []indexfile.Ref // of the current head, once next replaces it
+}
+
+// stage seals the index blocks of next that the account's tree lacks and
+// writes them. It reads the account and changes nothing of it, so that
+// it may run beside another request of the same call (Renew).
+func (a *Account) stage(ctx context.Context, next *indexfile.Index) (*staged, error) {
+	var items []BatchItem
+	seal := func(p []byte) (indexfile.Ref, error) {
+		id := blobstore.NewID()
+		data, err := Seal(a.root.AccountKey, id, p, a.cfg.BlockSize)
+		if err != nil {
+			return indexfile.Ref{}, err
+		}
+		items = append(items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data})
+		return indexfile.Ref{ID: id, ETag: blobstore.ETagOf(data)}, nil
+	}
+	var obsolete []indexfile.Ref
+	from, held := a.tree, a.index
+	if from == nil { // a version 1 head: everything is written anew
+		from, held = &indexfile.Tree{}, &indexfile.Index{}
+		obsolete = slices.Clone(a.head.Index)
+	}
+	t, gone, err := from.Update(held, next, PayloadCapacity(a.cfg.BlockSize), seal)
+	if err != nil {
+		return nil, wrap(KindOther, "sealing the index", err)
+	}
+	if err := a.remote.PutBatch(ctx, items); err != nil {
+		return nil, wrap(KindNetwork, "writing the index", err)
+	}
+	s := &staged{next: next, tree: t, obsolete: append(obsolete, gone...)}
+	for _, it := range items {
+		s.written = append(s.written, indexfile.Ref{ID: it.ID, ETag: blobstore.ETagOf(it.Data)})
+	}
+	return s, nil
+}
+
+// swap is the second half of a commit: the head that lists s's index (s
+// nil: the index unchanged) and roots, written by compare-and-swap.
+func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 	h := a.head.clone()
 	h.Generation = max(a.head.Generation, a.seenGen) + 1
-	var written []indexfile.Ref
-	var tree *indexfile.Tree
-	var obsolete []indexfile.Ref
-	if next != nil {
-		var items []BatchItem
-		seal := func(p []byte) (indexfile.Ref, error) {
-			id := blobstore.NewID()
-			data, err := Seal(a.root.AccountKey, id, p, a.cfg.BlockSize)
-			if err != nil {
-				return indexfile.Ref{}, err
-			}
-			items = append(items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data})
-			return indexfile.Ref{ID: id, ETag: blobstore.ETagOf(data)}, nil
-		}
-		from, held := a.tree, a.index
-		if from == nil { // a version 1 head: everything is written anew
-			from, held = &indexfile.Tree{}, &indexfile.Index{}
-			obsolete = slices.Clone(a.head.Index)
-		}
-		t, gone, err := from.Update(held, next, PayloadCapacity(a.cfg.BlockSize), seal)
-		if err != nil {
-			return wrap(KindOther, "sealing the index", err)
-		}
-		if err := a.remote.PutBatch(ctx, items); err != nil {
-			return wrap(KindNetwork, "writing the index", err)
-		}
-		for _, it := range items {
-			written = append(written, indexfile.Ref{ID: it.ID, ETag: blobstore.ETagOf(it.Data)})
-		}
-		tree, obsolete = t, append(obsolete, gone...)
-		h.Version, h.IndexLen, h.Index = HeadVersion, 0, t.DirBlocks()
+	if s != nil {
+		h.Version, h.IndexLen, h.Index = HeadVersion, 0, s.tree.DirBlocks()
 	}
 	if roots != nil {
 		h.Roots = roots
@@ -657,11 +705,11 @@ func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []Roo
 	etag := a.etag
 	if _, err := a.remote.Put(ctx, a.headLoc.ID, a.headLoc.Proof, data, Cond{IfMatch: &etag}); err != nil {
 		var pe *PreconditionError
-		if errors.As(err, &pe) {
+		if errors.As(err, &pe) && s != nil {
 			// The head was not written: the new index blocks are ours
 			// alone. After any other failure the head may or may not
 			// refer to them, so they stay (unreferenced, they expire).
-			a.deleteRefs(ctx, written)
+			a.deleteRefs(ctx, s.written)
 		}
 		if KindOf(err) == KindNotFound {
 			return &Error{Kind: KindAuth, Msg: "the account no longer exists"}
@@ -670,11 +718,11 @@ func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []Roo
 	}
 	oldIndex := a.index
 	a.head, a.etag, a.seenGen = h, blobstore.ETagOf(data), h.Generation
-	if next != nil {
-		a.index, a.tree = next, tree
+	if s != nil {
+		a.index, a.tree = s.next, s.tree
 		// One parallel round: with a server that gathers writes for a
 		// window before committing, every sequential round costs it.
-		a.deleteRefs(ctx, append(obsolete, indexfile.Unreferenced(oldIndex, next)...))
+		a.deleteRefs(ctx, append(s.obsolete, indexfile.Unreferenced(oldIndex, s.next)...))
 	}
 	return nil
 }
