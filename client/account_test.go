@@ -895,5 +895,49 @@ func TestRenewDamagedFileStaysStale(t *testing.T) {
 		if !b.Stale(cur) {
 			t.Fatal("an account with a damaged file says nothing is stale")
 		}
+		// The record staged beside the renewal was deleted again.
+		k, l := len(kept.Chunks), len(lost.Chunks)-1
+		if got, want := s.blocks(t), int64(3+len(b.IndexBlocks())+k+l); got != want {
+			t.Fatalf("%d blocks on the server, want the account's %d", got, want)
+		}
+	}
+}
+
+// A renewal whose record was staged while another device committed
+// loses the compare-and-swap of the head, merges, and leaves nothing
+// behind: the staged blocks are gone, and the merge keeps the earlier
+// record (the other device's), so the next login renews again rather
+// than trust it.
+func TestRenewRecordLosesRace(t *testing.T) {
+	s := newTestServer(t)
+	a, loc := newTestAccount(t, s)
+	putBytes(t, a, "one", []byte("first file"))
+	ctx := context.Background()
+	s.advance()
+	b, err := login(ctx, s.remote(t), "", loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A commit that changes no index block, only the head: b's
+	// renewal finds every block, and its record then loses the race.
+	if _, err := a.update(ctx, func(*indexfile.Index) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := b.Renew(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Stale != 1 || rep.Missing != 0 || rep.Renewed == 0 {
+		t.Fatalf("renewal: %+v", rep)
+	}
+	if b.index.Renewed == b.Config().CurrentPeriod || b.head.Generation <= a.head.Generation {
+		t.Fatalf("after the race: record %d, generation %d (other device %d)", b.index.Renewed, b.head.Generation, a.head.Generation)
+	}
+	if got, want := s.blocks(t), int64(3+len(b.IndexBlocks())); got != want {
+		t.Fatalf("%d blocks on the server, want the account's %d", got, want)
+	}
+	c, err := login(ctx, s.remote(t), "", loc)
+	if err != nil || len(c.Files()) != 1 || !c.Stale(c.Config().CurrentPeriod) {
+		t.Fatalf("login after the race: %v", err)
 	}
 }

@@ -87,8 +87,39 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 		}
 	}
 	rep.Stale = len(stale)
+	// The record of a whole-account renewal, the likely outcome, is
+	// written beside the renewal (its index blocks, not the head: the
+	// head may list it only once the renewal has been answered), which
+	// spares a login a round trip through the server's pool.
+	recordAll := func(x *indexfile.Index) error {
+		x.Renewed = max(x.Renewed, cur)
+		return nil
+	}
+	var recorded *indexfile.Index
+	var pre *staged
+	staging := make(chan struct{})
+	if len(a.index.Files) > 0 {
+		if recorded, err = a.changed(recordAll); err != nil {
+			return nil, err
+		}
+		go func() {
+			defer close(staging)
+			// A failure leaves pre nil: the record is then staged
+			// again after the renewal, as when nothing was staged.
+			pre, _ = a.stage(ctx, recorded)
+		}()
+	} else {
+		close(staging)
+	}
 	res, err := renewShuffled(ctx, a.remote, items)
+	<-staging
+	unstage := func() {
+		if pre != nil {
+			a.deleteRefs(ctx, pre.written)
+		}
+	}
 	if err != nil {
+		unstage()
 		return nil, wrap(KindNetwork, "renewing", err)
 	}
 	rep.Sent, rep.Renewed, rep.Current = len(items), res.Renewed, res.Current
@@ -106,17 +137,14 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 		rep.Damaged = append(rep.Damaged, name)
 	}
 	a.renewed = cur
-	var change changeFunc
 	switch {
-	case len(damaged) == 0 && !accountMissing && len(a.index.Files) > 0:
-		// The update's own index blocks and head are written in this
-		// period or later: recording cur stays true of them.
-		change = func(x *indexfile.Index) error {
-			x.Renewed = max(x.Renewed, cur)
-			return nil
-		}
+	case len(damaged) == 0 && !accountMissing && recorded != nil:
+		// The record's index blocks and head are written in this period
+		// or later: recording cur stays true of them.
+		_, err = a.updateTo(ctx, recorded, pre)
 	case len(stale) > len(damaged):
-		change = func(x *indexfile.Index) error {
+		unstage()
+		_, err = a.update(ctx, func(x *indexfile.Index) error {
 			for i := range x.Files {
 				f := &x.Files[i]
 				if stale[f.Name] && !damaged[f.Name] && f.Renewed < cur {
@@ -124,12 +152,12 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 				}
 			}
 			return nil
-		}
+		})
+	default:
+		unstage()
 	}
-	if change != nil {
-		if _, err := a.update(ctx, change); err != nil {
-			return nil, wrap(KindOther, "recording the renewal in the index", err)
-		}
+	if err != nil {
+		return nil, wrap(KindOther, "recording the renewal in the index", err)
 	}
 	rep.Safe = a.safeUntil()
 	return rep, nil
