@@ -206,7 +206,7 @@ func (b *bench) accountRows(ctx context.Context, spec accountSpec) []Row {
 				"login_ms": ms(rn.total), "argon2id_ms": ms(rn.kdf), "renew_ms": ms(rn.renew),
 				"open_beyond_argon2id_ms": ms(rn.open), "blocks_renewed": float64(rn.sent), "rounds": float64(len(renewing)),
 			},
-			Note: notJudged + fmt.Sprintf("the first login of a period (server --period %v here): Renew sends the %d blocks the account refers to in shuffled batches through the server's write pool, then records the renewal in the index (its first dir: one block, then the head, then the old dir deleted); median of %d: Login+Renew %.0f ms, Argon2id %.0f ms; reading %.1f ms, renewing and recording %.1f ms. No target: that is four round trips through the pool, each waiting for its window (250 ms by default), the mixing that hides whose blocks these are",
+			Note: notJudged + fmt.Sprintf("the first login of a period (server --period %v here): Renew sends the %d blocks the account refers to in shuffled batches through the server's write pool, and records the renewal in the index (its first dir, one block, written beside the renewal; then the head; then the old dir deleted); median of %d: Login+Renew %.0f ms, Argon2id %.0f ms; reading %.1f ms, renewing and recording %.1f ms. No target: that is three round trips through the pool, each waiting for its window (250 ms by default), the mixing that hides whose blocks these are",
 				c.loginPeriod, rn.sent, len(renewing), ms(rn.total), ms(rn.kdf), ms(rn.open), ms(rn.renew)),
 		},
 		{
