@@ -102,7 +102,7 @@ func (a *Account) Put(ctx context.Context, r io.Reader, info PutInfo, progress P
 	if err != nil {
 		return indexfile.File{}, err
 	}
-	f.Name, f.Mode, f.ModTime, f.Renewed = info.Name, info.Mode&fs.ModePerm, info.ModTime, cur
+	f.Name, f.Mode, f.ModTime, f.Renewed = info.Name, info.Mode&fs.ModePerm, info.ModTime, putRenewed(&f, &prev, written, cur)
 	if info.Changed != nil {
 		if err := info.Changed(int64(f.Size)); err != nil {
 			a.deleteRefs(ctx, written)
@@ -121,6 +121,23 @@ func (a *Account) Put(ctx context.Context, r io.Reader, info PutInfo, progress P
 		return indexfile.File{}, err
 	}
 	return f, nil
+}
+
+// putRenewed is the Renewed of f, put in period cur: cur, unless f keeps
+// blocks of prev (the version it replaces), which are only as fresh as
+// prev's last renewal. Claiming cur for them would let logins skip them
+// until they expired.
+func putRenewed(f, prev *indexfile.File, written []indexfile.Ref, cur uint64) uint64 {
+	mine := make(map[blobstore.ID]struct{}, len(written))
+	for _, r := range written {
+		mine[r.ID] = struct{}{}
+	}
+	for _, c := range f.Chunks {
+		if _, ok := mine[c.ID]; !ok {
+			return min(cur, prev.Renewed)
+		}
+	}
+	return cur
 }
 
 // putReusing puts f in x, after checking that the blocks of f it did not
@@ -748,7 +765,7 @@ func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.Fi
 		if err != nil {
 			return err
 		}
-		f.Name, f.Mode, f.ModTime, f.Renewed = src.Name, src.Mode&fs.ModePerm, src.ModTime, cur
+		f.Name, f.Mode, f.ModTime, f.Renewed = src.Name, src.Mode&fs.ModePerm, src.ModTime, putRenewed(&f, &prev, w, cur)
 		files[i] = f
 		return nil
 	}

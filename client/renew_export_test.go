@@ -92,3 +92,37 @@ func TestRenewExportCannotWriteOrDelete(t *testing.T) {
 		t.Fatalf("the account after the attempts: %v", err)
 	}
 }
+
+// An edit in a later period that keeps some of the old version's blocks
+// does not claim them renewed: the file stays stale until a renewal
+// sends them, so they cannot expire while the index says they are fresh.
+func TestDeltaPutKeepsOldBlocksStale(t *testing.T) {
+	s := newTestServer(t)
+	a, _ := newTestAccount(t, s)
+	c := PayloadCapacity(testBlockSize)
+	ctx := context.Background()
+	data := randomBytes(20 * c)
+	putBytes(t, a, "f", data)
+	s.advance()
+	edited := append(append([]byte{}, data[:10*c]...), append([]byte("x"), data[10*c:]...)...)
+	putBytes(t, a, "f", edited) // most chunks are reused, never renewed since
+	cur, err := a.Remote().CurrentPeriod(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Stale(cur) {
+		t.Fatal("a file that kept old blocks is recorded as renewed this period")
+	}
+	rep, err := a.Renew(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Renewed < 10 {
+		t.Fatalf("the renewal renewed %d blocks; the reused ones are stale", rep.Renewed)
+	}
+	// A put that rewrites every block is current.
+	putBytes(t, a, "g", randomBytes(3*c))
+	if g, _ := a.Lookup("g"); g.Renewed != cur {
+		t.Fatalf("a fresh file is recorded as renewed in %d, want %d", g.Renewed, cur)
+	}
+}
