@@ -130,6 +130,9 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 	if c.rows["scale"] {
 		b.rep.add(b.accountRows(ctx, accountSpec{row: "scale", files: c.scaleFiles, build: c.scaleBuild, loginTarget: 1000})...)
 	}
+	if c.rows["sync"] {
+		b.rep.add(b.syncRows(ctx)...)
+	}
 	return b.rep, nil
 }
 

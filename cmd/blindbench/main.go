@@ -66,13 +66,14 @@ type config struct {
 	loginPeriod time.Duration
 	scaleFiles  int
 	scaleBuild  time.Duration
+	syncFiles   int
 
 	cpuProfile    string
 	memProfile    string
 	serverProfile string
 }
 
-var allRows = []string{"block", "renew", "purge", "files", "login", "edit", "scale"}
+var allRows = []string{"block", "renew", "purge", "files", "login", "edit", "scale", "sync"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("blindbench", flag.ContinueOnError)
@@ -104,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.loginPeriod, "login-period", 20*time.Second, "period of the servers of the login and scale rows: short, so that the first login of a period is measured within the row, and long enough that the account is built within R-2 periods")
 	fs.IntVar(&c.scaleFiles, "scale-files", 100000, "files in the account of the scale row (issue 10: a one-file change and a login in a large account)")
 	fs.DurationVar(&c.scaleBuild, "scale-build", 3*time.Minute, "most time spent building the account of the scale row")
+	fs.IntVar(&c.syncFiles, "sync-files", 10000, "files in the folder of the sync row (issue 12: an unchanged folder syncs within 2 s)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file`")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of this process to `file` at the end")
 	fs.StringVar(&c.serverProfile, "server-profile", "", "`directory` for CPU and heap profiles of every blindstored the bench starts (through its --admin-listen pprof on loopback): LABEL-cpu-NNN.pb.gz slices and LABEL-heap.pb.gz")
@@ -130,6 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			"login-period": func() { c.loginPeriod = 3 * time.Second },
 			"scale-files":  func() { c.scaleFiles = 300 },
 			"scale-build":  func() { c.scaleBuild = 20 * time.Second },
+			"sync-files":   func() { c.syncFiles = 200 },
 			"max-total":    func() { c.maxTotal = 2 * time.Minute },
 		}
 		for name, f := range quick {
