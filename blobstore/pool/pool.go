@@ -14,7 +14,8 @@ import (
 // Defaults of Options.
 const (
 	DefaultWindow        = 250 * time.Millisecond
-	DefaultMaxOps        = 1024
+	DefaultMaxOps        = 16384
+	DefaultFullOps       = 1024
 	DefaultMaxBytes      = 64 << 20
 	DefaultCommitTimeout = 30 * time.Second
 )
@@ -28,11 +29,19 @@ type Options struct {
 	// pure group commit. Zero means DefaultWindow.
 	Window time.Duration
 	// MaxOps and MaxBytes (of block data) cap a batch; a batch that
-	// reaches either is committed without waiting for the window. One
+	// reaches MaxBytes is committed without waiting for the window. One
 	// request is never split, so a single request over a cap is a batch
 	// of its own.
 	MaxOps   int
 	MaxBytes int
+	// FullOps is the number of waiting ops that makes a batch due
+	// without the window (default DefaultFullOps, at most MaxOps). It is
+	// below MaxOps so that a batch that is full enough to go still takes
+	// everything that waits, up to MaxOps: renewals come in requests of
+	// thousands of ops, and a store's cost per op falls as a commit grows
+	// (a commit rewrites each touched page once, however many of its
+	// rows change).
+	FullOps int
 	// Quorum, if positive, commits a batch as soon as this many requests
 	// wait, without waiting for the window: under load a batch already
 	// mixes that many requests, and waiting longer would only cost
@@ -62,6 +71,10 @@ func (o Options) withDefaults() Options {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = DefaultMaxBytes
 	}
+	if o.FullOps <= 0 {
+		o.FullOps = DefaultFullOps
+	}
+	o.FullOps = min(o.FullOps, o.MaxOps)
 	if o.CommitTimeout <= 0 {
 		o.CommitTimeout = DefaultCommitTimeout
 	}
@@ -253,7 +266,7 @@ func (p *Pool) next() []*request {
 			}
 		} else {
 			due := time.Until(p.queue[0].arrived.Add(p.opt.Window))
-			if p.closed || due <= 0 || p.qops >= p.opt.MaxOps || p.qbytes >= p.opt.MaxBytes || p.opt.quorate(len(p.queue)) {
+			if p.closed || due <= 0 || p.qops >= p.opt.FullOps || p.qbytes >= p.opt.MaxBytes || p.opt.quorate(len(p.queue)) {
 				return p.takeLocked()
 			}
 			if timer == nil {

@@ -22,8 +22,9 @@ import "github.com/redis/go-redis/v9"
 // more about a request than its payload does, and live as long.
 
 // enqueueScript queues a request. KEYS: queue qops qbytes bell payload
-// down; ARGV: entry payload nops nbytes maxOps maxBytes. Returns the
-// queue's length, or -1 while the store is down (nothing queued).
+// down; ARGV: entry payload nops nbytes fullOps maxBytes (the counts that
+// ring the bell). Returns the queue's length, or -1 while the store is
+// down (nothing queued).
 var enqueueScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[6]) == 1 then return -1 end
 redis.call('SET', KEYS[5], ARGV[2])

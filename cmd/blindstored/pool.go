@@ -30,7 +30,7 @@ type poolFlags struct {
 
 func (f *poolFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.window, "pool-window", pool.DefaultWindow, "how long writes wait for others to be committed with them, shuffled (0: commit as soon as the previous commit is done)")
-	fs.IntVar(&f.maxOps, "pool-max-ops", pool.DefaultMaxOps, "most operations in one commit; a full batch is committed without waiting for the window")
+	fs.IntVar(&f.maxOps, "pool-max-ops", pool.DefaultMaxOps, "most operations in one commit (a batch is committed without waiting for the window once 1024 operations, or this many if fewer, wait)")
 	fs.IntVar(&f.quorum, "pool-quorum", DefaultPoolQuorum, "commit a batch without waiting for the window once this many requests wait (0: always wait the window)")
 }
 
