@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/client"
+	"github.com/blindstore/blindstore/internal/proc"
 )
 
 // The tests run the real binaries: blindstored as a server process, and
@@ -69,52 +69,32 @@ func TestMain(m *testing.M) {
 
 var idRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}`)
 
-var urlRE = regexp.MustCompile(`url=(https?://127\.0\.0\.1:\d+)`)
-
+// server is a running blindstored process: serve or issuer.
 type server struct {
 	url  string
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
-	mu   *sync.Mutex
+	p    *proc.Process
+	logs *proc.Buffer
 }
 
 // startServer starts blindstored on a fresh data directory.
 func startServer(t testing.TB, args ...string) *server {
 	t.Helper()
+	return startBlindstored(t, 30*time.Second, append([]string{"serve", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--probe-burst", "10000", "--probe-rate", "1000"}, args...)...)
+}
+
+// startBlindstored runs a blindstored command that serves and waits up to
+// timeout until it logs its URL; the process is killed when the test
+// ends.
+func startBlindstored(t testing.TB, timeout time.Duration, args ...string) *server {
+	t.Helper()
 	_, bin := binaries(t)
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--probe-burst", "10000", "--probe-rate", "1000"}, args...)...)
-	pr, pw := io.Pipe()
-	s := &server{cmd: cmd, logs: &bytes.Buffer{}, mu: &sync.Mutex{}}
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	logs := &proc.Buffer{}
+	p, err := proc.Start(t.Context(), exec.Command(bin, args...), logs, timeout)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs)
 	}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.logs.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-			if m := urlRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		pw.Close()
-	})
-	select {
-	case s.url = <-found:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("blindstored did not start:\n%s", s.logs)
-	}
-	return s
+	t.Cleanup(func() { p.Kill() })
+	return &server{url: p.URL, p: p, logs: logs}
 }
 
 // user is one device: its own configuration directory (session).

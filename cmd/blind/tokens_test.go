@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -33,34 +31,9 @@ type issuer struct {
 
 func startIssuer(t testing.TB) *issuer {
 	t.Helper()
-	_, bin := binaries(t)
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "issuer", "--listen", "127.0.0.1:0", "--data", dir)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := urlRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); pw.Close() })
-	select {
-	case u := <-found:
-		return &issuer{url: u, dir: dir}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the issuer did not start")
-	}
-	return nil
+	s := startBlindstored(t, 60*time.Second, "issuer", "--listen", "127.0.0.1:0", "--data", dir)
+	return &issuer{url: s.url, dir: dir}
 }
 
 func (is *issuer) invite(t testing.TB, tokens int) string {
@@ -73,10 +46,7 @@ func (is *issuer) invite(t testing.TB, tokens int) string {
 	return strings.TrimSpace(string(out))
 }
 
-func stopServer(s *server) {
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-}
+func stopServer(s *server) { _ = s.p.Kill() }
 
 // storeBlocks counts the blocks of a stopped server's embedded store.
 func storeBlocks(t *testing.T, data string) int64 {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore/httpapi"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/internal/proc"
 )
 
 // binaries finds or builds the programs the bench runs as children.
@@ -103,19 +102,15 @@ type serverSpec struct {
 
 // child is a running blindstored serve.
 type child struct {
-	cmd     *exec.Cmd
+	p       *proc.Process
 	url     string
 	data    string // data directory (embedded store and bucket key)
 	keyFile string
 	key     []byte
 	spec    serverSpec
 	logs    *tailBuffer
-	done    chan struct{}
-	waitErr error
 	prof    *serverProfiler // with -server-profile
 }
-
-var urlRE = regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
 
 // startServer starts blindstored serve on a free loopback port with a
 // fresh data directory and bucket key, and waits until it says where it
@@ -152,52 +147,27 @@ func startServer(ctx context.Context, bins *binaries, spec serverSpec) (*child, 
 	// The child must not pick up an operator's settings from the
 	// environment: every BLINDSTORE_ variable would override a default.
 	cmd.Env = childEnv("BLINDSTORE_")
-	c := &child{cmd: cmd, data: data, keyFile: keyFile, key: key, spec: spec, logs: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
-	pr, pw := io.Pipe()
-	cmd.Stdout = c.logs
-	cmd.Stderr = io.MultiWriter(pw, c.logs)
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(data)
-		return nil, fmt.Errorf("start blindstored: %w", err)
-	}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := urlRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
+	logs := &tailBuffer{max: 64 << 10}
+	p, err := proc.Start(ctx, cmd, logs, 30*time.Second)
+	if err != nil {
+		if spec.data == "" {
+			os.RemoveAll(data)
 		}
-		io.Copy(io.Discard, pr)
-	}()
-	go func() { c.waitErr = cmd.Wait(); pw.Close(); close(c.done) }()
-	wait := time.NewTimer(30 * time.Second)
-	defer wait.Stop()
-	select {
-	case c.url = <-found:
-		return c, nil
-	case <-c.done:
-		os.RemoveAll(data)
-		return nil, fmt.Errorf("blindstored exited at start (%v): %s", c.waitErr, c.logs.String())
-	case <-wait.C:
-		c.kill()
-		return nil, fmt.Errorf("blindstored did not say where it listens within 30 s: %s", c.logs.String())
-	case <-ctx.Done():
-		c.kill()
-		return nil, ctx.Err()
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s", err, logs.String())
 	}
+	return &child{p: p, url: p.URL, data: data, keyFile: keyFile, key: key, spec: spec, logs: logs}, nil
 }
 
-func (c *child) pid() int { return c.cmd.Process.Pid }
+func (c *child) pid() int { return c.p.Pid() }
 
 // stop asks the server to finish (SIGTERM) and waits for it, killing it
 // after 20 s. The data directory stays until cleanup.
 func (c *child) stop() error {
 	select {
-	case <-c.done:
+	case <-c.p.Done():
 		return nil
 	default:
 	}
@@ -205,17 +175,18 @@ func (c *child) stop() error {
 		c.prof.stop()
 		c.prof = nil
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	_ = c.p.Signal(syscall.SIGTERM)
 	t := time.NewTimer(20 * time.Second)
 	defer t.Stop()
 	select {
-	case <-c.done:
+	case <-c.p.Done():
+		err := c.p.Err()
 		var ee *exec.ExitError
-		if c.waitErr != nil && !errors.As(c.waitErr, &ee) {
-			return c.waitErr
+		if err != nil && !errors.As(err, &ee) {
+			return err
 		}
-		if c.waitErr != nil {
-			return fmt.Errorf("blindstored exited with %v: %s", c.waitErr, c.logs.String())
+		if err != nil {
+			return fmt.Errorf("blindstored exited with %v: %s", err, c.logs.String())
 		}
 		return nil
 	case <-t.C:
@@ -224,15 +195,12 @@ func (c *child) stop() error {
 	}
 }
 
-func (c *child) kill() {
-	_ = c.cmd.Process.Kill()
-	<-c.done
-}
+func (c *child) kill() { _ = c.p.Kill() }
 
 // cleanup stops the server if it still runs and removes its data.
 func (c *child) cleanup() {
 	select {
-	case <-c.done:
+	case <-c.p.Done():
 	default:
 		if c.prof != nil {
 			c.prof.stop()

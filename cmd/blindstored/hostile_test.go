@@ -196,7 +196,7 @@ func TestHostileClients(t *testing.T) {
 		"--purge-every", "0", "--pool-window", "5ms", "--trust-proxy-header", "X-Forwarded-For",
 		"--read-header-timeout", "1s", "--read-timeout", "2s", "--idle-timeout", "2s",
 		"--probe-burst", "20", "--probe-rate", "1", "--max-connections", "512")
-	pid := s.cmd.Process.Pid
+	pid := s.p.Pid()
 	addr := strings.TrimPrefix(s.url, "http://")
 	dial := func() net.Conn {
 		c, err := net.DialTimeout("tcp", addr, 5*time.Second)

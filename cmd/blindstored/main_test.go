@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/internal/proc"
 )
 
 var (
@@ -90,30 +90,10 @@ func TestMain(m *testing.M) {
 
 // server is a running blindstored process.
 type server struct {
-	cmd  *exec.Cmd
+	p    *proc.Process
 	url  string
-	logs *syncBuffer
-	done chan error
+	logs *proc.Buffer
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var urlRE = regexp.MustCompile(`url=(https?://127\.0\.0\.1:\d+)`)
 
 func startServer(t *testing.T, env []string, args ...string) *server {
 	t.Helper()
@@ -133,51 +113,37 @@ func startProcess(t *testing.T, bin string, env []string, args ...string) *serve
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
-	s := &server{cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
-	// The log buffer first: once the pipe reader sees the URL line, the
-	// buffer must already hold everything logged before it.
-	cmd.Stderr = io.MultiWriter(s.logs, pw)
-	cmd.Stdout = s.logs
-	if err := cmd.Start(); err != nil {
+	logs := &proc.Buffer{}
+	p, err := proc.Start(t.Context(), cmd, logs, 60*time.Second)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs)
+	}
+	t.Cleanup(func() { p.Kill() })
+	return &server{p: p, url: p.URL, logs: logs}
+}
+
+// stop sends sig (SIGINT, SIGTERM) and fails unless the process exits
+// with status 0 within 30 s.
+func (s *server) stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := s.p.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := urlRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	go func() { s.done <- cmd.Wait(); pw.Close() }()
 	select {
-	case s.url = <-found:
-	case err := <-s.done:
-		t.Fatalf("blindstored %s exited at start: %v\n%s", args[0], err, s.logs)
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("blindstored %s did not say where it listens\n%s", args[0], s.logs)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-s.done
+	case <-s.p.Done():
+		if err := s.p.Err(); err != nil {
+			t.Fatalf("%v: exit %v\n%s", sig, err, s.logs)
 		}
-	})
-	return s
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no graceful stop on %v\n%s", sig, s.logs)
+	}
 }
 
 func (s *server) kill(t *testing.T) {
 	t.Helper()
-	if err := s.cmd.Process.Kill(); err != nil {
+	if err := s.p.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-s.done
 }
 
 func putBlock(ctx context.Context, url string, id blobstore.ID, w blobstore.WriteProof, data []byte) (string, error) {
@@ -339,15 +305,7 @@ func TestEnvironmentFallbackAndKeyFile(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("bucket key mode %v, want 0600", fi.Mode().Perm())
 	}
-	s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Fatalf("SIGINT: exit %v\n%s", err, s.logs)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no graceful stop on SIGINT")
-	}
+	s.stop(t, os.Interrupt)
 
 	// A different key on the same store is refused; a flag beats the
 	// environment.

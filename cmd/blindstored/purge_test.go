@@ -262,7 +262,7 @@ func TestServePurgesAtStart(t *testing.T) {
 	if !strings.Contains(s.logs.String(), "deleted=1") {
 		t.Fatalf("the purge at start did not delete the expired block:\n%s", s.logs)
 	}
-	stopServer(t, s)
+	s.stop(t, os.Interrupt)
 	if n, _ := p.state(t); n != 3 {
 		t.Fatalf("after serve's purge the store holds %d blocks, want 3", n)
 	}
@@ -284,7 +284,7 @@ func TestServePurgesAtStart(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	stopServer(t, s)
+	s.stop(t, os.Interrupt)
 	if n, _ := q.state(t); n != 4 {
 		t.Fatalf("a refused purge deleted blocks: %d left", n)
 	}
@@ -305,7 +305,7 @@ func TestServePurgeWithRedis(t *testing.T) {
 	if !strings.Contains(s.logs.String(), "distributed=true") {
 		t.Fatalf("serve did not use the Redis locker:\n%s", s.logs)
 	}
-	stopServer(t, s)
+	s.stop(t, os.Interrupt)
 	keys, err := c.Keys(context.Background(), prefix+"run:purge:*").Result()
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("claims in Redis: %v (%v), want one", keys, err)
@@ -326,7 +326,7 @@ func TestServePurgeWithRedis(t *testing.T) {
 	if p.bk.Current() == hour && strings.Contains(s.logs.String(), "purge done") {
 		t.Fatalf("the second instance ran the run the first had done:\n%s", s.logs)
 	}
-	stopServer(t, s)
+	s.stop(t, os.Interrupt)
 
 	if out, code := runCLI(t, nil, append([]string{"serve", "--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1/0"}, p.args()[1:]...)...); code != exitError || !strings.Contains(out, "not reachable") {
 		t.Fatalf("unreachable Redis: exit %d, %q", code, out)
@@ -344,18 +344,5 @@ func waitLog(t *testing.T, s *server, what string) {
 			t.Fatalf("no %q in the log after 30s:\n%s", what, s.logs)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func stopServer(t *testing.T, s *server) {
-	t.Helper()
-	s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Fatalf("SIGINT: exit %v\n%s", err, s.logs)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no graceful stop on SIGINT\n%s", s.logs)
 	}
 }

@@ -100,12 +100,7 @@ func TestServeSeals(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-s.done; err != nil {
-		t.Fatalf("serve after SIGTERM: %v\n%s", err, s.logs)
-	}
+	s.stop(t, syscall.SIGTERM)
 	if !regexp.MustCompile(`seal done.*blocks=[1-9]`).MatchString(s.logs.String()) {
 		t.Errorf("no seal logged that sealed any block:\n%s", s.logs)
 	}
