@@ -21,68 +21,56 @@ import (
 	"github.com/blindstore/blindstore/internal/proc"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds blindstored once per test run, so the tests exercise the
-// real process: flags, environment, signals and exit codes.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "blindstored-test-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "blindstored")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+// build is one build of blindstored, made once per test run, so the
+// tests exercise the real process: flags, environment, signals and exit
+// codes.
+type build struct {
+	once sync.Once
+	path string
+	err  error
 }
 
-var (
-	plainOnce sync.Once
-	plainPath string
-	plainErr  error
-)
+var raceBuild, plainBuild build
 
-// plainBinary builds blindstored without the race detector, for tests
+func (b *build) binary(t *testing.T, flags ...string) string {
+	t.Helper()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "blindstored-test-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, "blindstored")
+		args := append(append([]string{"build"}, flags...), "-o", b.path, ".")
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// binary is blindstored built with the race detector.
+func binary(t *testing.T) string {
+	t.Helper()
+	return raceBuild.binary(t, "-race")
+}
+
+// plainBinary is blindstored built without the race detector, for tests
 // that measure the process's memory or load it: the race detector
 // multiplies both.
 func plainBinary(t *testing.T) string {
 	t.Helper()
-	plainOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "blindstored-plain-")
-		if err != nil {
-			plainErr = err
-			return
-		}
-		plainPath = filepath.Join(dir, "blindstored")
-		out, err := exec.Command("go", "build", "-o", plainPath, ".").CombinedOutput()
-		if err != nil {
-			plainErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if plainErr != nil {
-		t.Fatal(plainErr)
-	}
-	return plainPath
+	return plainBuild.binary(t)
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for _, p := range []string{binPath, plainPath} {
-		if p != "" {
-			os.RemoveAll(filepath.Dir(p))
+	for _, b := range []*build{&raceBuild, &plainBuild} {
+		if b.path != "" {
+			os.RemoveAll(filepath.Dir(b.path))
 		}
 	}
 	os.Exit(code)
@@ -233,18 +221,20 @@ func TestKillAndRestartLosesNothing(t *testing.T) {
 
 	s2 := startServer(t, nil, args...)
 	for _, r := range recs {
-		resp, err := http.Get(s2.url + "/v1/blocks/" + r.id.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || len(body) != blockSize {
-			t.Fatalf("after SIGKILL: GET = %s, %d bytes", resp.Status, len(body))
-		}
-		if got := resp.Header.Get("ETag"); got != r.etag || got != blobstore.ETagOf(body).String() {
-			t.Fatalf("after SIGKILL: ETag %s, acknowledged %s", got, r.etag)
-		}
+		checkAcked(t, s2.url, r.id, r.etag, blockSize, "after SIGKILL")
+	}
+}
+
+// checkAcked fails unless the block a write acknowledged with etag reads
+// back whole and unchanged; when says after what.
+func checkAcked(t *testing.T, url string, id blobstore.ID, etag string, blockSize int, when string) {
+	t.Helper()
+	resp, body := getBlock(t, url, id)
+	if resp.StatusCode != http.StatusOK || len(body) != blockSize {
+		t.Fatalf("%s: an acknowledged block is gone: GET %s, %d bytes", when, resp.Status, len(body))
+	}
+	if got := resp.Header.Get("ETag"); got != etag || blobstore.ETagOf(body).String() != etag {
+		t.Fatalf("%s: an acknowledged block changed: ETag %s, acknowledged %s", when, got, etag)
 	}
 }
 

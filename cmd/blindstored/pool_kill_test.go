@@ -254,20 +254,8 @@ func TestKillEachPartUnderWriteLoad(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
 	for id, etag := range w.acked {
-		resp, err := client.Get(srv.url + "/v1/blocks/" + id.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || len(body) != blockSize {
-			t.Fatalf("an acknowledged block is gone: GET %s, %d bytes", resp.Status, len(body))
-		}
-		if got := resp.Header.Get("ETag"); got != etag || blobstore.ETagOf(body).String() != etag {
-			t.Fatalf("an acknowledged block changed: ETag %s, acknowledged %s", got, etag)
-		}
+		checkAcked(t, srv.url, id, etag, blockSize, "after the kills")
 	}
 	t.Logf("%d acknowledged blocks all read back; %d answers were 503 with Retry-After, %d requests met a server that was down; %v in all",
 		len(w.acked), w.n503.Load(), w.nDown.Load(), time.Since(start).Round(time.Second))
