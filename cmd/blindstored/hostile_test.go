@@ -184,6 +184,50 @@ func closedWithin(conn net.Conn, limit time.Duration) (time.Duration, string, bo
 	return time.Since(start), got.String(), true
 }
 
+// closedAll runs closedWithin on all conns at once. It returns how many
+// the server closed with an answer that ok accepts (nil: any answer),
+// and the longest wait, closed or not.
+func closedAll(conns []net.Conn, limit time.Duration, ok func(answer string) bool) (closed int64, slowest time.Duration) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, answer, closedIt := closedWithin(c, limit)
+			mu.Lock()
+			defer mu.Unlock()
+			if closedIt && (ok == nil || ok(answer)) {
+				closed++
+			}
+			slowest = max(slowest, d)
+		}()
+	}
+	wg.Wait()
+	return closed, slowest
+}
+
+// trickle calls write on every connection each interval, with the
+// round's number, until stop, which waits for the round under way.
+func trickle(conns []net.Conn, every time.Duration, write func(c net.Conn, round int)) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for k := 0; ; k++ {
+			select {
+			case <-quit:
+				return
+			case <-time.After(every):
+			}
+			for _, c := range conns {
+				write(c, k)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
 // The server under hostile clients, one attack after another against the
 // real process: slow headers, slow bodies, oversized headers, thousands of
 // idle connections, a flood of failed probes, and bodies that end early.
@@ -230,51 +274,19 @@ func TestHostileClients(t *testing.T) {
 			fmt.Fprintf(conns[i], "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: %s", strings.Repeat("a", 30<<10))
 		}
 		// Trickle a header byte every 200 ms, never ending the headers.
-		stopTrickle := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := 0; ; k++ {
-				select {
-				case <-stopTrickle:
-					return
-				case <-time.After(200 * time.Millisecond):
-				}
-				for _, c := range conns {
-					_, _ = fmt.Fprintf(c, "%d", k%10)
-				}
-			}
-		}()
-		var closed atomic.Int64
-		var slowest atomic.Int64
-		var cw sync.WaitGroup
-		for _, c := range conns {
-			cw.Add(1)
-			go func() {
-				defer cw.Done()
-				d, _, ok := closedWithin(c, 8*time.Second)
-				if ok {
-					closed.Add(1)
-				}
-				if int64(d) > slowest.Load() {
-					slowest.Store(int64(d))
-				}
-			}()
-		}
-		cw.Wait()
-		close(stopTrickle)
-		wg.Wait()
+		stop := trickle(conns, 200*time.Millisecond, func(c net.Conn, k int) { _, _ = fmt.Fprintf(c, "%d", k%10) })
+		closed, slowest := closedAll(conns, 8*time.Second, nil)
+		stop()
 		for _, c := range conns {
 			c.Close()
 		}
 		g.end(t, "slow headers", worst)
 		peaks["slow headers"] = w.end()
-		if closed.Load() != n {
-			t.Errorf("%d of %d trickling connections were closed by the server within 8 s", closed.Load(), n)
+		if closed != n {
+			t.Errorf("%d of %d trickling connections were closed by the server within 8 s", closed, n)
 		}
 		t.Logf("%d connections trickling 30 KiB headers (512 at a time): all closed within %v (read-header-timeout 1s); well-behaved: %d round trips, worst %v",
-			n, time.Duration(slowest.Load()).Round(10*time.Millisecond), g.rounds, g.worst.Round(time.Millisecond))
+			n, slowest.Round(10*time.Millisecond), g.rounds, g.worst.Round(time.Millisecond))
 	})
 
 	t.Run("slow bodies", func(t *testing.T) {
@@ -290,40 +302,18 @@ func TestHostileClients(t *testing.T) {
 			conns[i] = dial()
 			fmt.Fprintf(conns[i], "PUT /v1/blocks/%s HTTP/1.1\r\nHost: x\r\nBlind-Proof: %s\r\nX-Forwarded-For: 192.0.2.9\r\nContent-Length: %d\r\n\r\n", ids[i], blobstore.EncodeProof(p), bs)
 		}
-		stop := make(chan struct{})
-		go func() {
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
-				for _, c := range conns {
-					_, _ = c.Write([]byte{1})
-				}
-			}
-		}()
-		var timeouts atomic.Int64
-		var cw sync.WaitGroup
-		for _, c := range conns {
-			cw.Add(1)
-			go func() {
-				defer cw.Done()
-				_, answer, ok := closedWithin(c, 6*time.Second)
-				if ok && strings.HasPrefix(answer, "HTTP/1.1 408") && strings.Contains(answer, "request_timeout") {
-					timeouts.Add(1)
-				}
-			}()
-		}
-		cw.Wait()
-		close(stop)
+		stop := trickle(conns, 100*time.Millisecond, func(c net.Conn, _ int) { _, _ = c.Write([]byte{1}) })
+		timeouts, _ := closedAll(conns, 6*time.Second, func(answer string) bool {
+			return strings.HasPrefix(answer, "HTTP/1.1 408") && strings.Contains(answer, "request_timeout")
+		})
+		stop()
 		for _, c := range conns {
 			c.Close()
 		}
 		g.end(t, "slow bodies", worst)
 		peaks["slow bodies"] = w.end()
-		if timeouts.Load() != n {
-			t.Errorf("%d of %d slow bodies were answered 408 request_timeout", timeouts.Load(), n)
+		if timeouts != n {
+			t.Errorf("%d of %d slow bodies were answered 408 request_timeout", timeouts, n)
 		}
 		for i, id := range ids {
 			req, _ := http.NewRequest("HEAD", s.url+"/v1/blocks/"+id.String(), nil)
@@ -400,23 +390,14 @@ func TestHostileClients(t *testing.T) {
 			conns = append(conns, c)
 		}
 		open := rssKiB(t, pid)
-		var closed atomic.Int64
-		var cw sync.WaitGroup
+		closed, _ := closedAll(conns, 12*time.Second, nil)
 		for _, c := range conns {
-			cw.Add(1)
-			go func() {
-				defer cw.Done()
-				if _, _, ok := closedWithin(c, 12*time.Second); ok {
-					closed.Add(1)
-				}
-				c.Close()
-			}()
+			c.Close()
 		}
-		cw.Wait()
 		g.end(t, "idle connections", worst)
 		peaks["idle connections"] = w.end()
-		if closed.Load() != n+kept {
-			t.Errorf("%d of %d idle connections were closed by the server", closed.Load(), n+kept)
+		if closed != n+kept {
+			t.Errorf("%d of %d idle connections were closed by the server", closed, n+kept)
 		}
 		t.Logf("%d silent and %d idle keep-alive connections (512 accepted at a time): %d KiB resident while open (%+d KiB), all closed by the server",
 			n, kept, open, open-base)
