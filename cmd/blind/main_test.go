@@ -110,6 +110,16 @@ func newUser(t testing.TB, srv string, name string) *user {
 	return &user{t: t, name: name, pass: "correct horse " + name, server: srv, cfg: t.TempDir()}
 }
 
+// twoDevices is one account on two devices: a signs up, b logs in.
+func twoDevices(t testing.TB, srv string, name string) (a, b *user) {
+	t.Helper()
+	a = newUser(t, srv, name)
+	a.signup()
+	b = newUser(t, srv, name)
+	b.must("login", "--user", name)
+	return a, b
+}
+
 // result is one run of blind.
 type result struct {
 	code   int
@@ -574,10 +584,7 @@ func TestTamperingProxy(t *testing.T) {
 // Two devices adding files at once both land.
 func TestTwoDevices(t *testing.T) {
 	srv := startServer(t)
-	a := newUser(t, srv.url, "dana")
-	a.signup()
-	b := newUser(t, srv.url, "dana")
-	b.must("login", "--user", "dana")
+	a, b := twoDevices(t, srv.url, "dana")
 	dir := t.TempDir()
 	const each = 4
 	var wg sync.WaitGroup

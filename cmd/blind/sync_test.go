@@ -90,10 +90,7 @@ func syncJSON(t testing.TB, u *user, dir string) client.SyncReport {
 // (both versions kept), the dry run, and the summary line.
 func TestSyncCLI(t *testing.T) {
 	srv := startServer(t)
-	a := newUser(t, srv.url, "sam")
-	a.signup()
-	b := newUser(t, srv.url, "sam")
-	b.must("login", "--user", "sam")
+	a, b := twoDevices(t, srv.url, "sam")
 	da, db := t.TempDir(), t.TempDir()
 
 	writeFile(t, da, "docs/plan.txt", "step one\n")
@@ -187,10 +184,7 @@ func TestSyncCLI(t *testing.T) {
 // nothing lost.
 func TestSyncKilledConverges(t *testing.T) {
 	srv := startServer(t, "--pool-window", "20ms")
-	a := newUser(t, srv.url, "kim")
-	a.signup()
-	b := newUser(t, srv.url, "kim")
-	b.must("login", "--user", "kim")
+	a, b := twoDevices(t, srv.url, "kim")
 	da, db := t.TempDir(), t.TempDir()
 	want := map[string]string{}
 	rng := rand.New(rand.NewPCG(1, 2))
