@@ -180,7 +180,7 @@ func (c *child) stop() error {
 	defer t.Stop()
 	select {
 	case <-c.p.Done():
-		err := c.p.Err()
+		err := c.p.Wait()
 		var ee *exec.ExitError
 		if err != nil && !errors.As(err, &ee) {
 			return err

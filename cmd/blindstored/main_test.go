@@ -119,7 +119,7 @@ func (s *server) stop(t *testing.T, sig os.Signal) {
 	}
 	select {
 	case <-s.p.Done():
-		if err := s.p.Err(); err != nil {
+		if err := s.p.Wait(); err != nil {
 			t.Fatalf("%v: exit %v\n%s", sig, err, s.logs)
 		}
 	case <-time.After(30 * time.Second):

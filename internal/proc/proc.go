@@ -37,9 +37,10 @@ type Process struct {
 // url=http(s)://127.0.0.1:port. Everything the child writes to standard
 // output and standard error goes to logs, which must be safe for
 // concurrent writes (the two streams are copied by two goroutines) and
-// reads (the caller reads it while the child logs); when Start returns,
-// logs holds at least everything written up to the URL line. cmd.Stdout
-// and cmd.Stderr must be nil.
+// reads (the caller reads it while the child logs). When Start returns,
+// logs holds everything the child wrote to standard error up to and
+// including the URL line; standard output, copied apart, may lag.
+// cmd.Stdout and cmd.Stderr must be nil.
 //
 // If the child exits first, does not log its URL within timeout, or ctx
 // ends, Start kills it, waits for it and returns an error that names the
@@ -121,18 +122,9 @@ func programName(cmd *exec.Cmd) string {
 // Done is closed once the process has exited and its output is copied.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
-// Err is the process's exit error (nil for status 0), once Done is
-// closed.
-func (p *Process) Err() error {
-	select {
-	case <-p.done:
-		return p.err
-	default:
-		return errors.New("proc: Err before the process exited")
-	}
-}
-
-// Wait waits for the process to exit and returns its exit error.
+// Wait waits for the process to exit and returns its exit error (nil for
+// status 0); after Done it returns at once. Any number of callers may
+// wait.
 func (p *Process) Wait() error {
 	<-p.done
 	return p.err

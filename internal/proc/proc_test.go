@@ -91,7 +91,7 @@ func TestStartLogsBeforeURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-p.Done()
-	if p.Err() == nil {
+	if p.Wait() == nil {
 		t.Error("a killed process has no exit error")
 	}
 	if err := p.Kill(); err != nil {
@@ -126,8 +126,8 @@ func TestStartDrainsOutput(t *testing.T) {
 	if err := p.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 3 {
 		t.Fatalf("exit %v, want status 3", err)
 	}
-	if err := p.Err(); !errors.As(err, &ee) || ee.ExitCode() != 3 {
-		t.Fatalf("Err %v, want status 3", err)
+	if err := p.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("second Wait %v, want status 3", err)
 	}
 }
 
