@@ -114,6 +114,11 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 			b.rep.add(b.renewRows(ctx, st)...)
 		}
 	}
+	if c.rows["seal"] {
+		for _, st := range stores {
+			b.rep.add(b.sealRows(ctx, st)...)
+		}
+	}
 	if c.rows["files"] {
 		b.rep.add(b.filesRows(ctx)...)
 	}

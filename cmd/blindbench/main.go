@@ -67,13 +67,14 @@ type config struct {
 	scaleFiles  int
 	scaleBuild  time.Duration
 	syncFiles   int
+	sealRounds  int
 
 	cpuProfile    string
 	memProfile    string
 	serverProfile string
 }
 
-var allRows = []string{"block", "renew", "purge", "files", "login", "edit", "scale", "sync"}
+var allRows = []string{"block", "renew", "purge", "seal", "files", "login", "edit", "scale", "sync"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("blindbench", flag.ContinueOnError)
@@ -106,6 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.scaleFiles, "scale-files", 100000, "files in the account of the scale row (issue 10: a one-file change and a login in a large account)")
 	fs.DurationVar(&c.scaleBuild, "scale-build", 3*time.Minute, "most time spent building the account of the scale row")
 	fs.IntVar(&c.syncFiles, "sync-files", 10000, "files in the folder of the sync row (issue 12: an unchanged folder syncs within 2 s)")
+	fs.IntVar(&c.sealRounds, "seal-rounds", 3, "rounds of the seal benchmarks (each seals 128 MiB beside its raw baseline)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file`")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of this process to `file` at the end")
 	fs.StringVar(&c.serverProfile, "server-profile", "", "`directory` for CPU and heap profiles of every blindstored the bench starts (through its --admin-listen pprof on loopback): LABEL-cpu-NNN.pb.gz slices and LABEL-heap.pb.gz")
@@ -133,6 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			"scale-files":  func() { c.scaleFiles = 300 },
 			"scale-build":  func() { c.scaleBuild = 20 * time.Second },
 			"sync-files":   func() { c.syncFiles = 200 },
+			"seal-rounds":  func() { c.sealRounds = 1 },
 			"max-total":    func() { c.maxTotal = 2 * time.Minute },
 		}
 		for name, f := range quick {
