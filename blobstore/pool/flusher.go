@@ -224,7 +224,7 @@ func (p *RedisPool) waitDue(ctx context.Context, since *time.Time) bool {
 	rem := time.Until(since.Add(p.opt.Window))
 	ops, _ := strconv.Atoi(qops.Val())
 	bytes, _ := strconv.Atoi(qbytes.Val())
-	if rem <= 0 || ops >= p.opt.FullOps || bytes >= p.opt.MaxBytes || p.opt.quorate(int(llen.Val())) {
+	if rem <= 0 || ops >= p.opt.FullOps || bytes >= p.opt.FullBytes || p.opt.quorate(int(llen.Val())) {
 		return true
 	}
 	p.ring(ctx, min(rem, idle))

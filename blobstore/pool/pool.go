@@ -16,6 +16,7 @@ const (
 	DefaultWindow        = 250 * time.Millisecond
 	DefaultMaxOps        = 16384
 	DefaultFullOps       = 1024
+	DefaultFullBytes     = 16 << 20
 	DefaultMaxBytes      = 64 << 20
 	DefaultCommitTimeout = 30 * time.Second
 )
@@ -28,10 +29,8 @@ type Options struct {
 	// commits whatever is waiting as soon as the previous commit is done:
 	// pure group commit. Zero means DefaultWindow.
 	Window time.Duration
-	// MaxOps and MaxBytes (of block data) cap a batch; a batch that
-	// reaches MaxBytes is committed without waiting for the window. One
-	// request is never split, so a single request over a cap is a batch
-	// of its own.
+	// MaxOps and MaxBytes (of block data) cap a batch. One request is
+	// never split, so a single request over a cap is a batch of its own.
 	MaxOps   int
 	MaxBytes int
 	// FullOps is the number of waiting ops that makes a batch due
@@ -42,6 +41,12 @@ type Options struct {
 	// (a commit rewrites each touched page once, however many of its
 	// rows change).
 	FullOps int
+	// FullBytes is the data waiting that makes a batch due without the
+	// window (default DefaultFullBytes, at most MaxBytes): a bulk upload
+	// keeps several batch writes in flight, and holding 16 MiB for
+	// company only stalls it; writers that arrive meanwhile still join
+	// the batch that is open.
+	FullBytes int
 	// Quorum, if positive, commits a batch as soon as this many requests
 	// wait, without waiting for the window: under load a batch already
 	// mixes that many requests, and waiting longer would only cost
@@ -75,6 +80,10 @@ func (o Options) withDefaults() Options {
 		o.FullOps = DefaultFullOps
 	}
 	o.FullOps = min(o.FullOps, o.MaxOps)
+	if o.FullBytes <= 0 {
+		o.FullBytes = DefaultFullBytes
+	}
+	o.FullBytes = min(o.FullBytes, o.MaxBytes)
 	if o.CommitTimeout <= 0 {
 		o.CommitTimeout = DefaultCommitTimeout
 	}
@@ -266,7 +275,7 @@ func (p *Pool) next() []*request {
 			}
 		} else {
 			due := time.Until(p.queue[0].arrived.Add(p.opt.Window))
-			if p.closed || due <= 0 || p.qops >= p.opt.FullOps || p.qbytes >= p.opt.MaxBytes || p.opt.quorate(len(p.queue)) {
+			if p.closed || due <= 0 || p.qops >= p.opt.FullOps || p.qbytes >= p.opt.FullBytes || p.opt.quorate(len(p.queue)) {
 				return p.takeLocked()
 			}
 			if timer == nil {

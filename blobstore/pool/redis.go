@@ -251,7 +251,7 @@ func (p *RedisPool) Commit(ctx context.Context, ops []blobstore.Op) ([]blobstore
 
 	k := p.keys
 	n, err := enqueueScript.Run(ctx, p.rc, []string{k.queue, k.qops, k.qbytes, k.bell, k.payload(rid), k.down},
-		entry, encodeOps(ops), len(ops), nbytes, p.opt.FullOps, p.opt.MaxBytes).Int64()
+		entry, encodeOps(ops), len(ops), nbytes, p.opt.FullOps, p.opt.FullBytes).Int64()
 	if err != nil {
 		// The script may have run with its reply lost: withdraw it.
 		p.withdraw(entry, rid, len(ops), nbytes)

@@ -22,7 +22,7 @@ import "github.com/redis/go-redis/v9"
 // more about a request than its payload does, and live as long.
 
 // enqueueScript queues a request. KEYS: queue qops qbytes bell payload
-// down; ARGV: entry payload nops nbytes fullOps maxBytes (the counts that
+// down; ARGV: entry payload nops nbytes fullOps fullBytes (the counts that
 // ring the bell). Returns the queue's length, or -1 while the store is
 // down (nothing queued).
 var enqueueScript = redis.NewScript(`
