@@ -45,6 +45,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -638,60 +639,84 @@ func fetchChunk(ctx context.Context, remote *Remote, bs int, key Key, c *indexfi
 // file in the same directory that is renamed into place only when fill
 // succeeds; on failure nothing is left behind. Without overwrite, an
 // existing path is an error of KindConflict, checked before and after.
-func WriteFileAtomic(path string, overwrite bool, mode fs.FileMode, mtime time.Time, fill func(w io.Writer) error) (err error) {
+func WriteFileAtomic(path string, overwrite bool, mode fs.FileMode, mtime time.Time, fill func(w io.Writer) error) error {
+	exists := &Error{Kind: KindConflict, Msg: fmt.Sprintf("%s exists; not overwriting it (use --force)", path)}
 	if !overwrite {
 		if _, err := os.Lstat(path); err == nil {
-			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("%s exists; not overwriting it (use --force)", path)}
+			return exists
 		}
 	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".blind-*.part")
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return localError("creating the output file", err)
 	}
+	defer root.Close()
+	return writeAtomic(root, base, partTag, mode, mtime, fill, func(tmp string) error {
+		if overwrite {
+			return root.Rename(tmp, base)
+		}
+		// A hard link fails if path appeared meanwhile: no clobbering
+		// even in a race.
+		if err := root.Link(tmp, base); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return exists
+			}
+			return err
+		}
+		return root.Remove(tmp)
+	})
+}
+
+// partTag marks our temporary files: ".NAME.blind-RANDOM.part".
+const partTag = ".blind-"
+
+// writeAtomic writes name in root through fill: into a temporary file
+// beside it, named with tag, synced and given mode and mtime (when set),
+// then handed to place to move into position. On any failure the
+// temporary file is removed. WriteFileAtomic and sync's downloads both
+// write this way.
+func writeAtomic(root *os.Root, name, tag string, mode fs.FileMode, mtime time.Time, fill func(io.Writer) error, place func(tmp string) error) (err error) {
+	tmp := path.Join(path.Dir(name), "."+path.Base(name)+tag+randomHex(6)+".part")
+	fh, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return localError("creating a temporary file for "+name, err)
+	}
 	defer func() {
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			fh.Close()
+			root.Remove(tmp)
 		}
 	}()
-	if err := fill(tmp); err != nil {
+	if err := fill(fh); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return localError("writing the output file", err)
+	if err := fh.Sync(); err != nil {
+		return localError("writing "+name, err)
 	}
-	if err := tmp.Close(); err != nil {
-		return localError("writing the output file", err)
+	if err := fh.Close(); err != nil {
+		return localError("writing "+name, err)
 	}
 	if mode != 0 {
-		if err := os.Chmod(tmp.Name(), mode&fs.ModePerm); err != nil {
-			return localError("setting the output file's mode", err)
+		if err := root.Chmod(tmp, mode&fs.ModePerm); err != nil {
+			return localError("setting the mode of "+name, err)
 		}
 	}
 	if !mtime.IsZero() {
-		if err := os.Chtimes(tmp.Name(), mtime, mtime); err != nil {
-			return localError("setting the output file's time", err)
+		if err := root.Chtimes(tmp, mtime, mtime); err != nil {
+			return localError("setting the time of "+name, err)
 		}
 	}
-	if overwrite {
-		if err := os.Rename(tmp.Name(), path); err != nil {
-			return localError("moving the output file into place", err)
+	if err := place(tmp); err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			return err
 		}
-		return nil
+		return localError("moving "+name+" into place", err)
 	}
-	// A hard link fails if path appeared meanwhile: no clobbering even
-	// in a race.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("%s exists; not overwriting it (use --force)", path)}
-		}
-		return localError("moving the output file into place", err)
-	}
-	os.Remove(tmp.Name())
 	return nil
 }
 

@@ -30,6 +30,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -265,13 +266,17 @@ func (a *Account) Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error
 	}
 	if *ci {
 		r.folded = map[string][]string{}
-		for _, m := range []map[string]bool{keys(r.local), keys(r.remote)} {
-			for n := range m {
-				k := strings.ToLower(n)
-				if !contains(r.folded[k], n) {
-					r.folded[k] = append(r.folded[k], n)
-				}
+		fold := func(n string) {
+			k := strings.ToLower(n)
+			if !slices.Contains(r.folded[k], n) {
+				r.folded[k] = append(r.folded[k], n)
 			}
+		}
+		for n := range r.local {
+			fold(n)
+		}
+		for n := range r.remote {
+			fold(n)
 		}
 	}
 	p := r.plan()
@@ -284,23 +289,6 @@ func (a *Account) Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error
 		}
 	}
 	return r.rep, err
-}
-
-func keys[V any](m map[string]V) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k := range m {
-		out[k] = true
-	}
-	return out
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // refresh reads the head, and the index if the head changed since this
@@ -320,12 +308,12 @@ func (a *Account) refresh(ctx context.Context) error {
 
 // syncPartTag marks the temporary files of sync's downloads, which a
 // later sync removes if a kill left them behind.
-const syncPartTag = ".blind-sync-"
+const syncPartTag = partTag + "sync-"
 
-// isPartFile reports our own temporary files (WriteFileAtomic and
-// downloads), which are never synced.
+// isPartFile reports our own temporary files (writeAtomic's), which
+// are never synced.
 func isPartFile(base string) bool {
-	return strings.HasPrefix(base, ".") && strings.Contains(base, ".blind-") && strings.HasSuffix(base, ".part")
+	return strings.HasPrefix(base, ".") && strings.Contains(base, partTag) && strings.HasSuffix(base, ".part")
 }
 
 // scan lists the folder's regular files, and its empty folders as
@@ -841,40 +829,19 @@ func (r *syncRun) download(ctx context.Context, f indexfile.File) error {
 	if err := r.root.MkdirAll(dir, 0o755); err != nil {
 		return localError("creating "+dir, err)
 	}
-	tmp := path.Join(dir, "."+path.Base(name)+syncPartTag+randomHex(6)+".part")
-	fh, err := r.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err := writeAtomic(r.root, name, syncPartTag, f.Mode, f.ModTime,
+		func(w io.Writer) error { return download(ctx, r.a.remote, r.a.cfg, &f, w, nil) },
+		func(tmp string) error {
+			// Only over the file that was scanned: the user may be
+			// writing it right now.
+			if err := r.stillScanned(name); err != nil {
+				return err
+			}
+			return r.root.Rename(tmp, name)
+		})
 	if err != nil {
-		return localError("creating "+tmp, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			fh.Close()
-			r.root.Remove(tmp)
-		}
-	}()
-	if err := download(ctx, r.a.remote, r.a.cfg, &f, fh, nil); err != nil {
 		return err
 	}
-	if err := fh.Sync(); err != nil {
-		return localError("writing "+name, err)
-	}
-	if err := fh.Close(); err != nil {
-		return localError("writing "+name, err)
-	}
-	if err := r.root.Chmod(tmp, f.Mode); err != nil {
-		return localError("setting the mode of "+name, err)
-	}
-	if err := r.root.Chtimes(tmp, f.ModTime, f.ModTime); err != nil {
-		return localError("setting the time of "+name, err)
-	}
-	if err := r.stillScanned(name); err != nil {
-		return err
-	}
-	if err := r.root.Rename(tmp, name); err != nil {
-		return localError("moving "+name+" into place", err)
-	}
-	ok = true
 	syncDir(r.root, dir)
 	return nil
 }

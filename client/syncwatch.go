@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -58,6 +57,12 @@ func (a *Account) Watch(ctx context.Context, opt WatchOptions) error {
 	defer w.Close()
 	if err := watchTree(w, abs); err != nil {
 		return err
+	}
+	if opt.CaseInsensitive == nil {
+		// Once, not at every sync: the file system does not change, and
+		// each probe writes to the folder.
+		ci := probeCaseInsensitive(abs)
+		opt.CaseInsensitive = &ci
 	}
 
 	sync := func() {
@@ -148,9 +153,6 @@ func watchTree(w *fsnotify.Watcher, dir string) error {
 			return nil
 		}
 		if !d.IsDir() {
-			return nil
-		}
-		if strings.HasPrefix(d.Name(), ".blind-case-probe") {
 			return nil
 		}
 		if err := w.Add(p); err != nil {
