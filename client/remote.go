@@ -478,27 +478,31 @@ type RenewResult struct {
 	Refused []blobstore.ID // proof refused
 }
 
-// Renew renews blocks in batches of at most the server's renew_batch.
-// The caller shuffles: a batch's grouping is visible to the server.
+// Renew renews blocks in batches of at most the server's renew_batch,
+// up to r.Parallel at once: each request waits for the server's pool
+// window, so a large account's batches one after the other would cost a
+// window each. The caller shuffles: a batch's grouping is visible to the
+// server.
 func (r *Remote) Renew(ctx context.Context, items []RenewItem) (RenewResult, error) {
-	var total RenewResult
 	cfg, err := r.Config(ctx)
 	if err != nil {
-		return total, err
+		return RenewResult{}, err
 	}
-	for len(items) > 0 {
-		n := min(len(items), cfg.Limits.RenewBatch)
-		res, err := r.renew(ctx, items[:n])
-		if err != nil {
-			return total, err
-		}
+	size := cfg.Limits.RenewBatch
+	results := make([]RenewResult, (len(items)+size-1)/size)
+	err = parallel(ctx, len(results), r.Parallel, func(ctx context.Context, i int) error {
+		var err error
+		results[i], err = r.renew(ctx, items[i*size:min(len(items), (i+1)*size)])
+		return err
+	})
+	var total RenewResult
+	for _, res := range results {
 		total.Renewed += res.Renewed
 		total.Current += res.Current
 		total.Missing = append(total.Missing, res.Missing...)
 		total.Refused = append(total.Refused, res.Refused...)
-		items = items[n:]
 	}
-	return total, nil
+	return total, err
 }
 
 func (r *Remote) renew(ctx context.Context, items []RenewItem) (RenewResult, error) {

@@ -268,31 +268,11 @@ func RenewFrom(ctx context.Context, remote *Remote, items []RenewItem) (RenewRes
 	return renewShuffled(ctx, remote, append([]RenewItem(nil), items...))
 }
 
-// renewShuffled shuffles items (in place) and renews them in batches of
-// the server's renew_batch, up to remote.Parallel at once: each request
-// waits for the server's pool window, so a large account's batches one
-// after the other would cost a window each.
+// renewShuffled shuffles items (in place) and renews them: the order of
+// a batch would otherwise say which blocks are one file's.
 func renewShuffled(ctx context.Context, remote *Remote, items []RenewItem) (RenewResult, error) {
 	shuffle(items)
-	cfg, err := remote.Config(ctx)
-	if err != nil {
-		return RenewResult{}, err
-	}
-	size := max(1, cfg.Limits.RenewBatch)
-	results := make([]RenewResult, (len(items)+size-1)/size)
-	err = parallel(ctx, len(results), remote.Parallel, func(ctx context.Context, i int) error {
-		var err error
-		results[i], err = remote.Renew(ctx, items[i*size:min(len(items), (i+1)*size)])
-		return err
-	})
-	var total RenewResult
-	for _, r := range results {
-		total.Renewed += r.Renewed
-		total.Current += r.Current
-		total.Missing = append(total.Missing, r.Missing...)
-		total.Refused = append(total.Refused, r.Refused...)
-	}
-	return total, err
+	return remote.Renew(ctx, items)
 }
 
 // Generation returns the head generation the account last read or wrote.
