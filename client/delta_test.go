@@ -3,97 +3,41 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/internal/countproxy"
 )
 
-// countingProxy stands between the client and a real server and counts
-// the blocks written and read.
+// countingProxy is a countproxy.Proxy that lasts the test.
 type countingProxy struct {
-	url           string
-	mu            sync.Mutex
-	written, read int
-	failHead      blobstore.ID // PUTs to this block fail with 503 (a crash before the head is written)
+	*countproxy.Proxy
+	url string
 }
 
-func newCountingProxy(t testing.TB, upstream string) *countingProxy {
+func newCountingProxy(t testing.TB, upstream string) countingProxy {
 	t.Helper()
-	u, _ := url.Parse(upstream)
-	p := &countingProxy{}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		switch {
-		case r.Method == http.MethodPost && r.URL.Path == "/v1/blocks":
-			body, _ := io.ReadAll(r.Body)
-			var m struct {
-				Blocks []json.RawMessage `json:"blocks"`
-			}
-			if len(body) >= 4 {
-				_ = json.Unmarshal(body[4:4+binary.BigEndian.Uint32(body)], &m)
-			}
-			p.written += len(m.Blocks)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-		case r.Method == http.MethodPut:
-			if p.failHead != (blobstore.ID{}) && strings.HasSuffix(r.URL.Path, p.failHead.String()) {
-				p.mu.Unlock()
-				w.Header().Set("Content-Type", "application/problem+json")
-				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = io.WriteString(w, `{"code":"unavailable"}`)
-				return
-			}
-		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/blocks/"):
-			p.read++
-		}
-		p.mu.Unlock()
-		rp.ServeHTTP(w, r)
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := countproxy.Start(upstream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: h}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	p.url = "http://" + ln.Addr().String()
-	return p
+	t.Cleanup(func() { _ = p.Close() })
+	return countingProxy{p, p.URL}
 }
 
-func (p *countingProxy) counts() (written, read int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	w, r := p.written, p.read
-	p.written, p.read = 0, 0
-	return w, r
+// counts returns the blocks written in batches and read since the last
+// call.
+func (p countingProxy) counts() (written, read int) {
+	c := p.Take()
+	return c.Batched, c.Reads
 }
 
 // newDataBlocks counts the chunks of f whose blocks prev did not have.
-func newDataBlocks(prev, f indexfile.File) int {
-	old := map[blobstore.ID]bool{}
-	for _, c := range prev.Chunks {
-		old[c.ID] = true
-	}
-	n := 0
-	for _, c := range f.Chunks {
-		if !old[c.ID] {
-			n++
-		}
-	}
-	return n
-}
+var newDataBlocks = countproxy.NewChunks
 
 // checkNoLeak checks that the server holds exactly what the account
 // refers to.
@@ -363,9 +307,9 @@ func TestCrashBetweenChunksAndIndex(t *testing.T) {
 	old := randomBytes(20 * c)
 	putBytes(t, a, "f", old)
 	before := s.blocks(t)
-	p.mu.Lock()
-	p.failHead = a.headLoc.ID
-	p.mu.Unlock()
+	// PUTs of the head fail: a crash before the head is written.
+	head := a.headLoc.ID.String()
+	p.Refuse(func(r *http.Request) bool { return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, head) })
 	next := append(bytes.Clone(old), randomBytes(5*c)...)
 	if _, err := a.Put(ctx, bytes.NewReader(next), PutInfo{Name: "f", ModTime: time.Now()}, nil); KindOf(err) != KindNetwork {
 		t.Fatalf("put with the head unwritable: %v", err)

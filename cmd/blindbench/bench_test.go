@@ -3,18 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"image/png"
-	"io"
 	"math"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -186,56 +181,5 @@ func TestMemStatusOfSelf(t *testing.T) {
 	}
 	if m.rss <= 0 || m.hwm < m.rss || m.anon <= 0 || m.anon > m.rss {
 		t.Errorf("implausible memory of this process: %+v", m)
-	}
-}
-
-// The counting proxy counts the blocks of a batch write from its bytes,
-// as the server receives them, and single PUTs, and nothing else.
-func TestCountingProxy(t *testing.T) {
-	const bs = 4096
-	var got struct {
-		sync.Mutex
-		bodies int
-	}
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, _ := io.Copy(io.Discard, r.Body)
-		got.Lock()
-		got.bodies += int(n)
-		got.Unlock()
-	}))
-	defer up.Close()
-	p, err := startCountingProxy(up.URL, bs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.close()
-	manifest := []byte(`{"blocks":[{"id":"a"},{"id":"b"},{"id":"c"}]}`)
-	body := binary.BigEndian.AppendUint32(nil, uint32(len(manifest)))
-	body = append(body, manifest...)
-	body = append(body, make([]byte, 3*bs)...)
-	do := func(method, path string, b []byte) {
-		t.Helper()
-		req, _ := http.NewRequest(method, p.url+path, bytes.NewReader(b))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
-	do(http.MethodPost, "/v1/blocks", body)
-	do(http.MethodPost, "/v1/blocks", body[:3]) // too short to have a manifest
-	do(http.MethodPut, "/v1/blocks/x", make([]byte, bs))
-	do(http.MethodGet, "/v1/blocks/x", nil)
-	do(http.MethodPost, "/v1/renew", body)
-	if c := p.take(); c.batched != 3 || c.puts != 1 {
-		t.Errorf("counted %+v, want 3 batched blocks and 1 PUT", c)
-	}
-	if c := p.take(); c != (proxyCounts{}) {
-		t.Errorf("take did not start anew: %+v", c)
-	}
-	got.Lock()
-	defer got.Unlock()
-	if want := 2*len(body) + 3 + bs; got.bodies != want {
-		t.Errorf("the server received %d bytes, want %d: the proxy changed the bodies", got.bodies, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/blindstore/blindstore/client"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/internal/countproxy"
 )
 
 // Issue 10's bounds on what an edit re-sends, and on what content-defined
@@ -61,12 +62,12 @@ func (b *bench) editRows(ctx context.Context) []Row {
 		return fail(err)
 	}
 	defer srv.cleanup()
-	p, err := startCountingProxy(srv.url, blockSize)
+	p, err := countproxy.Start(srv.url)
 	if err != nil {
 		return fail(err)
 	}
-	defer p.close()
-	remote, err := client.NewRemote(p.url, b.hc)
+	defer p.Close()
+	remote, err := client.NewRemote(p.URL, b.hc)
 	if err != nil {
 		return fail(err)
 	}
@@ -100,28 +101,28 @@ func (b *bench) editRows(ctx context.Context) []Row {
 	}
 	var results []sent
 	var prev indexfile.File
-	for i, v := range versions {
+	for _, v := range versions {
 		readers := make([]io.Reader, len(v.parts))
 		for j, part := range v.parts {
 			readers[j] = bytes.NewReader(part)
 		}
 		before := refSet(acc.IndexBlocks())
-		p.take()
+		p.Take()
 		f, err := acc.Put(ctx, io.MultiReader(readers...), client.PutInfo{Name: "big.bin", Mode: 0o644, ModTime: time.Now()}, nil)
 		if err != nil {
 			return fail(fmt.Errorf("put %s: %w", v.what, err))
 		}
-		got := p.take()
+		got := p.Take()
 		index := 0
 		for _, r := range acc.IndexBlocks() {
 			if !before[r.ID] {
 				index++
 			}
 		}
-		s := sent{data: got.batched - index, index: index, batched: got.batched, puts: got.puts, file: f}
+		s := sent{data: got.Batched - index, index: index, batched: got.Batched, puts: got.Puts, file: f}
 		// What the server saw must be what the index says is new.
-		if want := newChunks(prev, f, i == 0); s.data != want {
-			return fail(fmt.Errorf("put %s: the server received %d blocks, %d of them index blocks, but the index has %d new chunks", v.what, got.batched, index, want))
+		if want := countproxy.NewChunks(prev, f); s.data != want {
+			return fail(fmt.Errorf("put %s: the server received %d blocks, %d of them index blocks, but the index has %d new chunks", v.what, got.Batched, index, want))
 		}
 		results = append(results, s)
 		prev = f
@@ -161,23 +162,4 @@ func refSet(refs []indexfile.Ref) map[[16]byte]bool {
 		m[r.ID] = true
 	}
 	return m
-}
-
-// newChunks counts the chunks of f whose blocks prev did not have (all of
-// them for a first put).
-func newChunks(prev, f indexfile.File, first bool) int {
-	if first {
-		return len(f.Chunks)
-	}
-	old := map[[16]byte]bool{}
-	for _, c := range prev.Chunks {
-		old[c.ID] = true
-	}
-	n := 0
-	for _, c := range f.Chunks {
-		if !old[c.ID] {
-			n++
-		}
-	}
-	return n
 }

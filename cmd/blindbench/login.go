@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/client"
+	"github.com/blindstore/blindstore/internal/countproxy"
 )
 
 // accountSpec is one account the login rows build and measure: the login
@@ -311,12 +312,12 @@ func summarize(rounds []loginRound) loginRound {
 // one put each, through a counting proxy, and returns the most blocks
 // one put's batch writes carried and the single PUTs in all.
 func (b *bench) oneFileChange(ctx context.Context, url, user, pw string, files int) (worst, puts int, err error) {
-	p, err := startCountingProxy(url, blockSize)
+	p, err := countproxy.Start(url)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer p.close()
-	rem, err := client.NewRemote(p.url, b.hc)
+	defer p.Close()
+	rem, err := client.NewRemote(p.URL, b.hc)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -329,12 +330,12 @@ func (b *bench) oneFileChange(ctx context.Context, url, user, pw string, files i
 	}
 	for i := range oneFileChanges {
 		name := benchFileName(i * files / oneFileChanges)
-		p.take()
+		p.Take()
 		if _, err := a.Put(ctx, bytes.NewReader(randomKiB()), client.PutInfo{Name: name, Mode: 0o644, ModTime: time.Now()}, nil); err != nil {
 			return 0, 0, fmt.Errorf("put %s: %w", name, err)
 		}
-		got := p.take()
-		worst, puts = max(worst, got.batched), puts+got.puts
+		got := p.Take()
+		worst, puts = max(worst, got.Batched), puts+got.Puts
 	}
 	return worst, puts, nil
 }

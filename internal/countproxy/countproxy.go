@@ -1,0 +1,156 @@
+// Package countproxy stands between a client and a blindstored on
+// loopback and counts the blocks the server is sent and asked for, as an
+// operator sees them: it cannot tell data from index blocks. The client's
+// tests and blindbench use it to check that a put sends only what
+// changed.
+package countproxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/blobstore/httpapi"
+	"github.com/blindstore/blindstore/indexfile"
+)
+
+// Counts is what a Proxy saw since the last Take.
+type Counts struct {
+	Batched int // blocks in batch writes (POST /v1/blocks)
+	Puts    int // single-block writes (PUT /v1/blocks/{id}: heads, roots)
+	Reads   int // single-block reads (GET /v1/blocks/{id})
+}
+
+// Proxy is a counting reverse proxy; Start makes one.
+type Proxy struct {
+	URL    string
+	srv    *http.Server
+	mu     sync.Mutex
+	counts Counts
+	refuse func(*http.Request) bool
+}
+
+// Start listens on a free loopback port and forwards to upstream.
+func Start(upstream string) (*Proxy, error) {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		return nil, fmt.Errorf("countproxy: upstream: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("countproxy: listen: %w", err)
+	}
+	p := &Proxy{URL: "http://" + ln.Addr().String()}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !p.count(r) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"code":"unavailable"}`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	// Serve ends with Close; a proxy that broke before makes the
+	// client's requests fail, which its caller reports.
+	go func() { _ = p.srv.Serve(ln) }()
+	return p, nil
+}
+
+// count counts r before it is forwarded, so that a caller who has its
+// response finds it in the next Take, and reports whether to forward it.
+func (p *Proxy) count(r *http.Request) bool {
+	batched := 0
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/blocks" {
+		batched = manifestBlocks(r)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.refuse != nil && p.refuse(r) {
+		return false
+	}
+	p.counts.Batched += batched
+	switch {
+	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/blocks/"):
+		p.counts.Puts++
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/blocks/"):
+		p.counts.Reads++
+	}
+	return true
+}
+
+// manifestBlocks reads the manifest at the head of a batch write (a
+// 4-byte big-endian length, then that much JSON) and leaves r.Body whole
+// for the server, whose blocks stream on unbuffered. A body the server
+// will refuse counts no blocks.
+func manifestBlocks(r *http.Request) int {
+	var prefix [4]byte
+	n, err := io.ReadFull(r.Body, prefix[:])
+	head := prefix[:n]
+	blocks := 0
+	if err == nil {
+		if l := binary.BigEndian.Uint32(prefix[:]); l <= httpapi.MaxManifestBytes {
+			manifest := make([]byte, l)
+			m, err := io.ReadFull(r.Body, manifest)
+			head = append(head, manifest[:m]...)
+			var parsed struct {
+				Blocks []json.RawMessage `json:"blocks"`
+			}
+			if err == nil && json.Unmarshal(manifest, &parsed) == nil {
+				blocks = len(parsed.Blocks)
+			}
+		}
+	}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
+	return blocks
+}
+
+// Refuse makes the proxy answer the requests f picks with 503
+// unavailable instead of forwarding them (a server lost part way through
+// a put); nil forwards all.
+func (p *Proxy) Refuse(f func(*http.Request) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refuse = f
+}
+
+// Take returns the counts since the last Take and starts anew.
+func (p *Proxy) Take() Counts {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.counts
+	p.counts = Counts{}
+	return c
+}
+
+// Close stops the proxy.
+func (p *Proxy) Close() error { return p.srv.Close() }
+
+// NewChunks counts the chunks of f whose blocks prev did not have: the
+// data blocks a put of f over prev must send (all of f's for the zero
+// prev).
+func NewChunks(prev, f indexfile.File) int {
+	old := make(map[blobstore.ID]bool, len(prev.Chunks))
+	for _, c := range prev.Chunks {
+		old[c.ID] = true
+	}
+	n := 0
+	for _, c := range f.Chunks {
+		if !old[c.ID] {
+			n++
+		}
+	}
+	return n
+}
