@@ -68,6 +68,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
@@ -335,12 +336,19 @@ func (r *reader) ref() Ref {
 	return x
 }
 
-func (r *reader) header(kind byte) {
+// header reads a node's format and kind, which must be one of kinds, and
+// returns the kind.
+func (r *reader) header(kinds ...byte) byte {
 	b := r.bytes(2)
-	if r.err == nil && (b[0] != FormatTree || b[1] != kind) {
-		r.err = fmt.Errorf("%w: format %d node %d, want format %d node %d", ErrVersion, b[0], b[1], FormatTree, kind)
-		r.b = nil
+	if r.err != nil {
+		return 0
 	}
+	if b[0] != FormatTree || !slices.Contains(kinds, b[1]) {
+		r.err = fmt.Errorf("%w: format %d node %d, want format %d node %v", ErrVersion, b[0], b[1], FormatTree, kinds)
+		r.b = nil
+		return 0
+	}
+	return b[1]
 }
 
 // DecodeLeaf parses a leaf strictly (see the file comment).
@@ -442,14 +450,9 @@ func DecodeDir(b []byte, payload int) (Dir, error) {
 	}
 	r := &reader{decoder{b: b}}
 	var d Dir
-	if h := r.bytes(2); r.err == nil {
-		switch {
-		case h[0] != FormatTree || (h[1] != kindDir && h[1] != kindDirRenewed):
-			return Dir{}, fmt.Errorf("%w: format %d node %d, want format %d node %d or %d", ErrVersion, h[0], h[1], FormatTree, kindDir, kindDirRenewed)
-		case h[1] == kindDirRenewed:
-			if d.Renewed = r.uvarint(); r.err == nil && d.Renewed == 0 {
-				return Dir{}, fmt.Errorf("%w: a dir with a renewal of zero", ErrCorrupt)
-			}
+	if r.header(kindDir, kindDirRenewed) == kindDirRenewed {
+		if d.Renewed = r.uvarint(); r.err == nil && d.Renewed == 0 {
+			return Dir{}, fmt.Errorf("%w: a dir with a renewal of zero", ErrCorrupt)
 		}
 	}
 	n := r.count(1 + refLen)
