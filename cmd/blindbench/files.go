@@ -53,16 +53,9 @@ func (b *bench) filesRows(ctx context.Context) []Row {
 		return fail(err)
 	}
 	defer srv.cleanup()
-	var pw [12]byte
-	fillRandom(pw[:])
-	blindEnv := append(childEnv("BLIND_"),
-		"BLIND_SERVER="+srv.url, "BLIND_CONFIG_DIR="+filepath.Join(work, "blind-config"),
-		"BLIND_PASSWORD=bench-"+fmt.Sprintf("%x", pw), "BLIND_NO_PROGRESS=1")
-	blind := func(args ...string) (cmdStat, error) {
-		return runTimed(ctx, blindEnv, work, b.bins.path("blind"), args...)
-	}
-	if _, err := blind("signup", "--user", "bench"); err != nil {
-		return fail(fmt.Errorf("blind signup: %w", err))
+	_, blind, err := b.blindSignup(ctx, srv.url, work, "bench")
+	if err != nil {
+		return fail(err)
 	}
 
 	var rs *resticSide
@@ -266,6 +259,25 @@ func (rs *resticSide) stop() {
 type cmdStat struct {
 	took   time.Duration
 	maxRSS int64 // bytes
+}
+
+// blindSignup signs user up, with a random password, on the server at
+// url through the blind CLI, its configuration under work. It returns
+// the CLI's environment, for commands a row starts itself, and a runner
+// that times a command run in work.
+func (b *bench) blindSignup(ctx context.Context, url, work, user string) ([]string, func(args ...string) (cmdStat, error), error) {
+	var pw [12]byte
+	fillRandom(pw[:])
+	env := append(childEnv("BLIND_"),
+		"BLIND_SERVER="+url, "BLIND_CONFIG_DIR="+filepath.Join(work, "blind-config"),
+		"BLIND_PASSWORD=bench-"+fmt.Sprintf("%x", pw), "BLIND_NO_PROGRESS=1")
+	blind := func(args ...string) (cmdStat, error) {
+		return runTimed(ctx, env, work, b.bins.path("blind"), args...)
+	}
+	if _, err := blind("signup", "--user", user); err != nil {
+		return nil, nil, fmt.Errorf("blind signup: %w", err)
+	}
+	return env, blind, nil
 }
 
 // runTimed runs a command to completion and returns its wall time and

@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -40,16 +40,9 @@ func (b *bench) syncRows(ctx context.Context) []Row {
 		return fail(err)
 	}
 	defer srv.cleanup()
-	var pw [12]byte
-	fillRandom(pw[:])
-	env := append(childEnv("BLIND_"),
-		"BLIND_SERVER="+srv.url, "BLIND_CONFIG_DIR="+filepath.Join(work, "config"),
-		"BLIND_PASSWORD=bench-"+fmt.Sprintf("%x", pw), "BLIND_NO_PROGRESS=1")
-	blind := func(args ...string) (cmdStat, error) {
-		return runTimed(ctx, env, work, b.bins.path("blind"), args...)
-	}
-	if _, err := blind("signup", "--user", "sync-bench"); err != nil {
-		return fail(fmt.Errorf("blind signup: %w", err))
+	env, blind, err := b.blindSignup(ctx, srv.url, work, "sync-bench")
+	if err != nil {
+		return fail(err)
 	}
 	folder := filepath.Join(work, "folder")
 	b.logf("sync: a folder of %d files", c.syncFiles)
@@ -86,8 +79,7 @@ func (b *bench) syncRows(ctx context.Context) []Row {
 	if err != nil {
 		return []Row{unchanged, failRow("sync", watchName, err)}
 	}
-	sort.Slice(watch, func(i, j int) bool { return watch[i] < watch[j] })
-	w := Row{Group: "sync", Name: watchName, Figure: ms(watch[len(watch)-1]), Unit: "ms",
+	w := Row{Group: "sync", Name: watchName, Figure: ms(slices.Max(watch)), Unit: "ms",
 		Target: &Target{On: "figure", Op: "<=", Value: 2000},
 		Note:   fmt.Sprintf("worst of %d saves (median %.0f ms), polled with blind ls (~50 ms a poll): sync waits 300 ms of quiet, then the index write and the head each wait the pool window", len(watch), ms(median(watch))),
 		Extra:  map[string]float64{"median_ms": ms(median(watch))}}
