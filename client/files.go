@@ -129,14 +129,10 @@ func (a *Account) Put(ctx context.Context, r io.Reader, info PutInfo, progress P
 // prev's last renewal. Claiming cur for them would let logins skip them
 // until they expired.
 func putRenewed(f, prev *indexfile.File, written []indexfile.Ref, cur uint64) uint64 {
-	mine := make(map[blobstore.ID]struct{}, len(written))
-	for _, r := range written {
-		mine[r.ID] = struct{}{}
-	}
-	for _, c := range f.Chunks {
-		if _, ok := mine[c.ID]; !ok {
-			return min(cur, prev.Renewed)
-		}
+	// upload writes one block for every chunk it does not keep of prev:
+	// fewer blocks written than chunks means some are prev's.
+	if len(written) < len(f.Chunks) {
+		return min(cur, prev.Renewed)
 	}
 	return cur
 }
