@@ -54,6 +54,17 @@ var (
 	pgStore  = storeKind{name: "postgres", raw: "raw pgx"}
 )
 
+// argsWithoutWindow is -server-args with no pool window, when serve has
+// that flag: for rows that count what is sent or build an account, which
+// a window would only make wait for company.
+func (b *bench) argsWithoutWindow() []string {
+	extra := append([]string(nil), b.cfg.serverArgs...)
+	if b.serveFlags["pool-window"] {
+		extra = append(extra, "--pool-window", "0")
+	}
+	return extra
+}
+
 func (b *bench) runAll(ctx context.Context) (*Report, error) {
 	c := b.cfg
 	b.rep = newReport(c, b.started)

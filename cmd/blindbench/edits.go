@@ -52,10 +52,7 @@ func (b *bench) editRows(ctx context.Context) []Row {
 	if why, ok := b.budget(ctx, time.Duration(3*c.fileSize/(20<<20))*time.Second+15*time.Second); !ok {
 		return all(func(n string) Row { return skipRow("edit", n, why) })
 	}
-	extra := append([]string(nil), c.serverArgs...)
-	if b.serveFlags["pool-window"] {
-		extra = append(extra, "--pool-window", "0")
-	}
+	extra := b.argsWithoutWindow()
 	b.logf("edit: a random %s file, then an insertion and an overwrite in it", size)
 	srv, err := b.startChild(ctx, serverSpec{blockSize: blockSize, extra: extra}, "edit")
 	if err != nil {
@@ -71,9 +68,7 @@ func (b *bench) editRows(ctx context.Context) []Row {
 	if err != nil {
 		return fail(err)
 	}
-	var pwb [12]byte
-	fillRandom(pwb[:])
-	acc, _, err := client.Signup(ctx, remote, "bench", fmt.Sprintf("bench-%x", pwb), nil)
+	acc, _, err := client.Signup(ctx, remote, "bench", benchPassword(), nil)
 	if err != nil {
 		return fail(fmt.Errorf("signup: %w", err))
 	}

@@ -221,10 +221,8 @@ func startRestic(ctx context.Context, restic, rclone, work string) (*resticSide,
 			return nil, fmt.Errorf("rclone serve restic did not listen on %s within 20 s: %s", addr, rs.logs.String())
 		}
 	}
-	var pw [12]byte
-	fillRandom(pw[:])
 	rs.env = append(childEnv("RESTIC_"),
-		"RESTIC_REPOSITORY=rest:http://"+addr+"/", fmt.Sprintf("RESTIC_PASSWORD=bench-%x", pw),
+		"RESTIC_REPOSITORY=rest:http://"+addr+"/", "RESTIC_PASSWORD="+benchPassword(),
 		"RESTIC_CACHE_DIR="+filepath.Join(work, "restic-cache"))
 	if _, err := rs.run(ctx, work, "init"); err != nil {
 		rs.stop()
@@ -266,11 +264,9 @@ type cmdStat struct {
 // the CLI's environment, for commands a row starts itself, and a runner
 // that times a command run in work.
 func (b *bench) blindSignup(ctx context.Context, url, work, user string) ([]string, func(args ...string) (cmdStat, error), error) {
-	var pw [12]byte
-	fillRandom(pw[:])
 	env := append(childEnv("BLIND_"),
 		"BLIND_SERVER="+url, "BLIND_CONFIG_DIR="+filepath.Join(work, "blind-config"),
-		"BLIND_PASSWORD=bench-"+fmt.Sprintf("%x", pw), "BLIND_NO_PROGRESS=1")
+		"BLIND_PASSWORD="+benchPassword(), "BLIND_NO_PROGRESS=1")
 	blind := func(args ...string) (cmdStat, error) {
 		return runTimed(ctx, env, work, b.bins.path("blind"), args...)
 	}

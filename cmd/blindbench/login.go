@@ -76,10 +76,7 @@ func (b *bench) accountRows(ctx context.Context, spec accountSpec) []Row {
 	if why, ok := b.budget(ctx, expect+2*c.loginPeriod+30*time.Second); !ok {
 		return all(func(g, n string) Row { return skipRow(g, n, why) })
 	}
-	extra := append([]string(nil), c.serverArgs...)
-	if b.serveFlags["pool-window"] {
-		extra = append(extra, "--pool-window", "0")
-	}
+	extra := b.argsWithoutWindow()
 	b.logf("%s: building an account of up to %d files (at most %v)", spec.row, n, spec.build)
 	build, err := b.startChild(ctx, serverSpec{blockSize: blockSize, period: c.loginPeriod, extra: extra}, spec.row+"-build")
 	if err != nil {
@@ -91,9 +88,7 @@ func (b *bench) accountRows(ctx context.Context, spec accountSpec) []Row {
 		return fail(err)
 	}
 	const user = "bench"
-	var pwb [12]byte
-	fillRandom(pwb[:])
-	pw := fmt.Sprintf("bench-%x", pwb)
+	pw := benchPassword()
 	remote, err := client.NewRemote(build.url, b.hc)
 	if err != nil {
 		return fail(err)

@@ -25,6 +25,14 @@ import (
 	"go.etcd.io/bbolt"
 )
 
+// benchPassword is a fresh password for an account or repository the
+// bench makes.
+func benchPassword() string {
+	var b [12]byte
+	fillRandom(b[:])
+	return fmt.Sprintf("bench-%x", b)
+}
+
 func fillRandom(b []byte) {
 	if _, err := rand.Read(b); err != nil {
 		// crypto/rand does not fail on Linux; a bench without
