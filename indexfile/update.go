@@ -173,23 +173,18 @@ func (t *Tree) Update(old, next *Index, payload int, seal SealFunc) (*Tree, []Re
 	}
 	nt := &Tree{}
 	usedOld := map[int]bool{}
-	// What dir i of a tree records of the renewal.
-	renewedAt := func(t *Tree, i int) uint64 {
-		if i == 0 {
-			return t.Renewed
-		}
-		return 0
-	}
 	for gi, g := range groupDirs(all, t, payload) {
+		// Only the first dir records the renewal (see Index.Renewed).
+		var renewed uint64
 		if gi == 0 {
-			nt.Renewed = next.Renewed
+			renewed, nt.Renewed = next.Renewed, next.Renewed
 		}
-		if g.from >= 0 && !g.split && sameLeaves(t.Dirs[g.from].Leaves, g.leaves) && renewedAt(t, g.from) == renewedAt(nt, gi) {
+		if g.from >= 0 && !g.split && sameLeaves(t.Dirs[g.from].Leaves, g.leaves) && t.dirRenewed(g.from) == renewed {
 			nt.Dirs = append(nt.Dirs, t.Dirs[g.from])
 			usedOld[g.from] = true
 			continue
 		}
-		enc, err := EncodeDir(Dir{Renewed: renewedAt(nt, gi), Leaves: g.leaves}, payload)
+		enc, err := EncodeDir(Dir{Renewed: renewed, Leaves: g.leaves}, payload)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -205,6 +200,14 @@ func (t *Tree) Update(old, next *Index, payload int, seal SealFunc) (*Tree, []Re
 		}
 	}
 	return nt, obsolete, nil
+}
+
+// dirRenewed is what dir i of t records of the renewal.
+func (t *Tree) dirRenewed(i int) uint64 {
+	if i == 0 {
+		return t.Renewed
+	}
+	return 0
 }
 
 // emptyLeaf is the encoding of a padding leaf.
