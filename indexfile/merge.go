@@ -16,11 +16,12 @@ package indexfile
 //
 // "Changed" compares everything but Renewed; when both sides hold the same
 // version, the result keeps the later renewal. The index's own Renewed
-// (that of every block of the account) is the earlier of the two sides'. Newer means the later
-// ModTime; on a tie theirs (already on the server) keeps the name. A
-// conflict copy is named like Syncthing's, after the losing version's
-// modification time: "dir/report.conflict-20250102-150405.txt", with "-2",
-// "-3", … appended if that is taken.
+// (that of every block of the account) is the earlier of the two sides'.
+// Newer means the later ModTime; on a tie theirs (already on the server)
+// keeps the name. A conflict copy is named like Syncthing's, after the
+// losing version's modification time:
+// "dir/report.conflict-20250102-150405.txt", with "-2", "-3", … appended
+// if that is taken.
 //
 // Two files cannot be a file and a directory at once ("a" and "a/b", added
 // on different devices): the file in the way moves to a conflict name too.
