@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -53,9 +54,21 @@ func (b *bench) filesRows(ctx context.Context) []Row {
 		return fail(err)
 	}
 	defer srv.cleanup()
-	_, blind, err := b.blindSignup(ctx, srv.url, work, "bench")
+	env, blind, err := b.blindSignup(ctx, srv.url, work, "bench")
 	if err != nil {
 		return fail(err)
+	}
+	// profiled runs blind like blind does, with a CPU profile of the
+	// command when -client-profile asks for one.
+	profiled := func(label string, args ...string) (cmdStat, error) {
+		if c.clientProfile == "" {
+			return blind(args...)
+		}
+		if err := os.MkdirAll(c.clientProfile, 0o755); err != nil {
+			return cmdStat{}, err
+		}
+		penv := append(slices.Clip(env), "BLIND_CPUPROFILE="+filepath.Join(c.clientProfile, label+".pb.gz"))
+		return runTimed(ctx, penv, work, b.bins.path("blind"), args...)
 	}
 
 	var rs *resticSide
@@ -104,10 +117,10 @@ func (b *bench) filesRows(ctx context.Context) []Row {
 			s   *side
 			run func() (cmdStat, error)
 		}{
-			{&oursPut, func() (cmdStat, error) { return blind("put", in, "--as", name) }},
+			{&oursPut, func() (cmdStat, error) { return profiled(fmt.Sprintf("files-put-%d", round), "put", in, "--as", name) }},
 			{&resticBackup, func() (cmdStat, error) { return rs.run(ctx, work, "backup", "--host", "blindbench", in) }},
 			{&oursGet, func() (cmdStat, error) {
-				st, err := blind("get", name, "-o", out)
+				st, err := profiled(fmt.Sprintf("files-get-%d", round), "get", name, "-o", out)
 				if err == nil {
 					err = checkFile(out, c.fileSize, sum)
 				}

@@ -72,6 +72,7 @@ type config struct {
 	cpuProfile    string
 	memProfile    string
 	serverProfile string
+	clientProfile string
 }
 
 var allRows = []string{"block", "renew", "purge", "seal", "files", "login", "edit", "scale", "sync"}
@@ -111,6 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file`")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of this process to `file` at the end")
 	fs.StringVar(&c.serverProfile, "server-profile", "", "`directory` for CPU and heap profiles of every blindstored the bench starts (through its --admin-listen pprof on loopback): LABEL-cpu-NNN.pb.gz slices and LABEL-heap.pb.gz")
+	fs.StringVar(&c.clientProfile, "client-profile", "", "`directory` for CPU profiles of the blind commands of the files row (through BLIND_CPUPROFILE): files-put-N.pb.gz, files-get-N.pb.gz")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
