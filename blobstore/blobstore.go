@@ -199,6 +199,14 @@ type Op struct {
 	// cannot stand in for renewals (DESIGN.md §11).
 	Bucket bucketer.Bucket
 	Cond   Cond // put, delete
+	// Group, when not zero, makes the ops that share it one atomic
+	// request: its puts apply all together or none does, and its
+	// deletes apply only when its puts do (a delete's own failure
+	// aborts nothing: deleting is cleanup). Ops of an aborted group
+	// answer StatusAborted. The service gives each atomic request a
+	// random group, so groups of different requests in one batch never
+	// meet.
+	Group uint64
 }
 
 // Status is the outcome of one Op.
@@ -214,6 +222,7 @@ const (
 	StatusNotFound                       // delete or renew of a missing block
 	StatusForbidden                      // proof does not match
 	StatusPrecondition                   // If-Match / If-None-Match failed
+	StatusAborted                        // not applied: another op of its atomic group failed
 )
 
 func (s Status) String() string {
@@ -234,6 +243,8 @@ func (s Status) String() string {
 		return "forbidden"
 	case StatusPrecondition:
 		return "precondition_failed"
+	case StatusAborted:
+		return "aborted"
 	}
 	return fmt.Sprintf("status(%d)", s)
 }
@@ -248,6 +259,8 @@ func (s Status) Err() error {
 		return E(KindForbidden, CodeProofMismatch, "proof does not match this block")
 	case StatusPrecondition:
 		return E(KindPrecondition, CodePreconditionFailed, "precondition failed")
+	case StatusAborted:
+		return E(KindPrecondition, CodeAborted, "not applied: another write of the same atomic batch failed")
 	}
 	return nil
 }
@@ -275,12 +288,50 @@ type Change struct {
 // as they are in the store (absent from current means no such block), it
 // returns each op's result, in op order, and the net changes to write.
 // Ops on the same block see each other's effects in order, exactly as if
-// they had been committed one at a time.
+// they had been committed one at a time; the ops of an atomic group (see
+// Op.Group) that failed are then as if they had never been sent.
 //
 // Every store calls Plan inside its transaction, after locking or reading
 // the rows of the touched blocks, so proof checks, preconditions and
 // renewal rules are written once, here.
 func Plan(ops []Op, current map[ID]Meta) ([]Result, []Change) {
+	var aborted map[uint64]bool
+	var causes map[int]Result
+	for {
+		results, changes := planPass(ops, current, aborted)
+		for i, r := range causes {
+			results[i] = r
+		}
+		// The group of the first failed put in op order is aborted,
+		// and the batch planned again without it: its other ops may
+		// have changed what later ops saw, and a later group may have
+		// failed only because of them. Each pass aborts one more
+		// group, so this ends; a batch without groups takes one pass.
+		first := -1
+		for i := range ops {
+			g := ops[i].Group
+			if g == 0 || aborted[g] || ops[i].Kind != OpPut {
+				continue
+			}
+			if st := results[i].Status; st != StatusCreated && st != StatusReplaced {
+				first = i
+				break
+			}
+		}
+		if first < 0 {
+			return results, changes
+		}
+		if aborted == nil {
+			aborted, causes = map[uint64]bool{}, map[int]Result{}
+		}
+		// The put that failed answers why, as it failed; the rest of
+		// its group answers StatusAborted.
+		aborted[ops[first].Group], causes[first] = true, results[first]
+	}
+}
+
+// planPass plans ops as Plan does, skipping the ops of aborted groups.
+func planPass(ops []Op, current map[ID]Meta, aborted map[uint64]bool) ([]Result, []Change) {
 	type state struct {
 		old  *Meta
 		cur  *Meta
@@ -291,6 +342,10 @@ func Plan(ops []Op, current map[ID]Meta) ([]Result, []Change) {
 	results := make([]Result, len(ops))
 	for i := range ops {
 		op := &ops[i]
+		if op.Group != 0 && aborted[op.Group] {
+			results[i] = Result{Status: StatusAborted}
+			continue
+		}
 		st, ok := states[op.ID]
 		if !ok {
 			st = &state{}

@@ -165,3 +165,102 @@ func TestPlanChanges(t *testing.T) {
 		t.Fatalf("renewal changes = %+v; want one bucket move of a with no data", changes)
 	}
 }
+
+// An atomic group applies all its puts or none, its deletes only with
+// them, and an aborted group is as if it had never been in the batch:
+// what later ops of other groups saw of it is planned again.
+func TestPlanAtomicGroups(t *testing.T) {
+	var w WriteProof
+	w[0] = 7
+	b := bucketer.Bucket{1}
+	head, idx, stale, other := NewID(), NewID(), NewID(), NewID()
+	oldData, newData := []byte("head v1"), []byte("head v2")
+	oldETag := ETagOf(oldData)
+	cur := map[ID]Meta{
+		head:  {ProofHash: w.Hash(), ETag: oldETag, Bucket: b},
+		stale: {ProofHash: w.Hash(), ETag: ETagOf([]byte("old index")), Bucket: b},
+	}
+	put := func(id ID, d []byte, c Cond, g uint64) Op {
+		return Op{Kind: OpPut, ID: id, ProofHash: w.Hash(), Data: d, ETag: ETagOf(d), Bucket: b, Cond: c, Group: g}
+	}
+	del := func(id ID, g uint64) Op { return Op{Kind: OpDelete, ID: id, ProofHash: w.Hash(), Group: g} }
+	wrong := ETagOf([]byte("someone else's head"))
+
+	// A commit that lost its compare-and-swap: nothing of it applies,
+	// including a delete that would have succeeded, and a later op of
+	// another group on the block it would have created sees no block.
+	ops := []Op{
+		put(idx, []byte("index"), Cond{IfNoneMatchAny: true}, 1),
+		put(head, newData, Cond{IfMatch: &wrong}, 1),
+		del(stale, 1),
+		{Kind: OpRenew, ID: idx, ProofHash: w.Renew().Hash(), Bucket: bucketer.Bucket{2}, Group: 2},
+		put(other, []byte("unrelated"), Cond{}, 0),
+	}
+	rs, changes := Plan(ops, cur)
+	want := []Status{StatusAborted, StatusPrecondition, StatusAborted, StatusNotFound, StatusCreated}
+	for i := range want {
+		if rs[i].Status != want[i] {
+			t.Errorf("lost swap, op %d: %v, want %v", i, rs[i].Status, want[i])
+		}
+	}
+	if len(changes) != 1 || changes[0].ID != other {
+		t.Errorf("lost swap leaves %d changes, want only the unrelated put", len(changes))
+	}
+
+	// The same commit with the right ETag applies whole; a delete of a
+	// missing block fails alone and aborts nothing.
+	ops = []Op{
+		put(idx, []byte("index"), Cond{IfNoneMatchAny: true}, 3),
+		put(head, newData, Cond{IfMatch: &oldETag}, 3),
+		del(stale, 3),
+		del(NewID(), 3),
+	}
+	rs, changes = Plan(ops, cur)
+	want = []Status{StatusCreated, StatusReplaced, StatusDeleted, StatusNotFound}
+	for i := range want {
+		if rs[i].Status != want[i] {
+			t.Errorf("won swap, op %d: %v, want %v", i, rs[i].Status, want[i])
+		}
+	}
+	if len(changes) != 3 {
+		t.Errorf("won swap: %d changes, want 3 (index, head, stale)", len(changes))
+	}
+
+	// Two groups racing for one head in one batch: whichever comes
+	// first wins, the other aborts whole, in either order.
+	for _, first := range []uint64{4, 5} {
+		second := uint64(9) - first
+		ops = []Op{
+			put(NewID(), []byte("index a"), Cond{IfNoneMatchAny: true}, first),
+			put(head, []byte("head a"), Cond{IfMatch: &oldETag}, first),
+			put(NewID(), []byte("index b"), Cond{IfNoneMatchAny: true}, second),
+			put(head, []byte("head b"), Cond{IfMatch: &oldETag}, second),
+		}
+		rs, changes = Plan(ops, cur)
+		want = []Status{StatusCreated, StatusReplaced, StatusAborted, StatusPrecondition}
+		for i := range want {
+			if rs[i].Status != want[i] {
+				t.Errorf("race, op %d: %v, want %v", i, rs[i].Status, want[i])
+			}
+		}
+		if len(changes) != 2 {
+			t.Errorf("race: %d changes, want 2 (the winner's)", len(changes))
+		}
+	}
+
+	// Aborting a group can make a later group's put succeed: group 6
+	// deletes the head then fails; group 7's If-Match on the old head
+	// must see the head still there, so it applies.
+	ops = []Op{
+		del(head, 6),
+		put(NewID(), []byte("x"), Cond{IfMatch: &wrong}, 6),
+		put(head, newData, Cond{IfMatch: &oldETag}, 7),
+	}
+	rs, _ = Plan(ops, cur)
+	want = []Status{StatusAborted, StatusPrecondition, StatusReplaced}
+	for i := range want {
+		if rs[i].Status != want[i] {
+			t.Errorf("replanned, op %d: %v, want %v", i, rs[i].Status, want[i])
+		}
+	}
+}

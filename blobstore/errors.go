@@ -82,6 +82,7 @@ const (
 	CodeTimeout            = "request_timeout"
 	CodeInternal           = "internal"
 	CodeBatchTooLarge      = "batch_too_large"
+	CodeAborted            = "aborted" // an atomic batch's entry not applied because another failed
 	// Privacy Pass (DESIGN.md §11): a write that must be paid came with
 	// no token, with one that is not valid here, or with a spent one.
 	CodeTokenRequired = "token_required"

@@ -3,6 +3,7 @@ package blobstore
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,11 +134,20 @@ type PutItem struct {
 	// bucket. It needs Cond.IfMatch, so that it can never create a
 	// block. A quota charges nothing for such writes (DESIGN.md §11).
 	KeepBucket bool
+	// Delete makes the entry a deletion (Batch only): no Data, and
+	// Cond.IfMatch only.
+	Delete bool
 }
 
 func (s *Service) putOp(it PutItem, bucket bucketer.Bucket) (Op, error) {
 	if err := it.ID.Validate(); err != nil {
 		return Op{}, err
+	}
+	if it.Delete {
+		if it.Data != nil || it.Cond.IfNoneMatchAny {
+			return Op{}, E(KindInvalid, CodeBadRequest, "a deletion has no data and no create-only condition")
+		}
+		return Op{Kind: OpDelete, ID: it.ID, ProofHash: it.Proof.Hash(), Cond: it.Cond}, nil
 	}
 	if err := s.checkSize(it.Data); err != nil {
 		return Op{}, err
@@ -153,7 +163,7 @@ func (s *Service) putOp(it PutItem, bucket bucketer.Bucket) (Op, error) {
 
 // MayCreate reports whether a put can create a block: one without
 // If-Match. Those are what quotas and the capacity cap count.
-func (it PutItem) MayCreate() bool { return it.Cond.IfMatch == nil }
+func (it PutItem) MayCreate() bool { return !it.Delete && it.Cond.IfMatch == nil }
 
 // Put creates or overwrites one block. The result's Status tells which;
 // a failed proof or precondition is returned as an error of its kind with
@@ -183,11 +193,38 @@ func (s *Service) Put(ctx context.Context, it PutItem) (Result, error) {
 // that fails validation fails the whole request, so nothing is written
 // half-understood; proof and precondition failures are per block.
 func (s *Service) PutBatch(ctx context.Context, items []PutItem) ([]Result, error) {
+	return s.Batch(ctx, items, false)
+}
+
+// Batch is PutBatch with deletions among the items (PutItem.Delete; up to
+// Limits.RenewBatch of them) and, with atomic, all-or-nothing puts: if
+// one put fails, nothing of the batch applies (StatusAborted), and the
+// deletions apply only when every put did. A client commits a change
+// this way in one round: new blocks, the compare-and-swap of the block
+// that refers to them, and the removal of what it no longer refers to.
+func (s *Service) Batch(ctx context.Context, items []PutItem, atomic bool) ([]Result, error) {
 	if len(items) == 0 {
 		return nil, E(KindInvalid, CodeBadRequest, "batch is empty")
 	}
-	if len(items) > s.limits.WriteBatch {
-		return nil, E(KindInvalid, CodeBatchTooLarge, fmt.Sprintf("batch holds %d blocks, the limit is %d", len(items), s.limits.WriteBatch))
+	puts := 0
+	for _, it := range items {
+		if !it.Delete {
+			puts++
+		}
+	}
+	if puts > s.limits.WriteBatch {
+		return nil, E(KindInvalid, CodeBatchTooLarge, fmt.Sprintf("batch holds %d blocks, the limit is %d", puts, s.limits.WriteBatch))
+	}
+	if dels := len(items) - puts; dels > s.limits.RenewBatch {
+		return nil, E(KindInvalid, CodeBatchTooLarge, fmt.Sprintf("batch deletes %d blocks, the limit is %d", dels, s.limits.RenewBatch))
+	}
+	var group uint64
+	if atomic {
+		// Random, so that the groups of requests committed together
+		// never meet; zero means none.
+		for group == 0 {
+			group = rand.Uint64()
+		}
 	}
 	bucket := s.bk.CurrentBucket()
 	ops := make([]Op, len(items))
@@ -197,6 +234,7 @@ func (s *Service) PutBatch(ctx context.Context, items []PutItem) ([]Result, erro
 		if err != nil {
 			return nil, fmt.Errorf("block %d of the batch: %w", i, err)
 		}
+		op.Group = group
 		ops[i] = op
 		if it.MayCreate() {
 			n++
@@ -208,6 +246,13 @@ func (s *Service) PutBatch(ctx context.Context, items []PutItem) ([]Result, erro
 	}
 	rs, err := s.commitAll(ctx, ops)
 	release(rs)
+	if s.capacity != nil {
+		for _, r := range rs {
+			if r.Status == StatusDeleted {
+				s.capacity.count.Add(-1)
+			}
+		}
+	}
 	return rs, err
 }
 

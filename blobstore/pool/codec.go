@@ -19,14 +19,16 @@ const (
 	flagIfNoneMatch = 1 << iota
 	flagIfMatch
 	flagData
+	flagGroup
 )
 
 // encodeOps lays ops out as: version, then per op kind(1) id(16)
-// proof_hash(32) bucket(16) flags(1) [if_match(16)] [etag(16) len(4) data].
+// proof_hash(32) bucket(16) flags(1) [if_match(16)] [group(8)]
+// [etag(16) len(4) data].
 func encodeOps(ops []blobstore.Op) []byte {
 	n := 1
 	for i := range ops {
-		n += 1 + 16 + 32 + 16 + 1 + 16 + 16 + 4 + len(ops[i].Data)
+		n += 1 + 16 + 32 + 16 + 1 + 16 + 8 + 16 + 4 + len(ops[i].Data)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, codecVersion)
@@ -46,9 +48,15 @@ func encodeOps(ops []blobstore.Op) []byte {
 		if op.Data != nil {
 			f |= flagData
 		}
+		if op.Group != 0 {
+			f |= flagGroup
+		}
 		b = append(b, f)
 		if op.Cond.IfMatch != nil {
 			b = append(b, op.Cond.IfMatch[:]...)
+		}
+		if op.Group != 0 {
+			b = binary.BigEndian.AppendUint64(b, op.Group)
 		}
 		if op.Data != nil {
 			b = append(b, op.ETag[:]...)
@@ -87,7 +95,7 @@ func decodeOps(b []byte) ([]blobstore.Op, error) {
 		copy(op.ProofHash[:], head[17:49])
 		copy(op.Bucket[:], head[49:65])
 		f := head[65]
-		if op.Kind < blobstore.OpPut || op.Kind > blobstore.OpRenew || f&^(flagIfNoneMatch|flagIfMatch|flagData) != 0 {
+		if op.Kind < blobstore.OpPut || op.Kind > blobstore.OpRenew || f&^(flagIfNoneMatch|flagIfMatch|flagData|flagGroup) != 0 {
 			return nil, errMalformed
 		}
 		op.Cond.IfNoneMatchAny = f&flagIfNoneMatch != 0
@@ -99,6 +107,15 @@ func decodeOps(b []byte) ([]blobstore.Op, error) {
 			var e blobstore.ETag
 			copy(e[:], v)
 			op.Cond.IfMatch = &e
+		}
+		if f&flagGroup != 0 {
+			v, ok := take(8)
+			if !ok {
+				return nil, errMalformed
+			}
+			if op.Group = binary.BigEndian.Uint64(v); op.Group == 0 {
+				return nil, errMalformed
+			}
 		}
 		if f&flagData != 0 {
 			v, ok := take(blobstore.ETagSize + 4)

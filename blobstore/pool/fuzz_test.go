@@ -18,6 +18,7 @@ func FuzzDecodeOps(f *testing.F) {
 		{Kind: blobstore.OpDelete, ID: blobstore.NewID(), Cond: blobstore.Cond{IfMatch: &etag}},
 		{Kind: blobstore.OpRenew, ID: blobstore.NewID()},
 		{Kind: blobstore.OpPut, ID: blobstore.NewID(), Data: []byte{}},
+		{Kind: blobstore.OpDelete, ID: blobstore.NewID(), Group: 1 << 60},
 	}
 	f.Add(encodeOps(ops))
 	f.Add(encodeOps(ops[:1]))

@@ -51,6 +51,7 @@ func Run(t *testing.T, newLocation func(t *testing.T) Opener) {
 		{"ProofChain", testProofChain},
 		{"BatchSameID", testBatchSameID},
 		{"BatchManyIDs", testBatchManyIDs},
+		{"AtomicGroup", testAtomicGroup},
 		{"ConcurrentCompareAndSwap", testConcurrentCAS},
 		{"ConcurrentCreateOnly", testConcurrentCreate},
 		{"ConcurrentApplies", testConcurrentApplies},
@@ -622,6 +623,54 @@ func testBatchSameID(t *testing.T, h *harness) {
 	)
 	h.expectMissing(c)
 	h.expectStats("after create and delete in one batch", 2, map[uint64]int64{3: 2})
+}
+
+// testAtomicGroup: a commit in one atomic group (new blocks, the
+// compare-and-swap of the block that refers to them, deletion of what it
+// replaces) leaves nothing of itself when its swap fails, and applies
+// whole when it wins; ops of other requests in the same Apply are
+// unaffected either way.
+func testAtomicGroup(t *testing.T, h *harness) {
+	r := newRand()
+	head, stale := newBlock("head"), newBlock("stale index block")
+	dHead := h.put(head, r, h.bucket(1))
+	dStale := h.put(stale, r, h.bucket(1))
+	eHead := blobstore.ETagOf(dHead)
+	fresh, other := newBlock("fresh index block"), newBlock("unrelated block")
+	dFresh, dNext, dOther := randData(r), randData(r), randData(r)
+	commit := func(g uint64, etag blobstore.ETag) []blobstore.Op {
+		ops := []blobstore.Op{
+			putOp(fresh, dFresh, h.bucket(2), createOnly()),
+			putOp(head, dNext, h.bucket(2), ifMatch(etag)),
+			deleteOp(stale, blobstore.Cond{}),
+		}
+		for i := range ops {
+			ops[i].Group = g
+		}
+		return ops
+	}
+	lost := commit(11, blobstore.ETagOf(dOther))
+	h.applySteps(context.Background(),
+		step{lost[0], fresh.name, blobstore.StatusAborted, nil},
+		step{lost[1], head.name, blobstore.StatusPrecondition, &eHead},
+		step{lost[2], stale.name, blobstore.StatusAborted, nil},
+		step{putOp(other, dOther, h.bucket(2), blobstore.Cond{}), other.name, blobstore.StatusCreated, nil},
+	)
+	h.expectMissing(fresh)
+	h.expectBlock(head, dHead)
+	h.expectBlock(stale, dStale)
+	h.expectBlock(other, dOther)
+
+	won := commit(12, eHead)
+	h.applySteps(context.Background(),
+		step{won[0], fresh.name, blobstore.StatusCreated, nil},
+		step{won[1], head.name, blobstore.StatusReplaced, nil},
+		step{won[2], stale.name, blobstore.StatusDeleted, nil},
+	)
+	h.expectBlock(fresh, dFresh)
+	h.expectBlock(head, dNext)
+	h.expectMissing(stale)
+	h.expectStats("after the atomic commit", 3, map[uint64]int64{2: 3})
 }
 
 func testBatchManyIDs(t *testing.T, h *harness) {
