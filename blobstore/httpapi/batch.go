@@ -27,6 +27,9 @@ func (a *api) maxRenewBody() int64 {
 // batchManifest is the JSON part of a batch write.
 type batchManifest struct {
 	Blocks []batchEntry `json:"blocks"`
+	// Atomic: the writes apply all together or none does, and the
+	// deletions only with them (blobstore.Service.Batch).
+	Atomic bool `json:"atomic,omitempty"`
 }
 
 type batchEntry struct {
@@ -34,12 +37,13 @@ type batchEntry struct {
 	Proof      string `json:"proof"`                 // write proof, base64url
 	CreateOnly bool   `json:"create_only,omitempty"` // as If-None-Match: *
 	IfMatch    string `json:"if_match,omitempty"`    // as If-Match: a quoted strong ETag
+	Delete     bool   `json:"delete,omitempty"`      // a deletion: no data in the body
 }
 
 // BatchResult is one block's outcome in the answer of POST /v1/blocks.
 type BatchResult struct {
 	ID     string `json:"id"`             // canonical lower-case form
-	Status int    `json:"status"`         // 201, 204, 403 or 412
+	Status int    `json:"status"`         // 201, 204, 403, 404 (deletion), 412 or 424 (atomic batch aborted)
 	Code   string `json:"code,omitempty"` // for 403 and 412
 	ETag   string `json:"etag,omitempty"` // after the write; for 412, the block's current one
 }
@@ -51,9 +55,10 @@ type BatchResponse struct {
 
 // putBatch is POST /v1/blocks. Body framing (Content-Type
 // application/vnd.blindstore.batch): a 4-byte big-endian length L, L
-// bytes of JSON manifest, then exactly n×block_size bytes of data, the
-// blocks in manifest order. Every block is read and checked before any
-// reaches the service, and the service commits them in one batch.
+// bytes of JSON manifest, then exactly n×block_size bytes of data for the
+// n entries that are not deletions, in manifest order. Every block is
+// read and checked before any reaches the service, and the service
+// commits them in one batch.
 func (a *api) putBatch(x *exchange) {
 	if err := checkMediaType(x.r, mediaBatch, false); err != nil {
 		x.fail(a, err)
@@ -69,7 +74,7 @@ func (a *api) putBatch(x *exchange) {
 		return
 	}
 	body := http.MaxBytesReader(x.w, x.r.Body, limit)
-	items, bufs, err := a.readBatch(body, x.r.ContentLength)
+	items, atomic, bufs, err := a.readBatch(body, x.r.ContentLength)
 	release := func() {
 		for _, b := range bufs {
 			a.blocks.Put(b)
@@ -81,14 +86,17 @@ func (a *api) putBatch(x *exchange) {
 		return
 	}
 	// Paying (tokens.go): one token for the batch if any entry may
-	// create a block.
-	creates := 0
+	// create a block; deletions are free, as DELETE is.
+	creates, writes := 0, 0
 	for _, it := range items {
 		if it.MayCreate() {
 			creates++
 		}
+		if !it.Delete {
+			writes++
+		}
 	}
-	if !a.needToken(x, pay, creates > 0) || !a.pay(x, pay, len(items), creates) {
+	if !a.needToken(x, pay, creates > 0) || !a.pay(x, pay, writes, creates) {
 		release()
 		return
 	}
@@ -97,7 +105,7 @@ func (a *api) putBatch(x *exchange) {
 			items[i].KeepBucket = true
 		}
 	}
-	results, err := a.svc.PutBatch(x.r.Context(), items)
+	results, err := a.svc.Batch(x.r.Context(), items, atomic)
 	if settled(err) {
 		release()
 	}
@@ -111,17 +119,24 @@ func (a *api) putBatch(x *exchange) {
 		switch res.Status {
 		case blobstore.StatusCreated:
 			br.Status = http.StatusCreated
-		case blobstore.StatusReplaced:
+		case blobstore.StatusReplaced, blobstore.StatusDeleted:
 			br.Status = http.StatusNoContent
+		case blobstore.StatusNotFound:
+			// Only a deletion: a probe, as a DELETE's 404 is.
+			br.Status, br.Code = http.StatusNotFound, blobstore.CodeNotFound
+			x.failed++
 		case blobstore.StatusForbidden:
 			br.Status, br.Code = http.StatusForbidden, blobstore.CodeProofMismatch
 			x.failed++
 		case blobstore.StatusPrecondition:
 			br.Status, br.Code = http.StatusPreconditionFailed, blobstore.CodePreconditionFailed
+		case blobstore.StatusAborted:
+			br.Status, br.Code = http.StatusFailedDependency, blobstore.CodeAborted
 		default:
-			// A put has no other outcome; a store that says otherwise
-			// is broken, and the panic handler answers 500.
-			panic(fmt.Sprintf("httpapi: put answered %v", res.Status))
+			// A write or deletion has no other outcome; a store that
+			// says otherwise is broken, and the panic handler answers
+			// 500.
+			panic(fmt.Sprintf("httpapi: batch entry answered %v", res.Status))
 		}
 		if res.ETag != (blobstore.ETag{}) {
 			br.ETag = res.ETag.String()
@@ -133,64 +148,74 @@ func (a *api) putBatch(x *exchange) {
 
 // readBatch parses a batch body. It returns the pooled buffers it took,
 // even on error, for the caller to give back.
-func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, []*[]byte, error) {
+func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, bool, []*[]byte, error) {
 	var prefix [4]byte
 	if _, err := io.ReadFull(body, prefix[:]); err != nil {
-		return nil, nil, framingError(err, declared, "the body must start with the manifest's 4-byte length")
+		return nil, false, nil, framingError(err, declared, "the body must start with the manifest's 4-byte length")
 	}
 	l := binary.BigEndian.Uint32(prefix[:])
 	switch {
 	case l == 0:
-		return nil, nil, invalid(blobstore.CodeBadRequest, "the manifest is empty")
+		return nil, false, nil, invalid(blobstore.CodeBadRequest, "the manifest is empty")
 	case l > MaxManifestBytes:
-		return nil, nil, blobstore.E(blobstore.KindTooLarge, blobstore.CodeBodyTooLarge, "the manifest exceeds "+strconv.Itoa(MaxManifestBytes)+" bytes")
+		return nil, false, nil, blobstore.E(blobstore.KindTooLarge, blobstore.CodeBodyTooLarge, "the manifest exceeds "+strconv.Itoa(MaxManifestBytes)+" bytes")
 	}
 	raw := make([]byte, l)
 	if _, err := io.ReadFull(body, raw); err != nil {
-		return nil, nil, framingError(err, declared, "the body ended inside the manifest")
+		return nil, false, nil, framingError(err, declared, "the body ended inside the manifest")
 	}
 	var m batchManifest
 	if err := decodeStrict(raw, &m); err != nil {
-		return nil, nil, err
+		return nil, false, nil, err
 	}
-	n := len(m.Blocks)
-	limit := a.svc.Limits().WriteBatch
+	n := 0 // entries with data
+	for _, e := range m.Blocks {
+		if !e.Delete {
+			n++
+		}
+	}
+	limits := a.svc.Limits()
 	switch {
-	case n == 0:
-		return nil, nil, invalid(blobstore.CodeBadRequest, "batch is empty")
-	case n > limit:
-		return nil, nil, invalid(blobstore.CodeBatchTooLarge, fmt.Sprintf("batch holds %d blocks, the limit is %d", n, limit))
+	case len(m.Blocks) == 0:
+		return nil, false, nil, invalid(blobstore.CodeBadRequest, "batch is empty")
+	case n > limits.WriteBatch:
+		return nil, false, nil, invalid(blobstore.CodeBatchTooLarge, fmt.Sprintf("batch holds %d blocks, the limit is %d", n, limits.WriteBatch))
+	case len(m.Blocks)-n > limits.RenewBatch:
+		return nil, false, nil, invalid(blobstore.CodeBatchTooLarge, fmt.Sprintf("batch deletes %d blocks, the limit is %d", len(m.Blocks)-n, limits.RenewBatch))
 	}
 	bs := a.svc.BlockSize()
 	if want := 4 + int64(l) + int64(n)*int64(bs); declared >= 0 && declared != want {
-		return nil, nil, invalid(blobstore.CodeBadSize, fmt.Sprintf("a batch of %d blocks with this manifest must be %d bytes, not %d", n, want, declared))
+		return nil, false, nil, invalid(blobstore.CodeBadSize, fmt.Sprintf("a batch of %d blocks with this manifest must be %d bytes, not %d", n, want, declared))
 	}
-	items := make([]blobstore.PutItem, n)
+	items := make([]blobstore.PutItem, len(m.Blocks))
 	for i, e := range m.Blocks {
 		it, err := e.item()
 		if err != nil {
-			return nil, nil, fmt.Errorf("block %d of the batch: %w", i, err)
+			return nil, false, nil, fmt.Errorf("block %d of the batch: %w", i, err)
 		}
 		items[i] = it
 	}
 	bufs := make([]*[]byte, 0, n)
 	for i := range items {
+		if items[i].Delete {
+			continue
+		}
 		bp := a.blocks.Get().(*[]byte)
 		bufs = append(bufs, bp)
 		buf := (*bp)[:bs]
 		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, bufs, framingError(err, declared, fmt.Sprintf("the body holds less than %d blocks of %d bytes", n, bs))
+			return nil, false, bufs, framingError(err, declared, fmt.Sprintf("the body holds less than %d blocks of %d bytes", n, bs))
 		}
 		items[i].Data = buf
 	}
 	var one [1]byte
 	switch k, err := io.ReadFull(body, one[:]); {
 	case k > 0:
-		return nil, bufs, invalid(blobstore.CodeBadSize, fmt.Sprintf("the body holds more than %d blocks of %d bytes", n, bs))
+		return nil, false, bufs, invalid(blobstore.CodeBadSize, fmt.Sprintf("the body holds more than %d blocks of %d bytes", n, bs))
 	case !errors.Is(err, io.EOF):
-		return nil, bufs, bodyError(err)
+		return nil, false, bufs, bodyError(err)
 	}
-	return items, bufs, nil
+	return items, m.Atomic, bufs, nil
 }
 
 func (e batchEntry) item() (blobstore.PutItem, error) {
@@ -202,7 +227,10 @@ func (e batchEntry) item() (blobstore.PutItem, error) {
 	if err != nil {
 		return blobstore.PutItem{}, err
 	}
-	it := blobstore.PutItem{ID: id, Proof: blobstore.WriteProof(proof), Cond: blobstore.Cond{IfNoneMatchAny: e.CreateOnly}}
+	if e.Delete && e.CreateOnly {
+		return blobstore.PutItem{}, invalid(blobstore.CodeBadRequest, "a deletion cannot be create_only")
+	}
+	it := blobstore.PutItem{ID: id, Proof: blobstore.WriteProof(proof), Cond: blobstore.Cond{IfNoneMatchAny: e.CreateOnly}, Delete: e.Delete}
 	if e.IfMatch != "" {
 		etag, err := blobstore.ParseETag(e.IfMatch)
 		if err != nil {

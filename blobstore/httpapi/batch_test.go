@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,74 @@ func TestBatchWrite(t *testing.T) {
 	}
 }
 
+// An atomic batch commits a change as a client does: new blocks, the
+// compare-and-swap of the block that refers to them, and deletions of
+// what it replaces. A lost swap leaves nothing; a won one applies whole,
+// a deletion of a block already gone failing alone.
+func TestBatchAtomicCommit(t *testing.T) {
+	e := newEnv(t)
+	head, stale, fresh := e.newBlock(), e.newBlock(), e.newBlock()
+	etagHead := e.mustPut(head)
+	e.mustPut(stale)
+	gone := e.newBlock()
+	e.secretID(gone.id)
+	next := e.randomData()
+	const ct = "application/vnd.blindstore.batch"
+	commit := func(ifMatch string) []BatchResult {
+		t.Helper()
+		body := batchBody(t, entry{"atomic": true, "blocks": []entry{
+			{"id": fresh.id, "proof": fresh.proof, "create_only": true},
+			{"id": stale.id, "proof": stale.proof, "delete": true},
+			{"id": head.id, "proof": head.proof, "if_match": ifMatch},
+			{"id": gone.id, "proof": gone.proof, "delete": true},
+		}}, fresh.data, next)
+		r := e.do("POST", "/v1/blocks", body, hdr{"Content-Type", ct})
+		r.wantStatus(t, http.StatusOK)
+		var got BatchResponse
+		if err := json.Unmarshal(r.body, &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Results) != 4 {
+			t.Fatalf("%d results for 4 entries", len(got.Results))
+		}
+		for _, res := range got.Results {
+			e.secretETag(res.ETag)
+		}
+		return got.Results
+	}
+	statuses := func(rs []BatchResult) []int {
+		var s []int
+		for _, r := range rs {
+			s = append(s, r.Status)
+		}
+		return s
+	}
+
+	before := e.snapshot(head.id, stale.id, fresh.id)
+	lost := commit(blobstore.ETagOf(next).String())
+	if got, want := statuses(lost), []int{424, 424, 412, 424}; !slices.Equal(got, want) {
+		t.Fatalf("lost swap: statuses %v, want %v", got, want)
+	}
+	if lost[0].Code != blobstore.CodeAborted || lost[2].ETag != etagHead {
+		t.Errorf("lost swap: %+v", lost)
+	}
+	e.unchanged(before, head.id, stale.id, fresh.id)
+
+	won := commit(etagHead)
+	if got, want := statuses(won), []int{201, 204, 204, 404}; !slices.Equal(got, want) {
+		t.Fatalf("won swap: statuses %v, want %v", got, want)
+	}
+	if r := e.do("GET", "/v1/blocks/"+head.id, nil, nil); !bytes.Equal(r.body, next) {
+		t.Error("the swapped block does not hold the new data")
+	}
+	if r := e.do("GET", "/v1/blocks/"+fresh.id, nil, nil); !bytes.Equal(r.body, fresh.data) {
+		t.Error("the new block was not written")
+	}
+	if r := e.do("GET", "/v1/blocks/"+stale.id, nil, nil); r.status != http.StatusNotFound {
+		t.Errorf("the replaced block answers %d, want 404", r.status)
+	}
+}
+
 func TestBatchWriteBadRequests(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBlock()
@@ -128,6 +197,8 @@ func TestBatchWriteBadRequests(t *testing.T) {
 		{"v7 id", batchBody(t, one(entry{"id": "01890a5d-ac96-774b-bcce-b302099a8057", "proof": fresh.proof}), fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadID},
 		{"bad proof", batchBody(t, one(entry{"id": fresh.id, "proof": "short"}), fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadProof},
 		{"bad if_match", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "if_match": "unquoted"}), fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadETag},
+		{"create-only deletion", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "delete": true, "create_only": true})), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
+		{"data for a deletion", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "delete": true}), fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadSize},
 		// One bad block fails the whole batch: the good one is not written.
 		{"second block bad", batchBody(t, entry{"blocks": []entry{okEntry, {"id": "nope", "proof": b.proof}}}, fresh.data, fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadID},
 	}

@@ -183,12 +183,16 @@ func FuzzReadBatch(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 0}, true)
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, '{'}, false)
 	f.Add([]byte{0, 0}, false)
+	withDelete := m(entry{"atomic": true, "blocks": []entry{{"id": a.id, "proof": a.proof, "delete": true}, {"id": b.id, "proof": b.proof, "if_match": `"AAAAAAAAAAAAAAAAAAAAAA"`}}})
+	f.Add(frame(withDelete, 1), true)
+	f.Add(frame(withDelete, 2), false)
+	f.Add(frame(m(entry{"blocks": []entry{{"id": a.id, "proof": a.proof, "delete": true, "create_only": true}}}), 0), true)
 	f.Fuzz(func(t *testing.T, in []byte, declared bool) {
 		cl := int64(-1)
 		if declared {
 			cl = int64(len(in))
 		}
-		items, bufs, err := fx.a.readBatch(bytes.NewReader(in), cl)
+		items, _, bufs, err := fx.a.readBatch(bytes.NewReader(in), cl)
 		for _, b := range bufs {
 			fx.a.blocks.Put(b)
 		}
@@ -201,21 +205,40 @@ func FuzzReadBatch(f *testing.F) {
 			}
 			return
 		}
-		n := len(items)
-		if n < 1 || n > 4 {
+		if len(items) < 1 {
+			t.Fatal("accepted an empty batch")
+		}
+		n := 0 // items with data, which take the body's blocks in order
+		for _, it := range items {
+			if !it.Delete {
+				n++
+			}
+		}
+		if n > 4 {
 			t.Fatalf("accepted a batch of %d blocks", n)
 		}
 		l := int(binary.BigEndian.Uint32(in))
 		if len(in) != 4+l+n*fx.bs {
 			t.Fatalf("accepted %d bytes for %d blocks and a %d-byte manifest", len(in), n, l)
 		}
+		k := 0
 		for i, it := range items {
-			if it.ID.Validate() != nil || len(it.Data) != fx.bs {
-				t.Fatalf("item %d: id valid %v, %d bytes of data", i, it.ID.Validate() == nil, len(it.Data))
+			if it.ID.Validate() != nil {
+				t.Fatalf("item %d: invalid id accepted", i)
 			}
-			if !bytes.Equal(it.Data, in[4+l+i*fx.bs:4+l+(i+1)*fx.bs]) {
+			if it.Delete {
+				if it.Data != nil || it.Cond.IfNoneMatchAny {
+					t.Fatalf("item %d: a deletion with data or create_only", i)
+				}
+				continue
+			}
+			if len(it.Data) != fx.bs {
+				t.Fatalf("item %d: %d bytes of data", i, len(it.Data))
+			}
+			if !bytes.Equal(it.Data, in[4+l+k*fx.bs:4+l+(k+1)*fx.bs]) {
 				t.Fatalf("item %d holds other data than its place in the body", i)
 			}
+			k++
 		}
 	})
 }
