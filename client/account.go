@@ -637,26 +637,27 @@ func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []Roo
 	var s *staged
 	if next != nil {
 		var err error
-		if s, err = a.stage(ctx, next); err != nil {
+		if s, err = a.seal(next); err != nil {
 			return err
 		}
 	}
 	return a.swap(ctx, s, roots)
 }
 
-// staged is an index sealed and written into fresh index blocks, which
-// no head refers to yet: the first half of a commit.
+// staged is an index sealed into fresh index blocks, which no head
+// refers to yet: the first half of a commit. Its blocks are written
+// (written) or still to write (pending).
 type staged struct {
 	next     *indexfile.Index
 	tree     *indexfile.Tree
+	pending  []BatchItem
 	written  []indexfile.Ref
 	obsolete []indexfile.Ref // of the current head, once next replaces it
 }
 
-// stage seals the index blocks of next that the account's tree lacks and
-// writes them. It reads the account and changes nothing of it, so that
-// it may run beside another request of the same call (Renew).
-func (a *Account) stage(ctx context.Context, next *indexfile.Index) (*staged, error) {
+// seal seals the index blocks of next that the account's tree lacks,
+// and writes nothing. It reads the account and changes nothing of it.
+func (a *Account) seal(next *indexfile.Index) (*staged, error) {
 	var items []BatchItem
 	seal := func(p []byte) (indexfile.Ref, error) {
 		id := blobstore.NewID()
@@ -677,18 +678,47 @@ func (a *Account) stage(ctx context.Context, next *indexfile.Index) (*staged, er
 	if err != nil {
 		return nil, wrap(KindOther, "sealing the index", err)
 	}
-	if err := a.remote.PutBatch(ctx, items); err != nil {
-		return nil, wrap(KindNetwork, "writing the index", err)
+	return &staged{next: next, tree: t, pending: items, obsolete: append(obsolete, gone...)}, nil
+}
+
+// stage is seal, then writes the index blocks. Like seal it changes
+// nothing of the account, so that it may run beside another request of
+// the same call (Renew).
+func (a *Account) stage(ctx context.Context, next *indexfile.Index) (*staged, error) {
+	s, err := a.seal(next)
+	if err != nil {
+		return nil, err
 	}
-	s := &staged{next: next, tree: t, obsolete: append(obsolete, gone...)}
-	for _, it := range items {
-		s.written = append(s.written, indexfile.Ref{ID: it.ID, ETag: blobstore.ETagOf(it.Data)})
+	if err := a.writePending(ctx, s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
+// writePending writes s's pending index blocks.
+func (a *Account) writePending(ctx context.Context, s *staged) error {
+	if s == nil || len(s.pending) == 0 {
+		return nil
+	}
+	if err := a.remote.PutBatch(ctx, s.pending); err != nil {
+		return wrap(KindNetwork, "writing the index", err)
+	}
+	for _, it := range s.pending {
+		s.written = append(s.written, indexfile.Ref{ID: it.ID, ETag: blobstore.ETagOf(it.Data)})
+	}
+	s.pending = nil
+	return nil
+}
+
 // swap is the second half of a commit: the head that lists s's index (s
 // nil: the index unchanged) and roots, written by compare-and-swap.
+//
+// With a server that takes atomic batches, the index blocks still to
+// write, the head and the deletion of the blocks the new head no longer
+// refers to go in one batch, which applies whole or not at all: one
+// wait of the server's write pool instead of three, and a lost race
+// leaves nothing behind. What does not fit the server's batch limits
+// goes as before: index blocks first, deletions after.
 func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 	h := a.head.clone()
 	h.Generation = max(a.head.Generation, a.seenGen) + 1
@@ -702,13 +732,49 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 	if err != nil {
 		return err
 	}
+	cfg, err := a.remote.Config(ctx)
+	if err != nil {
+		return err
+	}
 	etag := a.etag
-	if _, err := a.remote.Put(ctx, a.headLoc.ID, a.headLoc.Proof, data, Cond{IfMatch: &etag}); err != nil {
+	var gone []indexfile.Ref
+	if s != nil {
+		gone = append(slices.Clip(s.obsolete), indexfile.Unreferenced(a.index, s.next)...)
+	}
+	head := CommitItem{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: data, Cond: Cond{IfMatch: &etag}}
+	if cfg.CanCommit() {
+		items := []CommitItem{head}
+		if s != nil {
+			for _, it := range s.pending {
+				items = append(items, CommitItem{ID: it.ID, Proof: it.Proof, Data: it.Data, Cond: Cond{CreateOnly: true}})
+			}
+		}
+		if !cfg.commitFits(items) {
+			if err = a.writePending(ctx, s); err != nil {
+				return err
+			}
+			items = []CommitItem{head}
+		}
+		dels := make([]CommitItem, len(gone))
+		for i, r := range gone {
+			dels[i] = CommitItem{ID: r.ID, Proof: a.root.OwnerSecret.WriteProof(r.ID), Cond: Cond{IfMatch: &gone[i].ETag}}
+		}
+		n := cfg.fitDeletions(items, dels)
+		items, gone = append(items, dels[:n]...), gone[n:]
+		err = a.remote.Commit(ctx, items)
+	} else {
+		if err = a.writePending(ctx, s); err != nil {
+			return err
+		}
+		_, err = a.remote.Put(ctx, head.ID, head.Proof, data, head.Cond)
+	}
+	if err != nil {
 		var pe *PreconditionError
 		if errors.As(err, &pe) && s != nil {
-			// The head was not written: the new index blocks are ours
-			// alone. After any other failure the head may or may not
-			// refer to them, so they stay (unreferenced, they expire).
+			// The head was not written: the index blocks written
+			// before it are ours alone (an atomic batch wrote none).
+			// After any other failure the head may or may not refer
+			// to them, so they stay (unreferenced, they expire).
 			a.deleteRefs(ctx, s.written)
 		}
 		if KindOf(err) == KindNotFound {
@@ -716,13 +782,13 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 		}
 		return wrap(KindNetwork, "updating the account's head", err)
 	}
-	oldIndex := a.index
 	a.head, a.etag, a.seenGen = h, blobstore.ETagOf(data), h.Generation
 	if s != nil {
 		a.index, a.tree = s.next, s.tree
-		// One parallel round: with a server that gathers writes for a
-		// window before committing, every sequential round costs it.
-		a.deleteRefs(ctx, append(s.obsolete, indexfile.Unreferenced(oldIndex, s.next)...))
+		// What the batch had no room for, in one parallel round: with
+		// a server that gathers writes for a window before committing,
+		// every sequential round costs it.
+		a.deleteRefs(ctx, gone)
 	}
 	return nil
 }

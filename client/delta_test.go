@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -307,9 +308,12 @@ func TestCrashBetweenChunksAndIndex(t *testing.T) {
 	old := randomBytes(20 * c)
 	putBytes(t, a, "f", old)
 	before := s.blocks(t)
-	// PUTs of the head fail: a crash before the head is written.
+	// Writes of the head fail (alone, or in the atomic batch that
+	// commits the index): a crash before the head is written.
 	head := a.headLoc.ID.String()
-	p.Refuse(func(r *http.Request) bool { return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, head) })
+	p.Refuse(func(r *http.Request, m *countproxy.Manifest) bool {
+		return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, head) || m != nil && slices.Contains(m.Writes, head)
+	})
 	next := append(bytes.Clone(old), randomBytes(5*c)...)
 	if _, err := a.Put(ctx, bytes.NewReader(next), PutInfo{Name: "f", ModTime: time.Now()}, nil); KindOf(err) != KindNetwork {
 		t.Fatalf("put with the head unwritable: %v", err)

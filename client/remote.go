@@ -53,6 +53,9 @@ type ServerConfig struct {
 		RenewBatch        int   `json:"renew_batch"`
 		WriteBatch        int   `json:"write_batch"`
 		MaxManifestBytes  int   `json:"max_manifest_bytes"`
+		// MaxBatchDeletes: deletions one batch may carry; 0 from a
+		// server that takes neither them nor atomic batches.
+		MaxBatchDeletes int `json:"max_batch_deletes"`
 		MaxBatchBodyBytes int64 `json:"max_batch_body_bytes"`
 	} `json:"limits"`
 	// Tokens is set when the server charges for writes (tokens.go).
@@ -365,7 +368,9 @@ type BatchItem struct {
 type batchEntry struct {
 	ID         string `json:"id"`
 	Proof      string `json:"proof"`
-	CreateOnly bool   `json:"create_only"`
+	CreateOnly bool   `json:"create_only,omitempty"`
+	IfMatch    string `json:"if_match,omitempty"`
+	Delete     bool   `json:"delete,omitempty"`
 }
 
 type batchResult struct {
@@ -462,6 +467,208 @@ func (r *Remote) putBatch(ctx context.Context, cfg *ServerConfig, items []BatchI
 		}
 		return nil
 	})
+}
+
+// CommitItem is one entry of an atomic batch (Remote.Commit): a write
+// when Data is set, else a deletion.
+type CommitItem struct {
+	ID    blobstore.ID
+	Proof blobstore.WriteProof
+	Data  []byte // nil: delete the block
+	Cond  Cond   // a deletion takes IfMatch only
+}
+
+// CanCommit reports whether the server takes atomic batches, and so
+// whether Commit may be used.
+func (cfg *ServerConfig) CanCommit() bool { return cfg.Limits.MaxBatchDeletes > 0 }
+
+// commitFits reports whether items fit one atomic batch of the server.
+func (cfg *ServerConfig) commitFits(items []CommitItem) bool {
+	if !cfg.CanCommit() {
+		return false
+	}
+	writes := 0
+	for _, it := range items {
+		if it.Data != nil {
+			writes++
+		}
+	}
+	if writes > cfg.Limits.WriteBatch || len(items)-writes > cfg.Limits.MaxBatchDeletes {
+		return false
+	}
+	if cfg.Limits.MaxManifestBytes > 0 {
+		if m, err := json.Marshal(commitManifest(items)); err != nil || len(m) > cfg.Limits.MaxManifestBytes {
+			return false
+		}
+	}
+	return true
+}
+
+// fitDeletions returns how many of dels, taken in order, fit one atomic
+// batch beside items (which fit).
+func (cfg *ServerConfig) fitDeletions(items, dels []CommitItem) int {
+	room := cfg.Limits.MaxBatchDeletes
+	for _, it := range items {
+		if it.Data == nil {
+			room--
+		}
+	}
+	n := min(max(room, 0), len(dels))
+	if cfg.Limits.MaxManifestBytes <= 0 || n == 0 {
+		return n
+	}
+	base, err := json.Marshal(commitManifest(items))
+	if err != nil {
+		return 0
+	}
+	size := len(base)
+	for i, e := range commitManifest(dels[:n]).Blocks {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return i
+		}
+		if size += len(b) + 1; size > cfg.Limits.MaxManifestBytes { // and a comma
+			return i
+		}
+	}
+	return n
+}
+
+type atomicManifest struct {
+	Atomic bool         `json:"atomic"`
+	Blocks []batchEntry `json:"blocks"`
+}
+
+func commitManifest(items []CommitItem) atomicManifest {
+	m := atomicManifest{Atomic: true, Blocks: make([]batchEntry, len(items))}
+	for i, it := range items {
+		e := batchEntry{ID: it.ID.String(), Proof: blobstore.EncodeProof(it.Proof), CreateOnly: it.Cond.CreateOnly, Delete: it.Data == nil}
+		if it.Cond.IfMatch != nil {
+			e.IfMatch = it.Cond.IfMatch.String()
+		}
+		m.Blocks[i] = e
+	}
+	return m
+}
+
+// Commit sends items as one atomic batch: its writes apply all together
+// or none does, and its deletions only with them, in one commit of the
+// server. It returns nil once the writes applied (by this call or by an
+// earlier attempt of it), and an error wrapping *PreconditionError with
+// the block's current ETag when a compare-and-swap lost: nothing of the
+// batch was applied then. A deletion's failure is not an error (deleting
+// is cleanup; a block already gone is deleted). The caller checks
+// CanCommit and that the batch fits the server's limits.
+func (r *Remote) Commit(ctx context.Context, items []CommitItem) error {
+	cfg, err := r.Config(ctx)
+	if err != nil {
+		return err
+	}
+	m := commitManifest(items)
+	want := make([]blobstore.ETag, len(items))
+	var data [][]byte
+	creates := false
+	for i, it := range items {
+		if it.Data == nil {
+			continue
+		}
+		if len(it.Data) != cfg.BlockSize {
+			return fmt.Errorf("client: batch block of %d bytes, want %d", len(it.Data), cfg.BlockSize)
+		}
+		want[i] = blobstore.ETagOf(it.Data)
+		data = append(data, it.Data)
+		creates = creates || it.Cond.IfMatch == nil
+	}
+	manifest, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("client: encoding a batch: %w", err)
+	}
+	var prefix [4]byte
+	binary.BigEndian.PutUint32(prefix[:], uint32(len(manifest)))
+	size := int64(4 + len(manifest) + len(data)*cfg.BlockSize)
+	return r.do(ctx, "committing", func() (*http.Request, error) {
+		parts := make([]io.Reader, 0, 2+len(data))
+		parts = append(parts, bytes.NewReader(prefix[:]), bytes.NewReader(manifest))
+		for _, d := range data {
+			parts = append(parts, bytes.NewReader(d))
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint("/v1/blocks"), io.MultiReader(parts...))
+		if err != nil {
+			return nil, err
+		}
+		req.ContentLength = size
+		req.Header.Set("Content-Type", "application/vnd.blindstore.batch")
+		if err := r.pay(ctx, req, creates); err != nil {
+			return nil, err
+		}
+		return req, nil
+	}, func(resp *http.Response) error {
+		if resp.StatusCode != http.StatusOK {
+			return problemError(resp)
+		}
+		var out struct {
+			Results []batchResult `json:"results"`
+		}
+		if err := decodeJSON(resp, 1<<20, &out); err != nil {
+			return err
+		}
+		return commitOutcome(items, m, want, out.Results)
+	})
+}
+
+// commitOutcome reads an atomic batch's results. The batch applied
+// whole, or nothing of it did; a write that answers 412 with the ETag
+// of its own data tells that an earlier attempt of this very request
+// applied (a new block's random id exists nowhere else, and the batch
+// applies whole or not at all), so that is success too.
+func commitOutcome(items []CommitItem, m atomicManifest, want []blobstore.ETag, results []batchResult) error {
+	if len(results) != len(items) {
+		return errorf(KindNetwork, "the server answered %d results for a batch of %d entries", len(results), len(items))
+	}
+	var failed error
+	applied, landedBefore := true, false
+	for i, res := range results {
+		if res.ID != m.Blocks[i].ID {
+			return errorf(KindNetwork, "the server answered a batch's results out of order")
+		}
+		if items[i].Data == nil {
+			continue // a deletion: cleanup, whatever its outcome
+		}
+		etag, perr := blobstore.ParseETag(res.ETag)
+		switch res.Status {
+		case http.StatusCreated, http.StatusNoContent:
+			if perr != nil || etag != want[i] {
+				return errorf(KindTampered, "the server acknowledged a write with an ETag that is not the data's")
+			}
+		case http.StatusFailedDependency:
+			applied = false
+		case http.StatusPreconditionFailed:
+			applied = false
+			switch {
+			case perr == nil && etag == want[i]:
+				landedBefore = true
+			case items[i].Cond.CreateOnly:
+				failed = &Error{Kind: KindConflict, Msg: "a new block's random id is taken", Err: &PreconditionError{}}
+			default:
+				pe := &PreconditionError{}
+				if perr == nil {
+					pe.Current = &etag
+				}
+				failed = &Error{Kind: KindConflict, Msg: "the block changed meanwhile", Err: pe}
+			}
+		case http.StatusForbidden:
+			return errorf(KindAuth, "the server refused a block's write proof")
+		default:
+			return errorf(KindNetwork, "the server answered status %d for a block of a batch", res.Status)
+		}
+	}
+	switch {
+	case applied, landedBefore:
+		return nil
+	case failed != nil:
+		return failed
+	}
+	return errorf(KindNetwork, "the server aborted an atomic batch without saying which write failed")
 }
 
 // RenewItem is one block to renew.

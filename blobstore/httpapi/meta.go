@@ -66,8 +66,12 @@ type Config struct {
 
 // ConfigLimits are the request limits of /v1/config.
 type ConfigLimits struct {
-	RenewBatch        int   `json:"renew_batch"`          // ids per POST /v1/renew
-	WriteBatch        int   `json:"write_batch"`          // blocks per POST /v1/blocks
+	RenewBatch int `json:"renew_batch"` // ids per POST /v1/renew
+	WriteBatch int `json:"write_batch"` // blocks per POST /v1/blocks
+	// MaxBatchDeletes is the most deletions one POST /v1/blocks may
+	// carry, and its presence says the server takes deletions and
+	// atomic batches there.
+	MaxBatchDeletes   int   `json:"max_batch_deletes"`
 	MaxHeaderBytes    int   `json:"max_header_bytes"`     // request line and headers
 	MaxManifestBytes  int   `json:"max_manifest_bytes"`   // JSON manifest of POST /v1/blocks
 	MaxBatchBodyBytes int64 `json:"max_batch_body_bytes"` // whole body of POST /v1/blocks
@@ -100,6 +104,7 @@ func (a *api) config(x *exchange) {
 		Limits: ConfigLimits{
 			RenewBatch:               l.RenewBatch,
 			WriteBatch:               l.WriteBatch,
+			MaxBatchDeletes:          l.RenewBatch,
 			MaxHeaderBytes:           a.opt.MaxHeaderBytes,
 			MaxManifestBytes:         MaxManifestBytes,
 			MaxBatchBodyBytes:        a.maxBatchBody(),

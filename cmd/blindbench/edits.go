@@ -126,7 +126,7 @@ func (b *bench) editRows(ctx context.Context) []Row {
 	payload := client.PayloadCapacity(blockSize)
 	fixed := (len(data) + payload - 1) / payload
 	note := func(s sent) string {
-		return fmt.Sprintf("counted by a proxy in front of the server: %d blocks in batch writes, of which %d index blocks (the account's index before and after), and %d single PUTs (the head); the file's chunks new in the index agree",
+		return fmt.Sprintf("counted by a proxy in front of the server: %d blocks in batch writes, of which %d index blocks (the account's index before and after), and %d overwrites of the head (in the atomic batch that commits the index); the file's chunks new in the index agree",
 			s.batched, s.index, s.puts)
 	}
 	return []Row{

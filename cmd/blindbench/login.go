@@ -202,13 +202,13 @@ func (b *bench) accountRows(ctx context.Context, spec accountSpec) []Row {
 				"login_ms": ms(rn.total), "argon2id_ms": ms(rn.kdf), "renew_ms": ms(rn.renew),
 				"open_beyond_argon2id_ms": ms(rn.open), "blocks_renewed": float64(rn.sent), "rounds": float64(len(renewing)),
 			},
-			Note: notJudged + fmt.Sprintf("the first login of a period (server --period %v here): Renew sends the %d blocks the account refers to in shuffled batches through the server's write pool, and records the renewal in the index (its first dir, one block, written beside the renewal; then the head; then the old dir deleted); median of %d: Login+Renew %.0f ms, Argon2id %.0f ms; reading %.1f ms, renewing and recording %.1f ms. No target: that is three round trips through the pool, each waiting for its window (250 ms by default), the mixing that hides whose blocks these are",
+			Note: notJudged + fmt.Sprintf("the first login of a period (server --period %v here): Renew sends the %d blocks the account refers to in shuffled batches through the server's write pool, and records the renewal in the index (its first dir, one block, written beside the renewal; then the head and the deletion of the old dir, in one atomic batch); median of %d: Login+Renew %.0f ms, Argon2id %.0f ms; reading %.1f ms, renewing and recording %.1f ms. No target: that is two round trips through the pool, each waiting for its window (250 ms by default), the mixing that hides whose blocks these are",
 				c.loginPeriod, rn.sent, len(renewing), ms(rn.total), ms(rn.kdf), ms(rn.open), ms(rn.renew)),
 		},
 		{
 			Group: "index", Name: names[2], Figure: float64(worst), Unit: "blocks",
 			Target: judged(&Target{On: "figure", Op: "<=", Value: maxIndexWrite}),
-			Note: notJudged + fmt.Sprintf("the most blocks of one batch write (index blocks: the file is 1 KiB, kept inline) the server received for a put that replaces one file, over %d puts spread over the account, counted by a proxy in front of the server; besides, %d single PUTs (the head) in all",
+			Note: notJudged + fmt.Sprintf("the most blocks of one batch write (index blocks: the file is 1 KiB, kept inline) the server received for a put that replaces one file, over %d puts spread over the account, counted by a proxy in front of the server; besides, %d overwrites of the head in all",
 				oneFileChanges, puts),
 		},
 		{
@@ -305,7 +305,7 @@ func summarize(rounds []loginRound) loginRound {
 
 // oneFileChange replaces oneFileChanges files spread over the account,
 // one put each, through a counting proxy, and returns the most blocks
-// one put's batch writes carried and the single PUTs in all.
+// one put's batch writes carried and the overwrites of the head in all.
 func (b *bench) oneFileChange(ctx context.Context, url, user, pw string, files int) (worst, puts int, err error) {
 	p, err := countproxy.Start(url)
 	if err != nil {

@@ -25,8 +25,9 @@ import (
 
 // Counts is what a Proxy saw since the last Take.
 type Counts struct {
-	Batched int // blocks in batch writes (POST /v1/blocks)
-	Puts    int // single-block writes (PUT /v1/blocks/{id}: heads, roots)
+	Batched int // new blocks written in batches (POST /v1/blocks)
+	Deleted int // deletions in batches
+	Puts    int // overwrites (heads, roots): PUT /v1/blocks/{id}, or a batch entry with if_match
 	Reads   int // single-block reads (GET /v1/blocks/{id})
 }
 
@@ -36,7 +37,15 @@ type Proxy struct {
 	srv    *http.Server
 	mu     sync.Mutex
 	counts Counts
-	refuse func(*http.Request) bool
+	refuse func(*http.Request, *Manifest) bool
+}
+
+// Manifest is what the proxy read of a batch write's manifest.
+type Manifest struct {
+	Atomic     bool
+	Writes     []string // ids of the entries with data, as sent
+	Overwrites int      // of Writes, those with if_match
+	Deletes    []string // ids of the deletions
 }
 
 // Start listens on a free loopback port and forwards to upstream.
@@ -69,16 +78,20 @@ func Start(upstream string) (*Proxy, error) {
 // count counts r before it is forwarded, so that a caller who has its
 // response finds it in the next Take, and reports whether to forward it.
 func (p *Proxy) count(r *http.Request) bool {
-	batched := 0
+	var m *Manifest
 	if r.Method == http.MethodPost && r.URL.Path == "/v1/blocks" {
-		batched = manifestBlocks(r)
+		m = readManifest(r)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.refuse != nil && p.refuse(r) {
+	if p.refuse != nil && p.refuse(r, m) {
 		return false
 	}
-	p.counts.Batched += batched
+	if m != nil {
+		p.counts.Batched += len(m.Writes) - m.Overwrites
+		p.counts.Puts += m.Overwrites
+		p.counts.Deleted += len(m.Deletes)
+	}
 	switch {
 	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/blocks/"):
 		p.counts.Puts++
@@ -88,25 +101,40 @@ func (p *Proxy) count(r *http.Request) bool {
 	return true
 }
 
-// manifestBlocks reads the manifest at the head of a batch write (a
+// readManifest reads the manifest at the head of a batch write (a
 // 4-byte big-endian length, then that much JSON) and leaves r.Body whole
 // for the server, whose blocks stream on unbuffered. A body the server
-// will refuse counts no blocks.
-func manifestBlocks(r *http.Request) int {
+// will refuse gives an empty manifest.
+func readManifest(r *http.Request) *Manifest {
 	var prefix [4]byte
 	n, err := io.ReadFull(r.Body, prefix[:])
 	head := prefix[:n]
-	blocks := 0
+	m := &Manifest{}
 	if err == nil {
 		if l := binary.BigEndian.Uint32(prefix[:]); l <= httpapi.MaxManifestBytes {
 			manifest := make([]byte, l)
-			m, err := io.ReadFull(r.Body, manifest)
-			head = append(head, manifest[:m]...)
+			k, err := io.ReadFull(r.Body, manifest)
+			head = append(head, manifest[:k]...)
 			var parsed struct {
-				Blocks []json.RawMessage `json:"blocks"`
+				Atomic bool `json:"atomic"`
+				Blocks []struct {
+					ID      string `json:"id"`
+					Delete  bool   `json:"delete"`
+					IfMatch string `json:"if_match"`
+				} `json:"blocks"`
 			}
 			if err == nil && json.Unmarshal(manifest, &parsed) == nil {
-				blocks = len(parsed.Blocks)
+				m.Atomic = parsed.Atomic
+				for _, b := range parsed.Blocks {
+					if b.Delete {
+						m.Deletes = append(m.Deletes, b.ID)
+					} else {
+						m.Writes = append(m.Writes, b.ID)
+						if b.IfMatch != "" {
+							m.Overwrites++
+						}
+					}
+				}
 			}
 		}
 	}
@@ -114,13 +142,14 @@ func manifestBlocks(r *http.Request) int {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
-	return blocks
+	return m
 }
 
 // Refuse makes the proxy answer the requests f picks with 503
 // unavailable instead of forwarding them (a server lost part way through
-// a put); nil forwards all.
-func (p *Proxy) Refuse(f func(*http.Request) bool) {
+// a put); nil forwards all. f gets the manifest of a batch write, nil
+// for other requests.
+func (p *Proxy) Refuse(f func(*http.Request, *Manifest) bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refuse = f

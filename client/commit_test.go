@@ -1,0 +1,75 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/blindstore/blindstore/blobstore"
+)
+
+// Commit applies an atomic batch whole or not at all, and tells a retry
+// of a batch that landed from a lost compare-and-swap.
+func TestCommitAtomic(t *testing.T) {
+	s := newTestServer(t)
+	r := s.remote(t)
+	ctx := context.Background()
+	var secret OwnerSecret
+	secret[0] = 3
+	block := func() (blobstore.ID, blobstore.WriteProof, []byte) {
+		id := blobstore.NewID()
+		return id, secret.WriteProof(id), randomBytes(testBlockSize)
+	}
+	headID, headProof, headData := block()
+	headETag, err := r.Put(ctx, headID, headProof, headData, Cond{CreateOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldID, oldProof, oldData := block()
+	oldETag, err := r.Put(ctx, oldID, oldProof, oldData, Cond{CreateOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := s.blocks(t)
+	newID, newProof, newData := block()
+	next := randomBytes(testBlockSize)
+	commit := func(ifMatch blobstore.ETag) []CommitItem {
+		return []CommitItem{
+			{ID: newID, Proof: newProof, Data: newData, Cond: Cond{CreateOnly: true}},
+			{ID: headID, Proof: headProof, Data: next, Cond: Cond{IfMatch: &ifMatch}},
+			{ID: oldID, Proof: oldProof, Cond: Cond{IfMatch: &oldETag}},
+		}
+	}
+
+	// A lost swap: a precondition error with the head's ETag, and
+	// nothing written or deleted.
+	err = r.Commit(ctx, commit(blobstore.ETagOf(next)))
+	var pe *PreconditionError
+	if !errors.As(err, &pe) || pe.Current == nil || *pe.Current != headETag {
+		t.Fatalf("lost swap: %v, want a precondition error with the head's ETag", err)
+	}
+	if got := s.blocks(t); got != before {
+		t.Fatalf("a lost swap left %d blocks, want %d", got, before)
+	}
+	if _, _, err := r.Get(ctx, oldID, nil); err != nil {
+		t.Fatalf("a lost swap deleted a block: %v", err)
+	}
+
+	// A won swap, then the same batch again, as a retry after a lost
+	// answer would send it: both succeed, and the batch applied once.
+	for range 2 {
+		if err := r.Commit(ctx, commit(headETag)); err != nil {
+			t.Fatalf("won swap: %v", err)
+		}
+	}
+	got, _, err := r.Get(ctx, headID, nil)
+	if err != nil || string(got) != string(next) {
+		t.Fatalf("the head does not hold the new data: %v", err)
+	}
+	if _, _, err := r.Get(ctx, newID, nil); err != nil {
+		t.Fatalf("the new block was not written: %v", err)
+	}
+	if _, _, err := r.Get(ctx, oldID, nil); KindOf(err) != KindNotFound {
+		t.Fatalf("the replaced block: %v, want not found", err)
+	}
+}
