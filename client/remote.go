@@ -50,12 +50,12 @@ type ServerConfig struct {
 	RetentionPeriods int    `json:"retention_periods"`
 	CurrentPeriod    uint64 `json:"current_period"`
 	Limits           struct {
-		RenewBatch        int   `json:"renew_batch"`
-		WriteBatch        int   `json:"write_batch"`
-		MaxManifestBytes  int   `json:"max_manifest_bytes"`
+		RenewBatch       int `json:"renew_batch"`
+		WriteBatch       int `json:"write_batch"`
+		MaxManifestBytes int `json:"max_manifest_bytes"`
 		// MaxBatchDeletes: deletions one batch may carry; 0 from a
 		// server that takes neither them nor atomic batches.
-		MaxBatchDeletes int `json:"max_batch_deletes"`
+		MaxBatchDeletes   int   `json:"max_batch_deletes"`
 		MaxBatchBodyBytes int64 `json:"max_batch_body_bytes"`
 	} `json:"limits"`
 	// Tokens is set when the server charges for writes (tokens.go).
