@@ -169,6 +169,12 @@ const (
 	OpPut OpKind = iota + 1
 	OpDelete
 	OpRenew
+	// OpCheck changes nothing: it asserts that the block exists, is
+	// the prover's, and meets Cond.IfMatch once the batch is applied.
+	// In an atomic group it makes the group depend on a block written
+	// by another request (a client's data, still on its way, that its
+	// index is about to refer to).
+	OpCheck
 )
 
 func (k OpKind) String() string {
@@ -179,6 +185,8 @@ func (k OpKind) String() string {
 		return "delete"
 	case OpRenew:
 		return "renew"
+	case OpCheck:
+		return "check"
 	}
 	return fmt.Sprintf("op(%d)", k)
 }
@@ -198,7 +206,7 @@ type Op struct {
 	// and never renews one, so that writes a quota does not charge for
 	// cannot stand in for renewals (DESIGN.md §11).
 	Bucket bucketer.Bucket
-	Cond   Cond // put, delete
+	Cond   Cond // put, delete, check
 	// Group, when not zero, makes the ops that share it one atomic
 	// request: its puts apply all together or none does, and its
 	// deletes apply only when its puts do (a delete's own failure
@@ -223,6 +231,7 @@ const (
 	StatusForbidden                      // proof does not match
 	StatusPrecondition                   // If-Match / If-None-Match failed
 	StatusAborted                        // not applied: another op of its atomic group failed
+	StatusChecked                        // check that held
 )
 
 func (s Status) String() string {
@@ -245,6 +254,8 @@ func (s Status) String() string {
 		return "precondition_failed"
 	case StatusAborted:
 		return "aborted"
+	case StatusChecked:
+		return "checked"
 	}
 	return fmt.Sprintf("status(%d)", s)
 }
@@ -302,7 +313,7 @@ func Plan(ops []Op, current map[ID]Meta) ([]Result, []Change) {
 		for i, r := range causes {
 			results[i] = r
 		}
-		// The group of the first failed put in op order is aborted,
+		// The group of the first failed put or check in op order is aborted,
 		// and the batch planned again without it: its other ops may
 		// have changed what later ops saw, and a later group may have
 		// failed only because of them. Each pass aborts one more
@@ -310,10 +321,10 @@ func Plan(ops []Op, current map[ID]Meta) ([]Result, []Change) {
 		first := -1
 		for i := range ops {
 			g := ops[i].Group
-			if g == 0 || aborted[g] || ops[i].Kind != OpPut {
+			if g == 0 || aborted[g] || ops[i].Kind == OpDelete || ops[i].Kind == OpRenew {
 				continue
 			}
-			if st := results[i].Status; st != StatusCreated && st != StatusReplaced {
+			if st := results[i].Status; st != StatusCreated && st != StatusReplaced && st != StatusChecked {
 				first = i
 				break
 			}
@@ -324,7 +335,7 @@ func Plan(ops []Op, current map[ID]Meta) ([]Result, []Change) {
 		if aborted == nil {
 			aborted, causes = map[uint64]bool{}, map[int]Result{}
 		}
-		// The put that failed answers why, as it failed; the rest of
+		// The op that failed answers why, as it failed; the rest of
 		// its group answers StatusAborted.
 		aborted[ops[first].Group], causes[first] = true, results[first]
 	}
@@ -340,23 +351,40 @@ func planPass(ops []Op, current map[ID]Meta, aborted map[uint64]bool) ([]Result,
 	states := make(map[ID]*state, len(ops))
 	order := make([]ID, 0, len(ops))
 	results := make([]Result, len(ops))
+	stateOf := func(id ID) *state {
+		st, ok := states[id]
+		if !ok {
+			st = &state{}
+			if m, ok := current[id]; ok {
+				old, cur := m, m
+				st.old, st.cur = &old, &cur
+			}
+			states[id] = st
+			order = append(order, id)
+		}
+		return st
+	}
+	checks := false
 	for i := range ops {
 		op := &ops[i]
 		if op.Group != 0 && aborted[op.Group] {
 			results[i] = Result{Status: StatusAborted}
 			continue
 		}
-		st, ok := states[op.ID]
-		if !ok {
-			st = &state{}
-			if m, ok := current[op.ID]; ok {
-				old, cur := m, m
-				st.old, st.cur = &old, &cur
-			}
-			states[op.ID] = st
-			order = append(order, op.ID)
+		if op.Kind == OpCheck {
+			checks = true
+			continue
 		}
+		st := stateOf(op.ID)
 		results[i] = planOne(op, &st.cur, &st.data)
+	}
+	// Checks see the batch as applied, whatever the order its requests
+	// were shuffled into: a check holds if its block exists once this
+	// batch commits, written by it or before it.
+	for i := range ops {
+		if op := &ops[i]; checks && op.Kind == OpCheck && (op.Group == 0 || !aborted[op.Group]) {
+			results[i] = checkOne(op, stateOf(op.ID).cur)
+		}
 	}
 	changes := make([]Change, 0, len(order))
 	for _, id := range order {
@@ -425,6 +453,20 @@ func planOne(op *Op, cur **Meta, data *[]byte) Result {
 		return Result{Status: StatusRenewed, ETag: m.ETag}
 	}
 	return Result{Status: StatusForbidden}
+}
+
+// checkOne decides a check against the block's state m (nil: none).
+func checkOne(op *Op, m *Meta) Result {
+	if m == nil {
+		return Result{Status: StatusNotFound}
+	}
+	if !m.ProofHash.Equal(op.ProofHash) {
+		return Result{Status: StatusForbidden}
+	}
+	if r, failed := checkCond(op.Cond, m); failed {
+		return r
+	}
+	return Result{Status: StatusChecked, ETag: m.ETag}
 }
 
 // checkCond evaluates preconditions against the current state m (nil: no

@@ -264,3 +264,50 @@ func TestPlanAtomicGroups(t *testing.T) {
 		}
 	}
 }
+
+// A check sees the batch as applied, whatever the order of its ops: a
+// group that checks a block written by another request of the same
+// batch holds, one that checks a block nobody wrote aborts whole.
+func TestPlanChecks(t *testing.T) {
+	var w, stranger WriteProof
+	w[0], stranger[0] = 5, 6
+	b := bucketer.Bucket{1}
+	data, head := NewID(), NewID()
+	d := []byte("chunk")
+	e := ETagOf(d)
+	cur := map[ID]Meta{head: {ProofHash: w.Hash(), ETag: ETagOf([]byte("h1")), Bucket: b}}
+	h1 := ETagOf([]byte("h1"))
+	check := func(id ID, p WriteProof, etag ETag, g uint64) Op {
+		return Op{Kind: OpCheck, ID: id, ProofHash: p.Hash(), Cond: Cond{IfMatch: &etag}, Group: g}
+	}
+	swap := func(g uint64) Op {
+		nd := []byte("h2")
+		return Op{Kind: OpPut, ID: head, ProofHash: w.Hash(), Data: nd, ETag: ETagOf(nd), Bucket: b, Cond: Cond{IfMatch: &h1}, Group: g}
+	}
+	put := Op{Kind: OpPut, ID: data, ProofHash: w.Hash(), Data: d, ETag: e, Bucket: b, Cond: Cond{IfNoneMatchAny: true}}
+
+	// The check comes before the put it depends on: it holds.
+	rs, changes := Plan([]Op{check(data, w, e, 1), swap(1), put}, cur)
+	if rs[0].Status != StatusChecked || rs[1].Status != StatusReplaced || rs[2].Status != StatusCreated {
+		t.Fatalf("check before its put: %v %v %v", rs[0].Status, rs[1].Status, rs[2].Status)
+	}
+	if len(changes) != 2 {
+		t.Fatalf("%d changes, want 2 (the data and the head)", len(changes))
+	}
+	// Without the put, or with another's proof, or another ETag, the
+	// group aborts and the head stays.
+	for _, c := range []struct {
+		name string
+		op   Op
+		want Status
+	}{
+		{"missing", check(data, w, e, 2), StatusNotFound},
+		{"stranger", check(head, stranger, h1, 2), StatusForbidden},
+		{"other etag", check(head, w, e, 2), StatusPrecondition},
+	} {
+		rs, changes = Plan([]Op{swap(2), c.op}, cur)
+		if rs[0].Status != StatusAborted || rs[1].Status != c.want || len(changes) != 0 {
+			t.Errorf("%s: %v %v, %d changes; want aborted, %v, none", c.name, rs[0].Status, rs[1].Status, len(changes), c.want)
+		}
+	}
+}

@@ -137,17 +137,27 @@ type PutItem struct {
 	// Delete makes the entry a deletion (Batch only): no Data, and
 	// Cond.IfMatch only.
 	Delete bool
+	// Check makes the entry a check (Batch only, OpCheck): no Data,
+	// and Cond.IfMatch only.
+	Check bool
 }
+
+// hasData reports whether the entry carries a block's data: a write.
+func (it PutItem) hasData() bool { return !it.Delete && !it.Check }
 
 func (s *Service) putOp(it PutItem, bucket bucketer.Bucket) (Op, error) {
 	if err := it.ID.Validate(); err != nil {
 		return Op{}, err
 	}
-	if it.Delete {
-		if it.Data != nil || it.Cond.IfNoneMatchAny {
-			return Op{}, E(KindInvalid, CodeBadRequest, "a deletion has no data and no create-only condition")
+	if !it.hasData() {
+		if it.Data != nil || it.Cond.IfNoneMatchAny || it.Delete && it.Check {
+			return Op{}, E(KindInvalid, CodeBadRequest, "a deletion or check has no data and no create-only condition")
 		}
-		return Op{Kind: OpDelete, ID: it.ID, ProofHash: it.Proof.Hash(), Cond: it.Cond}, nil
+		kind := OpDelete
+		if it.Check {
+			kind = OpCheck
+		}
+		return Op{Kind: kind, ID: it.ID, ProofHash: it.Proof.Hash(), Cond: it.Cond}, nil
 	}
 	if err := s.checkSize(it.Data); err != nil {
 		return Op{}, err
@@ -163,7 +173,7 @@ func (s *Service) putOp(it PutItem, bucket bucketer.Bucket) (Op, error) {
 
 // MayCreate reports whether a put can create a block: one without
 // If-Match. Those are what quotas and the capacity cap count.
-func (it PutItem) MayCreate() bool { return !it.Delete && it.Cond.IfMatch == nil }
+func (it PutItem) MayCreate() bool { return it.hasData() && it.Cond.IfMatch == nil }
 
 // Put creates or overwrites one block. The result's Status tells which;
 // a failed proof or precondition is returned as an error of its kind with
@@ -196,27 +206,29 @@ func (s *Service) PutBatch(ctx context.Context, items []PutItem) ([]Result, erro
 	return s.Batch(ctx, items, false)
 }
 
-// Batch is PutBatch with deletions among the items (PutItem.Delete; up to
-// Limits.RenewBatch of them) and, with atomic, all-or-nothing puts: if
-// one put fails, nothing of the batch applies (StatusAborted), and the
-// deletions apply only when every put did. A client commits a change
-// this way in one round: new blocks, the compare-and-swap of the block
-// that refers to them, and the removal of what it no longer refers to.
+// Batch is PutBatch with deletions and checks among the items
+// (PutItem.Delete, PutItem.Check; up to Limits.RenewBatch of them) and,
+// with atomic, all-or-nothing: if one put or check fails, nothing of the
+// batch applies (StatusAborted), and the deletions apply only when every
+// put did. A client commits a change this way in one round: new blocks,
+// the compare-and-swap of the block that refers to them, checks of the
+// blocks it refers to that other requests still carry, and the removal
+// of what it no longer refers to.
 func (s *Service) Batch(ctx context.Context, items []PutItem, atomic bool) ([]Result, error) {
 	if len(items) == 0 {
 		return nil, E(KindInvalid, CodeBadRequest, "batch is empty")
 	}
 	puts := 0
 	for _, it := range items {
-		if !it.Delete {
+		if it.hasData() {
 			puts++
 		}
 	}
 	if puts > s.limits.WriteBatch {
 		return nil, E(KindInvalid, CodeBatchTooLarge, fmt.Sprintf("batch holds %d blocks, the limit is %d", puts, s.limits.WriteBatch))
 	}
-	if dels := len(items) - puts; dels > s.limits.RenewBatch {
-		return nil, E(KindInvalid, CodeBatchTooLarge, fmt.Sprintf("batch deletes %d blocks, the limit is %d", dels, s.limits.RenewBatch))
+	if refs := len(items) - puts; refs > s.limits.RenewBatch {
+		return nil, E(KindInvalid, CodeBatchTooLarge, fmt.Sprintf("batch deletes or checks %d blocks, the limit is %d", refs, s.limits.RenewBatch))
 	}
 	var group uint64
 	if atomic {

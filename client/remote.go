@@ -53,9 +53,9 @@ type ServerConfig struct {
 		RenewBatch       int `json:"renew_batch"`
 		WriteBatch       int `json:"write_batch"`
 		MaxManifestBytes int `json:"max_manifest_bytes"`
-		// MaxBatchDeletes: deletions one batch may carry; 0 from a
+		// MaxBatchRefs: deletions and checks one batch may carry; 0 from a
 		// server that takes neither them nor atomic batches.
-		MaxBatchDeletes   int   `json:"max_batch_deletes"`
+		MaxBatchRefs      int   `json:"max_batch_refs"`
 		MaxBatchBodyBytes int64 `json:"max_batch_body_bytes"`
 	} `json:"limits"`
 	// Tokens is set when the server charges for writes (tokens.go).
@@ -480,7 +480,7 @@ type CommitItem struct {
 
 // CanCommit reports whether the server takes atomic batches, and so
 // whether Commit may be used.
-func (cfg *ServerConfig) CanCommit() bool { return cfg.Limits.MaxBatchDeletes > 0 }
+func (cfg *ServerConfig) CanCommit() bool { return cfg.Limits.MaxBatchRefs > 0 }
 
 // commitFits reports whether items fit one atomic batch of the server.
 func (cfg *ServerConfig) commitFits(items []CommitItem) bool {
@@ -493,7 +493,7 @@ func (cfg *ServerConfig) commitFits(items []CommitItem) bool {
 			writes++
 		}
 	}
-	if writes > cfg.Limits.WriteBatch || len(items)-writes > cfg.Limits.MaxBatchDeletes {
+	if writes > cfg.Limits.WriteBatch || len(items)-writes > cfg.Limits.MaxBatchRefs {
 		return false
 	}
 	if cfg.Limits.MaxManifestBytes > 0 {
@@ -507,7 +507,7 @@ func (cfg *ServerConfig) commitFits(items []CommitItem) bool {
 // fitDeletions returns how many of dels, taken in order, fit one atomic
 // batch beside items (which fit).
 func (cfg *ServerConfig) fitDeletions(items, dels []CommitItem) int {
-	room := cfg.Limits.MaxBatchDeletes
+	room := cfg.Limits.MaxBatchRefs
 	for _, it := range items {
 		if it.Data == nil {
 			room--

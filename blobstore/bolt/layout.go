@@ -172,7 +172,7 @@ func (s *Store) checkOp(op *blobstore.Op) error {
 			return blobstore.E(blobstore.KindInvalid, blobstore.CodeBadSize,
 				fmt.Sprintf("block data must be exactly %d bytes, got %d", s.blockSize, len(op.Data)))
 		}
-	case blobstore.OpDelete, blobstore.OpRenew:
+	case blobstore.OpDelete, blobstore.OpRenew, blobstore.OpCheck:
 	default:
 		return blobstore.E(blobstore.KindInvalid, blobstore.CodeBadRequest, "unknown operation")
 	}

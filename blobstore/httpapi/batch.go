@@ -38,12 +38,13 @@ type batchEntry struct {
 	CreateOnly bool   `json:"create_only,omitempty"` // as If-None-Match: *
 	IfMatch    string `json:"if_match,omitempty"`    // as If-Match: a quoted strong ETag
 	Delete     bool   `json:"delete,omitempty"`      // a deletion: no data in the body
+	Check      bool   `json:"check,omitempty"`       // a check (blobstore.OpCheck): no data in the body
 }
 
 // BatchResult is one block's outcome in the answer of POST /v1/blocks.
 type BatchResult struct {
 	ID     string `json:"id"`             // canonical lower-case form
-	Status int    `json:"status"`         // 201, 204, 403, 404 (deletion), 412 or 424 (atomic batch aborted)
+	Status int    `json:"status"`         // 200 (check held), 201, 204, 403, 404 (deletion, check), 412 or 424 (atomic batch aborted)
 	Code   string `json:"code,omitempty"` // for 403 and 412
 	ETag   string `json:"etag,omitempty"` // after the write; for 412, the block's current one
 }
@@ -56,7 +57,7 @@ type BatchResponse struct {
 // putBatch is POST /v1/blocks. Body framing (Content-Type
 // application/vnd.blindstore.batch): a 4-byte big-endian length L, L
 // bytes of JSON manifest, then exactly n×block_size bytes of data for the
-// n entries that are not deletions, in manifest order. Every block is
+// n entries that are writes (not deletions or checks), in manifest order. Every block is
 // read and checked before any reaches the service, and the service
 // commits them in one batch.
 func (a *api) putBatch(x *exchange) {
@@ -86,13 +87,14 @@ func (a *api) putBatch(x *exchange) {
 		return
 	}
 	// Paying (tokens.go): one token for the batch if any entry may
-	// create a block; deletions are free, as DELETE is.
+	// create a block; deletions and checks are free, as DELETE and HEAD
+	// are.
 	creates, writes := 0, 0
 	for _, it := range items {
 		if it.MayCreate() {
 			creates++
 		}
-		if !it.Delete {
+		if !it.Delete && !it.Check {
 			writes++
 		}
 	}
@@ -121,8 +123,11 @@ func (a *api) putBatch(x *exchange) {
 			br.Status = http.StatusCreated
 		case blobstore.StatusReplaced, blobstore.StatusDeleted:
 			br.Status = http.StatusNoContent
+		case blobstore.StatusChecked:
+			br.Status = http.StatusOK
 		case blobstore.StatusNotFound:
-			// Only a deletion: a probe, as a DELETE's 404 is.
+			// Only a deletion or check: a probe, as a DELETE's or
+			// HEAD's 404 is.
 			br.Status, br.Code = http.StatusNotFound, blobstore.CodeNotFound
 			x.failed++
 		case blobstore.StatusForbidden:
@@ -170,7 +175,7 @@ func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, bo
 	}
 	n := 0 // entries with data
 	for _, e := range m.Blocks {
-		if !e.Delete {
+		if !e.Delete && !e.Check {
 			n++
 		}
 	}
@@ -181,7 +186,7 @@ func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, bo
 	case n > limits.WriteBatch:
 		return nil, false, nil, invalid(blobstore.CodeBatchTooLarge, fmt.Sprintf("batch holds %d blocks, the limit is %d", n, limits.WriteBatch))
 	case len(m.Blocks)-n > limits.RenewBatch:
-		return nil, false, nil, invalid(blobstore.CodeBatchTooLarge, fmt.Sprintf("batch deletes %d blocks, the limit is %d", len(m.Blocks)-n, limits.RenewBatch))
+		return nil, false, nil, invalid(blobstore.CodeBatchTooLarge, fmt.Sprintf("batch deletes or checks %d blocks, the limit is %d", len(m.Blocks)-n, limits.RenewBatch))
 	}
 	bs := a.svc.BlockSize()
 	if want := 4 + int64(l) + int64(n)*int64(bs); declared >= 0 && declared != want {
@@ -197,7 +202,7 @@ func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, bo
 	}
 	bufs := make([]*[]byte, 0, n)
 	for i := range items {
-		if items[i].Delete {
+		if items[i].Delete || items[i].Check {
 			continue
 		}
 		bp := a.blocks.Get().(*[]byte)
@@ -227,10 +232,13 @@ func (e batchEntry) item() (blobstore.PutItem, error) {
 	if err != nil {
 		return blobstore.PutItem{}, err
 	}
-	if e.Delete && e.CreateOnly {
-		return blobstore.PutItem{}, invalid(blobstore.CodeBadRequest, "a deletion cannot be create_only")
+	switch {
+	case (e.Delete || e.Check) && e.CreateOnly:
+		return blobstore.PutItem{}, invalid(blobstore.CodeBadRequest, "a deletion or check cannot be create_only")
+	case e.Delete && e.Check:
+		return blobstore.PutItem{}, invalid(blobstore.CodeBadRequest, "an entry is a deletion or a check, not both")
 	}
-	it := blobstore.PutItem{ID: id, Proof: blobstore.WriteProof(proof), Cond: blobstore.Cond{IfNoneMatchAny: e.CreateOnly}, Delete: e.Delete}
+	it := blobstore.PutItem{ID: id, Proof: blobstore.WriteProof(proof), Cond: blobstore.Cond{IfNoneMatchAny: e.CreateOnly}, Delete: e.Delete, Check: e.Check}
 	if e.IfMatch != "" {
 		etag, err := blobstore.ParseETag(e.IfMatch)
 		if err != nil {

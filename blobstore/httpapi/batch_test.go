@@ -91,9 +91,10 @@ func TestBatchWrite(t *testing.T) {
 // a deletion of a block already gone failing alone.
 func TestBatchAtomicCommit(t *testing.T) {
 	e := newEnv(t)
-	head, stale, fresh := e.newBlock(), e.newBlock(), e.newBlock()
+	head, stale, fresh, chunk := e.newBlock(), e.newBlock(), e.newBlock(), e.newBlock()
 	etagHead := e.mustPut(head)
 	e.mustPut(stale)
+	etagChunk := blobstore.ETagOf(chunk.data)
 	gone := e.newBlock()
 	e.secretID(gone.id)
 	next := e.randomData()
@@ -105,6 +106,7 @@ func TestBatchAtomicCommit(t *testing.T) {
 			{"id": stale.id, "proof": stale.proof, "delete": true},
 			{"id": head.id, "proof": head.proof, "if_match": ifMatch},
 			{"id": gone.id, "proof": gone.proof, "delete": true},
+			{"id": chunk.id, "proof": chunk.proof, "check": true, "if_match": etagChunk.String()},
 		}}, fresh.data, next)
 		r := e.do("POST", "/v1/blocks", body, hdr{"Content-Type", ct})
 		r.wantStatus(t, http.StatusOK)
@@ -112,8 +114,8 @@ func TestBatchAtomicCommit(t *testing.T) {
 		if err := json.Unmarshal(r.body, &got); err != nil {
 			t.Fatal(err)
 		}
-		if len(got.Results) != 4 {
-			t.Fatalf("%d results for 4 entries", len(got.Results))
+		if len(got.Results) != 5 {
+			t.Fatalf("%d results for 5 entries", len(got.Results))
 		}
 		for _, res := range got.Results {
 			e.secretETag(res.ETag)
@@ -129,8 +131,19 @@ func TestBatchAtomicCommit(t *testing.T) {
 	}
 
 	before := e.snapshot(head.id, stale.id, fresh.id)
+	// The block checked is not there yet (a client's data still on
+	// its way): the check fails and the batch with it.
+	e.secretID(chunk.id)
+	checkFailed := commit(etagHead)
+	if got, want := statuses(checkFailed), []int{424, 424, 424, 424, 404}; !slices.Equal(got, want) {
+		t.Fatalf("failed check: statuses %v, want %v", got, want)
+	}
+	e.unchanged(before, head.id, stale.id, fresh.id)
+	e.mustPut(chunk)
+
+	before = e.snapshot(head.id, stale.id, fresh.id)
 	lost := commit(blobstore.ETagOf(next).String())
-	if got, want := statuses(lost), []int{424, 424, 412, 424}; !slices.Equal(got, want) {
+	if got, want := statuses(lost), []int{424, 424, 412, 424, 424}; !slices.Equal(got, want) {
 		t.Fatalf("lost swap: statuses %v, want %v", got, want)
 	}
 	if lost[0].Code != blobstore.CodeAborted || lost[2].ETag != etagHead {
@@ -139,7 +152,7 @@ func TestBatchAtomicCommit(t *testing.T) {
 	e.unchanged(before, head.id, stale.id, fresh.id)
 
 	won := commit(etagHead)
-	if got, want := statuses(won), []int{201, 204, 204, 404}; !slices.Equal(got, want) {
+	if got, want := statuses(won), []int{201, 204, 204, 404, 200}; !slices.Equal(got, want) {
 		t.Fatalf("won swap: statuses %v, want %v", got, want)
 	}
 	if r := e.do("GET", "/v1/blocks/"+head.id, nil, nil); !bytes.Equal(r.body, next) {
@@ -199,6 +212,8 @@ func TestBatchWriteBadRequests(t *testing.T) {
 		{"bad if_match", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "if_match": "unquoted"}), fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadETag},
 		{"create-only deletion", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "delete": true, "create_only": true})), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
 		{"data for a deletion", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "delete": true}), fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadSize},
+		{"deletion and check", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "delete": true, "check": true})), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
+		{"create-only check", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "check": true, "create_only": true})), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
 		// One bad block fails the whole batch: the good one is not written.
 		{"second block bad", batchBody(t, entry{"blocks": []entry{okEntry, {"id": "nope", "proof": b.proof}}}, fresh.data, fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadID},
 	}

@@ -187,6 +187,7 @@ func FuzzReadBatch(f *testing.F) {
 	f.Add(frame(withDelete, 1), true)
 	f.Add(frame(withDelete, 2), false)
 	f.Add(frame(m(entry{"blocks": []entry{{"id": a.id, "proof": a.proof, "delete": true, "create_only": true}}}), 0), true)
+	f.Add(frame(m(entry{"atomic": true, "blocks": []entry{{"id": a.id, "proof": a.proof, "check": true, "if_match": `"AAAAAAAAAAAAAAAAAAAAAA"`}, {"id": b.id, "proof": b.proof}}}), 1), true)
 	f.Fuzz(func(t *testing.T, in []byte, declared bool) {
 		cl := int64(-1)
 		if declared {
@@ -210,7 +211,7 @@ func FuzzReadBatch(f *testing.F) {
 		}
 		n := 0 // items with data, which take the body's blocks in order
 		for _, it := range items {
-			if !it.Delete {
+			if !it.Delete && !it.Check {
 				n++
 			}
 		}
@@ -226,9 +227,9 @@ func FuzzReadBatch(f *testing.F) {
 			if it.ID.Validate() != nil {
 				t.Fatalf("item %d: invalid id accepted", i)
 			}
-			if it.Delete {
-				if it.Data != nil || it.Cond.IfNoneMatchAny {
-					t.Fatalf("item %d: a deletion with data or create_only", i)
+			if it.Delete || it.Check {
+				if it.Data != nil || it.Cond.IfNoneMatchAny || it.Delete && it.Check {
+					t.Fatalf("item %d: a deletion or check with data or create_only", i)
 				}
 				continue
 			}

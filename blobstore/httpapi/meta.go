@@ -68,10 +68,10 @@ type Config struct {
 type ConfigLimits struct {
 	RenewBatch int `json:"renew_batch"` // ids per POST /v1/renew
 	WriteBatch int `json:"write_batch"` // blocks per POST /v1/blocks
-	// MaxBatchDeletes is the most deletions one POST /v1/blocks may
-	// carry, and its presence says the server takes deletions and
-	// atomic batches there.
-	MaxBatchDeletes   int   `json:"max_batch_deletes"`
+	// MaxBatchRefs is the most entries without data (deletions and
+	// checks) one POST /v1/blocks may carry; its presence says the
+	// server takes them, and atomic batches.
+	MaxBatchRefs      int   `json:"max_batch_refs"`
 	MaxHeaderBytes    int   `json:"max_header_bytes"`     // request line and headers
 	MaxManifestBytes  int   `json:"max_manifest_bytes"`   // JSON manifest of POST /v1/blocks
 	MaxBatchBodyBytes int64 `json:"max_batch_body_bytes"` // whole body of POST /v1/blocks
@@ -104,7 +104,7 @@ func (a *api) config(x *exchange) {
 		Limits: ConfigLimits{
 			RenewBatch:               l.RenewBatch,
 			WriteBatch:               l.WriteBatch,
-			MaxBatchDeletes:          l.RenewBatch,
+			MaxBatchRefs:             l.RenewBatch,
 			MaxHeaderBytes:           a.opt.MaxHeaderBytes,
 			MaxManifestBytes:         MaxManifestBytes,
 			MaxBatchBodyBytes:        a.maxBatchBody(),

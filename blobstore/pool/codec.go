@@ -95,7 +95,7 @@ func decodeOps(b []byte) ([]blobstore.Op, error) {
 		copy(op.ProofHash[:], head[17:49])
 		copy(op.Bucket[:], head[49:65])
 		f := head[65]
-		if op.Kind < blobstore.OpPut || op.Kind > blobstore.OpRenew || f&^(flagIfNoneMatch|flagIfMatch|flagData|flagGroup) != 0 {
+		if op.Kind < blobstore.OpPut || op.Kind > blobstore.OpCheck || f&^(flagIfNoneMatch|flagIfMatch|flagData|flagGroup) != 0 {
 			return nil, errMalformed
 		}
 		op.Cond.IfNoneMatchAny = f&flagIfNoneMatch != 0

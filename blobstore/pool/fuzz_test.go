@@ -19,6 +19,7 @@ func FuzzDecodeOps(f *testing.F) {
 		{Kind: blobstore.OpRenew, ID: blobstore.NewID()},
 		{Kind: blobstore.OpPut, ID: blobstore.NewID(), Data: []byte{}},
 		{Kind: blobstore.OpDelete, ID: blobstore.NewID(), Group: 1 << 60},
+		{Kind: blobstore.OpCheck, ID: blobstore.NewID(), Cond: blobstore.Cond{IfMatch: &etag}, Group: 7},
 	}
 	f.Add(encodeOps(ops))
 	f.Add(encodeOps(ops[:1]))
