@@ -385,7 +385,7 @@ func (a *Account) load(ctx context.Context) error {
 // head. Losing the race to another device that upgraded (or changed the
 // account) first is fine: what it committed is read instead.
 func (a *Account) upgrade(ctx context.Context) error {
-	err := a.commit(ctx, a.index, nil)
+	err := a.commit(ctx, a.index, nil, nil)
 	var pe *PreconditionError
 	if err != nil && errors.As(err, &pe) {
 		return a.load(ctx)
@@ -551,11 +551,21 @@ type changeFunc func(x *indexfile.Index) error
 // index twice): it must be a function of its argument. It returns the
 // committed index.
 func (a *Account) update(ctx context.Context, change changeFunc) (*indexfile.Index, error) {
+	return a.updateChecked(ctx, change, nil)
+}
+
+// updateChecked is update whose commit holds only if the blocks of
+// unacked exist with their ETags: blocks the change refers to that were
+// sent by requests not yet answered (Put sends its commit while its last
+// data batches still wait in the server's write pool). On a server that
+// cannot check, or when a check fails, it returns an error of
+// errUnacked: the caller waits for those requests and updates again.
+func (a *Account) updateChecked(ctx context.Context, change changeFunc, unacked []indexfile.Ref) (*indexfile.Index, error) {
 	ours, err := a.changed(change)
 	if err != nil {
 		return nil, err
 	}
-	return a.updateTo(ctx, ours, nil)
+	return a.updateTo(ctx, ours, nil, unacked)
 }
 
 // changed returns the index changed by change, one generation on.
@@ -570,17 +580,18 @@ func (a *Account) changed(change changeFunc) (*indexfile.Index, error) {
 
 // updateTo is update of ours, the index as changed (by changed); pre,
 // when not nil, is ours staged already, for the first attempt.
-func (a *Account) updateTo(ctx context.Context, ours *indexfile.Index, pre *staged) (*indexfile.Index, error) {
+func (a *Account) updateTo(ctx context.Context, ours *indexfile.Index, pre *staged, unacked []indexfile.Ref) (*indexfile.Index, error) {
 	base := a.index
 	firstOurs := ours
 	var lastErr error
 	for range maxUpdateAttempts {
 		var err error
 		if pre != nil {
+			pre.unacked = unacked
 			err = a.swap(ctx, pre, nil)
 			pre = nil
 		} else {
-			err = a.commit(ctx, ours, nil)
+			err = a.commit(ctx, ours, nil, unacked)
 		}
 		if err == nil {
 			// Blocks that our first version referred to and the
@@ -633,13 +644,14 @@ func mayBeDeleted(base, theirs, merged *indexfile.Index) bool {
 // head. On success it deletes what the old head referred to and next
 // does not; on a lost race it returns an error wrapping
 // *PreconditionError and leaves nothing of its own behind.
-func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []RootRef) error {
+func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []RootRef, unacked []indexfile.Ref) error {
 	var s *staged
 	if next != nil {
 		var err error
 		if s, err = a.seal(next); err != nil {
 			return err
 		}
+		s.unacked = unacked
 	}
 	return a.swap(ctx, s, roots)
 }
@@ -653,6 +665,9 @@ type staged struct {
 	pending  []BatchItem
 	written  []indexfile.Ref
 	obsolete []indexfile.Ref // of the current head, once next replaces it
+	// unacked are blocks next refers to whose writes are not answered
+	// yet: the commit must check them (updateChecked).
+	unacked []indexfile.Ref
 }
 
 // seal seals the index blocks of next that the account's tree lacks,
@@ -742,8 +757,17 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 		gone = append(slices.Clip(s.obsolete), indexfile.Unreferenced(a.index, s.next)...)
 	}
 	head := CommitItem{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: data, Cond: Cond{IfMatch: &etag}}
+	var checks []CommitItem
+	if s != nil {
+		for i, r := range s.unacked {
+			checks = append(checks, CommitItem{ID: r.ID, Proof: a.root.OwnerSecret.WriteProof(r.ID), Check: true, Cond: Cond{IfMatch: &s.unacked[i].ETag}})
+		}
+	}
+	if len(checks) > 0 && !cfg.commitFits(append([]CommitItem{head}, checks...)) {
+		return errUnacked
+	}
 	if cfg.CanCommit() {
-		items := []CommitItem{head}
+		items := append([]CommitItem{head}, checks...)
 		if s != nil {
 			for _, it := range s.pending {
 				items = append(items, CommitItem{ID: it.ID, Proof: it.Proof, Data: it.Data, Cond: Cond{CreateOnly: true}})
@@ -753,7 +777,7 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 			if err = a.writePending(ctx, s); err != nil {
 				return err
 			}
-			items = []CommitItem{head}
+			items = append([]CommitItem{head}, checks...)
 		}
 		dels := make([]CommitItem, len(gone))
 		for i, r := range gone {
@@ -770,6 +794,9 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 	}
 	if err != nil {
 		var pe *PreconditionError
+		if errors.Is(err, errUnacked) {
+			return err
+		}
 		if errors.As(err, &pe) && s != nil {
 			// The head was not written: the index blocks written
 			// before it are ours alone (an atomic batch wrote none).
@@ -910,7 +937,7 @@ func (a *Account) setPassword(ctx context.Context, loc Locator) error {
 				roots = append(roots, r)
 			}
 		}
-		err := a.commit(ctx, nil, roots)
+		err := a.commit(ctx, nil, roots, nil)
 		if err == nil {
 			break
 		}

@@ -55,10 +55,26 @@ func TestCommitAtomic(t *testing.T) {
 		t.Fatalf("a lost swap deleted a block: %v", err)
 	}
 
+	// A commit that checks a block not written yet (a data batch still
+	// on its way) applies nothing and says so; once the block is there
+	// it holds.
+	chunkID, chunkProof, chunkData := block()
+	chunkETag := blobstore.ETagOf(chunkData)
+	checked := append(commit(headETag), CommitItem{ID: chunkID, Proof: chunkProof, Check: true, Cond: Cond{IfMatch: &chunkETag}})
+	if err := r.Commit(ctx, checked); !errors.Is(err, errUnacked) {
+		t.Fatalf("commit checking a missing block: %v, want errUnacked", err)
+	}
+	if got := s.blocks(t); got != before {
+		t.Fatalf("a commit whose check failed left %d blocks, want %d", got, before)
+	}
+	if _, err := r.Put(ctx, chunkID, chunkProof, chunkData, Cond{CreateOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+
 	// A won swap, then the same batch again, as a retry after a lost
 	// answer would send it: both succeed, and the batch applied once.
 	for range 2 {
-		if err := r.Commit(ctx, commit(headETag)); err != nil {
+		if err := r.Commit(ctx, checked); err != nil {
 			t.Fatalf("won swap: %v", err)
 		}
 	}

@@ -371,6 +371,7 @@ type batchEntry struct {
 	CreateOnly bool   `json:"create_only,omitempty"`
 	IfMatch    string `json:"if_match,omitempty"`
 	Delete     bool   `json:"delete,omitempty"`
+	Check      bool   `json:"check,omitempty"`
 }
 
 type batchResult struct {
@@ -470,13 +471,19 @@ func (r *Remote) putBatch(ctx context.Context, cfg *ServerConfig, items []BatchI
 }
 
 // CommitItem is one entry of an atomic batch (Remote.Commit): a write
-// when Data is set, else a deletion.
+// when Data is set, else a check (Check) or a deletion.
 type CommitItem struct {
 	ID    blobstore.ID
 	Proof blobstore.WriteProof
-	Data  []byte // nil: delete the block
-	Cond  Cond   // a deletion takes IfMatch only
+	Data  []byte // nil: delete or check the block
+	Check bool   // with no Data: the batch holds only if the block exists, is ours and meets Cond
+	Cond  Cond   // a deletion or check takes IfMatch only
 }
+
+// errUnacked: a commit that checks blocks still on their way found one
+// missing (or the server cannot check). Nothing of the commit applied;
+// the caller waits for those writes and commits again.
+var errUnacked = &Error{Kind: KindConflict, Msg: "blocks the commit refers to are not all written yet"}
 
 // CanCommit reports whether the server takes atomic batches, and so
 // whether Commit may be used.
@@ -542,7 +549,7 @@ type atomicManifest struct {
 func commitManifest(items []CommitItem) atomicManifest {
 	m := atomicManifest{Atomic: true, Blocks: make([]batchEntry, len(items))}
 	for i, it := range items {
-		e := batchEntry{ID: it.ID.String(), Proof: blobstore.EncodeProof(it.Proof), CreateOnly: it.Cond.CreateOnly, Delete: it.Data == nil}
+		e := batchEntry{ID: it.ID.String(), Proof: blobstore.EncodeProof(it.Proof), CreateOnly: it.Cond.CreateOnly, Delete: it.Data == nil && !it.Check, Check: it.Check}
 		if it.Cond.IfMatch != nil {
 			e.IfMatch = it.Cond.IfMatch.String()
 		}
@@ -626,10 +633,22 @@ func commitOutcome(items []CommitItem, m atomicManifest, want []blobstore.ETag, 
 		return errorf(KindNetwork, "the server answered %d results for a batch of %d entries", len(results), len(items))
 	}
 	var failed error
-	applied, landedBefore := true, false
+	applied, landedBefore, unacked := true, false, false
 	for i, res := range results {
 		if res.ID != m.Blocks[i].ID {
 			return errorf(KindNetwork, "the server answered a batch's results out of order")
+		}
+		if items[i].Check {
+			switch res.Status {
+			case http.StatusOK:
+			case http.StatusFailedDependency:
+				applied = false
+			case http.StatusNotFound, http.StatusPreconditionFailed, http.StatusForbidden:
+				applied, unacked = false, true
+			default:
+				return errorf(KindNetwork, "the server answered status %d for a check of a batch", res.Status)
+			}
+			continue
 		}
 		if items[i].Data == nil {
 			continue // a deletion: cleanup, whatever its outcome
@@ -667,8 +686,10 @@ func commitOutcome(items []CommitItem, m atomicManifest, want []blobstore.ETag, 
 		return nil
 	case failed != nil:
 		return failed
+	case unacked:
+		return errUnacked
 	}
-	return errorf(KindNetwork, "the server aborted an atomic batch without saying which write failed")
+	return errorf(KindNetwork, "the server aborted an atomic batch without saying which entry failed")
 }
 
 // RenewItem is one block to renew.

@@ -141,7 +141,7 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 	case len(damaged) == 0 && !accountMissing && recorded != nil:
 		// The record's index blocks and head are written in this period
 		// or later: recording cur stays true of them.
-		_, err = a.updateTo(ctx, recorded, pre)
+		_, err = a.updateTo(ctx, recorded, pre, nil)
 	case len(stale) > len(damaged):
 		unstage()
 		_, err = a.update(ctx, func(x *indexfile.Index) error {
