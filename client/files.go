@@ -397,7 +397,8 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 			readErr = wrap(KindLocalIO, "reading the file", err)
 			break
 		}
-		// While the chunk is in cache.
+		// The file's hash is taken here, in order, while the chunk just
+		// copied is in cache.
 		sum.Write(chunk)
 		f.Size += uint64(len(chunk))
 		t := &sealTask{chunk: indexfile.Chunk{Size: uint32(len(chunk)), Mark: mark}, done: make(chan struct{})}
