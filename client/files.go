@@ -38,7 +38,6 @@ package client
 import (
 	"bytes"
 	"context"
-	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -47,6 +46,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -256,8 +256,9 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	// A fixed set of block buffers circulates between the sealer (here)
-	// and the uploaders: memory is bounded by their number.
+	// A fixed set of block buffers circulates from the chunker (here)
+	// through the sealers and the collector to the uploaders: memory is
+	// bounded by their number.
 	free := make(chan []byte, (uploaders+1)*batch)
 	for range cap(free) {
 		free <- make([]byte, bs)
@@ -301,26 +302,94 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 			written = nil
 		}
 	}()
+
+	// Sealers (sealpipe.go) take every chunk to seal; the collector takes
+	// every chunk in file order, waits for its seal, and builds f.Chunks,
+	// written and the batches. tasks never blocks (each task not reused
+	// holds one of the buffers); order may, which only slows the chunker.
+	tasks := make(chan *sealTask, cap(free))
+	order := make(chan *sealTask, cap(free))
+	var sealers sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		sealers.Go(func() { runSealer(tasks, Key(key), a.root.OwnerSecret) })
+	}
+	var readErr, sealErr error
+	var chunks []indexfile.Chunk
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		var cur job
+		send := func() bool {
+			if len(cur.items) == 0 {
+				return true
+			}
+			select {
+			case jobs <- cur:
+				cur = job{}
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		stopped := false
+		for t := range order {
+			<-t.done
+			if stopped {
+				continue
+			}
+			if t.err != nil {
+				sealErr = t.err
+				cancel(t.err)
+				stopped = true
+				continue
+			}
+			chunks = append(chunks, t.chunk)
+			if t.reused {
+				if progress != nil {
+					mu.Lock()
+					reused += int64(t.chunk.Size)
+					progress(done + reused)
+					mu.Unlock()
+				}
+				continue
+			}
+			written = append(written, t.chunk.Ref)
+			cur.items = append(cur.items, t.item)
+			cur.bytes += int64(t.chunk.Size)
+			if len(cur.items) == batch && !send() {
+				stopped = true
+			}
+		}
+		// order is closed after readErr is set: reading it here is safe.
+		if !stopped && readErr == nil {
+			send()
+		}
+	}()
+
+	// Only a chunk of an old chunk's size may be reused: only such a
+	// chunk needs its hash here, in order, before the next cut (which
+	// depends on ch.matched); the sealers hash the others.
+	sizes := make(map[uint32]struct{}, len(reuse))
+	for id := range reuse {
+		sizes[id.size] = struct{}{}
+	}
 	sum := sha256.New()
 	ch := newCDCChunker(r, a.table, PayloadCapacity(bs))
 	ch.marks = marks
-	plain := make([]byte, PayloadCapacity(bs))
-	var cur job
-	send := func() bool {
-		if len(cur.items) == 0 {
-			return true
-		}
-		select {
-		case jobs <- cur:
-			cur = job{}
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	var readErr error
+	var spare []byte // a buffer taken for a chunk that was reused
 	for {
-		chunk, mark, err := ch.next(plain)
+		buf := spare
+		spare = nil
+		if buf == nil {
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+			}
+			if buf == nil {
+				break
+			}
+		}
+		chunk, mark, err := ch.next(buf[payloadOffset:])
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -328,61 +397,53 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 			readErr = wrap(KindLocalIO, "reading the file", err)
 			break
 		}
+		// The file's hash is taken here, in order, while the chunk just
+		// copied is in cache.
 		sum.Write(chunk)
 		f.Size += uint64(len(chunk))
-		hash := sha256.Sum256(chunk)
-		cid := chunkID{uint32(len(chunk)), hash}
-		if old := reuse[cid]; len(old) > 0 {
-			// Unchanged: keep its block.
-			reuse[cid] = old[1:]
-			f.Chunks = append(f.Chunks, indexfile.Chunk{Ref: old[0].Ref, Size: cid.size, Hash: hash, Mark: mark})
-			ch.matched(true)
-			if progress != nil {
-				mu.Lock()
-				reused += int64(len(chunk))
-				progress(done + reused)
-				mu.Unlock()
+		t := &sealTask{chunk: indexfile.Chunk{Size: uint32(len(chunk)), Mark: mark}, done: make(chan struct{})}
+		matched := false
+		if _, ok := sizes[t.chunk.Size]; ok {
+			t.chunk.Hash, t.hashed = sha256.Sum256(chunk), true
+			cid := chunkID{t.chunk.Size, t.chunk.Hash}
+			if old := reuse[cid]; len(old) > 0 {
+				// Unchanged: keep its block.
+				reuse[cid] = old[1:]
+				t.chunk.Ref, t.reused, matched = old[0].Ref, true, true
 			}
-			continue
 		}
-		ch.matched(false)
-		id := blobstore.NewID()
-		var buf []byte
+		ch.matched(matched)
+		if matched {
+			close(t.done)
+			spare = buf
+		} else {
+			t.buf = buf
+			tasks <- t
+		}
 		select {
-		case buf = <-free:
+		case order <- t:
+			continue
 		case <-ctx.Done():
 		}
-		if buf == nil {
-			break
-		}
-		var nonce [NonceSize]byte
-		if _, err := cryptorand.Read(nonce[:]); err != nil {
-			readErr = err
-			break
-		}
-		data := sealInto(buf, Key(key), id, chunk, &nonce)
-		etag := blobstore.ETagOf(data)
-		f.Chunks = append(f.Chunks, indexfile.Chunk{Ref: indexfile.Ref{ID: id, ETag: etag}, Size: cid.size, Hash: hash, Mark: mark})
-		written = append(written, indexfile.Ref{ID: id, ETag: etag})
-		cur.items = append(cur.items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data})
-		cur.bytes += int64(len(chunk))
-		if len(cur.items) == batch && !send() {
-			break
-		}
+		break
 	}
-	if readErr == nil {
-		send()
-	}
+	close(tasks)
+	close(order)
+	<-collected
+	sealers.Wait()
 	close(jobs)
 	wg.Wait()
 	switch {
 	case readErr != nil:
 		return f, written, readErr
+	case sealErr != nil:
+		return f, written, sealErr
 	case upErr != nil:
 		return f, written, wrap(KindNetwork, "uploading", upErr)
 	case ctx.Err() != nil:
 		return f, written, wrap(KindNetwork, "uploading", context.Cause(ctx))
 	}
+	f.Chunks = chunks
 	copy(f.Hash[:], sum.Sum(nil))
 	return f, written, nil
 }

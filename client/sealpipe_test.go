@@ -1,0 +1,241 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"net/http"
+	"runtime"
+	"sync"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/indexfile"
+)
+
+// sealInPlace makes the very block sealInto makes of the same payload,
+// over a buffer that held another block before.
+func TestSealInPlaceIsSealInto(t *testing.T) {
+	var key Key
+	copy(key[:], seeded(1, KeySize))
+	id := blobstore.NewID()
+	var nonce [NonceSize]byte
+	copy(nonce[:], seeded(2, NonceSize))
+	for _, n := range []int{0, 1, 1000, PayloadCapacity(testBlockSize)} {
+		payload := seeded(uint64(n), n)
+		want := sealInto(make([]byte, testBlockSize), key, id, payload, &nonce)
+		buf := seeded(99, testBlockSize) // stale bytes everywhere
+		copy(buf[payloadOffset:], payload)
+		got := sealInPlace(buf, key, id, n, &nonce)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%d bytes: sealInPlace differs from sealInto", n)
+		}
+		if p, err := Open(key, id, got, testBlockSize); err != nil || !bytes.Equal(p, payload) {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+	}
+}
+
+// moreSealers runs a test with more sealers than this machine's cores,
+// so that seals finish out of order.
+func moreSealers(t *testing.T) {
+	old := runtime.GOMAXPROCS(8)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+}
+
+// putTracked puts data as name and checks that progress only grew and
+// ended at the file's size.
+func putTracked(t *testing.T, a *Account, name string, data []byte) indexfile.File {
+	t.Helper()
+	var mu sync.Mutex
+	var last int64
+	grew := true
+	f, err := a.Put(context.Background(), bytes.NewReader(data), PutInfo{Name: name, Mode: 0o600, ModTime: time.Unix(1_700_000_000, 0)}, func(done int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		grew = grew && done >= last
+		last = done
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mu.Lock(); !grew || last != int64(len(data)) {
+		t.Fatalf("progress went back or ended at %d of %d", last, len(data))
+	}
+	mu.Unlock()
+	return f
+}
+
+// wantChunks checks that f's chunks are data's, in order: the chunker's
+// cuts of it (marks as prev leaves them) with their sizes, hashes and
+// marks, and that every block opens to its chunk.
+func wantChunks(t *testing.T, s *testServer, a *Account, f indexfile.File, prev *indexfile.File, data []byte) {
+	t.Helper()
+	ch := newCDCChunker(bytes.NewReader(data), a.table, PayloadCapacity(s.bs))
+	reuse := map[chunkID]int{}
+	if prev != nil {
+		ch.marks = map[uint64]struct{}{}
+		for _, c := range prev.Chunks {
+			ch.marks[c.Mark] = struct{}{}
+			reuse[chunkID{c.Size, c.Hash}]++
+		}
+	}
+	if f.Size != uint64(len(data)) || f.Hash != sha256.Sum256(data) {
+		t.Fatal("the file's size or hash is not its content's")
+	}
+	buf := make([]byte, PayloadCapacity(s.bs))
+	r := s.remote(t)
+	for i := 0; ; i++ {
+		chunk, mark, err := ch.next(buf)
+		if err == io.EOF {
+			if i != len(f.Chunks) {
+				t.Fatalf("%d chunks, the content has %d", len(f.Chunks), i)
+			}
+			return
+		}
+		if i >= len(f.Chunks) {
+			t.Fatalf("%d chunks, the content has more", len(f.Chunks))
+		}
+		c := f.Chunks[i]
+		if c.Size != uint32(len(chunk)) || c.Hash != sha256.Sum256(chunk) || c.Mark != mark {
+			t.Fatalf("chunk %d is not the content's chunk %d", i, i)
+		}
+		id := chunkID{c.Size, c.Hash}
+		ch.matched(reuse[id] > 0)
+		if reuse[id] > 0 {
+			reuse[id]--
+		}
+		block, etag, err := r.Get(context.Background(), c.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if etag != c.ETag || blobstore.ETagOf(block) != c.ETag {
+			t.Fatalf("chunk %d: the ETag in the index is not its block's", i)
+		}
+		if p, err := Open(f.Key, c.ID, block, s.bs); err != nil || !bytes.Equal(p, chunk) {
+			t.Fatalf("chunk %d: its block does not open to it: %v", i, err)
+		}
+	}
+}
+
+// A file of hundreds of chunks, sealed by more sealers than cores, keeps
+// its chunks in file order and reads back byte for byte; a delta put of
+// it reuses the unchanged chunks' blocks, in order, and sends the rest.
+func TestPutPipelineKeepsOrder(t *testing.T) {
+	moreSealers(t)
+	s := newTestServer(t)
+	p := newCountingProxy(t, s.url)
+	ctx := context.Background()
+	a, _, err := signup(ctx, s.remoteAt(t, p.url), "order", testLocator(t, "order", "pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := PayloadCapacity(testBlockSize)
+	data := seeded(7, 300*c+123)
+	first := putTracked(t, a, "f", data)
+	if len(first.Chunks) < 300 {
+		t.Fatalf("%d chunks", len(first.Chunks))
+	}
+	wantChunks(t, s, a, first, nil, data)
+	if got, err := getBytes(t, a, "f"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the file does not read back: %v", err)
+	}
+
+	// Edits spread over the file: most chunks are kept, and the chunks
+	// that follow a new one are reused in their places.
+	next := bytes.Clone(data)
+	for _, at := range []int{10 * c, 100*c + 17, 250 * c} {
+		next[at] ^= 0xff
+	}
+	next = append(append(bytes.Clone(next[:150*c]), seeded(8, 500)...), next[150*c:]...)
+	p.counts()
+	second := putTracked(t, a, "f", next)
+	wantChunks(t, s, a, second, &first, next)
+	if got, err := getBytes(t, a, "f"); err != nil || !bytes.Equal(got, next) {
+		t.Fatalf("the edited file does not read back: %v", err)
+	}
+	sent := newDataBlocks(first, second)
+	if sent == 0 || sent > 12 {
+		t.Fatalf("the delta put sent %d of %d chunks", sent, len(second.Chunks))
+	}
+	if written, _ := p.counts(); written < sent || written > sent+8 {
+		t.Fatalf("the delta put wrote %d blocks for %d new chunks", written, sent)
+	}
+	checkNoLeak(t, s, a)
+}
+
+// A server lost part way through a put, with batches landed and others
+// in flight, leaves no block of the put behind and the index unchanged.
+func TestPutFailingMidwayLeavesNoBlock(t *testing.T) {
+	moreSealers(t)
+	s := newTestServer(t)
+	p := newCountingProxy(t, s.url)
+	ctx := context.Background()
+	a, _, err := signup(ctx, s.remoteAt(t, p.url), "midway", testLocator(t, "midway", "pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := PayloadCapacity(testBlockSize)
+	old := seeded(9, 40*c)
+	putBytes(t, a, "f", old)
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"new file", seeded(10, 200*c)},
+		{"delta over f", append(bytes.Clone(old), seeded(11, 200*c)...)},
+	} {
+		before := s.blocks(t)
+		landed := 0
+		// Batch writes are refused (retries too) once three have landed.
+		p.Refuse(func(r *http.Request) bool {
+			if r.Method != http.MethodPost || r.URL.Path != "/v1/blocks" {
+				return false
+			}
+			landed++
+			return landed > 3
+		})
+		name := "f"
+		if tc.name == "new file" {
+			name = "g"
+		}
+		_, err := a.Put(ctx, bytes.NewReader(tc.data), PutInfo{Name: name, Mode: 0o600}, nil)
+		p.Refuse(nil)
+		if KindOf(err) != KindNetwork {
+			t.Fatalf("%s: put with the server failing: %v, want KindNetwork", tc.name, err)
+		}
+		if landed < 4 {
+			t.Fatalf("%s: only %d batch writes were tried", tc.name, landed)
+		}
+		if after := s.blocks(t); after != before {
+			t.Fatalf("%s: the store holds %d blocks, held %d before the failed put", tc.name, after, before)
+		}
+		if got, err := getBytes(t, a, "f"); err != nil || !bytes.Equal(got, old) {
+			t.Fatalf("%s: f after the failed put: %v", tc.name, err)
+		}
+		if _, err := a.Lookup("g"); KindOf(err) != KindNotFound {
+			t.Fatalf("%s: the failed file is in the index", tc.name)
+		}
+		checkNoLeak(t, s, a)
+	}
+}
+
+// A read error part way through leaves no block of the put behind.
+func TestPutReadErrorLeavesNoBlock(t *testing.T) {
+	moreSealers(t)
+	s := newTestServer(t)
+	a, _ := newTestAccount(t, s)
+	before := s.blocks(t)
+	c := PayloadCapacity(testBlockSize)
+	r := io.MultiReader(bytes.NewReader(seeded(12, 100*c)), iotest.ErrReader(io.ErrClosedPipe))
+	_, err := a.Put(context.Background(), r, PutInfo{Name: "f", Mode: 0o600}, nil)
+	if KindOf(err) != KindLocalIO {
+		t.Fatalf("put of a failing reader: %v, want KindLocalIO", err)
+	}
+	if after := s.blocks(t); after != before {
+		t.Fatalf("the store holds %d blocks, held %d before the failed put", after, before)
+	}
+}
