@@ -14,6 +14,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/internal/countproxy"
 )
 
 // sealInPlace makes the very block sealInto makes of the same payload,
@@ -191,7 +192,7 @@ func TestPutFailingMidwayLeavesNoBlock(t *testing.T) {
 		before := s.blocks(t)
 		landed := 0
 		// Batch writes are refused (retries too) once three have landed.
-		p.Refuse(func(r *http.Request) bool {
+		p.Refuse(func(r *http.Request, _ *countproxy.Manifest) bool {
 			if r.Method != http.MethodPost || r.URL.Path != "/v1/blocks" {
 				return false
 			}
