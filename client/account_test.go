@@ -594,9 +594,11 @@ func TestBadInput(t *testing.T) {
 	gen, blocks := a.Generation(), s.blocks(t)
 	ctx := context.Background()
 
-	// A file that changes while it is read.
+	// A file that changes while it is read: it grows when the first
+	// batch is answered, which for a file of many more blocks than the
+	// upload keeps in flight is before its end has been read.
 	path := filepath.Join(t.TempDir(), "growing")
-	if err := os.WriteFile(path, randomBytes(3*PayloadCapacity(testBlockSize)), 0o600); err != nil {
+	if err := os.WriteFile(path, randomBytes(200*PayloadCapacity(testBlockSize)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	grow := func(done int64) {

@@ -99,20 +99,38 @@ func (a *Account) Put(ctx context.Context, r io.Reader, info PutInfo, progress P
 	a.mu.Lock()
 	prev, _ := a.lookup(info.Name)
 	a.mu.Unlock()
-	f, written, err := a.upload(ctx, r, &prev, progress)
+	f, written, tail, err := a.upload(ctx, r, &prev, progress)
 	if err != nil {
 		return indexfile.File{}, err
 	}
 	f.Name, f.Mode, f.ModTime, f.Renewed = info.Name, info.Mode&fs.ModePerm, info.ModTime, putRenewed(&f, &prev, written, cur)
 	if info.Changed != nil {
 		if err := info.Changed(int64(f.Size)); err != nil {
+			tail.Wait()
 			a.deleteRefs(ctx, written)
 			return indexfile.File{}, err
 		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, err = a.update(ctx, func(x *indexfile.Index) error { return putReusing(x, f, written) })
+	// The index is committed while the last data batches still wait in
+	// the server's write pool, checking that they are there once the
+	// commit applies: both usually land in the same window, not one
+	// window after the other. If they are not there yet, the commit
+	// applied nothing, and goes again once they are answered.
+	change := func(x *indexfile.Index) error { return putReusing(x, f, written) }
+	_, err = a.updateChecked(ctx, change, tail.Unacked())
+	werr := tail.Wait()
+	if errors.Is(err, errUnacked) {
+		if werr != nil {
+			a.deleteRefs(ctx, written)
+			return indexfile.File{}, werr
+		}
+		_, err = a.update(ctx, change)
+	}
+	// A commit that checked the blocks found every one in place, even
+	// those whose write answered an error (an unknown outcome that had
+	// landed): werr no longer matters then.
 	if err != nil {
 		// Unless the update may have landed (a network failure after
 		// the head was sent), nothing refers to the blocks written.
@@ -216,7 +234,7 @@ func (a *Account) putInfo(src *os.File, name string, before fs.FileInfo) PutInfo
 // entry without name, mode, time and renewal, and the blocks it wrote.
 // prev, if it has a key (a file of that name exists), is the version it
 // replaces: see the file comment.
-func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File, progress Progress) (f indexfile.File, written []indexfile.Ref, err error) {
+func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File, progress Progress) (f indexfile.File, written []indexfile.Ref, tail *uploadTail, err error) {
 	reuse := map[chunkID][]indexfile.Chunk{}
 	var marks map[uint64]struct{}
 	if prev != nil && prev.Key != ([KeySize]byte{}) && !prev.KeyShared {
@@ -230,7 +248,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	} else {
 		key, err := NewKey()
 		if err != nil {
-			return f, nil, err
+			return f, nil, nil, err
 		}
 		f.Key = key
 	}
@@ -246,15 +264,19 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 		if progress != nil {
 			progress(int64(n))
 		}
-		return f, nil, nil
+		return f, nil, nil, nil
 	case rerr != nil:
-		return f, nil, wrap(KindLocalIO, "reading the file", rerr)
+		return f, nil, nil, wrap(KindLocalIO, "reading the file", rerr)
 	}
 	r = io.MultiReader(bytes.NewReader(head), r)
 	key := f.Key
 	bs, batch := a.cfg.BlockSize, a.cfg.Limits.WriteBatch
 	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	defer func() {
+		if tail == nil { // else the tail's wait ends the uploads
+			cancel(nil)
+		}
+	}()
 
 	// A fixed set of block buffers circulates from the chunker (here)
 	// through the sealers and the collector to the uploaders: memory is
@@ -272,6 +294,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	var mu sync.Mutex
 	var done, reused int64
 	var upErr error
+	acked := map[blobstore.ID]struct{}{}
 	for range uploaders {
 		wg.Add(1)
 		go func() {
@@ -284,10 +307,15 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 						cancel(err)
 					}
 					mu.Unlock()
-				} else if progress != nil {
+				} else {
 					mu.Lock()
-					done += j.bytes
-					progress(done + reused)
+					for _, it := range j.items {
+						acked[it.ID] = struct{}{}
+					}
+					if progress != nil {
+						done += j.bytes
+						progress(done + reused)
+					}
 					mu.Unlock()
 				}
 				for _, it := range j.items {
@@ -431,21 +459,73 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	close(order)
 	<-collected
 	sealers.Wait()
-	close(jobs)
-	wg.Wait()
+	// Every block is sealed and on its way. The uploads' end is the
+	// tail's: the caller may commit the index meanwhile (Put).
+	finish := func() error {
+		close(jobs)
+		wg.Wait()
+		defer cancel(nil)
+		switch {
+		case upErr != nil:
+			return wrap(KindNetwork, "uploading", upErr)
+		case ctx.Err() != nil:
+			return wrap(KindNetwork, "uploading", context.Cause(ctx))
+		}
+		return nil
+	}
+	mu.Lock()
+	failed := upErr != nil
+	mu.Unlock()
 	switch {
 	case readErr != nil:
-		return f, written, readErr
+		finish()
+		return f, written, nil, readErr
 	case sealErr != nil:
-		return f, written, sealErr
-	case upErr != nil:
-		return f, written, wrap(KindNetwork, "uploading", upErr)
-	case ctx.Err() != nil:
-		return f, written, wrap(KindNetwork, "uploading", context.Cause(ctx))
+		finish()
+		return f, written, nil, sealErr
+	case failed || ctx.Err() != nil:
+		return f, written, nil, finish()
 	}
 	f.Chunks = chunks
 	copy(f.Hash[:], sum.Sum(nil))
-	return f, written, nil
+	tail = &uploadTail{wait: finish}
+	mu.Lock()
+	for _, r := range written {
+		if _, ok := acked[r.ID]; !ok {
+			tail.unacked = append(tail.unacked, r)
+		}
+	}
+	mu.Unlock()
+	return f, written, tail, nil
+}
+
+// uploadTail is what an upload leaves on its way when it returns: the
+// blocks whose batch writes are not answered yet, and the wait for them.
+// A nil tail has nothing on its way.
+type uploadTail struct {
+	unacked []indexfile.Ref
+	wait    func() error
+	once    sync.Once
+	err     error
+}
+
+// Unacked returns the blocks written whose writes were not answered
+// when the upload returned.
+func (t *uploadTail) Unacked() []indexfile.Ref {
+	if t == nil {
+		return nil
+	}
+	return t.unacked
+}
+
+// Wait waits for the upload's last writes and returns the first error
+// of any; it may be called more than once.
+func (t *uploadTail) Wait() error {
+	if t == nil {
+		return nil
+	}
+	t.once.Do(func() { t.err = t.wait() })
+	return t.err
 }
 
 // chunkID is what tells an unchanged chunk: its size and hash.
@@ -840,7 +920,10 @@ func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.Fi
 		a.mu.Lock()
 		prev, _ := a.lookup(src.Name)
 		a.mu.Unlock()
-		f, w, err := a.upload(ctx, src.R, &prev, nil)
+		f, w, tail, err := a.upload(ctx, src.R, &prev, nil)
+		if err == nil {
+			err = tail.Wait()
+		}
 		mu.Lock()
 		written = append(written, w...)
 		mu.Unlock()
