@@ -267,7 +267,7 @@ func newProbe(tx *bbolt.Tx) *probe {
 	return p
 }
 
-// find is find over the probe's time buckets.
+// find does what the function find does, over the probe's time buckets.
 func (p *probe) find(id []byte) (bucket, record []byte) {
 	for j := range p.buckets {
 		i := (p.last + j) % len(p.buckets)

@@ -69,11 +69,13 @@ const (
 // too much beside the one-block writes that stay below the threshold.
 //
 // JIT is off for the same transactions: the planner's cost of a batch's
-// read grows with the batch and with the lease partitions it probes
-// (88,500 for 16,384 ids over 13 partitions of 100,000 blocks), and
-// past jit_above_cost (100,000 by default) PostgreSQL 15 compiled it
-// for 165 to 200 ms, longer than the read itself (120 ms), to run index
-// probes that compiled code does not speed up.
+// read grows with the batch, the lease partitions it probes and the
+// layers that hold rows (88,500 for 16,384 ids over 13 partitions of
+// 100,000 sealed blocks, the hot sides empty), and past jit_above_cost
+// (100,000 by default) PostgreSQL 15 compiles the plan: 165 to 200 ms
+// for a variant of the read over 4 partitions, longer than the read
+// itself (about 120 ms), whose index probes compiled code does not
+// speed up.
 const customPlanIDs = 64
 
 // sqlPlanByID sets, for the rest of the transaction, custom plans made
