@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
@@ -209,13 +210,22 @@ func applyOps(ctx context.Context, st *txState, ops []blobstore.Op) (rs []blobst
 	if err := ctx.Err(); err != nil {
 		return nil, err, false
 	}
-	current := make(map[blobstore.ID]blobstore.Meta, len(ops))
+	// Blocks are looked up and written in id order: a batch of renewals
+	// names thousands of random ids, and bbolt inserts each key into its
+	// node's sorted slice, so in random order a batch's inserts into a
+	// fresh time bucket cost n² moves, and each lookup starts from a
+	// cold leaf. Results stay in op order; bbolt lays a commit's pages
+	// out in key order whatever the order of writes.
+	ids := make([]blobstore.ID, len(ops))
 	for i := range ops {
-		id := ops[i].ID
-		if _, ok := current[id]; ok {
-			continue
-		}
-		if bucket, rec := find(st.tx, id[:]); rec != nil {
+		ids[i] = ops[i].ID
+	}
+	slices.SortFunc(ids, func(a, b blobstore.ID) int { return bytes.Compare(a[:], b[:]) })
+	ids = slices.Compact(ids)
+	current := make(map[blobstore.ID]blobstore.Meta, len(ids))
+	probe := newProbe(st.tx)
+	for _, id := range ids {
+		if bucket, rec := probe.find(id[:]); rec != nil {
 			m, err := decodeRecord(rec, bucket)
 			if err != nil {
 				return nil, err, false
@@ -224,12 +234,49 @@ func applyOps(ctx context.Context, st *txState, ops []blobstore.Op) (rs []blobst
 		}
 	}
 	rs, changes := blobstore.Plan(ops, current)
+	slices.SortFunc(changes, func(a, b blobstore.Change) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	for i := range changes {
 		if err := st.writeChange(&changes[i]); err != nil {
 			return nil, err, true
 		}
 	}
 	return rs, nil, false
+}
+
+// probe looks blocks up in the time buckets present when it was made,
+// trying first the one where it last found a block: a batch's blocks
+// mostly share a time bucket (an account's blocks were last renewed
+// together). It must not outlive a write that creates or drops a time
+// bucket.
+type probe struct {
+	names   [][]byte
+	buckets []*bbolt.Bucket
+	last    int
+}
+
+func newProbe(tx *bbolt.Tx) *probe {
+	p := &probe{}
+	c := tx.Bucket(bucketLeases).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v != nil {
+			continue // not a bucket; checkShape would report it
+		}
+		p.names = append(p.names, k)
+		p.buckets = append(p.buckets, tx.Bucket(bucketLeases).Bucket(k))
+	}
+	return p
+}
+
+// find does what the function find does, over the probe's time buckets.
+func (p *probe) find(id []byte) (bucket, record []byte) {
+	for j := range p.buckets {
+		i := (p.last + j) % len(p.buckets)
+		if rec := p.buckets[i].Get(id); rec != nil {
+			p.last = i
+			return p.names[i], rec
+		}
+	}
+	return nil, nil
 }
 
 // testHookAfterRecord, when set by a test, runs after a change's record

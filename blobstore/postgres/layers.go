@@ -96,7 +96,9 @@ const (
 	// sqlReadState reads every layer's rows of the touched blocks, with a
 	// snapshot taken after the locks above. Sealed rows are read, never
 	// locked: a row lock writes the locker's transaction id into the row,
-	// where a copy would find it long after the seal.
+	// where a copy would find it long after the seal. Rows come in no
+	// particular order (the caller keys them by id): sorting 16,384 of
+	// them took 5 ms of a 100 ms read.
 	sqlReadState = `SELECT q.id,
 			sl.id IS NOT NULL, sl.bucket,
 			ol.id IS NOT NULL, ol.bucket,
@@ -110,8 +112,7 @@ const (
 		LEFT JOIN leases l ON l.id = q.id
 		LEFT JOIN blocks_hot_{S} sb ON sb.id = q.id
 		LEFT JOIN blocks_hot_{O} ob ON ob.id = q.id
-		LEFT JOIN blocks b ON b.id = q.id
-		ORDER BY q.id`
+		LEFT JOIN blocks b ON b.id = q.id`
 
 	// sqlRead resolves one block in one statement, so in one snapshot,
 	// and returns the active side as that snapshot saw it: a reader that
