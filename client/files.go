@@ -527,7 +527,12 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 	defer cancel(nil)
 	type result struct {
 		plain []byte
-		err   error
+		// buf is the buffer plain lies in, whole: plain starts past the
+		// frame's length and is capped at the chunk, so a buffer put
+		// back as plain[:0] would be too small for the next block and
+		// reallocated on every chunk.
+		buf []byte
+		err error
 	}
 	bs := cfg.BlockSize
 	plainBufs := make(chan []byte, getWindow)
@@ -560,8 +565,9 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 				p, err := fetchChunk(ctx, remote, bs, Key(f.Key), c, cipher, buf)
 				if err != nil {
 					plainBufs <- buf
+					buf = nil
 				}
-				j.out <- result{plain: p, err: err}
+				j.out <- result{plain: p, buf: buf, err: err}
 			}
 		}()
 	}
@@ -588,8 +594,8 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 	for out := range pending {
 		r := <-out
 		if err != nil {
-			if r.plain != nil {
-				plainBufs <- r.plain[:0]
+			if r.buf != nil {
+				plainBufs <- r.buf[:0]
 			}
 			continue
 		}
@@ -603,7 +609,7 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 			cancel(err)
 		}
 		n += int64(len(r.plain))
-		plainBufs <- r.plain[:0]
+		plainBufs <- r.buf[:0]
 		if progress != nil {
 			progress(n)
 		}
