@@ -25,7 +25,8 @@ package client
 //
 // Memory is bounded whatever the file's size: a put keeps at most
 // (uploaders+1) × write_batch blocks in flight, a get at most
-// getWindow blocks, and neither ever holds a file whole.
+// getWindow blocks (and, into a file, stageBufs staging buffers: see
+// directio.go), and neither ever holds a file whole.
 //
 // A get checks, for every block, that it authenticates under the file
 // key with its own ID as associated data, and that the plaintext has the
