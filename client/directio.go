@@ -75,6 +75,10 @@ type stagedWriter struct {
 	mu    sync.Mutex
 	err   error // the goroutine's first error
 	ended bool
+	// started: the goroutine runs. It starts with the first full
+	// buffer; a file smaller than one is written at Close, in one
+	// buffered write, as if there were no goroutine.
+	started bool
 
 	// Owned by the goroutine.
 	mayDirect   bool // O_DIRECT may be tried
@@ -95,7 +99,6 @@ func newStagedWriter(f *os.File, mayDirect bool) *stagedWriter {
 		full:      make(chan []byte, stageBufs),
 		done:      make(chan struct{}),
 	}
-	go w.run()
 	return w
 }
 
@@ -125,6 +128,10 @@ func (w *stagedWriter) Write(p []byte) (int, error) {
 		w.cur = w.cur[:len(w.cur)+k]
 		p, n = p[k:], n+k
 		if len(w.cur) == cap(w.cur) {
+			if !w.started {
+				w.started = true
+				go w.run()
+			}
 			w.full <- w.cur
 			w.cur = nil
 		}
@@ -149,6 +156,22 @@ func (w *stagedWriter) end(flush bool) error {
 		return w.failure()
 	}
 	w.ended = true
+	if !w.started {
+		var err error
+		if w.cur != nil {
+			if flush && len(w.cur) > 0 {
+				_, err = w.f.Write(w.cur)
+			}
+			b := w.cur[:0]
+			stagePool.Put(&b)
+			w.cur, w.taken = nil, 0
+		}
+		if !flush {
+			err = errAborted
+		}
+		w.fail(err)
+		return w.failure()
+	}
 	if w.cur != nil {
 		if flush {
 			w.full <- w.cur

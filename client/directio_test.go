@@ -113,17 +113,21 @@ func TestWriteAtomicStaged(t *testing.T) {
 	path := filepath.Join(dir, "f")
 	data := randomBytes(directMin + stageSize + 777)
 	boom := errors.New("fill failed")
-	err := WriteFileAtomic(path, false, 0o640, time.Time{}, func(w io.Writer) error {
-		if _, err := w.Write(data); err != nil {
-			return err
+	// Failing within the first buffer (no goroutine yet) and past
+	// directMin (direct writes under way).
+	for _, n := range []int{10, len(data)} {
+		err := WriteFileAtomic(path, false, 0o640, time.Time{}, func(w io.Writer) error {
+			if _, err := w.Write(data[:n]); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("got %v, want the fill's error", err)
 		}
-		return boom
-	})
-	if !errors.Is(err, boom) {
-		t.Fatalf("got %v, want the fill's error", err)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Fatalf("a failed write left %d files behind", len(entries))
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("a failed write of %d bytes left %d files behind", n, len(entries))
+		}
 	}
 	mtime := time.Unix(1_700_000_000, 0)
 	if err := WriteFileAtomic(path, false, 0o640, mtime, func(w io.Writer) error {
