@@ -25,15 +25,17 @@ package client
 //
 // Memory is bounded whatever the file's size: a put keeps at most
 // (uploaders+1) × write_batch blocks in flight, a get at most
-// getWindow blocks, and neither ever holds a file whole.
+// getWindow blocks (and, into a file, stageBufs staging buffers: see
+// directio.go), and neither ever holds a file whole.
 //
 // A get checks, for every block, that it authenticates under the file
 // key with its own ID as associated data, and that the plaintext has the
 // chunk's size and hash (a swap of two blocks fails both; an older
 // version of a block fails the hash): what a check of the ciphertext's
-// ETag would add is nothing (see fetchChunk); and at the end the file's
-// size and hash. Nothing that fails reaches the output, and a file output is
-// written to a temporary file renamed into place only once verified.
+// ETag would add is nothing (see fetchChunk), and nor would a second
+// pass over the whole file's hash (see fetchChunks). Nothing that fails
+// reaches the output, and a file output is written to a temporary file
+// renamed into place only once verified.
 
 import (
 	"bytes"
@@ -636,13 +638,43 @@ func download(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfi
 }
 
 // fetchChunks writes the plaintext of f's chunks to w, verifying each
-// block, and with whole the file's size and hash at the end.
+// block, and with whole first that the chunks make up the file's size.
+//
+// It does not hash the whole output to compare it with f.Hash: that pass
+// (a seventh of a get's CPU, on the one goroutine that orders the output)
+// can catch nothing the checks of each chunk do not. The entry f is
+// authenticated (under the account key, or a share's manifest key), and
+// lists the chunks in order with each one's size and SHA-256; fetchChunk
+// lets through only a block whose plaintext has exactly these. So the
+// output is the recorded chunks in the recorded order, byte for byte:
+// what the writer hashed into f.Hash when it cut the file. All that the
+// server (or the network) controls, which bytes answer for which block
+// ID and whether any answer, is caught chunk by chunk; it cannot add,
+// drop or reorder chunks, which the entry lists. f.Hash could disagree
+// with its chunks only in an entry its writer made inconsistent, and a
+// writer holding the key can record whatever content it likes anyway.
+// The one cheap consistency check left is the sizes, before any byte is
+// fetched. Ranges (whole false) have always rested on the same argument.
 func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfile.File, w io.Writer, progress Progress, whole bool) error {
+	if whole {
+		var total uint64
+		for _, c := range f.Chunks {
+			total += uint64(c.Size)
+		}
+		if total != f.Size {
+			return &Error{Kind: KindTampered, Msg: "the file's chunks do not add up to its recorded size"}
+		}
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	type result struct {
 		plain []byte
-		err   error
+		// buf is the buffer plain lies in, whole: plain starts past the
+		// frame's length and is capped at the chunk, so a buffer put
+		// back as plain[:0] would be too small for the next block and
+		// reallocated on every chunk.
+		buf []byte
+		err error
 	}
 	bs := cfg.BlockSize
 	plainBufs := make(chan []byte, getWindow)
@@ -675,8 +707,9 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 				p, err := fetchChunk(ctx, remote, bs, Key(f.Key), c, cipher, buf)
 				if err != nil {
 					plainBufs <- buf
+					buf = nil
 				}
-				j.out <- result{plain: p, err: err}
+				j.out <- result{plain: p, buf: buf, err: err}
 			}
 		}()
 	}
@@ -698,14 +731,13 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 			}
 		}
 	}()
-	sum := sha256.New()
 	var n int64
 	var err error
 	for out := range pending {
 		r := <-out
 		if err != nil {
-			if r.plain != nil {
-				plainBufs <- r.plain[:0]
+			if r.buf != nil {
+				plainBufs <- r.buf[:0]
 			}
 			continue
 		}
@@ -714,25 +746,18 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 			cancel(err)
 			continue
 		}
-		sum.Write(r.plain)
 		if _, werr := w.Write(r.plain); werr != nil {
 			err = localError("writing the file", werr)
 			cancel(err)
 		}
 		n += int64(len(r.plain))
-		plainBufs <- r.plain[:0]
+		plainBufs <- r.buf[:0]
 		if progress != nil {
 			progress(n)
 		}
 	}
 	wg.Wait()
-	if err != nil {
-		return err
-	}
-	if whole && (uint64(n) != f.Size || [32]byte(sum.Sum(nil)) != f.Hash) {
-		return &Error{Kind: KindTampered, Msg: "the file's content does not match its recorded hash"}
-	}
-	return nil
+	return err
 }
 
 // fetchChunk reads one chunk's block and returns its verified plaintext
@@ -748,9 +773,9 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 // and any altered or truncated ciphertext. What remains is a block this
 // file's key once sealed for this very ID: an older version of it, say.
 // Its plaintext must then still have the chunk's size and SHA-256, so it
-// is the recorded chunk, byte for byte, whatever its ciphertext. A file
-// cut short or with blocks left out fails the file's size and hash in
-// fetchChunks, or the chunk count of the index.
+// is the recorded chunk, byte for byte, whatever its ciphertext. Which
+// chunks make up the file, and in what order, only the authenticated
+// index says (see fetchChunks).
 func fetchChunk(ctx context.Context, remote *Remote, bs int, key Key, c *indexfile.Chunk, cipher, plain []byte) ([]byte, error) {
 	data, err := remote.getUnhashed(ctx, c.ID, cipher)
 	if err != nil {
@@ -815,21 +840,29 @@ const partTag = ".blind-"
 // beside it, named with tag, synced and given mode and mtime (when set),
 // then handed to place to move into position. On any failure the
 // temporary file is removed. WriteFileAtomic and sync's downloads both
-// write this way.
+// write this way. fill writes through a stagedWriter (directio.go): its
+// writes return before they reach the file, a large file's with
+// O_DIRECT, and a write error may show only on a later write or at the
+// end, still before anything is renamed.
 func writeAtomic(root *os.Root, name, tag string, mode fs.FileMode, mtime time.Time, fill func(io.Writer) error, place func(tmp string) error) (err error) {
 	tmp := path.Join(path.Dir(name), "."+path.Base(name)+tag+randomHex(6)+".part")
 	fh, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return localError("creating a temporary file for "+name, err)
 	}
+	sw := newStagedWriter(fh, true)
 	defer func() {
 		if err != nil {
+			sw.abort()
 			fh.Close()
 			root.Remove(tmp)
 		}
 	}()
-	if err := fill(fh); err != nil {
+	if err := fill(sw); err != nil {
 		return err
+	}
+	if err := sw.Close(); err != nil {
+		return localError("writing "+name, err)
 	}
 	if err := fh.Sync(); err != nil {
 		return localError("writing "+name, err)
