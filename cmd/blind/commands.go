@@ -68,7 +68,7 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	{
-		c := newCommand("get", "NAME [-o PATH] [--offset N --length N]", "Fetch, verify and decrypt a file. It is written under a temporary name and moved\ninto place only once every block and the whole file's hash check out. With\n--offset or --length, only that range is fetched (only the blocks that hold it,\neach verified).", nil)
+		c := newCommand("get", "NAME [-o PATH] [--offset N --length N]", "Fetch, verify and decrypt a file. It is written under a temporary name and moved\ninto place only once every block checks out against the encrypted index (its\nchunk's size and SHA-256, in order). With --offset or --length, only that range\nis fetched (only the blocks that hold it, each verified).", nil)
 		out := c.Flags.String("o", "", "output `path` (default: the name's last element, in the current directory; \"-\" for standard output)")
 		force := c.Flags.Bool("force", false, "overwrite an existing output file")
 		offset := c.Flags.Int64("offset", 0, "start at this byte `offset`")
