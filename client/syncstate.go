@@ -11,7 +11,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
+
+	"github.com/blindstore/blindstore/indexfile"
 )
 
 // syncState is what a folder and the account agreed on at the end of the
@@ -21,16 +24,25 @@ type syncState struct {
 	Version int                  `json:"version"`
 	Dir     string               `json:"dir"`
 	Files   map[string]syncEntry `json:"files"`
+	// Pending are entries a sync was committing to the index when it was
+	// killed, or when the commit's outcome was unknown (a network
+	// failure after the request was sent): see expect.
+	Pending map[string]syncEntry `json:"pending,omitempty"`
 	// journal, while a sync runs, gets every change of Files as it
 	// happens, so that a sync killed before it saves the state still
 	// knows what it settled (see set).
 	journal *os.File
+	// mu guards the journal and Pending: expect is called from upload
+	// goroutines.
+	mu sync.Mutex
 }
 
-// journalLine is one change of the state: an entry set, or deleted.
+// journalLine is one change of the state: an entry set, or deleted; or,
+// Pending, an entry about to be committed to the index (see expect).
 type journalLine struct {
-	Name  string     `json:"n"`
-	Entry *syncEntry `json:"e,omitempty"`
+	Name    string     `json:"n"`
+	Entry   *syncEntry `json:"e,omitempty"`
+	Pending bool       `json:"p,omitempty"`
 }
 
 // syncEntry is one name's agreed version: its content and mode as the
@@ -92,12 +104,42 @@ func (st *syncState) replay(path string) {
 		if len(line) == 0 || json.Unmarshal(line, &j) != nil {
 			break
 		}
-		if j.Entry != nil {
+		switch {
+		case j.Pending && j.Entry != nil:
+			st.addPending(j.Name, *j.Entry)
+		case j.Entry != nil:
 			st.Files[j.Name] = *j.Entry
-		} else {
+			delete(st.Pending, j.Name)
+		default:
 			delete(st.Files, j.Name)
+			delete(st.Pending, j.Name)
 		}
 	}
+}
+
+func (st *syncState) addPending(name string, e syncEntry) {
+	if st.Pending == nil {
+		st.Pending = map[string]syncEntry{}
+	}
+	st.Pending[name] = e
+}
+
+// settlePending decides, from the index now, what the pending commits of
+// a sync that was killed (or lost touch with the server) came to: an
+// entry the index holds did reach it, and is the name's base, as it
+// would have been had the sync not been killed. Without this the base
+// would stay the version before, and the next edit of the file would
+// look like an edit on both sides, the index's version being this
+// device's own upload: a conflict, and the file replaced by its older
+// version. An entry the index does not hold never got there (or was
+// replaced since, which the base before it handles): it is dropped.
+func (st *syncState) settlePending(remote map[string]indexfile.File) {
+	for name, e := range st.Pending {
+		if f, ok := remote[name]; ok && bytes.Equal(f.Hash[:], e.Hash) && f.Mode == e.Mode {
+			st.set(name, e)
+		}
+	}
+	st.Pending = nil
 }
 
 // openJournal starts journalling changes (not in a dry run).
@@ -115,15 +157,42 @@ func (st *syncState) openJournal(path string) error {
 
 // set records name's new base. It goes to the journal right after the
 // action it records, so that a kill between the two loses at most that
-// one record: the next sync then sees the name added on both sides, with
-// the same content (no action) or, after a download, the older content
-// here (a conflict copy: both versions kept, nothing lost).
+// one record: the next sync then finds the name changed on both sides,
+// with the same content (recorded, no action) or, if the file was edited
+// here meanwhile, with different content (a conflict copy: both versions
+// kept, nothing lost). For an upload that would be wrong, the index's
+// version being this device's own: it is journalled before its commit
+// as well (expect).
 func (st *syncState) set(name string, e syncEntry) {
+	st.settle(name)
 	st.Files[name] = e
 	st.log(journalLine{Name: name, Entry: &e})
 }
 
+// settle ends name's pending commit, if any: the caller knows what it
+// came to.
+func (st *syncState) settle(name string) {
+	st.mu.Lock()
+	delete(st.Pending, name)
+	st.mu.Unlock()
+}
+
+// expect journals that e is about to be committed to the index as name's
+// version, with the local file's stat when it had that content: written
+// before the commit, so that if a kill comes between the commit and
+// set, the next sync learns from the index whether it happened
+// (settlePending); the state keeps it until then if the sync ends
+// without knowing. It leaves Files alone, and may be called from any
+// goroutine.
+func (st *syncState) expect(name string, e syncEntry) {
+	st.mu.Lock()
+	st.addPending(name, e)
+	st.mu.Unlock()
+	st.log(journalLine{Name: name, Entry: &e, Pending: true})
+}
+
 func (st *syncState) del(name string) {
+	st.settle(name)
 	if _, ok := st.Files[name]; !ok {
 		return
 	}
@@ -132,6 +201,8 @@ func (st *syncState) del(name string) {
 }
 
 func (st *syncState) log(j journalLine) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if st.journal == nil {
 		return
 	}
