@@ -16,7 +16,8 @@ package client
 // upload is journalled before its commit too, as pending: between its
 // commit and its record the user may edit the file again, and the next
 // run must not take its own upload in the index for another device's
-// edit (syncState.expect). Names whose sides agree are recorded first,
+// edit (syncState.expect); likewise a download before its rename
+// (syncState.place). Names whose sides agree are recorded first,
 // with the stat they were scanned with, never a later one: an edit made
 // during a sync is never recorded as synced.
 //
@@ -267,6 +268,10 @@ func (a *Account) Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error
 	if err := r.scan(); err != nil {
 		return nil, err
 	}
+	st.settlePlaced(func(n string) (statKey, bool) {
+		l, ok := r.local[n]
+		return l.stat, ok && !l.marker
+	})
 	ci := opt.CaseInsensitive
 	if ci == nil {
 		v := probeCaseInsensitive(abs)
@@ -881,6 +886,7 @@ func (r *syncRun) download(ctx context.Context, f indexfile.File) (placed statKe
 				return err
 			}
 			placed = statKeyOf(fi)
+			r.state.place(name, syncEntry{Hash: append([]byte(nil), f.Hash[:]...), Mode: f.Mode, Size: f.Size, Stat: placed})
 			return r.root.Rename(tmp, name)
 		})
 	if err != nil {

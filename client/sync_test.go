@@ -597,3 +597,29 @@ func TestSyncEditDuringSync(t *testing.T) {
 		t.Fatalf("the other device has %q", got)
 	}
 }
+
+// A sync killed after it moved a download into place but before it
+// journalled it: the next sync knows the file it finds is the download,
+// so that the other device's next edit of it comes down with no
+// conflict copy of the version downloaded.
+func TestSyncKilledAfterDownload(t *testing.T) {
+	_, a, b := twoDevices(t)
+	b.write("doc.txt", []byte("v0"), 0o644)
+	b.sync()
+	a.sync()
+	b.write("doc.txt", []byte("v1, an edit"), 0o644)
+	b.sync()
+	a.syncKilledAt("downloaded")
+	if got := string(a.read("doc.txt")); got != "v1, an edit" {
+		t.Fatalf("the killed sync did not move its download into place: %q", got)
+	}
+	b.write("doc.txt", []byte("v2, the edit after that"), 0o644)
+	b.sync()
+	if rep := a.sync(); rep.Conflicts != 0 || rep.Downloaded != 1 {
+		t.Fatalf("edit after a killed download: %+v", rep)
+	}
+	sameTrees(t, a, b)
+	if got := string(a.read("doc.txt")); got != "v2, the edit after that" {
+		t.Fatalf("a has %q", got)
+	}
+}

@@ -32,6 +32,9 @@ type syncState struct {
 	// happens, so that a sync killed before it saves the state still
 	// knows what it settled (see set).
 	journal *os.File
+	// placing are the downloads a killed sync was moving into place
+	// (see place), from its journal.
+	placing map[string]syncEntry
 	// mu guards the journal and Pending: expect is called from upload
 	// goroutines.
 	mu sync.Mutex
@@ -43,6 +46,8 @@ type journalLine struct {
 	Name    string     `json:"n"`
 	Entry   *syncEntry `json:"e,omitempty"`
 	Pending bool       `json:"p,omitempty"`
+	// Placing: a download about to be moved into place (see place).
+	Placing bool `json:"l,omitempty"`
 }
 
 // syncEntry is one name's agreed version: its content and mode as the
@@ -105,6 +110,12 @@ func (st *syncState) replay(path string) {
 			break
 		}
 		switch {
+		case j.Placing && j.Entry != nil:
+			if st.placing == nil {
+				st.placing = map[string]syncEntry{}
+			}
+			st.placing[j.Name] = *j.Entry
+			continue
 		case j.Pending && j.Entry != nil:
 			st.addPending(j.Name, *j.Entry)
 		case j.Entry != nil:
@@ -114,6 +125,7 @@ func (st *syncState) replay(path string) {
 			delete(st.Files, j.Name)
 			delete(st.Pending, j.Name)
 		}
+		delete(st.placing, j.Name)
 	}
 }
 
@@ -189,6 +201,29 @@ func (st *syncState) expect(name string, e syncEntry) {
 	st.addPending(name, e)
 	st.mu.Unlock()
 	st.log(journalLine{Name: name, Entry: &e, Pending: true})
+}
+
+// place journals that the download e, whose temporary file has the
+// stat e.Stat, is about to be renamed into place as name. A kill between
+// the rename and set would leave the next sync a file it cannot tell
+// from an edit made here; with this it knows the file it finds is the
+// download if it is still the file placed (settlePlaced).
+func (st *syncState) place(name string, e syncEntry) {
+	st.log(journalLine{Name: name, Entry: &e, Placing: true})
+}
+
+// settlePlaced records, for each download a killed sync was moving into
+// place, the version downloaded as the name's base if the local file
+// (stat, as scanned) is the one it placed; if the rename never happened
+// or the file changed since, the base stays as it was.
+func (st *syncState) settlePlaced(local func(name string) (statKey, bool)) {
+	for name, e := range st.placing {
+		if now, ok := local(name); ok && samePlaced(now, e.Stat) {
+			e.Stat = now
+			st.set(name, e)
+		}
+	}
+	st.placing = nil
 }
 
 func (st *syncState) del(name string) {
