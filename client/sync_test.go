@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -621,5 +622,67 @@ func TestSyncKilledAfterDownload(t *testing.T) {
 	sameTrees(t, a, b)
 	if got := string(a.read("doc.txt")); got != "v2, the edit after that" {
 		t.Fatalf("a has %q", got)
+	}
+}
+
+// The very first sync of a folder killed after its upload reached the
+// index: there is no saved state yet, only the journal, and the next
+// sync must read it all the same. Then a file edited again goes up (no
+// conflict, no older version over it), and a file deleted meanwhile is
+// deleted on the other side (not brought back).
+func TestSyncFirstSyncKilled(t *testing.T) {
+	_, a, b := twoDevices(t)
+	a.write("edited.txt", []byte("first version"), 0o644)
+	a.write("deleted.txt", []byte("to be deleted"), 0o644)
+	a.syncKilledAt("put-committed")
+	b.sync()
+	if got := string(b.read("edited.txt")); got != "first version" {
+		t.Fatalf("the killed sync's upload did not reach the index: %q", got)
+	}
+	a.write("edited.txt", []byte("second, longer version"), 0o644)
+	if err := os.Remove(filepath.Join(a.dir, "deleted.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if rep := a.sync(); rep.Conflicts != 0 || rep.Uploaded != 1 || rep.DeletedRemote != 1 || rep.Downloaded != 0 {
+		t.Fatalf("after a killed first sync: %+v", rep)
+	}
+	b.sync()
+	sameTrees(t, a, b)
+	if got := string(b.read("edited.txt")); got != "second, longer version" {
+		t.Fatalf("the other device has %q", got)
+	}
+}
+
+// A journal whose last line a kill tore is cut back to its whole lines
+// before a sync appends to it: the lines of that sync are read back, not
+// lost behind the torn one.
+func TestSyncJournalTornLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	e := syncEntry{Hash: []byte{1}, Mode: 0o644, Size: 1}
+	whole, _ := json.Marshal(journalLine{Name: "before", Entry: &e})
+	if err := os.WriteFile(path+".journal", append(append(whole, '\n'), `{"n":"torn","e":{"ha`...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := loadSyncState(path, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.openJournal(path); err != nil {
+		t.Fatal(err)
+	}
+	st.set("after", e)
+	st.journal.Close()
+	again, err := loadSyncState(path, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := again.Files["before"]; !ok {
+		t.Fatal("the line before the torn one was lost")
+	}
+	if _, ok := again.Files["after"]; !ok {
+		t.Fatal("the line written after the torn one was lost")
+	}
+	if _, ok := again.Files["torn"]; ok {
+		t.Fatal("the torn line was read")
 	}
 }

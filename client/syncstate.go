@@ -77,7 +77,12 @@ func syncStatePath(stateDir string, account []byte, absDir string) string {
 func loadSyncState(path, absDir string) (*syncState, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &syncState{Version: syncStateVersion, Dir: absDir, Files: map[string]syncEntry{}}, nil
+		// No sync saved yet; a first sync that was killed left only its
+		// journal, which counts all the same: without it, what that
+		// sync uploaded would look like another device's addition.
+		st := &syncState{Version: syncStateVersion, Dir: absDir, Files: map[string]syncEntry{}}
+		st.replay(path + ".journal")
+		return st, nil
 	}
 	if err != nil {
 		return nil, localError("reading the sync state", err)
@@ -159,9 +164,18 @@ func (st *syncState) openJournal(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return localError("creating the sync state directory", err)
 	}
-	f, err := os.OpenFile(path+".journal", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path+".journal", os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return localError("opening the sync journal", err)
+	}
+	// A kill in the middle of a write leaves a torn last line; cut it
+	// off, or this sync's first line would be glued to it and replay,
+	// which stops at a line it cannot read, would miss all of them.
+	if b, err := io.ReadAll(f); err == nil && len(b) > 0 && b[len(b)-1] != '\n' {
+		if err := f.Truncate(int64(bytes.LastIndexByte(b, '\n') + 1)); err != nil {
+			f.Close()
+			return localError("repairing the sync journal", err)
+		}
 	}
 	st.journal = f
 	return nil
