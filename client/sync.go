@@ -12,10 +12,18 @@ package client
 // Crash safety follows from the base being written only after a name's
 // action is complete on both sides: a crash leaves a name either as it
 // was (the next run redoes the action) or done on both sides but not yet
-// recorded (the next run finds both sides equal and records it). Local
-// files are replaced by rename of a verified temporary file, and a local
-// file is replaced, renamed or removed only if it is still the one that
-// was scanned; the account changes only by index compare-and-swap.
+// recorded (the next run finds both sides equal and records it). An
+// upload is journalled before its commit too, as pending: between its
+// commit and its record the user may edit the file again, and the next
+// run must not take its own upload in the index for another device's
+// edit (syncState.expect); likewise a download before its rename
+// (syncState.place). Names whose sides agree are recorded first,
+// with the stat they were scanned with, never a later one: an edit made
+// during a sync is never recorded as synced.
+//
+// Local files are replaced by rename of a verified temporary file, and a
+// local file is replaced, renamed or removed only if it is still the one
+// that was scanned; the account changes only by index compare-and-swap.
 
 import (
 	"bytes"
@@ -256,9 +264,14 @@ func (a *Account) Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error
 		r.remote[f.Name] = f
 	}
 	a.mu.Unlock()
+	st.settlePending(r.remote)
 	if err := r.scan(); err != nil {
 		return nil, err
 	}
+	st.settlePlaced(func(n string) (statKey, bool) {
+		l, ok := r.local[n]
+		return l.stat, ok && !l.marker
+	})
 	ci := opt.CaseInsensitive
 	if ci == nil {
 		v := probeCaseInsensitive(abs)
@@ -280,6 +293,7 @@ func (a *Account) Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error
 		}
 	}
 	p := r.plan()
+	syncHook("planned", "")
 	err = r.execute(ctx, p)
 	if !opt.DryRun {
 		// What was settled is recorded even when the sync stopped early:
@@ -304,6 +318,17 @@ func (a *Account) refresh(ctx context.Context) error {
 		return nil
 	}
 	return a.load(ctx)
+}
+
+// testSyncHook, set only by tests, is called at the points where a kill
+// or a concurrent edit of a file would find a sync's state half done: a
+// test stops the sync there (by panicking) or edits a file there.
+var testSyncHook func(point, name string)
+
+func syncHook(point, name string) {
+	if testSyncHook != nil {
+		testSyncHook(point, name)
+	}
 }
 
 // syncPartTag marks the temporary files of sync's downloads, which a
@@ -628,16 +653,29 @@ func (r *syncRun) pair(adds, deletes []string, content func(n string, sizes map[
 	return restAdds, restDeletes, renames
 }
 
-// record sets name's base to the index entry f and the local file as it
-// is now.
-func (r *syncRun) record(name string, f indexfile.File) {
+// recordPlaced sets name's base to the index entry f, just put in place
+// in the folder (downloaded, or renamed) as the file whose stat was
+// placed. The file's stat now is recorded only if it is still that file
+// (its rename changed only its change time): were the user to edit it
+// between the rename and now, recording the edit's stat would mark the
+// edit as synced, and it would never go up. Otherwise no stat is
+// recorded, and the next sync reads the file to know.
+func (r *syncRun) recordPlaced(name string, f indexfile.File, placed statKey) {
 	e := syncEntry{Hash: append([]byte(nil), f.Hash[:]...), Mode: f.Mode, Size: f.Size}
 	if !r.local[name].marker && path.Base(name) != DirMarker {
 		if fi, err := r.root.Lstat(name); err == nil {
-			e.Stat = statKeyOf(fi)
+			if now := statKeyOf(fi); samePlaced(now, placed) {
+				e.Stat = now
+			}
 		}
 	}
 	r.state.set(name, e)
+}
+
+// samePlaced reports whether now is the stat of the file whose stat was
+// placed, before a rename that changed only its change time.
+func samePlaced(now, placed statKey) bool {
+	return placed != statKey{} && now.withoutCTime() == placed.withoutCTime()
 }
 
 // recordAs is record with the stat that was scanned (an upload: the
@@ -648,6 +686,20 @@ func (r *syncRun) recordAs(name string, f indexfile.File, st statKey) {
 
 func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
 	dry := r.opt.DryRun
+	if !dry {
+		// Names whose sides agree are recorded first, as they were
+		// scanned (and read): a kill during the actions then does not
+		// leave them without a base, which would make their next edit
+		// look like an edit on both sides; and a file the user edits
+		// while this sync runs is not recorded with the edit's stat,
+		// which would mark the edit as synced.
+		for _, n := range p.settled {
+			r.recordAs(n, r.remote[n], r.local[n].stat)
+		}
+		for _, n := range p.forget {
+			r.state.del(n)
+		}
+	}
 	// Conflicts first: the local version moves aside, then it goes up
 	// under its new name and the remote one comes down.
 	for _, n := range p.conflicts {
@@ -680,7 +732,7 @@ func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
 		}
 		r.state.del(mv[0])
 		r.pruneDirs(path.Dir(mv[0]))
-		r.record(mv[1], r.remote[mv[1]])
+		r.recordPlaced(mv[1], r.remote[mv[1]], r.local[mv[0]].stat)
 	}
 	for _, n := range p.downloads {
 		if err := ctx.Err(); err != nil {
@@ -691,7 +743,8 @@ func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
 			r.rep.add(&r.opt, SyncEvent{Op: SyncDownload, Name: n, Size: f.Size})
 			continue
 		}
-		if err := r.download(ctx, f); err != nil {
+		placed, err := r.download(ctx, f)
+		if err != nil {
 			if k := KindOf(err); k == KindNetwork || errors.Is(err, context.Canceled) {
 				return err
 			}
@@ -699,7 +752,8 @@ func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
 			continue
 		}
 		r.rep.add(&r.opt, SyncEvent{Op: SyncDownload, Name: n, Size: f.Size})
-		r.record(n, f)
+		syncHook("downloaded", n)
+		r.recordPlaced(n, f, placed)
 	}
 	for _, n := range p.deletesLocal {
 		r.rep.add(&r.opt, SyncEvent{Op: SyncDeleteLocal, Name: n})
@@ -715,18 +769,7 @@ func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
 	if err := r.updateRemote(ctx, p); err != nil {
 		return err
 	}
-	if err := r.upload(ctx, p.uploads); err != nil {
-		return err
-	}
-	if !dry {
-		for _, n := range p.settled {
-			r.record(n, r.remote[n])
-		}
-		for _, n := range p.forget {
-			r.state.del(n)
-		}
-	}
-	return nil
+	return r.upload(ctx, p.uploads)
 }
 
 // conflictName is where the local version of a file changed on both
@@ -809,27 +852,28 @@ func (r *syncRun) stillScanned(name string) error {
 }
 
 // download writes the index entry f into the folder: to a temporary file
-// beside it, verified, then renamed over what was scanned.
-func (r *syncRun) download(ctx context.Context, f indexfile.File) error {
+// beside it, verified, then renamed over what was scanned. It returns
+// the stat of the file it placed, as it was before the rename.
+func (r *syncRun) download(ctx context.Context, f indexfile.File) (placed statKey, err error) {
 	name := f.Name
 	if err := r.safeParents(name); err != nil {
-		return err
+		return placed, err
 	}
 	if path.Base(name) == DirMarker {
 		dir := path.Dir(name)
 		if fi, err := r.root.Lstat(dir); err == nil && !fi.IsDir() {
-			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("a file is in the way (%s)", dir)}
+			return placed, &Error{Kind: KindConflict, Msg: fmt.Sprintf("a file is in the way (%s)", dir)}
 		}
 		if err := r.root.MkdirAll(dir, f.Mode|0o700); err != nil {
-			return localError("creating "+dir, err)
+			return placed, localError("creating "+dir, err)
 		}
-		return nil
+		return placed, nil
 	}
 	dir := path.Dir(name)
 	if err := r.root.MkdirAll(dir, 0o755); err != nil {
-		return localError("creating "+dir, err)
+		return placed, localError("creating "+dir, err)
 	}
-	err := writeAtomic(r.root, name, syncPartTag, f.Mode, f.ModTime,
+	err = writeAtomic(r.root, name, syncPartTag, f.Mode, f.ModTime,
 		func(w io.Writer) error { return download(ctx, r.a.remote, r.a.cfg, &f, w, nil) },
 		func(tmp string) error {
 			// Only over the file that was scanned: the user may be
@@ -837,13 +881,19 @@ func (r *syncRun) download(ctx context.Context, f indexfile.File) error {
 			if err := r.stillScanned(name); err != nil {
 				return err
 			}
+			fi, err := r.root.Lstat(tmp)
+			if err != nil {
+				return err
+			}
+			placed = statKeyOf(fi)
+			r.state.place(name, syncEntry{Hash: append([]byte(nil), f.Hash[:]...), Mode: f.Mode, Size: f.Size, Stat: placed})
 			return r.root.Rename(tmp, name)
 		})
 	if err != nil {
-		return err
+		return statKey{}, err
 	}
 	syncDir(r.root, dir)
-	return nil
+	return placed, nil
 }
 
 // moveLocal renames a local file the sync scanned.
@@ -921,6 +971,10 @@ func (r *syncRun) updateRemote(ctx context.Context, p *syncPlan) error {
 		return nil
 	}
 	base := func(n string) []byte { return r.state.Files[n].Hash }
+	for _, mv := range p.renamesRemote {
+		b := r.state.Files[mv[0]]
+		r.state.expect(mv[1], syncEntry{Hash: b.Hash, Mode: b.Mode, Size: b.Size, Stat: r.local[mv[1]].stat})
+	}
 	r.a.mu.Lock()
 	x, err := r.a.update(ctx, func(x *indexfile.Index) error {
 		for _, mv := range p.renamesRemote {
@@ -963,8 +1017,23 @@ func (r *syncRun) upload(ctx context.Context, names []string) error {
 	for i, name := range names {
 		l := r.local[name]
 		srcs[i] = LocalSource{Name: name, Mode: l.mode, Size: l.stat.Size, marker: l.marker, stat: l.stat}
-		if !l.marker {
-			srcs[i].open = func() (*os.File, error) { return r.root.Open(name) }
+		if l.marker {
+			continue
+		}
+		srcs[i].open = func() (*os.File, error) { return r.root.Open(name) }
+		if r.opt.DryRun {
+			continue
+		}
+		// The journal learns each version before it is committed (see
+		// syncState.expect): from the hash read when planning, or else
+		// as the upload reads the file.
+		expect := func(h []byte, size int64) {
+			r.state.expect(name, syncEntry{Hash: h, Mode: l.mode, Size: uint64(size), Stat: l.stat})
+		}
+		if h, ok := r.hashes[name]; ok {
+			expect(h, l.stat.Size)
+		} else {
+			srcs[i].read = expect
 		}
 	}
 	if r.opt.DryRun {

@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -447,7 +449,7 @@ func TestSyncDownloadRefusesEscapingNames(t *testing.T) {
 	for _, name := range []string{"../escaped", "/tmp/escaped", "a/../../escaped", "./x", "a//b"} {
 		g := f
 		g.Name = name
-		if err := r.download(context.Background(), g); err == nil {
+		if _, err := r.download(context.Background(), g); err == nil {
 			t.Fatalf("%q was written", name)
 		}
 	}
@@ -456,5 +458,231 @@ func TestSyncDownloadRefusesEscapingNames(t *testing.T) {
 	}
 	if _, err := os.Lstat("/tmp/escaped"); err == nil {
 		t.Fatal("a file was written at an absolute path")
+	}
+}
+
+// errKilled stands for SIGKILL in syncKilledAt.
+var errKilled = errors.New("killed")
+
+// syncKilledAt runs a sync that stops at point (see testSyncHook) as a
+// killed one would: it panics out there, so the journal holds what was
+// written so far and the state is not saved. (The folder's lock, which
+// a kill releases with the process, is released by Sync's defer.)
+func (d *device) syncKilledAt(point string) {
+	d.t.Helper()
+	testSyncHook = func(p, _ string) {
+		if p == point {
+			panic(errKilled)
+		}
+	}
+	defer func() {
+		testSyncHook = nil
+		if r := recover(); r != errKilled {
+			if r != nil {
+				panic(r)
+			}
+			d.t.Fatalf("%s: the sync never reached %s", d.name, point)
+		}
+	}()
+	d.sync()
+}
+
+// The sequences that lost the newer version in TestSyncKilledConverges
+// (cmd/blind): a sync killed after its upload reached the index but
+// before it journalled it, and, for a file already synced before, the
+// next sync killed too before it saved; then the file is edited again.
+// The version that went up is this device's own, not another device's
+// edit: the new edit goes up, no conflict, and the file keeps it.
+func TestSyncKilledAfterUpload(t *testing.T) {
+	_, a, b := twoDevices(t)
+	a.write("old.txt", []byte("v0"), 0o644)
+	a.sync()
+	b.sync()
+
+	// A new file (round 6, then 7, of the failing run).
+	a.write("new.txt", []byte("new, first version"), 0o644)
+	a.syncKilledAt("put-committed")
+	b.sync()
+	if got := string(b.read("new.txt")); got != "new, first version" {
+		t.Fatalf("the killed sync's upload did not reach the index: %q", got)
+	}
+	a.write("new.txt", []byte("new, second and longer version"), 0o644)
+	if rep := a.sync(); rep.Conflicts != 0 || rep.Uploaded != 1 {
+		t.Fatalf("edit after a killed upload: %+v", rep)
+	}
+	if got := string(a.read("new.txt")); got != "new, second and longer version" {
+		t.Fatalf("the newer local version was replaced by %q", got)
+	}
+
+	// A file in the base (rounds 5 to 7): its upload killed after the
+	// commit, the next sync, which finds both sides equal, killed as
+	// well before it saves.
+	a.write("old.txt", []byte("v1, an edit"), 0o644)
+	a.syncKilledAt("put-committed")
+	b.sync()
+	if got := string(b.read("old.txt")); got != "v1, an edit" {
+		t.Fatalf("the killed sync's upload did not reach the index: %q", got)
+	}
+	a.write("other.txt", []byte("keeps the next sync busy"), 0o644)
+	a.syncKilledAt("put-committed")
+	a.write("old.txt", []byte("v2, the edit after that"), 0o644)
+	if rep := a.sync(); rep.Conflicts != 0 || rep.Uploaded != 1 {
+		t.Fatalf("edit after killed syncs: %+v", rep)
+	}
+	if got := string(a.read("old.txt")); got != "v2, the edit after that" {
+		t.Fatalf("the newer local version was replaced by %q", got)
+	}
+	b.sync()
+	sameTrees(t, a, b)
+	if got := string(b.read("old.txt")); got != "v2, the edit after that" {
+		t.Fatalf("the other device has %q", got)
+	}
+}
+
+// A file edited while a sync runs, after the scan, is not recorded as
+// synced: a file found touched but not changed (settled) and a file just
+// downloaded are recorded with the stat they had when their content was
+// known, so that the edit is seen by the next sync and not overwritten
+// by the next remote change.
+func TestSyncEditDuringSync(t *testing.T) {
+	_, a, b := twoDevices(t)
+	a.write("settled.txt", []byte("v0"), 0o644)
+	a.sync()
+	b.sync()
+
+	// Touched: the sync finds it equal to the base and settles it; the
+	// user edits it meanwhile; then the other device edits it too.
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(a.dir, "settled.txt"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	testSyncHook = func(p, _ string) {
+		if p == "planned" {
+			a.write("settled.txt", []byte("edited during the sync"), 0o644)
+		}
+	}
+	a.sync()
+	testSyncHook = nil
+	b.write("settled.txt", []byte("the other device's edit"), 0o644)
+	b.sync()
+	a.sync()
+	b.sync()
+	sameTrees(t, a, b)
+	kept := false
+	for name := range a.tree() {
+		if strings.HasPrefix(name, "settled") && string(a.read(name)) == "edited during the sync" {
+			kept = true
+		}
+	}
+	if !kept {
+		t.Fatalf("the edit made during the sync was lost: %v", a.tree())
+	}
+
+	// Downloaded: the user edits the file right after it is moved into
+	// place.
+	b.write("down.txt", []byte("from the other device"), 0o644)
+	b.sync()
+	testSyncHook = func(p, n string) {
+		if p == "downloaded" && n == "down.txt" {
+			a.write("down.txt", []byte("edited as soon as it came down"), 0o644)
+		}
+	}
+	a.sync()
+	testSyncHook = nil
+	if rep := a.sync(); rep.Uploaded != 1 {
+		t.Fatalf("the edit of a downloaded file did not go up: %+v", rep)
+	}
+	b.sync()
+	sameTrees(t, a, b)
+	if got := string(b.read("down.txt")); got != "edited as soon as it came down" {
+		t.Fatalf("the other device has %q", got)
+	}
+}
+
+// A sync killed after it moved a download into place but before it
+// journalled it: the next sync knows the file it finds is the download,
+// so that the other device's next edit of it comes down with no
+// conflict copy of the version downloaded.
+func TestSyncKilledAfterDownload(t *testing.T) {
+	_, a, b := twoDevices(t)
+	b.write("doc.txt", []byte("v0"), 0o644)
+	b.sync()
+	a.sync()
+	b.write("doc.txt", []byte("v1, an edit"), 0o644)
+	b.sync()
+	a.syncKilledAt("downloaded")
+	if got := string(a.read("doc.txt")); got != "v1, an edit" {
+		t.Fatalf("the killed sync did not move its download into place: %q", got)
+	}
+	b.write("doc.txt", []byte("v2, the edit after that"), 0o644)
+	b.sync()
+	if rep := a.sync(); rep.Conflicts != 0 || rep.Downloaded != 1 {
+		t.Fatalf("edit after a killed download: %+v", rep)
+	}
+	sameTrees(t, a, b)
+	if got := string(a.read("doc.txt")); got != "v2, the edit after that" {
+		t.Fatalf("a has %q", got)
+	}
+}
+
+// The very first sync of a folder killed after its upload reached the
+// index: there is no saved state yet, only the journal, and the next
+// sync must read it all the same. Then a file edited again goes up (no
+// conflict, no older version over it), and a file deleted meanwhile is
+// deleted on the other side (not brought back).
+func TestSyncFirstSyncKilled(t *testing.T) {
+	_, a, b := twoDevices(t)
+	a.write("edited.txt", []byte("first version"), 0o644)
+	a.write("deleted.txt", []byte("to be deleted"), 0o644)
+	a.syncKilledAt("put-committed")
+	b.sync()
+	if got := string(b.read("edited.txt")); got != "first version" {
+		t.Fatalf("the killed sync's upload did not reach the index: %q", got)
+	}
+	a.write("edited.txt", []byte("second, longer version"), 0o644)
+	if err := os.Remove(filepath.Join(a.dir, "deleted.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if rep := a.sync(); rep.Conflicts != 0 || rep.Uploaded != 1 || rep.DeletedRemote != 1 || rep.Downloaded != 0 {
+		t.Fatalf("after a killed first sync: %+v", rep)
+	}
+	b.sync()
+	sameTrees(t, a, b)
+	if got := string(b.read("edited.txt")); got != "second, longer version" {
+		t.Fatalf("the other device has %q", got)
+	}
+}
+
+// A journal whose last line a kill tore is cut back to its whole lines
+// before a sync appends to it: the lines of that sync are read back, not
+// lost behind the torn one.
+func TestSyncJournalTornLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	e := syncEntry{Hash: []byte{1}, Mode: 0o644, Size: 1}
+	whole, _ := json.Marshal(journalLine{Name: "before", Entry: &e})
+	if err := os.WriteFile(path+".journal", append(append(whole, '\n'), `{"n":"torn","e":{"ha`...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := loadSyncState(path, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.openJournal(path); err != nil {
+		t.Fatal(err)
+	}
+	st.set("after", e)
+	st.journal.Close()
+	again, err := loadSyncState(path, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := again.Files["before"]; !ok {
+		t.Fatal("the line before the torn one was lost")
+	}
+	if _, ok := again.Files["after"]; !ok {
+		t.Fatal("the line written after the torn one was lost")
+	}
+	if _, ok := again.Files["torn"]; ok {
+		t.Fatal("the torn line was read")
 	}
 }

@@ -27,3 +27,9 @@ func statKeyOf(fi fs.FileInfo) statKey {
 	}
 	return k
 }
+
+// withoutCTime is k less its change time, which a rename changes.
+func (k statKey) withoutCTime() statKey {
+	k.CTime = 0
+	return k
+}

@@ -15,3 +15,6 @@ type statKey struct {
 func statKeyOf(fi fs.FileInfo) statKey {
 	return statKey{Size: fi.Size(), MTime: fi.ModTime().UnixNano(), Mode: uint32(fi.Mode())}
 }
+
+// withoutCTime: see syncstat_linux.go; there is no change time here.
+func (k statKey) withoutCTime() statKey { return k }

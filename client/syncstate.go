@@ -11,7 +11,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
+
+	"github.com/blindstore/blindstore/indexfile"
 )
 
 // syncState is what a folder and the account agreed on at the end of the
@@ -21,16 +24,30 @@ type syncState struct {
 	Version int                  `json:"version"`
 	Dir     string               `json:"dir"`
 	Files   map[string]syncEntry `json:"files"`
+	// Pending are entries a sync was committing to the index when it was
+	// killed, or when the commit's outcome was unknown (a network
+	// failure after the request was sent): see expect.
+	Pending map[string]syncEntry `json:"pending,omitempty"`
 	// journal, while a sync runs, gets every change of Files as it
 	// happens, so that a sync killed before it saves the state still
 	// knows what it settled (see set).
 	journal *os.File
+	// placing are the downloads a killed sync was moving into place
+	// (see place), from its journal.
+	placing map[string]syncEntry
+	// mu guards the journal and Pending: expect is called from upload
+	// goroutines.
+	mu sync.Mutex
 }
 
-// journalLine is one change of the state: an entry set, or deleted.
+// journalLine is one change of the state: an entry set, or deleted; or,
+// Pending, an entry about to be committed to the index (see expect).
 type journalLine struct {
-	Name  string     `json:"n"`
-	Entry *syncEntry `json:"e,omitempty"`
+	Name    string     `json:"n"`
+	Entry   *syncEntry `json:"e,omitempty"`
+	Pending bool       `json:"p,omitempty"`
+	// Placing: a download about to be moved into place (see place).
+	Placing bool `json:"l,omitempty"`
 }
 
 // syncEntry is one name's agreed version: its content and mode as the
@@ -60,7 +77,12 @@ func syncStatePath(stateDir string, account []byte, absDir string) string {
 func loadSyncState(path, absDir string) (*syncState, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &syncState{Version: syncStateVersion, Dir: absDir, Files: map[string]syncEntry{}}, nil
+		// No sync saved yet; a first sync that was killed left only its
+		// journal, which counts all the same: without it, what that
+		// sync uploaded would look like another device's addition.
+		st := &syncState{Version: syncStateVersion, Dir: absDir, Files: map[string]syncEntry{}}
+		st.replay(path + ".journal")
+		return st, nil
 	}
 	if err != nil {
 		return nil, localError("reading the sync state", err)
@@ -92,12 +114,49 @@ func (st *syncState) replay(path string) {
 		if len(line) == 0 || json.Unmarshal(line, &j) != nil {
 			break
 		}
-		if j.Entry != nil {
+		switch {
+		case j.Placing && j.Entry != nil:
+			if st.placing == nil {
+				st.placing = map[string]syncEntry{}
+			}
+			st.placing[j.Name] = *j.Entry
+			continue
+		case j.Pending && j.Entry != nil:
+			st.addPending(j.Name, *j.Entry)
+		case j.Entry != nil:
 			st.Files[j.Name] = *j.Entry
-		} else {
+			delete(st.Pending, j.Name)
+		default:
 			delete(st.Files, j.Name)
+			delete(st.Pending, j.Name)
+		}
+		delete(st.placing, j.Name)
+	}
+}
+
+func (st *syncState) addPending(name string, e syncEntry) {
+	if st.Pending == nil {
+		st.Pending = map[string]syncEntry{}
+	}
+	st.Pending[name] = e
+}
+
+// settlePending decides, from the index now, what the pending commits of
+// a sync that was killed (or lost touch with the server) came to: an
+// entry the index holds did reach it, and is the name's base, as it
+// would have been had the sync not been killed. Without this the base
+// would stay the version before, and the next edit of the file would
+// look like an edit on both sides, the index's version being this
+// device's own upload: a conflict, and the file replaced by its older
+// version. An entry the index does not hold never got there (or was
+// replaced since, which the base before it handles): it is dropped.
+func (st *syncState) settlePending(remote map[string]indexfile.File) {
+	for name, e := range st.Pending {
+		if f, ok := remote[name]; ok && bytes.Equal(f.Hash[:], e.Hash) && f.Mode == e.Mode {
+			st.set(name, e)
 		}
 	}
+	st.Pending = nil
 }
 
 // openJournal starts journalling changes (not in a dry run).
@@ -105,9 +164,18 @@ func (st *syncState) openJournal(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return localError("creating the sync state directory", err)
 	}
-	f, err := os.OpenFile(path+".journal", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path+".journal", os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return localError("opening the sync journal", err)
+	}
+	// A kill in the middle of a write leaves a torn last line; cut it
+	// off, or this sync's first line would be glued to it and replay,
+	// which stops at a line it cannot read, would miss all of them.
+	if b, err := io.ReadAll(f); err == nil && len(b) > 0 && b[len(b)-1] != '\n' {
+		if err := f.Truncate(int64(bytes.LastIndexByte(b, '\n') + 1)); err != nil {
+			f.Close()
+			return localError("repairing the sync journal", err)
+		}
 	}
 	st.journal = f
 	return nil
@@ -115,15 +183,65 @@ func (st *syncState) openJournal(path string) error {
 
 // set records name's new base. It goes to the journal right after the
 // action it records, so that a kill between the two loses at most that
-// one record: the next sync then sees the name added on both sides, with
-// the same content (no action) or, after a download, the older content
-// here (a conflict copy: both versions kept, nothing lost).
+// one record: the next sync then finds the name changed on both sides,
+// with the same content (recorded, no action) or, if the file was edited
+// here meanwhile, with different content (a conflict copy: both versions
+// kept, nothing lost). For an upload that would be wrong, the index's
+// version being this device's own: it is journalled before its commit
+// as well (expect).
 func (st *syncState) set(name string, e syncEntry) {
+	st.settle(name)
 	st.Files[name] = e
 	st.log(journalLine{Name: name, Entry: &e})
 }
 
+// settle ends name's pending commit, if any: the caller knows what it
+// came to.
+func (st *syncState) settle(name string) {
+	st.mu.Lock()
+	delete(st.Pending, name)
+	st.mu.Unlock()
+}
+
+// expect journals that e is about to be committed to the index as name's
+// version, with the local file's stat when it had that content: written
+// before the commit, so that if a kill comes between the commit and
+// set, the next sync learns from the index whether it happened
+// (settlePending); the state keeps it until then if the sync ends
+// without knowing. It leaves Files alone, and may be called from any
+// goroutine.
+func (st *syncState) expect(name string, e syncEntry) {
+	st.mu.Lock()
+	st.addPending(name, e)
+	st.mu.Unlock()
+	st.log(journalLine{Name: name, Entry: &e, Pending: true})
+}
+
+// place journals that the download e, whose temporary file has the
+// stat e.Stat, is about to be renamed into place as name. A kill between
+// the rename and set would leave the next sync a file it cannot tell
+// from an edit made here; with this it knows the file it finds is the
+// download if it is still the file placed (settlePlaced).
+func (st *syncState) place(name string, e syncEntry) {
+	st.log(journalLine{Name: name, Entry: &e, Placing: true})
+}
+
+// settlePlaced records, for each download a killed sync was moving into
+// place, the version downloaded as the name's base if the local file
+// (stat, as scanned) is the one it placed; if the rename never happened
+// or the file changed since, the base stays as it was.
+func (st *syncState) settlePlaced(local func(name string) (statKey, bool)) {
+	for name, e := range st.placing {
+		if now, ok := local(name); ok && samePlaced(now, e.Stat) {
+			e.Stat = now
+			st.set(name, e)
+		}
+	}
+	st.placing = nil
+}
+
 func (st *syncState) del(name string) {
+	st.settle(name)
 	if _, ok := st.Files[name]; !ok {
 		return
 	}
@@ -132,6 +250,8 @@ func (st *syncState) del(name string) {
 }
 
 func (st *syncState) log(j journalLine) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if st.journal == nil {
 		return
 	}

@@ -190,6 +190,14 @@ func TestSyncKilledConverges(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	bin, _ := binaries(t)
 	killed := 0
+	// history is what each run said, one line per action, for the
+	// message of a failure: which run did what to the file.
+	var history []string
+	said := func(run, stdout string) {
+		for line := range strings.Lines(stdout) {
+			history = append(history, run+": "+strings.TrimSpace(line))
+		}
+	}
 	for round := range 10 {
 		// Each device changes its own names, so that no change is a
 		// conflict and the end state is known exactly.
@@ -207,6 +215,7 @@ func TestSyncKilledConverges(t *testing.T) {
 				default:
 					content := fmt.Sprintf("round %d %s %s", round, name, strings.Repeat("x", rng.IntN(3*capacity)))
 					writeFile(t, dev.dir, name, content)
+					history = append(history, fmt.Sprintf("round %d: %s wrote %s (%d bytes)", round, dev.prefix, name, len(content)))
 					want[name] = content
 				}
 			}
@@ -214,6 +223,8 @@ func TestSyncKilledConverges(t *testing.T) {
 		// One sync of a killed at a random moment; b syncs in full.
 		cmd := exec.Command(bin, "sync", da)
 		cmd.Env = append(os.Environ(), "BLIND_SERVER="+a.server, "BLIND_CONFIG_DIR="+a.cfg)
+		var aout bytes.Buffer
+		cmd.Stdout = &aout
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -222,14 +233,15 @@ func TestSyncKilledConverges(t *testing.T) {
 			killed++
 		}
 		_ = cmd.Wait()
+		said(fmt.Sprintf("round %d: a (killed)", round), aout.String())
 		// The account stays valid after every kill.
 		b.must("ls")
-		b.must("sync", db)
+		said(fmt.Sprintf("round %d: b", round), b.must("sync", db).stdout)
 	}
 	// Runs that finish converge.
-	for range 2 {
-		a.must("sync", da)
-		b.must("sync", db)
+	for i := range 2 {
+		said(fmt.Sprintf("final %d: a", i), a.must("sync", da).stdout)
+		said(fmt.Sprintf("final %d: b", i), b.must("sync", db).stdout)
 	}
 	sa, sb := folderState(t, da), folderState(t, db)
 	if d := diffStates(sa, sb); d != "" {
@@ -237,13 +249,22 @@ func TestSyncKilledConverges(t *testing.T) {
 	}
 	for name, content := range want {
 		if sa[name] != content {
-			t.Fatalf("%s lost or wrong after %d kills", name, killed)
+			var about []string
+			for _, h := range history {
+				if strings.Contains(h, " "+name) {
+					about = append(about, h)
+				}
+			}
+			t.Fatalf("%s lost or wrong after %d kills: have %.40q (%d bytes), want %.40q (%d bytes); b has %.40q (%d bytes)\nwhat the runs did to it:\n%s",
+				name, killed, sa[name], len(sa[name]), content, len(content), sb[name], len(sb[name]), strings.Join(about, "\n"))
 		}
 	}
-	// A kill between moving a download into place and journalling it
-	// (a window of microseconds) makes the next sync keep the older
-	// local version as a conflict copy: allowed, since nothing is lost,
-	// but nothing else is.
+	// No name is changed on both devices, and every kill window is
+	// journalled (client/syncstate.go), so no conflict copy is expected
+	// (none in 40 runs under load). One is still allowed, since nothing
+	// is lost: a kill that tears a journal line loses that record, and a
+	// file settled by it and edited before the next sync would be kept
+	// twice. Nothing else is allowed.
 	for name := range sa {
 		if _, ok := want[name]; !ok && !strings.HasSuffix(name, "/") {
 			if strings.Contains(name, " (conflict ") {
