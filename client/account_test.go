@@ -943,3 +943,49 @@ func TestRenewRecordLosesRace(t *testing.T) {
 		t.Fatalf("login after the race: %v", err)
 	}
 }
+
+// PutMany returns no name for a file whose name another device put at
+// the same time with a newer version: the merge keeps that one under the
+// name, and a caller recording what it stored (sync) must not take the
+// name for its own.
+func TestPutManyLosesMergeToNewerVersion(t *testing.T) {
+	s := newTestServer(t)
+	a, loc := newTestAccount(t, s)
+	ctx := context.Background()
+	b, err := login(ctx, s.remote(t), "", loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b stores "x" first, newer; a, which has not seen it, stores "x"
+	// older, and "y".
+	newer := time.Unix(1_800_000_000, 0)
+	if _, err := b.Put(ctx, strings.NewReader("theirs"), PutInfo{Name: "x", Mode: 0o644, ModTime: newer}, nil); err != nil {
+		t.Fatal(err)
+	}
+	files, err := a.PutMany(ctx, []PutSource{
+		{Name: "x", R: strings.NewReader("ours"), Mode: 0o644, ModTime: newer.Add(-time.Hour), Size: 4},
+		{Name: "y", R: strings.NewReader("why"), Mode: 0o644, ModTime: newer, Size: 3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files[0].Name != "" {
+		t.Errorf("the file that lost the merge came back as %q", files[0].Name)
+	}
+	if files[1].Name != "y" {
+		t.Errorf("the file without a rival came back as %q", files[1].Name)
+	}
+	if got, err := getBytes(t, a, "x"); err != nil || string(got) != "theirs" {
+		t.Fatalf("x holds %q (%v), want the newer version", got, err)
+	}
+	kept := false
+	for _, f := range a.Files() {
+		if strings.HasPrefix(f.Name, "x.conflict-") || strings.HasPrefix(f.Name, "x (conflict") {
+			got, err := getBytes(t, a, f.Name)
+			kept = err == nil && string(got) == "ours"
+		}
+	}
+	if !kept {
+		t.Fatal("the older version was not kept under a conflict name")
+	}
+}

@@ -919,6 +919,10 @@ const (
 // PutMany stores several files with one index update: what a folder of
 // small files needs, since each update writes at least a leaf, a dir and
 // the head. Each replaces a file of its name as Put does.
+//
+// A file whose name another device put at the same time, and whose
+// version the merge kept under that name (this one going under a
+// conflict name), comes back as an entry with no Name.
 func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.File, error) {
 	cur, err := a.remote.CurrentPeriod(ctx)
 	if err != nil {
@@ -981,7 +985,7 @@ func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.Fi
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, err = a.update(ctx, func(x *indexfile.Index) error {
+	x, err := a.update(ctx, func(x *indexfile.Index) error {
 		for _, f := range files {
 			// putReusing's check on a scratch index of the one file.
 			one := &indexfile.Index{}
@@ -1003,5 +1007,28 @@ func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.Fi
 		}
 		return nil, err
 	}
+	// Another device may have put the same name meanwhile, and the merge
+	// kept its version under the name (ours under a conflict name):
+	// such a file is returned without a name, so that a caller that
+	// records what it stored (sync) does not take the name for ours.
+	for i := range files {
+		if got := x.Lookup(files[i].Name); got == nil || !sameVersion(got, &files[i]) {
+			files[i] = indexfile.File{}
+		}
+	}
 	return files, nil
+}
+
+// sameVersion reports whether two entries are the same put of a file:
+// the same content in the same blocks (block ids are random per put).
+func sameVersion(a, b *indexfile.File) bool {
+	if a.Hash != b.Hash || a.Size != b.Size || len(a.Chunks) != len(b.Chunks) {
+		return false
+	}
+	for i := range a.Chunks {
+		if a.Chunks[i].ID != b.Chunks[i].ID {
+			return false
+		}
+	}
+	return true
 }

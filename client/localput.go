@@ -98,7 +98,14 @@ func (a *Account) putLocalBatch(ctx context.Context, batch []LocalSource, stored
 		if err == nil {
 			syncHook("put-committed", "")
 			for i, f := range files {
-				stored(batch[i], f)
+				// A file that lost a merge to another device's version
+				// of its name (PutMany) is not recorded as stored: the
+				// next sync finds both sides changed and keeps both.
+				if f.Name != "" {
+					stored(batch[i], f)
+				} else {
+					skipped(batch[i], &Error{Kind: KindConflict, Msg: "another device stored this name at the same time: its version keeps the name, this one is stored under a conflict name"})
+				}
 			}
 			return nil
 		}
