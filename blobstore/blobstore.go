@@ -425,13 +425,7 @@ func planOne(op *Op, cur **Meta, data *[]byte) Result {
 		*data = op.Data
 		return Result{Status: status, ETag: op.ETag}
 	case OpDelete:
-		if m == nil {
-			return Result{Status: StatusNotFound}
-		}
-		if !m.ProofHash.Equal(op.ProofHash) {
-			return Result{Status: StatusForbidden}
-		}
-		if r, failed := checkCond(op.Cond, m); failed {
+		if r := checkOne(op, m); r.Status != StatusChecked {
 			return r
 		}
 		*cur = nil
@@ -455,7 +449,9 @@ func planOne(op *Op, cur **Meta, data *[]byte) Result {
 	return Result{Status: StatusForbidden}
 }
 
-// checkOne decides a check against the block's state m (nil: none).
+// checkOne decides a check against the block's state m (nil: none): the
+// block exists, op's proof is its own, and op's precondition holds. A
+// delete asks the same before it deletes.
 func checkOne(op *Op, m *Meta) Result {
 	if m == nil {
 		return Result{Status: StatusNotFound}

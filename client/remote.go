@@ -399,30 +399,25 @@ func (r *Remote) PutBatch(ctx context.Context, items []BatchItem) error {
 	return nil
 }
 
-func (r *Remote) putBatch(ctx context.Context, cfg *ServerConfig, items []BatchItem) error {
-	m := struct {
-		Blocks []batchEntry `json:"blocks"`
-	}{Blocks: make([]batchEntry, len(items))}
-	want := make([]blobstore.ETag, len(items))
-	for i, it := range items {
-		if len(it.Data) != cfg.BlockSize {
-			return fmt.Errorf("client: batch block of %d bytes, want %d", len(it.Data), cfg.BlockSize)
-		}
-		m.Blocks[i] = batchEntry{ID: it.ID.String(), Proof: blobstore.EncodeProof(it.Proof), CreateOnly: true}
-		want[i] = blobstore.ETagOf(it.Data)
-	}
+// postBatch sends one POST /v1/blocks: manifest m, then data in order,
+// paid when pay (the batch may create blocks), and hands the results,
+// checked for count, to results.
+func (r *Remote) postBatch(ctx context.Context, what string, m any, n int, data [][]byte, pay bool, results func([]batchResult) error) error {
 	manifest, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("client: encoding a batch: %w", err)
 	}
 	var prefix [4]byte
 	binary.BigEndian.PutUint32(prefix[:], uint32(len(manifest)))
-	size := int64(4 + len(manifest) + len(items)*cfg.BlockSize)
-	return r.do(ctx, "writing blocks", func() (*http.Request, error) {
-		parts := make([]io.Reader, 0, 2+len(items))
+	size := int64(4 + len(manifest))
+	for _, d := range data {
+		size += int64(len(d))
+	}
+	return r.do(ctx, what, func() (*http.Request, error) {
+		parts := make([]io.Reader, 0, 2+len(data))
 		parts = append(parts, bytes.NewReader(prefix[:]), bytes.NewReader(manifest))
-		for _, it := range items {
-			parts = append(parts, bytes.NewReader(it.Data))
+		for _, d := range data {
+			parts = append(parts, bytes.NewReader(d))
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint("/v1/blocks"), io.MultiReader(parts...))
 		if err != nil {
@@ -430,7 +425,7 @@ func (r *Remote) putBatch(ctx context.Context, cfg *ServerConfig, items []BatchI
 		}
 		req.ContentLength = size
 		req.Header.Set("Content-Type", "application/vnd.blindstore.batch")
-		if err := r.pay(ctx, req, true); err != nil {
+		if err := r.pay(ctx, req, pay); err != nil {
 			return nil, err
 		}
 		return req, nil
@@ -444,10 +439,28 @@ func (r *Remote) putBatch(ctx context.Context, cfg *ServerConfig, items []BatchI
 		if err := decodeJSON(resp, 1<<20, &out); err != nil {
 			return err
 		}
-		if len(out.Results) != len(items) {
-			return errorf(KindNetwork, "the server answered %d results for a batch of %d blocks", len(out.Results), len(items))
+		if len(out.Results) != n {
+			return errorf(KindNetwork, "the server answered %d results for a batch of %d entries", len(out.Results), n)
 		}
-		for i, res := range out.Results {
+		return results(out.Results)
+	})
+}
+
+func (r *Remote) putBatch(ctx context.Context, cfg *ServerConfig, items []BatchItem) error {
+	m := struct {
+		Blocks []batchEntry `json:"blocks"`
+	}{Blocks: make([]batchEntry, len(items))}
+	want := make([]blobstore.ETag, len(items))
+	data := make([][]byte, len(items))
+	for i, it := range items {
+		if len(it.Data) != cfg.BlockSize {
+			return fmt.Errorf("client: batch block of %d bytes, want %d", len(it.Data), cfg.BlockSize)
+		}
+		m.Blocks[i] = batchEntry{ID: it.ID.String(), Proof: blobstore.EncodeProof(it.Proof), CreateOnly: true}
+		want[i], data[i] = blobstore.ETagOf(it.Data), it.Data
+	}
+	return r.postBatch(ctx, "writing blocks", m, len(items), data, true, func(rs []batchResult) error {
+		for i, res := range rs {
 			if res.ID != m.Blocks[i].ID {
 				return errorf(KindNetwork, "the server answered a batch's results out of order")
 			}
@@ -586,40 +599,8 @@ func (r *Remote) Commit(ctx context.Context, items []CommitItem) error {
 		data = append(data, it.Data)
 		creates = creates || it.Cond.IfMatch == nil
 	}
-	manifest, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("client: encoding a batch: %w", err)
-	}
-	var prefix [4]byte
-	binary.BigEndian.PutUint32(prefix[:], uint32(len(manifest)))
-	size := int64(4 + len(manifest) + len(data)*cfg.BlockSize)
-	return r.do(ctx, "committing", func() (*http.Request, error) {
-		parts := make([]io.Reader, 0, 2+len(data))
-		parts = append(parts, bytes.NewReader(prefix[:]), bytes.NewReader(manifest))
-		for _, d := range data {
-			parts = append(parts, bytes.NewReader(d))
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint("/v1/blocks"), io.MultiReader(parts...))
-		if err != nil {
-			return nil, err
-		}
-		req.ContentLength = size
-		req.Header.Set("Content-Type", "application/vnd.blindstore.batch")
-		if err := r.pay(ctx, req, creates); err != nil {
-			return nil, err
-		}
-		return req, nil
-	}, func(resp *http.Response) error {
-		if resp.StatusCode != http.StatusOK {
-			return problemError(resp)
-		}
-		var out struct {
-			Results []batchResult `json:"results"`
-		}
-		if err := decodeJSON(resp, 1<<20, &out); err != nil {
-			return err
-		}
-		return commitOutcome(items, m, want, out.Results)
+	return r.postBatch(ctx, "committing", m, len(items), data, creates, func(rs []batchResult) error {
+		return commitOutcome(items, m, want, rs)
 	})
 }
 
@@ -629,9 +610,6 @@ func (r *Remote) Commit(ctx context.Context, items []CommitItem) error {
 // applied (a new block's random id exists nowhere else, and the batch
 // applies whole or not at all), so that is success too.
 func commitOutcome(items []CommitItem, m atomicManifest, want []blobstore.ETag, results []batchResult) error {
-	if len(results) != len(items) {
-		return errorf(KindNetwork, "the server answered %d results for a batch of %d entries", len(results), len(items))
-	}
 	var failed error
 	applied, landedBefore, unacked := true, false, false
 	for i, res := range results {
