@@ -1,9 +1,11 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
 )
@@ -87,5 +89,39 @@ func TestCommitAtomic(t *testing.T) {
 	}
 	if _, _, err := r.Get(ctx, oldID, nil); KindOf(err) != KindNotFound {
 		t.Fatalf("the replaced block: %v, want not found", err)
+	}
+}
+
+// Put commits its index while its last data batches still wait in the
+// server's write pool, checking them in the commit; the file is whole
+// and nothing is left behind, and a server with no window gets no
+// checks (its data is answered at once).
+func TestPutCommitsBesideItsTail(t *testing.T) {
+	for _, window := range []time.Duration{100 * time.Millisecond, 0} {
+		s := newTestServerWith(t, testBlockSize, window)
+		p := newCountingProxy(t, s.url)
+		ctx := context.Background()
+		a, _, err := signup(ctx, s.remoteAt(t, p.url), "tail", testLocator(t, "tail", "pw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Two batches of the test server's 8 blocks: few enough blocks
+		// on their way for one commit to check them all (its renew
+		// batch, 16, bounds the checks).
+		data := randomBytes(12 * PayloadCapacity(testBlockSize))
+		p.Take()
+		putBytes(t, a, "f", data)
+		c := p.Take()
+		if window > 0 && c.Checked == 0 {
+			t.Errorf("window %v: the commit checked no block; the put waited for its data first", window)
+		}
+		if window == 0 && c.Checked != 0 {
+			t.Errorf("no window: the commit checked %d blocks", c.Checked)
+		}
+		t.Logf("window %v: %d blocks written, %d checked, %d head writes", window, c.Batched, c.Checked, c.Puts)
+		if got, err := getBytes(t, a, "f"); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("window %v: the file does not read back: %v", window, err)
+		}
+		checkNoLeak(t, s, a)
 	}
 }

@@ -55,8 +55,11 @@ type ServerConfig struct {
 		MaxManifestBytes int `json:"max_manifest_bytes"`
 		// MaxBatchRefs: deletions and checks one batch may carry; 0 from a
 		// server that takes neither them nor atomic batches.
-		MaxBatchRefs      int   `json:"max_batch_refs"`
-		MaxBatchBodyBytes int64 `json:"max_batch_body_bytes"`
+		MaxBatchRefs int `json:"max_batch_refs"`
+		// PoolWindowSeconds: how long a write may wait in the
+		// server's write pool for company (0: none, or not said).
+		PoolWindowSeconds float64 `json:"pool_window_seconds"`
+		MaxBatchBodyBytes int64   `json:"max_batch_body_bytes"`
 	} `json:"limits"`
 	// Tokens is set when the server charges for writes (tokens.go).
 	Tokens *TokenConfig `json:"tokens,omitempty"`

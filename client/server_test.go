@@ -16,6 +16,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/bolt"
 	"github.com/blindstore/blindstore/blobstore/httpapi"
+	"github.com/blindstore/blindstore/blobstore/pool"
 	"github.com/blindstore/blindstore/bucketer"
 )
 
@@ -39,6 +40,12 @@ func newTestServer(t testing.TB) *testServer { return newTestServerSize(t, testB
 
 // newTestServerSize is newTestServer with another block size.
 func newTestServerSize(t testing.TB, testBlockSize int) *testServer {
+	return newTestServerWith(t, testBlockSize, 0)
+}
+
+// newTestServerWith is newTestServerSize whose writes go through a write
+// pool with the given window (0: none, straight to the store).
+func newTestServerWith(t testing.TB, testBlockSize int, window time.Duration) *testServer {
 	t.Helper()
 	key := make([]byte, bucketer.KeySize)
 	_, _ = rand.Read(key)
@@ -51,8 +58,15 @@ func newTestServerSize(t testing.TB, testBlockSize int) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var committer blobstore.Committer
+	closePool := func() {}
+	if window > 0 {
+		p := pool.New(store, pool.Options{Window: window})
+		closePool = func() { _ = p.Close() }
+		committer = p
+	}
 	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: store, Bucketer: bk, BlockSize: testBlockSize,
-		Limits: blobstore.Limits{RenewBatch: 16, WriteBatch: 8}})
+		Limits: blobstore.Limits{RenewBatch: 16, WriteBatch: 8}, Committer: committer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +74,7 @@ func newTestServerSize(t testing.TB, testBlockSize int) *testServer {
 		Version:    "test",
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ProbeLimit: httpapi.NewMemoryProbeLimiter(1000, 100000),
+		PoolWindow: window,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,6 +86,7 @@ func newTestServerSize(t testing.TB, testBlockSize int) *testServer {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+		closePool()
 		_ = store.Close()
 	})
 	return &testServer{url: "http://" + ln.Addr().String(), svc: svc, store: store, clock: clock, bs: testBlockSize}

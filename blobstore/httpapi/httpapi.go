@@ -79,6 +79,10 @@ type Options struct {
 	ReadTimeout       time.Duration // the whole request, body included
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
+	// PoolWindow is the write pool's window, published in /v1/config:
+	// a client commits its index while its last data still waits in
+	// the pool only when there is a window to share (client.Put).
+	PoolWindow time.Duration
 }
 
 func (o Options) withDefaults() Options {

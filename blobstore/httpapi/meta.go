@@ -90,6 +90,9 @@ type ConfigLimits struct {
 	ReadTimeoutSeconds       float64 `json:"read_timeout_seconds"` // whole request, body included
 	WriteTimeoutSeconds      float64 `json:"write_timeout_seconds"`
 	IdleTimeoutSeconds       float64 `json:"idle_timeout_seconds"`
+	// PoolWindowSeconds is how long a write may wait in the write pool
+	// for others to be committed with it (0: none).
+	PoolWindowSeconds float64 `json:"pool_window_seconds"`
 }
 
 func (a *api) config(x *exchange) {
@@ -113,6 +116,7 @@ func (a *api) config(x *exchange) {
 			ReadTimeoutSeconds:       a.opt.ReadTimeout.Seconds(),
 			WriteTimeoutSeconds:      a.opt.WriteTimeout.Seconds(),
 			IdleTimeoutSeconds:       a.opt.IdleTimeout.Seconds(),
+			PoolWindowSeconds:        a.opt.PoolWindow.Seconds(),
 		},
 	}
 	if d, ok := a.probe.(ProbeLimitDescriber); ok {

@@ -121,6 +121,7 @@ func serveCommand(stdout, stderr io.Writer) *command {
 			Ready:            wp.ready,
 			TrustProxyHeader: *trustProxy,
 			Metrics:          ob.httpMetrics(),
+			PoolWindow:       pf.window,
 		}
 		q.apply(&opt)
 		if err := tof.apply(&opt); err != nil {

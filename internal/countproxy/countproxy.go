@@ -27,6 +27,7 @@ import (
 type Counts struct {
 	Batched int // new blocks written in batches (POST /v1/blocks)
 	Deleted int // deletions in batches
+	Checked int // checks in batches
 	Puts    int // overwrites (heads, roots): PUT /v1/blocks/{id}, or a batch entry with if_match
 	Reads   int // single-block reads (GET /v1/blocks/{id})
 }
@@ -46,6 +47,7 @@ type Manifest struct {
 	Writes     []string // ids of the entries with data, as sent
 	Overwrites int      // of Writes, those with if_match
 	Deletes    []string // ids of the deletions
+	Checks     int      // entries that check a block
 }
 
 // Start listens on a free loopback port and forwards to upstream.
@@ -91,6 +93,7 @@ func (p *Proxy) count(r *http.Request) bool {
 		p.counts.Batched += len(m.Writes) - m.Overwrites
 		p.counts.Puts += m.Overwrites
 		p.counts.Deleted += len(m.Deletes)
+		p.counts.Checked += m.Checks
 	}
 	switch {
 	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/blocks/"):
@@ -120,15 +123,19 @@ func readManifest(r *http.Request) *Manifest {
 				Blocks []struct {
 					ID      string `json:"id"`
 					Delete  bool   `json:"delete"`
+					Check   bool   `json:"check"`
 					IfMatch string `json:"if_match"`
 				} `json:"blocks"`
 			}
 			if err == nil && json.Unmarshal(manifest, &parsed) == nil {
 				m.Atomic = parsed.Atomic
 				for _, b := range parsed.Blocks {
-					if b.Delete {
+					switch {
+					case b.Delete:
 						m.Deletes = append(m.Deletes, b.ID)
-					} else {
+					case b.Check:
+						m.Checks++
+					default:
 						m.Writes = append(m.Writes, b.ID)
 						if b.IfMatch != "" {
 							m.Overwrites++

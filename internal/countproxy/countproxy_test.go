@@ -30,7 +30,7 @@ func TestCountingProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	manifest := []byte(`{"blocks":[{"id":"a"},{"id":"b"},{"id":"c"},{"id":"d","delete":true},{"id":"e","if_match":"\"x\""}]}`)
+	manifest := []byte(`{"blocks":[{"id":"a"},{"id":"b"},{"id":"c"},{"id":"d","delete":true},{"id":"e","if_match":"\"x\""},{"id":"f","check":true}]}`)
 	body := binary.BigEndian.AppendUint32(nil, uint32(len(manifest)))
 	body = append(body, manifest...)
 	body = append(body, make([]byte, 4*bs)...)
@@ -48,8 +48,8 @@ func TestCountingProxy(t *testing.T) {
 	do(http.MethodPut, "/v1/blocks/x", make([]byte, bs))
 	do(http.MethodGet, "/v1/blocks/x", nil)
 	do(http.MethodPost, "/v1/renew", body)
-	if c := p.Take(); c.Batched != 3 || c.Deleted != 1 || c.Puts != 2 || c.Reads != 1 {
-		t.Errorf("counted %+v, want 3 batched blocks, 1 batched deletion, 2 overwrites (a PUT, an if_match entry) and 1 GET", c)
+	if c := p.Take(); c.Batched != 3 || c.Deleted != 1 || c.Checked != 1 || c.Puts != 2 || c.Reads != 1 {
+		t.Errorf("counted %+v, want 3 batched blocks, 1 batched deletion, 1 check, 2 overwrites (a PUT, an if_match entry) and 1 GET", c)
 	}
 	if c := p.Take(); c != (Counts{}) {
 		t.Errorf("take did not start anew: %+v", c)
