@@ -300,7 +300,8 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 
 	// A fixed set of block buffers circulates from the chunker (here)
 	// through the sealers and the collector to the uploaders: memory is
-	// bounded by their number.
+	// bounded by their number. The chunker takes them in file order, so
+	// that the chunk the collector waits for always has one.
 	free := make(chan []byte, (uploaders+1)*batch)
 	for range cap(free) {
 		free <- make([]byte, bs)
@@ -353,13 +354,19 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 
 	// Sealers (sealpipe.go) take every chunk to seal; the collector takes
 	// every chunk in file order, waits for its seal, and builds f.Chunks,
-	// written and the batches. tasks never blocks (each task not reused
-	// holds one of the buffers); order may, which only slows the chunker.
-	tasks := make(chan *sealTask, cap(free))
+	// written and the batches. A few frame buffers carry chunks from the
+	// chunker to the sealers (each task not reused holds one: tasks never
+	// blocks); order may block, which only slows the chunker.
+	nsealers := runtime.GOMAXPROCS(0)
+	frames := make(chan []byte, 2*nsealers+2)
+	for range cap(frames) {
+		frames <- make([]byte, frameSize(bs))
+	}
+	tasks := make(chan *sealTask, cap(frames))
 	order := make(chan *sealTask, cap(free))
 	var sealers sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		sealers.Go(func() { runSealer(tasks, Key(key), a.root.OwnerSecret) })
+	for range nsealers {
+		sealers.Go(func() { runSealer(tasks, frames, Key(key), a.root.OwnerSecret) })
 	}
 	var readErr, sealErr error
 	var chunks []indexfile.Chunk
@@ -424,20 +431,20 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	sum := sha256.New()
 	ch := newCDCChunker(r, a.table, PayloadCapacity(bs))
 	ch.marks = marks
-	var spare []byte // a buffer taken for a chunk that was reused
+	var spare []byte // a frame taken for a chunk that was reused
 	for {
-		buf := spare
+		frame := spare
 		spare = nil
-		if buf == nil {
+		if frame == nil {
 			select {
-			case buf = <-free:
+			case frame = <-frames:
 			case <-ctx.Done():
 			}
-			if buf == nil {
+			if frame == nil {
 				break
 			}
 		}
-		chunk, mark, err := ch.next(buf[payloadOffset:])
+		chunk, mark, err := ch.next(frame[lengthSize:])
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -463,9 +470,16 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 		ch.matched(matched)
 		if matched {
 			close(t.done)
-			spare = buf
+			spare = frame
 		} else {
-			t.buf = buf
+			select {
+			case t.block = <-free:
+			case <-ctx.Done():
+			}
+			if t.block == nil {
+				break
+			}
+			t.frame = frame
 			tasks <- t
 		}
 		select {

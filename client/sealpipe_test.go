@@ -17,9 +17,9 @@ import (
 	"github.com/blindstore/blindstore/internal/countproxy"
 )
 
-// sealInPlace makes the very block sealInto makes of the same payload,
-// over a buffer that held another block before.
-func TestSealInPlaceIsSealInto(t *testing.T) {
+// sealFrameInto makes the very block sealInto makes of the same payload,
+// from a frame and into a block buffer that held others before.
+func TestSealFrameIntoIsSealInto(t *testing.T) {
 	var key Key
 	copy(key[:], seeded(1, KeySize))
 	id := blobstore.NewID()
@@ -28,11 +28,11 @@ func TestSealInPlaceIsSealInto(t *testing.T) {
 	for _, n := range []int{0, 1, 1000, PayloadCapacity(testBlockSize)} {
 		payload := seeded(uint64(n), n)
 		want := sealInto(make([]byte, testBlockSize), key, id, payload, &nonce)
-		buf := seeded(99, testBlockSize) // stale bytes everywhere
-		copy(buf[payloadOffset:], payload)
-		got := sealInPlace(buf, key, id, n, &nonce)
+		frame := seeded(98, frameSize(testBlockSize)) // stale bytes everywhere
+		copy(frame[lengthSize:], payload)
+		got := sealFrameInto(seeded(99, testBlockSize), key, id, frame, n, &nonce)
 		if !bytes.Equal(got, want) {
-			t.Fatalf("%d bytes: sealInPlace differs from sealInto", n)
+			t.Fatalf("%d bytes: sealFrameInto differs from sealInto", n)
 		}
 		if p, err := Open(key, id, got, testBlockSize); err != nil || !bytes.Equal(p, payload) {
 			t.Fatalf("%d bytes: %v", n, err)
