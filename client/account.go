@@ -680,8 +680,9 @@ func (a *Account) seal(next *indexfile.Index) (*staged, error) {
 		if err != nil {
 			return indexfile.Ref{}, err
 		}
-		items = append(items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data})
-		return indexfile.Ref{ID: id, ETag: blobstore.ETagOf(data)}, nil
+		etag := blobstore.ETagOf(data)
+		items = append(items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data, ETag: etag})
+		return indexfile.Ref{ID: id, ETag: etag}, nil
 	}
 	var obsolete []indexfile.Ref
 	from, held := a.tree, a.index
@@ -718,8 +719,8 @@ func (a *Account) writePending(ctx context.Context, s *staged) error {
 	if err := a.remote.PutBatch(ctx, s.pending); err != nil {
 		return wrap(KindNetwork, "writing the index", err)
 	}
-	for _, it := range s.pending {
-		s.written = append(s.written, indexfile.Ref{ID: it.ID, ETag: blobstore.ETagOf(it.Data)})
+	for i := range s.pending {
+		s.written = append(s.written, indexfile.Ref{ID: s.pending[i].ID, ETag: s.pending[i].etag()})
 	}
 	s.pending = nil
 	return nil

@@ -56,7 +56,7 @@ func (t *sealTask) seal(key Key, owner OwnerSecret) {
 	id := blobstore.NewID()
 	data := sealFrameInto(t.block, key, id, t.frame, n, &nonce)
 	t.chunk.Ref = indexfile.Ref{ID: id, ETag: blobstore.ETagOf(data)}
-	t.item = BatchItem{ID: id, Proof: owner.WriteProof(id), Data: data}
+	t.item = BatchItem{ID: id, Proof: owner.WriteProof(id), Data: data, ETag: t.chunk.Ref.ETag}
 }
 
 // sealFrameInto makes the block sealInto makes of the n-byte payload at
