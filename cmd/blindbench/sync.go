@@ -81,7 +81,7 @@ func (b *bench) syncRows(ctx context.Context) []Row {
 	}
 	w := Row{Group: "sync", Name: watchName, Figure: ms(slices.Max(watch)), Unit: "ms",
 		Target: &Target{On: "figure", Op: "<=", Value: 2000},
-		Note:   fmt.Sprintf("worst of %d saves (median %.0f ms), polled with blind ls (~50 ms a poll): sync waits 300 ms of quiet, then the index write and the head each wait the pool window", len(watch), ms(median(watch))),
+		Note:   fmt.Sprintf("worst of %d saves (median %.0f ms), polled with blind ls (~50 ms a poll): sync waits 300 ms of quiet, then commits the file (inline in the index: one atomic batch of index blocks, head and deletions) in one wait of the pool window", len(watch), ms(median(watch))),
 		Extra:  map[string]float64{"median_ms": ms(median(watch))}}
 	w.judge()
 	return []Row{unchanged, w}
