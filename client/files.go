@@ -956,6 +956,13 @@ const (
 // version the merge kept under that name (this one going under a
 // conflict name), comes back as an entry with no Name.
 func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.File, error) {
+	return a.putMany(ctx, srcs, nil)
+}
+
+// putMany is PutMany; uploaded, if set, is given each file's entry
+// (srcs[i]'s as i) once every file is uploaded, before the index update
+// that commits them: sync journals its uploads there.
+func (a *Account) putMany(ctx context.Context, srcs []PutSource, uploaded func(i int, f indexfile.File)) ([]indexfile.File, error) {
 	cur, err := a.remote.CurrentPeriod(ctx)
 	if err != nil {
 		return nil, err
@@ -1013,6 +1020,11 @@ func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.Fi
 	for _, i := range large {
 		if err := one(ctx, i); err != nil {
 			return fail(err)
+		}
+	}
+	if uploaded != nil {
+		for i, f := range files {
+			uploaded(i, f)
 		}
 	}
 	a.mu.Lock()

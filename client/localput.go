@@ -2,10 +2,8 @@ package client
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -26,9 +24,10 @@ type LocalSource struct {
 	stat statKey
 	// marker: an empty folder's DirMarker, with no file behind it.
 	marker bool
-	// read, if set, is told the content's hash and size once the file
-	// has been read whole and found unchanged: before the put commits.
-	read func(hash []byte, size int64)
+	// pending, if set, is told the file's entry (its hash and size
+	// among it) once it has been read whole, found unchanged and
+	// uploaded: before the index update that commits it.
+	pending func(indexfile.File)
 }
 
 // NewLocalSource lists the regular file at path, to be stored as name.
@@ -82,16 +81,17 @@ func (a *Account) putLocalBatch(ctx context.Context, batch []LocalSource, stored
 		srcs := make([]PutSource, len(batch))
 		readers := make([]*scannedReader, len(batch))
 		for i, s := range batch {
-			readers[i] = &scannedReader{open: s.open, name: s.Name, want: s.stat, marker: s.marker, read: s.read}
-			if s.read != nil {
-				readers[i].sum = sha256.New()
-			}
+			readers[i] = &scannedReader{open: s.open, name: s.Name, want: s.stat, marker: s.marker}
 			srcs[i] = PutSource{Name: s.Name, R: readers[i], Mode: s.Mode, Size: s.Size}
 			if !s.marker {
 				srcs[i].ModTime = time.Unix(0, s.stat.MTime)
 			}
 		}
-		files, err := a.PutMany(ctx, srcs)
+		files, err := a.putMany(ctx, srcs, func(i int, f indexfile.File) {
+			if batch[i].pending != nil {
+				batch[i].pending(f)
+			}
+		})
 		for _, rd := range readers {
 			rd.close()
 		}
@@ -153,10 +153,6 @@ type scannedReader struct {
 	marker bool
 	fh     *os.File
 	err    error
-	// read and sum: see LocalSource.read.
-	read func(hash []byte, size int64)
-	sum  hash.Hash
-	n    int64
 }
 
 func (s *scannedReader) Read(p []byte) (int, error) {
@@ -183,17 +179,9 @@ func (s *scannedReader) Read(p []byte) (int, error) {
 		s.fh = fh
 	}
 	n, err := s.fh.Read(p)
-	if s.sum != nil {
-		s.sum.Write(p[:n])
-		s.n += int64(n)
-	}
 	if err == io.EOF {
 		if cerr := s.check(s.fh); cerr != nil {
 			return n, s.fail(cerr)
-		}
-		if s.sum != nil {
-			s.read(s.sum.Sum(nil), s.n)
-			s.sum = nil
 		}
 	} else if err != nil {
 		return n, s.fail(localError("reading "+s.name, err))

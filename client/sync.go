@@ -1025,15 +1025,9 @@ func (r *syncRun) upload(ctx context.Context, names []string) error {
 			continue
 		}
 		// The journal learns each version before it is committed (see
-		// syncState.expect): from the hash read when planning, or else
-		// as the upload reads the file.
-		expect := func(h []byte, size int64) {
-			r.state.expect(name, syncEntry{Hash: h, Mode: l.mode, Size: uint64(size), Stat: l.stat})
-		}
-		if h, ok := r.hashes[name]; ok {
-			expect(h, l.stat.Size)
-		} else {
-			srcs[i].read = expect
+		// syncState.expect), from the entry the upload made of it.
+		srcs[i].pending = func(f indexfile.File) {
+			r.state.expect(name, syncEntry{Hash: f.Hash[:], Mode: l.mode, Size: f.Size, Stat: l.stat})
 		}
 	}
 	if r.opt.DryRun {
