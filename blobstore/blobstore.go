@@ -364,27 +364,24 @@ func planPass(ops []Op, current map[ID]Meta, aborted map[uint64]bool) ([]Result,
 		}
 		return st
 	}
-	checks := false
+	var checks []int
 	for i := range ops {
 		op := &ops[i]
-		if op.Group != 0 && aborted[op.Group] {
+		switch {
+		case op.Group != 0 && aborted[op.Group]:
 			results[i] = Result{Status: StatusAborted}
-			continue
+		case op.Kind == OpCheck:
+			checks = append(checks, i)
+		default:
+			st := stateOf(op.ID)
+			results[i] = planOne(op, &st.cur, &st.data)
 		}
-		if op.Kind == OpCheck {
-			checks = true
-			continue
-		}
-		st := stateOf(op.ID)
-		results[i] = planOne(op, &st.cur, &st.data)
 	}
 	// Checks see the batch as applied, whatever the order its requests
 	// were shuffled into: a check holds if its block exists once this
 	// batch commits, written by it or before it.
-	for i := range ops {
-		if op := &ops[i]; checks && op.Kind == OpCheck && (op.Group == 0 || !aborted[op.Group]) {
-			results[i] = checkOne(op, stateOf(op.ID).cur)
-		}
+	for _, i := range checks {
+		results[i] = checkOne(&ops[i], stateOf(ops[i].ID).cur)
 	}
 	changes := make([]Change, 0, len(order))
 	for _, id := range order {

@@ -166,6 +166,16 @@ func TestPlanChanges(t *testing.T) {
 	}
 }
 
+// wantStatuses checks each result's status against want, in order.
+func wantStatuses(t *testing.T, what string, rs []Result, want ...Status) {
+	t.Helper()
+	for i := range want {
+		if rs[i].Status != want[i] {
+			t.Errorf("%s, op %d: %v, want %v", what, i, rs[i].Status, want[i])
+		}
+	}
+}
+
 // An atomic group applies all its puts or none, its deletes only with
 // them, and an aborted group is as if it had never been in the batch:
 // what later ops of other groups saw of it is planned again.
@@ -197,12 +207,7 @@ func TestPlanAtomicGroups(t *testing.T) {
 		put(other, []byte("unrelated"), Cond{}, 0),
 	}
 	rs, changes := Plan(ops, cur)
-	want := []Status{StatusAborted, StatusPrecondition, StatusAborted, StatusNotFound, StatusCreated}
-	for i := range want {
-		if rs[i].Status != want[i] {
-			t.Errorf("lost swap, op %d: %v, want %v", i, rs[i].Status, want[i])
-		}
-	}
+	wantStatuses(t, "lost swap", rs, StatusAborted, StatusPrecondition, StatusAborted, StatusNotFound, StatusCreated)
 	if len(changes) != 1 || changes[0].ID != other {
 		t.Errorf("lost swap leaves %d changes, want only the unrelated put", len(changes))
 	}
@@ -216,12 +221,7 @@ func TestPlanAtomicGroups(t *testing.T) {
 		del(NewID(), 3),
 	}
 	rs, changes = Plan(ops, cur)
-	want = []Status{StatusCreated, StatusReplaced, StatusDeleted, StatusNotFound}
-	for i := range want {
-		if rs[i].Status != want[i] {
-			t.Errorf("won swap, op %d: %v, want %v", i, rs[i].Status, want[i])
-		}
-	}
+	wantStatuses(t, "won swap", rs, StatusCreated, StatusReplaced, StatusDeleted, StatusNotFound)
 	if len(changes) != 3 {
 		t.Errorf("won swap: %d changes, want 3 (index, head, stale)", len(changes))
 	}
@@ -237,12 +237,7 @@ func TestPlanAtomicGroups(t *testing.T) {
 			put(head, []byte("head b"), Cond{IfMatch: &oldETag}, second),
 		}
 		rs, changes = Plan(ops, cur)
-		want = []Status{StatusCreated, StatusReplaced, StatusAborted, StatusPrecondition}
-		for i := range want {
-			if rs[i].Status != want[i] {
-				t.Errorf("race, op %d: %v, want %v", i, rs[i].Status, want[i])
-			}
-		}
+		wantStatuses(t, "race", rs, StatusCreated, StatusReplaced, StatusAborted, StatusPrecondition)
 		if len(changes) != 2 {
 			t.Errorf("race: %d changes, want 2 (the winner's)", len(changes))
 		}
@@ -257,12 +252,7 @@ func TestPlanAtomicGroups(t *testing.T) {
 		put(head, newData, Cond{IfMatch: &oldETag}, 7),
 	}
 	rs, _ = Plan(ops, cur)
-	want = []Status{StatusAborted, StatusPrecondition, StatusReplaced}
-	for i := range want {
-		if rs[i].Status != want[i] {
-			t.Errorf("replanned, op %d: %v, want %v", i, rs[i].Status, want[i])
-		}
-	}
+	wantStatuses(t, "replanned", rs, StatusAborted, StatusPrecondition, StatusReplaced)
 }
 
 // A check sees the batch as applied, whatever the order of its ops: a

@@ -142,14 +142,15 @@ type PutItem struct {
 	Check bool
 }
 
-// hasData reports whether the entry carries a block's data: a write.
-func (it PutItem) hasData() bool { return !it.Delete && !it.Check }
+// HasData reports whether the entry carries a block's data: a write,
+// not a deletion or a check.
+func (it PutItem) HasData() bool { return !it.Delete && !it.Check }
 
 func (s *Service) putOp(it PutItem, bucket bucketer.Bucket) (Op, error) {
 	if err := it.ID.Validate(); err != nil {
 		return Op{}, err
 	}
-	if !it.hasData() {
+	if !it.HasData() {
 		if it.Data != nil || it.Cond.IfNoneMatchAny || it.Delete && it.Check {
 			return Op{}, E(KindInvalid, CodeBadRequest, "a deletion or check has no data and no create-only condition")
 		}
@@ -173,7 +174,7 @@ func (s *Service) putOp(it PutItem, bucket bucketer.Bucket) (Op, error) {
 
 // MayCreate reports whether a put can create a block: one without
 // If-Match. Those are what quotas and the capacity cap count.
-func (it PutItem) MayCreate() bool { return it.hasData() && it.Cond.IfMatch == nil }
+func (it PutItem) MayCreate() bool { return it.HasData() && it.Cond.IfMatch == nil }
 
 // Put creates or overwrites one block. The result's Status tells which;
 // a failed proof or precondition is returned as an error of its kind with
@@ -220,7 +221,7 @@ func (s *Service) Batch(ctx context.Context, items []PutItem, atomic bool) ([]Re
 	}
 	puts := 0
 	for _, it := range items {
-		if it.hasData() {
+		if it.HasData() {
 			puts++
 		}
 	}
@@ -258,13 +259,6 @@ func (s *Service) Batch(ctx context.Context, items []PutItem, atomic bool) ([]Re
 	}
 	rs, err := s.commitAll(ctx, ops)
 	release(rs)
-	if s.capacity != nil {
-		for _, r := range rs {
-			if r.Status == StatusDeleted {
-				s.capacity.count.Add(-1)
-			}
-		}
-	}
 	return rs, err
 }
 
@@ -273,11 +267,16 @@ func (s *Service) Delete(ctx context.Context, id ID, w WriteProof, c Cond) (Resu
 	if err := id.Validate(); err != nil {
 		return Result{}, err
 	}
-	r, err := s.one(ctx, Op{Kind: OpDelete, ID: id, ProofHash: w.Hash(), Cond: c})
-	if err == nil && r.Status == StatusDeleted && s.capacity != nil {
-		s.capacity.count.Add(-1)
+	release, err := s.reserve(ctx, 0)
+	if err != nil {
+		return Result{}, err
 	}
-	return r, err
+	rs, err := s.commitAll(ctx, []Op{{Kind: OpDelete, ID: id, ProofHash: w.Hash(), Cond: c}})
+	release(rs)
+	if err != nil {
+		return Result{}, err
+	}
+	return rs[0], rs[0].Status.Err()
 }
 
 // RenewItem is one block of a renew request.
@@ -333,14 +332,6 @@ func (s *Service) Purge(ctx context.Context, dryRun bool) (int64, error) {
 		s.capacity.stale()
 	}
 	return n, err
-}
-
-func (s *Service) one(ctx context.Context, op Op) (Result, error) {
-	rs, err := s.commitAll(ctx, []Op{op})
-	if err != nil {
-		return Result{}, err
-	}
-	return rs[0], rs[0].Status.Err()
 }
 
 func (s *Service) commitAll(ctx context.Context, ops []Op) ([]Result, error) {
@@ -402,33 +393,38 @@ func (s *Service) recount(ctx context.Context) error {
 }
 
 // reserve makes room for n new blocks, or refuses with KindFull. The
-// returned function settles the reservation with the commit's results
-// (nil: nothing is known to have been created).
+// returned function settles the reservation with the commit's results,
+// counting what they created and deleted (nil: the outcome is unknown).
 func (s *Service) reserve(ctx context.Context, n int) (func([]Result), error) {
 	c := s.capacity
-	if c == nil || n == 0 {
+	if c == nil {
 		return func([]Result) {}, nil
 	}
-	if err := s.recount(ctx); err != nil {
-		return nil, err
-	}
-	for {
-		cur := c.count.Load()
-		if cur+int64(n) > c.max {
-			return nil, errFull(c.max)
+	if n > 0 {
+		if err := s.recount(ctx); err != nil {
+			return nil, err
 		}
-		if c.count.CompareAndSwap(cur, cur+int64(n)) {
-			break
+		for {
+			cur := c.count.Load()
+			if cur+int64(n) > c.max {
+				return nil, errFull(c.max)
+			}
+			if c.count.CompareAndSwap(cur, cur+int64(n)) {
+				break
+			}
 		}
 	}
 	return func(rs []Result) {
-		created := 0
+		delta := -n
 		for _, r := range rs {
-			if r.Status == StatusCreated {
-				created++
+			switch r.Status {
+			case StatusCreated:
+				delta++
+			case StatusDeleted:
+				delta--
 			}
 		}
-		c.count.Add(int64(created - n))
+		c.count.Add(int64(delta))
 		if rs == nil {
 			// An unknown outcome: the store knows what it holds.
 			c.stale()

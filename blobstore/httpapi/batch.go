@@ -94,7 +94,7 @@ func (a *api) putBatch(x *exchange) {
 		if it.MayCreate() {
 			creates++
 		}
-		if !it.Delete && !it.Check {
+		if it.HasData() {
 			writes++
 		}
 	}
@@ -173,9 +173,15 @@ func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, bo
 	if err := decodeStrict(raw, &m); err != nil {
 		return nil, false, nil, err
 	}
+	items := make([]blobstore.PutItem, len(m.Blocks))
 	n := 0 // entries with data
-	for _, e := range m.Blocks {
-		if !e.Delete && !e.Check {
+	for i, e := range m.Blocks {
+		it, err := e.item()
+		if err != nil {
+			return nil, false, nil, fmt.Errorf("block %d of the batch: %w", i, err)
+		}
+		items[i] = it
+		if it.HasData() {
 			n++
 		}
 	}
@@ -192,17 +198,9 @@ func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, bo
 	if want := 4 + int64(l) + int64(n)*int64(bs); declared >= 0 && declared != want {
 		return nil, false, nil, invalid(blobstore.CodeBadSize, fmt.Sprintf("a batch of %d blocks with this manifest must be %d bytes, not %d", n, want, declared))
 	}
-	items := make([]blobstore.PutItem, len(m.Blocks))
-	for i, e := range m.Blocks {
-		it, err := e.item()
-		if err != nil {
-			return nil, false, nil, fmt.Errorf("block %d of the batch: %w", i, err)
-		}
-		items[i] = it
-	}
 	bufs := make([]*[]byte, 0, n)
 	for i := range items {
-		if items[i].Delete || items[i].Check {
+		if !items[i].HasData() {
 			continue
 		}
 		bp := a.blocks.Get().(*[]byte)
