@@ -757,7 +757,7 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 	if s != nil {
 		gone = append(slices.Clip(s.obsolete), indexfile.Unreferenced(a.index, s.next)...)
 	}
-	head := CommitItem{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: data, Cond: Cond{IfMatch: &etag}}
+	head := CommitItem{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: data, Cond: Cond{IfMatch: &etag}, ETag: blobstore.ETagOf(data)}
 	var checks []CommitItem
 	if s != nil {
 		for i, r := range s.unacked {
@@ -770,8 +770,8 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 	if cfg.CanCommit() {
 		items := append([]CommitItem{head}, checks...)
 		if s != nil {
-			for _, it := range s.pending {
-				items = append(items, CommitItem{ID: it.ID, Proof: it.Proof, Data: it.Data, Cond: Cond{CreateOnly: true}})
+			for i, it := range s.pending {
+				items = append(items, CommitItem{ID: it.ID, Proof: it.Proof, Data: it.Data, Cond: Cond{CreateOnly: true}, ETag: s.pending[i].etag()})
 			}
 		}
 		if !cfg.commitFits(items) {
@@ -810,7 +810,7 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 		}
 		return wrap(KindNetwork, "updating the account's head", err)
 	}
-	a.head, a.etag, a.seenGen = h, blobstore.ETagOf(data), h.Generation
+	a.head, a.etag, a.seenGen = h, head.ETag, h.Generation
 	if s != nil {
 		a.index, a.tree = s.next, s.tree
 		// What the batch had no room for, in one parallel round: with

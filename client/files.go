@@ -121,26 +121,18 @@ func (a *Account) Put(ctx context.Context, r io.Reader, info PutInfo, progress P
 	// window after the other. If they are not there yet, the commit
 	// applied nothing, and goes again once they are answered.
 	//
-	// Not where writes are paid (a commit whose check fails has spent
-	// its token) nor where the pool has no window (the data is answered
-	// at once, and a commit sent beside it would often come first).
+	// Where the server cannot check, or should not (commitsBeside), the
+	// data is waited for first.
 	change := func(x *indexfile.Index) error { return putReusing(x, f, written) }
 	var unacked []indexfile.Ref
-	if cfg, cerr := a.remote.Config(ctx); cerr == nil && cfg.Tokens == nil && cfg.Limits.PoolWindowSeconds > 0 {
+	if cfg, cerr := a.remote.Config(ctx); cerr == nil && cfg.commitsBeside() {
 		unacked = tail.Unacked()
-	}
-	var werr error
-	if unacked == nil {
-		werr = tail.Wait()
-		if werr != nil {
-			a.deleteRefs(ctx, written)
-			return indexfile.File{}, werr
-		}
+	} else if err := tail.Wait(); err != nil {
+		a.deleteRefs(ctx, written)
+		return indexfile.File{}, err
 	}
 	_, err = a.updateChecked(ctx, change, unacked)
-	if werr == nil {
-		werr = tail.Wait()
-	}
+	werr := tail.Wait() // done already, unless the commit went beside
 	if errors.Is(err, errUnacked) {
 		if werr != nil {
 			a.deleteRefs(ctx, written)

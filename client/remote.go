@@ -505,6 +505,8 @@ type CommitItem struct {
 	Data  []byte // nil: delete or check the block
 	Check bool   // with no Data: the batch holds only if the block exists, is ours and meets Cond
 	Cond  Cond   // a deletion or check takes IfMatch only
+	// ETag, if not zero, is blobstore.ETagOf(Data), known already.
+	ETag blobstore.ETag
 }
 
 // errUnacked: a commit that checks blocks still on their way found one
@@ -515,6 +517,15 @@ var errUnacked = &Error{Kind: KindConflict, Msg: "blocks the commit refers to ar
 // CanCommit reports whether the server takes atomic batches, and so
 // whether Commit may be used.
 func (cfg *ServerConfig) CanCommit() bool { return cfg.Limits.MaxBatchRefs > 0 }
+
+// commitsBeside reports whether a commit should check blocks whose writes
+// are still on their way rather than wait for them (Put): only where the
+// write pool has a window to share (without one the writes are answered
+// at once, and a commit sent beside them would often come first) and
+// writes are not paid (a commit whose check fails has spent its token).
+func (cfg *ServerConfig) commitsBeside() bool {
+	return cfg.CanCommit() && cfg.Tokens == nil && cfg.Limits.PoolWindowSeconds > 0
+}
 
 // commitFits reports whether items fit one atomic batch of the server.
 func (cfg *ServerConfig) commitFits(items []CommitItem) bool {
@@ -609,7 +620,9 @@ func (r *Remote) Commit(ctx context.Context, items []CommitItem) error {
 		if len(it.Data) != cfg.BlockSize {
 			return fmt.Errorf("client: batch block of %d bytes, want %d", len(it.Data), cfg.BlockSize)
 		}
-		want[i] = blobstore.ETagOf(it.Data)
+		if want[i] = it.ETag; want[i] == (blobstore.ETag{}) {
+			want[i] = blobstore.ETagOf(it.Data)
+		}
 		data = append(data, it.Data)
 		creates = creates || it.Cond.IfMatch == nil
 	}
