@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/client"
+	"github.com/blindstore/blindstore/internal/proc"
 )
 
 // folderState lists a folder as name → content (and "dir/" for an empty
@@ -316,27 +316,12 @@ func TestWatchAndExportKeepDataAlive(t *testing.T) {
 	bin, _ := binaries(t)
 	cmd := exec.Command(bin, "sync", "--watch", "--interval", "1s", folder)
 	cmd.Env = append(os.Environ(), "BLIND_SERVER="+watcher.server, "BLIND_CONFIG_DIR="+watcher.cfg)
-	var out bytes.Buffer
-	stderr, _ := cmd.StderrPipe()
-	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	var out proc.Buffer
+	watch, err := proc.StartLine(t.Context(), cmd, &out, 20*time.Second, "watching ")
+	if err != nil {
+		t.Fatalf("sync --watch did not start: %v\n%s", err, out.String())
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "watching ") {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("sync --watch did not start")
-	}
+	t.Cleanup(func() { _ = watch.Kill() })
 	writeFile(t, folder, "saved.txt", "saved while watching")
 	saved := time.Now()
 	other := newUser(t, srv.url, "wes")
@@ -362,8 +347,8 @@ func TestWatchAndExportKeepDataAlive(t *testing.T) {
 		cron.must("renew", "--from", export)
 	}
 	time.Sleep(1500 * time.Millisecond) // a purge runs after the boundary
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	_ = cmd.Wait()
+	_ = watch.Signal(syscall.SIGTERM)
+	_ = watch.Wait()
 
 	// The account nobody renewed is gone; the other two are whole.
 	gone.expect(exitAuth, nil, "login", "--user", gone.name)

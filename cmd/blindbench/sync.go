@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,8 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/blindstore/blindstore/internal/proc"
 )
 
 // syncRows measures issue 12's targets through the real blind CLI and a
@@ -92,30 +92,14 @@ func (b *bench) syncRows(ctx context.Context) []Row {
 func (b *bench) watchLatency(ctx context.Context, env []string, folder string) ([]time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, b.bins.path("blind"), "sync", "--watch", "--interval", "1h", folder)
+	cmd := exec.Command(b.bins.path("blind"), "sync", "--watch", "--interval", "1h", folder)
 	cmd.Env = env
-	stderr, err := cmd.StderrPipe()
+	var logs proc.Buffer
+	watch, err := proc.StartLine(ctx, cmd, &logs, time.Minute, "watching ")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %s", err, oneLine(logs.String()))
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "watching ") {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("sync --watch did not start")
-	}
+	defer watch.Kill()
 	var out []time.Duration
 	for i := range 5 {
 		name := fmt.Sprintf("saved-%d.txt", i)

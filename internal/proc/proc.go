@@ -46,12 +46,33 @@ type Process struct {
 // ends, Start kills it, waits for it and returns an error that names the
 // program; the caller has the logs to add.
 func Start(ctx context.Context, cmd *exec.Cmd, logs io.Writer, timeout time.Duration) (*Process, error) {
+	return start(ctx, cmd, logs, timeout, "its URL", func(line []byte) (string, bool) {
+		if m := urlRE.FindSubmatch(line); m != nil {
+			return string(m[1]), true
+		}
+		return "", false
+	})
+}
+
+// StartLine is Start for a program that says it is ready with a line of
+// its standard error that begins with prefix (blind sync --watch's
+// "watching …"), not with a URL; the Process's URL is empty.
+func StartLine(ctx context.Context, cmd *exec.Cmd, logs io.Writer, timeout time.Duration, prefix string) (*Process, error) {
+	return start(ctx, cmd, logs, timeout, fmt.Sprintf("a line %q", prefix+"…"), func(line []byte) (string, bool) {
+		return "", bytes.HasPrefix(line, []byte(prefix))
+	})
+}
+
+// start starts cmd and waits for the first line of its standard error
+// that match accepts (what names it in errors); the URL is what match
+// returns.
+func start(ctx context.Context, cmd *exec.Cmd, logs io.Writer, timeout time.Duration, what string, match func([]byte) (string, bool)) (*Process, error) {
 	name := programName(cmd)
 	if cmd.Stdout != nil || cmd.Stderr != nil {
 		return nil, fmt.Errorf("proc: start %s: Stdout and Stderr must be nil", name)
 	}
 	pr, pw := io.Pipe()
-	// logs first: once the scanner sees the URL line, logs must already
+	// logs first: once the scanner sees the line, logs must already
 	// hold it and everything before it.
 	cmd.Stderr = io.MultiWriter(logs, pw)
 	cmd.Stdout = logs
@@ -60,7 +81,7 @@ func Start(ctx context.Context, cmd *exec.Cmd, logs io.Writer, timeout time.Dura
 	}
 	p := &Process{Cmd: cmd, done: make(chan struct{})}
 	found := make(chan string, 1)
-	go scanURL(pr, found)
+	go scanFor(pr, match, found)
 	go func() {
 		p.err = cmd.Wait()
 		pw.Close()
@@ -76,21 +97,21 @@ func Start(ctx context.Context, cmd *exec.Cmd, logs io.Writer, timeout time.Dura
 		if err == nil {
 			err = errors.New("exit status 0")
 		}
-		return nil, fmt.Errorf("%s exited before it logged its URL: %w", name, err)
+		return nil, fmt.Errorf("%s exited before it logged %s: %w", name, what, err)
 	case <-timer.C:
 		p.Kill()
-		return nil, fmt.Errorf("%s did not log its URL within %v", name, timeout)
+		return nil, fmt.Errorf("%s did not log %s within %v", name, what, timeout)
 	case <-ctx.Done():
 		p.Kill()
-		return nil, fmt.Errorf("%s: waiting for its URL: %w", name, context.Cause(ctx))
+		return nil, fmt.Errorf("%s: waiting for %s: %w", name, what, context.Cause(ctx))
 	}
 }
 
-// scanURL sends the first URL logged on r, then reads r to its end: the
-// child must never block on a full pipe, whatever it logs afterwards.
-// A line longer than the buffer is skipped, not an end: the URL line is
-// short.
-func scanURL(r io.Reader, found chan<- string) {
+// scanFor sends what match returns for the first line it accepts, then
+// reads r to its end: the child must never block on a full pipe,
+// whatever it logs afterwards. A line longer than the buffer is skipped,
+// not an end: the lines looked for are short.
+func scanFor(r io.Reader, match func([]byte) (string, bool), found chan<- string) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, long, err := br.ReadLine()
@@ -101,8 +122,8 @@ func scanURL(r io.Reader, found chan<- string) {
 		if err != nil {
 			break
 		}
-		if m := urlRE.FindSubmatch(line); m != nil {
-			found <- string(m[1])
+		if v, ok := match(line); ok && line != nil {
+			found <- v
 			break
 		}
 	}

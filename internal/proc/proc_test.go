@@ -189,3 +189,29 @@ func TestStartRefusesSetOutput(t *testing.T) {
 		t.Error("Start started a command it refused")
 	}
 }
+
+// StartLine returns at the first line with the prefix, and the child
+// runs on.
+func TestStartLine(t *testing.T) {
+	var logs Buffer
+	p, err := StartLine(t.Context(), childCmd("serve", "serve"), &logs, time.Minute, "level=INFO msg=before n=999")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	defer p.Kill()
+	if p.URL != "" {
+		t.Errorf("URL %q from a line that names none", p.URL)
+	}
+	if !strings.Contains(logs.String(), "msg=before n=999\n") {
+		t.Error("the line waited for is not in the buffer at return")
+	}
+	select {
+	case <-p.Done():
+		t.Fatal("the child ended")
+	default:
+	}
+	if _, err := StartLine(t.Context(), childCmd("silent"), &logs, 50*time.Millisecond, "watching "); err == nil ||
+		!strings.Contains(err.Error(), `did not log a line "watching …" within 50ms`) {
+		t.Fatalf("error %v, want the timeout naming the line", err)
+	}
+}
