@@ -169,3 +169,20 @@ func applyOf(obs []observed, id blobstore.ID) int {
 	}
 	return -1
 }
+
+// awaitQuorum waits for n committed requests on done, which a quorum
+// must commit long before the tests' one-minute window.
+func awaitQuorum(t *testing.T, done <-chan error, n int, within time.Duration) {
+	t.Helper()
+	timeout := time.After(within)
+	for range n {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-timeout:
+			t.Fatal("a quorum of requests waited for the one-minute window")
+		}
+	}
+}

@@ -435,17 +435,7 @@ func TestPoolQuorum(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 	go commit(done)
-	timeout := time.After(10 * time.Second)
-	for range 5 {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-timeout:
-			t.Fatal("a quorum of requests waited for the one-minute window")
-		}
-	}
+	awaitQuorum(t, done, 5, 10*time.Second)
 	if n := len(obs.snapshot()); n != 1 {
 		t.Fatalf("a quorum of 5 took %d commits, want 1", n)
 	}

@@ -426,15 +426,5 @@ func TestRedisPoolQuorum(t *testing.T) {
 			done <- err
 		}()
 	}
-	timeout := time.After(20 * time.Second)
-	for range 6 {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-timeout:
-			t.Fatal("a quorum of requests waited for the one-minute window")
-		}
-	}
+	awaitQuorum(t, done, 6, 20*time.Second)
 }
