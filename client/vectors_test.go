@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -460,6 +461,8 @@ func buildVectors(t *testing.T) (*vecFile, []stored, map[string][]byte) {
 		string(lower),
 		string(bytes.ReplaceAll([]byte(s), []byte("-"), nil)),
 		string(bytes.ReplaceAll([]byte(s), []byte("-"), []byte(" "))),
+		strings.NewReplacer("0", "o", "1", "l").Replace(string(lower)),
+		strings.NewReplacer("0", "O", "1", "I").Replace(s),
 		s[:len(s)-1],
 		s + "0",
 		s[:len(s)-1] + "U",
