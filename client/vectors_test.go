@@ -413,6 +413,7 @@ func buildVectors(t *testing.T) (*vecFile, []stored, map[string][]byte) {
 	for i, c := range []pw{
 		{"  Ａlice ", "correct horse battery staple"},
 		{"E\u0301MILE Zola", "mot de passe e\u0301te\u0301 ﬁ"},
+		{"\u00a0İSTANBUL ΟΔΥΣΣΕΥΣ", "Σ"},
 	} {
 		m, err := passwordMaster(KDFv1, c.user, c.pass)
 		if err != nil {
