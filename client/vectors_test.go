@@ -242,22 +242,21 @@ type vecRootRef struct {
 }
 
 type vecAccount struct {
-	Username     string         `json:"username"`
-	Password     string         `json:"password"`
-	AccountKey   hexBytes       `json:"account_key"`
-	OwnerSecret  hexBytes       `json:"owner_secret"`
-	RootPayload  hexBytes       `json:"root_payload"`
-	Root         vecBlock       `json:"root"`
-	RecoveryRoot vecBlock       `json:"recovery_root"`
-	HeadMaster   hexBytes       `json:"head_master"`
-	HeadLocator  vecLocator     `json:"head_locator"`
-	Head         vecHead        `json:"head"`
-	Index        vecIndex       `json:"index"`
-	Tree         []vecDir       `json:"tree"`
-	IndexBlocks  []vecBlock     `json:"index_blocks"`
-	DataBlocks   []vecBlock     `json:"data_blocks"`
-	Share        vecShare       `json:"share"`
-	Files        []vecIndexFile `json:"-"`
+	Username     string     `json:"username"`
+	Password     string     `json:"password"`
+	AccountKey   hexBytes   `json:"account_key"`
+	OwnerSecret  hexBytes   `json:"owner_secret"`
+	RootPayload  hexBytes   `json:"root_payload"`
+	Root         vecBlock   `json:"root"`
+	RecoveryRoot vecBlock   `json:"recovery_root"`
+	HeadMaster   hexBytes   `json:"head_master"`
+	HeadLocator  vecLocator `json:"head_locator"`
+	Head         vecHead    `json:"head"`
+	Index        vecIndex   `json:"index"`
+	Tree         []vecDir   `json:"tree"`
+	IndexBlocks  []vecBlock `json:"index_blocks"`
+	DataBlocks   []vecBlock `json:"data_blocks"`
+	Share        vecShare   `json:"share"`
 }
 
 type vecHead struct {
