@@ -21,6 +21,10 @@ package client
 // with the stat they were scanned with, never a later one: an edit made
 // during a sync is never recorded as synced.
 //
+// A sync scans the folder, plans, then acts: every decision is the
+// planner's (syncplan.go), which does no I/O, and this file does what it
+// decided and keeps the journal.
+//
 // Local files are replaced by rename of a verified temporary file, and a
 // local file is replaced, renamed or removed only if it is still the one
 // that was scanned; the account changes only by index compare-and-swap.
