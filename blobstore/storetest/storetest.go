@@ -1,7 +1,9 @@
 // Package storetest is the conformance suite every blobstore.Store must
 // pass: the contract of the Store interface written once, as tests, in
 // the manner of Perkeep's storagetest. A backend's own test calls Run with
-// a function that hands out fresh, empty locations.
+// a function that hands out fresh, empty locations, and RunSealing if the
+// store seals. The races a store's own test also needs with its own checks
+// around them (PurgeRacingRenewals, ConcurrentOpsOnOneBlock) are exported.
 //
 // The suite drives stores only through the Store interface, with ops built
 // exactly as blobstore.Service builds them, so a store that passes it
@@ -63,6 +65,12 @@ func Run(t *testing.T, newLocation func(t *testing.T) Opener) {
 		{"ParamsMismatch", testParamsMismatch},
 		{"CancelledApply", testCancelledApply},
 		{"Ping", testPing},
+		{"Params", testParams},
+		{"WrongSize", testWrongSize},
+		{"BatchMatchesOneAtATime", testBatchMatchesOneAtATime},
+		{"ConcurrentReadersAndWriters", testConcurrentReadersAndWriters},
+		{"ConcurrentOpsOnOneBlock", testConcurrentOpsOnOneBlock},
+		{"PurgeRacingRenewals", testPurgeRacingRenewals},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
