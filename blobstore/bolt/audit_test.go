@@ -4,10 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
-	"github.com/blindstore/blindstore/bucketer"
 	"go.etcd.io/bbolt"
 )
 
@@ -42,15 +40,7 @@ func TestAuditReadsTheLayout(t *testing.T) {
 		t.Errorf("audit of a clean store does not report what awaits a seal, or the free pages: %+v", rep)
 	}
 
-	key, err := bucketer.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := bucketer.New(bucketer.Config{Key: key, Period: time.Hour, Retention: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Audit(ctx, f.path, other); err == nil || !strings.Contains(err.Error(), "another bucket key") {
+	if _, err := Audit(ctx, f.path, newBucketer(t)); err == nil || !strings.Contains(err.Error(), "another bucket key") {
 		t.Errorf("Audit under another key: %v, want an error naming the bucket key", err)
 	}
 

@@ -54,7 +54,9 @@ type fixture struct {
 	r    *mrand.Rand
 }
 
-func newFixture(t *testing.T, blockSize int) *fixture {
+// newBucketer returns a bucketer of a new key: hourly periods, three of
+// them live.
+func newBucketer(t *testing.T) *bucketer.Bucketer {
 	t.Helper()
 	key, err := bucketer.NewKey()
 	if err != nil {
@@ -64,6 +66,13 @@ func newFixture(t *testing.T, blockSize int) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return bk
+}
+
+func newFixture(t *testing.T, blockSize int) *fixture {
+	t.Helper()
+	bk := newBucketer(t)
+	var err error
 	f := &fixture{
 		t:    t,
 		path: filepath.Join(t.TempDir(), "store", "blocks.db"),
