@@ -93,13 +93,10 @@ func Audit(ctx context.Context, url string, bk *bucketer.Bucketer) (*audit.Repor
 	}
 	// Lease partitions are named after their bucket: one of an unknown
 	// bucket says the same as a block in it.
-	rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'leases'::regclass`)
+	parts, err := queryStrings(ctx, tx, "list lease partitions",
+		`SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'leases'::regclass`)
 	if err != nil {
-		return nil, fmt.Errorf("list lease partitions: %w", err)
-	}
-	parts, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("list lease partitions: %w", err)
+		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
@@ -214,13 +211,9 @@ func auditSchema(ctx context.Context, tx pgx.Tx, rep *audit.Report) error {
 		}
 	}
 
-	rows, err = tx.Query(ctx, "SELECT key FROM meta ORDER BY key")
+	keys, err := queryStrings(ctx, tx, "read meta keys", "SELECT key FROM meta ORDER BY key")
 	if err != nil {
-		return fmt.Errorf("read meta keys: %w", err)
-	}
-	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("read meta keys: %w", err)
+		return err
 	}
 	for _, k := range keys {
 		if !slices.Contains(designMetaKeys, k) {
@@ -240,13 +233,9 @@ func auditSchema(ctx context.Context, tx pgx.Tx, rep *audit.Report) error {
 		if strings.Contains(q.sql, "$1") {
 			args = append(args, designFunctions)
 		}
-		rows, err := tx.Query(ctx, q.sql, args...)
+		names, err := queryStrings(ctx, tx, "audit schema", q.sql, args...)
 		if err != nil {
-			return fmt.Errorf("audit schema: %w", err)
-		}
-		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("audit schema: %w", err)
+			return err
 		}
 		for _, n := range names {
 			rep.Finding(q.what, n)
@@ -257,17 +246,24 @@ func auditSchema(ctx context.Context, tx pgx.Tx, rep *audit.Report) error {
 
 // columnsOf lists a table's columns as "name type, …" in order.
 func columnsOf(ctx context.Context, tx pgx.Tx, schema, table string) (string, error) {
-	rows, err := tx.Query(ctx, `SELECT a.attname || ' ' || format_type(a.atttypid, NULL) FROM pg_attribute a
+	cols, err := queryStrings(ctx, tx, "list columns of "+table, `SELECT a.attname || ' ' || format_type(a.atttypid, NULL) FROM pg_attribute a
 		JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, schema, table)
+	return strings.Join(cols, ", "), err
+}
+
+// queryStrings runs a query of one text column and returns its values;
+// what says what it was for in the error.
+func queryStrings(ctx context.Context, tx pgx.Tx, what, sql string, args ...any) ([]string, error) {
+	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
-		return "", fmt.Errorf("list columns of %s: %w", table, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return "", fmt.Errorf("list columns of %s: %w", table, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return strings.Join(cols, ", "), nil
+	return out, nil
 }
 
 // auditSettings reads the settings that keep write order, statements
@@ -354,13 +350,9 @@ func auditSettings(ctx context.Context, tx pgx.Tx, rep *audit.Report) error {
 		}
 	}
 
-	var slots []string
-	rows, err = tx.Query(ctx, "SELECT slot_name || ' (' || slot_type || ')' FROM pg_replication_slots ORDER BY 1")
+	slots, err := queryStrings(ctx, tx, "read replication slots", "SELECT slot_name || ' (' || slot_type || ')' FROM pg_replication_slots ORDER BY 1")
 	if err != nil {
-		return fmt.Errorf("read replication slots: %w", err)
-	}
-	if slots, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-		return fmt.Errorf("read replication slots: %w", err)
+		return err
 	}
 	for _, s := range slots {
 		rep.Finding("replication slot %s keeps the WAL its consumer has not read: old WAL replays the order of writes", s)
