@@ -7,7 +7,7 @@ package client
 //
 // An index update is:
 //
-//  1. seal the leaves and dirs of the index tree that changed
+//  1. encrypt the leaves and dirs of the index tree that changed
 //     (indexfile.Tree.Update) into fresh blocks and write them, create-only;
 //  2. write the new head with If-Match: the head's ETag as last read
 //     (compare-and-swap);
@@ -134,15 +134,15 @@ func signup(ctx context.Context, remote *Remote, user string, loc Locator) (*Acc
 		{Kind: RootPassword, ID: loc.ID, Proof: loc.Proof},
 		{Kind: RootRecovery, ID: rloc.ID, Proof: rloc.Proof},
 	}}
-	hdata, err := a.sealHead(head)
+	hdata, err := a.encryptHead(head)
 	if err != nil {
 		return nil, RecoveryCode{}, err
 	}
-	pdata, err := SealRoot(loc, root, cfg.BlockSize)
+	pdata, err := EncryptRoot(loc, root, cfg.BlockSize)
 	if err != nil {
 		return nil, RecoveryCode{}, err
 	}
-	rdata, err := SealRoot(rloc, root, cfg.BlockSize)
+	rdata, err := EncryptRoot(rloc, root, cfg.BlockSize)
 	if err != nil {
 		return nil, RecoveryCode{}, err
 	}
@@ -238,7 +238,7 @@ func readRoot(ctx context.Context, remote *Remote, loc Locator) (*Root, error) {
 		}
 		return nil, wrap(KindNetwork, "reading the account's root", err)
 	}
-	root, err := OpenRoot(loc, data, cfg.BlockSize)
+	root, err := DecryptRoot(loc, data, cfg.BlockSize)
 	if err != nil {
 		return nil, wrap(KindTampered, "the account's root block", err)
 	}
@@ -308,7 +308,7 @@ func Resume(ctx context.Context, remote *Remote, st State) (*Account, error) {
 	return a, nil
 }
 
-func (a *Account) sealHead(h *Head) ([]byte, error) {
+func (a *Account) encryptHead(h *Head) ([]byte, error) {
 	p, err := MarshalHead(h)
 	if err != nil {
 		return nil, err
@@ -316,7 +316,7 @@ func (a *Account) sealHead(h *Head) ([]byte, error) {
 	if len(p) > PayloadCapacity(a.cfg.BlockSize) {
 		return nil, fmt.Errorf("client: the account's index needs more blocks than one head can list")
 	}
-	return Seal(a.headLoc.Key, a.headLoc.ID, p, a.cfg.BlockSize)
+	return Encrypt(a.headLoc.Key, a.headLoc.ID, p, a.cfg.BlockSize)
 }
 
 // readHead reads and authenticates the head, and refuses one older than
@@ -329,7 +329,7 @@ func (a *Account) readHead(ctx context.Context) (*Head, blobstore.ETag, error) {
 		}
 		return nil, etag, wrap(KindNetwork, "reading the account's head", err)
 	}
-	p, err := Open(a.headLoc.Key, a.headLoc.ID, data, a.cfg.BlockSize)
+	p, err := Decrypt(a.headLoc.Key, a.headLoc.ID, data, a.cfg.BlockSize)
 	if err != nil {
 		return nil, etag, wrap(KindTampered, "the account's head block", err)
 	}
@@ -401,7 +401,7 @@ func (a *Account) readIndexV1(ctx context.Context, h *Head) (*indexfile.Index, e
 	if err != nil {
 		return nil, err
 	}
-	idx, err := h.indexRoot(a.root).OpenIndex(blocks, a.cfg.BlockSize)
+	idx, err := h.indexRoot(a.root).DecryptIndex(blocks, a.cfg.BlockSize)
 	if err != nil {
 		return nil, wrap(KindTampered, "the account's index", err)
 	}
@@ -427,7 +427,7 @@ func (a *Account) readBlocks(ctx context.Context, refs []indexfile.Ref, open boo
 		if etag != refs[i].ETag {
 			return &Error{Kind: KindTampered, Msg: "the server returned an index block that is not the version the account refers to"}
 		}
-		p, err := Open(a.root.AccountKey, refs[i].ID, data, a.cfg.BlockSize)
+		p, err := Decrypt(a.root.AccountKey, refs[i].ID, data, a.cfg.BlockSize)
 		if err != nil {
 			return wrap(KindTampered, "an index block", err)
 		}
@@ -648,7 +648,7 @@ func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []Roo
 	var s *staged
 	if next != nil {
 		var err error
-		if s, err = a.seal(next); err != nil {
+		if s, err = a.encrypt(next); err != nil {
 			return err
 		}
 		s.unacked = unacked
@@ -656,7 +656,7 @@ func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []Roo
 	return a.swap(ctx, s, roots)
 }
 
-// staged is an index sealed into fresh index blocks, which no head
+// staged is an index encrypted into fresh index blocks, which no head
 // refers to yet: the first half of a commit. Its blocks are written
 // (written) or still to write (pending).
 type staged struct {
@@ -670,13 +670,13 @@ type staged struct {
 	unacked []indexfile.Ref
 }
 
-// seal seals the index blocks of next that the account's tree lacks,
+// encrypt encrypts the index blocks of next that the account's tree lacks,
 // and writes nothing. It reads the account and changes nothing of it.
-func (a *Account) seal(next *indexfile.Index) (*staged, error) {
+func (a *Account) encrypt(next *indexfile.Index) (*staged, error) {
 	var items []BatchItem
-	seal := func(p []byte) (indexfile.Ref, error) {
+	encrypt := func(p []byte) (indexfile.Ref, error) {
 		id := blobstore.NewID()
-		data, err := Seal(a.root.AccountKey, id, p, a.cfg.BlockSize)
+		data, err := Encrypt(a.root.AccountKey, id, p, a.cfg.BlockSize)
 		if err != nil {
 			return indexfile.Ref{}, err
 		}
@@ -690,18 +690,18 @@ func (a *Account) seal(next *indexfile.Index) (*staged, error) {
 		from, held = &indexfile.Tree{}, &indexfile.Index{}
 		obsolete = slices.Clone(a.head.Index)
 	}
-	t, gone, err := from.Update(held, next, PayloadCapacity(a.cfg.BlockSize), seal)
+	t, gone, err := from.Update(held, next, PayloadCapacity(a.cfg.BlockSize), encrypt)
 	if err != nil {
-		return nil, wrap(KindOther, "sealing the index", err)
+		return nil, wrap(KindOther, "encrypting the index", err)
 	}
 	return &staged{next: next, tree: t, pending: items, obsolete: append(obsolete, gone...)}, nil
 }
 
-// stage is seal, then writes the index blocks. Like seal it changes
+// stage is encrypt, then writes the index blocks. Like encrypt it changes
 // nothing of the account, so that it may run beside another request of
 // the same call (Renew).
 func (a *Account) stage(ctx context.Context, next *indexfile.Index) (*staged, error) {
-	s, err := a.seal(next)
+	s, err := a.encrypt(next)
 	if err != nil {
 		return nil, err
 	}
@@ -744,7 +744,7 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 	if roots != nil {
 		h.Roots = roots
 	}
-	data, err := a.sealHead(h)
+	data, err := a.encryptHead(h)
 	if err != nil {
 		return err
 	}
@@ -910,7 +910,7 @@ func (a *Account) hasRoot(kind RootKind, id blobstore.ID) bool {
 // setPassword writes the account's root at loc, makes the head list it as
 // the only password root, and deletes the password roots it replaces.
 func (a *Account) setPassword(ctx context.Context, loc Locator) error {
-	data, err := SealRoot(loc, a.root, a.cfg.BlockSize)
+	data, err := EncryptRoot(loc, a.root, a.cfg.BlockSize)
 	if err != nil {
 		return err
 	}

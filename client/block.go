@@ -4,7 +4,7 @@ package client
 // writes, whatever it holds (root, index, file data), is:
 //
 //	block = nonce ‖ XChaCha20-Poly1305(key, nonce, frame, ad)
-//	nonce = 24 random bytes, fresh for every seal
+//	nonce = 24 random bytes, fresh for every encryption
 //	ad    = "blindstore/v1/block" ‖ id          (id: the block's 16-byte UUID)
 //	frame = uint32be(len(payload)) ‖ payload ‖ zero bytes up to the capacity
 //
@@ -15,10 +15,10 @@ package client
 // Binding the ID in the associated data means a server that answers a read
 // with another block's ciphertext, or with altered bytes, fails
 // authentication (ErrTampered). The version string in it keeps a future
-// format's blocks from opening as this one's. Random nonces make two seals
+// format's blocks from opening as this one's. Random nonces make two encryptions
 // of the same plaintext unlinkable; nothing is deduplicated.
 //
-// Open is strict: a wrong length, a failed authentication, a length field
+// Decrypt is strict: a wrong length, a failed authentication, a length field
 // beyond the capacity and non-zero padding are all refused.
 
 import (
@@ -43,7 +43,7 @@ const (
 // blockADPrefix begins the associated data of every block.
 const blockADPrefix = "blindstore/v1/block"
 
-// Errors of Open. Callers branch on them with errors.Is.
+// Errors of Decrypt. Callers branch on them with errors.Is.
 var (
 	// ErrTampered: the block does not authenticate under this key and ID.
 	// Either the server returned another block's data or altered bytes,
@@ -66,44 +66,44 @@ func checkBlockSize(blockSize int) error {
 	return nil
 }
 
-// Seal encrypts payload into a block of exactly blockSize bytes to be
+// Encrypt encrypts payload into a block of exactly blockSize bytes to be
 // stored under id. blockSize must be one a deployment may choose (see
 // blobstore.ValidateBlockSize), and payload at most PayloadCapacity(blockSize).
-func Seal(key Key, id blobstore.ID, payload []byte, blockSize int) ([]byte, error) {
+func Encrypt(key Key, id blobstore.ID, payload []byte, blockSize int) ([]byte, error) {
 	var nonce [NonceSize]byte
 	if _, err := io.ReadFull(rand.Reader, nonce[:]); err != nil {
 		return nil, fmt.Errorf("client: generating a nonce: %w", err)
 	}
-	return sealWithNonce(key, id, payload, blockSize, &nonce)
+	return encryptWithNonce(key, id, payload, blockSize, &nonce)
 }
 
-// sealWithNonce is Seal with a given nonce, for golden vectors. A nonce
+// encryptWithNonce is Encrypt with a given nonce, for golden vectors. A nonce
 // must never be used twice with one key.
-func sealWithNonce(key Key, id blobstore.ID, payload []byte, blockSize int, nonce *[NonceSize]byte) ([]byte, error) {
+func encryptWithNonce(key Key, id blobstore.ID, payload []byte, blockSize int, nonce *[NonceSize]byte) ([]byte, error) {
 	if err := checkBlockSize(blockSize); err != nil {
 		return nil, err
 	}
 	if len(payload) > PayloadCapacity(blockSize) {
 		return nil, fmt.Errorf("client: payload of %d bytes exceeds the block capacity of %d", len(payload), PayloadCapacity(blockSize))
 	}
-	return sealInto(make([]byte, blockSize), key, id, payload, nonce), nil
+	return encryptInto(make([]byte, blockSize), key, id, payload, nonce), nil
 }
 
-// sealInto seals payload into out, whose length is the block size, which
+// encryptInto encrypts payload into out, whose length is the block size, which
 // the caller has checked along with the payload's length. It lets the
 // streaming put reuse a fixed set of block buffers.
-func sealInto(out []byte, key Key, id blobstore.ID, payload []byte, nonce *[NonceSize]byte) []byte {
+func encryptInto(out []byte, key Key, id blobstore.ID, payload []byte, nonce *[NonceSize]byte) []byte {
 	blockSize := len(out)
 	copy(out, nonce[:])
 	frame := out[NonceSize : blockSize-TagSize]
 	binary.BigEndian.PutUint32(frame, uint32(len(payload)))
 	clear(frame[lengthSize+copy(frame[lengthSize:], payload):])
-	return sealFrame(key, id, out, frame, nonce)
+	return encryptFrame(key, id, out, frame, nonce)
 }
 
-// sealFrame encrypts frame, which is out[NonceSize:len(out)-TagSize], in
+// encryptFrame encrypts frame, which is out[NonceSize:len(out)-TagSize], in
 // place; out already starts with nonce.
-func sealFrame(key Key, id blobstore.ID, out, frame []byte, nonce *[NonceSize]byte) []byte {
+func encryptFrame(key Key, id blobstore.ID, out, frame []byte, nonce *[NonceSize]byte) []byte {
 	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {
 		panic("client: chacha20poly1305: " + err.Error()) // only for a wrong key length
@@ -117,21 +117,21 @@ func blockAD(id blobstore.ID) []byte {
 	return append(append(ad, blockADPrefix...), id[:]...)
 }
 
-// Open authenticates and decrypts a block read from id and returns its
+// Decrypt authenticates and decrypts a block read from id and returns its
 // payload. It never modifies block.
-func Open(key Key, id blobstore.ID, block []byte, blockSize int) ([]byte, error) {
+func Decrypt(key Key, id blobstore.ID, block []byte, blockSize int) ([]byte, error) {
 	if err := checkBlockSize(blockSize); err != nil {
 		return nil, err
 	}
 	if len(block) != blockSize {
 		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrBlockSize, len(block), blockSize)
 	}
-	return openInto(make([]byte, 0, blockSize-NonceSize-TagSize), key, id, block)
+	return decryptInto(make([]byte, 0, blockSize-NonceSize-TagSize), key, id, block)
 }
 
-// openInto is Open for a block of checked size, decrypting into dst's
+// decryptInto is Decrypt for a block of checked size, decrypting into dst's
 // storage (grown if too small) so that streaming reads reuse buffers.
-func openInto(dst []byte, key Key, id blobstore.ID, block []byte) ([]byte, error) {
+func decryptInto(dst []byte, key Key, id blobstore.ID, block []byte) ([]byte, error) {
 	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {
 		panic("client: chacha20poly1305: " + err.Error())

@@ -246,7 +246,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 			v1.Files[i].Chunks[j].Mark = 0
 		}
 	}
-	blocks, nr, err := a.root.SealIndex(v1, testBlockSize)
+	blocks, nr, err := a.root.EncryptIndex(v1, testBlockSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	}
 	h := a.head.clone()
 	h.Version, h.Generation, h.IndexLen, h.Index = headV1, h.Generation+1, nr.IndexLen, nr.Index
-	data, err := a.sealHead(h)
+	data, err := a.encryptHead(h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,7 @@ package client
 
 // Files, DESIGN.md §7: each file has its own random key; its plaintext is
 // cut into chunks at content-defined boundaries (chunker.go), each chunk
-// sealed alone into a block under a fresh random ID, with the chunk's
+// encrypted alone into a block under a fresh random ID, with the chunk's
 // size, SHA-256 and mark and the block's ETag kept in the index, and the
 // whole file's SHA-256 too.
 //
@@ -242,7 +242,7 @@ func (a *Account) putInfo(src *os.File, name string, before fs.FileInfo) PutInfo
 	}
 }
 
-// upload seals and writes the stream's chunks and returns the file's
+// upload encrypts and writes the stream's chunks and returns the file's
 // entry without name, mode, time and renewal, and the blocks it wrote.
 // prev, if it has a key (a file of that name exists), is the version it
 // replaces: see the file comment.
@@ -291,7 +291,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	}()
 
 	// A fixed set of block buffers circulates from the chunker (here)
-	// through the sealers and the collector to the uploaders: memory is
+	// through the encryptors and the collector to the uploaders: memory is
 	// bounded by their number. The chunker takes them in file order, so
 	// that the chunk the collector waits for always has one.
 	free := make(chan []byte, (uploaders+1)*batch)
@@ -344,23 +344,23 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 		}
 	}()
 
-	// Sealers (sealpipe.go) take every chunk to seal; the collector takes
-	// every chunk in file order, waits for its seal, and builds f.Chunks,
+	// Encryptors (encpipe.go) take every chunk to encrypt; the collector takes
+	// every chunk in file order, waits for its encryption, and builds f.Chunks,
 	// written and the batches. A few frame buffers carry chunks from the
-	// chunker to the sealers (each task not reused holds one: tasks never
+	// chunker to the encryptors (each task not reused holds one: tasks never
 	// blocks); order may block, which only slows the chunker.
-	nsealers := runtime.GOMAXPROCS(0)
-	frames := make(chan []byte, 2*nsealers+2)
+	nencryptors := runtime.GOMAXPROCS(0)
+	frames := make(chan []byte, 2*nencryptors+2)
 	for range cap(frames) {
 		frames <- make([]byte, frameSize(bs))
 	}
-	tasks := make(chan *sealTask, cap(frames))
-	order := make(chan *sealTask, cap(free))
-	var sealers sync.WaitGroup
-	for range nsealers {
-		sealers.Go(func() { runSealer(tasks, frames, Key(key), a.root.OwnerSecret) })
+	tasks := make(chan *encTask, cap(frames))
+	order := make(chan *encTask, cap(free))
+	var encryptors sync.WaitGroup
+	for range nencryptors {
+		encryptors.Go(func() { runEncryptor(tasks, frames, Key(key), a.root.OwnerSecret) })
 	}
-	var readErr, sealErr error
+	var readErr, encErr error
 	var chunks []indexfile.Chunk
 	collected := make(chan struct{})
 	go func() {
@@ -385,7 +385,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 				continue
 			}
 			if t.err != nil {
-				sealErr = t.err
+				encErr = t.err
 				cancel(t.err)
 				stopped = true
 				continue
@@ -415,7 +415,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 
 	// Only a chunk of an old chunk's size may be reused: only such a
 	// chunk needs its hash here, in order, before the next cut (which
-	// depends on ch.matched); the sealers hash the others.
+	// depends on ch.matched); the encryptors hash the others.
 	sizes := make(map[uint32]struct{}, len(reuse))
 	for id := range reuse {
 		sizes[id.size] = struct{}{}
@@ -448,7 +448,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 		// copied is in cache.
 		sum.Write(chunk)
 		f.Size += uint64(len(chunk))
-		t := &sealTask{chunk: indexfile.Chunk{Size: uint32(len(chunk)), Mark: mark}, done: make(chan struct{})}
+		t := &encTask{chunk: indexfile.Chunk{Size: uint32(len(chunk)), Mark: mark}, done: make(chan struct{})}
 		matched := false
 		if _, ok := sizes[t.chunk.Size]; ok {
 			t.chunk.Hash, t.hashed = sha256.Sum256(chunk), true
@@ -484,8 +484,8 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	close(tasks)
 	close(order)
 	<-collected
-	sealers.Wait()
-	// Every block is sealed and on its way. The uploads' end is the
+	encryptors.Wait()
+	// Every block is encrypted and on its way. The uploads' end is the
 	// tail's: the caller may commit the index meanwhile (Put).
 	finish := func() error {
 		close(jobs)
@@ -506,9 +506,9 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	case readErr != nil:
 		finish()
 		return f, written, nil, readErr
-	case sealErr != nil:
+	case encErr != nil:
 		finish()
-		return f, written, nil, sealErr
+		return f, written, nil, encErr
 	case failed || ctx.Err() != nil:
 		return f, written, nil, finish()
 	}
@@ -792,10 +792,10 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 // file hashes) can catch nothing the two checks below do not. The index
 // is authenticated, so c.Size and c.Hash are what the writer recorded.
 // The AEAD under the file key, with the block's ID as associated data,
-// refuses any block sealed under another key (another file's, another
+// refuses any block encrypted under another key (another file's, another
 // account's) or for another ID (a block of this file moved or swapped),
 // and any altered or truncated ciphertext. What remains is a block this
-// file's key once sealed for this very ID: an older version of it, say.
+// file's key once encrypted for this very ID: an older version of it, say.
 // Its plaintext must then still have the chunk's size and SHA-256, so it
 // is the recorded chunk, byte for byte, whatever its ciphertext. Which
 // chunks make up the file, and in what order, only the authenticated
@@ -811,7 +811,7 @@ func fetchChunk(ctx context.Context, remote *Remote, bs int, key Key, c *indexfi
 	if len(data) != bs {
 		return nil, &Error{Kind: KindTampered, Msg: "the server returned a block of the wrong size"}
 	}
-	p, err := openInto(plain, key, c.ID, data)
+	p, err := decryptInto(plain, key, c.ID, data)
 	if err != nil {
 		return nil, wrap(KindTampered, "a block of the file", err)
 	}

@@ -8,18 +8,18 @@ import (
 	"testing"
 )
 
-// FuzzOpenBlock has two halves. As a block (asFrame false), the input is
-// what a hostile server returns: Open must refuse it with ErrBlockSize or
+// FuzzDecryptBlock has two halves. As a block (asFrame false), the input is
+// what a hostile server returns: Decrypt must refuse it with ErrBlockSize or
 // ErrTampered, unless it is a genuine block. As a frame (asFrame true),
-// the input is what a faulty writer holding the key sealed: Open must
+// the input is what a faulty writer holding the key encrypted: Decrypt must
 // return exactly the payload its length field names, or ErrBadFrame.
 // Neither may panic.
-func FuzzOpenBlock(f *testing.F) {
+func FuzzDecryptBlock(f *testing.F) {
 	key, id := testKey("golden block key"), testBlockID("fuzz")
 	if golden, err := os.ReadFile("testdata/block-v1.golden"); err == nil {
 		f.Add(golden, false)
 	}
-	valid, err := Seal(key, id, []byte("a valid block"), smallBlock)
+	valid, err := Encrypt(key, id, []byte("a valid block"), smallBlock)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -35,16 +35,16 @@ func FuzzOpenBlock(f *testing.F) {
 	frameLen := smallBlock - NonceSize - TagSize
 	f.Fuzz(func(t *testing.T, in []byte, asFrame bool) {
 		if !asFrame {
-			p, err := Open(key, id, in, smallBlock)
+			p, err := Decrypt(key, id, in, smallBlock)
 			switch {
 			case err == nil:
-				// Only a block sealed under this key and id opens, and
-				// then it is exactly the seal of its payload.
+				// Only a block encrypted under this key and id opens, and
+				// then it is exactly the encryption of its payload.
 				var nonce [NonceSize]byte
 				copy(nonce[:], in)
-				again, err := sealWithNonce(key, id, p, smallBlock, &nonce)
+				again, err := encryptWithNonce(key, id, p, smallBlock, &nonce)
 				if err != nil || !bytes.Equal(again, in) {
-					t.Fatalf("opened a block that is not the seal of its payload")
+					t.Fatalf("opened a block that is not the encryption of its payload")
 				}
 			case errors.Is(err, ErrBlockSize) && len(in) != smallBlock:
 			case errors.Is(err, ErrTampered) && len(in) == smallBlock:
@@ -55,7 +55,7 @@ func FuzzOpenBlock(f *testing.F) {
 		}
 		frame := make([]byte, frameLen)
 		copy(frame, in)
-		p, err := Open(key, id, sealRawFrame(key, id, frame, smallBlock), smallBlock)
+		p, err := Decrypt(key, id, encryptRawFrame(key, id, frame, smallBlock), smallBlock)
 		n := uint64(binary.BigEndian.Uint32(frame))
 		ok := n <= uint64(frameLen-lengthSize) && !bytes.ContainsFunc(frame[lengthSize+n:], func(r rune) bool { return r != 0 })
 		switch {

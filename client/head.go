@@ -15,7 +15,7 @@ package client
 //	head_id, head_proof, head_key = the root locator derivation (keys.go)
 //	                                applied to head_master
 //
-// and its payload, sealed like every block (block.go), is in version 2:
+// and its payload, encrypted like every block (block.go), is in version 2:
 //
 //	head  = uint8 version (= 2)
 //	      ‖ uint64be generation
@@ -224,7 +224,7 @@ func (h *Head) validate() error {
 }
 
 // indexRoot returns the Root through which the index blocks listed in h
-// are sealed and opened (root.go and index.go): r's secrets with h's
+// are encrypted and opened (root.go and index.go): r's secrets with h's
 // index list.
 func (h *Head) indexRoot(r *Root) *Root {
 	return &Root{AccountKey: r.AccountKey, OwnerSecret: r.OwnerSecret, IndexLen: h.IndexLen, Index: h.Index}

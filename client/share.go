@@ -11,7 +11,7 @@ package client
 // under its base name, with its key, size, hash and chunk list or inline
 // content, but no renewal period and no manifest of its own. It is
 // split and padded like the first clients' index (Padmé, then whole
-// blocks), sealed with cap_key into blocks m_1…m_k under fresh IDs, and a
+// blocks), encrypted with cap_key into blocks m_1…m_k under fresh IDs, and a
 // pointer block m_0 at manifest_id lists them:
 //
 //	pointer = uint8 version (= 2) ‖ uint64be encoded_len ‖ uint32be k ‖ (id[16] ‖ etag[16]) × k
@@ -20,7 +20,7 @@ package client
 // format 1 index of the one file. Sharing marks the file's key as shared
 // (File.KeyShared), so that a later version of the file gets a new key.
 //
-// sealed with cap_key too. The ETags let fetch catch a server that returns
+// encrypted with cap_key too. The ETags let fetch catch a server that returns
 // other blocks; the AEAD (cap_key, block ID as associated data) catches
 // altered ones, and the file's chunks are checked as a get checks them.
 //
@@ -170,7 +170,7 @@ func (a *Account) writeManifest(ctx context.Context, f *indexfile.File) ([]index
 	ptr = binary.BigEndian.AppendUint32(ptr, uint32(len(payloads)))
 	for _, p := range payloads {
 		id := blobstore.NewID()
-		data, err := Seal(key, id, p, bs)
+		data, err := Encrypt(key, id, p, bs)
 		if err != nil {
 			return nil, Capability{}, err
 		}
@@ -179,7 +179,7 @@ func (a *Account) writeManifest(ctx context.Context, f *indexfile.File) ([]index
 		items = append(items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data})
 		refs = append(refs, indexfile.Ref{ID: id, ETag: etag})
 	}
-	pdata, err := Seal(key, pid, ptr, bs)
+	pdata, err := Encrypt(key, pid, ptr, bs)
 	if err != nil {
 		return nil, Capability{}, err
 	}
@@ -225,7 +225,7 @@ func OpenCapability(ctx context.Context, remote *Remote, c Capability) (*indexfi
 		}
 		return nil, err
 	}
-	ptr, err := Open(c.Key, c.Manifest, data, bs)
+	ptr, err := Decrypt(c.Key, c.Manifest, data, bs)
 	if err != nil {
 		return nil, wrap(KindTampered, "the share manifest (or a wrong capability key)", err)
 	}
@@ -255,7 +255,7 @@ func OpenCapability(ctx context.Context, remote *Remote, c Capability) (*indexfi
 		if etag != refs[i].ETag {
 			return &Error{Kind: KindTampered, Msg: "the server returned another block than the share manifest lists"}
 		}
-		p, err := Open(c.Key, refs[i].ID, data, bs)
+		p, err := Decrypt(c.Key, refs[i].ID, data, bs)
 		if err != nil {
 			return wrap(KindTampered, "the share manifest", err)
 		}

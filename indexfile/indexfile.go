@@ -5,7 +5,7 @@
 // back, and merges two indexes updated at once on two devices.
 //
 // The package works on plaintext only. Encryption is the client's job
-// (client.SealIndex), so this package never sees a key other than the file
+// (client.EncryptIndex), so this package never sees a key other than the file
 // keys it stores, never does I/O, and never logs: an index names every
 // block and file of an account.
 package indexfile
@@ -73,7 +73,7 @@ type File struct {
 	ModTime time.Time
 	// Hash is SHA-256 of the whole plaintext.
 	Hash [HashSize]byte
-	// Key is the file's own random key: its blocks are sealed with it,
+	// Key is the file's own random key: its blocks are encrypted with it,
 	// so one file can be shared without sharing anything else. Never zero.
 	Key [HashSize]byte
 	// Chunks are the file's blocks, in file order.

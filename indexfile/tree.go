@@ -159,8 +159,8 @@ func (t *Tree) Count() int {
 	return n
 }
 
-// SealFunc seals one payload into a new block and returns its ref.
-type SealFunc func(payload []byte) (Ref, error)
+// EncryptFunc encrypts one payload into a new block and returns its ref.
+type EncryptFunc func(payload []byte) (Ref, error)
 
 // --- encoding ---
 

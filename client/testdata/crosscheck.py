@@ -79,7 +79,7 @@ def hchacha20(key, nonce16):
     return struct.pack("<8I", *(s[0:4] + s[12:16]))
 
 
-def seal(key, bid, payload, block_size, nonce):
+def encrypt(key, bid, payload, block_size, nonce):
     frame = struct.pack(">I", len(payload)) + payload
     frame += bytes(block_size - 24 - 16 - len(frame))
     sub = hchacha20(key, nonce[:16])
@@ -89,6 +89,6 @@ def seal(key, bid, payload, block_size, nonce):
 
 key = hashlib.sha256(b"golden block key").digest()
 nonce = bytes(range(24))
-block = seal(key, block_id, b"blindstore golden block v1", 1024, nonce)
+block = encrypt(key, block_id, b"blindstore golden block v1", 1024, nonce)
 print("block.sha256 =", hashlib.sha256(block).hexdigest())
 print("block.head =", block[:48].hex())

@@ -17,9 +17,9 @@ import (
 	"github.com/blindstore/blindstore/internal/countproxy"
 )
 
-// sealFrameInto makes the very block sealInto makes of the same payload,
+// encryptFrameInto makes the very block encryptInto makes of the same payload,
 // from a frame and into a block buffer that held others before.
-func TestSealFrameIntoIsSealInto(t *testing.T) {
+func TestEncryptFrameIntoIsEncryptInto(t *testing.T) {
 	var key Key
 	copy(key[:], seeded(1, KeySize))
 	id := blobstore.NewID()
@@ -27,22 +27,22 @@ func TestSealFrameIntoIsSealInto(t *testing.T) {
 	copy(nonce[:], seeded(2, NonceSize))
 	for _, n := range []int{0, 1, 1000, PayloadCapacity(testBlockSize)} {
 		payload := seeded(uint64(n), n)
-		want := sealInto(make([]byte, testBlockSize), key, id, payload, &nonce)
+		want := encryptInto(make([]byte, testBlockSize), key, id, payload, &nonce)
 		frame := seeded(98, frameSize(testBlockSize)) // stale bytes everywhere
 		copy(frame[lengthSize:], payload)
-		got := sealFrameInto(seeded(99, testBlockSize), key, id, frame, n, &nonce)
+		got := encryptFrameInto(seeded(99, testBlockSize), key, id, frame, n, &nonce)
 		if !bytes.Equal(got, want) {
-			t.Fatalf("%d bytes: sealFrameInto differs from sealInto", n)
+			t.Fatalf("%d bytes: encryptFrameInto differs from encryptInto", n)
 		}
-		if p, err := Open(key, id, got, testBlockSize); err != nil || !bytes.Equal(p, payload) {
+		if p, err := Decrypt(key, id, got, testBlockSize); err != nil || !bytes.Equal(p, payload) {
 			t.Fatalf("%d bytes: %v", n, err)
 		}
 	}
 }
 
-// moreSealers runs a test with more sealers than this machine's cores,
-// so that seals finish out of order.
-func moreSealers(t *testing.T) {
+// moreEncryptors runs a test with more encryptors than this machine's cores,
+// so that encryptions finish out of order.
+func moreEncryptors(t *testing.T) {
 	old := runtime.GOMAXPROCS(8)
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
 }
@@ -116,17 +116,17 @@ func wantChunks(t *testing.T, s *testServer, a *Account, f indexfile.File, prev 
 		if etag != c.ETag || blobstore.ETagOf(block) != c.ETag {
 			t.Fatalf("chunk %d: the ETag in the index is not its block's", i)
 		}
-		if p, err := Open(f.Key, c.ID, block, s.bs); err != nil || !bytes.Equal(p, chunk) {
+		if p, err := Decrypt(f.Key, c.ID, block, s.bs); err != nil || !bytes.Equal(p, chunk) {
 			t.Fatalf("chunk %d: its block does not open to it: %v", i, err)
 		}
 	}
 }
 
-// A file of hundreds of chunks, sealed by more sealers than cores, keeps
+// A file of hundreds of chunks, encrypted by more encryptors than cores, keeps
 // its chunks in file order and reads back byte for byte; a delta put of
 // it reuses the unchanged chunks' blocks, in order, and sends the rest.
 func TestPutPipelineKeepsOrder(t *testing.T) {
-	moreSealers(t)
+	moreEncryptors(t)
 	s := newTestServer(t)
 	p := newCountingProxy(t, s.url)
 	ctx := context.Background()
@@ -171,7 +171,7 @@ func TestPutPipelineKeepsOrder(t *testing.T) {
 // A server lost part way through a put, with batches landed and others
 // in flight, leaves no block of the put behind and the index unchanged.
 func TestPutFailingMidwayLeavesNoBlock(t *testing.T) {
-	moreSealers(t)
+	moreEncryptors(t)
 	s := newTestServer(t)
 	p := newCountingProxy(t, s.url)
 	ctx := context.Background()
@@ -226,7 +226,7 @@ func TestPutFailingMidwayLeavesNoBlock(t *testing.T) {
 
 // A read error part way through leaves no block of the put behind.
 func TestPutReadErrorLeavesNoBlock(t *testing.T) {
-	moreSealers(t)
+	moreEncryptors(t)
 	s := newTestServer(t)
 	a, _ := newTestAccount(t, s)
 	before := s.blocks(t)
