@@ -41,6 +41,7 @@ import (
 	"sync"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 )
 
@@ -55,9 +56,9 @@ type Account struct {
 	remote  *Remote
 	cfg     *ServerConfig
 	user    string
-	root    *Root // secrets only
-	headLoc Locator
-	head    *Head
+	root    *format.Root // secrets only
+	headLoc format.Locator
+	head    *format.Head
 	etag    blobstore.ETag // of the head as last read or written
 	index   *indexfile.Index
 	// tree holds index in index blocks; nil while the head is version 1.
@@ -72,7 +73,7 @@ type Account struct {
 	renewed uint64
 }
 
-func newAccount(ctx context.Context, remote *Remote, user string, root *Root) (*Account, error) {
+func newAccount(ctx context.Context, remote *Remote, user string, root *format.Root) (*Account, error) {
 	cfg, err := remote.Config(ctx)
 	if err != nil {
 		return nil, err
@@ -98,53 +99,53 @@ var ErrAuth = &Error{Kind: KindAuth, Msg: "wrong user name or password, or no su
 // Signup creates an account: a root at the password's locator, a
 // recovery root at a fresh recovery code's locator, and an empty head,
 // in one batch write. The code is returned to be shown to the user once.
-func Signup(ctx context.Context, remote *Remote, user, password string, device *DeviceKey) (*Account, RecoveryCode, error) {
-	loc, err := PasswordLocator(user, password, device)
+func Signup(ctx context.Context, remote *Remote, user, password string, device *format.DeviceKey) (*Account, format.RecoveryCode, error) {
+	loc, err := format.PasswordLocator(user, password, device)
 	if err != nil {
-		return nil, RecoveryCode{}, wrap(KindInvalid, "signup", err)
+		return nil, format.RecoveryCode{}, wrap(KindInvalid, "signup", err)
 	}
 	return signup(ctx, remote, user, loc)
 }
 
-func signup(ctx context.Context, remote *Remote, user string, loc Locator) (*Account, RecoveryCode, error) {
+func signup(ctx context.Context, remote *Remote, user string, loc format.Locator) (*Account, format.RecoveryCode, error) {
 	cfg, err := remote.Config(ctx)
 	if err != nil {
-		return nil, RecoveryCode{}, err
+		return nil, format.RecoveryCode{}, err
 	}
 	switch _, _, err := remote.Get(ctx, loc.ID, nil); {
 	case err == nil:
-		return nil, RecoveryCode{}, &Error{Kind: KindConflict, Msg: "an account with this user name and password already exists: log in instead"}
+		return nil, format.RecoveryCode{}, &Error{Kind: KindConflict, Msg: "an account with this user name and password already exists: log in instead"}
 	case KindOf(err) != KindNotFound:
-		return nil, RecoveryCode{}, wrap(KindNetwork, "signup", err)
+		return nil, format.RecoveryCode{}, wrap(KindNetwork, "signup", err)
 	}
-	root, err := NewRoot()
+	root, err := format.NewRoot()
 	if err != nil {
-		return nil, RecoveryCode{}, err
+		return nil, format.RecoveryCode{}, err
 	}
-	code, err := NewRecoveryCode()
+	code, err := format.NewRecoveryCode()
 	if err != nil {
-		return nil, RecoveryCode{}, err
+		return nil, format.RecoveryCode{}, err
 	}
 	rloc := code.Locator()
 	a, err := newAccount(ctx, remote, user, root)
 	if err != nil {
-		return nil, RecoveryCode{}, err
+		return nil, format.RecoveryCode{}, err
 	}
-	head := &Head{Generation: 1, Roots: []RootRef{
-		{Kind: RootPassword, ID: loc.ID, Proof: loc.Proof},
-		{Kind: RootRecovery, ID: rloc.ID, Proof: rloc.Proof},
+	head := &format.Head{Generation: 1, Roots: []format.RootRef{
+		{Kind: format.RootPassword, ID: loc.ID, Proof: loc.Proof},
+		{Kind: format.RootRecovery, ID: rloc.ID, Proof: rloc.Proof},
 	}}
 	hdata, err := a.encryptHead(head)
 	if err != nil {
-		return nil, RecoveryCode{}, err
+		return nil, format.RecoveryCode{}, err
 	}
-	pdata, err := EncryptRoot(loc, root, cfg.BlockSize)
+	pdata, err := format.EncryptRoot(loc, root, cfg.BlockSize)
 	if err != nil {
-		return nil, RecoveryCode{}, err
+		return nil, format.RecoveryCode{}, err
 	}
-	rdata, err := EncryptRoot(rloc, root, cfg.BlockSize)
+	rdata, err := format.EncryptRoot(rloc, root, cfg.BlockSize)
 	if err != nil {
-		return nil, RecoveryCode{}, err
+		return nil, format.RecoveryCode{}, err
 	}
 	err = remote.PutBatch(ctx, []BatchItem{
 		{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: hdata},
@@ -153,9 +154,9 @@ func signup(ctx context.Context, remote *Remote, user string, loc Locator) (*Acc
 	})
 	if err != nil {
 		if KindOf(err) == KindConflict {
-			return nil, RecoveryCode{}, &Error{Kind: KindConflict, Msg: "an account with this user name and password already exists: log in instead"}
+			return nil, format.RecoveryCode{}, &Error{Kind: KindConflict, Msg: "an account with this user name and password already exists: log in instead"}
 		}
-		return nil, RecoveryCode{}, wrap(KindNetwork, "signup", err)
+		return nil, format.RecoveryCode{}, wrap(KindNetwork, "signup", err)
 	}
 	// Everything is written in this period: the index's first commit
 	// records that the account's blocks need no renewal until the next.
@@ -168,8 +169,8 @@ func signup(ctx context.Context, remote *Remote, user string, loc Locator) (*Acc
 // Login opens the account of a user name and password. It reads the
 // root, the head and the index; it does not renew (call Renew, which
 // costs nothing when nothing is stale).
-func Login(ctx context.Context, remote *Remote, user, password string, device *DeviceKey) (*Account, error) {
-	loc, err := PasswordLocator(user, password, device)
+func Login(ctx context.Context, remote *Remote, user, password string, device *format.DeviceKey) (*Account, error) {
+	loc, err := format.PasswordLocator(user, password, device)
 	if err != nil {
 		return nil, wrap(KindInvalid, "login", err)
 	}
@@ -179,11 +180,11 @@ func Login(ctx context.Context, remote *Remote, user, password string, device *D
 // LoginLocator is Login with the locator PasswordLocator derived (the
 // costly part, Argon2id) already: for a caller that derives it apart,
 // to show progress or to time what follows.
-func LoginLocator(ctx context.Context, remote *Remote, user string, loc Locator) (*Account, error) {
+func LoginLocator(ctx context.Context, remote *Remote, user string, loc format.Locator) (*Account, error) {
 	return login(ctx, remote, user, loc)
 }
 
-func login(ctx context.Context, remote *Remote, user string, loc Locator) (*Account, error) {
+func login(ctx context.Context, remote *Remote, user string, loc format.Locator) (*Account, error) {
 	root, err := readRoot(ctx, remote, loc)
 	if err != nil {
 		return nil, err
@@ -201,8 +202,8 @@ func login(ctx context.Context, remote *Remote, user string, loc Locator) (*Acco
 // LoginRecovery opens the account of a recovery code and sets a new
 // password for user (whose name the code does not record): a new
 // password root replaces the old one, which is deleted.
-func LoginRecovery(ctx context.Context, remote *Remote, code RecoveryCode, user, newPassword string, device *DeviceKey) (*Account, error) {
-	newLoc, err := PasswordLocator(user, newPassword, device)
+func LoginRecovery(ctx context.Context, remote *Remote, code format.RecoveryCode, user, newPassword string, device *format.DeviceKey) (*Account, error) {
+	newLoc, err := format.PasswordLocator(user, newPassword, device)
 	if err != nil {
 		return nil, wrap(KindInvalid, "recovery", err)
 	}
@@ -226,7 +227,7 @@ func LoginRecovery(ctx context.Context, remote *Remote, code RecoveryCode, user,
 	return a, nil
 }
 
-func readRoot(ctx context.Context, remote *Remote, loc Locator) (*Root, error) {
+func readRoot(ctx context.Context, remote *Remote, loc format.Locator) (*format.Root, error) {
 	cfg, err := remote.Config(ctx)
 	if err != nil {
 		return nil, err
@@ -238,7 +239,7 @@ func readRoot(ctx context.Context, remote *Remote, loc Locator) (*Root, error) {
 		}
 		return nil, wrap(KindNetwork, "reading the account's root", err)
 	}
-	root, err := DecryptRoot(loc, data, cfg.BlockSize)
+	root, err := format.DecryptRoot(loc, data, cfg.BlockSize)
 	if err != nil {
 		return nil, wrap(KindTampered, "the account's root block", err)
 	}
@@ -286,15 +287,15 @@ func (a *Account) Format(f fmt.State, _ rune) { writeRedacted(f) }
 // Resume opens the account of a saved State on remote, reading its head
 // and index.
 func Resume(ctx context.Context, remote *Remote, st State) (*Account, error) {
-	var root Root
+	var root format.Root
 	ak, err1 := base64.RawURLEncoding.DecodeString(st.AccountKey)
 	os, err2 := base64.RawURLEncoding.DecodeString(st.OwnerSecret)
-	if err1 != nil || err2 != nil || len(ak) != KeySize || len(os) != KeySize {
+	if err1 != nil || err2 != nil || len(ak) != format.KeySize || len(os) != format.KeySize {
 		return nil, &Error{Kind: KindAuth, Msg: "the session is damaged: log in again"}
 	}
 	copy(root.AccountKey[:], ak)
 	copy(root.OwnerSecret[:], os)
-	if root.validate() != nil {
+	if root.Validate() != nil {
 		return nil, &Error{Kind: KindAuth, Msg: "the session is damaged: log in again"}
 	}
 	a, err := newAccount(ctx, remote, st.User, &root)
@@ -308,20 +309,20 @@ func Resume(ctx context.Context, remote *Remote, st State) (*Account, error) {
 	return a, nil
 }
 
-func (a *Account) encryptHead(h *Head) ([]byte, error) {
-	p, err := MarshalHead(h)
+func (a *Account) encryptHead(h *format.Head) ([]byte, error) {
+	p, err := format.MarshalHead(h)
 	if err != nil {
 		return nil, err
 	}
-	if len(p) > PayloadCapacity(a.cfg.BlockSize) {
+	if len(p) > format.PayloadCapacity(a.cfg.BlockSize) {
 		return nil, fmt.Errorf("client: the account's index needs more blocks than one head can list")
 	}
-	return Encrypt(a.headLoc.Key, a.headLoc.ID, p, a.cfg.BlockSize)
+	return format.Encrypt(a.headLoc.Key, a.headLoc.ID, p, a.cfg.BlockSize)
 }
 
 // readHead reads and authenticates the head, and refuses one older than
 // a generation already seen.
-func (a *Account) readHead(ctx context.Context) (*Head, blobstore.ETag, error) {
+func (a *Account) readHead(ctx context.Context) (*format.Head, blobstore.ETag, error) {
 	data, etag, err := a.remote.Get(ctx, a.headLoc.ID, nil)
 	if err != nil {
 		if KindOf(err) == KindNotFound {
@@ -329,11 +330,11 @@ func (a *Account) readHead(ctx context.Context) (*Head, blobstore.ETag, error) {
 		}
 		return nil, etag, wrap(KindNetwork, "reading the account's head", err)
 	}
-	p, err := Decrypt(a.headLoc.Key, a.headLoc.ID, data, a.cfg.BlockSize)
+	p, err := format.Decrypt(a.headLoc.Key, a.headLoc.ID, data, a.cfg.BlockSize)
 	if err != nil {
 		return nil, etag, wrap(KindTampered, "the account's head block", err)
 	}
-	h, err := UnmarshalHead(p)
+	h, err := format.UnmarshalHead(p)
 	if err != nil {
 		return nil, etag, wrap(KindTampered, "the account's head block", err)
 	}
@@ -356,7 +357,7 @@ func (a *Account) load(ctx context.Context) error {
 		}
 		var idx *indexfile.Index
 		var tree *indexfile.Tree
-		if h.version() == headV1 {
+		if h.FormatVersion() == format.HeadV1 {
 			idx, err = a.readIndexV1(ctx, h)
 		} else {
 			idx, tree, err = a.readTree(ctx, h)
@@ -396,12 +397,12 @@ func (a *Account) upgrade(ctx context.Context) error {
 	return nil
 }
 
-func (a *Account) readIndexV1(ctx context.Context, h *Head) (*indexfile.Index, error) {
+func (a *Account) readIndexV1(ctx context.Context, h *format.Head) (*indexfile.Index, error) {
 	blocks, err := a.readBlocks(ctx, h.Index, false)
 	if err != nil {
 		return nil, err
 	}
-	idx, err := h.indexRoot(a.root).DecryptIndex(blocks, a.cfg.BlockSize)
+	idx, err := h.IndexRoot(a.root).DecryptIndex(blocks, a.cfg.BlockSize)
 	if err != nil {
 		return nil, wrap(KindTampered, "the account's index", err)
 	}
@@ -427,7 +428,7 @@ func (a *Account) readBlocks(ctx context.Context, refs []indexfile.Ref, open boo
 		if etag != refs[i].ETag {
 			return &Error{Kind: KindTampered, Msg: "the server returned an index block that is not the version the account refers to"}
 		}
-		p, err := Decrypt(a.root.AccountKey, refs[i].ID, data, a.cfg.BlockSize)
+		p, err := format.Decrypt(a.root.AccountKey, refs[i].ID, data, a.cfg.BlockSize)
 		if err != nil {
 			return wrap(KindTampered, "an index block", err)
 		}
@@ -438,8 +439,8 @@ func (a *Account) readBlocks(ctx context.Context, refs []indexfile.Ref, open boo
 }
 
 // readTree reads the dirs the head lists, then every leaf they list.
-func (a *Account) readTree(ctx context.Context, h *Head) (*indexfile.Index, *indexfile.Tree, error) {
-	payload := PayloadCapacity(a.cfg.BlockSize)
+func (a *Account) readTree(ctx context.Context, h *format.Head) (*indexfile.Index, *indexfile.Tree, error) {
+	payload := format.PayloadCapacity(a.cfg.BlockSize)
 	dirPayloads, err := a.readBlocks(ctx, h.Index, true)
 	if err != nil {
 		return nil, nil, err
@@ -644,7 +645,7 @@ func mayBeDeleted(base, theirs, merged *indexfile.Index) bool {
 // head. On success it deletes what the old head referred to and next
 // does not; on a lost race it returns an error wrapping
 // *PreconditionError and leaves nothing of its own behind.
-func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []RootRef, unacked []indexfile.Ref) error {
+func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []format.RootRef, unacked []indexfile.Ref) error {
 	var s *staged
 	if next != nil {
 		var err error
@@ -676,7 +677,7 @@ func (a *Account) encrypt(next *indexfile.Index) (*staged, error) {
 	var items []BatchItem
 	encrypt := func(p []byte) (indexfile.Ref, error) {
 		id := blobstore.NewID()
-		data, err := Encrypt(a.root.AccountKey, id, p, a.cfg.BlockSize)
+		data, err := format.Encrypt(a.root.AccountKey, id, p, a.cfg.BlockSize)
 		if err != nil {
 			return indexfile.Ref{}, err
 		}
@@ -690,7 +691,7 @@ func (a *Account) encrypt(next *indexfile.Index) (*staged, error) {
 		from, held = &indexfile.Tree{}, &indexfile.Index{}
 		obsolete = slices.Clone(a.head.Index)
 	}
-	t, gone, err := from.Update(held, next, PayloadCapacity(a.cfg.BlockSize), encrypt)
+	t, gone, err := from.Update(held, next, format.PayloadCapacity(a.cfg.BlockSize), encrypt)
 	if err != nil {
 		return nil, wrap(KindOther, "encrypting the index", err)
 	}
@@ -735,11 +736,11 @@ func (a *Account) writePending(ctx context.Context, s *staged) error {
 // wait of the server's write pool instead of three, and a lost race
 // leaves nothing behind. What does not fit the server's batch limits
 // goes as before: index blocks first, deletions after.
-func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
-	h := a.head.clone()
+func (a *Account) swap(ctx context.Context, s *staged, roots []format.RootRef) error {
+	h := a.head.Clone()
 	h.Generation = max(a.head.Generation, a.seenGen) + 1
 	if s != nil {
-		h.Version, h.IndexLen, h.Index = HeadVersion, 0, s.tree.DirBlocks()
+		h.Version, h.IndexLen, h.Index = format.HeadVersion, 0, s.tree.DirBlocks()
 	}
 	if roots != nil {
 		h.Roots = roots
@@ -874,17 +875,17 @@ func (a *Account) Rename(ctx context.Context, oldName, newName string) error {
 // password: a session alone cannot change it. A new root is written at
 // the new locator, the head lists it, and the old root is deleted;
 // nothing else is re-encrypted.
-func (a *Account) Passwd(ctx context.Context, user, currentPassword, newPassword string, device *DeviceKey) error {
-	cur, err := PasswordLocator(user, currentPassword, device)
+func (a *Account) Passwd(ctx context.Context, user, currentPassword, newPassword string, device *format.DeviceKey) error {
+	cur, err := format.PasswordLocator(user, currentPassword, device)
 	if err != nil {
 		return wrap(KindInvalid, "passwd", err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.hasRoot(RootPassword, cur.ID) {
+	if !a.hasRoot(format.RootPassword, cur.ID) {
 		return &Error{Kind: KindAuth, Msg: "the current password (or user name) is wrong"}
 	}
-	newLoc, err := PasswordLocator(user, newPassword, device)
+	newLoc, err := format.PasswordLocator(user, newPassword, device)
 	if err != nil {
 		return wrap(KindInvalid, "passwd", err)
 	}
@@ -898,7 +899,7 @@ func (a *Account) Passwd(ctx context.Context, user, currentPassword, newPassword
 	return nil
 }
 
-func (a *Account) hasRoot(kind RootKind, id blobstore.ID) bool {
+func (a *Account) hasRoot(kind format.RootKind, id blobstore.ID) bool {
 	for _, r := range a.head.Roots {
 		if r.Kind == kind && r.ID == id {
 			return true
@@ -909,8 +910,8 @@ func (a *Account) hasRoot(kind RootKind, id blobstore.ID) bool {
 
 // setPassword writes the account's root at loc, makes the head list it as
 // the only password root, and deletes the password roots it replaces.
-func (a *Account) setPassword(ctx context.Context, loc Locator) error {
-	data, err := EncryptRoot(loc, a.root, a.cfg.BlockSize)
+func (a *Account) setPassword(ctx context.Context, loc format.Locator) error {
+	data, err := format.EncryptRoot(loc, a.root, a.cfg.BlockSize)
 	if err != nil {
 		return err
 	}
@@ -925,14 +926,14 @@ func (a *Account) setPassword(ctx context.Context, loc Locator) error {
 			return &Error{Kind: KindConflict, Msg: "another account already uses this user name and password: choose another password"}
 		}
 	}
-	var replaced []RootRef
+	var replaced []format.RootRef
 	for range maxUpdateAttempts {
-		roots := []RootRef{{Kind: RootPassword, ID: loc.ID, Proof: loc.Proof}}
+		roots := []format.RootRef{{Kind: format.RootPassword, ID: loc.ID, Proof: loc.Proof}}
 		replaced = replaced[:0]
 		for _, r := range a.head.Roots {
 			switch {
 			case r.ID == loc.ID:
-			case r.Kind == RootPassword:
+			case r.Kind == format.RootPassword:
 				replaced = append(replaced, r)
 			default:
 				roots = append(roots, r)
@@ -950,7 +951,7 @@ func (a *Account) setPassword(ctx context.Context, loc Locator) error {
 			return err
 		}
 	}
-	if !a.hasRoot(RootPassword, loc.ID) {
+	if !a.hasRoot(format.RootPassword, loc.ID) {
 		return &Error{Kind: KindConflict, Msg: "the account kept changing while the password was changed: try again"}
 	}
 	for _, r := range replaced {

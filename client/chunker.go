@@ -1,6 +1,6 @@
 package client
 
-// Content-defined chunking, DESIGN.md §7 "Changed files send only what
+// Content-defined chunking, docs/spec.md "Changed files send only what
 // changed". A file is cut at boundaries that depend on its content, so
 // that an insertion or a deletion moves only the boundaries next to it and
 // every other chunk, unchanged, keeps its block on the next put.
@@ -50,18 +50,16 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-)
 
-const infoChunker = "blindstore/v1/chunker"
+	"github.com/blindstore/blindstore/client/format"
+)
 
 // gearTable is a chunker's per-account hash table.
 type gearTable [256]uint64
 
 // chunkerTable derives the account's table from its account key.
-func chunkerTable(accountKey Key) *gearTable {
-	var seed [32]byte
-	expand(accountKey[:], infoChunker, seed[:])
-	r := rand.NewChaCha8(seed)
+func chunkerTable(accountKey format.Key) *gearTable {
+	r := rand.NewChaCha8(format.ChunkerSeed(accountKey))
 	var t gearTable
 	var b [8]byte
 	for i := range t {

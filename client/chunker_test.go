@@ -9,16 +9,18 @@ import (
 	"sort"
 	"strconv"
 	"testing"
+
+	"github.com/blindstore/blindstore/client/format"
 )
 
 // chunkAll cuts data with the account key's chunker and returns the chunks.
-func chunkAll(t testing.TB, key Key, capacity int, data []byte) [][]byte {
+func chunkAll(t testing.TB, key format.Key, capacity int, data []byte) [][]byte {
 	return rechunk(t, key, capacity, data, nil)
 }
 
 // rechunk cuts data as a put over a file of chunks old does: with the old
 // marks, and told which chunks are old ones.
-func rechunk(t testing.TB, key Key, capacity int, data []byte, old [][]byte) [][]byte {
+func rechunk(t testing.TB, key format.Key, capacity int, data []byte, old [][]byte) [][]byte {
 	t.Helper()
 	table := chunkerTable(key)
 	c := newCDCChunker(bytes.NewReader(data), table, capacity)
@@ -77,7 +79,7 @@ func seeded(seed uint64, n int) []byte {
 // Chunks are between min and the capacity, the last one excepted, and
 // put back together they are the stream.
 func TestChunkerBounds(t *testing.T) {
-	const capacity = 65536 - BlockOverhead
+	const capacity = 65536 - format.BlockOverhead
 	key := testKey("chunker")
 	for _, n := range []int{0, 1, capacity - 1, capacity, capacity + 1, 2*capacity + 3, 40 * capacity} {
 		data := seeded(uint64(n), n)
@@ -100,7 +102,7 @@ func TestChunkerBounds(t *testing.T) {
 
 // Two accounts cut the same content at different places.
 func TestChunkerPerAccount(t *testing.T) {
-	const capacity = 4096 - BlockOverhead
+	const capacity = 4096 - format.BlockOverhead
 	data := seeded(7, 64*capacity)
 	a := chunkAll(t, testKey("account a"), capacity, data)
 	b := chunkAll(t, testKey("account b"), capacity, data)
@@ -114,7 +116,7 @@ func TestChunkerPerAccount(t *testing.T) {
 // overwrite of one byte anywhere changes 1 chunk in most cases and never
 // more than a few.
 func TestChunkerEditLocality(t *testing.T) {
-	const capacity = 65536 - BlockOverhead
+	const capacity = 65536 - format.BlockOverhead
 	const size = 32 << 20
 	key := testKey("locality")
 	data := seeded(1, size)
@@ -165,7 +167,7 @@ func TestChunkerEditLocality(t *testing.T) {
 }
 
 func BenchmarkChunker(b *testing.B) {
-	const capacity = 65536 - BlockOverhead
+	const capacity = 65536 - format.BlockOverhead
 	data := seeded(3, 64<<20)
 	table := chunkerTable(testKey("bench"))
 	buf := make([]byte, capacity)

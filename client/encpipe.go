@@ -18,15 +18,11 @@ package client
 import (
 	cryptorand "crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
-	"golang.org/x/crypto/chacha20poly1305"
 )
-
-// frameSize is the length of a block's plaintext frame.
-func frameSize(blockSize int) int { return blockSize - NonceSize - TagSize }
 
 // encTask is one chunk on its way from the chunker to a batch. The
 // chunker fills it and hands it both to an encryptor and, in file order, to
@@ -35,7 +31,7 @@ type encTask struct {
 	chunk  indexfile.Chunk // Size and Mark; Hash if hashed; Ref once encrypted (or prev's, if reused)
 	hashed bool            // chunk.Hash is already set
 	reused bool            // chunk.Ref is a block of prev: nothing to encrypt
-	frame  []byte          // the chunk's frame, payload at frame[lengthSize:]; the encryptor's until done
+	frame  []byte          // the chunk's frame, payload at frame[format.LengthSize:]; the encryptor's until done
 	block  []byte          // the block buffer to encrypt into
 	item   BatchItem       // the encrypted block
 	err    error
@@ -43,43 +39,25 @@ type encTask struct {
 }
 
 // encrypt encrypts t's frame under key into t.block, under a fresh ID.
-func (t *encTask) encrypt(key Key, owner OwnerSecret) {
+func (t *encTask) encrypt(key format.Key, owner format.OwnerSecret) {
 	n := int(t.chunk.Size)
 	if !t.hashed {
-		t.chunk.Hash = sha256.Sum256(t.frame[lengthSize : lengthSize+n])
+		t.chunk.Hash = sha256.Sum256(t.frame[format.LengthSize : format.LengthSize+n])
 	}
-	var nonce [NonceSize]byte
+	var nonce [format.NonceSize]byte
 	if _, err := cryptorand.Read(nonce[:]); err != nil {
 		t.err = err
 		return
 	}
 	id := blobstore.NewID()
-	data := encryptFrameInto(t.block, key, id, t.frame, n, &nonce)
+	data := format.EncryptFrameInto(t.block, key, id, t.frame, n, &nonce)
 	t.chunk.Ref = indexfile.Ref{ID: id, ETag: blobstore.ETagOf(data)}
 	t.item = BatchItem{ID: id, Proof: owner.WriteProof(id), Data: data, ETag: t.chunk.Ref.ETag}
 }
 
-// encryptFrameInto makes the block encryptInto makes of the n-byte payload at
-// frame[lengthSize:], encrypting frame (frameSize(len(out)) bytes) into
-// out; it writes frame's length field and padding first.
-func encryptFrameInto(out []byte, key Key, id blobstore.ID, frame []byte, n int, nonce *[NonceSize]byte) []byte {
-	binary.BigEndian.PutUint32(frame, uint32(n))
-	// The frame held another chunk before: the padding must be zero.
-	clear(frame[lengthSize+n:])
-	copy(out, nonce[:])
-	aead, err := chacha20poly1305.NewX(key[:])
-	if err != nil {
-		panic("client: chacha20poly1305: " + err.Error()) // only for a wrong key length
-	}
-	// out has room for the ciphertext and tag after the nonce, so Seal
-	// writes them there.
-	aead.Seal(out[NonceSize:NonceSize], nonce[:], frame, blockAD(id))
-	return out
-}
-
 // runEncryptor encrypts the tasks it receives until tasks is closed, giving
 // each task's frame back to frames before telling the collector.
-func runEncryptor(tasks <-chan *encTask, frames chan<- []byte, key Key, owner OwnerSecret) {
+func runEncryptor(tasks <-chan *encTask, frames chan<- []byte, key format.Key, owner format.OwnerSecret) {
 	for t := range tasks {
 		t.encrypt(key, owner)
 		frames <- t.frame

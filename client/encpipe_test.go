@@ -13,32 +13,10 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 	"github.com/blindstore/blindstore/internal/countproxy"
 )
-
-// encryptFrameInto makes the very block encryptInto makes of the same payload,
-// from a frame and into a block buffer that held others before.
-func TestEncryptFrameIntoIsEncryptInto(t *testing.T) {
-	var key Key
-	copy(key[:], seeded(1, KeySize))
-	id := blobstore.NewID()
-	var nonce [NonceSize]byte
-	copy(nonce[:], seeded(2, NonceSize))
-	for _, n := range []int{0, 1, 1000, PayloadCapacity(testBlockSize)} {
-		payload := seeded(uint64(n), n)
-		want := encryptInto(make([]byte, testBlockSize), key, id, payload, &nonce)
-		frame := seeded(98, frameSize(testBlockSize)) // stale bytes everywhere
-		copy(frame[lengthSize:], payload)
-		got := encryptFrameInto(seeded(99, testBlockSize), key, id, frame, n, &nonce)
-		if !bytes.Equal(got, want) {
-			t.Fatalf("%d bytes: encryptFrameInto differs from encryptInto", n)
-		}
-		if p, err := Decrypt(key, id, got, testBlockSize); err != nil || !bytes.Equal(p, payload) {
-			t.Fatalf("%d bytes: %v", n, err)
-		}
-	}
-}
 
 // moreEncryptors runs a test with more encryptors than this machine's cores,
 // so that encryptions finish out of order.
@@ -75,7 +53,7 @@ func putTracked(t *testing.T, a *Account, name string, data []byte) indexfile.Fi
 // marks, and that every block opens to its chunk.
 func wantChunks(t *testing.T, s *testServer, a *Account, f indexfile.File, prev *indexfile.File, data []byte) {
 	t.Helper()
-	ch := newCDCChunker(bytes.NewReader(data), a.table, PayloadCapacity(s.bs))
+	ch := newCDCChunker(bytes.NewReader(data), a.table, format.PayloadCapacity(s.bs))
 	reuse := map[chunkID]int{}
 	if prev != nil {
 		ch.marks = map[uint64]struct{}{}
@@ -87,7 +65,7 @@ func wantChunks(t *testing.T, s *testServer, a *Account, f indexfile.File, prev 
 	if f.Size != uint64(len(data)) || f.Hash != sha256.Sum256(data) {
 		t.Fatal("the file's size or hash is not its content's")
 	}
-	buf := make([]byte, PayloadCapacity(s.bs))
+	buf := make([]byte, format.PayloadCapacity(s.bs))
 	r := s.remote(t)
 	for i := 0; ; i++ {
 		chunk, mark, err := ch.next(buf)
@@ -116,7 +94,7 @@ func wantChunks(t *testing.T, s *testServer, a *Account, f indexfile.File, prev 
 		if etag != c.ETag || blobstore.ETagOf(block) != c.ETag {
 			t.Fatalf("chunk %d: the ETag in the index is not its block's", i)
 		}
-		if p, err := Decrypt(f.Key, c.ID, block, s.bs); err != nil || !bytes.Equal(p, chunk) {
+		if p, err := format.Decrypt(f.Key, c.ID, block, s.bs); err != nil || !bytes.Equal(p, chunk) {
 			t.Fatalf("chunk %d: its block does not open to it: %v", i, err)
 		}
 	}
@@ -134,7 +112,7 @@ func TestPutPipelineKeepsOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	data := seeded(7, 300*c+123)
 	first := putTracked(t, a, "f", data)
 	if len(first.Chunks) < 300 {
@@ -179,7 +157,7 @@ func TestPutFailingMidwayLeavesNoBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	old := seeded(9, 40*c)
 	putBytes(t, a, "f", old)
 	for _, tc := range []struct {
@@ -230,7 +208,7 @@ func TestPutReadErrorLeavesNoBlock(t *testing.T) {
 	s := newTestServer(t)
 	a, _ := newTestAccount(t, s)
 	before := s.blocks(t)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	r := io.MultiReader(bytes.NewReader(seeded(12, 100*c)), iotest.ErrReader(io.ErrClosedPipe))
 	_, err := a.Put(context.Background(), r, PutInfo{Name: "f", Mode: 0o600}, nil)
 	if KindOf(err) != KindLocalIO {

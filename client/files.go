@@ -55,6 +55,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 )
 
@@ -72,7 +73,7 @@ const (
 
 // InlineMax returns the largest file kept inline in the index, for a
 // block size.
-func InlineMax(blockSize int) int { return PayloadCapacity(blockSize) / 32 }
+func InlineMax(blockSize int) int { return format.PayloadCapacity(blockSize) / 32 }
 
 // Progress is told the number of plaintext bytes done so far.
 type Progress func(done int64)
@@ -249,7 +250,7 @@ func (a *Account) putInfo(src *os.File, name string, before fs.FileInfo) PutInfo
 func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File, progress Progress) (f indexfile.File, written []indexfile.Ref, tail *uploadTail, err error) {
 	reuse := map[chunkID][]indexfile.Chunk{}
 	var marks map[uint64]struct{}
-	if prev != nil && prev.Key != ([KeySize]byte{}) && !prev.KeyShared {
+	if prev != nil && prev.Key != ([format.KeySize]byte{}) && !prev.KeyShared {
 		f.Key = prev.Key
 		marks = make(map[uint64]struct{}, len(prev.Chunks))
 		for _, c := range prev.Chunks {
@@ -258,7 +259,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 			marks[c.Mark] = struct{}{}
 		}
 	} else {
-		key, err := NewKey()
+		key, err := format.NewKey()
 		if err != nil {
 			return f, nil, nil, err
 		}
@@ -352,13 +353,13 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	nencryptors := runtime.GOMAXPROCS(0)
 	frames := make(chan []byte, 2*nencryptors+2)
 	for range cap(frames) {
-		frames <- make([]byte, frameSize(bs))
+		frames <- make([]byte, format.FrameSize(bs))
 	}
 	tasks := make(chan *encTask, cap(frames))
 	order := make(chan *encTask, cap(free))
 	var encryptors sync.WaitGroup
 	for range nencryptors {
-		encryptors.Go(func() { runEncryptor(tasks, frames, Key(key), a.root.OwnerSecret) })
+		encryptors.Go(func() { runEncryptor(tasks, frames, format.Key(key), a.root.OwnerSecret) })
 	}
 	var readErr, encErr error
 	var chunks []indexfile.Chunk
@@ -421,7 +422,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 		sizes[id.size] = struct{}{}
 	}
 	sum := sha256.New()
-	ch := newCDCChunker(r, a.table, PayloadCapacity(bs))
+	ch := newCDCChunker(r, a.table, format.PayloadCapacity(bs))
 	ch.marks = marks
 	var spare []byte // a frame taken for a chunk that was reused
 	for {
@@ -436,7 +437,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 				break
 			}
 		}
-		chunk, mark, err := ch.next(frame[lengthSize:])
+		chunk, mark, err := ch.next(frame[format.LengthSize:])
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -728,7 +729,7 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 					j.out <- result{err: context.Cause(ctx)}
 					continue
 				}
-				p, err := fetchChunk(ctx, remote, bs, Key(f.Key), c, cipher, buf)
+				p, err := fetchChunk(ctx, remote, bs, format.Key(f.Key), c, cipher, buf)
 				if err != nil {
 					plainBufs <- buf
 					buf = nil
@@ -800,7 +801,7 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 // is the recorded chunk, byte for byte, whatever its ciphertext. Which
 // chunks make up the file, and in what order, only the authenticated
 // index says (see fetchChunks).
-func fetchChunk(ctx context.Context, remote *Remote, bs int, key Key, c *indexfile.Chunk, cipher, plain []byte) ([]byte, error) {
+func fetchChunk(ctx context.Context, remote *Remote, bs int, key format.Key, c *indexfile.Chunk, cipher, plain []byte) ([]byte, error) {
 	data, err := remote.getUnhashed(ctx, c.ID, cipher)
 	if err != nil {
 		if KindOf(err) == KindNotFound {
@@ -811,7 +812,7 @@ func fetchChunk(ctx context.Context, remote *Remote, bs int, key Key, c *indexfi
 	if len(data) != bs {
 		return nil, &Error{Kind: KindTampered, Msg: "the server returned a block of the wrong size"}
 	}
-	p, err := decryptInto(plain, key, c.ID, data)
+	p, err := format.DecryptInto(plain, key, c.ID, data)
 	if err != nil {
 		return nil, wrap(KindTampered, "a block of the file", err)
 	}
@@ -968,7 +969,7 @@ func (a *Account) putMany(ctx context.Context, srcs []PutSource, uploaded func(i
 	}
 	seen := make(map[string]bool, len(srcs))
 	var small, large []int
-	limit := int64(smallPutBlocks * PayloadCapacity(a.cfg.BlockSize))
+	limit := int64(smallPutBlocks * format.PayloadCapacity(a.cfg.BlockSize))
 	for i, src := range srcs {
 		if err := indexfile.ValidName(src.Name); err != nil {
 			return fail(wrap(KindInvalid, "put", err))

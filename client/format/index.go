@@ -1,6 +1,6 @@
-package client
+package format
 
-// Encrypting the index, DESIGN.md §7 "The index file":
+// Encrypting the index, docs/spec.md "The index file":
 //
 //	encoded  = indexfile.Encode(index)
 //	payloads = indexfile.Split(encoded, PayloadCapacity(block_size))   (Padmé, then whole blocks)

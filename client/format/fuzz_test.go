@@ -1,4 +1,4 @@
-package client
+package format
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/blindstore/blindstore/indexfile"
 )
 
 // FuzzDecryptBlock has two halves. As a block (asFrame false), the input is
@@ -57,10 +59,10 @@ func FuzzDecryptBlock(f *testing.F) {
 		copy(frame, in)
 		p, err := Decrypt(key, id, encryptRawFrame(key, id, frame, smallBlock), smallBlock)
 		n := uint64(binary.BigEndian.Uint32(frame))
-		ok := n <= uint64(frameLen-lengthSize) && !bytes.ContainsFunc(frame[lengthSize+n:], func(r rune) bool { return r != 0 })
+		ok := n <= uint64(frameLen-LengthSize) && !bytes.ContainsFunc(frame[LengthSize+n:], func(r rune) bool { return r != 0 })
 		switch {
 		case ok && err == nil:
-			if !bytes.Equal(p, frame[lengthSize:lengthSize+n]) {
+			if !bytes.Equal(p, frame[LengthSize:LengthSize+n]) {
 				t.Fatalf("payload differs from the frame's")
 			}
 			if cap(p) != len(p) {
@@ -106,6 +108,39 @@ func FuzzRootUnmarshal(f *testing.F) {
 		}
 		if !bytes.Equal(out, in) {
 			t.Fatalf("accepted a root that is not canonical")
+		}
+	})
+}
+
+// FuzzUnmarshalHead: a head payload that decodes is valid and canonical.
+func FuzzUnmarshalHead(f *testing.F) {
+	h := &Head{Generation: 7, Roots: []RootRef{{Kind: RootPassword, ID: testBlockID("r1")}, {Kind: RootRecovery, ID: testBlockID("r2")}}}
+	h.Index = []indexfile.Ref{{ID: testBlockID("i1")}, {ID: testBlockID("i2")}}
+	if b, err := MarshalHead(h); err == nil {
+		f.Add(b)
+		f.Add(b[:len(b)-1])
+	}
+	v1 := &Head{Version: 1, Generation: 1, IndexLen: 100, Index: []indexfile.Ref{{ID: testBlockID("i")}}, Roots: []RootRef{{Kind: RootPassword, ID: testBlockID("r")}}}
+	if b, err := MarshalHead(v1); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{HeadVersion})
+	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		h, err := UnmarshalHead(in)
+		if err != nil {
+			if !errors.Is(err, ErrBadHead) {
+				t.Fatalf("error outside ErrBadHead: %v", err)
+			}
+			return
+		}
+		out, err := MarshalHead(h)
+		if err != nil {
+			t.Fatalf("MarshalHead refuses what UnmarshalHead accepted: %v", err)
+		}
+		if !bytes.Equal(out, in) {
+			t.Fatalf("accepted a head that is not canonical")
 		}
 	})
 }

@@ -1,7 +1,8 @@
-package client
+package format
 
-// The root block, DESIGN.md §7. It is encrypted (block.go) with root_key and
-// stored at root_id, written with root_proof; its payload is:
+// The root block, docs/spec.md "The root block". It is encrypted
+// (block.go) with root_key and stored at root_id, written with
+// root_proof; its payload is:
 //
 //	root  = uint8 version (= 1)
 //	      ‖ account_key[32] ‖ owner_secret[32]
@@ -75,7 +76,7 @@ var ErrBadRoot = errors.New("client: root block is malformed")
 
 // MarshalRoot encodes r as a root payload.
 func MarshalRoot(r *Root) ([]byte, error) {
-	if err := r.validate(); err != nil {
+	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	b := make([]byte, 0, rootHeaderLen+rootRefLen*len(r.Index))
@@ -122,13 +123,13 @@ func UnmarshalRoot(b []byte) (*Root, error) {
 			p = p[copy(r.Index[i].ETag[:], p):]
 		}
 	}
-	if err := r.validate(); err != nil {
+	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-func (r *Root) validate() error {
+func (r *Root) Validate() error {
 	// A zero secret is never random; it would mean a writer that forgot
 	// to generate one, and every block encrypted with it would be readable.
 	if r.AccountKey == (Key{}) || r.OwnerSecret == (OwnerSecret{}) {

@@ -1,4 +1,4 @@
-package client
+package format
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"testing"
 
@@ -151,7 +152,7 @@ func TestDecryptRefuses(t *testing.T) {
 
 	frameLen := smallBlock - NonceSize - TagSize
 	tooLong := make([]byte, frameLen)
-	binary.BigEndian.PutUint32(tooLong, uint32(frameLen-lengthSize+1))
+	binary.BigEndian.PutUint32(tooLong, uint32(frameLen-LengthSize+1))
 	if _, err := Decrypt(key, id, encryptRawFrame(key, id, tooLong, smallBlock), smallBlock); !errors.Is(err, ErrBadFrame) {
 		t.Errorf("length beyond the capacity: %v", err)
 	}
@@ -203,5 +204,38 @@ func TestEncryptUnlinkable(t *testing.T) {
 	}
 	if blobstore.ETagOf(a) == blobstore.ETagOf(b) {
 		t.Fatal("two encryptions of one plaintext share an ETag")
+	}
+}
+
+// frameTestBlock is a block size with room for a 1000-byte payload.
+const frameTestBlock = 4096
+
+// seededBytes returns n bytes drawn from a stream seeded by seed.
+func seededBytes(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	_, _ = deterministic(fmt.Sprint(seed)).Read(b)
+	return b
+}
+
+// EncryptFrameInto makes the very block encryptInto makes of the same payload,
+// from a frame and into a block buffer that held others before.
+func TestEncryptFrameIntoIsEncryptInto(t *testing.T) {
+	var key Key
+	copy(key[:], seededBytes(1, KeySize))
+	id := blobstore.NewID()
+	var nonce [NonceSize]byte
+	copy(nonce[:], seededBytes(2, NonceSize))
+	for _, n := range []int{0, 1, 1000, PayloadCapacity(frameTestBlock)} {
+		payload := seededBytes(uint64(n), n)
+		want := encryptInto(make([]byte, frameTestBlock), key, id, payload, &nonce)
+		frame := seededBytes(98, FrameSize(frameTestBlock)) // stale bytes everywhere
+		copy(frame[LengthSize:], payload)
+		got := EncryptFrameInto(seededBytes(99, frameTestBlock), key, id, frame, n, &nonce)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%d bytes: encryptFrameInto differs from encryptInto", n)
+		}
+		if p, err := Decrypt(key, id, got, frameTestBlock); err != nil || !bytes.Equal(p, payload) {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
 	}
 }

@@ -1,6 +1,6 @@
-package client
+package format
 
-// The block format, DESIGN.md §7 "Every block". Every block the client
+// The block format, docs/spec.md "Every block". Every block the client
 // writes, whatever it holds (root, index, file data), is:
 //
 //	block = nonce ‖ XChaCha20-Poly1305(key, nonce, frame, ad)
@@ -36,8 +36,8 @@ import (
 const (
 	NonceSize     = chacha20poly1305.NonceSizeX // 24
 	TagSize       = chacha20poly1305.Overhead   // 16
-	lengthSize    = 4
-	BlockOverhead = NonceSize + TagSize + lengthSize // 44
+	LengthSize    = 4
+	BlockOverhead = NonceSize + TagSize + LengthSize // 44
 )
 
 // blockADPrefix begins the associated data of every block.
@@ -97,7 +97,7 @@ func encryptInto(out []byte, key Key, id blobstore.ID, payload []byte, nonce *[N
 	copy(out, nonce[:])
 	frame := out[NonceSize : blockSize-TagSize]
 	binary.BigEndian.PutUint32(frame, uint32(len(payload)))
-	clear(frame[lengthSize+copy(frame[lengthSize:], payload):])
+	clear(frame[LengthSize+copy(frame[LengthSize:], payload):])
 	return encryptFrame(key, id, out, frame, nonce)
 }
 
@@ -109,6 +109,27 @@ func encryptFrame(key Key, id blobstore.ID, out, frame []byte, nonce *[NonceSize
 		panic("client: chacha20poly1305: " + err.Error()) // only for a wrong key length
 	}
 	aead.Seal(frame[:0], nonce[:], frame, blockAD(id))
+	return out
+}
+
+// FrameSize is the length of a block's plaintext frame.
+func FrameSize(blockSize int) int { return blockSize - NonceSize - TagSize }
+
+// EncryptFrameInto makes the block encryptInto makes of the n-byte payload at
+// frame[LengthSize:], encrypting frame (FrameSize(len(out)) bytes) into
+// out; it writes frame's length field and padding first.
+func EncryptFrameInto(out []byte, key Key, id blobstore.ID, frame []byte, n int, nonce *[NonceSize]byte) []byte {
+	binary.BigEndian.PutUint32(frame, uint32(n))
+	// The frame held another chunk before: the padding must be zero.
+	clear(frame[LengthSize+n:])
+	copy(out, nonce[:])
+	aead, err := chacha20poly1305.NewX(key[:])
+	if err != nil {
+		panic("client: chacha20poly1305: " + err.Error()) // only for a wrong key length
+	}
+	// out has room for the ciphertext and tag after the nonce, so Seal
+	// writes them there.
+	aead.Seal(out[NonceSize:NonceSize], nonce[:], frame, blockAD(id))
 	return out
 }
 
@@ -126,12 +147,12 @@ func Decrypt(key Key, id blobstore.ID, block []byte, blockSize int) ([]byte, err
 	if len(block) != blockSize {
 		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrBlockSize, len(block), blockSize)
 	}
-	return decryptInto(make([]byte, 0, blockSize-NonceSize-TagSize), key, id, block)
+	return DecryptInto(make([]byte, 0, blockSize-NonceSize-TagSize), key, id, block)
 }
 
-// decryptInto is Decrypt for a block of checked size, decrypting into dst's
+// DecryptInto is Decrypt for a block of checked size, decrypting into dst's
 // storage (grown if too small) so that streaming reads reuse buffers.
-func decryptInto(dst []byte, key Key, id blobstore.ID, block []byte) ([]byte, error) {
+func DecryptInto(dst []byte, key Key, id blobstore.ID, block []byte) ([]byte, error) {
 	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {
 		panic("client: chacha20poly1305: " + err.Error())
@@ -141,7 +162,7 @@ func decryptInto(dst []byte, key Key, id blobstore.ID, block []byte) ([]byte, er
 		return nil, ErrTampered
 	}
 	n := binary.BigEndian.Uint32(frame)
-	body := frame[lengthSize:]
+	body := frame[LengthSize:]
 	if uint64(n) > uint64(len(body)) {
 		return nil, fmt.Errorf("%w: payload length %d exceeds the capacity of %d", ErrBadFrame, n, len(body))
 	}
