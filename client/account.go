@@ -53,7 +53,7 @@ const maxUpdateAttempts = 8
 // run one at a time.
 type Account struct {
 	mu      sync.Mutex
-	remote  *Remote
+	remote  Store
 	cfg     *ServerConfig
 	user    string
 	root    *format.Root // secrets only
@@ -73,7 +73,7 @@ type Account struct {
 	renewed uint64
 }
 
-func newAccount(ctx context.Context, remote *Remote, user string, root *format.Root) (*Account, error) {
+func newAccount(ctx context.Context, remote Store, user string, root *format.Root) (*Account, error) {
 	cfg, err := remote.Config(ctx)
 	if err != nil {
 		return nil, err
@@ -82,7 +82,7 @@ func newAccount(ctx context.Context, remote *Remote, user string, root *format.R
 }
 
 // Remote returns the account's server.
-func (a *Account) Remote() *Remote { return a.remote }
+func (a *Account) Remote() Store { return a.remote }
 
 // Config returns the server's configuration.
 func (a *Account) Config() *ServerConfig { return a.cfg }
@@ -99,7 +99,7 @@ var ErrAuth = &Error{Kind: KindAuth, Msg: "wrong user name or password, or no su
 // Signup creates an account: a root at the password's locator, a
 // recovery root at a fresh recovery code's locator, and an empty head,
 // in one batch write. The code is returned to be shown to the user once.
-func Signup(ctx context.Context, remote *Remote, user, password string, device *format.DeviceKey) (*Account, format.RecoveryCode, error) {
+func Signup(ctx context.Context, remote Store, user, password string, device *format.DeviceKey) (*Account, format.RecoveryCode, error) {
 	loc, err := format.PasswordLocator(user, password, device)
 	if err != nil {
 		return nil, format.RecoveryCode{}, wrap(KindInvalid, "signup", err)
@@ -107,7 +107,7 @@ func Signup(ctx context.Context, remote *Remote, user, password string, device *
 	return signup(ctx, remote, user, loc)
 }
 
-func signup(ctx context.Context, remote *Remote, user string, loc format.Locator) (*Account, format.RecoveryCode, error) {
+func signup(ctx context.Context, remote Store, user string, loc format.Locator) (*Account, format.RecoveryCode, error) {
 	cfg, err := remote.Config(ctx)
 	if err != nil {
 		return nil, format.RecoveryCode{}, err
@@ -169,7 +169,7 @@ func signup(ctx context.Context, remote *Remote, user string, loc format.Locator
 // Login opens the account of a user name and password. It reads the
 // root, the head and the index; it does not renew (call Renew, which
 // costs nothing when nothing is stale).
-func Login(ctx context.Context, remote *Remote, user, password string, device *format.DeviceKey) (*Account, error) {
+func Login(ctx context.Context, remote Store, user, password string, device *format.DeviceKey) (*Account, error) {
 	loc, err := format.PasswordLocator(user, password, device)
 	if err != nil {
 		return nil, wrap(KindInvalid, "login", err)
@@ -180,11 +180,11 @@ func Login(ctx context.Context, remote *Remote, user, password string, device *f
 // LoginLocator is Login with the locator PasswordLocator derived (the
 // costly part, Argon2id) already: for a caller that derives it apart,
 // to show progress or to time what follows.
-func LoginLocator(ctx context.Context, remote *Remote, user string, loc format.Locator) (*Account, error) {
+func LoginLocator(ctx context.Context, remote Store, user string, loc format.Locator) (*Account, error) {
 	return login(ctx, remote, user, loc)
 }
 
-func login(ctx context.Context, remote *Remote, user string, loc format.Locator) (*Account, error) {
+func login(ctx context.Context, remote Store, user string, loc format.Locator) (*Account, error) {
 	root, err := readRoot(ctx, remote, loc)
 	if err != nil {
 		return nil, err
@@ -202,7 +202,7 @@ func login(ctx context.Context, remote *Remote, user string, loc format.Locator)
 // LoginRecovery opens the account of a recovery code and sets a new
 // password for user (whose name the code does not record): a new
 // password root replaces the old one, which is deleted.
-func LoginRecovery(ctx context.Context, remote *Remote, code format.RecoveryCode, user, newPassword string, device *format.DeviceKey) (*Account, error) {
+func LoginRecovery(ctx context.Context, remote Store, code format.RecoveryCode, user, newPassword string, device *format.DeviceKey) (*Account, error) {
 	newLoc, err := format.PasswordLocator(user, newPassword, device)
 	if err != nil {
 		return nil, wrap(KindInvalid, "recovery", err)
@@ -227,7 +227,7 @@ func LoginRecovery(ctx context.Context, remote *Remote, code format.RecoveryCode
 	return a, nil
 }
 
-func readRoot(ctx context.Context, remote *Remote, loc format.Locator) (*format.Root, error) {
+func readRoot(ctx context.Context, remote Store, loc format.Locator) (*format.Root, error) {
 	cfg, err := remote.Config(ctx)
 	if err != nil {
 		return nil, err
@@ -286,7 +286,7 @@ func (a *Account) Format(f fmt.State, _ rune) { writeRedacted(f) }
 
 // Resume opens the account of a saved State on remote, reading its head
 // and index.
-func Resume(ctx context.Context, remote *Remote, st State) (*Account, error) {
+func Resume(ctx context.Context, remote Store, st State) (*Account, error) {
 	var root format.Root
 	ak, err1 := base64.RawURLEncoding.DecodeString(st.AccountKey)
 	os, err2 := base64.RawURLEncoding.DecodeString(st.OwnerSecret)
@@ -413,7 +413,7 @@ func (a *Account) readIndexV1(ctx context.Context, h *format.Head) (*indexfile.I
 // returns their data (open: their payloads under the account key).
 func (a *Account) readBlocks(ctx context.Context, refs []indexfile.Ref, open bool) ([][]byte, error) {
 	out := make([][]byte, len(refs))
-	err := parallel(ctx, len(refs), a.remote.Parallel, func(ctx context.Context, i int) error {
+	err := parallel(ctx, len(refs), a.remote.parallelism(), func(ctx context.Context, i int) error {
 		data, etag, err := a.remote.Get(ctx, refs[i].ID, nil)
 		if err != nil {
 			if KindOf(err) == KindNotFound {
@@ -829,7 +829,7 @@ func (a *Account) deleteRefs(ctx context.Context, refs []indexfile.Ref) {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	_ = parallel(ctx, len(refs), a.remote.Parallel, func(ctx context.Context, i int) error {
+	_ = parallel(ctx, len(refs), a.remote.parallelism(), func(ctx context.Context, i int) error {
 		r := refs[i]
 		_ = a.remote.Delete(ctx, r.ID, a.root.OwnerSecret.WriteProof(r.ID), &r.ETag)
 		return nil

@@ -590,7 +590,7 @@ func (a *Account) GetRange(ctx context.Context, name string, offset, length int6
 }
 
 // downloadRange writes f's bytes [offset, offset+length) to w.
-func downloadRange(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfile.File, offset, length int64, w io.Writer) error {
+func downloadRange(ctx context.Context, remote Store, cfg *ServerConfig, f *indexfile.File, offset, length int64, w io.Writer) error {
 	end := min(uint64(offset)+uint64(length), f.Size)
 	if uint64(offset) >= end {
 		return nil
@@ -646,7 +646,7 @@ func localErr(err error) error {
 }
 
 // download writes f's plaintext to w after verifying every block.
-func download(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfile.File, w io.Writer, progress Progress) error {
+func download(ctx context.Context, remote Store, cfg *ServerConfig, f *indexfile.File, w io.Writer, progress Progress) error {
 	if len(f.Inline) > 0 || f.Size == 0 {
 		if len(f.Inline) != int(f.Size) || sha256.Sum256(f.Inline) != f.Hash {
 			return &Error{Kind: KindTampered, Msg: "the file's content does not match its recorded hash"}
@@ -680,7 +680,7 @@ func download(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfi
 // writer holding the key can record whatever content it likes anyway.
 // The one cheap consistency check left is the sizes, before any byte is
 // fetched. Ranges (whole false) have always rested on the same argument.
-func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfile.File, w io.Writer, progress Progress, whole bool) error {
+func fetchChunks(ctx context.Context, remote Store, cfg *ServerConfig, f *indexfile.File, w io.Writer, progress Progress, whole bool) error {
 	if whole {
 		var total uint64
 		for _, c := range f.Chunks {
@@ -708,14 +708,14 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 	}
 	// pending holds one result channel per chunk, in file order; its
 	// capacity is the window.
-	pending := make(chan chan result, max(1, getWindow-remote.Parallel))
+	pending := make(chan chan result, max(1, getWindow-remote.parallelism()))
 	type job struct {
 		i   int
 		out chan result
 	}
 	jobs := make(chan job)
 	var wg sync.WaitGroup
-	for range remote.Parallel {
+	for range remote.parallelism() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -801,7 +801,7 @@ func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *inde
 // is the recorded chunk, byte for byte, whatever its ciphertext. Which
 // chunks make up the file, and in what order, only the authenticated
 // index says (see fetchChunks).
-func fetchChunk(ctx context.Context, remote *Remote, bs int, key format.Key, c *indexfile.Chunk, cipher, plain []byte) ([]byte, error) {
+func fetchChunk(ctx context.Context, remote Store, bs int, key format.Key, c *indexfile.Chunk, cipher, plain []byte) ([]byte, error) {
 	data, err := remote.getUnhashed(ctx, c.ID, cipher)
 	if err != nil {
 		if KindOf(err) == KindNotFound {

@@ -264,13 +264,13 @@ func ReadRenewList(r io.Reader) (*RenewList, []RenewItem, error) {
 }
 
 // RenewFrom renews the blocks of an export, in shuffled batches.
-func RenewFrom(ctx context.Context, remote *Remote, items []RenewItem) (RenewResult, error) {
+func RenewFrom(ctx context.Context, remote Store, items []RenewItem) (RenewResult, error) {
 	return renewShuffled(ctx, remote, append([]RenewItem(nil), items...))
 }
 
 // renewShuffled shuffles items (in place) and renews them: the order of
 // a batch would otherwise say which blocks are one file's.
-func renewShuffled(ctx context.Context, remote *Remote, items []RenewItem) (RenewResult, error) {
+func renewShuffled(ctx context.Context, remote Store, items []RenewItem) (RenewResult, error) {
 	shuffle(items)
 	return remote.Renew(ctx, items)
 }

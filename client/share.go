@@ -151,7 +151,7 @@ func (a *Account) Unshare(ctx context.Context, name string) error {
 
 // OpenCapability reads and verifies the manifest a capability names and
 // returns the shared file's entry (its Name is the owner's base name).
-func OpenCapability(ctx context.Context, remote *Remote, c format.Capability) (*indexfile.File, error) {
+func OpenCapability(ctx context.Context, remote Store, c format.Capability) (*indexfile.File, error) {
 	cfg, err := remote.Config(ctx)
 	if err != nil {
 		return nil, err
@@ -174,7 +174,7 @@ func OpenCapability(ctx context.Context, remote *Remote, c format.Capability) (*
 	}
 	k := len(refs)
 	payloads := make([][]byte, k)
-	err = parallel(ctx, k, remote.Parallel, func(ctx context.Context, i int) error {
+	err = parallel(ctx, k, remote.parallelism(), func(ctx context.Context, i int) error {
 		data, etag, err := remote.Get(ctx, refs[i].ID, nil)
 		if err != nil {
 			if KindOf(err) == KindNotFound {
@@ -216,7 +216,7 @@ func OpenCapability(ctx context.Context, remote *Remote, c format.Capability) (*
 
 // Fetch writes the shared file of capability c to w, verified as a get
 // verifies, and returns its entry.
-func Fetch(ctx context.Context, remote *Remote, c format.Capability, w io.Writer, progress Progress) (*indexfile.File, error) {
+func Fetch(ctx context.Context, remote Store, c format.Capability, w io.Writer, progress Progress) (*indexfile.File, error) {
 	f, err := OpenCapability(ctx, remote, c)
 	if err != nil {
 		return nil, err
@@ -230,7 +230,7 @@ func Fetch(ctx context.Context, remote *Remote, c format.Capability, w io.Writer
 
 // FetchFile writes the shared file f, as OpenCapability returned it, to
 // w, verified as a get verifies.
-func FetchFile(ctx context.Context, remote *Remote, f *indexfile.File, w io.Writer, progress Progress) error {
+func FetchFile(ctx context.Context, remote Store, f *indexfile.File, w io.Writer, progress Progress) error {
 	cfg, err := remote.Config(ctx)
 	if err != nil {
 		return err
