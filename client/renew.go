@@ -1,6 +1,6 @@
 package client
 
-// Renewal, DESIGN.md §3 "Periods" and §7 "Login". A block written or
+// Renewal, docs/spec.md "Periods" and "Login". A block written or
 // renewed in period p is purged at the start of period p+R. Login renews
 // every block the account refers to whose last renewal is older than the
 // current period: the roots, the head and the index blocks (cheap: a
@@ -198,7 +198,7 @@ func (c *ServerConfig) ExpiryNear(safe, now time.Time) bool {
 	return safe.Sub(now) < 2*c.Period()
 }
 
-// RenewList is an export of renew proofs (DESIGN.md §7 "Unattended
+// RenewList is an export of renew proofs (docs/spec.md "Unattended
 // renewal"): whoever holds it can keep the account's blocks alive, but
 // cannot read, change or delete them.
 type RenewList struct {

@@ -1,5 +1,5 @@
 // Package indexfile is the format of an account's index: the list of the
-// user's files and, for each, the blocks that hold it (DESIGN.md §7 "The
+// user's files and, for each, the blocks that hold it (docs/spec.md "The
 // index file"). It encodes and strictly decodes the index, pads its length
 // (Padmé, then whole blocks), splits it into block payloads and joins them
 // back, and merges two indexes updated at once on two devices.

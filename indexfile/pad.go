@@ -1,6 +1,6 @@
 package indexfile
 
-// Padding, DESIGN.md §7: the encoded index of L bytes is stored in
+// Padding, docs/spec.md: the encoded index of L bytes is stored in
 //
 //	blocks = Padmé(⌈Padmé(L) / payload⌉)
 //

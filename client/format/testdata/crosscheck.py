@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Independent computation of the client's golden vectors (keys_test.go,
-block_test.go), from DESIGN.md §7 and the spec comments of keys.go and
+block_test.go), from docs/spec.md and the spec comments of keys.go and
 block.go, with the `cryptography` package instead of Go's x/crypto.
 
-    python3 client/testdata/crosscheck.py
+    python3 client/format/testdata/crosscheck.py
 
 The printed values must equal the constants in the Go tests."""
 
