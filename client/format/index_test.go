@@ -164,11 +164,11 @@ func TestIndexRoundTrip(t *testing.T) {
 	}
 
 	// Another encryption of the same index shares nothing visible.
-	sealed2, _, err := root.EncryptIndex(idx, smallBlock)
+	encrypted2, _, err := root.EncryptIndex(idx, smallBlock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sealed2[0].ID == encrypted[0].ID || sealed2[0].ETag == encrypted[0].ETag {
+	if encrypted2[0].ID == encrypted[0].ID || encrypted2[0].ETag == encrypted[0].ETag {
 		t.Fatal("two encryptions of one index share ids or ETags")
 	}
 }
