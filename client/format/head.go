@@ -31,7 +31,7 @@ package format
 //	      ‖ uint8 root_count ‖ (uint8 kind ‖ id[16] ‖ write_proof[32]) × root_count
 //
 // This client reads both, and upgrades a version 1 account when it opens
-// it (account.go); it writes only version 2.
+// it (client/indextx.go); it writes only version 2.
 //
 // generation is the index's, so that a session that has seen generation g
 // recognizes a head rolled back to an older one. The roots are listed so
