@@ -18,12 +18,8 @@ var (
 // KeySize is format.KeySize.
 const KeySize = format.KeySize
 
-type (
-	// DeviceKey is format.DeviceKey.
-	DeviceKey = format.DeviceKey
-	// Capability is format.Capability.
-	Capability = format.Capability
-)
+// DeviceKey is format.DeviceKey.
+type DeviceKey = format.DeviceKey
 
 // NewDeviceKey returns a fresh random device key.
 func NewDeviceKey() (DeviceKey, error) { return format.NewDeviceKey() }
