@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 )
 
@@ -34,7 +35,7 @@ func wantKind(t *testing.T, err error, k Kind) {
 func TestPutGetSizes(t *testing.T) {
 	s := newTestServer(t)
 	a, loc := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	sizes := []int{0, 1, c - 1, c, c + 1, 3*c + 17, 20 * c}
 	want := map[string][]byte{}
 	for _, n := range sizes {
@@ -62,7 +63,7 @@ func TestPutGetSizes(t *testing.T) {
 		if f.Mode != 0o640 || !f.ModTime.Equal(time.Unix(1_700_000_000, 5)) || f.Size != uint64(len(data)) {
 			t.Fatalf("%s: metadata %v %v %d", name, f.Mode, f.ModTime, f.Size)
 		}
-		switch lo, hi := (len(data)+c-1)/c, (len(data)+chunkMin(c)-1)/chunkMin(c); {
+		switch lo, hi := (len(data)+c-1)/c, (len(data)+format.ChunkMin(c)-1)/format.ChunkMin(c); {
 		case len(data) <= InlineMax(testBlockSize):
 			if len(f.Chunks) != 0 || !bytes.Equal(f.Inline, data) {
 				t.Fatalf("%s: a small file is not inline", name)
@@ -82,7 +83,7 @@ func TestReplaceRenameRemoveDeleteBlocks(t *testing.T) {
 	s := newTestServer(t)
 	a, _ := newTestAccount(t, s)
 	empty := s.blocks(t) // roots, head
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	putBytes(t, a, "a", randomBytes(5*c))
 	putBytes(t, a, "a", randomBytes(2*c)) // replaces: the 5 old blocks go
 	idx := len(a.indexBlocks())
@@ -267,7 +268,7 @@ func TestTamperingIsDetected(t *testing.T) {
 	s := newTestServer(t)
 	p := newTamperProxy(t, s.url)
 	owner, loc := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	data := randomBytes(4 * c)
 	putBytes(t, owner, "f", data)
 	putBytes(t, owner, "g", randomBytes(c))
@@ -351,7 +352,7 @@ func TestTamperingIsDetected(t *testing.T) {
 func TestRenewAcrossPeriods(t *testing.T) {
 	s := newTestServer(t)
 	a, loc := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	putBytes(t, a, "old", randomBytes(5*c))
 	ctx := context.Background()
 
@@ -400,7 +401,7 @@ func TestAbandonedAccountIsPurged(t *testing.T) {
 	s := newTestServer(t)
 	active, aloc := newTestAccount(t, s)
 	abandoned, bloc := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	data := randomBytes(3 * c)
 	putBytes(t, active, "keep", data)
 	putBytes(t, abandoned, "lose", data)
@@ -440,7 +441,7 @@ func TestAbandonedAccountIsPurged(t *testing.T) {
 func TestShareFetch(t *testing.T) {
 	s := newTestServer(t)
 	a, _ := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	data := randomBytes(7*c + 3)
 	putBytes(t, a, "docs/report.pdf", data)
 	ctx := context.Background()
@@ -530,7 +531,7 @@ func TestPasswordAndRecovery(t *testing.T) {
 	}
 
 	// The recovery code opens the account and replaces the password.
-	code2, err := ParseRecoveryCode(strings.ToLower(code.String()))
+	code2, err := format.ParseRecoveryCode(strings.ToLower(code.String()))
 	if err != nil || code2 != code {
 		t.Fatal("recovery code does not parse back")
 	}
@@ -558,7 +559,7 @@ func TestPasswordAndRecovery(t *testing.T) {
 	if got, _ := getBytes(t, d, "f"); string(got) != "data" {
 		t.Fatalf("after recovery: %q", got)
 	}
-	var bogus RecoveryCode
+	var bogus format.RecoveryCode
 	bogus[0] = 1
 	_, err = LoginRecovery(ctx, s.remote(t), bogus, user, "x", nil)
 	wantKind(t, err, KindAuth)
@@ -568,7 +569,7 @@ func TestPasswordAndRecovery(t *testing.T) {
 func TestDeleteAccount(t *testing.T) {
 	s := newTestServer(t)
 	a, loc := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	putBytes(t, a, "a", randomBytes(4*c))
 	putBytes(t, a, "b", randomBytes(c))
 	if _, err := a.Share(context.Background(), "a"); err != nil {
@@ -598,7 +599,7 @@ func TestBadInput(t *testing.T) {
 	// batch is answered, which for a file of many more blocks than the
 	// upload keeps in flight is before its end has been read.
 	path := filepath.Join(t.TempDir(), "growing")
-	if err := os.WriteFile(path, randomBytes(200*PayloadCapacity(testBlockSize)), 0o600); err != nil {
+	if err := os.WriteFile(path, randomBytes(200*format.PayloadCapacity(testBlockSize)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	grow := func(done int64) {
@@ -757,7 +758,7 @@ func (p *methodCounter) take() (writes int, all map[string]int) {
 func TestLoginRenewsOncePerPeriod(t *testing.T) {
 	s := newTestServer(t)
 	a, loc := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	putBytes(t, a, "big", randomBytes(3*c))
 	putBytes(t, a, "small", []byte("a note"))
 	p := newMethodCounter(t, s.url)
@@ -866,7 +867,7 @@ func countNew(old map[blobstore.ID]bool, refs []indexfile.Ref) int {
 func TestRenewDamagedFileStaysStale(t *testing.T) {
 	s := newTestServer(t)
 	a, loc := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	putBytes(t, a, "lost", randomBytes(2*c))
 	putBytes(t, a, "kept", randomBytes(2*c))
 	ctx := context.Background()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/client/format"
 )
 
 // Commit applies an atomic batch whole or not at all, and tells a retry
@@ -16,7 +17,7 @@ func TestCommitAtomic(t *testing.T) {
 	s := newTestServer(t)
 	r := s.remote(t)
 	ctx := context.Background()
-	var secret OwnerSecret
+	var secret format.OwnerSecret
 	secret[0] = 3
 	block := func() (blobstore.ID, blobstore.WriteProof, []byte) {
 		id := blobstore.NewID()
@@ -108,7 +109,7 @@ func TestPutCommitsBesideItsTail(t *testing.T) {
 		// Two batches of the test server's 8 blocks: few enough blocks
 		// on their way for one commit to check them all (its renew
 		// batch, 16, bounds the checks).
-		data := randomBytes(12 * PayloadCapacity(testBlockSize))
+		data := randomBytes(12 * format.PayloadCapacity(testBlockSize))
 		p.Take()
 		putBytes(t, a, "f", data)
 		c := p.Take()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 	"github.com/blindstore/blindstore/internal/countproxy"
 )
@@ -107,7 +108,7 @@ func TestEditsSendOnlyWhatChanged(t *testing.T) {
 		{"append 100 bytes", func(b []byte) []byte { return insert(b, len(b), seeded(3, 100)) }, 2},
 		{"delete 100 bytes in the middle", func(b []byte) []byte { return append(bytes.Clone(b[:mid-50]), b[mid+50:]...) }, 4},
 		{"truncate by 1 MiB", func(b []byte) []byte { return bytes.Clone(b[:len(b)-1<<20]) }, 2},
-		{"grow by 1 MiB", func(b []byte) []byte { return append(bytes.Clone(b), seeded(4, 1<<20)...) }, 2 + (1<<20)/chunkMin(PayloadCapacity(65536))},
+		{"grow by 1 MiB", func(b []byte) []byte { return append(bytes.Clone(b), seeded(4, 1<<20)...) }, 2 + (1<<20)/format.ChunkMin(format.PayloadCapacity(65536))},
 		{"nothing changed", func(b []byte) []byte { return b }, 0},
 	} {
 		next := tc.edit(data)
@@ -139,7 +140,7 @@ func TestEditsSendOnlyWhatChanged(t *testing.T) {
 func TestSharedKeyIsNotReused(t *testing.T) {
 	s := newTestServer(t)
 	a, _ := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	data := randomBytes(10 * c)
 	putBytes(t, a, "f", data)
 	if _, err := a.Share(context.Background(), "f"); err != nil {
@@ -229,7 +230,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	s := newTestServer(t)
 	ctx := context.Background()
 	a, loc := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	want := map[string][]byte{"a/one": randomBytes(3 * c), "b": randomBytes(c + 7), "c/d/e": randomBytes(500)}
 	for name, d := range want {
 		putBytes(t, a, name, d)
@@ -246,7 +247,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 			v1.Files[i].Chunks[j].Mark = 0
 		}
 	}
-	blocks, nr, err := a.root.SealIndex(v1, testBlockSize)
+	blocks, nr, err := a.root.EncryptIndex(v1, testBlockSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,9 +258,9 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	if err := a.remote.PutBatch(ctx, items); err != nil {
 		t.Fatal(err)
 	}
-	h := a.head.clone()
-	h.Version, h.Generation, h.IndexLen, h.Index = headV1, h.Generation+1, nr.IndexLen, nr.Index
-	data, err := a.sealHead(h)
+	h := a.head.Clone()
+	h.Version, h.Generation, h.IndexLen, h.Index = format.HeadV1, h.Generation+1, nr.IndexLen, nr.Index
+	data, err := a.encryptHead(h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +273,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.head.version() != HeadVersion || b.tree == nil {
+	if b.head.FormatVersion() != format.HeadVersion || b.tree == nil {
 		t.Fatal("the account was not upgraded")
 	}
 	for name, d := range want {
@@ -304,7 +305,7 @@ func TestCrashBetweenChunksAndIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	old := randomBytes(20 * c)
 	putBytes(t, a, "f", old)
 	before := s.blocks(t)

@@ -2,23 +2,28 @@
 // user's side, encrypts blocks so that the server holds only fixed-size
 // ciphertext under random IDs, and keeps the account's root and index.
 //
-// The cryptographic core is written so it can be checked line by line
-// against DESIGN.md §7; each file opens with the part of the spec it
-// implements:
+// It is built in layers, each on the ones before it:
 //
-//	keys.go   passwords, device keys and recovery codes → root locators;
-//	          owner secret → per-block write proofs
-//	block.go  the block format: XChaCha20-Poly1305, framed and padded
-//	root.go   the root block and the encrypted index blocks
-//	head.go   the head block: where the index is, which roots exist
-//	remote.go the HTTP API as a client sees it, with typed errors
-//	account.go signup, login, recovery, passwd, deletion, and index
-//	          updates by compare-and-swap with merge
-//	files.go  streaming put and get, verified block by block
-//	renew.go  renewal, "safe until", renew-proof exports
-//	share.go  manifests and capabilities
-//	tokens.go Privacy Pass tokens for servers that charge (DESIGN.md §11):
-//	          the wallet, the period's allotment, key consistency
+//	format/      the format, pure: keys, blocks, root, head, index blocks,
+//	             share manifests (docs/spec.md; format/doc.go lists its files)
+//	formatapi.go the format's names that callers reach through package client
+//	devicekey.go device key files
+//	store.go     Store: the server's operations the client needs, served by
+//	remote.go    *Remote, the HTTP API as a client sees it, with typed errors,
+//	memremote.go and MemoryRemote, the same semantics in memory, for tests
+//	indextx.go   the index transaction: read the head and the index, change
+//	             it, commit by compare-and-swap of the head, merge on a lost race
+//	account.go   signup, login, recovery, resume, passwd, account deletion
+//	put.go       streaming put: chunker.go cuts, encpipe.go encrypts, batches
+//	             upload; localput.go puts local files in batches
+//	get.go       streaming get and ranges, verified block by block, and atomic
+//	             writes of local files (directio.go stages them)
+//	share.go     writing and reading share manifests by capability
+//	renew.go     renewal, "safe until", renew-proof exports
+//	tokens.go    Privacy Pass tokens for servers that charge: the wallet, the
+//	             period's allotment, key consistency
+//	sync*.go     two-way sync of a directory with the account, and its watch
+//	tls.go       the HTTP client and its certificate errors
 //
 // Errors carry a Kind (errors.go) that callers branch on: the CLI maps
 // each to an exit code.

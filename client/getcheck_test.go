@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 )
 
@@ -19,7 +20,7 @@ func TestGetRestsOnTheEntry(t *testing.T) {
 	s := newTestServer(t)
 	a, _ := newTestAccount(t, s)
 	ctx := context.Background()
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	data := seeded(7, 40*c)
 	edited := append(append(append([]byte(nil), data[:len(data)/2]...), seeded(8, 100)...), data[len(data)/2:]...)
 	var last indexfile.File

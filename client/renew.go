@@ -1,6 +1,6 @@
 package client
 
-// Renewal, DESIGN.md §3 "Periods" and §7 "Login". A block written or
+// Renewal, docs/spec.md "Periods" and "Login". A block written or
 // renewed in period p is purged at the start of period p+R. Login renews
 // every block the account refers to whose last renewal is older than the
 // current period: the roots, the head and the index blocks (cheap: a
@@ -198,7 +198,7 @@ func (c *ServerConfig) ExpiryNear(safe, now time.Time) bool {
 	return safe.Sub(now) < 2*c.Period()
 }
 
-// RenewList is an export of renew proofs (DESIGN.md §7 "Unattended
+// RenewList is an export of renew proofs (docs/spec.md "Unattended
 // renewal"): whoever holds it can keep the account's blocks alive, but
 // cannot read, change or delete them.
 type RenewList struct {
@@ -264,13 +264,13 @@ func ReadRenewList(r io.Reader) (*RenewList, []RenewItem, error) {
 }
 
 // RenewFrom renews the blocks of an export, in shuffled batches.
-func RenewFrom(ctx context.Context, remote *Remote, items []RenewItem) (RenewResult, error) {
+func RenewFrom(ctx context.Context, remote Store, items []RenewItem) (RenewResult, error) {
 	return renewShuffled(ctx, remote, append([]RenewItem(nil), items...))
 }
 
 // renewShuffled shuffles items (in place) and renews them: the order of
 // a batch would otherwise say which blocks are one file's.
-func renewShuffled(ctx context.Context, remote *Remote, items []RenewItem) (RenewResult, error) {
+func renewShuffled(ctx context.Context, remote Store, items []RenewItem) (RenewResult, error) {
 	shuffle(items)
 	return remote.Renew(ctx, items)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/client/format"
 )
 
 // A renewal export renews every block of the account, and nothing in it
@@ -17,7 +18,7 @@ import (
 func TestRenewExportCannotWriteOrDelete(t *testing.T) {
 	s := newTestServer(t)
 	a, loc := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	putBytes(t, a, "big", randomBytes(3*c))
 	putBytes(t, a, "note", []byte("small"))
 	l := a.ExportRenewals()
@@ -99,7 +100,7 @@ func TestRenewExportCannotWriteOrDelete(t *testing.T) {
 func TestDeltaPutKeepsOldBlocksStale(t *testing.T) {
 	s := newTestServer(t)
 	a, _ := newTestAccount(t, s)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	ctx := context.Background()
 	data := randomBytes(20 * c)
 	putBytes(t, a, "f", data)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore/httpapi"
 	"github.com/blindstore/blindstore/blobstore/pool"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/client/format"
 )
 
 // testServer is a real blindstore API over a real bolt store on a
@@ -123,20 +125,23 @@ func (s *testServer) advance() {
 	s.clock.Set(now.Truncate(testPeriod).Add(testPeriod + time.Minute))
 }
 
-// testUsers gives every account of a test its own locator, derived with
-// cheap KDF parameters: the tests are about what surrounds the KDF.
+// testUsers gives every account of a test its own user name.
 var testUsers atomic.Int64
 
-func testLocator(t testing.TB, user, password string) Locator {
+// testLocator derives a locator of its own for each user and password
+// without Argon2id, through a recovery code made of their hash: the
+// tests are about what surrounds the KDF (format/keys_test.go tests it).
+func testLocator(t testing.TB, user, password string) format.Locator {
 	t.Helper()
-	l, err := deriveLocator(cheapKDF, user, password, nil)
+	user, err := format.NormalizeUsername(user)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l
+	h := sha256.Sum256([]byte("test locator\x00" + user + "\x00" + password))
+	return format.RecoveryCode(h[:format.RecoveryCodeSize]).Locator()
 }
 
-func newTestAccount(t testing.TB, s *testServer) (*Account, Locator) {
+func newTestAccount(t testing.TB, s *testServer) (*Account, format.Locator) {
 	t.Helper()
 	user := "user" + string(rune('a'+testUsers.Add(1)%26)) + time.Now().Format("150405.000000000")
 	loc := testLocator(t, user, "password")

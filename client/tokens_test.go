@@ -23,6 +23,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore/bolt"
 	"github.com/blindstore/blindstore/blobstore/httpapi"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/privacypass"
 	"github.com/blindstore/blindstore/privacypass/spent"
 )
@@ -155,7 +156,7 @@ func TestTokensPayForAnAccount(t *testing.T) {
 	}
 	// 8 blocks per token: a file of 20 blocks takes 3 tokens, its index
 	// one more; the signup took one.
-	data := randomBytes(20*PayloadCapacity(testBlockSize) - 100)
+	data := randomBytes(20*format.PayloadCapacity(testBlockSize) - 100)
 	putBytes(t, a, "f", data)
 	if got, err := getBytes(t, a, "f"); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("get: %v", err)
@@ -212,7 +213,7 @@ func TestOutOfTokensLeavesNothingHalfWritten(t *testing.T) {
 	before := p.blocks(t)
 	// 3 tokens were used (signup, data, index); one is left, and this
 	// file needs five.
-	_, err = a.Put(ctx, bytes.NewReader(randomBytes(40*PayloadCapacity(testBlockSize))), PutInfo{Name: "big", Mode: 0o600}, nil)
+	_, err = a.Put(ctx, bytes.NewReader(randomBytes(40*format.PayloadCapacity(testBlockSize))), PutInfo{Name: "big", Mode: 0o600}, nil)
 	if KindOf(err) != KindQuota {
 		t.Fatalf("put past the allotment: %v, want KindQuota", err)
 	}

@@ -1,11 +1,11 @@
 // Package indexfile is the format of an account's index: the list of the
-// user's files and, for each, the blocks that hold it (DESIGN.md §7 "The
+// user's files and, for each, the blocks that hold it (docs/spec.md "The
 // index file"). It encodes and strictly decodes the index, pads its length
 // (Padmé, then whole blocks), splits it into block payloads and joins them
 // back, and merges two indexes updated at once on two devices.
 //
 // The package works on plaintext only. Encryption is the client's job
-// (client.SealIndex), so this package never sees a key other than the file
+// (client.EncryptIndex), so this package never sees a key other than the file
 // keys it stores, never does I/O, and never logs: an index names every
 // block and file of an account.
 package indexfile
@@ -73,7 +73,7 @@ type File struct {
 	ModTime time.Time
 	// Hash is SHA-256 of the whole plaintext.
 	Hash [HashSize]byte
-	// Key is the file's own random key: its blocks are sealed with it,
+	// Key is the file's own random key: its blocks are encrypted with it,
 	// so one file can be shared without sharing anything else. Never zero.
 	Key [HashSize]byte
 	// Chunks are the file's blocks, in file order.

@@ -1,6 +1,6 @@
 package indexfile
 
-// Padding, DESIGN.md §7: the encoded index of L bytes is stored in
+// Padding, docs/spec.md: the encoded index of L bytes is stored in
 //
 //	blocks = Padmé(⌈Padmé(L) / payload⌉)
 //
@@ -50,7 +50,7 @@ func PaddedBlocks(n, payloadSize int) (int, error) {
 }
 
 // Split pads an encoding and cuts it into payloads of exactly payloadSize
-// bytes, ready to be sealed one per block. The caller keeps len(encoded)
+// bytes, ready to be encrypted one per block. The caller keeps len(encoded)
 // (in the root) for Join.
 func Split(encoded []byte, payloadSize int) ([][]byte, error) {
 	nb, err := PaddedBlocks(len(encoded), payloadSize)

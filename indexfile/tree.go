@@ -1,6 +1,6 @@
 package indexfile
 
-// Format 2: an index that costs what changed (DESIGN.md §7 "An index
+// Format 2: an index that costs what changed (docs/spec.md "An index
 // change costs what changed, not the account").
 //
 // The files, sorted by name, are cut into runs, the leaves; each leaf is
@@ -159,8 +159,8 @@ func (t *Tree) Count() int {
 	return n
 }
 
-// SealFunc seals one payload into a new block and returns its ref.
-type SealFunc func(payload []byte) (Ref, error)
+// EncryptFunc encrypts one payload into a new block and returns its ref.
+type EncryptFunc func(payload []byte) (Ref, error)
 
 // --- encoding ---
 

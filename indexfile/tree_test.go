@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// memStore stands for the blocks a client would seal and write: it keeps
+// memStore stands for the blocks a client would encrypt and write: it keeps
 // payloads by ref and counts what was written.
 type memStore struct {
 	blocks  map[Ref][]byte
@@ -20,7 +20,7 @@ type memStore struct {
 
 func newMemStore() *memStore { return &memStore{blocks: map[Ref][]byte{}} }
 
-func (m *memStore) seal(p []byte) (Ref, error) {
+func (m *memStore) encrypt(p []byte) (Ref, error) {
 	m.n++
 	seed := fmt.Sprintf("block %d", m.n)
 	r := Ref{ID: testID(seed), ETag: testETag(seed)}
@@ -73,7 +73,7 @@ func (m *memStore) load(t *testing.T, dirBlocks []Ref, payload int) (*Index, *Tr
 // the result reads back as next and that the count of blocks is padded.
 func (m *memStore) commit(t *testing.T, tr *Tree, old, next *Index, payload int) *Tree {
 	t.Helper()
-	nt, obsolete, err := tr.Update(old, next, payload, m.seal)
+	nt, obsolete, err := tr.Update(old, next, payload, m.encrypt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,8 @@
 package indexfile
 
 // Planning an index update in format 2 (tree.go): which leaves and dirs
-// to write, which blocks become unused. Pure: sealing and writing are the
-// caller's (the SealFunc), so this file does no I/O and sees no key.
+// to write, which blocks become unused. Pure: encrypting and writing are the
+// caller's (the EncryptFunc), so this file does no I/O and sees no key.
 
 import (
 	"fmt"
@@ -12,8 +12,8 @@ import (
 // slot is one leaf of the tree being built.
 type slot struct {
 	dir   int     // dir of the old tree it comes from (-1: none existed)
-	leaf  LeafRef // its blocks once sealed (kept leaves: already)
-	enc   []byte  // a leaf to seal (fresh)
+	leaf  LeafRef // its blocks once encrypted (kept leaves: already)
+	enc   []byte  // a leaf to encrypt (fresh)
 	fresh bool
 }
 
@@ -22,10 +22,10 @@ type slot struct {
 // leaf outgrows a block or shrinks below a quarter of one), then the dirs
 // that list changed leaves (and the first, when next's Renewed is not
 // what it records), and the padding is adjusted (see the file
-// comment of tree.go). Every new block is sealed with seal. It returns
+// comment of tree.go). Every new block is encrypted with encrypt. It returns
 // the new tree and the blocks of t it no longer uses, to delete once the
 // new tree is committed.
-func (t *Tree) Update(old, next *Index, payload int, seal SealFunc) (*Tree, []Ref, error) {
+func (t *Tree) Update(old, next *Index, payload int, encrypt EncryptFunc) (*Tree, []Ref, error) {
 	if payload < 512 {
 		return nil, nil, fmt.Errorf("indexfile: payload of %d bytes is too small for an index", payload)
 	}
@@ -153,7 +153,7 @@ func (t *Tree) Update(old, next *Index, payload int, seal SealFunc) (*Tree, []Re
 	}
 	all := withPads(npads)
 
-	// Seal the new leaves, then the dirs that changed.
+	// Encrypt the new leaves, then the dirs that changed.
 	for i := range all {
 		s := &all[i]
 		if !s.fresh {
@@ -164,7 +164,7 @@ func (t *Tree) Update(old, next *Index, payload int, seal SealFunc) (*Tree, []Re
 			enc = emptyLeaf
 		}
 		for _, p := range SplitLeaf(enc, payload) {
-			ref, err := seal(p)
+			ref, err := encrypt(p)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -188,7 +188,7 @@ func (t *Tree) Update(old, next *Index, payload int, seal SealFunc) (*Tree, []Re
 		if err != nil {
 			return nil, nil, err
 		}
-		ref, err := seal(enc)
+		ref, err := encrypt(enc)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -280,7 +280,7 @@ func groupDirs(slots []slot, t *Tree, payload int) []dirGroup {
 		for _, s := range slots[i:j] {
 			l := s.leaf
 			if l.Blocks == nil {
-				l.Blocks = make([]Ref, blocksFor(l.Len, payload)) // sized for counting; sealed later
+				l.Blocks = make([]Ref, blocksFor(l.Len, payload)) // sized for counting; encrypted later
 			}
 			e := dirEntryLen(l)
 			if len(g.leaves) > 0 && size+e > payload {

@@ -1,6 +1,6 @@
-package client
+package format
 
-// Content-defined chunking, DESIGN.md §7 "Changed files send only what
+// Content-defined chunking, docs/spec.md "Changed files send only what
 // changed". A file is cut at boundaries that depend on its content, so
 // that an insertion or a deletion moves only the boundaries next to it and
 // every other chunk, unchanged, keeps its block on the next put.
@@ -52,17 +52,13 @@ import (
 	"math/rand/v2"
 )
 
-const infoChunker = "blindstore/v1/chunker"
-
-// gearTable is a chunker's per-account hash table.
-type gearTable [256]uint64
+// GearTable is a chunker's per-account hash table.
+type GearTable [256]uint64
 
 // chunkerTable derives the account's table from its account key.
-func chunkerTable(accountKey Key) *gearTable {
-	var seed [32]byte
-	expand(accountKey[:], infoChunker, seed[:])
-	r := rand.NewChaCha8(seed)
-	var t gearTable
+func ChunkerTable(accountKey Key) *GearTable {
+	r := rand.NewChaCha8(ChunkerSeed(accountKey))
+	var t GearTable
 	var b [8]byte
 	for i := range t {
 		_, _ = r.Read(b[:])
@@ -73,7 +69,7 @@ func chunkerTable(accountKey Key) *gearTable {
 
 // chunkMin returns the shortest chunk cut before the end of a stream,
 // for chunks of at most capacity bytes.
-func chunkMin(capacity int) int { return capacity - capacity/4 }
+func ChunkMin(capacity int) int { return capacity - capacity/4 }
 
 // gearWindow is how many bytes before a position its gear hash depends on.
 const gearWindow = 64
@@ -81,10 +77,10 @@ const gearWindow = 64
 // maxDrift bounds how many unmatched chunks in a row look for old marks.
 const maxDrift = 8
 
-// cdcChunker cuts a stream by the rule in the file comment.
-type cdcChunker struct {
+// Chunker cuts a stream by the rule in the file comment.
+type Chunker struct {
 	r        io.Reader
-	table    *gearTable
+	table    *GearTable
 	min, max int
 	buf      []byte // buf[off:end] is read and not yet returned
 	off, end int
@@ -96,12 +92,17 @@ type cdcChunker struct {
 	drift    int
 }
 
-func newCDCChunker(r io.Reader, table *gearTable, capacity int) *cdcChunker {
-	return &cdcChunker{r: r, table: table, min: chunkMin(capacity), max: capacity, buf: make([]byte, 2*capacity)}
+func NewChunker(r io.Reader, table *GearTable, capacity int) *Chunker {
+	return &Chunker{r: r, table: table, min: ChunkMin(capacity), max: capacity, buf: make([]byte, 2*capacity)}
 }
 
+// SetOldMarks gives the chunker the marks of the version the stream
+// edits, so that after a changed region it cuts where the old version
+// cut again (docs/spec.md §10.3).
+func (c *Chunker) SetOldMarks(marks map[uint64]struct{}) { c.marks = marks }
+
 // fill reads until at least max+1 bytes are buffered or the stream ends.
-func (c *cdcChunker) fill() error {
+func (c *Chunker) fill() error {
 	if c.end-c.off > c.max || c.eof {
 		return nil
 	}
@@ -123,7 +124,7 @@ func (c *cdcChunker) fill() error {
 
 // next returns the next chunk, copied into buf (len ≥ max), and its mark;
 // io.EOF when the stream is done.
-func (c *cdcChunker) next(buf []byte) ([]byte, uint64, error) {
+func (c *Chunker) Next(buf []byte) ([]byte, uint64, error) {
 	if err := c.fill(); err != nil {
 		return nil, 0, err
 	}
@@ -153,7 +154,7 @@ func (c *cdcChunker) next(buf []byte) ([]byte, uint64, error) {
 
 // matched tells the chunker whether the chunk it returned last is one of
 // the old version's.
-func (c *cdcChunker) matched(old bool) {
+func (c *Chunker) Matched(old bool) {
 	switch {
 	case old:
 		c.drift = 0
@@ -164,7 +165,7 @@ func (c *cdcChunker) matched(old bool) {
 
 // markOf returns the gear hash of the last 64 bytes of chunk (of all of
 // it if shorter).
-func markOf(chunk []byte, t *gearTable) uint64 {
+func markOf(chunk []byte, t *GearTable) uint64 {
 	var h uint64
 	for _, x := range chunk[max(0, len(chunk)-gearWindow):] {
 		h = h<<1 + t[x]
@@ -175,7 +176,7 @@ func markOf(chunk []byte, t *gearTable) uint64 {
 // resync returns the first position in [64, len(b)] whose preceding 64
 // bytes hash to an old mark, or 0. A bit set of the marks' low 16 bits
 // answers most positions without a map lookup.
-func (c *cdcChunker) resync(b []byte) int {
+func (c *Chunker) resync(b []byte) int {
 	if c.markBits == nil {
 		c.markBits = new([1 << 10]uint64)
 		for m := range c.marks {
@@ -202,7 +203,7 @@ func (c *cdcChunker) resync(b []byte) int {
 
 // cut returns the cut in b (len(b) = max): the position in [min, len(b)]
 // whose preceding 64 bytes hash highest, the last one on a tie.
-func cut(b []byte, min int, t *gearTable) int {
+func cut(b []byte, min int, t *GearTable) int {
 	var h uint64
 	for _, x := range b[min-gearWindow : min] {
 		h = h<<1 + t[x]

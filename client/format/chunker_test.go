@@ -1,4 +1,4 @@
-package client
+package format
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"testing"
+
+	"github.com/blindstore/blindstore/indexfile"
 )
 
 // chunkAll cuts data with the account key's chunker and returns the chunks.
@@ -20,8 +22,8 @@ func chunkAll(t testing.TB, key Key, capacity int, data []byte) [][]byte {
 // marks, and told which chunks are old ones.
 func rechunk(t testing.TB, key Key, capacity int, data []byte, old [][]byte) [][]byte {
 	t.Helper()
-	table := chunkerTable(key)
-	c := newCDCChunker(bytes.NewReader(data), table, capacity)
+	table := ChunkerTable(key)
+	c := NewChunker(bytes.NewReader(data), table, capacity)
 	have := map[[32]byte]bool{}
 	if old != nil {
 		c.marks = map[uint64]struct{}{}
@@ -33,7 +35,7 @@ func rechunk(t testing.TB, key Key, capacity int, data []byte, old [][]byte) [][
 	buf := make([]byte, capacity)
 	var out [][]byte
 	for {
-		ch, mark, err := c.next(buf)
+		ch, mark, err := c.Next(buf)
 		if err == io.EOF {
 			return out
 		}
@@ -43,7 +45,7 @@ func rechunk(t testing.TB, key Key, capacity int, data []byte, old [][]byte) [][
 		if mark != markOf(ch, table) {
 			t.Fatal("next returned a wrong mark")
 		}
-		c.matched(have[sha256.Sum256(ch)])
+		c.Matched(have[sha256.Sum256(ch)])
 		out = append(out, bytes.Clone(ch))
 	}
 }
@@ -86,7 +88,7 @@ func TestChunkerBounds(t *testing.T) {
 			t.Fatalf("%d bytes: chunks do not join back to the stream", n)
 		}
 		for i, c := range chunks {
-			if len(c) == 0 || len(c) > capacity || (i < len(chunks)-1 && len(c) < chunkMin(capacity)) {
+			if len(c) == 0 || len(c) > capacity || (i < len(chunks)-1 && len(c) < ChunkMin(capacity)) {
 				t.Fatalf("%d bytes: chunk %d of %d has %d bytes", n, i, len(chunks), len(c))
 			}
 		}
@@ -167,15 +169,26 @@ func TestChunkerEditLocality(t *testing.T) {
 func BenchmarkChunker(b *testing.B) {
 	const capacity = 65536 - BlockOverhead
 	data := seeded(3, 64<<20)
-	table := chunkerTable(testKey("bench"))
+	table := ChunkerTable(testKey("bench"))
 	buf := make([]byte, capacity)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		c := newCDCChunker(bytes.NewReader(data), table, capacity)
+		c := NewChunker(bytes.NewReader(data), table, capacity)
 		for {
-			if _, _, err := c.next(buf); err == io.EOF {
+			if _, _, err := c.Next(buf); err == io.EOF {
 				break
 			}
+		}
+	}
+}
+
+// A file inline in the index fits the index's own bound at every block
+// size: at 4 MiB a 32nd of the payload is 128 KiB, which the index
+// refuses.
+func TestInlineMaxWithinIndex(t *testing.T) {
+	for _, bs := range []int{1024, 65536, 1 << 20, 4 << 20, 16 << 20} {
+		if m := InlineMax(bs); m > indexfile.MaxInline || m <= 0 {
+			t.Errorf("block size %d: InlineMax %d, want 1..%d", bs, m, indexfile.MaxInline)
 		}
 	}
 }

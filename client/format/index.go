@@ -1,10 +1,10 @@
-package client
+package format
 
-// Sealing the index, DESIGN.md §7 "The index file":
+// Encrypting the index, docs/spec.md "The index file":
 //
 //	encoded  = indexfile.Encode(index)
 //	payloads = indexfile.Split(encoded, PayloadCapacity(block_size))   (Padmé, then whole blocks)
-//	block_i  = Seal(account_key, id_i, payload_i)                      id_i: fresh random v4 IDs
+//	block_i  = Encrypt(account_key, id_i, payload_i)                      id_i: fresh random v4 IDs
 //	root'    = root with index_len = len(encoded), index = [(id_i, ETag(block_i))]
 //
 // Every update writes new index blocks (create-only, each with the owner
@@ -25,27 +25,27 @@ import (
 	"github.com/blindstore/blindstore/indexfile"
 )
 
-// SealedBlock is a block ready to be written.
-type SealedBlock struct {
+// EncryptedBlock is a block ready to be written.
+type EncryptedBlock struct {
 	ID   blobstore.ID
 	Data []byte         // exactly the block size
 	ETag blobstore.ETag // blobstore.ETagOf(Data)
 }
 
-// SealIndex seals idx under r's account key into new blocks, and returns
+// EncryptIndex encrypts idx under r's account key into new blocks, and returns
 // them with the root that refers to them: a copy of r whose Index and
 // IndexLen describe the new blocks. r itself is unchanged, so r.Index
 // still lists the blocks to delete once the new root is in place.
-func (r *Root) SealIndex(idx *indexfile.Index, blockSize int) ([]SealedBlock, *Root, error) {
+func (r *Root) EncryptIndex(idx *indexfile.Index, blockSize int) ([]EncryptedBlock, *Root, error) {
 	encoded, err := indexfile.Encode(idx)
 	if err != nil {
 		return nil, nil, err
 	}
-	return r.sealIndex(encoded, blockSize, rand.Reader)
+	return r.encryptIndex(encoded, blockSize, rand.Reader)
 }
 
-// sealIndex seals an encoded index, drawing IDs and nonces from rnd.
-func (r *Root) sealIndex(encoded []byte, blockSize int, rnd io.Reader) ([]SealedBlock, *Root, error) {
+// encryptIndex encrypts an encoded index, drawing IDs and nonces from rnd.
+func (r *Root) encryptIndex(encoded []byte, blockSize int, rnd io.Reader) ([]EncryptedBlock, *Root, error) {
 	if err := checkBlockSize(blockSize); err != nil {
 		return nil, nil, err
 	}
@@ -56,7 +56,7 @@ func (r *Root) sealIndex(encoded []byte, blockSize int, rnd io.Reader) ([]Sealed
 	next := *r
 	next.IndexLen = uint64(len(encoded))
 	next.Index = make([]indexfile.Ref, len(payloads))
-	blocks := make([]SealedBlock, len(payloads))
+	blocks := make([]EncryptedBlock, len(payloads))
 	for i, p := range payloads {
 		id, err := newID(rnd)
 		if err != nil {
@@ -66,11 +66,11 @@ func (r *Root) sealIndex(encoded []byte, blockSize int, rnd io.Reader) ([]Sealed
 		if _, err := io.ReadFull(rnd, nonce[:]); err != nil {
 			return nil, nil, fmt.Errorf("client: generating a nonce: %w", err)
 		}
-		data, err := sealWithNonce(r.AccountKey, id, p, blockSize, &nonce)
+		data, err := encryptWithNonce(r.AccountKey, id, p, blockSize, &nonce)
 		if err != nil {
 			return nil, nil, err
 		}
-		blocks[i] = SealedBlock{ID: id, Data: data, ETag: blobstore.ETagOf(data)}
+		blocks[i] = EncryptedBlock{ID: id, Data: data, ETag: blobstore.ETagOf(data)}
 		next.Index[i] = indexfile.Ref{ID: id, ETag: blocks[i].ETag}
 	}
 	return blocks, &next, nil
@@ -87,10 +87,10 @@ func newID(rnd io.Reader) (blobstore.ID, error) {
 	return id, nil
 }
 
-// OpenIndex decrypts and decodes the index from its blocks, given in the
+// DecryptIndex decrypts and decodes the index from its blocks, given in the
 // order of r.Index. An account without an index has an empty one.
-func (r *Root) OpenIndex(blocks [][]byte, blockSize int) (*indexfile.Index, error) {
-	encoded, err := r.openIndex(blocks, blockSize)
+func (r *Root) DecryptIndex(blocks [][]byte, blockSize int) (*indexfile.Index, error) {
+	encoded, err := r.decryptIndex(blocks, blockSize)
 	if err != nil {
 		return nil, err
 	}
@@ -100,8 +100,8 @@ func (r *Root) OpenIndex(blocks [][]byte, blockSize int) (*indexfile.Index, erro
 	return indexfile.Decode(encoded)
 }
 
-// openIndex returns the encoded index (nil if there is none).
-func (r *Root) openIndex(blocks [][]byte, blockSize int) ([]byte, error) {
+// decryptIndex returns the encoded index (nil if there is none).
+func (r *Root) decryptIndex(blocks [][]byte, blockSize int) ([]byte, error) {
 	if len(blocks) != len(r.Index) {
 		return nil, fmt.Errorf("client: the root lists %d index blocks, got %d", len(r.Index), len(blocks))
 	}
@@ -114,7 +114,7 @@ func (r *Root) openIndex(blocks [][]byte, blockSize int) ([]byte, error) {
 		if blobstore.ETagOf(b) != ref.ETag {
 			return nil, fmt.Errorf("%w: index block %d is not the version the root refers to", ErrTampered, i)
 		}
-		p, err := Open(r.AccountKey, ref.ID, b, blockSize)
+		p, err := Decrypt(r.AccountKey, ref.ID, b, blockSize)
 		if err != nil {
 			return nil, fmt.Errorf("client: index block %d: %w", i, err)
 		}

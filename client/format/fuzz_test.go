@@ -1,4 +1,4 @@
-package client
+package format
 
 import (
 	"bytes"
@@ -6,20 +6,22 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/blindstore/blindstore/indexfile"
 )
 
-// FuzzOpenBlock has two halves. As a block (asFrame false), the input is
-// what a hostile server returns: Open must refuse it with ErrBlockSize or
+// FuzzDecryptBlock has two halves. As a block (asFrame false), the input is
+// what a hostile server returns: Decrypt must refuse it with ErrBlockSize or
 // ErrTampered, unless it is a genuine block. As a frame (asFrame true),
-// the input is what a faulty writer holding the key sealed: Open must
+// the input is what a faulty writer holding the key encrypted: Decrypt must
 // return exactly the payload its length field names, or ErrBadFrame.
 // Neither may panic.
-func FuzzOpenBlock(f *testing.F) {
+func FuzzDecryptBlock(f *testing.F) {
 	key, id := testKey("golden block key"), testBlockID("fuzz")
 	if golden, err := os.ReadFile("testdata/block-v1.golden"); err == nil {
 		f.Add(golden, false)
 	}
-	valid, err := Seal(key, id, []byte("a valid block"), smallBlock)
+	valid, err := Encrypt(key, id, []byte("a valid block"), smallBlock)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -35,16 +37,16 @@ func FuzzOpenBlock(f *testing.F) {
 	frameLen := smallBlock - NonceSize - TagSize
 	f.Fuzz(func(t *testing.T, in []byte, asFrame bool) {
 		if !asFrame {
-			p, err := Open(key, id, in, smallBlock)
+			p, err := Decrypt(key, id, in, smallBlock)
 			switch {
 			case err == nil:
-				// Only a block sealed under this key and id opens, and
-				// then it is exactly the seal of its payload.
+				// Only a block encrypted under this key and id opens, and
+				// then it is exactly the encryption of its payload.
 				var nonce [NonceSize]byte
 				copy(nonce[:], in)
-				again, err := sealWithNonce(key, id, p, smallBlock, &nonce)
+				again, err := encryptWithNonce(key, id, p, smallBlock, &nonce)
 				if err != nil || !bytes.Equal(again, in) {
-					t.Fatalf("opened a block that is not the seal of its payload")
+					t.Fatalf("opened a block that is not the encryption of its payload")
 				}
 			case errors.Is(err, ErrBlockSize) && len(in) != smallBlock:
 			case errors.Is(err, ErrTampered) && len(in) == smallBlock:
@@ -55,12 +57,12 @@ func FuzzOpenBlock(f *testing.F) {
 		}
 		frame := make([]byte, frameLen)
 		copy(frame, in)
-		p, err := Open(key, id, sealRawFrame(key, id, frame, smallBlock), smallBlock)
+		p, err := Decrypt(key, id, encryptRawFrame(key, id, frame, smallBlock), smallBlock)
 		n := uint64(binary.BigEndian.Uint32(frame))
-		ok := n <= uint64(frameLen-lengthSize) && !bytes.ContainsFunc(frame[lengthSize+n:], func(r rune) bool { return r != 0 })
+		ok := n <= uint64(frameLen-LengthSize) && !bytes.ContainsFunc(frame[LengthSize+n:], func(r rune) bool { return r != 0 })
 		switch {
 		case ok && err == nil:
-			if !bytes.Equal(p, frame[lengthSize:lengthSize+n]) {
+			if !bytes.Equal(p, frame[LengthSize:LengthSize+n]) {
 				t.Fatalf("payload differs from the frame's")
 			}
 			if cap(p) != len(p) {
@@ -106,6 +108,39 @@ func FuzzRootUnmarshal(f *testing.F) {
 		}
 		if !bytes.Equal(out, in) {
 			t.Fatalf("accepted a root that is not canonical")
+		}
+	})
+}
+
+// FuzzUnmarshalHead: a head payload that decodes is valid and canonical.
+func FuzzUnmarshalHead(f *testing.F) {
+	h := &Head{Generation: 7, Roots: []RootRef{{Kind: RootPassword, ID: testBlockID("r1")}, {Kind: RootRecovery, ID: testBlockID("r2")}}}
+	h.Index = []indexfile.Ref{{ID: testBlockID("i1")}, {ID: testBlockID("i2")}}
+	if b, err := MarshalHead(h); err == nil {
+		f.Add(b)
+		f.Add(b[:len(b)-1])
+	}
+	v1 := &Head{Version: 1, Generation: 1, IndexLen: 100, Index: []indexfile.Ref{{ID: testBlockID("i")}}, Roots: []RootRef{{Kind: RootPassword, ID: testBlockID("r")}}}
+	if b, err := MarshalHead(v1); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{HeadVersion})
+	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		h, err := UnmarshalHead(in)
+		if err != nil {
+			if !errors.Is(err, ErrBadHead) {
+				t.Fatalf("error outside ErrBadHead: %v", err)
+			}
+			return
+		}
+		out, err := MarshalHead(h)
+		if err != nil {
+			t.Fatalf("MarshalHead refuses what UnmarshalHead accepted: %v", err)
+		}
+		if !bytes.Equal(out, in) {
+			t.Fatalf("accepted a head that is not canonical")
 		}
 	})
 }

@@ -4,7 +4,7 @@ alone with Python's standard library and the `cryptography` package (no
 Go code): it recomputes every derivation and every block of the vectors
 and decodes every format, and fails on the first disagreement.
 
-    python3 client/testdata/vectors_check.py [path/to/vectors.json]
+    python3 client/format/testdata/vectors_check.py [path/to/vectors.json]
 
 It is the check that the spec is complete enough to implement from."""
 

@@ -1,7 +1,7 @@
-package client
+package format
 
-// The head block: where an account's index is. DESIGN.md §7 puts the
-// index list in the root; this client keeps it in one more block, the
+// The head block: where an account's index is. The root format (root.go)
+// can hold the index list; this client keeps it in one more block, the
 // head, so that the password root and the recovery root can both reach
 // the current index without two copies to keep in step. Roots then hold
 // only the account secrets (a Root with no index) and never change after
@@ -15,7 +15,7 @@ package client
 //	head_id, head_proof, head_key = the root locator derivation (keys.go)
 //	                                applied to head_master
 //
-// and its payload, sealed like every block (block.go), is in version 2:
+// and its payload, encrypted like every block (block.go), is in version 2:
 //
 //	head  = uint8 version (= 2)
 //	      ‖ uint64be generation
@@ -31,7 +31,7 @@ package client
 //	      ‖ uint8 root_count ‖ (uint8 kind ‖ id[16] ‖ write_proof[32]) × root_count
 //
 // This client reads both, and upgrades a version 1 account when it opens
-// it (account.go); it writes only version 2.
+// it (client/indextx.go); it writes only version 2.
 //
 // generation is the index's, so that a session that has seen generation g
 // recognizes a head rolled back to an older one. The roots are listed so
@@ -53,10 +53,10 @@ import (
 )
 
 // HeadVersion is the head format version this client writes; it reads
-// headV1 too.
+// HeadV1 too.
 const (
 	HeadVersion = 2
-	headV1      = 1
+	HeadV1      = 1
 )
 
 const infoHead = "blindstore/v1/head"
@@ -89,7 +89,7 @@ type Head struct {
 	Roots []RootRef
 }
 
-func (h *Head) version() uint8 {
+func (h *Head) FormatVersion() uint8 {
 	if h.Version == 0 {
 		return HeadVersion
 	}
@@ -113,9 +113,9 @@ func MarshalHead(h *Head) ([]byte, error) {
 	if err := h.validate(); err != nil {
 		return nil, err
 	}
-	b := []byte{h.version()}
+	b := []byte{h.FormatVersion()}
 	b = binary.BigEndian.AppendUint64(b, h.Generation)
-	if h.version() == headV1 {
+	if h.FormatVersion() == HeadV1 {
 		b = binary.BigEndian.AppendUint64(b, h.IndexLen)
 	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(h.Index)))
@@ -132,17 +132,17 @@ func MarshalHead(h *Head) ([]byte, error) {
 
 // UnmarshalHead decodes a head payload strictly.
 func UnmarshalHead(b []byte) (*Head, error) {
-	if len(b) < 1 || (b[0] != HeadVersion && b[0] != headV1) {
+	if len(b) < 1 || (b[0] != HeadVersion && b[0] != HeadV1) {
 		return nil, fmt.Errorf("%w: unknown version", ErrBadHead)
 	}
 	h := &Head{Version: b[0]}
 	p := b[1:]
-	if need := map[uint8]int{headV1: 8 + 8 + 4, HeadVersion: 8 + 4}[h.Version]; len(p) < need {
+	if need := map[uint8]int{HeadV1: 8 + 8 + 4, HeadVersion: 8 + 4}[h.Version]; len(p) < need {
 		return nil, fmt.Errorf("%w: truncated", ErrBadHead)
 	}
 	h.Generation = binary.BigEndian.Uint64(p)
 	p = p[8:]
-	if h.Version == headV1 {
+	if h.Version == HeadV1 {
 		h.IndexLen = binary.BigEndian.Uint64(p)
 		p = p[8:]
 	}
@@ -181,12 +181,12 @@ func UnmarshalHead(b []byte) (*Head, error) {
 }
 
 func (h *Head) validate() error {
-	switch h.version() {
+	switch h.FormatVersion() {
 	case HeadVersion:
 		if h.IndexLen != 0 {
 			return fmt.Errorf("%w: an index length in a version 2 head", ErrBadHead)
 		}
-	case headV1:
+	case HeadV1:
 		if (h.IndexLen == 0) != (len(h.Index) == 0) {
 			return fmt.Errorf("%w: index length %d with %d index blocks", ErrBadHead, h.IndexLen, len(h.Index))
 		}
@@ -223,14 +223,14 @@ func (h *Head) validate() error {
 	return nil
 }
 
-// indexRoot returns the Root through which the index blocks listed in h
-// are sealed and opened (root.go and index.go): r's secrets with h's
+// IndexRoot returns the Root through which the index blocks listed in h
+// are encrypted and opened (root.go and index.go): r's secrets with h's
 // index list.
-func (h *Head) indexRoot(r *Root) *Root {
+func (h *Head) IndexRoot(r *Root) *Root {
 	return &Root{AccountKey: r.AccountKey, OwnerSecret: r.OwnerSecret, IndexLen: h.IndexLen, Index: h.Index}
 }
 
-func (h *Head) clone() *Head {
+func (h *Head) Clone() *Head {
 	c := *h
 	c.Index = append([]indexfile.Ref(nil), h.Index...)
 	c.Roots = append([]RootRef(nil), h.Roots...)

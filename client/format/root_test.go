@@ -1,4 +1,4 @@
-package client
+package format
 
 import (
 	"bytes"
@@ -39,7 +39,7 @@ func TestRootGolden(t *testing.T) {
 	}
 	var nonce [NonceSize]byte
 	copy(nonce[:], "golden root nonce.......")
-	block, err := sealWithNonce(loc.Key, loc.ID, p, smallBlock, &nonce)
+	block, err := encryptWithNonce(loc.Key, loc.ID, p, smallBlock, &nonce)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestRootGolden(t *testing.T) {
 	if !bytes.Equal(block, golden) {
 		t.Fatal("root block differs from testdata/root-v1.golden: the root format drifted")
 	}
-	got, err := OpenRoot(loc, golden, smallBlock)
+	got, err := DecryptRoot(loc, golden, smallBlock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,12 +145,12 @@ func TestRootLocators(t *testing.T) {
 
 	blocks := map[string][]byte{}
 	for name, loc := range map[string]Locator{"old": oldPass, "new": newPass, "recovery": recovery} {
-		b, err := SealRoot(loc, root, blobstore.DefaultBlockSize)
+		b, err := EncryptRoot(loc, root, blobstore.DefaultBlockSize)
 		if err != nil {
 			t.Fatal(err)
 		}
 		blocks[name] = b
-		got, err := OpenRoot(loc, b, blobstore.DefaultBlockSize)
+		got, err := DecryptRoot(loc, b, blobstore.DefaultBlockSize)
 		if err != nil {
 			t.Fatalf("%s root does not open: %v", name, err)
 		}
@@ -161,10 +161,10 @@ func TestRootLocators(t *testing.T) {
 	if oldPass.ID == newPass.ID || oldPass.ID == recovery.ID {
 		t.Fatal("two locators share a root id")
 	}
-	if _, err := OpenRoot(newPass, blocks["old"], blobstore.DefaultBlockSize); !errors.Is(err, ErrTampered) {
+	if _, err := DecryptRoot(newPass, blocks["old"], blobstore.DefaultBlockSize); !errors.Is(err, ErrTampered) {
 		t.Fatalf("the new password opens the old root: %v", err)
 	}
-	if _, err := OpenRoot(recovery, blocks["new"], blobstore.DefaultBlockSize); !errors.Is(err, ErrTampered) {
+	if _, err := DecryptRoot(recovery, blocks["new"], blobstore.DefaultBlockSize); !errors.Is(err, ErrTampered) {
 		t.Fatalf("the recovery code opens the password's root: %v", err)
 	}
 }

@@ -1,6 +1,6 @@
-package client
+package format
 
-// Key derivation, DESIGN.md §7 "Keys". All of it runs on the client; the
+// Key derivation, docs/spec.md "Keys". All of it runs on the client; the
 // server never sees a password, a device key or a recovery code.
 //
 //	user     = NFKC(lower(NFKC(username))), trimmed of white space; not empty
@@ -30,7 +30,8 @@ package client
 //	root_proof = HKDF(info = "blindstore/v1/root-proof", 32 bytes)   (a write proof)
 //	root_key   = HKDF(info = "blindstore/v1/root-key", 32 bytes)
 //
-// From the owner secret kept in the root, per block (DESIGN.md §3):
+// From the owner secret kept in the root, per block (docs/spec.md, "Write
+// proofs"):
 //
 //	w = HMAC-SHA256(owner_secret, "proof" ‖ id)     write proof
 //	r = SHA-256("blindstore/v1/renew" ‖ w)          renew proof (blobstore.WriteProof.Renew)
@@ -44,7 +45,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"unicode/utf8"
 
@@ -293,42 +293,6 @@ func (d *DeviceKey) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// WriteDeviceKeyFile writes a new device key file readable only by its
-// owner. It never replaces an existing file: losing a device key locks
-// the user out of the account.
-func WriteDeviceKeyFile(path string, d DeviceKey) error {
-	text, _ := d.MarshalText()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("client: creating the device key file: %w", err)
-	}
-	if _, err := f.Write(append(text, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("client: writing the device key file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("client: writing the device key file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("client: writing the device key file: %w", err)
-	}
-	return nil
-}
-
-// ReadDeviceKeyFile reads a file written by WriteDeviceKeyFile.
-func ReadDeviceKeyFile(path string) (DeviceKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return DeviceKey{}, fmt.Errorf("client: reading the device key file: %w", err)
-	}
-	var d DeviceKey
-	if err := d.UnmarshalText(b); err != nil {
-		return DeviceKey{}, err
-	}
-	return d, nil
-}
-
 // RecoveryCodeSize is the number of random bytes in a recovery code.
 const RecoveryCodeSize = 20
 
@@ -397,4 +361,18 @@ func (c RecoveryCode) Locator() Locator {
 	var m master
 	expand(c[:], infoRecovery, m[:])
 	return m.locator()
+}
+
+// infoChunker derives the seed of the content-defined chunker's gear
+// table, keyed per account so that chunk boundaries do not fingerprint the
+// same content across accounts (client/chunker.go cuts with it).
+const infoChunker = "blindstore/v1/chunker"
+
+// ChunkerSeed returns HKDF-SHA256(ikm = account_key, salt = "",
+// info = "blindstore/v1/chunker", 32 bytes), from which ChaCha8 draws the
+// chunker's gear table.
+func ChunkerSeed(accountKey Key) [32]byte {
+	var seed [32]byte
+	expand(accountKey[:], infoChunker, seed[:])
+	return seed
 }

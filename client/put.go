@@ -1,10 +1,11 @@
 package client
 
-// Files, DESIGN.md §7: each file has its own random key; its plaintext is
-// cut into chunks at content-defined boundaries (chunker.go), each chunk
-// sealed alone into a block under a fresh random ID, with the chunk's
-// size, SHA-256 and mark and the block's ETag kept in the index, and the
-// whole file's SHA-256 too.
+// Putting a file, docs/spec.md "Files": each file has its own random key;
+// its plaintext is cut into chunks at content-defined boundaries
+// (chunker.go), each chunk encrypted alone into a block under a fresh
+// random ID (encpipe.go), with the chunk's size, SHA-256 and mark and the
+// block's ETag kept in the index, and the whole file's SHA-256 too. The
+// index then changes by the transaction of indextx.go.
 //
 // Small files: a file of at most PayloadCapacity/32 bytes (2 KiB with
 // 64 KiB blocks) is kept inline in the index, so that it costs a share of
@@ -20,22 +21,9 @@ package client
 // index update then deletes the old blocks nothing refers to any more.
 // A failed put deletes only the blocks it wrote.
 //
-// Reading a range (GetRange) fetches only the blocks holding it, each
-// verified against its chunk's size and hash in the index.
-//
 // Memory is bounded whatever the file's size: a put keeps at most
-// (uploaders+1) × write_batch blocks in flight, a get at most
-// getWindow blocks (and, into a file, stageBufs staging buffers: see
-// directio.go), and neither ever holds a file whole.
-//
-// A get checks, for every block, that it authenticates under the file
-// key with its own ID as associated data, and that the plaintext has the
-// chunk's size and hash (a swap of two blocks fails both; an older
-// version of a block fails the hash): what a check of the ciphertext's
-// ETag would add is nothing (see fetchChunk), and nor would a second
-// pass over the whole file's hash (see fetchChunks). Nothing that fails
-// reaches the output, and a file output is written to a temporary file
-// renamed into place only once verified.
+// (uploaders+1) × write_batch blocks in flight and never holds a file
+// whole (get.go bounds a get).
 
 import (
 	"bytes"
@@ -46,15 +34,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 )
 
@@ -65,14 +51,10 @@ const (
 	// others, so throughput grows with this; memory too, by one batch
 	// (write_batch blocks: 4 MiB by default) each.
 	uploaders = 6
-	// getWindow bounds the blocks a get has fetched or is fetching ahead
-	// of the one it writes.
-	getWindow = 32
 )
 
-// InlineMax returns the largest file kept inline in the index, for a
-// block size.
-func InlineMax(blockSize int) int { return PayloadCapacity(blockSize) / 32 }
+// InlineMax is format.InlineMax.
+func InlineMax(blockSize int) int { return format.InlineMax(blockSize) }
 
 // Progress is told the number of plaintext bytes done so far.
 type Progress func(done int64)
@@ -242,14 +224,14 @@ func (a *Account) putInfo(src *os.File, name string, before fs.FileInfo) PutInfo
 	}
 }
 
-// upload seals and writes the stream's chunks and returns the file's
+// upload encrypts and writes the stream's chunks and returns the file's
 // entry without name, mode, time and renewal, and the blocks it wrote.
 // prev, if it has a key (a file of that name exists), is the version it
 // replaces: see the file comment.
 func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File, progress Progress) (f indexfile.File, written []indexfile.Ref, tail *uploadTail, err error) {
 	reuse := map[chunkID][]indexfile.Chunk{}
 	var marks map[uint64]struct{}
-	if prev != nil && prev.Key != ([KeySize]byte{}) && !prev.KeyShared {
+	if prev != nil && prev.Key != ([format.KeySize]byte{}) && !prev.KeyShared {
 		f.Key = prev.Key
 		marks = make(map[uint64]struct{}, len(prev.Chunks))
 		for _, c := range prev.Chunks {
@@ -258,7 +240,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 			marks[c.Mark] = struct{}{}
 		}
 	} else {
-		key, err := NewKey()
+		key, err := format.NewKey()
 		if err != nil {
 			return f, nil, nil, err
 		}
@@ -291,7 +273,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	}()
 
 	// A fixed set of block buffers circulates from the chunker (here)
-	// through the sealers and the collector to the uploaders: memory is
+	// through the encryptors and the collector to the uploaders: memory is
 	// bounded by their number. The chunker takes them in file order, so
 	// that the chunk the collector waits for always has one.
 	free := make(chan []byte, (uploaders+1)*batch)
@@ -344,23 +326,23 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 		}
 	}()
 
-	// Sealers (sealpipe.go) take every chunk to seal; the collector takes
-	// every chunk in file order, waits for its seal, and builds f.Chunks,
+	// Encryptors (encpipe.go) take every chunk to encrypt; the collector takes
+	// every chunk in file order, waits for its encryption, and builds f.Chunks,
 	// written and the batches. A few frame buffers carry chunks from the
-	// chunker to the sealers (each task not reused holds one: tasks never
+	// chunker to the encryptors (each task not reused holds one: tasks never
 	// blocks); order may block, which only slows the chunker.
-	nsealers := runtime.GOMAXPROCS(0)
-	frames := make(chan []byte, 2*nsealers+2)
+	nencryptors := runtime.GOMAXPROCS(0)
+	frames := make(chan []byte, 2*nencryptors+2)
 	for range cap(frames) {
-		frames <- make([]byte, frameSize(bs))
+		frames <- make([]byte, format.FrameSize(bs))
 	}
-	tasks := make(chan *sealTask, cap(frames))
-	order := make(chan *sealTask, cap(free))
-	var sealers sync.WaitGroup
-	for range nsealers {
-		sealers.Go(func() { runSealer(tasks, frames, Key(key), a.root.OwnerSecret) })
+	tasks := make(chan *encTask, cap(frames))
+	order := make(chan *encTask, cap(free))
+	var encryptors sync.WaitGroup
+	for range nencryptors {
+		encryptors.Go(func() { runEncryptor(tasks, frames, format.Key(key), a.root.OwnerSecret) })
 	}
-	var readErr, sealErr error
+	var readErr, encErr error
 	var chunks []indexfile.Chunk
 	collected := make(chan struct{})
 	go func() {
@@ -385,7 +367,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 				continue
 			}
 			if t.err != nil {
-				sealErr = t.err
+				encErr = t.err
 				cancel(t.err)
 				stopped = true
 				continue
@@ -415,14 +397,14 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 
 	// Only a chunk of an old chunk's size may be reused: only such a
 	// chunk needs its hash here, in order, before the next cut (which
-	// depends on ch.matched); the sealers hash the others.
+	// depends on ch.matched); the encryptors hash the others.
 	sizes := make(map[uint32]struct{}, len(reuse))
 	for id := range reuse {
 		sizes[id.size] = struct{}{}
 	}
 	sum := sha256.New()
-	ch := newCDCChunker(r, a.table, PayloadCapacity(bs))
-	ch.marks = marks
+	ch := format.NewChunker(r, a.table, format.PayloadCapacity(bs))
+	ch.SetOldMarks(marks)
 	var spare []byte // a frame taken for a chunk that was reused
 	for {
 		frame := spare
@@ -436,7 +418,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 				break
 			}
 		}
-		chunk, mark, err := ch.next(frame[lengthSize:])
+		chunk, mark, err := ch.Next(frame[format.LengthSize:])
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -448,7 +430,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 		// copied is in cache.
 		sum.Write(chunk)
 		f.Size += uint64(len(chunk))
-		t := &sealTask{chunk: indexfile.Chunk{Size: uint32(len(chunk)), Mark: mark}, done: make(chan struct{})}
+		t := &encTask{chunk: indexfile.Chunk{Size: uint32(len(chunk)), Mark: mark}, done: make(chan struct{})}
 		matched := false
 		if _, ok := sizes[t.chunk.Size]; ok {
 			t.chunk.Hash, t.hashed = sha256.Sum256(chunk), true
@@ -459,7 +441,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 				t.chunk.Ref, t.reused, matched = old[0].Ref, true, true
 			}
 		}
-		ch.matched(matched)
+		ch.Matched(matched)
 		if matched {
 			close(t.done)
 			spare = frame
@@ -484,8 +466,8 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	close(tasks)
 	close(order)
 	<-collected
-	sealers.Wait()
-	// Every block is sealed and on its way. The uploads' end is the
+	encryptors.Wait()
+	// Every block is encrypted and on its way. The uploads' end is the
 	// tail's: the caller may commit the index meanwhile (Put).
 	finish := func() error {
 		close(jobs)
@@ -506,9 +488,9 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	case readErr != nil:
 		finish()
 		return f, written, nil, readErr
-	case sealErr != nil:
+	case encErr != nil:
 		finish()
-		return f, written, nil, sealErr
+		return f, written, nil, encErr
 	case failed || ctx.Err() != nil:
 		return f, written, nil, finish()
 	}
@@ -560,368 +542,6 @@ type chunkID struct {
 	hash [32]byte
 }
 
-// Get writes the file name to w, verified block by block; see the file
-// comment. It returns the file's index entry.
-func (a *Account) Get(ctx context.Context, name string, w io.Writer, progress Progress) (indexfile.File, error) {
-	a.mu.Lock()
-	f, err := a.lookup(name)
-	a.mu.Unlock()
-	if err != nil {
-		return f, err
-	}
-	return f, download(ctx, a.remote, a.cfg, &f, w, progress)
-}
-
-// GetRange writes length bytes of the file name from offset on to w
-// (fewer if the file ends first), reading only the blocks that hold them,
-// each verified against its chunk in the index.
-func (a *Account) GetRange(ctx context.Context, name string, offset, length int64, w io.Writer) (indexfile.File, error) {
-	a.mu.Lock()
-	f, err := a.lookup(name)
-	a.mu.Unlock()
-	if err != nil {
-		return f, err
-	}
-	if offset < 0 || length < 0 {
-		return f, &Error{Kind: KindInvalid, Msg: "a range starts and runs at or past zero"}
-	}
-	return f, downloadRange(ctx, a.remote, a.cfg, &f, offset, length, w)
-}
-
-// downloadRange writes f's bytes [offset, offset+length) to w.
-func downloadRange(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfile.File, offset, length int64, w io.Writer) error {
-	end := min(uint64(offset)+uint64(length), f.Size)
-	if uint64(offset) >= end {
-		return nil
-	}
-	if len(f.Inline) > 0 {
-		if sha256.Sum256(f.Inline) != f.Hash {
-			return &Error{Kind: KindTampered, Msg: "the file's content does not match its recorded hash"}
-		}
-		_, err := w.Write(f.Inline[offset:end])
-		return localErr(err)
-	}
-	var pos uint64
-	first, last := -1, -1
-	var skip uint64
-	for i, c := range f.Chunks {
-		if pos+uint64(c.Size) > uint64(offset) && pos < end {
-			if first < 0 {
-				first, skip = i, uint64(offset)-pos
-			}
-			last = i
-		}
-		pos += uint64(c.Size)
-	}
-	g := *f
-	g.Chunks = f.Chunks[first : last+1]
-	cw := &cutWriter{w: w, skip: skip, left: end - uint64(offset)}
-	return fetchChunks(ctx, remote, cfg, &g, cw, nil, false)
-}
-
-// cutWriter drops skip bytes, then passes on left bytes.
-type cutWriter struct {
-	w          io.Writer
-	skip, left uint64
-}
-
-func (c *cutWriter) Write(p []byte) (int, error) {
-	n := len(p)
-	d := min(c.skip, uint64(len(p)))
-	p, c.skip = p[d:], c.skip-d
-	p = p[:min(uint64(len(p)), c.left)]
-	c.left -= uint64(len(p))
-	if _, err := c.w.Write(p); err != nil {
-		return 0, err
-	}
-	return n, nil
-}
-
-func localErr(err error) error {
-	if err != nil {
-		return localError("writing the file", err)
-	}
-	return nil
-}
-
-// download writes f's plaintext to w after verifying every block.
-func download(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfile.File, w io.Writer, progress Progress) error {
-	if len(f.Inline) > 0 || f.Size == 0 {
-		if len(f.Inline) != int(f.Size) || sha256.Sum256(f.Inline) != f.Hash {
-			return &Error{Kind: KindTampered, Msg: "the file's content does not match its recorded hash"}
-		}
-		if _, err := w.Write(f.Inline); err != nil {
-			return localErr(err)
-		}
-		if progress != nil {
-			progress(int64(f.Size))
-		}
-		return nil
-	}
-	return fetchChunks(ctx, remote, cfg, f, w, progress, true)
-}
-
-// fetchChunks writes the plaintext of f's chunks to w, verifying each
-// block, and with whole first that the chunks make up the file's size.
-//
-// It does not hash the whole output to compare it with f.Hash: that pass
-// (a seventh of a get's CPU, on the one goroutine that orders the output)
-// can catch nothing the checks of each chunk do not. The entry f is
-// authenticated (under the account key, or a share's manifest key), and
-// lists the chunks in order with each one's size and SHA-256; fetchChunk
-// lets through only a block whose plaintext has exactly these. So the
-// output is the recorded chunks in the recorded order, byte for byte:
-// what the writer hashed into f.Hash when it cut the file. All that the
-// server (or the network) controls, which bytes answer for which block
-// ID and whether any answer, is caught chunk by chunk; it cannot add,
-// drop or reorder chunks, which the entry lists. f.Hash could disagree
-// with its chunks only in an entry its writer made inconsistent, and a
-// writer holding the key can record whatever content it likes anyway.
-// The one cheap consistency check left is the sizes, before any byte is
-// fetched. Ranges (whole false) have always rested on the same argument.
-func fetchChunks(ctx context.Context, remote *Remote, cfg *ServerConfig, f *indexfile.File, w io.Writer, progress Progress, whole bool) error {
-	if whole {
-		var total uint64
-		for _, c := range f.Chunks {
-			total += uint64(c.Size)
-		}
-		if total != f.Size {
-			return &Error{Kind: KindTampered, Msg: "the file's chunks do not add up to its recorded size"}
-		}
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	type result struct {
-		plain []byte
-		// buf is the buffer plain lies in, whole: plain starts past the
-		// frame's length and is capped at the chunk, so a buffer put
-		// back as plain[:0] would be too small for the next block and
-		// reallocated on every chunk.
-		buf []byte
-		err error
-	}
-	bs := cfg.BlockSize
-	plainBufs := make(chan []byte, getWindow)
-	for range getWindow {
-		plainBufs <- make([]byte, 0, bs)
-	}
-	// pending holds one result channel per chunk, in file order; its
-	// capacity is the window.
-	pending := make(chan chan result, max(1, getWindow-remote.Parallel))
-	type job struct {
-		i   int
-		out chan result
-	}
-	jobs := make(chan job)
-	var wg sync.WaitGroup
-	for range remote.Parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cipher := make([]byte, bs+1)
-			for j := range jobs {
-				c := &f.Chunks[j.i]
-				var buf []byte
-				select {
-				case buf = <-plainBufs:
-				case <-ctx.Done():
-					j.out <- result{err: context.Cause(ctx)}
-					continue
-				}
-				p, err := fetchChunk(ctx, remote, bs, Key(f.Key), c, cipher, buf)
-				if err != nil {
-					plainBufs <- buf
-					buf = nil
-				}
-				j.out <- result{plain: p, buf: buf, err: err}
-			}
-		}()
-	}
-	go func() {
-		defer close(pending)
-		defer close(jobs)
-		for i := range f.Chunks {
-			out := make(chan result, 1)
-			select {
-			case pending <- out:
-			case <-ctx.Done():
-				return
-			}
-			select {
-			case jobs <- job{i: i, out: out}:
-			case <-ctx.Done():
-				out <- result{err: context.Cause(ctx)}
-				return
-			}
-		}
-	}()
-	var n int64
-	var err error
-	for out := range pending {
-		r := <-out
-		if err != nil {
-			if r.buf != nil {
-				plainBufs <- r.buf[:0]
-			}
-			continue
-		}
-		if r.err != nil {
-			err = r.err
-			cancel(err)
-			continue
-		}
-		if _, werr := w.Write(r.plain); werr != nil {
-			err = localError("writing the file", werr)
-			cancel(err)
-		}
-		n += int64(len(r.plain))
-		plainBufs <- r.buf[:0]
-		if progress != nil {
-			progress(n)
-		}
-	}
-	wg.Wait()
-	return err
-}
-
-// fetchChunk reads one chunk's block and returns its verified plaintext
-// in plain's storage.
-//
-// It does not hash the ciphertext to compare its ETag with the index's:
-// that pass over every byte (a third of a get's CPU with the chunk and
-// file hashes) can catch nothing the two checks below do not. The index
-// is authenticated, so c.Size and c.Hash are what the writer recorded.
-// The AEAD under the file key, with the block's ID as associated data,
-// refuses any block sealed under another key (another file's, another
-// account's) or for another ID (a block of this file moved or swapped),
-// and any altered or truncated ciphertext. What remains is a block this
-// file's key once sealed for this very ID: an older version of it, say.
-// Its plaintext must then still have the chunk's size and SHA-256, so it
-// is the recorded chunk, byte for byte, whatever its ciphertext. Which
-// chunks make up the file, and in what order, only the authenticated
-// index says (see fetchChunks).
-func fetchChunk(ctx context.Context, remote *Remote, bs int, key Key, c *indexfile.Chunk, cipher, plain []byte) ([]byte, error) {
-	data, err := remote.getUnhashed(ctx, c.ID, cipher)
-	if err != nil {
-		if KindOf(err) == KindNotFound {
-			return nil, &Error{Kind: KindNotFound, Msg: "a block of the file is gone from the server (expired unrenewed, or deleted)"}
-		}
-		return nil, err
-	}
-	if len(data) != bs {
-		return nil, &Error{Kind: KindTampered, Msg: "the server returned a block of the wrong size"}
-	}
-	p, err := openInto(plain, key, c.ID, data)
-	if err != nil {
-		return nil, wrap(KindTampered, "a block of the file", err)
-	}
-	if len(p) != int(c.Size) || sha256.Sum256(p) != c.Hash {
-		return nil, &Error{Kind: KindTampered, Msg: "a block of the file holds another chunk than the index recorded (blocks swapped?)"}
-	}
-	return p, nil
-}
-
-// WriteFileAtomic writes a file at path through fill, into a temporary
-// file in the same directory that is renamed into place only when fill
-// succeeds; on failure nothing is left behind. Without overwrite, an
-// existing path is an error of KindConflict, checked before and after.
-func WriteFileAtomic(path string, overwrite bool, mode fs.FileMode, mtime time.Time, fill func(w io.Writer) error) error {
-	exists := &Error{Kind: KindConflict, Msg: fmt.Sprintf("%s exists; not overwriting it (use --force)", path)}
-	if !overwrite {
-		if _, err := os.Lstat(path); err == nil {
-			return exists
-		}
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return localError("creating the output file", err)
-	}
-	defer root.Close()
-	return writeAtomic(root, base, partTag, mode, mtime, fill, func(tmp string) error {
-		if overwrite {
-			return root.Rename(tmp, base)
-		}
-		// A hard link fails if path appeared meanwhile: no clobbering
-		// even in a race.
-		if err := root.Link(tmp, base); err != nil {
-			if errors.Is(err, fs.ErrExist) {
-				return exists
-			}
-			return err
-		}
-		return root.Remove(tmp)
-	})
-}
-
-// partTag marks our temporary files: ".NAME.blind-RANDOM.part".
-const partTag = ".blind-"
-
-// writeAtomic writes name in root through fill: into a temporary file
-// beside it, named with tag, synced and given mode and mtime (when set),
-// then handed to place to move into position. On any failure the
-// temporary file is removed. WriteFileAtomic and sync's downloads both
-// write this way. fill writes through a stagedWriter (directio.go): its
-// writes return before they reach the file, a large file's with
-// O_DIRECT, and a write error may show only on a later write or at the
-// end, still before anything is renamed.
-func writeAtomic(root *os.Root, name, tag string, mode fs.FileMode, mtime time.Time, fill func(io.Writer) error, place func(tmp string) error) (err error) {
-	tmp := path.Join(path.Dir(name), "."+path.Base(name)+tag+randomHex(6)+".part")
-	fh, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return localError("creating a temporary file for "+name, err)
-	}
-	sw := newStagedWriter(fh, true)
-	defer func() {
-		if err != nil {
-			sw.abort()
-			fh.Close()
-			root.Remove(tmp)
-		}
-	}()
-	if err := fill(sw); err != nil {
-		return err
-	}
-	if err := sw.Close(); err != nil {
-		return localError("writing "+name, err)
-	}
-	if err := fh.Sync(); err != nil {
-		return localError("writing "+name, err)
-	}
-	if err := fh.Close(); err != nil {
-		return localError("writing "+name, err)
-	}
-	if mode != 0 {
-		if err := root.Chmod(tmp, mode&fs.ModePerm); err != nil {
-			return localError("setting the mode of "+name, err)
-		}
-	}
-	if !mtime.IsZero() {
-		if err := root.Chtimes(tmp, mtime, mtime); err != nil {
-			return localError("setting the time of "+name, err)
-		}
-	}
-	if err := place(tmp); err != nil {
-		var ce *Error
-		if errors.As(err, &ce) {
-			return err
-		}
-		return localError("moving "+name+" into place", err)
-	}
-	return nil
-}
-
-// localError is a local I/O failure, with a clear word for a full disk.
-func localError(what string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) {
-		return &Error{Kind: KindLocalIO, Msg: what + ": the disk is full", Err: err}
-	}
-	return &Error{Kind: KindLocalIO, Msg: what, Err: err}
-}
-
 // PutSource is one file of PutMany.
 type PutSource struct {
 	Name    string
@@ -968,7 +588,7 @@ func (a *Account) putMany(ctx context.Context, srcs []PutSource, uploaded func(i
 	}
 	seen := make(map[string]bool, len(srcs))
 	var small, large []int
-	limit := int64(smallPutBlocks * PayloadCapacity(a.cfg.BlockSize))
+	limit := int64(smallPutBlocks * format.PayloadCapacity(a.cfg.BlockSize))
 	for i, src := range srcs {
 		if err := indexfile.ValidName(src.Name); err != nil {
 			return fail(wrap(KindInvalid, "put", err))

@@ -13,36 +13,14 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 	"github.com/blindstore/blindstore/internal/countproxy"
 )
 
-// sealFrameInto makes the very block sealInto makes of the same payload,
-// from a frame and into a block buffer that held others before.
-func TestSealFrameIntoIsSealInto(t *testing.T) {
-	var key Key
-	copy(key[:], seeded(1, KeySize))
-	id := blobstore.NewID()
-	var nonce [NonceSize]byte
-	copy(nonce[:], seeded(2, NonceSize))
-	for _, n := range []int{0, 1, 1000, PayloadCapacity(testBlockSize)} {
-		payload := seeded(uint64(n), n)
-		want := sealInto(make([]byte, testBlockSize), key, id, payload, &nonce)
-		frame := seeded(98, frameSize(testBlockSize)) // stale bytes everywhere
-		copy(frame[lengthSize:], payload)
-		got := sealFrameInto(seeded(99, testBlockSize), key, id, frame, n, &nonce)
-		if !bytes.Equal(got, want) {
-			t.Fatalf("%d bytes: sealFrameInto differs from sealInto", n)
-		}
-		if p, err := Open(key, id, got, testBlockSize); err != nil || !bytes.Equal(p, payload) {
-			t.Fatalf("%d bytes: %v", n, err)
-		}
-	}
-}
-
-// moreSealers runs a test with more sealers than this machine's cores,
-// so that seals finish out of order.
-func moreSealers(t *testing.T) {
+// moreEncryptors runs a test with more encryptors than this machine's cores,
+// so that encryptions finish out of order.
+func moreEncryptors(t *testing.T) {
 	old := runtime.GOMAXPROCS(8)
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
 }
@@ -75,22 +53,23 @@ func putTracked(t *testing.T, a *Account, name string, data []byte) indexfile.Fi
 // marks, and that every block opens to its chunk.
 func wantChunks(t *testing.T, s *testServer, a *Account, f indexfile.File, prev *indexfile.File, data []byte) {
 	t.Helper()
-	ch := newCDCChunker(bytes.NewReader(data), a.table, PayloadCapacity(s.bs))
+	ch := format.NewChunker(bytes.NewReader(data), a.table, format.PayloadCapacity(s.bs))
 	reuse := map[chunkID]int{}
 	if prev != nil {
-		ch.marks = map[uint64]struct{}{}
+		marks := map[uint64]struct{}{}
 		for _, c := range prev.Chunks {
-			ch.marks[c.Mark] = struct{}{}
+			marks[c.Mark] = struct{}{}
 			reuse[chunkID{c.Size, c.Hash}]++
 		}
+		ch.SetOldMarks(marks)
 	}
 	if f.Size != uint64(len(data)) || f.Hash != sha256.Sum256(data) {
 		t.Fatal("the file's size or hash is not its content's")
 	}
-	buf := make([]byte, PayloadCapacity(s.bs))
+	buf := make([]byte, format.PayloadCapacity(s.bs))
 	r := s.remote(t)
 	for i := 0; ; i++ {
-		chunk, mark, err := ch.next(buf)
+		chunk, mark, err := ch.Next(buf)
 		if err == io.EOF {
 			if i != len(f.Chunks) {
 				t.Fatalf("%d chunks, the content has %d", len(f.Chunks), i)
@@ -105,7 +84,7 @@ func wantChunks(t *testing.T, s *testServer, a *Account, f indexfile.File, prev 
 			t.Fatalf("chunk %d is not the content's chunk %d", i, i)
 		}
 		id := chunkID{c.Size, c.Hash}
-		ch.matched(reuse[id] > 0)
+		ch.Matched(reuse[id] > 0)
 		if reuse[id] > 0 {
 			reuse[id]--
 		}
@@ -116,17 +95,17 @@ func wantChunks(t *testing.T, s *testServer, a *Account, f indexfile.File, prev 
 		if etag != c.ETag || blobstore.ETagOf(block) != c.ETag {
 			t.Fatalf("chunk %d: the ETag in the index is not its block's", i)
 		}
-		if p, err := Open(f.Key, c.ID, block, s.bs); err != nil || !bytes.Equal(p, chunk) {
+		if p, err := format.Decrypt(f.Key, c.ID, block, s.bs); err != nil || !bytes.Equal(p, chunk) {
 			t.Fatalf("chunk %d: its block does not open to it: %v", i, err)
 		}
 	}
 }
 
-// A file of hundreds of chunks, sealed by more sealers than cores, keeps
+// A file of hundreds of chunks, encrypted by more encryptors than cores, keeps
 // its chunks in file order and reads back byte for byte; a delta put of
 // it reuses the unchanged chunks' blocks, in order, and sends the rest.
 func TestPutPipelineKeepsOrder(t *testing.T) {
-	moreSealers(t)
+	moreEncryptors(t)
 	s := newTestServer(t)
 	p := newCountingProxy(t, s.url)
 	ctx := context.Background()
@@ -134,7 +113,7 @@ func TestPutPipelineKeepsOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	data := seeded(7, 300*c+123)
 	first := putTracked(t, a, "f", data)
 	if len(first.Chunks) < 300 {
@@ -171,7 +150,7 @@ func TestPutPipelineKeepsOrder(t *testing.T) {
 // A server lost part way through a put, with batches landed and others
 // in flight, leaves no block of the put behind and the index unchanged.
 func TestPutFailingMidwayLeavesNoBlock(t *testing.T) {
-	moreSealers(t)
+	moreEncryptors(t)
 	s := newTestServer(t)
 	p := newCountingProxy(t, s.url)
 	ctx := context.Background()
@@ -179,7 +158,7 @@ func TestPutFailingMidwayLeavesNoBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	old := seeded(9, 40*c)
 	putBytes(t, a, "f", old)
 	for _, tc := range []struct {
@@ -226,11 +205,11 @@ func TestPutFailingMidwayLeavesNoBlock(t *testing.T) {
 
 // A read error part way through leaves no block of the put behind.
 func TestPutReadErrorLeavesNoBlock(t *testing.T) {
-	moreSealers(t)
+	moreEncryptors(t)
 	s := newTestServer(t)
 	a, _ := newTestAccount(t, s)
 	before := s.blocks(t)
-	c := PayloadCapacity(testBlockSize)
+	c := format.PayloadCapacity(testBlockSize)
 	r := io.MultiReader(bytes.NewReader(seeded(12, 100*c)), iotest.ErrReader(io.ErrClosedPipe))
 	_, err := a.Put(context.Background(), r, PutInfo{Name: "f", Mode: 0o600}, nil)
 	if KindOf(err) != KindLocalIO {

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Independent computation of the client's golden vectors (keys_test.go,
-block_test.go), from DESIGN.md §7 and the spec comments of keys.go and
+block_test.go), from docs/spec.md and the spec comments of keys.go and
 block.go, with the `cryptography` package instead of Go's x/crypto.
 
-    python3 client/testdata/crosscheck.py
+    python3 client/format/testdata/crosscheck.py
 
 The printed values must equal the constants in the Go tests."""
 
@@ -79,7 +79,7 @@ def hchacha20(key, nonce16):
     return struct.pack("<8I", *(s[0:4] + s[12:16]))
 
 
-def seal(key, bid, payload, block_size, nonce):
+def encrypt(key, bid, payload, block_size, nonce):
     frame = struct.pack(">I", len(payload)) + payload
     frame += bytes(block_size - 24 - 16 - len(frame))
     sub = hchacha20(key, nonce[:16])
@@ -89,6 +89,6 @@ def seal(key, bid, payload, block_size, nonce):
 
 key = hashlib.sha256(b"golden block key").digest()
 nonce = bytes(range(24))
-block = seal(key, block_id, b"blindstore golden block v1", 1024, nonce)
+block = encrypt(key, block_id, b"blindstore golden block v1", 1024, nonce)
 print("block.sha256 =", hashlib.sha256(block).hexdigest())
 print("block.head =", block[:48].hex())

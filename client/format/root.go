@@ -1,14 +1,15 @@
-package client
+package format
 
-// The root block, DESIGN.md §7. It is sealed (block.go) with root_key and
-// stored at root_id, written with root_proof; its payload is:
+// The root block, docs/spec.md "The root block". It is encrypted
+// (block.go) with root_key and stored at root_id, written with
+// root_proof; its payload is:
 //
 //	root  = uint8 version (= 1)
 //	      ‖ account_key[32] ‖ owner_secret[32]
 //	      ‖ uint64be index_len ‖ uint32be index_count
 //	      ‖ (id[16] ‖ etag[16]) × index_count
 //
-// account_key seals the index blocks; owner_secret derives every block's
+// account_key encrypts the index blocks; owner_secret derives every block's
 // write proof (keys.go). index_len is the length of the encoded index
 // before padding (indexfile.Join needs it); the index blocks are listed in
 // order with the ETag each had when written, so a server that returns an
@@ -20,8 +21,8 @@ package client
 // the payload could not hold, an ID that is not a v4 UUID, an ID listed
 // twice, and an index_len of zero with blocks or non-zero without.
 //
-// Changing the password seals the same Root at the new locator and deletes
-// the old one; nothing else is re-encrypted. A recovery code seals the
+// Changing the password encrypts the same Root at the new locator and deletes
+// the old one; nothing else is re-encrypted. A recovery code encrypts the
 // same Root at the code's locator.
 
 import (
@@ -46,7 +47,7 @@ const (
 
 // Root holds an account's secrets and where its index is.
 type Root struct {
-	AccountKey  Key             // seals the index blocks
+	AccountKey  Key             // encrypts the index blocks
 	OwnerSecret OwnerSecret     // derives every block's write proof
 	IndexLen    uint64          // bytes of the encoded index, before padding
 	Index       []indexfile.Ref // the index blocks, in order
@@ -75,7 +76,7 @@ var ErrBadRoot = errors.New("client: root block is malformed")
 
 // MarshalRoot encodes r as a root payload.
 func MarshalRoot(r *Root) ([]byte, error) {
-	if err := r.validate(); err != nil {
+	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	b := make([]byte, 0, rootHeaderLen+rootRefLen*len(r.Index))
@@ -122,15 +123,15 @@ func UnmarshalRoot(b []byte) (*Root, error) {
 			p = p[copy(r.Index[i].ETag[:], p):]
 		}
 	}
-	if err := r.validate(); err != nil {
+	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-func (r *Root) validate() error {
+func (r *Root) Validate() error {
 	// A zero secret is never random; it would mean a writer that forgot
-	// to generate one, and every block sealed with it would be readable.
+	// to generate one, and every block encrypted with it would be readable.
 	if r.AccountKey == (Key{}) || r.OwnerSecret == (OwnerSecret{}) {
 		return fmt.Errorf("%w: a secret is zero", ErrBadRoot)
 	}
@@ -153,19 +154,19 @@ func (r *Root) validate() error {
 	return nil
 }
 
-// SealRoot encrypts r into the root block at loc.ID. Write it with
+// EncryptRoot encrypts r into the root block at loc.ID. Write it with
 // loc.Proof.
-func SealRoot(loc Locator, r *Root, blockSize int) ([]byte, error) {
+func EncryptRoot(loc Locator, r *Root, blockSize int) ([]byte, error) {
 	p, err := MarshalRoot(r)
 	if err != nil {
 		return nil, err
 	}
-	return Seal(loc.Key, loc.ID, p, blockSize)
+	return Encrypt(loc.Key, loc.ID, p, blockSize)
 }
 
-// OpenRoot authenticates and decodes the root block read from loc.ID.
-func OpenRoot(loc Locator, block []byte, blockSize int) (*Root, error) {
-	p, err := Open(loc.Key, loc.ID, block, blockSize)
+// DecryptRoot authenticates and decodes the root block read from loc.ID.
+func DecryptRoot(loc Locator, block []byte, blockSize int) (*Root, error) {
+	p, err := Decrypt(loc.Key, loc.ID, block, blockSize)
 	if err != nil {
 		return nil, err
 	}

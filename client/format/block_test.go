@@ -1,4 +1,4 @@
-package client
+package format
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"testing"
 
@@ -41,14 +42,14 @@ func testBlockID(seed string) blobstore.ID {
 	return id
 }
 
-// sealRawFrame seals an arbitrary frame, as only a faulty writer holding
+// encryptRawFrame encrypts an arbitrary frame, as only a faulty writer holding
 // the key would, to reach Open's frame checks.
-func sealRawFrame(key Key, id blobstore.ID, frame []byte, blockSize int) []byte {
+func encryptRawFrame(key Key, id blobstore.ID, frame []byte, blockSize int) []byte {
 	out := make([]byte, blockSize)
 	copy(out[NonceSize:blockSize-TagSize], frame)
 	var nonce [NonceSize]byte
 	copy(out, nonce[:])
-	return sealFrame(key, id, out, out[NonceSize:blockSize-TagSize], &nonce)
+	return encryptFrame(key, id, out, out[NonceSize:blockSize-TagSize], &nonce)
 }
 
 // TestBlockGolden pins the block format; the vector was computed
@@ -61,7 +62,7 @@ func TestBlockGolden(t *testing.T) {
 		nonce[i] = byte(i)
 	}
 	payload := []byte("blindstore golden block v1")
-	block, err := sealWithNonce(key, id, payload, smallBlock, &nonce)
+	block, err := encryptWithNonce(key, id, payload, smallBlock, &nonce)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,13 +73,13 @@ func TestBlockGolden(t *testing.T) {
 	if !bytes.Equal(block, golden) {
 		t.Fatal("block differs from testdata/block-v1.golden")
 	}
-	got, err := Open(key, id, golden, smallBlock)
+	got, err := Decrypt(key, id, golden, smallBlock)
 	if err != nil || !bytes.Equal(got, payload) {
-		t.Fatalf("Open(golden) = %q, %v", got, err)
+		t.Fatalf("Decrypt(golden) = %q, %v", got, err)
 	}
 }
 
-func TestSealOpen(t *testing.T) {
+func TestEncryptDecrypt(t *testing.T) {
 	key := testKey("k")
 	id := testBlockID("b")
 	for _, bs := range []int{blobstore.MinBlockSize, blobstore.DefaultBlockSize, blobstore.MaxBlockSize} {
@@ -88,52 +89,52 @@ func TestSealOpen(t *testing.T) {
 		}
 		for _, n := range []int{0, 1, capacity / 2, capacity - 1, capacity} {
 			payload := bytes.Repeat([]byte{0xa5}, n)
-			block, err := Seal(key, id, payload, bs)
+			block, err := Encrypt(key, id, payload, bs)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(block) != bs {
-				t.Fatalf("sealed %d bytes into %d, want %d", n, len(block), bs)
+				t.Fatalf("encrypted %d bytes into %d, want %d", n, len(block), bs)
 			}
-			got, err := Open(key, id, block, bs)
+			got, err := Decrypt(key, id, block, bs)
 			if err != nil || !bytes.Equal(got, payload) {
 				t.Fatalf("round trip of %d bytes at block size %d: %v", n, bs, err)
 			}
 		}
-		if _, err := Seal(key, id, make([]byte, capacity+1), bs); err == nil {
-			t.Fatalf("Seal accepted %d bytes at block size %d", capacity+1, bs)
+		if _, err := Encrypt(key, id, make([]byte, capacity+1), bs); err == nil {
+			t.Fatalf("Encrypt accepted %d bytes at block size %d", capacity+1, bs)
 		}
 	}
 	for _, bs := range []int{0, 44, 512, 1000, 3000, blobstore.MaxBlockSize * 2} {
-		if _, err := Seal(key, id, nil, bs); err == nil {
-			t.Errorf("Seal accepted block size %d", bs)
+		if _, err := Encrypt(key, id, nil, bs); err == nil {
+			t.Errorf("Encrypt accepted block size %d", bs)
 		}
-		if _, err := Open(key, id, make([]byte, bs), bs); err == nil {
+		if _, err := Decrypt(key, id, make([]byte, bs), bs); err == nil {
 			t.Errorf("Open accepted block size %d", bs)
 		}
 	}
 }
 
-func TestOpenRefuses(t *testing.T) {
+func TestDecryptRefuses(t *testing.T) {
 	key, id := testKey("k"), testBlockID("b")
 	payload := []byte("the content of one block")
-	block, err := Seal(key, id, payload, smallBlock)
+	block, err := Encrypt(key, id, payload, smallBlock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	orig := bytes.Clone(block)
 
-	if _, err := Open(key, id, block[:smallBlock-1], smallBlock); !errors.Is(err, ErrBlockSize) {
+	if _, err := Decrypt(key, id, block[:smallBlock-1], smallBlock); !errors.Is(err, ErrBlockSize) {
 		t.Errorf("short block: %v", err)
 	}
-	if _, err := Open(key, id, append(bytes.Clone(block), 0), smallBlock); !errors.Is(err, ErrBlockSize) {
+	if _, err := Decrypt(key, id, append(bytes.Clone(block), 0), smallBlock); !errors.Is(err, ErrBlockSize) {
 		t.Errorf("long block: %v", err)
 	}
 	// A server that answers with another block's data.
-	if _, err := Open(key, testBlockID("other"), block, smallBlock); !errors.Is(err, ErrTampered) {
+	if _, err := Decrypt(key, testBlockID("other"), block, smallBlock); !errors.Is(err, ErrTampered) {
 		t.Errorf("block under another id: %v", err)
 	}
-	if _, err := Open(testKey("other"), id, block, smallBlock); !errors.Is(err, ErrTampered) {
+	if _, err := Decrypt(testKey("other"), id, block, smallBlock); !errors.Is(err, ErrTampered) {
 		t.Errorf("wrong key: %v", err)
 	}
 	// A flipped bit anywhere: the nonce, the length field, the payload,
@@ -141,7 +142,7 @@ func TestOpenRefuses(t *testing.T) {
 	for _, i := range []int{0, NonceSize - 1, NonceSize, NonceSize + 4, smallBlock / 2, smallBlock - TagSize - 1, smallBlock - 1} {
 		b := bytes.Clone(block)
 		b[i] ^= 0x01
-		if _, err := Open(key, id, b, smallBlock); !errors.Is(err, ErrTampered) {
+		if _, err := Decrypt(key, id, b, smallBlock); !errors.Is(err, ErrTampered) {
 			t.Errorf("bit flipped at %d: %v", i, err)
 		}
 	}
@@ -151,44 +152,44 @@ func TestOpenRefuses(t *testing.T) {
 
 	frameLen := smallBlock - NonceSize - TagSize
 	tooLong := make([]byte, frameLen)
-	binary.BigEndian.PutUint32(tooLong, uint32(frameLen-lengthSize+1))
-	if _, err := Open(key, id, sealRawFrame(key, id, tooLong, smallBlock), smallBlock); !errors.Is(err, ErrBadFrame) {
+	binary.BigEndian.PutUint32(tooLong, uint32(frameLen-LengthSize+1))
+	if _, err := Decrypt(key, id, encryptRawFrame(key, id, tooLong, smallBlock), smallBlock); !errors.Is(err, ErrBadFrame) {
 		t.Errorf("length beyond the capacity: %v", err)
 	}
 	huge := make([]byte, frameLen)
 	binary.BigEndian.PutUint32(huge, 0xffffffff)
-	if _, err := Open(key, id, sealRawFrame(key, id, huge, smallBlock), smallBlock); !errors.Is(err, ErrBadFrame) {
+	if _, err := Decrypt(key, id, encryptRawFrame(key, id, huge, smallBlock), smallBlock); !errors.Is(err, ErrBadFrame) {
 		t.Errorf("length 2^32-1: %v", err)
 	}
 	dirty := make([]byte, frameLen)
 	binary.BigEndian.PutUint32(dirty, 3)
 	copy(dirty[4:], "abc")
 	dirty[frameLen-1] = 1
-	if _, err := Open(key, id, sealRawFrame(key, id, dirty, smallBlock), smallBlock); !errors.Is(err, ErrBadFrame) {
+	if _, err := Decrypt(key, id, encryptRawFrame(key, id, dirty, smallBlock), smallBlock); !errors.Is(err, ErrBadFrame) {
 		t.Errorf("non-zero padding: %v", err)
 	}
 	dirty[frameLen-1] = 0
-	if got, err := Open(key, id, sealRawFrame(key, id, dirty, smallBlock), smallBlock); err != nil || string(got) != "abc" {
+	if got, err := Decrypt(key, id, encryptRawFrame(key, id, dirty, smallBlock), smallBlock); err != nil || string(got) != "abc" {
 		t.Errorf("the clean frame of the same shape: %q, %v", got, err)
 	}
 }
 
-// TestSealUnlinkable: two seals of one plaintext under one key and ID
+// TestEncryptUnlinkable: two encryptions of one plaintext under one key and ID
 // share no more than chance, so the server cannot tell they are equal.
-func TestSealUnlinkable(t *testing.T) {
+func TestEncryptUnlinkable(t *testing.T) {
 	key, id := testKey("k"), testBlockID("b")
 	payload := bytes.Repeat([]byte("same plaintext "), 1000)
 	const bs = blobstore.DefaultBlockSize
-	a, err := Seal(key, id, payload, bs)
+	a, err := Encrypt(key, id, payload, bs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Seal(key, id, payload, bs)
+	b, err := Encrypt(key, id, payload, bs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Equal(a[:NonceSize], b[:NonceSize]) {
-		t.Fatal("two seals used one nonce")
+		t.Fatal("two encryptions used one nonce")
 	}
 	same := 0
 	for i := range a {
@@ -199,9 +200,42 @@ func TestSealUnlinkable(t *testing.T) {
 	// Independent random bytes agree at bs/256 = 256 positions on
 	// average, with a standard deviation of 16.
 	if same > 400 {
-		t.Fatalf("two seals of one plaintext agree at %d of %d bytes", same, bs)
+		t.Fatalf("two encryptions of one plaintext agree at %d of %d bytes", same, bs)
 	}
 	if blobstore.ETagOf(a) == blobstore.ETagOf(b) {
-		t.Fatal("two seals of one plaintext share an ETag")
+		t.Fatal("two encryptions of one plaintext share an ETag")
+	}
+}
+
+// frameTestBlock is a block size with room for a 1000-byte payload.
+const frameTestBlock = 4096
+
+// seededBytes returns n bytes drawn from a stream seeded by seed.
+func seededBytes(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	_, _ = deterministic(fmt.Sprint(seed)).Read(b)
+	return b
+}
+
+// EncryptFrameInto makes the very block encryptInto makes of the same payload,
+// from a frame and into a block buffer that held others before.
+func TestEncryptFrameIntoIsEncryptInto(t *testing.T) {
+	var key Key
+	copy(key[:], seededBytes(1, KeySize))
+	id := blobstore.NewID()
+	var nonce [NonceSize]byte
+	copy(nonce[:], seededBytes(2, NonceSize))
+	for _, n := range []int{0, 1, 1000, PayloadCapacity(frameTestBlock)} {
+		payload := seededBytes(uint64(n), n)
+		want := encryptInto(make([]byte, frameTestBlock), key, id, payload, &nonce)
+		frame := seededBytes(98, FrameSize(frameTestBlock)) // stale bytes everywhere
+		copy(frame[LengthSize:], payload)
+		got := EncryptFrameInto(seededBytes(99, frameTestBlock), key, id, frame, n, &nonce)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%d bytes: encryptFrameInto differs from encryptInto", n)
+		}
+		if p, err := Decrypt(key, id, got, frameTestBlock); err != nil || !bytes.Equal(p, payload) {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
 	}
 }

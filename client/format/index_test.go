@@ -1,4 +1,4 @@
-package client
+package format
 
 import (
 	"bytes"
@@ -48,9 +48,9 @@ func splitBlocks(b []byte, bs int) [][]byte {
 	return out
 }
 
-// TestIndexGolden pins the sealing of the index. The committed blocks must
+// TestIndexGolden pins the encryption of the index. The committed blocks must
 // open to the fixture (the decoding and decryption have not drifted), and
-// sealing the same encoded bytes with the same random stream must give
+// encrypting the same encoded bytes with the same random stream must give
 // the same blocks (the encryption has not drifted). Encode's DEFLATE
 // stream itself is free to change between Go releases, so it is taken
 // from the golden blocks rather than recomputed.
@@ -62,18 +62,18 @@ func TestIndexGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealed, root, err := base.sealIndex(enc, smallBlock, deterministic("index"))
+		encrypted, root, err := base.encryptIndex(enc, smallBlock, deterministic("index"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, b := range sealed {
+		for _, b := range encrypted {
 			cat = append(cat, b.Data...)
 		}
 		if rootBytes, err = MarshalRoot(root); err != nil {
 			t.Fatal(err)
 		}
 	}
-	goldenBlocks := goldenFile(t, "testdata/index-v1.sealed", cat)
+	goldenBlocks := goldenFile(t, "testdata/index-v1.encrypted", cat)
 	goldenRoot, err := UnmarshalRoot(goldenFile(t, "testdata/index-v1.root", rootBytes))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func TestIndexGolden(t *testing.T) {
 		t.Fatalf("golden index spans %d blocks; the fixture should need several", len(blocks))
 	}
 
-	got, err := goldenRoot.OpenIndex(blocks, smallBlock)
+	got, err := goldenRoot.DecryptIndex(blocks, smallBlock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,24 +91,24 @@ func TestIndexGolden(t *testing.T) {
 		t.Fatal("golden index blocks open to another index")
 	}
 
-	encoded, err := goldenRoot.openIndex(blocks, smallBlock)
+	encoded, err := goldenRoot.decryptIndex(blocks, smallBlock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, root, err := base.sealIndex(encoded, smallBlock, deterministic("index"))
+	again, root, err := base.encryptIndex(encoded, smallBlock, deterministic("index"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(again) != len(blocks) {
-		t.Fatalf("resealing gives %d blocks, golden has %d", len(again), len(blocks))
+		t.Fatalf("re-encrypting gives %d blocks, golden has %d", len(again), len(blocks))
 	}
 	for i := range again {
 		if !bytes.Equal(again[i].Data, blocks[i]) {
-			t.Fatalf("index block %d drifted from testdata/index-v1.sealed", i)
+			t.Fatalf("index block %d drifted from testdata/index-v1.encrypted", i)
 		}
 	}
 	if root.AccountKey != base.AccountKey || !reflect.DeepEqual(root.Index, goldenRoot.Index) || root.IndexLen != goldenRoot.IndexLen {
-		t.Fatal("resealing gives another root")
+		t.Fatal("re-encrypting gives another root")
 	}
 }
 
@@ -117,40 +117,40 @@ func TestIndexRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	empty, err := root.OpenIndex(nil, smallBlock)
+	empty, err := root.DecryptIndex(nil, smallBlock)
 	if err != nil || len(empty.Files) != 0 {
 		t.Fatalf("a new account's index: %+v, %v", empty, err)
 	}
 
 	idx := fixtureIndex()
-	sealed, next, err := root.SealIndex(idx, smallBlock)
+	encrypted, next, err := root.EncryptIndex(idx, smallBlock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(root.Index) != 0 || root.IndexLen != 0 {
-		t.Fatal("SealIndex changed the current root")
+		t.Fatal("EncryptIndex changed the current root")
 	}
 	if next.AccountKey != root.AccountKey || next.OwnerSecret != root.OwnerSecret {
 		t.Fatal("the next root has other secrets")
 	}
 	enc, _ := indexfile.Encode(idx)
-	if next.IndexLen != uint64(len(enc)) || len(next.Index) != len(sealed) {
-		t.Fatalf("next root: length %d (encoded %d), %d refs for %d blocks", next.IndexLen, len(enc), len(next.Index), len(sealed))
+	if next.IndexLen != uint64(len(enc)) || len(next.Index) != len(encrypted) {
+		t.Fatalf("next root: length %d (encoded %d), %d refs for %d blocks", next.IndexLen, len(enc), len(next.Index), len(encrypted))
 	}
-	if want, _ := indexfile.PaddedBlocks(len(enc), PayloadCapacity(smallBlock)); len(sealed) != want {
-		t.Fatalf("%d index blocks, want %d", len(sealed), want)
+	if want, _ := indexfile.PaddedBlocks(len(enc), PayloadCapacity(smallBlock)); len(encrypted) != want {
+		t.Fatalf("%d index blocks, want %d", len(encrypted), want)
 	}
-	data := make([][]byte, len(sealed))
-	for i, b := range sealed {
+	data := make([][]byte, len(encrypted))
+	for i, b := range encrypted {
 		if len(b.Data) != smallBlock || b.ETag != blobstore.ETagOf(b.Data) || next.Index[i] != (indexfile.Ref{ID: b.ID, ETag: b.ETag}) {
-			t.Fatalf("sealed block %d is inconsistent", i)
+			t.Fatalf("encrypted block %d is inconsistent", i)
 		}
 		if err := b.ID.Validate(); err != nil {
 			t.Fatal(err)
 		}
 		data[i] = b.Data
 	}
-	got, err := next.OpenIndex(data, smallBlock)
+	got, err := next.DecryptIndex(data, smallBlock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,71 +163,71 @@ func TestIndexRoundTrip(t *testing.T) {
 		t.Fatalf("next root does not round-trip: %v", err)
 	}
 
-	// Another seal of the same index shares nothing visible.
-	sealed2, _, err := root.SealIndex(idx, smallBlock)
+	// Another encryption of the same index shares nothing visible.
+	encrypted2, _, err := root.EncryptIndex(idx, smallBlock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sealed2[0].ID == sealed[0].ID || sealed2[0].ETag == sealed[0].ETag {
-		t.Fatal("two seals of one index share ids or ETags")
+	if encrypted2[0].ID == encrypted[0].ID || encrypted2[0].ETag == encrypted[0].ETag {
+		t.Fatal("two encryptions of one index share ids or ETags")
 	}
 }
 
-func TestOpenIndexRefuses(t *testing.T) {
+func TestDecryptIndexRefuses(t *testing.T) {
 	root, err := NewRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, next, err := root.SealIndex(fixtureIndex(), smallBlock)
+	encrypted, next, err := root.EncryptIndex(fixtureIndex(), smallBlock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	data := func() [][]byte {
-		d := make([][]byte, len(sealed))
-		for i, b := range sealed {
+		d := make([][]byte, len(encrypted))
+		for i, b := range encrypted {
 			d[i] = bytes.Clone(b.Data)
 		}
 		return d
 	}
 
-	if _, err := next.OpenIndex(data()[1:], smallBlock); err == nil {
+	if _, err := next.DecryptIndex(data()[1:], smallBlock); err == nil {
 		t.Error("a missing block accepted")
 	}
 	swapped := data()
 	swapped[0], swapped[1] = swapped[1], swapped[0]
-	if _, err := next.OpenIndex(swapped, smallBlock); !errors.Is(err, ErrTampered) {
+	if _, err := next.DecryptIndex(swapped, smallBlock); !errors.Is(err, ErrTampered) {
 		t.Errorf("blocks in another order: %v", err)
 	}
-	// A server that rolls one block back to a different, validly sealed
+	// A server that rolls one block back to a different, validly encrypted
 	// version under the same id: the ETag in the root catches it.
-	old, err := Seal(root.AccountKey, sealed[0].ID, []byte("an older version"), smallBlock)
+	old, err := Encrypt(root.AccountKey, encrypted[0].ID, []byte("an older version"), smallBlock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rolled := data()
 	rolled[0] = old
-	if _, err := next.OpenIndex(rolled, smallBlock); !errors.Is(err, ErrTampered) {
+	if _, err := next.DecryptIndex(rolled, smallBlock); !errors.Is(err, ErrTampered) {
 		t.Errorf("a rolled-back block: %v", err)
 	}
 	// Under another account's key the same blocks do not open.
 	other := *next
 	other.AccountKey = testKey("someone else")
-	if _, err := other.OpenIndex(data(), smallBlock); !errors.Is(err, ErrTampered) {
+	if _, err := other.DecryptIndex(data(), smallBlock); !errors.Is(err, ErrTampered) {
 		t.Errorf("another account key: %v", err)
 	}
 	// A root claiming more bytes than its blocks hold, or a length that
 	// cuts into the encoding.
 	long := *next
-	long.IndexLen = uint64(len(sealed)*PayloadCapacity(smallBlock) + 1)
-	if _, err := long.OpenIndex(data(), smallBlock); err == nil {
+	long.IndexLen = uint64(len(encrypted)*PayloadCapacity(smallBlock) + 1)
+	if _, err := long.DecryptIndex(data(), smallBlock); err == nil {
 		t.Error("an index length beyond its blocks accepted")
 	}
 	short := *next
 	short.IndexLen--
-	if _, err := short.OpenIndex(data(), smallBlock); !errors.Is(err, indexfile.ErrCorrupt) {
+	if _, err := short.DecryptIndex(data(), smallBlock); !errors.Is(err, indexfile.ErrCorrupt) {
 		t.Errorf("a cut encoding: %v", err)
 	}
-	if _, err := next.OpenIndex(data(), smallBlock); err != nil {
+	if _, err := next.DecryptIndex(data(), smallBlock); err != nil {
 		t.Fatalf("the untouched blocks: %v", err)
 	}
 }
