@@ -229,12 +229,12 @@ func migrateCommand(stdout, stderr io.Writer) *command {
 // the version the schema is at.
 func migrateSummary(applied []string, version int) string {
 	if len(applied) == 0 {
-		return fmt.Sprintf("schema already at version %d: nothing to apply\n", version)
+		return fmt.Sprintf("nothing to apply: the schema is up to date (version %d)\n", version)
 	}
 	var b strings.Builder
 	for _, name := range applied {
 		fmt.Fprintf(&b, "applied %s\n", name)
 	}
-	fmt.Fprintf(&b, "schema now at version %d (%d migration%s applied)\n", version, len(applied), map[bool]string{true: "", false: "s"}[len(applied) == 1])
+	fmt.Fprintf(&b, "the schema is up to date (version %d) after %d migration%s\n", version, len(applied), map[bool]string{true: "", false: "s"}[len(applied) == 1])
 	return b.String()
 }
