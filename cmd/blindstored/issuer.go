@@ -28,7 +28,7 @@ const issuerEnvPrefix = envPrefix + "ISSUER_"
 // apart from any blob server (which must never learn who holds which
 // invite). `blindstored issuer invite` makes invite codes.
 func issuerCommand(stdout, stderr io.Writer) *command {
-	c := &command{name: "issuer", usage: "[--listen ADDR] [--data DIR] [--period 720h] | issuer invite [--data DIR] --tokens N",
+	c := &command{name: "issuer", usage: "[--listen ADDR] [--data DIR] [--period 720h]",
 		summary: "Issue Privacy Pass tokens to holders of invite codes (RFC 9578, blind RSA); 'issuer invite' makes a code.",
 		flags:   newFlagSet("issuer"), env: issuerEnvPrefix}
 	listen := c.flags.String("listen", "127.0.0.1:7879", "`address` to serve the issuer on (port 0 picks a free one)")
@@ -113,7 +113,7 @@ func inviteCommand(stdout io.Writer) *command {
 	ic := &command{name: "issuer invite", usage: "[--data DIR] --tokens N",
 		summary: "Make an invite code worth N tokens per period, and print it.", flags: newFlagSet("issuer invite"), env: issuerEnvPrefix}
 	dir := ic.flags.String("data", "./issuer-data", "issuer data `directory`")
-	tokens := ic.flags.Int("tokens", 0, "tokens per period the code may take (each pays for up to write_batch blocks)")
+	tokens := ic.flags.Int("tokens", 0, "`N` tokens per period the code may take (each pays for one write or renewal of up to write_batch blocks)")
 	ic.run = func(args []string) error {
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", strings.Join(args, " "))}
