@@ -75,7 +75,6 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		if err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}
-		ln = newLimitListener(ln, tof.maxConns) // conns.go
 		// Serve closes it too; a second Close is harmless.
 		defer ln.Close()
 		if err := af.bind(); err != nil {
@@ -148,6 +147,7 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		if tlsConfig != nil {
 			scheme = "https"
 		}
+		ln = newLimitListener(ln, tof.maxConns) // conns.go; tof.apply checked the count
 		// The scheduler stops before the store closes: explicitly below,
 		// and by this defer (which runs before the store's) on errors.
 		stopSched, err := sched.start(ctx, log, o)
