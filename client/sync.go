@@ -21,6 +21,10 @@ package client
 // with the stat they were scanned with, never a later one: an edit made
 // during a sync is never recorded as synced.
 //
+// A sync scans the folder, plans, then acts: every decision is the
+// planner's (syncplan.go), which does no I/O, and this file does what it
+// decided and keeps the journal.
+//
 // Local files are replaced by rename of a verified temporary file, and a
 // local file is replaced, renamed or removed only if it is still the one
 // that was scanned; the account changes only by index compare-and-swap.
@@ -31,6 +35,7 @@ import (
 	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +43,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -108,6 +112,18 @@ type SyncReport struct {
 	BytesUp       uint64      `json:"bytes_up"`
 	BytesDown     uint64      `json:"bytes_down"`
 	Events        []SyncEvent `json:"events"`
+}
+
+// MarshalJSON writes the report with "events" always a list, empty when
+// nothing happened: a reader of --json output iterates it without a
+// null check.
+func (r SyncReport) MarshalJSON() ([]byte, error) {
+	type plain SyncReport // without this method
+	p := plain(r)
+	if p.Events == nil {
+		p.Events = []SyncEvent{}
+	}
+	return json.Marshal(p)
 }
 
 // Changed reports whether the sync changed (or, dry, would change)
@@ -264,35 +280,36 @@ func (a *Account) Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error
 		r.remote[f.Name] = f
 	}
 	a.mu.Unlock()
-	st.settlePending(r.remote)
 	if err := r.scan(); err != nil {
 		return nil, err
 	}
-	st.settlePlaced(func(n string) (statKey, bool) {
-		l, ok := r.local[n]
-		return l.stat, ok && !l.marker
-	})
 	ci := opt.CaseInsensitive
 	if ci == nil {
 		v := probeCaseInsensitive(abs)
 		ci = &v
 	}
-	if *ci {
-		r.folded = map[string][]string{}
-		fold := func(n string) {
-			k := strings.ToLower(n)
-			if !slices.Contains(r.folded[k], n) {
-				r.folded[k] = append(r.folded[k], n)
-			}
-		}
-		for n := range r.local {
-			fold(n)
-		}
-		for n := range r.remote {
-			fold(n)
-		}
+	p := planSync(syncInput{
+		local: r.local, remote: r.remote,
+		base: st.Files, pending: st.Pending, placing: st.placing,
+		ignore: r.ignore, caseInsensitive: *ci,
+		device: opt.Device, now: opt.Now,
+		hash: r.localHash,
+		exists: func(n string) bool {
+			_, err := root.Lstat(n)
+			return !errors.Is(err, fs.ErrNotExist)
+		},
+	})
+	// What a killed sync left pending is settled now: recorded if it
+	// came to pass, dropped otherwise (the base before it stands).
+	for _, rec := range p.records {
+		st.set(rec.name, rec.entry)
 	}
-	p := r.plan()
+	st.Pending, st.placing = nil, nil
+	r.folded = p.folded
+	for _, e := range p.skips {
+		r.rep.add(&r.opt, e)
+	}
+	r.rep.Unchanged += p.unchanged
 	syncHook("planned", "")
 	err = r.execute(ctx, p)
 	if !opt.DryRun {
@@ -359,38 +376,23 @@ func (r *syncRun) scan() error {
 		if name == "." {
 			return nil
 		}
-		base, parent := path.Base(name), path.Dir(name)
-		if isPartFile(base) || (parent == "." && base == IgnoreFile) {
-			if strings.Contains(base, syncPartTag) && !d.IsDir() {
-				// A download of a sync that was killed: this sync holds
-				// the folder's lock, so no other sync is writing it.
-				_ = r.root.Remove(name)
-			}
+		verdict, why := classifyScanned(name, d.Type(), r.ignore)
+		switch verdict {
+		case scanRemove:
+			// A download of a sync that was killed: this sync holds the
+			// folder's lock, so no other sync is writing it.
+			_ = r.root.Remove(name)
 			return nil
-		}
-		if r.ignore.Match(name, d.IsDir()) {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
+		case scanOurs:
 			return nil
-		}
-		if indexfile.ValidName(name) != nil {
-			r.skip(name, "its name cannot be stored (control characters, backslashes or too long)")
+		case scanIgnore, scanSkip:
+			if verdict == scanSkip {
+				r.skip(name, why)
+			}
 			return skipDirOrNil(d)
-		}
-		switch t := d.Type(); {
-		case t&fs.ModeSymlink != 0:
-			r.skip(name, "a symbolic link: not synced")
-			return nil
-		case d.IsDir():
-			kept[parent]++
+		case scanDir:
+			kept[path.Dir(name)]++
 			dirs = append(dirs, name)
-			return nil
-		case !t.IsRegular():
-			r.skip(name, "not a regular file: not synced")
-			return nil
-		case base == DirMarker:
-			r.skip(name, DirMarker+" is reserved for empty folders")
 			return nil
 		}
 		fi, err := d.Info()
@@ -398,21 +400,19 @@ func (r *syncRun) scan() error {
 			r.skip(name, "cannot be read: "+err.Error())
 			return nil
 		}
-		kept[parent]++
+		kept[path.Dir(name)]++
 		r.local[name] = localFile{stat: statKeyOf(fi), mode: fi.Mode().Perm()}
 		return nil
 	})
 	if err != nil {
 		return localError("reading the folder", err)
 	}
-	for _, d := range dirs {
-		if kept[d] == 0 {
-			mode := fs.FileMode(0o755)
-			if fi, err := r.root.Lstat(d); err == nil {
-				mode = fi.Mode().Perm()
-			}
-			r.local[d+"/"+DirMarker] = localFile{marker: true, mode: mode}
+	for _, m := range emptyDirMarkers(dirs, kept) {
+		mode := fs.FileMode(0o755)
+		if fi, err := r.root.Lstat(path.Dir(m)); err == nil {
+			mode = fi.Mode().Perm()
 		}
+		r.local[m] = localFile{marker: true, mode: mode}
 	}
 	return nil
 }
@@ -426,21 +426,6 @@ func skipDirOrNil(d fs.DirEntry) error {
 
 func (r *syncRun) skip(name, why string) {
 	r.rep.add(&r.opt, SyncEvent{Op: SyncSkip, Name: name, Msg: why})
-}
-
-// syncPlan is what a sync will do, in the order it does it.
-type syncPlan struct {
-	conflicts     []string // both changed: local moves to a conflict name, remote comes down
-	renamesLocal  [][2]string
-	downloads     []string
-	deletesLocal  []string
-	renamesRemote [][2]string
-	deletesRemote []string
-	uploads       []string
-	// settled are names whose sides agree: their base is (re)recorded.
-	settled []string
-	// forget are names gone from both sides.
-	forget []string
 }
 
 // localHash returns the content hash of a local file, reading it once
@@ -464,193 +449,6 @@ func (r *syncRun) localHash(name string) ([]byte, error) {
 	sum := h.Sum(nil)
 	r.hashes[name] = sum
 	return sum, nil
-}
-
-// sameContent reports whether the local file holds what the index entry
-// (or base) describes: same hash and mode. Markers only need to exist.
-func (r *syncRun) sameContent(name string, hash []byte, mode fs.FileMode) (bool, error) {
-	l := r.local[name]
-	if l.marker {
-		return true, nil
-	}
-	h, err := r.localHash(name)
-	if err != nil {
-		return false, err
-	}
-	return bytes.Equal(h, hash) && l.mode == mode, nil
-}
-
-// localChanged reports whether the local file differs from its base,
-// reading it only when its stat differs.
-func (r *syncRun) localChanged(name string, b syncEntry) (bool, error) {
-	l := r.local[name]
-	if l.marker || l.stat == b.Stat {
-		return false, nil
-	}
-	same, err := r.sameContent(name, b.Hash, b.Mode)
-	return !same, err
-}
-
-func remoteChanged(f indexfile.File, b syncEntry) bool {
-	if path.Base(f.Name) == DirMarker {
-		return false
-	}
-	return !bytes.Equal(f.Hash[:], b.Hash) || f.Mode != b.Mode
-}
-
-// plan decides every name's action (see the file comment).
-func (r *syncRun) plan() *syncPlan {
-	p := &syncPlan{}
-	names := map[string]bool{}
-	for n := range r.local {
-		names[n] = true
-	}
-	for n := range r.remote {
-		if !r.ignore.Match(n, false) {
-			names[n] = true
-		}
-	}
-	for n := range r.state.Files {
-		if !r.ignore.Match(n, false) {
-			names[n] = true
-		}
-	}
-	sorted := make([]string, 0, len(names))
-	for n := range names {
-		sorted = append(sorted, n)
-	}
-	sort.Strings(sorted)
-	for _, n := range sorted {
-		b, inB := r.state.Files[n]
-		_, inL := r.local[n]
-		rf, inR := r.remote[n]
-		switch {
-		case !inL && !inR:
-			if inB {
-				p.forget = append(p.forget, n)
-			}
-		case inL && !inR && !inB:
-			p.uploads = append(p.uploads, n)
-		case !inL && inR && !inB:
-			p.downloads = append(p.downloads, n)
-		case inL && inR && !inB:
-			same, err := r.sameContent(n, rf.Hash[:], rf.Mode)
-			switch {
-			case err != nil:
-				r.skip(n, "cannot be read: "+err.Error())
-			case same:
-				p.settled = append(p.settled, n)
-			default:
-				p.conflicts = append(p.conflicts, n)
-			}
-		default: // in the base
-			lc, err := false, error(nil)
-			if inL {
-				if lc, err = r.localChanged(n, b); err != nil {
-					r.skip(n, "cannot be read: "+err.Error())
-					continue
-				}
-			}
-			rc := inR && remoteChanged(rf, b)
-			switch {
-			case inL && inR && !lc && !rc:
-				if r.local[n].stat != b.Stat {
-					p.settled = append(p.settled, n) // touched, not changed
-				} else {
-					r.rep.Unchanged++
-				}
-			case inL && inR && lc && !rc:
-				p.uploads = append(p.uploads, n)
-			case inL && inR && !lc && rc:
-				p.downloads = append(p.downloads, n)
-			case inL && inR: // both changed
-				if same, err := r.sameContent(n, rf.Hash[:], rf.Mode); err == nil && same {
-					p.settled = append(p.settled, n)
-				} else {
-					p.conflicts = append(p.conflicts, n)
-				}
-			case inL && !inR && lc: // edited here, deleted there: the edit wins
-				p.uploads = append(p.uploads, n)
-			case inL && !inR:
-				p.deletesLocal = append(p.deletesLocal, n)
-			case !inL && inR && rc: // deleted here, edited there: the edit wins
-				p.downloads = append(p.downloads, n)
-			default:
-				p.deletesRemote = append(p.deletesRemote, n)
-			}
-		}
-	}
-	r.pairRenames(p)
-	return p
-}
-
-// pairRenames turns a deletion on one side plus an addition of the same
-// content on that side into a rename, so that a renamed file moves
-// instead of being sent again.
-func (r *syncRun) pairRenames(p *syncPlan) {
-	// Local renames: a name deleted here (unchanged there) and a new
-	// local name with its content. Only a file of a deleted one's size
-	// is read to find out.
-	p.uploads, p.deletesRemote, p.renamesRemote = r.pair(p.uploads, p.deletesRemote, func(n string, sizes map[uint64]bool) ([]byte, fs.FileMode, bool) {
-		_, inB := r.state.Files[n]
-		_, inR := r.remote[n]
-		l := r.local[n]
-		if inB || inR || l.marker || !sizes[uint64(l.stat.Size)] {
-			return nil, 0, false
-		}
-		h, err := r.localHash(n)
-		return h, l.mode, err == nil
-	})
-	// Remote renames: a name deleted there (unchanged here) and a new
-	// remote name with its content.
-	p.downloads, p.deletesLocal, p.renamesLocal = r.pair(p.downloads, p.deletesLocal, func(n string, _ map[uint64]bool) ([]byte, fs.FileMode, bool) {
-		_, inB := r.state.Files[n]
-		_, inL := r.local[n]
-		rf := r.remote[n]
-		return rf.Hash[:], rf.Mode, !inB && !inL
-	})
-}
-
-// pair matches added names with deleted ones of the same content (hash
-// and mode, per content) and returns the adds and deletes left, and the
-// renames (deleted → added).
-func (r *syncRun) pair(adds, deletes []string, content func(n string, sizes map[uint64]bool) ([]byte, fs.FileMode, bool)) ([]string, []string, [][2]string) {
-	if len(adds) == 0 || len(deletes) == 0 {
-		return adds, deletes, nil
-	}
-	byContent := map[string][]string{}
-	sizes := map[uint64]bool{}
-	for _, n := range deletes {
-		if path.Base(n) == DirMarker {
-			continue
-		}
-		b := r.state.Files[n]
-		k := fmt.Sprintf("%x %o", b.Hash, b.Mode)
-		byContent[k] = append(byContent[k], n)
-		sizes[b.Size] = true
-	}
-	var restAdds []string
-	var renames [][2]string
-	renamed := map[string]bool{}
-	for _, n := range adds {
-		h, mode, ok := content(n, sizes)
-		k := fmt.Sprintf("%x %o", h, mode)
-		if !ok || len(byContent[k]) == 0 {
-			restAdds = append(restAdds, n)
-			continue
-		}
-		old := byContent[k][0]
-		byContent[k] = byContent[k][1:]
-		renames = append(renames, [2]string{old, n})
-		renamed[old] = true
-	}
-	var restDeletes []string
-	for _, n := range deletes {
-		if !renamed[n] {
-			restDeletes = append(restDeletes, n)
-		}
-	}
-	return restAdds, restDeletes, renames
 }
 
 // recordPlaced sets name's base to the index entry f, just put in place
@@ -702,8 +500,8 @@ func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
 	}
 	// Conflicts first: the local version moves aside, then it goes up
 	// under its new name and the remote one comes down.
-	for _, n := range p.conflicts {
-		to := r.conflictName(n)
+	for _, c := range p.conflicts {
+		n, to := c[0], c[1]
 		r.rep.add(&r.opt, SyncEvent{Op: SyncConflict, Name: n, To: to})
 		if dry {
 			continue
@@ -772,36 +570,6 @@ func (r *syncRun) execute(ctx context.Context, p *syncPlan) error {
 	return r.upload(ctx, p.uploads)
 }
 
-// conflictName is where the local version of a file changed on both
-// sides goes: next to it, saying whose and when, as Dropbox does.
-func (r *syncRun) conflictName(name string) string {
-	dir, base := path.Split(name)
-	ext := path.Ext(base)
-	if ext == base { // ".bashrc": no extension
-		ext = ""
-	}
-	stem := strings.TrimSuffix(base, ext)
-	device := strings.Map(func(c rune) rune {
-		if c == '/' || c == '\\' || c < 0x20 {
-			return '-'
-		}
-		return c
-	}, r.opt.Device)
-	stamp := r.opt.Now().Format("2006-01-02 150405")
-	for i := 1; ; i++ {
-		suffix := ""
-		if i > 1 {
-			suffix = fmt.Sprintf(" %d", i)
-		}
-		c := fmt.Sprintf("%s%s (conflict %s %s%s)%s", dir, stem, device, stamp, suffix, ext)
-		_, inL := r.local[c]
-		_, inR := r.remote[c]
-		if _, err := r.root.Lstat(c); !inL && !inR && errors.Is(err, fs.ErrNotExist) {
-			return c
-		}
-	}
-}
-
 // safeParents refuses a name whose parent directories are not plain
 // directories inside the folder (a symbolic link or a file in the way),
 // or that collides with another name on a case-insensitive file system.
@@ -811,7 +579,7 @@ func (r *syncRun) safeParents(name string) error {
 	if err := indexfile.ValidName(name); err != nil {
 		return &Error{Kind: KindInvalid, Msg: "the account holds a name that cannot be written safely"}
 	}
-	if r.folded != nil && len(r.folded[strings.ToLower(name)]) > 1 {
+	if caseClash(r.folded, name) {
 		return &Error{Kind: KindConflict, Msg: "its name differs only in case from another, and this file system does not tell them apart"}
 	}
 	for i := 0; i < len(name); i++ {

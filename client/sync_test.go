@@ -686,3 +686,29 @@ func TestSyncJournalTornLine(t *testing.T) {
 		t.Fatal("the torn line was read")
 	}
 }
+
+// A report with no events lists them as [] in JSON, not null, whether it
+// is marshalled by value or by pointer; events round-trip.
+func TestSyncReportJSONEvents(t *testing.T) {
+	for _, v := range []any{SyncReport{Unchanged: 3}, &SyncReport{}} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `"events":[]`) {
+			t.Fatalf("an empty report: %s", b)
+		}
+	}
+	rep := &SyncReport{Uploaded: 1, Events: []SyncEvent{{Op: SyncUpload, Name: "a", Size: 2}}}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back SyncReport
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Uploaded != 1 || len(back.Events) != 1 || back.Events[0] != rep.Events[0] {
+		t.Fatalf("round trip: %s gave %+v", b, back)
+	}
+}

@@ -13,8 +13,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/blindstore/blindstore/indexfile"
 )
 
 // syncState is what a folder and the account agreed on at the end of the
@@ -141,24 +139,6 @@ func (st *syncState) addPending(name string, e syncEntry) {
 	st.Pending[name] = e
 }
 
-// settlePending decides, from the index now, what the pending commits of
-// a sync that was killed (or lost touch with the server) came to: an
-// entry the index holds did reach it, and is the name's base, as it
-// would have been had the sync not been killed. Without this the base
-// would stay the version before, and the next edit of the file would
-// look like an edit on both sides, the index's version being this
-// device's own upload: a conflict, and the file replaced by its older
-// version. An entry the index does not hold never got there (or was
-// replaced since, which the base before it handles): it is dropped.
-func (st *syncState) settlePending(remote map[string]indexfile.File) {
-	for name, e := range st.Pending {
-		if f, ok := remote[name]; ok && bytes.Equal(f.Hash[:], e.Hash) && f.Mode == e.Mode {
-			st.set(name, e)
-		}
-	}
-	st.Pending = nil
-}
-
 // openJournal starts journalling changes (not in a dry run).
 func (st *syncState) openJournal(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -207,7 +187,7 @@ func (st *syncState) settle(name string) {
 // version, with the local file's stat when it had that content: written
 // before the commit, so that if a kill comes between the commit and
 // set, the next sync learns from the index whether it happened
-// (settlePending); the state keeps it until then if the sync ends
+// (planner.settleJournal); the state keeps it until then if the sync ends
 // without knowing. It leaves Files alone, and may be called from any
 // goroutine.
 func (st *syncState) expect(name string, e syncEntry) {
@@ -221,23 +201,9 @@ func (st *syncState) expect(name string, e syncEntry) {
 // stat e.Stat, is about to be renamed into place as name. A kill between
 // the rename and set would leave the next sync a file it cannot tell
 // from an edit made here; with this it knows the file it finds is the
-// download if it is still the file placed (settlePlaced).
+// download if it is still the file placed (planner.settleJournal).
 func (st *syncState) place(name string, e syncEntry) {
 	st.log(journalLine{Name: name, Entry: &e, Placing: true})
-}
-
-// settlePlaced records, for each download a killed sync was moving into
-// place, the version downloaded as the name's base if the local file
-// (stat, as scanned) is the one it placed; if the rename never happened
-// or the file changed since, the base stays as it was.
-func (st *syncState) settlePlaced(local func(name string) (statKey, bool)) {
-	for name, e := range st.placing {
-		if now, ok := local(name); ok && samePlaced(now, e.Stat) {
-			e.Stat = now
-			st.set(name, e)
-		}
-	}
-	st.placing = nil
 }
 
 func (st *syncState) del(name string) {

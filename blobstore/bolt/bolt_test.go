@@ -9,8 +9,6 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,9 +18,10 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// conformance runs the suite over stores that commit in the given mode.
-func conformance(t *testing.T, mode commitMode) {
-	storetest.Run(t, func(t *testing.T) storetest.Opener {
+// location returns the suite's locations: a fresh file each, opened by
+// stores that commit in the given mode.
+func location(mode commitMode) func(t *testing.T) storetest.Opener {
+	return func(t *testing.T) storetest.Opener {
 		path := filepath.Join(t.TempDir(), "data", "blocks.db")
 		return func(t *testing.T, p blobstore.Params) (blobstore.Store, error) {
 			s, err := Open(path, p)
@@ -32,15 +31,18 @@ func conformance(t *testing.T, mode commitMode) {
 			s.mode = mode
 			return s, nil
 		}
-	})
+	}
 }
 
-func TestConformance(t *testing.T) { conformance(t, commitGroup) }
+func TestConformance(t *testing.T) { storetest.Run(t, location(commitGroup)) }
 
 // The other commit modes exist for the benchmark; they must be correct
 // too for the comparison to mean anything.
-func TestConformanceSoloCommit(t *testing.T) { conformance(t, commitSolo) }
-func TestConformanceBoltBatch(t *testing.T)  { conformance(t, commitBoltBatch) }
+func TestConformanceSoloCommit(t *testing.T) { storetest.Run(t, location(commitSolo)) }
+func TestConformanceBoltBatch(t *testing.T)  { storetest.Run(t, location(commitBoltBatch)) }
+
+// TestConformanceSealing runs the suite with seals between Applies.
+func TestConformanceSealing(t *testing.T) { storetest.RunSealing(t, location(commitGroup)) }
 
 // fixture is a store with a key, for tests that build ops by hand.
 type fixture struct {
@@ -52,7 +54,9 @@ type fixture struct {
 	r    *mrand.Rand
 }
 
-func newFixture(t *testing.T, blockSize int) *fixture {
+// newBucketer returns a bucketer of a new key: hourly periods, three of
+// them live.
+func newBucketer(t *testing.T) *bucketer.Bucketer {
 	t.Helper()
 	key, err := bucketer.NewKey()
 	if err != nil {
@@ -62,6 +66,13 @@ func newFixture(t *testing.T, blockSize int) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return bk
+}
+
+func newFixture(t *testing.T, blockSize int) *fixture {
+	t.Helper()
+	bk := newBucketer(t)
+	var err error
 	f := &fixture{
 		t:    t,
 		path: filepath.Join(t.TempDir(), "store", "blocks.db"),
@@ -184,20 +195,6 @@ func TestParamsMismatchMessage(t *testing.T) {
 	_, err = Open(f.path, blobstore.Params{BlockSize: blobstore.MinBlockSize})
 	if !errors.Is(err, blobstore.ErrParamsMismatch) || !bytes.Contains([]byte(err.Error()), []byte("bucket key")) {
 		t.Errorf("fingerprint mismatch: error %q should wrap ErrParamsMismatch and name the bucket key", err)
-	}
-}
-
-func TestApplyRefusesWrongSize(t *testing.T) {
-	f := newFixture(t, blobstore.MinBlockSize)
-	b := newTestBlock()
-	op := f.putOp(b, 1)
-	op.Data = op.Data[:len(op.Data)-1]
-	_, err := f.s.Apply(context.Background(), []blobstore.Op{op})
-	if blobstore.KindOf(err) != blobstore.KindInvalid {
-		t.Fatalf("Apply of a short block: got %v, want an error of KindInvalid", err)
-	}
-	if _, err := f.s.Stat(context.Background(), b.id); !blobstore.IsNotFound(err) {
-		t.Errorf("Stat after a refused short block: %v, want not found", err)
 	}
 }
 
@@ -734,66 +731,6 @@ func checkDataShape(t *testing.T, data *bbolt.Bucket, records map[blobstore.ID][
 	}
 }
 
-// TestConcurrentReadersAndWriters reads blocks while others are written,
-// overwritten and purged: a reader sees a block whole, with its own ETag,
-// or not at all.
-func TestConcurrentReadersAndWriters(t *testing.T) {
-	f := newFixture(t, blobstore.MinBlockSize)
-	ctx := context.Background()
-	const n = 64
-	blocks := make([]testBlock, n)
-	for i := range blocks {
-		blocks[i] = newTestBlock()
-		f.apply(f.putOp(blocks[i], 1))
-	}
-	deadline := time.Now().Add(2 * time.Second)
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 200 && time.Now().Before(deadline); i++ {
-				b := blocks[(i*7+w)%n]
-				d := make([]byte, blobstore.MinBlockSize)
-				for j := range d {
-					d[j] = byte(i + w)
-				}
-				op := blobstore.Op{Kind: blobstore.OpPut, ID: b.id, ProofHash: b.w.Hash(), Data: d, ETag: blobstore.ETagOf(d), Bucket: f.bk.Bucket(uint64(1 + i%2))}
-				if _, err := f.s.Apply(ctx, []blobstore.Op{op}); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	for r := 0; r < 4; r++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var dst []byte
-			for i := 0; i < 2000 && time.Now().Before(deadline); i++ {
-				var etag blobstore.ETag
-				var err error
-				dst, etag, err = f.s.Read(ctx, blocks[(i+r)%n].id, dst)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if blobstore.ETagOf(dst) != etag {
-					errs <- errors.New("a read returned data that does not match its ETag")
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-}
-
 // TestGroupCommitPanic: a commit that panics fails its callers with an
 // error and leaves the store usable, instead of leaving later callers
 // waiting for a leader that died.
@@ -826,35 +763,4 @@ func TestGroupCommitPanic(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Apply after a panicked commit hangs")
 	}
-}
-
-// sealing seals after every other Apply, so that the suite meets blocks
-// sealed and unsealed, and blocks changed after a seal.
-type sealing struct {
-	*Store
-	n atomic.Int64
-}
-
-func (s *sealing) Apply(ctx context.Context, ops []blobstore.Op) ([]blobstore.Result, error) {
-	rs, err := s.Store.Apply(ctx, ops)
-	if err == nil && s.n.Add(1)%2 == 0 {
-		if _, err := s.Store.Seal(ctx); err != nil {
-			return nil, err
-		}
-	}
-	return rs, err
-}
-
-// TestConformanceSealing runs the suite with seals between Applies.
-func TestConformanceSealing(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Opener {
-		path := filepath.Join(t.TempDir(), "blocks.db")
-		return func(t *testing.T, p blobstore.Params) (blobstore.Store, error) {
-			s, err := Open(path, p)
-			if err != nil {
-				return nil, err
-			}
-			return &sealing{Store: s}, nil
-		}
-	})
 }

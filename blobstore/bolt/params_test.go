@@ -3,38 +3,11 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
-	"path/filepath"
 	"testing"
 
 	"github.com/blindstore/blindstore/blobstore"
 	"go.etcd.io/bbolt"
 )
-
-// Params reads back, from the file, exactly what the store was created
-// with, also after a reopen.
-func TestParamsReadsWhatTheStoreWasCreatedWith(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "blocks.db")
-	want := blobstore.Params{BlockSize: 4096}
-	for i := range want.Fingerprint {
-		want.Fingerprint[i] = byte(i * 7)
-	}
-	for round := 0; round < 2; round++ {
-		s, err := Open(path, want)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.Params(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Errorf("round %d: Params = %+v, want %+v", round, got, want)
-		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // TestUpgradeFromVersion1 opens a file as the release before sealing left
 // it (schema 1, no unsealed bucket): Open upgrades it, names every block

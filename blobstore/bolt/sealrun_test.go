@@ -3,6 +3,7 @@ package bolt
 import (
 	"testing"
 
+	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/sealtest"
 )
 
@@ -12,5 +13,15 @@ import (
 func TestWorkGoesOnDuringSeal(t *testing.T) {
 	f := newFixture(t, sealtest.WorkBlockSize)
 	sealtest.WorkDuringSeal(t, f.s)
+	checkFile(t, f.s)
+}
+
+// TestOpsOnOneBlockDuringSeals runs sealtest.OpsOnOneBlockDuringSeals:
+// renewals move the block's data subtree between time buckets and seals
+// rewrite its pages under the writers. The file then passes bbolt's
+// consistency check.
+func TestOpsOnOneBlockDuringSeals(t *testing.T) {
+	f := newFixture(t, blobstore.MinBlockSize)
+	sealtest.OpsOnOneBlockDuringSeals(t, f.s)
 	checkFile(t, f.s)
 }

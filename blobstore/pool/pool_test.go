@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/wait"
+
 	"github.com/blindstore/blindstore/blobstore"
 )
 
@@ -269,12 +271,8 @@ func TestPoolGathersWhileCommitting(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 5 s")
-		}
-		time.Sleep(2 * time.Millisecond)
+	if wait.For(5*time.Second, 2*time.Millisecond, cond) != nil {
+		t.Fatal("condition not reached in 5 s")
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/wait"
+
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/redis/go-redis/v9"
 )
@@ -190,16 +192,12 @@ func (p *RedisPool) Close() error {
 	}
 	wake(p.keys.bell, true)
 	<-p.flusherDone
-	deadline := time.Now().Add(p.opt.AckTimeout)
-	for time.Now().Before(deadline) {
+	// Callers still waiting past the ack timeout are answered by cancel.
+	_ = wait.For(p.opt.AckTimeout, 10*time.Millisecond, func() bool {
 		p.mu.Lock()
-		n := len(p.waiting)
-		p.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer p.mu.Unlock()
+		return len(p.waiting) == 0
+	})
 	p.cancel()
 	wake(p.keys.res, false)
 	<-p.readerDone

@@ -2,12 +2,11 @@ package postgres
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/blobstore/sealtest"
+	"github.com/blindstore/blindstore/blobstore/storetest"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/jackc/pgx/v5"
@@ -128,112 +127,13 @@ func testPurgeRacingRenewals(t *testing.T, sealFirst bool) {
 	url := pgtest.URL(t)
 	s := openTest(t, url, testParams())
 	conn := connect(t, url)
-	old, cur := randBucket(t), randBucket(t)
 	s.purgeChunk = 100 // many purge transactions, for renewals to fall between
-	const n = 3000
-	blocks := make([]owned, n)
-	for i := 0; i < n; i += 500 {
-		var ops []blobstore.Op
-		for j := i; j < i+500; j++ {
-			blocks[j] = newOwned(t, testBlockSize)
-			ops = append(ops, blocks[j].put(old))
-		}
-		mustApply(t, s, ops...)
-	}
+	var afterFill func()
 	if sealFirst {
-		mustSeal(t, s)
+		afterFill = func() { mustSeal(t, s) }
 	}
-
-	live := bucketer.LiveSet{Buckets: []bucketer.Bucket{cur}}
-	results := make([]blobstore.Status, n)
-	var wg sync.WaitGroup
-	var purged int64
-	var purgeErr error
-	var batches atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		// Let the renewers get going first, so the purge meets them.
-		for batches.Load() < 8 {
-			time.Sleep(time.Millisecond)
-		}
-		purged, purgeErr = s.Purge(context.Background(), live, false)
-	}()
-	const renewers = 4
-	for r := 0; r < renewers; r++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Renewer r renews every other block of its share, in small
-			// batches, walking in the opposite order to the purge for half
-			// the renewers.
-			for i := 0; i < n; i += 16 {
-				k := i
-				if r%2 == 1 {
-					k = n - 16 - i
-				}
-				var ops []blobstore.Op
-				var idx []int
-				for j := max(k, 0); j < min(k+16, n); j++ {
-					if j%2 == 0 && (j/2)%renewers == r {
-						ops = append(ops, blocks[j].renew(cur))
-						idx = append(idx, j)
-					}
-				}
-				if len(ops) == 0 {
-					continue
-				}
-				rs, err := s.Apply(context.Background(), ops)
-				batches.Add(1)
-				if err != nil {
-					t.Errorf("renew during purge: %v", err)
-					return
-				}
-				for m, j := range idx {
-					results[j] = rs[m].Status
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if purgeErr != nil {
-		t.Fatalf("Purge: %v", purgeErr)
-	}
-
-	var renewed, notFound int64
-	for j := range blocks {
-		_, err := s.Stat(context.Background(), blocks[j].id)
-		switch results[j] {
-		case blobstore.StatusRenewed:
-			renewed++
-			if err != nil {
-				t.Fatalf("a block renewed during the purge is gone: %v", err)
-			}
-		case blobstore.StatusNotFound:
-			notFound++
-			if !blobstore.IsNotFound(err) {
-				t.Fatalf("a renewal found no block but the block is there (%v)", err)
-			}
-		case 0: // not renewed: expired, must be gone
-			if !blobstore.IsNotFound(err) {
-				t.Fatalf("an expired block that nobody renewed survived the purge (%v)", err)
-			}
-		default:
-			t.Fatalf("renewal during purge: %s", results[j])
-		}
-	}
-	if renewed+purged != n {
-		t.Errorf("purge deleted %d blocks and %d were renewed, want %d in all", purged, renewed, n)
-	}
-	t.Logf("%d renewed in time, %d found purged, %d purged", renewed, notFound, purged)
+	race := storetest.PurgeRacingRenewals(t, s, afterFill)
 	checkInvariants(t, conn)
-	st, err := s.Stats(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Blocks != renewed || st.Buckets[cur] != renewed {
-		t.Errorf("Stats: %d blocks, %d in the live bucket; want %d renewed ones only", st.Blocks, st.Buckets[cur], renewed)
-	}
 	if parts := count(t, conn, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'leases'::regclass"); parts != 0 {
 		t.Errorf("after the purge leases has %d partitions, want none (renewals are not sealed yet)", parts)
 	}
@@ -242,10 +142,14 @@ func testPurgeRacingRenewals(t *testing.T, sealFirst bool) {
 	if parts := count(t, conn, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'leases'::regclass"); parts != 1 {
 		t.Errorf("after the purge and a seal leases has %d partitions, want only the live one", parts)
 	}
-	for j := range blocks {
-		_, err := s.Stat(context.Background(), blocks[j].id)
-		if (results[j] == blobstore.StatusRenewed) != (err == nil) {
-			t.Fatalf("after the seal, block %d (renewal: %v) reads %v", j, results[j], err)
+	for i, id := range race.Renewed {
+		if _, err := s.Stat(context.Background(), id); err != nil {
+			t.Fatalf("after the seal, renewed block %d reads %v", i, err)
+		}
+	}
+	for i, id := range race.Gone {
+		if _, err := s.Stat(context.Background(), id); !blobstore.IsNotFound(err) {
+			t.Fatalf("after the seal, purged block %d reads %v, want not found", i, err)
 		}
 	}
 }
@@ -277,95 +181,16 @@ func TestPartitionDroppedByAnotherInstance(t *testing.T) {
 	checkInvariants(t, connect(t, url))
 }
 
-// TestApplyRefusesWrongSize guards the store itself against data of the
-// wrong size, whatever its caller checked.
-func TestApplyRefusesWrongSize(t *testing.T) {
-	s := openTest(t, pgtest.URL(t), testParams())
-	o := newOwned(t, testBlockSize+1)
-	_, err := s.Apply(context.Background(), []blobstore.Op{o.put(randBucket(t))})
-	if blobstore.KindOf(err) != blobstore.KindInvalid {
-		t.Fatalf("Apply of a block of the wrong size: %v, want KindInvalid", err)
-	}
-}
-
-// TestConcurrentMixedOpsOnOneBlock races renewals into alternating
-// buckets, overwrites, reads and seals on one block. Renewals move the lease
-// between partitions, so lockers that waited on it must run again rather
-// than act on the stale lease: every Apply must succeed with an outcome
-// the sequence allows, and the block must end with exactly one lease.
+// TestConcurrentMixedOpsOnOneBlock runs sealtest.OpsOnOneBlockDuringSeals:
+// renewals move the block's lease between partitions and seals move its
+// rows between the hot sides and the sealed part under the writers. The
+// block must end with exactly one lease.
 func TestConcurrentMixedOpsOnOneBlock(t *testing.T) {
 	url := pgtest.URL(t)
 	s := openTest(t, url, testParams())
-	buckets := []bucketer.Bucket{randBucket(t), randBucket(t), randBucket(t)}
-	a := newOwned(t, testBlockSize)
-	mustApply(t, s, a.put(buckets[0]))
-
-	const workers, rounds = 8, 25
-	var wg sync.WaitGroup
-	var renewed, current, replaced atomic.Int64
-	// Seals run throughout, so the block's rows keep moving between the
-	// hot sides and the sealed part under the writers.
-	stopSeal := make(chan struct{})
-	sealDone := make(chan error, 1)
-	go func() {
-		for {
-			select {
-			case <-stopSeal:
-				sealDone <- nil
-				return
-			default:
-			}
-			if _, err := s.Seal(context.Background()); err != nil {
-				sealDone <- err
-				return
-			}
-		}
-	}()
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := 0; r < rounds; r++ {
-				bk := buckets[(w+r)%len(buckets)]
-				op := a.renew(bk)
-				if w%4 == 3 {
-					o := a
-					o.data = randBlock(t, testBlockSize)
-					op = o.put(bk)
-				}
-				rs, err := s.Apply(context.Background(), []blobstore.Op{op})
-				if err != nil {
-					t.Errorf("worker %d round %d: %v", w, r, err)
-					return
-				}
-				switch rs[0].Status {
-				case blobstore.StatusRenewed:
-					renewed.Add(1)
-				case blobstore.StatusCurrent:
-					current.Add(1)
-				case blobstore.StatusReplaced:
-					replaced.Add(1)
-				default:
-					t.Errorf("worker %d round %d: %s", w, r, rs[0].Status)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(stopSeal)
-	if err := <-sealDone; err != nil {
-		t.Fatalf("Seal during the race: %v", err)
-	}
-	t.Logf("%d renewed, %d already current, %d replaced", renewed.Load(), current.Load(), replaced.Load())
-	if replaced.Load() != 2*rounds {
-		t.Errorf("%d overwrites succeeded, want %d", replaced.Load(), 2*rounds)
-	}
-	checkInvariants(t, connect(t, url))
-	st, err := s.Stats(context.Background())
-	if err != nil || st.Blocks != 1 {
-		t.Fatalf("Stats after the race: %d blocks (%v), want 1", st.Blocks, err)
-	}
+	sealtest.OpsOnOneBlockDuringSeals(t, s)
+	conn := connect(t, url)
+	checkInvariants(t, conn)
 	mustSeal(t, s)
-	checkSealed(t, connect(t, url))
+	checkSealed(t, conn)
 }

@@ -2,8 +2,9 @@
 // §5) that every sealing store must pass, written once: a seal killed at
 // any instant loses no acknowledged write (Kill, with KillChild for the
 // process it kills), clients keep working while a seal runs
-// (WorkDuringSeal), a copy of the store taken after a seal links no
-// blocks (Attack), and the seal's and renewal's costs set beside a raw
+// (WorkDuringSeal), writers racing on one block keep deciding on its
+// newest state while seals move it (OpsOnOneBlockDuringSeals), a copy of
+// the store taken after a seal links no blocks (Attack), and the seal's and renewal's costs set beside a raw
 // baseline of the same store's engine (BenchSeal, BenchWritesDuringSeal,
 // BenchRenew).
 //

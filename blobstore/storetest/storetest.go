@@ -1,7 +1,9 @@
 // Package storetest is the conformance suite every blobstore.Store must
 // pass: the contract of the Store interface written once, as tests, in
 // the manner of Perkeep's storagetest. A backend's own test calls Run with
-// a function that hands out fresh, empty locations.
+// a function that hands out fresh, empty locations, and RunSealing if the
+// store seals. The races a store's own test also needs with its own checks
+// around them (PurgeRacingRenewals, ConcurrentOpsOnOneBlock) are exported.
 //
 // The suite drives stores only through the Store interface, with ops built
 // exactly as blobstore.Service builds them, so a store that passes it
@@ -63,6 +65,12 @@ func Run(t *testing.T, newLocation func(t *testing.T) Opener) {
 		{"ParamsMismatch", testParamsMismatch},
 		{"CancelledApply", testCancelledApply},
 		{"Ping", testPing},
+		{"Params", testParams},
+		{"WrongSize", testWrongSize},
+		{"BatchMatchesOneAtATime", testBatchMatchesOneAtATime},
+		{"ConcurrentReadersAndWriters", testConcurrentReadersAndWriters},
+		{"ConcurrentOpsOnOneBlock", testConcurrentOpsOnOneBlock},
+		{"PurgeRacingRenewals", testPurgeRacingRenewals},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -765,72 +773,50 @@ func testConcurrentCAS(t *testing.T, h *harness) {
 	r := newRand()
 	a := newBlock("block A")
 	d0 := h.put(a, r, h.bucket(1))
-	start := blobstore.ETagOf(d0)
-	datas := make([][]byte, racers)
-	for i := range datas {
-		datas[i] = randData(r)
-	}
-	results := race(t, racers, func(i int) (blobstore.Result, error) {
-		return applyOne(h.s, putOp(a, datas[i], h.bucket(1), ifMatch(start)))
-	})
-	winner := -1
-	for i, res := range results {
-		switch res.Status {
-		case blobstore.StatusReplaced:
-			if winner >= 0 {
-				t.Errorf("compare-and-swap race: goroutines %d and %d both replaced block A", winner, i)
-			}
-			winner = i
-		case blobstore.StatusPrecondition:
-		default:
-			t.Errorf("compare-and-swap race: goroutine %d got %s, want replaced or precondition_failed", i, res.Status)
-		}
-	}
-	if winner < 0 {
-		t.Fatal("compare-and-swap race: no goroutine replaced block A")
-	}
-	won := blobstore.ETagOf(datas[winner])
-	for i, res := range results {
-		if res.Status == blobstore.StatusPrecondition && res.ETag != won {
-			t.Errorf("compare-and-swap race: goroutine %d lost but was not told the winner's ETag", i)
-		}
-	}
-	h.expectBlock(a, datas[winner])
+	h.putRace("compare-and-swap", a, ifMatch(blobstore.ETagOf(d0)), blobstore.StatusReplaced)
 }
 
 func testConcurrentCreate(t *testing.T, h *harness) {
+	h.putRace("create-only", newBlock("block A"), createOnly(), blobstore.StatusCreated)
+	h.expectStats("after the race", 1, map[uint64]int64{1: 1})
+}
+
+// putRace has racers goroutines put block a at once under cond: exactly
+// one must win with status won, every other must fail its precondition
+// and be told the winner's ETag, and a must hold the winner's data.
+func (h *harness) putRace(what string, a block, cond blobstore.Cond, won blobstore.Status) {
+	t := h.t
+	t.Helper()
 	r := newRand()
-	a := newBlock("block A")
 	datas := make([][]byte, racers)
 	for i := range datas {
 		datas[i] = randData(r)
 	}
 	results := race(t, racers, func(i int) (blobstore.Result, error) {
-		return applyOne(h.s, putOp(a, datas[i], h.bucket(1), createOnly()))
+		return applyOne(h.s, putOp(a, datas[i], h.bucket(1), cond))
 	})
 	winner := -1
 	for i, res := range results {
 		switch res.Status {
-		case blobstore.StatusCreated:
+		case won:
 			if winner >= 0 {
-				t.Errorf("create-only race: goroutines %d and %d both created block A", winner, i)
+				t.Errorf("%s race: goroutines %d and %d both got %s for %s", what, winner, i, won, a.name)
 			}
 			winner = i
 		case blobstore.StatusPrecondition:
 		default:
-			t.Errorf("create-only race: goroutine %d got %s, want created or precondition_failed", i, res.Status)
+			t.Errorf("%s race: goroutine %d got %s, want %s or %s", what, i, res.Status, won, blobstore.StatusPrecondition)
 		}
 	}
 	if winner < 0 {
-		t.Fatal("create-only race: no goroutine created block A")
+		t.Fatalf("%s race: no goroutine got %s for %s", what, won, a.name)
 	}
 	for i, res := range results {
 		if res.Status == blobstore.StatusPrecondition && res.ETag != blobstore.ETagOf(datas[winner]) {
-			t.Errorf("create-only race: goroutine %d lost but was not told the winner's ETag", i)
+			t.Errorf("%s race: goroutine %d lost but was not told the winner's ETag", what, i)
 		}
 	}
 	h.expectBlock(a, datas[winner])
-	h.expectStats("after the race", 1, map[uint64]int64{1: 1})
 }
 
 // testConcurrentApplies runs many small Applies at once, as the service

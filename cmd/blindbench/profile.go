@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"sync"
 	"time"
+
+	"github.com/blindstore/blindstore/internal/wait"
 )
 
 // Server profiles (-server-profile DIR): every blindstored the bench
@@ -114,20 +116,18 @@ func (b *bench) startChild(ctx context.Context, spec serverSpec, label string) (
 		return c, err
 	}
 	// The admin listener says where it is in its own log line.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if m := adminRE.FindStringSubmatch(c.logs.String()); m != nil {
-			c.prof, err = startServerProfiler(m[1], b.cfg.serverProfile, label, b.log)
-			if err != nil {
-				c.cleanup()
-				return nil, err
-			}
-			return c, nil
-		}
-		if time.Now().After(deadline) {
-			c.cleanup()
-			return nil, fmt.Errorf("blindstored did not say where its admin listener is: %s", c.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	var m []string
+	if wait.For(10*time.Second, 20*time.Millisecond, func() bool {
+		m = adminRE.FindStringSubmatch(c.logs.String())
+		return m != nil
+	}) != nil {
+		c.cleanup()
+		return nil, fmt.Errorf("blindstored did not say where its admin listener is: %s", c.logs.String())
 	}
+	c.prof, err = startServerProfiler(m[1], b.cfg.serverProfile, label, b.log)
+	if err != nil {
+		c.cleanup()
+		return nil, err
+	}
+	return c, nil
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/wait"
+
 	"github.com/blindstore/blindstore/internal/proc"
 )
 
@@ -107,19 +109,15 @@ func (b *bench) watchLatency(ctx context.Context, env []string, folder string) (
 		if err := os.WriteFile(filepath.Join(folder, name), randomKiB(), 0o644); err != nil {
 			return nil, err
 		}
-		for {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("%s never reached the server", name)
-			}
+		if wait.Until(ctx, 20*time.Millisecond, func() bool {
 			ls := exec.CommandContext(ctx, b.bins.path("blind"), "--json", "ls")
 			ls.Env = env
 			list, err := ls.Output()
-			if err == nil && hasFile(list, name) {
-				out = append(out, time.Since(saved))
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
+			return err == nil && hasFile(list, name)
+		}) != nil {
+			return nil, fmt.Errorf("%s never reached the server", name)
 		}
+		out = append(out, time.Since(saved))
 	}
 	return out, nil
 }

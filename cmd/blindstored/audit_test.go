@@ -47,6 +47,10 @@ func writeBlocks(t *testing.T, url string, n, bs int) ([]blobstore.ID, []blobsto
 	return ids, proofs
 }
 
+// boltRecordSize is the size of a lease record in the embedded store's
+// file, for planting one.
+const boltRecordSize = blobstore.HashSize + blobstore.ETagSize
+
 func hasFinding(rep auditReport, part string) bool {
 	for _, f := range rep.Findings {
 		if strings.Contains(f, part) {

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/wait"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -142,16 +144,15 @@ func (c *Cluster) Start(t testing.TB) {
 	// TCP, the way the tests connect.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for {
-		conn, err := pgx.Connect(ctx, c.URL())
-		if err == nil {
+	var err error
+	if wait.Until(ctx, 50*time.Millisecond, func() bool {
+		var conn *pgx.Conn
+		if conn, err = pgx.Connect(ctx, c.URL()); err == nil {
 			conn.Close(ctx)
-			return
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("pgtest: private PostgreSQL started but does not answer on port %d: %v", c.port, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) != nil {
+		t.Fatalf("pgtest: private PostgreSQL started but does not answer on port %d: %v", c.port, err)
 	}
 }
 
