@@ -40,6 +40,17 @@ func Migrate(ctx context.Context, url string) error {
 	return migrateURL(ctx, url, slog.Default(), nil)
 }
 
+// MigrateApplied is Migrate that says what it did, for the operator's
+// migrate command: the migrations it applied, in order (none when the
+// schema was up to date), and the schema version it left.
+func MigrateApplied(ctx context.Context, url string, log *slog.Logger) (applied []string, version int, err error) {
+	err = migrateURL(ctx, url, log, func(_ int32, name string) { applied = append(applied, name) })
+	if err != nil {
+		return applied, 0, err
+	}
+	return applied, knownVersion, nil
+}
+
 func migrateURL(ctx context.Context, url string, log *slog.Logger, onStart func(seq int32, name string)) error {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {

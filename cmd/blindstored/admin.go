@@ -1,6 +1,6 @@
 package main
 
-// The admin listener: Prometheus metrics and pprof, on an address of
+// The admin listener: Prometheus metrics, liveness and pprof, on an address of
 // their own (--admin-listen, off by default), never on the API's.
 //
 // What it serves is aggregate: counts, histograms and gauges whose labels
@@ -40,10 +40,11 @@ import (
 // adminFlags are serve's flags for the admin listener.
 type adminFlags struct {
 	listen string
+	ln     net.Listener // bound by bind, served by start
 }
 
 func (f *adminFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.listen, "admin-listen", "", "serve /metrics (Prometheus) and /debug/pprof/ on this `address`, apart from the API (off when empty; keep it on loopback or a private network)")
+	fs.StringVar(&f.listen, "admin-listen", "", "serve /metrics (Prometheus), /healthz and /debug/pprof/ on this `address`, apart from the API (off when empty; keep it on loopback or a private network)")
 }
 
 // observability is what serve measures. A nil *observability measures
@@ -157,18 +158,42 @@ func (ob *observability) forPool(o *opened) *opened {
 // start serves the admin listener when --admin-listen is set and returns
 // a function that stops it. With the flag empty it returns a nil
 // observability, and serve measures nothing.
+// bind listens on --admin-listen, if set, before serve creates anything:
+// an address in use fails the start with nothing left behind.
+func (f *adminFlags) bind() error {
+	if f.listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("--admin-listen: %w", err)
+	}
+	f.ln = ln
+	return nil
+}
+
+// unbind closes the listener bind opened if start never served it (a
+// later start error); after start, its Shutdown closes it.
+func (f *adminFlags) unbind() {
+	if f.ln != nil {
+		f.ln.Close()
+	}
+}
+
 func (f *adminFlags) start(log *slog.Logger, o *opened) (*observability, func(context.Context) error, error) {
 	if f.listen == "" {
 		return nil, func(context.Context) error { return nil }, nil
+	}
+	if f.ln == nil {
+		if err := f.bind(); err != nil {
+			return nil, nil, err
+		}
 	}
 	ob, err := newObservability(o)
 	if err != nil {
 		return nil, nil, err
 	}
-	ln, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--admin-listen: %w", err)
-	}
+	ln := f.ln
 	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
 		log.Warn("the admin listener is not on loopback: firewall it; its profiles show what the server does", "admin", "http://"+ln.Addr().String())
 	}
@@ -186,7 +211,7 @@ func (f *adminFlags) start(log *slog.Logger, o *opened) (*observability, func(co
 			log.Error("admin listener stopped", "err", err)
 		}
 	}()
-	log.Info("admin listener serving /metrics and /debug/pprof/", "admin", "http://"+ln.Addr().String())
+	log.Info("admin listener serving /metrics, /healthz and /debug/pprof/", "admin", "http://"+ln.Addr().String())
 	return ob, srv.Shutdown, nil
 }
 
@@ -200,6 +225,13 @@ func adminHandler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
 		ErrorLog:      slogPrintln{log},
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	// Liveness for a monitor that watches the admin address only (the
+	// API's /healthz may sit behind a proxy or TLS it cannot reach).
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprint(w, "ok\n")
+	})
 	mux.HandleFunc("GET /debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
 		// debug=2 of the goroutine profile is a full dump, arguments
 		// included: those can be a block ID's bytes.

@@ -5,19 +5,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
+
+	"github.com/blindstore/blindstore/internal/cli"
 )
 
 // envPrefix is the prefix of every environment fallback: --block-size
 // falls back to BLINDSTORE_BLOCK_SIZE.
 const envPrefix = "BLINDSTORE_"
 
-func envName(flagName string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+func envName(flagName string) string { return cli.EnvName(envPrefix, flagName) }
 
-// command is one subcommand: its flags, a one-line summary and what it runs.
+// command is one subcommand: its flags, a one-line summary and what it
+// runs. Parsing, the environment fallbacks and the flag list of the help
+// are internal/cli's, as in blind; this type only adds the program name
+// and subcommands (issuer invite).
 type command struct {
 	name    string
 	summary string
@@ -28,69 +30,99 @@ type command struct {
 	// means envPrefix. The issuer has its own, so that it never picks
 	// up a blob server's --data or --listen from a shared environment.
 	env string
+	// subs are subcommands, named by the first argument after the
+	// command's own flags: `issuer invite`.
+	subs map[string]*command
+	// args are the positional arguments after parse.
+	args []string
+}
+
+func (c *command) envPrefix() string {
+	if c.env == "" {
+		return envPrefix
+	}
+	return c.env
 }
 
 // envName is the environment variable a flag of c falls back to.
-func (c *command) envName(flagName string) string {
-	if c.env == "" {
-		return envName(flagName)
+func (c *command) envName(flagName string) string { return cli.EnvName(c.envPrefix(), flagName) }
+
+func newFlagSet(name string) *flag.FlagSet { return cli.NewFlagSet(name) }
+
+// dispatch picks the subcommand args name, if any, with the arguments
+// left for it. Flags of c given before the subcommand's name carry over
+// to the subcommand's flag of the same name (`issuer --data DIR invite`),
+// and are returned as set so that the environment does not override them.
+func (c *command) dispatch(args []string) (*command, []string, map[string]bool, error) {
+	if len(c.subs) == 0 {
+		return c, args, nil, nil
 	}
-	return c.env + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-func newFlagSet(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // parse errors are printed once, by main
-	return fs
-}
-
-// parse parses args, then fills every flag not given on the command line
-// from its environment variable. Command-line flags win over the
-// environment, the environment wins over defaults.
-func (c *command) parse(args []string) error {
-	if err := c.flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			c.printUsage(os.Stdout)
-			return errHelp
+	if len(args) > 0 {
+		if sc, ok := c.subs[args[0]]; ok {
+			return sc, args[1:], nil, nil
 		}
-		return usageError{fmt.Errorf("%s: %w", c.name, err)}
+	}
+	// Only flags before the first positional argument: the standard
+	// parse stops there, which is where a subcommand's name stands.
+	pre := newFlagSet(c.name)
+	c.flags.VisitAll(func(f *flag.Flag) { pre.Var(f.Value, f.Name, f.Usage) })
+	if err := pre.Parse(args); err != nil || pre.NArg() == 0 {
+		return c, args, nil, nil // the full parse reports any error
+	}
+	sc, ok := c.subs[pre.Arg(0)]
+	if !ok {
+		return c, args, nil, nil
 	}
 	set := map[string]bool{}
-	c.flags.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
-	c.flags.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
+	pre.Visit(func(f *flag.Flag) {
+		sf := sc.flags.Lookup(f.Name)
+		if sf == nil {
+			if err == nil {
+				err = usageError{fmt.Errorf("%s: --%s goes with '%s', not '%s'", sc.name, f.Name, c.name, sc.name)}
+			}
 			return
 		}
-		if v, ok := os.LookupEnv(c.envName(f.Name)); ok {
-			if e := f.Value.Set(v); e != nil {
-				err = usageError{fmt.Errorf("%s: environment %s: %w", c.name, c.envName(f.Name), e)}
-			}
+		if e := sf.Value.Set(f.Value.String()); e != nil && err == nil {
+			err = usageError{fmt.Errorf("%s: --%s: %w", sc.name, f.Name, e)}
 		}
+		set[f.Name] = true
 	})
+	return sc, pre.Args()[1:], set, err
+}
+
+// parse parses args with internal/cli: flags before and after the
+// positional arguments ("--" ends them), then the environment fills every
+// flag not given, and the command line wins over the environment, which
+// wins over the defaults. set lists flags given already (dispatch). --help
+// prints the usage on helpOut and returns errHelp.
+func (c *command) parse(args []string, helpOut io.Writer, set map[string]bool) error {
+	cc := &cli.Command{Name: c.name, Usage: c.usage, Summary: c.summary, Flags: c.flags, Env: c.envPrefix()}
+	// cli's own usage names the program after the environment prefix,
+	// which the issuer's is not: print ours.
+	err := cc.Parse(args, io.Discard, set)
+	c.args = cc.Args
+	var u cli.UsageError
+	switch {
+	case errors.Is(err, cli.ErrHelp):
+		c.printUsage(helpOut)
+		return errHelp
+	case errors.As(err, &u):
+		return usageError{u.Err}
+	}
 	return err
 }
 
 func (c *command) printUsage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: blindstored %s %s\n\n%s\n", c.name, c.usage, c.summary)
-	has := false
-	c.flags.VisitAll(func(*flag.Flag) { has = true })
-	if !has {
-		return
+	cli.PrintFlags(w, c.flags, c.envPrefix())
+	if len(c.subs) > 0 {
+		names := make([]string, 0, len(c.subs))
+		for n := range c.subs {
+			names = append(names, n)
+		}
+		fmt.Fprintf(w, "\nRun 'blindstored %s %s --help' for its own flags.\n", c.name, strings.Join(names, "|"))
 	}
-	fmt.Fprintf(w, "\nFlags (each falls back to the environment variable shown):\n")
-	c.flags.VisitAll(func(f *flag.Flag) {
-		name, help := flag.UnquoteUsage(f)
-		line := "  --" + f.Name
-		if name != "" {
-			line += " " + name
-		}
-		fmt.Fprintf(w, "%s\n      %s", line, help)
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
-			fmt.Fprintf(w, " (default %s)", f.DefValue)
-		}
-		fmt.Fprintf(w, "\n      env %s\n", c.envName(f.Name))
-	})
 }
 
 // usageError marks errors that mean the command line was wrong (exit 2).

@@ -28,7 +28,7 @@ const issuerEnvPrefix = envPrefix + "ISSUER_"
 // apart from any blob server (which must never learn who holds which
 // invite). `blindstored issuer invite` makes invite codes.
 func issuerCommand(stdout, stderr io.Writer) *command {
-	c := &command{name: "issuer", usage: "[--listen ADDR] [--data DIR] [--period 720h] | issuer invite [--data DIR] --tokens N",
+	c := &command{name: "issuer", usage: "[--listen ADDR] [--data DIR] [--period 720h]",
 		summary: "Issue Privacy Pass tokens to holders of invite codes (RFC 9578, blind RSA); 'issuer invite' makes a code.",
 		flags:   newFlagSet("issuer"), env: issuerEnvPrefix}
 	listen := c.flags.String("listen", "127.0.0.1:7879", "`address` to serve the issuer on (port 0 picks a free one)")
@@ -38,10 +38,8 @@ func issuerCommand(stdout, stderr io.Writer) *command {
 	shutdown := c.flags.Duration("shutdown-timeout", 30*time.Second, "how long to let requests finish on SIGINT or SIGTERM")
 	var tf tlsFlags
 	tf.register(c.flags)
+	c.subs = map[string]*command{"invite": inviteCommand(stdout)}
 	c.run = func(args []string) error {
-		if len(args) > 0 && args[0] == "invite" {
-			return runInvite(args[1:], *data, stdout)
-		}
 		if len(args) > 0 {
 			return usageError{fmt.Errorf("unexpected arguments %q", strings.Join(args, " "))}
 		}
@@ -108,30 +106,27 @@ func issuerCommand(stdout, stderr io.Writer) *command {
 	return c
 }
 
-// runInvite is `blindstored issuer invite`: it writes a new invite code
-// into the issuer's data directory (the issuer need not be stopped) and
-// prints it, once.
-func runInvite(args []string, data string, stdout io.Writer) error {
+// inviteCommand is `blindstored issuer invite`: it writes a new invite
+// code into the issuer's data directory (the issuer need not be stopped)
+// and prints it, once.
+func inviteCommand(stdout io.Writer) *command {
 	ic := &command{name: "issuer invite", usage: "[--data DIR] --tokens N",
 		summary: "Make an invite code worth N tokens per period, and print it.", flags: newFlagSet("issuer invite"), env: issuerEnvPrefix}
-	dir := ic.flags.String("data", data, "issuer data `directory`")
-	tokens := ic.flags.Int("tokens", 0, "tokens per period the code may take (each pays for up to write_batch blocks)")
-	if err := ic.parse(args); err != nil {
-		if errors.Is(err, errHelp) {
-			return nil
+	dir := ic.flags.String("data", "./issuer-data", "issuer data `directory`")
+	tokens := ic.flags.Int("tokens", 0, "`N` tokens per period the code may take (each pays for one write or renewal of up to write_batch blocks)")
+	ic.run = func(args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unexpected arguments %q", strings.Join(args, " "))}
 		}
-		return err
+		if *tokens < 1 {
+			return usageError{fmt.Errorf("--tokens must be at least 1")}
+		}
+		code, err := privacypass.CreateInvite(*dir, *tokens)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, code)
+		return nil
 	}
-	if len(ic.flags.Args()) > 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", strings.Join(ic.flags.Args(), " "))}
-	}
-	if *tokens < 1 {
-		return usageError{fmt.Errorf("--tokens must be at least 1")}
-	}
-	code, err := privacypass.CreateInvite(*dir, *tokens)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, code)
-	return nil
+	return ic
 }

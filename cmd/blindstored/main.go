@@ -70,19 +70,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	c, ok := cmds[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "blindstored: unknown command %q (run 'blindstored --help')\n", args[0])
 		return exitUsage
 	}
-	if err := c.parse(args[1:]); err != nil {
+	c, rest, set, err := c.dispatch(args[1:])
+	if err == nil {
+		err = c.parse(rest, stdout, set)
+	}
+	if err != nil {
 		if errors.Is(err, errHelp) {
 			return exitOK
 		}
 		fmt.Fprintf(stderr, "blindstored: %v (run 'blindstored %s --help')\n", err, c.name)
 		return exitUsage
 	}
-	if err := c.run(c.flags.Args()); err != nil {
+	if err := c.run(c.args); err != nil {
 		var u usageError
 		if errors.As(err, &u) {
 			fmt.Fprintf(stderr, "blindstored %s: %v (run 'blindstored %s --help')\n", c.name, err, c.name)
@@ -95,7 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func printMainUsage(w io.Writer, cmds map[string]*command) {
-	fmt.Fprintf(w, "blindstored %s: an anonymized blob store server.\n\nUsage: blindstored COMMAND [flags]\n\nCommands:\n", versionString())
+	fmt.Fprintf(w, "blindstored %s: an anonymized blob store server.\n\nUsage: blindstored COMMAND [flags] [arguments]\n       blindstored --version\n\nCommands:\n", versionString())
 	names := make([]string, 0, len(cmds))
 	for n := range cmds {
 		names = append(names, n)
@@ -104,7 +111,7 @@ func printMainUsage(w io.Writer, cmds map[string]*command) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintf(w, "\nRun 'blindstored COMMAND --help' for a command's flags. Every flag falls back to\nan environment variable: --block-size to %s, and so on.\n", envName("block-size"))
+	fmt.Fprintf(w, "\nRun 'blindstored COMMAND --help' for a command's flags, which go before or after\nits arguments. Every flag falls back to an environment variable: --block-size\nto %s, and so on (the issuer's to %s…).\n", envName("block-size"), issuerEnvPrefix)
 }
 
 func versionCommand(stdout io.Writer) *command {

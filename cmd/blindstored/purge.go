@@ -85,7 +85,7 @@ type schedFlags struct {
 
 func (f *schedFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.purgeEvery, "purge-every", scheduler.DefaultPurgeEvery, "how often to purge expired blocks (at most one --period; 0 never purges: then run 'blindstored purge' from cron)")
-	fs.StringVar(&f.redis, "redis", "", "Redis `URL` (redis://host:6379/0) shared by several instances on one PostgreSQL store, so that each scheduled purge runs on one of them")
+	fs.StringVar(&f.redis, "redis", "", "Redis `URL` (redis://host:6379/0) that instances on one PostgreSQL store share for: the write pool (a commit mixes the writes of every instance), the failed-probe limits per client address, and the locks that make each scheduled purge and seal run on one instance; /readyz then checks it too. With the embedded store, only the limits and the locks")
 	fs.Float64Var(&f.maxFraction, "purge-max-fraction", scheduler.DefaultMaxFraction, "largest `fraction` of all blocks a scheduled purge may delete; above it the purge refuses until 'blindstored purge --force'")
 	fs.DurationVar(&f.sealEvery, "seal-every", scheduler.DefaultSealEvery, "how often to seal what was written since the last seal, so a copy of the store does not show who wrote what or when (at most one --period; a seal also runs in each period's last minute; 0 never seals: then run 'blindstored seal' from cron)")
 }

@@ -69,6 +69,18 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		if err != nil {
 			return err
 		}
+		// Bind both listeners before anything is created: a port in use
+		// must not leave a new bucket key and an empty store behind.
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		// Serve closes it too; a second Close is harmless.
+		defer ln.Close()
+		if err := af.bind(); err != nil {
+			return err
+		}
+		defer af.unbind()
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 
@@ -135,16 +147,11 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		if tlsConfig != nil {
 			scheme = "https"
 		}
-		ln, err := net.Listen("tcp", *listen)
-		if err != nil {
-			return fmt.Errorf("listen: %w", err)
-		}
-		ln = newLimitListener(ln, tof.maxConns) // conns.go
+		ln = newLimitListener(ln, tof.maxConns) // conns.go; tof.apply checked the count
 		// The scheduler stops before the store closes: explicitly below,
 		// and by this defer (which runs before the store's) on errors.
 		stopSched, err := sched.start(ctx, log, o)
 		if err != nil {
-			ln.Close()
 			return err
 		}
 		defer stopSched()
@@ -206,11 +213,28 @@ func migrateCommand(stdout, stderr io.Writer) *command {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		if err := postgres.Migrate(ctx, *store); err != nil {
+		// stdout says what was applied; the store's own lines would repeat it.
+		log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		applied, version, err := postgres.MigrateApplied(ctx, *store, log)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, "schema is up to date")
+		fmt.Fprint(stdout, migrateSummary(applied, version))
 		return nil
 	}
 	return c
+}
+
+// migrateSummary is what migrate prints: each migration it applied, then
+// the version the schema is at.
+func migrateSummary(applied []string, version int) string {
+	if len(applied) == 0 {
+		return fmt.Sprintf("nothing to apply: the schema is up to date (version %d)\n", version)
+	}
+	var b strings.Builder
+	for _, name := range applied {
+		fmt.Fprintf(&b, "applied %s\n", name)
+	}
+	fmt.Fprintf(&b, "the schema is up to date (version %d) after %d migration%s\n", version, len(applied), map[bool]string{true: "", false: "s"}[len(applied) == 1])
+	return b.String()
 }
