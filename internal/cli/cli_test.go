@@ -136,7 +136,7 @@ func TestGiven(t *testing.T) {
 func TestShortAndPrintCommands(t *testing.T) {
 	for in, want := range map[string]string{
 		"Encrypt and store files, replacing files of the same names (an edit sends only\nthe changed chunks). A folder is stored": "Encrypt and store files, replacing files of the same names (an edit sends only the changed chunks).",
-		"Print a capability that lets anyone fetch it,\nwithout an account. Sharing again":                                          "Print a capability that lets anyone fetch it, without an account.",
+		"Print a capability that lets anyone fetch it,\nwithout an account. Sharing again":                                        "Print a capability that lets anyone fetch it, without an account.",
 		"List the account's files.":   "List the account's files.",
 		"No full stop at the end":     "No full stop at the end",
 		"Log in.\nPassword: a prompt": "Log in.",
