@@ -157,10 +157,15 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	add(syncCommand()) // sync.go
+	meta, finish := metaCommands() // meta.go
+	for _, c := range meta {
+		add(c)
+	}
 	m := make(map[string]*command, len(cmds))
 	for _, c := range cmds {
 		m[c.Name] = c
 	}
+	finish(m)
 	return m
 }
 
