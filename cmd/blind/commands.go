@@ -38,10 +38,10 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	{
-		c := newCommand("login", "--user NAME [--recovery-code]", "Log in, renew what is stale, and say until when the data is safe.\nPassword: prompt or BLIND_PASSWORD. With --recovery-code: the code from a prompt or\nBLIND_RECOVERY_CODE, and a new password from a prompt or BLIND_NEW_PASSWORD.", nil)
+		c := newCommand("login", "--user NAME [--recover]", "Log in, renew what is stale, and say until when the data is safe.\nPassword: prompt or BLIND_PASSWORD. With --recover (or BLIND_RECOVER=yes): the\nrecovery code from a prompt or BLIND_RECOVERY_CODE, and a new password from a\nprompt or BLIND_NEW_PASSWORD.", nil)
 		user := c.Flags.String("user", "", "user `name`")
 		device := c.Flags.String("device-key", "", "device key `file`, if the account has one")
-		recovery := c.Flags.Bool("recovery-code", false, "log in with the recovery code and set a new password")
+		recovery := c.Flags.Bool("recover", false, "log in with the recovery code (BLIND_RECOVERY_CODE or a prompt) and set a new password")
 		invite := c.Flags.String("invite", "", "invite `code` of the server's token issuer, for a server that charges for writes (kept in the configuration directory)")
 		c.run = func(a *app) error { a.invite = *invite; return a.login(c, *user, *device, *recovery) }
 		add(c)
@@ -171,7 +171,7 @@ func commands(a *app) map[string]*command {
 }
 
 func (a *app) remote(server string) (*client.Remote, error) {
-	hc, err := client.NewHTTPClient(a.g.caFile)
+	hc, err := a.httpClient() // pin.go
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +218,7 @@ func unwrapAll(err error) error {
 }
 
 func (a *app) saveAccount(acc *client.Account, deviceKeyFile string) error {
-	s := &session{State: acc.State(), DeviceKeyFile: deviceKeyFile}
+	s := &session{State: acc.State(), DeviceKeyFile: deviceKeyFile, CAPEM: string(a.caPEM)}
 	return saveSession(s)
 }
 
@@ -268,7 +268,7 @@ func (a *app) signup(c *command, user, deviceFile string) error {
 	}
 	safe, _ := a.safety(acc)
 	a.out(map[string]any{"user": user, "server": r.URL(), "recovery_code": code.String(), "safe_until": safe},
-		fmt.Sprintf("signed up and logged in as %s\n\nRecovery code (shown only now; write it down and keep it apart from your password):\n\n    %s\n\nWith it, 'blind login --recovery-code' sets a new password if you forget yours.\n%s",
+		fmt.Sprintf("signed up and logged in as %s\n\nRecovery code (shown only now; write it down and keep it apart from your password):\n\n    %s\n\nWith it, 'blind login --recover' sets a new password if you forget yours.\n%s",
 			user, code.String(), safeText(safe)))
 	return nil
 }
@@ -338,6 +338,9 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 func (a *app) withAccount(f func(acc *client.Account) error) error {
 	s, err := loadSession()
 	if err != nil {
+		return err
+	}
+	if err := a.pinSession(s); err != nil { // pin.go
 		return err
 	}
 	r, err := a.remote(s.Server)

@@ -123,6 +123,10 @@ type app struct {
 	// wallet holds the write tokens (tokens.go); invite is --invite.
 	wallet *client.Wallet
 	invite string
+	// given holds the flags the user gave (command line or environment);
+	// caPEM the CAs this run trusts (session.go).
+	given map[string]bool
+	caPEM []byte
 }
 
 type command struct {
@@ -175,6 +179,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "blind: %v (run 'blind %s --help')\n", err, c.Name)
 		return exitUsage
 	}
+	a.given = c.Given
 	err := c.run(a)
 	if a.wallet != nil {
 		// Tokens taken out and not spent go back into the wallet file.

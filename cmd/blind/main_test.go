@@ -764,10 +764,20 @@ func TestAccountLifecycle(t *testing.T) {
 	// Recovery: a new password, the old one stops working.
 	other := newUser(t, srv.url, "frank")
 	other.pass = "recovered password"
-	if r := other.run([]string{"BLIND_RECOVERY_CODE=" + strings.ToLower(su.Code), "BLIND_NEW_PASSWORD=" + other.pass}, "login", "--user", "frank", "--recovery-code"); r.code != 0 {
-		t.Fatalf("login --recovery-code: exit %d: %s", r.code, r.stderr)
+	if r := other.run([]string{"BLIND_RECOVERY_CODE=" + strings.ToLower(su.Code), "BLIND_NEW_PASSWORD=" + other.pass}, "login", "--user", "frank", "--recover"); r.code != 0 {
+		t.Fatalf("login --recover: exit %d: %s", r.code, r.stderr)
 	}
 	u.expect(exitAuth, nil, "login", "--user", "frank")
+	// By the environment alone, as a script does it: BLIND_RECOVERY_CODE
+	// is the code, BLIND_RECOVER the yes/no of --recover.
+	other.pass = "recovered by the environment alone"
+	if r := other.run([]string{"BLIND_RECOVER=yes", "BLIND_RECOVERY_CODE=" + su.Code, "BLIND_NEW_PASSWORD=" + other.pass}, "login", "--user", "frank"); r.code != 0 {
+		t.Fatalf("login with BLIND_RECOVER and BLIND_RECOVERY_CODE: exit %d: %s", r.code, r.stderr)
+	}
+	// The code set but no recovery asked for: an ordinary login.
+	if r := other.run([]string{"BLIND_RECOVERY_CODE=" + su.Code}, "login", "--user", "frank"); r.code != 0 {
+		t.Fatalf("login with BLIND_RECOVERY_CODE set: exit %d: %s", r.code, r.stderr)
+	}
 	other.must("get", "f", "-o", filepath.Join(dir, "f.out"))
 
 	other.expect(exitUsage, nil, "delete-account")

@@ -28,6 +28,12 @@ const sessionFile = "session.json"
 type session struct {
 	client.State
 	DeviceKeyFile string `json:"device_key_file,omitempty"`
+	// CAPEM holds the certificates of the --ca-file given at login, not
+	// the file's path: the session then works where the file is not
+	// (a moved or deleted file, a sandboxed service such as
+	// contrib/systemd's sync unit), and replacing the file cannot change
+	// whom a logged-in client trusts. An explicit --ca-file replaces it.
+	CAPEM string `json:"ca_pem,omitempty"`
 }
 
 func configDir() (string, error) {
