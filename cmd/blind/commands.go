@@ -68,9 +68,9 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	{
-		c := newCommand("get", "NAME [-o PATH] [--offset N --length N]", "Fetch, verify and decrypt a file. It is written under a temporary name and moved\ninto place only once every block checks out against the encrypted index (its\nchunk's size and SHA-256, in order). With --offset or --length, only that range\nis fetched (only the blocks that hold it, each verified).", nil)
-		out := c.Flags.String("o", "", "output `path` (default: the name's last element, in the current directory; \"-\" for standard output)")
-		force := c.Flags.Bool("force", false, "overwrite an existing output file")
+		c := newCommand("get", "NAME|FOLDER [-o PATH] [--offset N --length N]", "Fetch, verify and decrypt a file. It is written under a temporary name and moved\ninto place only once every block checks out against the encrypted index (its\nchunk's size and SHA-256, in order). With --offset or --length, only that range\nis fetched (only the blocks that hold it, each verified). A folder (what 'blind\nput FOLDER' stored) comes back whole into the directory PATH, each file the same\nway; nothing is written unless every file can be, and no name leads out of PATH.", nil)
+		out := c.Flags.String("o", "", "output `path` (default: the name's last element, in the current directory; \"-\" for standard output); for a folder, the directory to write into")
+		force := c.Flags.Bool("force", false, "overwrite existing output files")
 		offset := c.Flags.Int64("offset", 0, "start at this byte `offset`")
 		length := c.Flags.Int64("length", -1, "fetch at most this many `bytes` (default: to the end)")
 		c.run = func(a *app) error {
@@ -82,7 +82,7 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	{
-		c := newCommand("ls", "", "List the account's files.", nil)
+		c := newCommand("ls", "[FOLDER]", "List the account's files, or those under FOLDER. With --json: one object,\n{\"files\": [{\"name\", \"size\", \"mode\", \"mtime\", \"sha256\", \"blocks\", \"shared\",\n\"renewed_period\"}…]}.", nil)
 		c.run = func(a *app) error { return a.ls(c) }
 		add(c)
 	}
@@ -423,6 +423,9 @@ func (a *app) get(c *command, out string, force bool) error {
 	name := c.Args[0]
 	return a.withAccount(func(acc *client.Account) error {
 		f, err := acc.Lookup(name)
+		if client.KindOf(err) == client.KindNotFound && len(acc.FilesUnder(name)) > 0 {
+			return a.getFolder(acc, name, out, force) // getfolder.go
+		}
 		if err != nil {
 			return err
 		}
@@ -448,17 +451,24 @@ func (a *app) get(c *command, out string, force bool) error {
 }
 
 func (a *app) ls(c *command) error {
-	if len(c.Args) > 0 {
-		return cli.Usagef("unexpected arguments")
+	if len(c.Args) > 1 {
+		return cli.Usagef("want at most one folder")
+	}
+	folder := ""
+	if len(c.Args) == 1 {
+		folder = c.Args[0]
 	}
 	return a.withAccount(func(acc *client.Account) error {
-		files := acc.Files()
+		files := userFiles(acc.FilesUnder(folder)) // getfolder.go
+		if folder != "" && len(acc.FilesUnder(folder)) == 0 {
+			return &client.Error{Kind: client.KindNotFound, Msg: fmt.Sprintf("no file or folder %q in the account", folder)}
+		}
 		if a.g.json {
-			list := make([]any, len(files))
+			list := make([]fileOut, len(files))
 			for i := range files {
 				list[i] = fileJSON(&files[i])
 			}
-			a.out(list, "")
+			a.out(map[string]any{"files": list}, "")
 			return nil
 		}
 		var b strings.Builder
@@ -649,7 +659,7 @@ func (a *app) status(c *command) error {
 		return cli.Usagef("unexpected arguments")
 	}
 	return a.withAccount(func(acc *client.Account) error {
-		files := acc.Files()
+		files := userFiles(acc.Files())
 		var total uint64
 		shared := 0
 		for i := range files {

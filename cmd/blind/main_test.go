@@ -250,7 +250,7 @@ func TestRoundTrip(t *testing.T) {
 		Size   int64  `json:"size"`
 		Blocks int    `json:"blocks"`
 	}
-	if err := json.Unmarshal([]byte(ls.stdout), &files); err != nil || len(files) != len(sizes) {
+	if err := lsFiles(ls.stdout, &files); err != nil || len(files) != len(sizes) {
 		t.Fatalf("ls --json: %v\n%s", err, ls.stdout)
 	}
 	for _, n := range sizes {
@@ -608,7 +608,7 @@ func TestTwoDevices(t *testing.T) {
 		t.Fatal(e)
 	}
 	var files []map[string]any
-	if err := json.Unmarshal([]byte(a.must("--json", "ls").stdout), &files); err != nil || len(files) != 2*each {
+	if err := lsFiles(a.must("--json", "ls").stdout, &files); err != nil || len(files) != 2*each {
 		t.Fatalf("%d files after both devices wrote %d each: %v", len(files), each, err)
 	}
 	for _, f := range files {

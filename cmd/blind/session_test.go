@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,4 +82,11 @@ func TestSessionKeepsServerAndCA(t *testing.T) {
 	if r := u.runBare("status"); r.code != 0 || !strings.Contains(r.stdout, other.url) {
 		t.Fatalf("status after logging in elsewhere: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// lsFiles decodes the files of 'blind --json ls' into files.
+func lsFiles(out string, files any) error {
+	return json.Unmarshal([]byte(out), &struct {
+		Files any `json:"files"`
+	}{files})
 }
