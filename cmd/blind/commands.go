@@ -390,7 +390,7 @@ func (a *app) put(c *command, as string) error {
 		if src == "-" {
 			prog, done := a.progress("put "+name, -1)
 			file, err := acc.Put(a.ctx, a.stdin, client.PutInfo{Name: name, Mode: 0o644, ModTime: time.Now()}, prog)
-			done()
+			done(err)
 			if err != nil {
 				return err
 			}
@@ -405,7 +405,7 @@ func (a *app) put(c *command, as string) error {
 			}
 			prog, done := a.progress("put "+name, total)
 			file, err := acc.PutFile(a.ctx, src, name, prog)
-			done()
+			done(err)
 			if err != nil {
 				return err
 			}
@@ -430,21 +430,22 @@ func (a *app) get(c *command, out string, force bool) error {
 			return err
 		}
 		prog, done := a.progress("get "+name, int64(f.Size))
-		defer done()
 		if out == "-" {
 			_, err := acc.Get(a.ctx, name, a.stdout, prog)
+			done(err)
 			return err
 		}
 		if out == "" {
 			out = path.Base(name)
 		}
-		if err := client.WriteFileAtomic(out, force, f.Mode, f.ModTime, func(w io.Writer) error {
+		err = client.WriteFileAtomic(out, force, f.Mode, f.ModTime, func(w io.Writer) error {
 			_, err := acc.Get(a.ctx, name, w, prog)
 			return err
-		}); err != nil {
+		})
+		done(err)
+		if err != nil {
 			return err
 		}
-		done()
 		a.out(map[string]any{"name": name, "path": out, "size": f.Size}, fmt.Sprintf("wrote %s (%s)\n", out, humanBytes(f.Size)))
 		return nil
 	})
@@ -525,19 +526,21 @@ func (a *app) fetch(c *command, out string, force bool) error {
 		return err
 	}
 	prog, done := a.progress("fetch "+f.Name, int64(f.Size))
-	defer done()
 	if out == "-" {
-		return client.FetchFile(a.ctx, r, f, a.stdout, prog)
+		err := client.FetchFile(a.ctx, r, f, a.stdout, prog)
+		done(err)
+		return err
 	}
 	if out == "" {
 		out = f.Name
 	}
-	if err := client.WriteFileAtomic(out, force, f.Mode, f.ModTime, func(w io.Writer) error {
+	err = client.WriteFileAtomic(out, force, f.Mode, f.ModTime, func(w io.Writer) error {
 		return client.FetchFile(a.ctx, r, f, w, prog)
-	}); err != nil {
+	})
+	done(err)
+	if err != nil {
 		return err
 	}
-	done()
 	a.out(map[string]any{"name": f.Name, "path": out, "size": f.Size}, fmt.Sprintf("wrote %s (%s)\n", out, humanBytes(f.Size)))
 	return nil
 }

@@ -28,7 +28,7 @@ func (a *app) getFolder(acc *client.Account, folder, out string, force bool) err
 		Wrote: func(f indexfile.File, rel string) {
 			wrote = append(wrote, map[string]any{"name": f.Name, "path": path.Join(out, rel), "size": f.Size})
 		}})
-	done()
+	done(err)
 	if err != nil && len(files) > 0 {
 		return fmt.Errorf("%w (%d files of the folder were written before it)", err, len(files))
 	}

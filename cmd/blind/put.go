@@ -108,7 +108,7 @@ func (a *app) putMany(args []string, as string) error {
 			failed = append(failed, s.Name)
 			fmt.Fprintf(a.stderr, "warning: %s: %v\n", s.Name, err)
 		})
-		done()
+		done(err)
 		if err != nil {
 			return err
 		}
