@@ -248,6 +248,9 @@ func (a *app) signup(c *command, user, deviceFile string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNewPassword(pw, user); err != nil { // password.go
+		return err
+	}
 	dev, err := readDeviceKey(deviceFile, true)
 	if err != nil {
 		return err
@@ -303,6 +306,9 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 		}
 		pw, err := a.secret("BLIND_NEW_PASSWORD", "New password: ", true)
 		if err != nil {
+			return err
+		}
+		if err := checkNewPassword(pw, user); err != nil {
 			return err
 		}
 		if acc, err = client.LoginRecovery(a.ctx, r, code, user, pw, dev); err != nil {
@@ -567,6 +573,9 @@ func (a *app) passwd(c *command, deviceFile string) error {
 		}
 		pw, err := a.secret("BLIND_NEW_PASSWORD", "New password: ", true)
 		if err != nil {
+			return err
+		}
+		if err := checkNewPassword(pw, acc.User()); err != nil {
 			return err
 		}
 		if err := acc.Passwd(a.ctx, acc.User(), cur, pw, dev); err != nil {

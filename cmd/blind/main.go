@@ -40,7 +40,8 @@ const (
 const exitCodesHelp = `Exit codes:
   0  success
   1  other error
-  2  bad usage (unknown command or flag, malformed capability or file name)
+  2  bad usage (unknown command or flag, malformed capability or file name,
+     a new password too easy to guess)
   3  authentication: wrong user name or password, unknown account (the two
      cannot be told apart, on purpose), not logged in, or the session no
      longer opens the account

@@ -741,12 +741,12 @@ func TestAccountLifecycle(t *testing.T) {
 	writeRandom(t, src, 3*capacity, 5)
 	u.must("put", src)
 
-	if r := u.run([]string{"BLIND_NEW_PASSWORD=second password"}, "passwd"); r.code != 0 {
+	if r := u.run([]string{"BLIND_NEW_PASSWORD=a second and longer passphrase"}, "passwd"); r.code != 0 {
 		t.Fatalf("passwd: exit %d: %s", r.code, r.stderr)
 	}
-	u.expect(exitAuth, []string{"BLIND_NEW_PASSWORD=third"}, "passwd") // the current password is no longer u.pass
+	u.expect(exitAuth, []string{"BLIND_NEW_PASSWORD=third of the passphrases"}, "passwd") // the current password is no longer u.pass
 	u.expect(exitAuth, nil, "login", "--user", "frank")
-	u.pass = "second password"
+	u.pass = "a second and longer passphrase"
 	u.must("login", "--user", "frank")
 
 	// Renewal export: renews with no session.
@@ -763,7 +763,7 @@ func TestAccountLifecycle(t *testing.T) {
 
 	// Recovery: a new password, the old one stops working.
 	other := newUser(t, srv.url, "frank")
-	other.pass = "recovered password"
+	other.pass = "recovered with the code"
 	if r := other.run([]string{"BLIND_RECOVERY_CODE=" + strings.ToLower(su.Code), "BLIND_NEW_PASSWORD=" + other.pass}, "login", "--user", "frank", "--recover"); r.code != 0 {
 		t.Fatalf("login --recover: exit %d: %s", r.code, r.stderr)
 	}
