@@ -406,9 +406,6 @@ func (a *app) put(c *command, as string) error {
 			if fi, err := os.Stat(src); err == nil {
 				total = fi.Size()
 			}
-			if err := a.checkTokensFor(acc, total); err != nil { // tokens.go
-				return err
-			}
 			prog, done := a.progress("put "+name, total)
 			file, err := acc.PutFile(a.ctx, src, name, prog)
 			done(err)
