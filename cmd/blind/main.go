@@ -157,6 +157,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	args = gfs.Args()
 	if len(args) == 0 || args[0] == "help" {
 		if len(args) > 1 {
+			if args[1] == "--help" || args[1] == "-h" {
+				args[1] = "help"
+			}
 			if c, ok := cmds[args[1]]; ok {
 				c.PrintUsage(stdout)
 				return exitOK
