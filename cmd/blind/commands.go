@@ -598,7 +598,7 @@ func (a *app) renew(c *command, export, from string) error {
 			return err
 		}
 		server := a.g.server
-		if !a.flagSet(c, "server") && os.Getenv("BLIND_SERVER") == "" {
+		if !a.given["server"] {
 			server = l.Server
 		}
 		r, err := a.remote(server)

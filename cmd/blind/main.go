@@ -55,8 +55,8 @@ const exitCodesHelp = `Exit codes:
      block's id and key, an older version, or blocks out of order; nothing
      of it was written out
   8  local I/O: reading or writing a local file failed (e.g. the disk is full)
-  9  quota: the server charges write tokens and none is left (or none can be
-     fetched); nothing was written
+  9  quota: the server charges write tokens and too few are left (or none
+     can be fetched); nothing was written
 `
 
 const envPrefix = "BLIND_"
@@ -268,7 +268,7 @@ BLIND_RECOVERY_CODE (with 'blind login --recover'). The session is kept in
 BLIND_CONFIG_DIR, else in the user's configuration directory under
 blindstore/, readable only by you; it remembers the server and the
 certificate authorities of --ca-file, so later commands need neither.
-'blind logout' wipes it.
+'blind logout' wipes it. BLIND_NO_PROGRESS=yes turns the progress bar off.
 
 `)
 	fmt.Fprint(w, exitCodesHelp)
