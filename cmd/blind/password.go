@@ -4,7 +4,7 @@ import (
 	"math"
 
 	"github.com/blindstore/blindstore/internal/cli"
-	"github.com/trustelem/zxcvbn"
+	"github.com/blindstore/blindstore/internal/zxcvbn"
 )
 
 // minPasswordScore is the least zxcvbn score a new password needs: 3,
