@@ -73,7 +73,7 @@ func (a *Account) readHead(ctx context.Context) (*format.Head, blobstore.ETag, e
 		return nil, etag, wrap(KindTampered, "the account's head block", err)
 	}
 	if h.Generation < a.seenGen {
-		return nil, etag, &Error{Kind: KindTampered, Msg: fmt.Sprintf("the server returned an older version of the account's head (generation %d, this client has seen %d): it is rolling the account back", h.Generation, a.seenGen)}
+		return nil, etag, &Error{Kind: KindTampered, Msg: fmt.Sprintf("the server returned an older version of the account than this device has seen (generation %d, seen %d). If its operator restored the server from a backup, run 'blind logout' and 'blind login' to accept that version, then store again what changed since (copy synced folders aside first: a sync would take the missing files for deletions); if not, the server is rolling the account back: keep this session, which refuses the old version, and tell the operator", h.Generation, a.seenGen)}
 	}
 	return h, etag, nil
 }

@@ -57,6 +57,9 @@ const (
 // It returns an error only for what stops the whole put (the network,
 // the server).
 func (a *Account) PutLocal(ctx context.Context, srcs []LocalSource, stored func(LocalSource, indexfile.File), skipped func(LocalSource, error)) error {
+	if err := a.checkPutCost(ctx, localSourcesPlan(srcs)); err != nil { // putcost.go
+		return err
+	}
 	return a.putLocal(ctx, srcs, stored, skipped)
 }
 

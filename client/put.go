@@ -67,6 +67,9 @@ type PutInfo struct {
 	// Changed, if set, is called after the whole stream was read; an
 	// error from it (the file changed while it was read) aborts the put.
 	Changed func(read int64) error
+	// Size, if positive, is the expected length, which prices the put
+	// (putcost.go); zero or less is unknown.
+	Size int64
 }
 
 // Put stores the stream r as the file info.Name, replacing a file of that
@@ -75,6 +78,9 @@ type PutInfo struct {
 func (a *Account) Put(ctx context.Context, r io.Reader, info PutInfo, progress Progress) (indexfile.File, error) {
 	if err := indexfile.ValidName(info.Name); err != nil {
 		return indexfile.File{}, wrap(KindInvalid, "put", err)
+	}
+	if err := a.checkPutCost(ctx, putPlan{sizes: []int64{info.Size}, names: []string{info.Name}, updates: 1}); err != nil { // putcost.go
+		return indexfile.File{}, err
 	}
 	cur, err := a.remote.CurrentPeriod(ctx)
 	if err != nil {
@@ -210,7 +216,7 @@ func (a *Account) PutFile(ctx context.Context, path, name string, progress Progr
 func (a *Account) putInfo(src *os.File, name string, before fs.FileInfo) PutInfo {
 	path := src.Name()
 	return PutInfo{
-		Name: name, Mode: before.Mode(), ModTime: before.ModTime(),
+		Name: name, Mode: before.Mode(), ModTime: before.ModTime(), Size: before.Size(),
 		Changed: func(read int64) error {
 			after, err := src.Stat()
 			if err != nil {
@@ -568,6 +574,9 @@ const (
 // version the merge kept under that name (this one going under a
 // conflict name), comes back as an entry with no Name.
 func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.File, error) {
+	if err := a.checkPutCost(ctx, putSourcesPlan(srcs)); err != nil { // putcost.go
+		return nil, err
+	}
 	return a.putMany(ctx, srcs, nil)
 }
 

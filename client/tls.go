@@ -28,9 +28,16 @@ func NewHTTPClient(caFile string) (*http.Client, error) {
 	if err != nil {
 		return nil, &Error{Kind: KindLocalIO, Msg: "reading the CA file", Err: err}
 	}
+	return NewHTTPClientPEM(pem, "the CA file "+caFile)
+}
+
+// NewHTTPClientPEM is NewHTTPClient with the CAs' certificates given as
+// PEM, e.g. as remembered with a session; from names where they came
+// from, for the error.
+func NewHTTPClientPEM(pem []byte, from string) (*http.Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, &Error{Kind: KindInvalid, Msg: "the CA file " + caFile + " holds no PEM certificate"}
+		return nil, &Error{Kind: KindInvalid, Msg: from + " holds no PEM certificate"}
 	}
 	return newHTTPClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
 }

@@ -38,10 +38,10 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	{
-		c := newCommand("login", "--user NAME [--recovery-code]", "Log in, renew what is stale, and say until when the data is safe.\nPassword: prompt or BLIND_PASSWORD. With --recovery-code: the code from a prompt or\nBLIND_RECOVERY_CODE, and a new password from a prompt or BLIND_NEW_PASSWORD.", nil)
+		c := newCommand("login", "--user NAME [--recover]", "Log in, renew what is stale, and say until when the data is safe.\nPassword: prompt or BLIND_PASSWORD. With --recover (or BLIND_RECOVER=yes): the\nrecovery code from a prompt or BLIND_RECOVERY_CODE, and a new password from a\nprompt or BLIND_NEW_PASSWORD.", nil)
 		user := c.Flags.String("user", "", "user `name`")
 		device := c.Flags.String("device-key", "", "device key `file`, if the account has one")
-		recovery := c.Flags.Bool("recovery-code", false, "log in with the recovery code and set a new password")
+		recovery := c.Flags.Bool("recover", false, "log in with the recovery code (BLIND_RECOVERY_CODE or a prompt) and set a new password")
 		invite := c.Flags.String("invite", "", "invite `code` of the server's token issuer, for a server that charges for writes (kept in the configuration directory)")
 		c.run = func(a *app) error { a.invite = *invite; return a.login(c, *user, *device, *recovery) }
 		add(c)
@@ -68,9 +68,9 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	{
-		c := newCommand("get", "NAME [-o PATH] [--offset N --length N]", "Fetch, verify and decrypt a file. It is written under a temporary name and moved\ninto place only once every block checks out against the encrypted index (its\nchunk's size and SHA-256, in order). With --offset or --length, only that range\nis fetched (only the blocks that hold it, each verified).", nil)
-		out := c.Flags.String("o", "", "output `path` (default: the name's last element, in the current directory; \"-\" for standard output)")
-		force := c.Flags.Bool("force", false, "overwrite an existing output file")
+		c := newCommand("get", "NAME|FOLDER [-o PATH] [--offset N --length N]", "Fetch, verify and decrypt a file. It is written under a temporary name and moved\ninto place only once every block checks out against the encrypted index (its\nchunk's size and SHA-256, in order). With --offset or --length, only that range\nis fetched (only the blocks that hold it, each verified). A folder (what 'blind\nput FOLDER' stored) comes back whole into the directory PATH, each file the same\nway; nothing is written unless every file can be, and no name leads out of PATH.", nil)
+		out := c.Flags.String("o", "", "output `path` (default: the name's last element, in the current directory; \"-\" for standard output); for a folder, the directory to write into")
+		force := c.Flags.Bool("force", false, "overwrite existing output files")
 		offset := c.Flags.Int64("offset", 0, "start at this byte `offset`")
 		length := c.Flags.Int64("length", -1, "fetch at most this many `bytes` (default: to the end)")
 		c.run = func(a *app) error {
@@ -82,7 +82,7 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	{
-		c := newCommand("ls", "", "List the account's files.", nil)
+		c := newCommand("ls", "[FOLDER]", "List the account's files, or those under FOLDER. With --json: one object,\n{\"files\": [{\"name\", \"size\", \"mode\", \"mtime\", \"sha256\", \"blocks\", \"shared\",\n\"renewed_period\"}…]}.", nil)
 		c.run = func(a *app) error { return a.ls(c) }
 		add(c)
 	}
@@ -157,15 +157,21 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	add(syncCommand()) // sync.go
+
+	meta, finish := metaCommands() // meta.go
+	for _, c := range meta {
+		add(c)
+	}
 	m := make(map[string]*command, len(cmds))
 	for _, c := range cmds {
 		m[c.Name] = c
 	}
+	finish(m)
 	return m
 }
 
 func (a *app) remote(server string) (*client.Remote, error) {
-	hc, err := client.NewHTTPClient(a.g.caFile)
+	hc, err := a.httpClient() // pin.go
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +218,7 @@ func unwrapAll(err error) error {
 }
 
 func (a *app) saveAccount(acc *client.Account, deviceKeyFile string) error {
-	s := &session{State: acc.State(), DeviceKeyFile: deviceKeyFile}
+	s := &session{State: acc.State(), DeviceKeyFile: deviceKeyFile, CAPEM: string(a.caPEM)}
 	return saveSession(s)
 }
 
@@ -242,6 +248,9 @@ func (a *app) signup(c *command, user, deviceFile string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNewPassword(pw, user); err != nil { // password.go
+		return err
+	}
 	dev, err := readDeviceKey(deviceFile, true)
 	if err != nil {
 		return err
@@ -262,7 +271,7 @@ func (a *app) signup(c *command, user, deviceFile string) error {
 	}
 	safe, _ := a.safety(acc)
 	a.out(map[string]any{"user": user, "server": r.URL(), "recovery_code": code.String(), "safe_until": safe},
-		fmt.Sprintf("signed up and logged in as %s\n\nRecovery code (shown only now; write it down and keep it apart from your password):\n\n    %s\n\nWith it, 'blind login --recovery-code' sets a new password if you forget yours.\n%s",
+		fmt.Sprintf("signed up and logged in as %s\n\nRecovery code (shown only now; write it down and keep it apart from your password):\n\n    %s\n\nWith it, 'blind login --recover' sets a new password if you forget yours.\n%s",
 			user, code.String(), safeText(safe)))
 	return nil
 }
@@ -299,6 +308,9 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 		if err != nil {
 			return err
 		}
+		if err := checkNewPassword(pw, user); err != nil {
+			return err
+		}
 		if acc, err = client.LoginRecovery(a.ctx, r, code, user, pw, dev); err != nil {
 			return err
 		}
@@ -332,6 +344,9 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 func (a *app) withAccount(f func(acc *client.Account) error) error {
 	s, err := loadSession()
 	if err != nil {
+		return err
+	}
+	if err := a.pinSession(s); err != nil { // pin.go
 		return err
 	}
 	r, err := a.remote(s.Server)
@@ -381,7 +396,7 @@ func (a *app) put(c *command, as string) error {
 		if src == "-" {
 			prog, done := a.progress("put "+name, -1)
 			file, err := acc.Put(a.ctx, a.stdin, client.PutInfo{Name: name, Mode: 0o644, ModTime: time.Now()}, prog)
-			done()
+			done(err)
 			if err != nil {
 				return err
 			}
@@ -391,12 +406,9 @@ func (a *app) put(c *command, as string) error {
 			if fi, err := os.Stat(src); err == nil {
 				total = fi.Size()
 			}
-			if err := a.checkTokensFor(acc, total); err != nil { // tokens.go
-				return err
-			}
 			prog, done := a.progress("put "+name, total)
 			file, err := acc.PutFile(a.ctx, src, name, prog)
-			done()
+			done(err)
 			if err != nil {
 				return err
 			}
@@ -414,42 +426,53 @@ func (a *app) get(c *command, out string, force bool) error {
 	name := c.Args[0]
 	return a.withAccount(func(acc *client.Account) error {
 		f, err := acc.Lookup(name)
+		if client.KindOf(err) == client.KindNotFound && len(acc.FilesUnder(name)) > 0 {
+			return a.getFolder(acc, name, out, force) // getfolder.go
+		}
 		if err != nil {
 			return err
 		}
 		prog, done := a.progress("get "+name, int64(f.Size))
-		defer done()
 		if out == "-" {
 			_, err := acc.Get(a.ctx, name, a.stdout, prog)
+			done(err)
 			return err
 		}
 		if out == "" {
 			out = path.Base(name)
 		}
-		if err := client.WriteFileAtomic(out, force, f.Mode, f.ModTime, func(w io.Writer) error {
+		err = client.WriteFileAtomic(out, force, f.Mode, f.ModTime, func(w io.Writer) error {
 			_, err := acc.Get(a.ctx, name, w, prog)
 			return err
-		}); err != nil {
+		})
+		done(err)
+		if err != nil {
 			return err
 		}
-		done()
 		a.out(map[string]any{"name": name, "path": out, "size": f.Size}, fmt.Sprintf("wrote %s (%s)\n", out, humanBytes(f.Size)))
 		return nil
 	})
 }
 
 func (a *app) ls(c *command) error {
-	if len(c.Args) > 0 {
-		return cli.Usagef("unexpected arguments")
+	if len(c.Args) > 1 {
+		return cli.Usagef("want at most one folder")
+	}
+	folder := ""
+	if len(c.Args) == 1 {
+		folder = c.Args[0]
 	}
 	return a.withAccount(func(acc *client.Account) error {
-		files := acc.Files()
+		files := userFiles(acc.FilesUnder(folder)) // getfolder.go
+		if folder != "" && len(acc.FilesUnder(folder)) == 0 {
+			return &client.Error{Kind: client.KindNotFound, Msg: fmt.Sprintf("no file or folder %q in the account", folder)}
+		}
 		if a.g.json {
-			list := make([]any, len(files))
+			list := make([]fileOut, len(files))
 			for i := range files {
 				list[i] = fileJSON(&files[i])
 			}
-			a.out(list, "")
+			a.out(map[string]any{"files": list}, "")
 			return nil
 		}
 		var b strings.Builder
@@ -506,19 +529,21 @@ func (a *app) fetch(c *command, out string, force bool) error {
 		return err
 	}
 	prog, done := a.progress("fetch "+f.Name, int64(f.Size))
-	defer done()
 	if out == "-" {
-		return client.FetchFile(a.ctx, r, f, a.stdout, prog)
+		err := client.FetchFile(a.ctx, r, f, a.stdout, prog)
+		done(err)
+		return err
 	}
 	if out == "" {
 		out = f.Name
 	}
-	if err := client.WriteFileAtomic(out, force, f.Mode, f.ModTime, func(w io.Writer) error {
+	err = client.WriteFileAtomic(out, force, f.Mode, f.ModTime, func(w io.Writer) error {
 		return client.FetchFile(a.ctx, r, f, w, prog)
-	}); err != nil {
+	})
+	done(err)
+	if err != nil {
 		return err
 	}
-	done()
 	a.out(map[string]any{"name": f.Name, "path": out, "size": f.Size}, fmt.Sprintf("wrote %s (%s)\n", out, humanBytes(f.Size)))
 	return nil
 }
@@ -547,6 +572,9 @@ func (a *app) passwd(c *command, deviceFile string) error {
 		if err != nil {
 			return err
 		}
+		if err := checkNewPassword(pw, acc.User()); err != nil {
+			return err
+		}
 		if err := acc.Passwd(a.ctx, acc.User(), cur, pw, dev); err != nil {
 			return err
 		}
@@ -570,7 +598,7 @@ func (a *app) renew(c *command, export, from string) error {
 			return err
 		}
 		server := a.g.server
-		if !a.flagSet(c, "server") && os.Getenv("BLIND_SERVER") == "" {
+		if !a.given["server"] {
 			server = l.Server
 		}
 		r, err := a.remote(server)
@@ -640,7 +668,7 @@ func (a *app) status(c *command) error {
 		return cli.Usagef("unexpected arguments")
 	}
 	return a.withAccount(func(acc *client.Account) error {
-		files := acc.Files()
+		files := userFiles(acc.Files())
 		var total uint64
 		shared := 0
 		for i := range files {

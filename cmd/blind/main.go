@@ -17,8 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"sort"
-	"strings"
 	"syscall"
 
 	"github.com/blindstore/blindstore/client"
@@ -42,7 +40,8 @@ const (
 const exitCodesHelp = `Exit codes:
   0  success
   1  other error
-  2  bad usage (unknown command or flag, malformed capability or file name)
+  2  bad usage (unknown command or flag, malformed capability or file name,
+     a new password too easy to guess)
   3  authentication: wrong user name or password, unknown account (the two
      cannot be told apart, on purpose), not logged in, or the session no
      longer opens the account
@@ -56,11 +55,15 @@ const exitCodesHelp = `Exit codes:
      block's id and key, an older version, or blocks out of order; nothing
      of it was written out
   8  local I/O: reading or writing a local file failed (e.g. the disk is full)
-  9  quota: the server charges write tokens and none is left (or none can be
-     fetched); nothing was written
+  9  quota: the server charges write tokens and too few are left (or none
+     can be fetched); nothing was written
 `
 
 const envPrefix = "BLIND_"
+
+// version is set at build time (the Makefile's -ldflags "-X
+// main.version=…"); cli.Version falls back to the module version or "dev".
+var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -121,6 +124,10 @@ type app struct {
 	// wallet holds the write tokens (tokens.go); invite is --invite.
 	wallet *client.Wallet
 	invite string
+	// given holds the flags the user gave (command line or environment);
+	// caPEM the CAs this run trusts (session.go).
+	given map[string]bool
+	caPEM []byte
 }
 
 type command struct {
@@ -133,8 +140,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	// The commands register the global flags too, which resets them to
 	// their defaults: build them before parsing.
 	cmds := commands(a)
-	gfs := cli.NewFlagSet("blind")
-	a.g.register(gfs)
+	gfs, showVersion := globalFlags(&a.g)
 	if err := gfs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printMainUsage(stdout)
@@ -143,11 +149,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "blind: %v (run 'blind --help')\n", err)
 		return exitUsage
 	}
+	if *showVersion {
+		return printVersion(a, stdout)
+	}
 	set := map[string]bool{}
 	gfs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	args = gfs.Args()
 	if len(args) == 0 || args[0] == "help" {
 		if len(args) > 1 {
+			if args[1] == "--help" || args[1] == "-h" {
+				args[1] = "help"
+			}
 			if c, ok := cmds[args[1]]; ok {
 				c.PrintUsage(stdout)
 				return exitOK
@@ -171,6 +183,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "blind: %v (run 'blind %s --help')\n", err, c.Name)
 		return exitUsage
 	}
+	a.given = c.Given
 	err := c.run(a)
 	if a.wallet != nil {
 		// Tokens taken out and not spent go back into the wallet file.
@@ -240,39 +253,23 @@ retention time, or run 'blind renew' (from cron, say). 'blind status' says
 until when your data is safe.
 
 Usage: blind [--server URL] [--ca-file FILE] [--json] COMMAND [flags] [arguments]
+       blind --version
 
 Commands:
 `)
-	cmds := commands(&app{})
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		c := cmds[n]
-		fmt.Fprintf(w, "  %-34s %s\n", strings.TrimSpace(n+" "+c.Usage), firstSentence(c.Summary))
-	}
+	cli.PrintCommands(w, commandList(commands(&app{})))
 	fmt.Fprint(w, `
 Run 'blind COMMAND --help' for a command's flags. Every flag falls back to an
 environment variable: --server to BLIND_SERVER, --ca-file to BLIND_CA_FILE,
-and so on. Passwords are read without echo from the terminal, or from
-BLIND_PASSWORD (and BLIND_NEW_PASSWORD for a new one); a recovery code from
-BLIND_RECOVERY_CODE. The session is kept in BLIND_CONFIG_DIR, else in the
-user's configuration directory under blindstore/, readable only by you;
-'blind logout' wipes it.
+and so on; a yes/no variable takes 1/0, true/false, yes/no, on/off or y/n.
+Passwords are read without echo from the terminal, or from BLIND_PASSWORD
+(and BLIND_NEW_PASSWORD for a new one); a recovery code from
+BLIND_RECOVERY_CODE (with 'blind login --recover'). The session is kept in
+BLIND_CONFIG_DIR, else in the user's configuration directory under
+blindstore/, readable only by you; it remembers the server and the
+certificate authorities of --ca-file, so later commands need neither.
+'blind logout' wipes it. BLIND_NO_PROGRESS=yes turns the progress bar off.
 
 `)
 	fmt.Fprint(w, exitCodesHelp)
-}
-
-// firstSentence returns s up to its first full stop or line break.
-func firstSentence(s string) string {
-	if i := strings.IndexAny(s, "\n"); i >= 0 {
-		s = s[:i]
-	}
-	if i := strings.Index(s, ". "); i >= 0 {
-		s = s[:i+1]
-	}
-	return s
 }

@@ -250,7 +250,7 @@ func TestRoundTrip(t *testing.T) {
 		Size   int64  `json:"size"`
 		Blocks int    `json:"blocks"`
 	}
-	if err := json.Unmarshal([]byte(ls.stdout), &files); err != nil || len(files) != len(sizes) {
+	if err := lsFiles(ls.stdout, &files); err != nil || len(files) != len(sizes) {
 		t.Fatalf("ls --json: %v\n%s", err, ls.stdout)
 	}
 	for _, n := range sizes {
@@ -608,7 +608,7 @@ func TestTwoDevices(t *testing.T) {
 		t.Fatal(e)
 	}
 	var files []map[string]any
-	if err := json.Unmarshal([]byte(a.must("--json", "ls").stdout), &files); err != nil || len(files) != 2*each {
+	if err := lsFiles(a.must("--json", "ls").stdout, &files); err != nil || len(files) != 2*each {
 		t.Fatalf("%d files after both devices wrote %d each: %v", len(files), each, err)
 	}
 	for _, f := range files {
@@ -741,12 +741,12 @@ func TestAccountLifecycle(t *testing.T) {
 	writeRandom(t, src, 3*capacity, 5)
 	u.must("put", src)
 
-	if r := u.run([]string{"BLIND_NEW_PASSWORD=second password"}, "passwd"); r.code != 0 {
+	if r := u.run([]string{"BLIND_NEW_PASSWORD=a second and longer passphrase"}, "passwd"); r.code != 0 {
 		t.Fatalf("passwd: exit %d: %s", r.code, r.stderr)
 	}
-	u.expect(exitAuth, []string{"BLIND_NEW_PASSWORD=third"}, "passwd") // the current password is no longer u.pass
+	u.expect(exitAuth, []string{"BLIND_NEW_PASSWORD=third of the passphrases"}, "passwd") // the current password is no longer u.pass
 	u.expect(exitAuth, nil, "login", "--user", "frank")
-	u.pass = "second password"
+	u.pass = "a second and longer passphrase"
 	u.must("login", "--user", "frank")
 
 	// Renewal export: renews with no session.
@@ -763,11 +763,21 @@ func TestAccountLifecycle(t *testing.T) {
 
 	// Recovery: a new password, the old one stops working.
 	other := newUser(t, srv.url, "frank")
-	other.pass = "recovered password"
-	if r := other.run([]string{"BLIND_RECOVERY_CODE=" + strings.ToLower(su.Code), "BLIND_NEW_PASSWORD=" + other.pass}, "login", "--user", "frank", "--recovery-code"); r.code != 0 {
-		t.Fatalf("login --recovery-code: exit %d: %s", r.code, r.stderr)
+	other.pass = "recovered with the code"
+	if r := other.run([]string{"BLIND_RECOVERY_CODE=" + strings.ToLower(su.Code), "BLIND_NEW_PASSWORD=" + other.pass}, "login", "--user", "frank", "--recover"); r.code != 0 {
+		t.Fatalf("login --recover: exit %d: %s", r.code, r.stderr)
 	}
 	u.expect(exitAuth, nil, "login", "--user", "frank")
+	// By the environment alone, as a script does it: BLIND_RECOVERY_CODE
+	// is the code, BLIND_RECOVER the yes/no of --recover.
+	other.pass = "recovered by the environment alone"
+	if r := other.run([]string{"BLIND_RECOVER=yes", "BLIND_RECOVERY_CODE=" + su.Code, "BLIND_NEW_PASSWORD=" + other.pass}, "login", "--user", "frank"); r.code != 0 {
+		t.Fatalf("login with BLIND_RECOVER and BLIND_RECOVERY_CODE: exit %d: %s", r.code, r.stderr)
+	}
+	// The code set but no recovery asked for: an ordinary login.
+	if r := other.run([]string{"BLIND_RECOVERY_CODE=" + su.Code}, "login", "--user", "frank"); r.code != 0 {
+		t.Fatalf("login with BLIND_RECOVERY_CODE set: exit %d: %s", r.code, r.stderr)
+	}
 	other.must("get", "f", "-o", filepath.Join(dir, "f.out"))
 
 	other.expect(exitUsage, nil, "delete-account")

@@ -91,9 +91,6 @@ func (a *app) putMany(args []string, as string) error {
 		return cli.Usagef("no regular files to store")
 	}
 	return a.withAccount(func(acc *client.Account) error {
-		if err := a.checkTokensFor(acc, total); err != nil { // tokens.go
-			return err
-		}
 		prog, done := a.progress(fmt.Sprintf("put %d files", len(srcs)), total)
 		var sent int64
 		var stored []fileOut
@@ -108,7 +105,7 @@ func (a *app) putMany(args []string, as string) error {
 			failed = append(failed, s.Name)
 			fmt.Fprintf(a.stderr, "warning: %s: %v\n", s.Name, err)
 		})
-		done()
+		done(err)
 		if err != nil {
 			return err
 		}

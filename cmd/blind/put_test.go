@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -92,7 +91,7 @@ func TestPutFolderRangesAndDeltas(t *testing.T) {
 		t.Fatalf("%d files of 1 KiB took %d blocks", n, blocks)
 	}
 	var files []map[string]any
-	if err := json.Unmarshal([]byte(u.must("--json", "ls").stdout), &files); err != nil || len(files) != n {
+	if err := lsFiles(u.must("--json", "ls").stdout, &files); err != nil || len(files) != n {
 		t.Fatalf("ls: %d files, %v", len(files), err)
 	}
 	got := filepath.Join(t.TempDir(), "one")
@@ -155,7 +154,7 @@ func TestPutFolderRangesAndDeltas(t *testing.T) {
 	u.expect(exitUsage, nil, "put", src, filepath.Join(filepath.Dir(src), "..", filepath.Base(filepath.Dir(src)), "big"))
 	u.expect(exitLocalIO, nil, "put", src, filepath.Join(t.TempDir(), "missing"))
 	var after []map[string]any
-	_ = json.Unmarshal([]byte(u.must("--json", "ls").stdout), &after)
+	_ = lsFiles(u.must("--json", "ls").stdout, &after)
 	if len(after) != n+1 {
 		t.Fatalf("bad puts changed the account: %d files", len(after))
 	}

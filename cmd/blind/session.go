@@ -10,11 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/blindstore/blindstore/client"
 	"github.com/blindstore/blindstore/internal/cli"
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
 
@@ -28,6 +26,12 @@ const sessionFile = "session.json"
 type session struct {
 	client.State
 	DeviceKeyFile string `json:"device_key_file,omitempty"`
+	// CAPEM holds the certificates of the --ca-file given at login, not
+	// the file's path: the session then works where the file is not
+	// (a moved or deleted file, a sandboxed service such as
+	// contrib/systemd's sync unit), and replacing the file cannot change
+	// whom a logged-in client trusts. An explicit --ca-file replaces it.
+	CAPEM string `json:"ca_pem,omitempty"`
 }
 
 func configDir() (string, error) {
@@ -185,23 +189,6 @@ func (a *app) confirm(question, want string) (bool, error) {
 		return false, &client.Error{Kind: client.KindLocalIO, Msg: "reading from the terminal", Err: err}
 	}
 	return strings.TrimSpace(line) == want, nil
-}
-
-// progress returns a progress callback drawing a bar on stderr when it
-// is a terminal (and output is not JSON), and a function to finish it.
-func (a *app) progress(what string, total int64) (client.Progress, func()) {
-	if a.g.json || !isTerminal(a.stderr) || os.Getenv("BLIND_NO_PROGRESS") != "" {
-		return nil, func() {}
-	}
-	bar := progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(a.stderr),
-		progressbar.OptionSetDescription(what),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish(),
-		progressbar.OptionSetWidth(30),
-	)
-	return func(done int64) { _ = bar.Set64(done) }, func() { _ = bar.Finish() }
 }
 
 // out prints v as JSON with --json, else text.

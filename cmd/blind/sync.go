@@ -14,7 +14,7 @@ import (
 )
 
 func syncCommand() *command {
-	c := newCommand("sync", "DIR [--watch] [--dry-run]", "Make a folder and the account agree, both ways: additions, edits (sent as deltas),\n"+
+	c := newCommand("sync", "DIR [--watch] [--dry-run]", "Make a folder and the account agree, both ways. Additions, edits (sent as deltas),\n"+
 		"renames and deletions on either side are carried to the other; a file changed on\n"+
 		"both sides since the last sync keeps both versions, this device's under a\n"+
 		"conflict name next to it. Symbolic links and special files are skipped with a\n"+

@@ -328,7 +328,7 @@ func TestWatchAndExportKeepDataAlive(t *testing.T) {
 	other.cfg = watcher.cfg // the same session, read only by ls
 	for {
 		var files []map[string]any
-		if err := json.Unmarshal([]byte(other.must("--json", "ls").stdout), &files); err == nil && len(files) == 1 {
+		if err := lsFiles(other.must("--json", "ls").stdout, &files); err == nil && len(files) == 1 {
 			break
 		}
 		if time.Since(saved) > 15*time.Second {

@@ -103,28 +103,3 @@ func (a *app) tokenStatus(acc *client.Account) (*client.TokenStatus, string, err
 	}
 	return &st, text + "\n", nil
 }
-
-// checkTokensFor refuses a put of size bytes when the wallet holds fewer
-// tokens than its data blocks alone need (at least one per
-// blocks_per_token blocks): better than uploading and deleting.
-func (a *app) checkTokensFor(acc *client.Account, size int64) error {
-	cfg := acc.Config()
-	if cfg.Tokens == nil || a.wallet == nil || size < 0 || cfg.Tokens.BlocksPerToken <= 0 {
-		return nil
-	}
-	payload := int64(client.PayloadCapacity(cfg.BlockSize))
-	blocks := (size + payload - 1) / payload
-	need := int((blocks + int64(cfg.Tokens.BlocksPerToken) - 1) / int64(cfg.Tokens.BlocksPerToken))
-	st, err := a.wallet.Status(a.ctx, cfg)
-	if err != nil {
-		return err
-	}
-	if st.Left < need {
-		msg := fmt.Sprintf("this file needs at least %d write token(s) and %d are left; nothing was sent", need, st.Left)
-		if !st.NextAt.IsZero() {
-			msg += fmt.Sprintf(" (the next allotment comes %s)", st.NextAt.Local().Format(time.RFC1123))
-		}
-		return &client.Error{Kind: client.KindQuota, Msg: msg}
-	}
-	return nil
-}

@@ -166,7 +166,7 @@ func TestBlindPaysWithTokens(t *testing.T) {
 	var files []struct {
 		Name string `json:"name"`
 	}
-	if err := json.Unmarshal([]byte(u.must("--json", "ls").stdout), &files); err != nil || len(files) != 1 || files[0].Name != "small" {
+	if err := lsFiles(u.must("--json", "ls").stdout, &files); err != nil || len(files) != 1 || files[0].Name != "small" {
 		t.Fatalf("ls after the failed put: %+v, %v", files, err)
 	}
 	left := u.status().Tokens.Left

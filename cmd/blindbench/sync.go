@@ -123,13 +123,15 @@ func (b *bench) watchLatency(ctx context.Context, env []string, folder string) (
 }
 
 func hasFile(lsJSON []byte, name string) bool {
-	var files []struct {
-		Name string `json:"name"`
+	var ls struct {
+		Files []struct {
+			Name string `json:"name"`
+		} `json:"files"`
 	}
-	if json.Unmarshal(lsJSON, &files) != nil {
+	if json.Unmarshal(lsJSON, &ls) != nil {
 		return false
 	}
-	for _, f := range files {
+	for _, f := range ls.Files {
 		if f.Name == name {
 			return true
 		}

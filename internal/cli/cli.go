@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -23,8 +24,15 @@ type Command struct {
 	Flags   *flag.FlagSet
 	// Env is the environment prefix, e.g. "BLIND_".
 	Env string
+	// Complete lists the words a shell completes for the positional
+	// arguments (e.g. shell names); nil completes file names.
+	Complete []string
 	// Args are the positional arguments after Parse.
 	Args []string
+	// Given holds, after Parse, the flags that were given on the command
+	// line (before or after the command name) or by their environment
+	// variable: what the user asked for, as against a default.
+	Given map[string]bool
 }
 
 // NewFlagSet returns a flag set that reports nothing itself: Parse's
@@ -62,6 +70,7 @@ func Usagef(format string, args ...any) error {
 // command name) that the environment must not override.
 func (c *Command) Parse(args []string, helpOut io.Writer, set map[string]bool) error {
 	c.Args = nil
+	c.Given = nil
 	given := map[string]bool{}
 	for k, v := range set {
 		given[k] = v
@@ -92,13 +101,64 @@ func (c *Command) Parse(args []string, helpOut io.Writer, set map[string]bool) e
 		if given[f.Name] || err != nil {
 			return
 		}
-		if v, ok := os.LookupEnv(EnvName(c.Env, f.Name)); ok {
-			if e := f.Value.Set(v); e != nil {
-				err = UsageError{fmt.Errorf("%s: environment %s: %w", c.Name, EnvName(c.Env, f.Name), e)}
-			}
+		env := EnvName(c.Env, f.Name)
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return
 		}
+		if isBoolFlag(f) {
+			// flag's own parser knows only Go's spellings (true, 1, t…),
+			// not the yes/no/on/off that people put in environment files.
+			if v == "" {
+				return
+			}
+			b, e := ParseBool(v)
+			if e != nil {
+				err = UsageError{fmt.Errorf("%s: environment %s: %w", c.Name, env, e)}
+				return
+			}
+			v = strconv.FormatBool(b)
+		}
+		if e := f.Value.Set(v); e != nil {
+			err = UsageError{fmt.Errorf("%s: environment %s: %w", c.Name, env, e)}
+			return
+		}
+		given[f.Name] = true
 	})
+	c.Given = given
 	return err
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// ParseBool reads a yes/no setting in any of its usual spellings, case
+// ignored: 1/0, true/false, t/f, yes/no, y/n, on/off.
+func ParseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "1", "true", "t", "yes", "y", "on":
+		return true, nil
+	case "0", "false", "f", "no", "n", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not a yes/no value (use 1 or 0, true or false, yes or no, on or off)", s)
+}
+
+// EnvBool reads the boolean environment variable name: false when it is
+// unset or empty, an error naming the variable when it is not a yes/no
+// value.
+func EnvBool(name string) (bool, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := ParseBool(v)
+	if err != nil {
+		return false, UsageError{fmt.Errorf("environment %s: %w", name, err)}
+	}
+	return b, nil
 }
 
 // PrintUsage writes the command's help.
