@@ -221,7 +221,7 @@ func TestRoutingProblems(t *testing.T) {
 		{"POST", "/v1/blocks/" + b.id, 405, blobstore.CodeMethodNotAllowed, "DELETE, GET, HEAD, PUT"},
 		{"PATCH", "/v1/blocks/" + b.id, 405, blobstore.CodeMethodNotAllowed, "DELETE, GET, HEAD, PUT"},
 		{"OPTIONS", "/v1/blocks/" + b.id, 405, blobstore.CodeMethodNotAllowed, "DELETE, GET, HEAD, PUT"},
-		{"PUT", "/v1/config", 405, blobstore.CodeMethodNotAllowed, "GET"},
+		{"PUT", "/v1/config", 405, blobstore.CodeMethodNotAllowed, "GET, HEAD"},
 		{"GET", "/v1/renew", 405, blobstore.CodeMethodNotAllowed, "POST"},
 		{"GET", "/v1/nothing", 404, blobstore.CodeNoRoute, ""},
 		{"GET", "/v1/blocks/", 404, blobstore.CodeNoRoute, ""},

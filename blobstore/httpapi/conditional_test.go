@@ -21,7 +21,7 @@ func TestParseEntityTags(t *testing.T) {
 		{in: []string{`"a", W/"b"`, `"c"`}, tags: []string{`"a"`, `W/"b"`, `"c"`}},
 		{in: []string{`"a,b"`}, tags: []string{`"a,b"`}}, // etagc includes the comma
 		{in: []string{`""`}, tags: []string{`""`}},
-		{in: []string{`,"a",,`}, tags: []string{`"a"`}}, // empty list elements are allowed
+		{in: []string{`,"a",,`}, tags: []string{`"a"`}},                // empty list elements are allowed
 		{in: []string{"\"\x80\xff\""}, tags: []string{"\"\x80\xff\""}}, // obs-text
 		{in: []string{""}, bad: true},
 		{in: []string{" , "}, bad: true},
