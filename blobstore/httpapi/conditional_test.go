@@ -3,7 +3,9 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/blindstore/blindstore/blobstore"
@@ -179,4 +181,41 @@ func TestBatchForeignIfMatch(t *testing.T) {
 	bad := batchBody(t, entry{"blocks": []entry{{"id": b.id, "proof": b.proof, "if_match": "unquoted"}}}, newData)
 	e.do("POST", "/v1/blocks", bad, hdr{"Content-Type", ct}).wantProblem(t, http.StatusBadRequest, blobstore.CodeBadETag)
 	e.unchanged(before, b.id)
+}
+
+// FuzzParseEntityTags: the scanner never panics, what it accepts is
+// entity-tag syntax, and every value openapi.json's EntityTags pattern
+// admits is accepted as a list of tags.
+func FuzzParseEntityTags(f *testing.F) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Pattern string `json:"pattern"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openapiDoc, &doc); err != nil {
+		f.Fatal(err)
+	}
+	pattern := regexp.MustCompile(doc.Components.Schemas["EntityTags"].Pattern)
+	for _, s := range []string{`"a"`, `W/"a", "b"`, `"a,b"`, "*", `*, "a"`, `"a`, `,,`, "\"\x80\"", `W/""`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tags, star, err := parseEntityTags([]string{s})
+		if pattern.MatchString(s) && (err != nil || star) {
+			t.Fatalf("%q matches the documented pattern, the parser answers star %v, %v", s, star, err)
+		}
+		if err != nil {
+			return
+		}
+		if star == (len(tags) > 0) {
+			t.Fatalf("%q: star %v with %d tags", s, star, len(tags))
+		}
+		for _, tg := range tags {
+			if _, _, ok := scanEntityTag(tg.opaque); !ok || !strings.HasPrefix(tg.opaque, `"`) || !strings.Contains(s, tg.opaque) {
+				t.Fatalf("%q: tag %q is not an opaque-tag of the input", s, tg.opaque)
+			}
+		}
+	})
 }
