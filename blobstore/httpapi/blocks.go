@@ -268,8 +268,8 @@ func (a *api) deleteBlock(x *exchange) {
 // RFC 9110 §13.1: a header that is not entity-tag syntax is a 400
 // bad_etag; a well-formed entity-tag this server never issued (another
 // format, a weak tag under If-Match's strong comparison) is no error but
-// a tag that matches no block. If-Match carries the compare-and-swap of
-// DESIGN.md §7. "If-Match: *" (the block must exist) is refused with 400
+// a tag that matches no block. If-Match carries the client's
+// compare-and-swap. "If-Match: *" (the block must exist) is refused with 400
 // bad_etag rather than ignored or emulated: the store's conditions cannot
 // express it atomically, and a check before the write would race. For
 // the same reason If-None-Match takes "*" (create only, PUT only) and
