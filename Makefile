@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Race-enabled tests on a 2-core machine: bound the whole run.
 TESTFLAGS ?= -race -timeout 20m
 
-.PHONY: all build run test vet fmt-check bench chaos clean
+.PHONY: all build run test vet fmt-check apilint bench chaos clean
 
 all: build
 
@@ -25,10 +25,24 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
+# Lints blobstore/httpapi/openapi.json with Redocly's recommended rules and
+# Spectral's spectral:oas; a warning fails as an error does (configs and the
+# pinned linters in tools/apilint). Needs Node and npm; npm ci installs the
+# linters from the lockfile, lifecycle scripts off, when node_modules is
+# missing or older than the lockfile.
+APILINT := tools/apilint
+apilint: $(APILINT)/node_modules/.package-lock.json
+	$(APILINT)/lint.sh blobstore/httpapi/openapi.json
+
+$(APILINT)/node_modules/.package-lock.json: $(APILINT)/package.json $(APILINT)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "apilint: npm not found: install Node.js and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	cd $(APILINT) && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
 # Tests that need PostgreSQL or Redis skip when those are not reachable
 # (and fail under CI); the list of what was skipped is printed at the end.
 SKIPLOG := $(CURDIR)/.test-skipped.log
-test: vet fmt-check
+test: vet fmt-check apilint
 	@rm -f $(SKIPLOG)
 	@BLINDSTORE_SKIP_LOG=$(SKIPLOG) $(GO) test $(TESTFLAGS) ./...; rc=$$?; \
 	if [ -s $(SKIPLOG) ]; then \

@@ -16,6 +16,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/big"
 	"mime"
 	"net/http"
 	"os"
@@ -405,6 +406,29 @@ func (is *Issuer) take(h [32]byte, p uint64, allot int) error {
 	})
 }
 
+// giveBack undoes one take of period p, for a token that was counted but
+// not issued.
+func (is *Issuer) giveBack(h [32]byte, p uint64) error {
+	return is.db.Batch(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketUsed)
+		n := decodeUsed(b.Get(h[:]), p)
+		if n == 0 {
+			// The period turned since the take: its count is gone.
+			return nil
+		}
+		v := make([]byte, 12)
+		binary.BigEndian.PutUint64(v, p)
+		binary.BigEndian.PutUint32(v[8:], uint32(n-1))
+		return b.Put(h[:], v)
+	})
+}
+
+// blindedInRange reports whether req's blinded message, as an integer,
+// is below the modulus of s: the only messages RSASP1 signs.
+func blindedInRange(s *Signer, req *TokenRequest) bool {
+	return new(big.Int).SetBytes(req.BlindedMsg[:]).Cmp(s.Public().RSA().N) < 0
+}
+
 // Handler serves the issuer's HTTP API: the directory, issuance, the
 // allotment, and liveness. It never logs an invite code, a request body
 // or a client address.
@@ -524,6 +548,13 @@ func (is *Issuer) serveIssue(w http.ResponseWriter, r *http.Request) {
 		issuerProblem(w, http.StatusUnprocessableEntity, "bad_token_request", "the request is not for the current token key: fetch the directory again")
 		return
 	}
+	// RFC 9474 §4.3: a blinded message must be less than the modulus.
+	// Refused before take, so that a token the issuer does not sign is
+	// not charged to the invite.
+	if !blindedInRange(s, req) {
+		issuerProblem(w, http.StatusUnprocessableEntity, "bad_token_request", "the blinded message is not valid for the key")
+		return
+	}
 	if err := is.take(h, p, allot); err != nil {
 		if errors.Is(err, errAllotment) {
 			w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64(time.Until(is.periodStart(p+1))/time.Second)), 10))
@@ -536,7 +567,14 @@ func (is *Issuer) serveIssue(w http.ResponseWriter, r *http.Request) {
 	}
 	sig, err := s.Sign(req)
 	if err != nil {
-		issuerProblem(w, http.StatusUnprocessableEntity, "bad_token_request", "the blinded message is not valid for the key")
+		// The request was checked above, so this is the signer's fault
+		// (its own check of the signature failed): the token is not
+		// issued, and its count goes back to the invite.
+		is.log.Error("issuer: signing a checked token request failed", "err", err)
+		if err := is.giveBack(h, p); err != nil {
+			is.log.Error("issuer: returning an unissued token to its invite failed", "err", err)
+		}
+		issuerProblem(w, http.StatusServiceUnavailable, "unavailable", "retry later")
 		return
 	}
 	w.Header().Set("Content-Type", MediaTokenResponse)

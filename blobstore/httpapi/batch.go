@@ -36,7 +36,7 @@ type batchEntry struct {
 	ID         string `json:"id"`
 	Proof      string `json:"proof"`                 // write proof, base64url
 	CreateOnly bool   `json:"create_only,omitempty"` // as If-None-Match: *
-	IfMatch    string `json:"if_match,omitempty"`    // as If-Match: a quoted strong ETag
+	IfMatch    string `json:"if_match,omitempty"`    // as If-Match: an entity tag; one this server never issued fails the entry (412)
 	Delete     bool   `json:"delete,omitempty"`      // a deletion: no data in the body
 	Check      bool   `json:"check,omitempty"`       // a check (blobstore.OpCheck): no data in the body
 }
@@ -238,7 +238,7 @@ func (e batchEntry) item() (blobstore.PutItem, error) {
 	}
 	it := blobstore.PutItem{ID: id, Proof: blobstore.WriteProof(proof), Cond: blobstore.Cond{IfNoneMatchAny: e.CreateOnly}, Delete: e.Delete, Check: e.Check}
 	if e.IfMatch != "" {
-		etag, err := blobstore.ParseETag(e.IfMatch)
+		etag, err := parseIfMatch([]string{e.IfMatch}, "if_match")
 		if err != nil {
 			return blobstore.PutItem{}, err
 		}

@@ -265,37 +265,168 @@ func (a *api) deleteBlock(x *exchange) {
 
 // parseWriteCond reads the preconditions of a PUT (create) or DELETE.
 //
-// If-Match carries exactly one strong ETag this server issued: the
-// compare-and-swap of DESIGN.md §7. "If-Match: *" (the block must exist)
-// is refused with 400 bad_etag rather than ignored or emulated: the
-// store's conditions cannot express it atomically, and a check before
-// the write would race. If-None-Match is accepted on PUT only, as "*".
+// RFC 9110 §13.1: a header that is not entity-tag syntax is a 400
+// bad_etag; a well-formed entity-tag this server never issued (another
+// format, a weak tag under If-Match's strong comparison) is no error but
+// a tag that matches no block. If-Match carries the client's
+// compare-and-swap. "If-Match: *" (the block must exist) is refused with 400
+// bad_etag rather than ignored or emulated: the store's conditions cannot
+// express it atomically, and a check before the write would race. For
+// the same reason If-None-Match takes "*" (create only, PUT only) and
+// tags this server never issued, which match nothing and so leave the
+// condition true, but not one of its own tags.
 func parseWriteCond(h http.Header, put bool) (blobstore.Cond, error) {
 	var c blobstore.Cond
 	if vs := h.Values("If-None-Match"); len(vs) > 0 {
-		if !put {
-			return c, invalid(blobstore.CodeBadRequest, "If-None-Match is not supported on DELETE")
+		tags, star, err := parseEntityTags(vs)
+		if err != nil {
+			return c, invalid(blobstore.CodeBadETag, "If-None-Match "+err.Error())
 		}
-		if len(vs) != 1 || strings.TrimSpace(vs[0]) != "*" {
-			return c, invalid(blobstore.CodeBadETag, "on PUT, If-None-Match must be * (create only)")
+		if star {
+			if !put {
+				return c, invalid(blobstore.CodeBadRequest, "If-None-Match: * is not supported on DELETE")
+			}
+			c.IfNoneMatchAny = true
 		}
-		c.IfNoneMatchAny = true
+		for _, t := range tags {
+			if _, ours := t.etag(); ours {
+				return c, invalid(blobstore.CodeBadETag, "on a write, If-None-Match takes * (create only); a condition on one of this server's entity tags is not supported")
+			}
+		}
 	}
 	if vs := h.Values("If-Match"); len(vs) > 0 {
-		v := strings.TrimSpace(vs[0])
-		if len(vs) != 1 || strings.Contains(v, ",") {
-			return c, invalid(blobstore.CodeBadETag, "If-Match must carry a single entity tag")
-		}
-		if v == "*" {
-			return c, invalid(blobstore.CodeBadETag, "If-Match: * is not supported; send the block's ETag")
-		}
-		e, err := blobstore.ParseETag(v)
+		e, err := parseIfMatch(vs, "If-Match")
 		if err != nil {
 			return c, err
 		}
 		c.IfMatch = &e
 	}
 	return c, nil
+}
+
+// unmatchable stands in the store's compare-and-swap for an If-Match
+// (or a batch entry's if_match) that names no tag this server issued:
+// RFC 9110 makes such a condition false, not malformed. It is the ETag
+// of empty data, which no block has (every block is block_size bytes,
+// and finding other data with this hash prefix is a 128-bit preimage),
+// so the store's own comparison fails as it does for a stale tag, with
+// the same order of checks, status and ETag header.
+var unmatchable = blobstore.ETagOf(nil)
+
+// parseIfMatch reads If-Match (field names it in errors) for the strong
+// comparison RFC 9110 §13.1.1 asks: the one tag of this server's that it
+// names, or unmatchable when it names none.
+func parseIfMatch(vs []string, field string) (blobstore.ETag, error) {
+	tags, star, err := parseEntityTags(vs)
+	if err != nil {
+		return blobstore.ETag{}, invalid(blobstore.CodeBadETag, field+" "+err.Error())
+	}
+	if star {
+		return blobstore.ETag{}, invalid(blobstore.CodeBadETag, field+": * is not supported; send the block's ETag")
+	}
+	found := false
+	var e blobstore.ETag
+	for _, t := range tags {
+		if t.weak {
+			// A weak tag never matches under strong comparison.
+			continue
+		}
+		te, ours := t.etag()
+		if !ours {
+			continue
+		}
+		if found && te != e {
+			// A block has one ETag at a time; "either of two versions"
+			// is not a condition the store can evaluate atomically.
+			return blobstore.ETag{}, invalid(blobstore.CodeBadETag, field+" may name only one of this server's entity tags")
+		}
+		e, found = te, true
+	}
+	if !found {
+		return unmatchable, nil
+	}
+	return e, nil
+}
+
+// entityTag is one entity-tag of a request (RFC 9110 §8.8.3).
+type entityTag struct {
+	weak   bool
+	opaque string // quotes included, W/ removed
+}
+
+// etag returns the tag as one this server issued, if it has that format.
+func (t entityTag) etag() (blobstore.ETag, bool) {
+	e, err := blobstore.ParseETag(t.opaque)
+	return e, err == nil
+}
+
+// errEntityTags is the complaint about a header that is not `"*" /
+// #entity-tag`; callers prefix the field's name.
+var errEntityTags = errors.New("must be * or a list of quoted entity tags")
+
+// parseEntityTags parses the field values of If-Match or If-None-Match:
+// "*" alone, or a comma-separated list of entity tags. It refuses only
+// what is not that syntax; what the tags mean is the caller's to decide.
+// An opaque tag may hold a comma, so the list is scanned, not split.
+func parseEntityTags(vs []string) (tags []entityTag, star bool, err error) {
+	stars := 0
+	for _, v := range vs {
+		for i := 0; i < len(v); {
+			switch c := v[i]; {
+			case c == ' ' || c == '\t' || c == ',':
+				i++
+				continue
+			case c == '*':
+				stars++
+				i++
+			default:
+				t, n, ok := scanEntityTag(v[i:])
+				if !ok {
+					return nil, false, errEntityTags
+				}
+				tags = append(tags, t)
+				i += n
+			}
+			// After an element: optional whitespace, then a comma or the end.
+			for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
+				i++
+			}
+			if i < len(v) && v[i] != ',' {
+				return nil, false, errEntityTags
+			}
+		}
+	}
+	switch {
+	case stars > 0 && (stars > 1 || len(tags) > 0):
+		return nil, false, errEntityTags
+	case stars == 0 && len(tags) == 0:
+		return nil, false, errors.New("is empty")
+	}
+	return tags, stars == 1, nil
+}
+
+// scanEntityTag reads one entity-tag at the start of s: [ "W/" ] DQUOTE
+// *etagc DQUOTE, etagc being %x21 / %x23-7E / obs-text. It returns the
+// tag and the bytes it took.
+func scanEntityTag(s string) (entityTag, int, bool) {
+	var t entityTag
+	i := 0
+	if strings.HasPrefix(s, "W/") {
+		t.weak, i = true, 2
+	}
+	if i >= len(s) || s[i] != '"' {
+		return t, 0, false
+	}
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '"':
+			t.opaque = s[i : j+1]
+			return t, j + 1, true
+		case c < 0x21 || c == 0x7f:
+			return t, 0, false
+		}
+	}
+	return t, 0, false
 }
 
 // noneMatch is a parsed If-None-Match of a read: nil when absent.
@@ -328,40 +459,13 @@ func parseIfNoneMatchRead(vs []string) (*noneMatch, error) {
 	if len(vs) == 0 {
 		return nil, nil
 	}
-	n := &noneMatch{}
-	for _, v := range vs {
-		for _, t := range strings.Split(v, ",") {
-			t = strings.TrimSpace(t)
-			switch {
-			case t == "":
-				continue
-			case t == "*":
-				n.any = true
-				continue
-			}
-			t = strings.TrimPrefix(t, "W/")
-			if !validOpaqueTag(t) {
-				return nil, invalid(blobstore.CodeBadETag, "If-None-Match must be * or a list of quoted entity tags")
-			}
-			n.tags = append(n.tags, t)
-		}
+	tags, star, err := parseEntityTags(vs)
+	if err != nil {
+		return nil, invalid(blobstore.CodeBadETag, "If-None-Match "+err.Error())
 	}
-	if !n.any && len(n.tags) == 0 {
-		return nil, invalid(blobstore.CodeBadETag, "If-None-Match is empty")
+	n := &noneMatch{any: star}
+	for _, t := range tags {
+		n.tags = append(n.tags, t.opaque)
 	}
 	return n, nil
-}
-
-// validOpaqueTag checks RFC 9110's opaque-tag: DQUOTE *etagc DQUOTE.
-func validOpaqueTag(t string) bool {
-	if len(t) < 2 || t[0] != '"' || t[len(t)-1] != '"' {
-		return false
-	}
-	for i := 1; i < len(t)-1; i++ {
-		c := t[i]
-		if c < 0x21 || c == '"' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

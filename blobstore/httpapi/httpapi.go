@@ -185,12 +185,15 @@ type route struct {
 	handle   func(a *api, x *exchange)
 }
 
-// Statuses every route can answer: oversized headers and a panic.
-var commonStatuses = []int{431, 500}
+// Statuses every route can answer: oversized headers and a panic, and
+// the plain-text answers of net/http itself, before any handler runs, to
+// a request it cannot parse (400) or with a transfer coding it does not
+// know (501); openapi.json documents those as text/plain.
+var commonStatuses = []int{400, 431, 500, 501}
 
 func routeTable() []route {
 	block := []int{400, 429, 503} // bad input, blocked client, store down
-	return []route{
+	return withHead([]route{
 		{method: "GET", path: "/healthz", statuses: []int{200}, handle: (*api).healthz},
 		{method: "GET", path: "/readyz", statuses: []int{200, 503}, handle: (*api).readyz},
 		{method: "GET", path: "/v1/config", statuses: []int{200}, handle: (*api).config},
@@ -202,8 +205,39 @@ func routeTable() []route {
 		{method: "DELETE", path: "/v1/blocks/:id", probed: true, statuses: join(block, 204, 403, 404, 412), handle: (*api).deleteBlock},
 		{method: "POST", path: "/v1/blocks", probed: true, statuses: join(block, 200, 401, 408, 413, 415, 507), handle: (*api).putBatch},
 		{method: "POST", path: "/v1/renew", probed: true, statuses: join(block, 200, 401, 408, 413, 415), handle: (*api).renew},
-	}
+	})
 }
+
+// withHead adds a HEAD route beside each GET route that has none: RFC
+// 9110 §9.3.2 asks a server that answers GET to answer HEAD with the same
+// headers and no body. The twin runs the GET handler, whose body is
+// dropped (headOnly); a route with a HEAD of its own, which can skip
+// reading data, keeps it.
+func withHead(rs []route) []route {
+	own := map[string]bool{}
+	for _, rt := range rs {
+		if rt.method == http.MethodHead {
+			own[rt.path] = true
+		}
+	}
+	for _, rt := range rs {
+		if rt.method == http.MethodGet && !own[rt.path] {
+			rt.method = http.MethodHead
+			rs = append(rs, rt)
+		}
+	}
+	return rs
+}
+
+// headOnly is the writer of a HEAD request: headers and status pass,
+// the body of the GET handler does not. net/http drops it too; this
+// keeps the access log's byte count and any other server honest.
+type headOnly struct{ http.ResponseWriter }
+
+func (h headOnly) Write(p []byte) (int, error) { return len(p), nil }
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (h headOnly) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 func join(base []int, more ...int) []int { return append(append([]int(nil), base...), more...) }
 
@@ -224,6 +258,9 @@ func (a *api) handle(rt route) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		if rec, ok := w.(*recorder); ok {
 			rec.route = rt.path
+		}
+		if r.Method == http.MethodHead {
+			w = headOnly{w}
 		}
 		x := &exchange{w: w, r: r, ps: ps, route: rt.path}
 		if !rt.probed {
