@@ -20,6 +20,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/bolt"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // The fuzz targets feed the decoders of what clients send: the renew
@@ -143,7 +144,7 @@ func FuzzRenewRequest(f *testing.F) {
 			return
 		}
 		var out RenewResponse
-		if err := decodeStrict(rec.Body.Bytes(), &out); err != nil {
+		if err := wire.DecodeStrict(rec.Body.Bytes(), &out); err != nil {
 			t.Fatalf("a 200 whose body is not a RenewResponse: %q", rec.Body)
 		}
 		n := out.Renewed + out.Current + len(out.Missing) + len(out.Refused)
