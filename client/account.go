@@ -40,8 +40,8 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // maxUpdateAttempts bounds the compare-and-swap loop of an index update.
@@ -58,7 +58,7 @@ type Account struct {
 	root    *Root // secrets only
 	headLoc Locator
 	head    *Head
-	etag    blobstore.ETag // of the head as last read or written
+	etag    wire.ETag // of the head as last read or written
 	index   *indexfile.Index
 	// tree holds index in index blocks; nil while the head is version 1.
 	tree *indexfile.Tree
@@ -159,7 +159,7 @@ func signup(ctx context.Context, remote *Remote, user string, loc Locator) (*Acc
 	}
 	// Everything is written in this period: the index's first commit
 	// records that the account's blocks need no renewal until the next.
-	a.head, a.etag, a.index, a.tree = head, blobstore.ETagOf(hdata), &indexfile.Index{Renewed: cfg.CurrentPeriod}, &indexfile.Tree{}
+	a.head, a.etag, a.index, a.tree = head, wire.ETagOf(hdata), &indexfile.Index{Renewed: cfg.CurrentPeriod}, &indexfile.Tree{}
 	a.seenGen = head.Generation
 	a.renewed = cfg.CurrentPeriod
 	return a, code, nil
@@ -321,7 +321,7 @@ func (a *Account) sealHead(h *Head) ([]byte, error) {
 
 // readHead reads and authenticates the head, and refuses one older than
 // a generation already seen.
-func (a *Account) readHead(ctx context.Context) (*Head, blobstore.ETag, error) {
+func (a *Account) readHead(ctx context.Context) (*Head, wire.ETag, error) {
 	data, etag, err := a.remote.Get(ctx, a.headLoc.ID, nil)
 	if err != nil {
 		if KindOf(err) == KindNotFound {
@@ -622,7 +622,7 @@ func (a *Account) updateTo(ctx context.Context, ours *indexfile.Index, pre *stag
 // theirs no longer refers to: the device that committed theirs may have
 // deleted it.
 func mayBeDeleted(base, theirs, merged *indexfile.Index) bool {
-	gone := map[blobstore.ID]struct{}{}
+	gone := map[wire.ID]struct{}{}
 	for _, r := range indexfile.Unreferenced(base, theirs) {
 		gone[r.ID] = struct{}{}
 	}
@@ -675,12 +675,12 @@ type staged struct {
 func (a *Account) seal(next *indexfile.Index) (*staged, error) {
 	var items []BatchItem
 	seal := func(p []byte) (indexfile.Ref, error) {
-		id := blobstore.NewID()
+		id := wire.NewID()
 		data, err := Seal(a.root.AccountKey, id, p, a.cfg.BlockSize)
 		if err != nil {
 			return indexfile.Ref{}, err
 		}
-		etag := blobstore.ETagOf(data)
+		etag := wire.ETagOf(data)
 		items = append(items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data, ETag: etag})
 		return indexfile.Ref{ID: id, ETag: etag}, nil
 	}
@@ -757,7 +757,7 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []RootRef) error {
 	if s != nil {
 		gone = append(slices.Clip(s.obsolete), indexfile.Unreferenced(a.index, s.next)...)
 	}
-	head := CommitItem{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: data, Cond: Cond{IfMatch: &etag}, ETag: blobstore.ETagOf(data)}
+	head := CommitItem{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: data, Cond: Cond{IfMatch: &etag}, ETag: wire.ETagOf(data)}
 	var checks []CommitItem
 	if s != nil {
 		for i, r := range s.unacked {
@@ -898,7 +898,7 @@ func (a *Account) Passwd(ctx context.Context, user, currentPassword, newPassword
 	return nil
 }
 
-func (a *Account) hasRoot(kind RootKind, id blobstore.ID) bool {
+func (a *Account) hasRoot(kind RootKind, id wire.ID) bool {
 	for _, r := range a.head.Roots {
 		if r.Kind == kind && r.ID == id {
 			return true

@@ -24,11 +24,10 @@ package client
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -48,19 +47,19 @@ var (
 	// ErrTampered: the block does not authenticate under this key and ID.
 	// Either the server returned another block's data or altered bytes,
 	// or the key is wrong.
-	ErrTampered = errors.New("client: block failed authentication: the server returned data that was not written under this id and key")
+	ErrTampered = wire.Sentinel(wire.KindTampered, "client: block failed authentication: the server returned data that was not written under this id and key")
 	// ErrBlockSize: the block is not exactly the deployment's block size.
-	ErrBlockSize = errors.New("client: block has the wrong size")
+	ErrBlockSize = wire.Sentinel(wire.KindTampered, "client: block has the wrong size")
 	// ErrBadFrame: the block authenticates but its frame is malformed,
 	// which only a faulty writer holding the key can cause.
-	ErrBadFrame = errors.New("client: block authenticates but its framing is malformed")
+	ErrBadFrame = wire.Sentinel(wire.KindTampered, "client: block authenticates but its framing is malformed")
 )
 
 // PayloadCapacity is the largest payload a block of blockSize bytes holds.
 func PayloadCapacity(blockSize int) int { return blockSize - BlockOverhead }
 
 func checkBlockSize(blockSize int) error {
-	if err := blobstore.ValidateBlockSize(blockSize); err != nil {
+	if err := wire.ValidateBlockSize(blockSize); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
 	return nil
@@ -68,8 +67,8 @@ func checkBlockSize(blockSize int) error {
 
 // Seal encrypts payload into a block of exactly blockSize bytes to be
 // stored under id. blockSize must be one a deployment may choose (see
-// blobstore.ValidateBlockSize), and payload at most PayloadCapacity(blockSize).
-func Seal(key Key, id blobstore.ID, payload []byte, blockSize int) ([]byte, error) {
+// wire.ValidateBlockSize), and payload at most PayloadCapacity(blockSize).
+func Seal(key Key, id wire.ID, payload []byte, blockSize int) ([]byte, error) {
 	var nonce [NonceSize]byte
 	if _, err := io.ReadFull(rand.Reader, nonce[:]); err != nil {
 		return nil, fmt.Errorf("client: generating a nonce: %w", err)
@@ -79,7 +78,7 @@ func Seal(key Key, id blobstore.ID, payload []byte, blockSize int) ([]byte, erro
 
 // sealWithNonce is Seal with a given nonce, for golden vectors. A nonce
 // must never be used twice with one key.
-func sealWithNonce(key Key, id blobstore.ID, payload []byte, blockSize int, nonce *[NonceSize]byte) ([]byte, error) {
+func sealWithNonce(key Key, id wire.ID, payload []byte, blockSize int, nonce *[NonceSize]byte) ([]byte, error) {
 	if err := checkBlockSize(blockSize); err != nil {
 		return nil, err
 	}
@@ -92,7 +91,7 @@ func sealWithNonce(key Key, id blobstore.ID, payload []byte, blockSize int, nonc
 // sealInto seals payload into out, whose length is the block size, which
 // the caller has checked along with the payload's length. It lets the
 // streaming put reuse a fixed set of block buffers.
-func sealInto(out []byte, key Key, id blobstore.ID, payload []byte, nonce *[NonceSize]byte) []byte {
+func sealInto(out []byte, key Key, id wire.ID, payload []byte, nonce *[NonceSize]byte) []byte {
 	blockSize := len(out)
 	copy(out, nonce[:])
 	frame := out[NonceSize : blockSize-TagSize]
@@ -103,7 +102,7 @@ func sealInto(out []byte, key Key, id blobstore.ID, payload []byte, nonce *[Nonc
 
 // sealFrame encrypts frame, which is out[NonceSize:len(out)-TagSize], in
 // place; out already starts with nonce.
-func sealFrame(key Key, id blobstore.ID, out, frame []byte, nonce *[NonceSize]byte) []byte {
+func sealFrame(key Key, id wire.ID, out, frame []byte, nonce *[NonceSize]byte) []byte {
 	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {
 		panic("client: chacha20poly1305: " + err.Error()) // only for a wrong key length
@@ -112,14 +111,14 @@ func sealFrame(key Key, id blobstore.ID, out, frame []byte, nonce *[NonceSize]by
 	return out
 }
 
-func blockAD(id blobstore.ID) []byte {
+func blockAD(id wire.ID) []byte {
 	ad := make([]byte, 0, len(blockADPrefix)+len(id))
 	return append(append(ad, blockADPrefix...), id[:]...)
 }
 
 // Open authenticates and decrypts a block read from id and returns its
 // payload. It never modifies block.
-func Open(key Key, id blobstore.ID, block []byte, blockSize int) ([]byte, error) {
+func Open(key Key, id wire.ID, block []byte, blockSize int) ([]byte, error) {
 	if err := checkBlockSize(blockSize); err != nil {
 		return nil, err
 	}
@@ -131,7 +130,7 @@ func Open(key Key, id blobstore.ID, block []byte, blockSize int) ([]byte, error)
 
 // openInto is Open for a block of checked size, decrypting into dst's
 // storage (grown if too small) so that streaming reads reuse buffers.
-func openInto(dst []byte, key Key, id blobstore.ID, block []byte) ([]byte, error) {
+func openInto(dst []byte, key Key, id wire.ID, block []byte) ([]byte, error) {
 	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {
 		panic("client: chacha20poly1305: " + err.Error())

@@ -20,8 +20,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/wire"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -53,16 +53,16 @@ func (t *sealTask) seal(key Key, owner OwnerSecret) {
 		t.err = err
 		return
 	}
-	id := blobstore.NewID()
+	id := wire.NewID()
 	data := sealFrameInto(t.block, key, id, t.frame, n, &nonce)
-	t.chunk.Ref = indexfile.Ref{ID: id, ETag: blobstore.ETagOf(data)}
+	t.chunk.Ref = indexfile.Ref{ID: id, ETag: wire.ETagOf(data)}
 	t.item = BatchItem{ID: id, Proof: owner.WriteProof(id), Data: data, ETag: t.chunk.Ref.ETag}
 }
 
 // sealFrameInto makes the block sealInto makes of the n-byte payload at
 // frame[lengthSize:], encrypting frame (frameSize(len(out)) bytes) into
 // out; it writes frame's length field and padding first.
-func sealFrameInto(out []byte, key Key, id blobstore.ID, frame []byte, n int, nonce *[NonceSize]byte) []byte {
+func sealFrameInto(out []byte, key Key, id wire.ID, frame []byte, n int, nonce *[NonceSize]byte) []byte {
 	binary.BigEndian.PutUint32(frame, uint32(n))
 	// The frame held another chunk before: the padding must be zero.
 	clear(frame[lengthSize+n:])

@@ -41,8 +41,8 @@ import (
 	"path"
 	"strings"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/wire"
 )
 
 const (
@@ -55,7 +55,7 @@ const (
 
 // Capability grants read access to one shared file.
 type Capability struct {
-	Manifest blobstore.ID
+	Manifest wire.ID
 	Key      Key
 }
 
@@ -82,7 +82,7 @@ func ParseCapability(s string) (Capability, error) {
 	if !ok {
 		return Capability{}, ErrBadCapability
 	}
-	id, err := blobstore.ParseID(idStr)
+	id, err := wire.ParseID(idStr)
 	if err != nil || id.String() != idStr {
 		return Capability{}, ErrBadCapability
 	}
@@ -95,7 +95,7 @@ func ParseCapability(s string) (Capability, error) {
 	return c, nil
 }
 
-func capKey(fileKey [KeySize]byte, manifest blobstore.ID) Key {
+func capKey(fileKey [KeySize]byte, manifest wire.ID) Key {
 	var k Key
 	expand(fileKey[:], infoShare+string(manifest[:]), k[:])
 	return k
@@ -161,7 +161,7 @@ func (a *Account) writeManifest(ctx context.Context, f *indexfile.File) ([]index
 	if pointerHeader+len(payloads)*rootRefLen > PayloadCapacity(bs) {
 		return nil, Capability{}, &Error{Kind: KindInvalid, Msg: "the file has too many blocks to share with one manifest"}
 	}
-	pid := blobstore.NewID()
+	pid := wire.NewID()
 	key := capKey(f.Key, pid)
 	items := make([]BatchItem, 0, 1+len(payloads))
 	refs := make([]indexfile.Ref, 1, 1+len(payloads))
@@ -169,12 +169,12 @@ func (a *Account) writeManifest(ctx context.Context, f *indexfile.File) ([]index
 	ptr = binary.BigEndian.AppendUint64(ptr, uint64(len(encoded)))
 	ptr = binary.BigEndian.AppendUint32(ptr, uint32(len(payloads)))
 	for _, p := range payloads {
-		id := blobstore.NewID()
+		id := wire.NewID()
 		data, err := Seal(key, id, p, bs)
 		if err != nil {
 			return nil, Capability{}, err
 		}
-		etag := blobstore.ETagOf(data)
+		etag := wire.ETagOf(data)
 		ptr = append(append(ptr, id[:]...), etag[:]...)
 		items = append(items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data})
 		refs = append(refs, indexfile.Ref{ID: id, ETag: etag})
@@ -183,7 +183,7 @@ func (a *Account) writeManifest(ctx context.Context, f *indexfile.File) ([]index
 	if err != nil {
 		return nil, Capability{}, err
 	}
-	refs[0] = indexfile.Ref{ID: pid, ETag: blobstore.ETagOf(pdata)}
+	refs[0] = indexfile.Ref{ID: pid, ETag: wire.ETagOf(pdata)}
 	items = append(items, BatchItem{ID: pid, Proof: a.root.OwnerSecret.WriteProof(pid), Data: pdata})
 	// Manifest blocks first, the pointer last: a capability that works
 	// finds everything it lists.
