@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime/debug"
 	"sort"
+
+	"github.com/blindstore/blindstore/wire"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; a plain
@@ -30,12 +33,38 @@ func versionString() string {
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-// Exit codes.
+// Exit codes: wire's table gives each kind of error its code, the same
+// as blind's where they mean the same.
 const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
+	exitOK    = wire.ExitOK
+	exitError = wire.ExitOther
+	exitUsage = wire.ExitUsage
 )
+
+// exitCodesHelp documents the codes a command can exit with.
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  failure (one line on stderr says what, and what to do)
+  2  bad usage (unknown command or flag, a malformed value)
+  6  unavailable: PostgreSQL, Redis or the token issuer cannot be reached, or
+     the store answers that it is unavailable; retrying later may help
+`
+
+// exitCode is the exit code of a command that failed with err: by the
+// kind of the error, where it has one. A network dial that failed is
+// a service out of reach, whichever driver it came from.
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	k := wire.KindOf(err)
+	var oe *net.OpError
+	if k == wire.KindInternal && errors.As(err, &oe) && oe.Op == "dial" {
+		k = wire.KindNetwork
+	}
+	return k.ExitCode()
+}
 
 func commands(stdout, stderr io.Writer) map[string]*command {
 	cmds := []*command{
@@ -89,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		fmt.Fprintf(stderr, "blindstored %s: %v\n", c.name, err)
-		return exitError
+		return exitCode(err)
 	}
 	return exitOK
 }
@@ -104,7 +133,8 @@ func printMainUsage(w io.Writer, cmds map[string]*command) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintf(w, "\nRun 'blindstored COMMAND --help' for a command's flags. Every flag falls back to\nan environment variable: --block-size to %s, and so on.\n", envName("block-size"))
+	fmt.Fprintf(w, "\nRun 'blindstored COMMAND --help' for a command's flags. Every flag falls back to\nan environment variable: --block-size to %s, and so on.\n\n", envName("block-size"))
+	fmt.Fprint(w, exitCodesHelp)
 }
 
 func versionCommand(stdout io.Writer) *command {
