@@ -52,7 +52,9 @@ const exitCodesHelp = `Exit codes:
 
 // exitCode is the exit code of a command that failed with err: by the
 // kind of the error, where it has one. A network dial that failed is
-// a service out of reach, whichever driver it came from.
+// a service out of reach, whichever driver it came from. Only the codes
+// exitCodesHelp documents are used; a kind whose code it does not list
+// (none reaches a command today) exits 1.
 func exitCode(err error) int {
 	var u usageError
 	if errors.As(err, &u) {
@@ -63,7 +65,10 @@ func exitCode(err error) int {
 	if k == wire.KindInternal && errors.As(err, &oe) && oe.Op == "dial" {
 		k = wire.KindNetwork
 	}
-	return k.ExitCode()
+	if code := k.ExitCode(); code == wire.ExitNetwork {
+		return code
+	}
+	return exitError
 }
 
 func commands(stdout, stderr io.Writer) map[string]*command {
