@@ -11,8 +11,8 @@ import (
 )
 
 // A command's error exits with the code its kind has in wire's table, as
-// far as --help documents it: 2 for usage, 6 for a service out of reach
-// or unavailable, 1 for anything else.
+// far as --help documents it: 2 for usage, 6 for a store that is
+// unavailable, 1 for anything else.
 func TestExitCodeByKind(t *testing.T) {
 	_, dialErr := net.Dial("tcp", "127.0.0.1:1") // nothing listens on port 1
 	if dialErr == nil {
@@ -36,7 +36,7 @@ func TestExitCodeByKind(t *testing.T) {
 		{"plain", errors.New("the bucket key is not the store's"), exitError},
 		{"params", fmt.Errorf("open: %w", blobstore.ErrParamsMismatch), exitError},
 		{"unavailable", fmt.Errorf("purge: %w", blobstore.Wrap(blobstore.KindUnavailable, blobstore.CodeUnavailable, "store unavailable, retry later", errors.New("x"))), wire.ExitNetwork},
-		{"dial", fmt.Errorf("connect to redis: %w", dialErr), wire.ExitNetwork},
+		{"a dial without a kind", fmt.Errorf("connect to redis: %w", dialErr), exitError},
 		{"listen", fmt.Errorf("serve: %w", listenErr), exitError},
 		{"a kind --help does not list", blobstore.ErrNotFound, exitError},
 	} {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"runtime/debug"
 	"sort"
@@ -46,26 +45,20 @@ const exitCodesHelp = `Exit codes:
   0  success
   1  failure (one line on stderr says what, and what to do)
   2  bad usage (unknown command or flag, a malformed value)
-  6  unavailable: PostgreSQL, Redis or the token issuer cannot be reached, or
-     the store answers that it is unavailable; retrying later may help
+  6  the store is unavailable: PostgreSQL cannot be reached, or answers that
+     it cannot serve now; retrying later may help
 `
 
 // exitCode is the exit code of a command that failed with err: by the
-// kind of the error, where it has one. A network dial that failed is
-// a service out of reach, whichever driver it came from. Only the codes
-// exitCodesHelp documents are used; a kind whose code it does not list
-// (none reaches a command today) exits 1.
+// kind of the error, where it has one. Only the codes exitCodesHelp
+// documents are used; a kind whose code it does not list (none reaches a
+// command today) exits 1.
 func exitCode(err error) int {
 	var u usageError
 	if errors.As(err, &u) {
 		return exitUsage
 	}
-	k := wire.KindOf(err)
-	var oe *net.OpError
-	if k == wire.KindInternal && errors.As(err, &oe) && oe.Op == "dial" {
-		k = wire.KindNetwork
-	}
-	if code := k.ExitCode(); code == wire.ExitNetwork {
+	if code := wire.KindOf(err).ExitCode(); code == wire.ExitNetwork {
 		return code
 	}
 	return exitError
