@@ -113,6 +113,9 @@ type Index struct {
 }
 
 // Errors of validation and decoding. Callers branch on them with errors.Is.
+// An index that does not decode came from the server, which must not be
+// able to alter one: ErrCorrupt and ErrVersion are of wire.KindTampered
+// wherever they end up.
 var (
 	ErrBadName   = errors.New("indexfile: bad file name")
 	ErrCorrupt   = wire.Sentinel(wire.KindTampered, "indexfile: index is malformed")
