@@ -9,16 +9,15 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
-// DefaultBlockSize is the block size of a deployment that does not choose.
-const DefaultBlockSize = 65536
-
-// Block sizes a deployment may choose: a power of two so clients can frame
-// plaintext simply, small enough to stay a single database value.
+// Block sizes (wire's): the default, and the range a deployment may
+// choose from.
 const (
-	MinBlockSize = 1024
-	MaxBlockSize = 4 << 20
+	DefaultBlockSize = wire.DefaultBlockSize
+	MinBlockSize     = wire.MinBlockSize
+	MaxBlockSize     = wire.MaxBlockSize
 )
 
 // Limits bound what one request may ask for. All of them are published in
@@ -97,13 +96,8 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	return svc, nil
 }
 
-// ValidateBlockSize checks a deployment's block size.
-func ValidateBlockSize(n int) error {
-	if n < MinBlockSize || n > MaxBlockSize || n&(n-1) != 0 {
-		return fmt.Errorf("blobstore: block size must be a power of two between %d and %d, got %d", MinBlockSize, MaxBlockSize, n)
-	}
-	return nil
-}
+// ValidateBlockSize checks a deployment's block size (wire's).
+var ValidateBlockSize = wire.ValidateBlockSize
 
 // BlockSize is the deployment's block size.
 func (s *Service) BlockSize() int { return s.blockSize }

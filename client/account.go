@@ -15,7 +15,8 @@ import (
 	"math/rand/v2"
 	"sync"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 )
@@ -31,7 +32,7 @@ type Account struct {
 	root    *format.Root // secrets only
 	headLoc format.Locator
 	head    *format.Head
-	etag    blobstore.ETag // of the head as last read or written
+	etag    wire.ETag // of the head as last read or written
 	index   *indexfile.Index
 	// tree holds index in index blocks; nil while the head is version 1.
 	tree *indexfile.Tree
@@ -132,7 +133,7 @@ func signup(ctx context.Context, remote Store, user string, loc format.Locator) 
 	}
 	// Everything is written in this period: the index's first commit
 	// records that the account's blocks need no renewal until the next.
-	a.head, a.etag, a.index, a.tree = head, blobstore.ETagOf(hdata), &indexfile.Index{Renewed: cfg.CurrentPeriod}, &indexfile.Tree{}
+	a.head, a.etag, a.index, a.tree = head, wire.ETagOf(hdata), &indexfile.Index{Renewed: cfg.CurrentPeriod}, &indexfile.Tree{}
 	a.seenGen = head.Generation
 	a.renewed = cfg.CurrentPeriod
 	return a, code, nil
@@ -309,7 +310,7 @@ func (a *Account) Passwd(ctx context.Context, user, currentPassword, newPassword
 	return nil
 }
 
-func (a *Account) hasRoot(kind format.RootKind, id blobstore.ID) bool {
+func (a *Account) hasRoot(kind format.RootKind, id wire.ID) bool {
 	for _, r := range a.head.Roots {
 		if r.Kind == kind && r.ID == id {
 			return true

@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 )
@@ -235,7 +236,7 @@ func newTamperProxy(t testing.TB, upstream string) *tamperProxy {
 			p.mu.Unlock()
 			if ok {
 				w.Header().Set("Content-Type", "application/octet-stream")
-				w.Header().Set("ETag", blobstore.ETagOf(body).String())
+				w.Header().Set("ETag", wire.ETagOf(body).String())
 				_, _ = w.Write(body)
 				return
 			}
@@ -471,7 +472,7 @@ func TestShareFetch(t *testing.T) {
 
 	for _, bad := range []string{"", "blind1:", "blind2:" + strings.TrimPrefix(cp.String(), "blind1:"),
 		cp.String() + "x", cp.String()[:len(cp.String())-1], strings.ToUpper(cp.String()),
-		"blind1:" + blobstore.NewID().String() + ":" + strings.Repeat("A", 44)} {
+		"blind1:" + wire.NewID().String() + ":" + strings.Repeat("A", 44)} {
 		if _, err := ParseCapability(bad); KindOf(err) != KindInvalid {
 			t.Fatalf("ParseCapability(%q): %v", bad, err)
 		}
@@ -679,7 +680,7 @@ func TestRetries(t *testing.T) {
 	}
 	fails.set(100)
 	start := time.Now()
-	_, _, err := r.Get(context.Background(), blobstore.NewID(), nil)
+	_, _, err := r.Get(context.Background(), wire.NewID(), nil)
 	wantKind(t, err, KindNetwork)
 	if time.Since(start) > 5*time.Second {
 		t.Fatalf("gave up after %v", time.Since(start))
@@ -843,15 +844,15 @@ func TestLoginRenewsOncePerPeriod(t *testing.T) {
 	}
 }
 
-func refIDs(refs []indexfile.Ref) map[blobstore.ID]bool {
-	m := map[blobstore.ID]bool{}
+func refIDs(refs []indexfile.Ref) map[wire.ID]bool {
+	m := map[wire.ID]bool{}
 	for _, r := range refs {
 		m[r.ID] = true
 	}
 	return m
 }
 
-func countNew(old map[blobstore.ID]bool, refs []indexfile.Ref) int {
+func countNew(old map[wire.ID]bool, refs []indexfile.Ref) int {
 	n := 0
 	for _, r := range refs {
 		if !old[r.ID] {

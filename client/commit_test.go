@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 )
 
@@ -19,8 +20,8 @@ func TestCommitAtomic(t *testing.T) {
 	ctx := context.Background()
 	var secret format.OwnerSecret
 	secret[0] = 3
-	block := func() (blobstore.ID, blobstore.WriteProof, []byte) {
-		id := blobstore.NewID()
+	block := func() (wire.ID, wire.WriteProof, []byte) {
+		id := wire.NewID()
 		return id, secret.WriteProof(id), randomBytes(testBlockSize)
 	}
 	headID, headProof, headData := block()
@@ -36,7 +37,7 @@ func TestCommitAtomic(t *testing.T) {
 	before := s.blocks(t)
 	newID, newProof, newData := block()
 	next := randomBytes(testBlockSize)
-	commit := func(ifMatch blobstore.ETag) []CommitItem {
+	commit := func(ifMatch wire.ETag) []CommitItem {
 		return []CommitItem{
 			{ID: newID, Proof: newProof, Data: newData, Cond: Cond{CreateOnly: true}},
 			{ID: headID, Proof: headProof, Data: next, Cond: Cond{IfMatch: &ifMatch}},
@@ -46,7 +47,7 @@ func TestCommitAtomic(t *testing.T) {
 
 	// A lost swap: a precondition error with the head's ETag, and
 	// nothing written or deleted.
-	err = r.Commit(ctx, commit(blobstore.ETagOf(next)))
+	err = r.Commit(ctx, commit(wire.ETagOf(next)))
 	var pe *PreconditionError
 	if !errors.As(err, &pe) || pe.Current == nil || *pe.Current != headETag {
 		t.Fatalf("lost swap: %v, want a precondition error with the head's ETag", err)
@@ -62,7 +63,7 @@ func TestCommitAtomic(t *testing.T) {
 	// on its way) applies nothing and says so; once the block is there
 	// it holds.
 	chunkID, chunkProof, chunkData := block()
-	chunkETag := blobstore.ETagOf(chunkData)
+	chunkETag := wire.ETagOf(chunkData)
 	checked := append(commit(headETag), CommitItem{ID: chunkID, Proof: chunkProof, Check: true, Cond: Cond{IfMatch: &chunkETag}})
 	if err := r.Commit(ctx, checked); !errors.Is(err, errUnacked) {
 		t.Fatalf("commit checking a missing block: %v, want errUnacked", err)

@@ -10,11 +10,13 @@
 //	devicekey.go device key files
 //	store.go     Store: the server's operations the client needs, served by
 //	remote.go    *Remote, the HTTP API as a client sees it, with typed errors,
-//	memremote.go and MemoryRemote, the same semantics in memory, for tests
+//	             and, in the tests (memstore_test.go), MemoryRemote: the
+//	             same semantics in memory, decided by the server core's own
+//	             planner, so the account's logic is tested without a server
 //	indextx.go   the index transaction: read the head and the index, change
 //	             it, commit by compare-and-swap of the head, merge on a lost race
 //	account.go   signup, login, recovery, resume, passwd, account deletion
-//	put.go       streaming put: chunker.go cuts, encpipe.go encrypts, batches
+//	put.go       streaming put: format/chunker.go cuts, encpipe.go encrypts, batches
 //	             upload; localput.go puts local files in batches
 //	get.go       streaming get and ranges, verified block by block, and atomic
 //	             writes of local files (directio.go stages them)

@@ -19,7 +19,8 @@ import (
 	cryptorand "crypto/rand"
 	"crypto/sha256"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 )
@@ -49,9 +50,9 @@ func (t *encTask) encrypt(key format.Key, owner format.OwnerSecret) {
 		t.err = err
 		return
 	}
-	id := blobstore.NewID()
+	id := wire.NewID()
 	data := format.EncryptFrameInto(t.block, key, id, t.frame, n, &nonce)
-	t.chunk.Ref = indexfile.Ref{ID: id, ETag: blobstore.ETagOf(data)}
+	t.chunk.Ref = indexfile.Ref{ID: id, ETag: wire.ETagOf(data)}
 	t.item = BatchItem{ID: id, Proof: owner.WriteProof(id), Data: data, ETag: t.chunk.Ref.ETag}
 }
 

@@ -12,7 +12,8 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 	"github.com/blindstore/blindstore/internal/countproxy"
@@ -92,7 +93,7 @@ func wantChunks(t *testing.T, s *testServer, a *Account, f indexfile.File, prev 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if etag != c.ETag || blobstore.ETagOf(block) != c.ETag {
+		if etag != c.ETag || wire.ETagOf(block) != c.ETag {
 			t.Fatalf("chunk %d: the ETag in the index is not its block's", i)
 		}
 		if p, err := format.Decrypt(f.Key, c.ID, block, s.bs); err != nil || !bytes.Equal(p, chunk) {

@@ -1,69 +1,48 @@
 package client
 
 import (
-	"errors"
 	"fmt"
 
-	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // Kind says what went wrong, so that callers (the CLI's exit codes, an
-// app's retry logic) branch on a kind, never on a message.
-type Kind uint8
+// app's retry logic) branch on a kind, never on a message. It is wire's
+// Kind: wire's table gives each kind its exit code, and the errors of
+// other packages (indexfile's, say) carry theirs.
+type Kind = wire.Kind
 
 // Kinds of client errors.
 const (
 	// KindOther: anything not below, usually a bug.
-	KindOther Kind = iota
+	KindOther = wire.KindInternal
 	// KindAuth: wrong password, unknown account, or credentials that no
 	// longer open the account. The two are indistinguishable on purpose:
 	// a wrong password locates a root that does not exist.
-	KindAuth
+	KindAuth = wire.KindAuth
 	// KindNotFound: no such file in the index, or a block (a shared
 	// file's manifest, a file's data) that the server no longer has.
-	KindNotFound
+	KindNotFound = wire.KindNotFound
 	// KindConflict: the name is taken, the account exists, a
 	// compare-and-swap lost too many races, or a file changed while it
 	// was read.
-	KindConflict
+	KindConflict = wire.KindConflict
 	// KindNetwork: the server is unreachable, unavailable, rate limits
 	// us beyond our patience, or answers something that is not the API.
-	KindNetwork
+	KindNetwork = wire.KindNetwork
 	// KindTampered: the server returned data that was not written under
 	// this ID and key, an older version of a block, or blocks out of
 	// order. Never written out as a file.
-	KindTampered
+	KindTampered = wire.KindTampered
 	// KindLocalIO: reading or writing a local file failed (a full disk).
-	KindLocalIO
+	KindLocalIO = wire.KindLocalIO
 	// KindInvalid: the caller's input is malformed (a capability, a
 	// file name).
-	KindInvalid
+	KindInvalid = wire.KindInvalid
 	// KindQuota: the server charges for writes with tokens and none is
 	// left (or none can be fetched): the write was not made.
-	KindQuota
+	KindQuota = wire.KindQuota
 )
-
-func (k Kind) String() string {
-	switch k {
-	case KindAuth:
-		return "auth"
-	case KindNotFound:
-		return "not found"
-	case KindConflict:
-		return "conflict"
-	case KindNetwork:
-		return "network"
-	case KindTampered:
-		return "tampered"
-	case KindLocalIO:
-		return "local i/o"
-	case KindInvalid:
-		return "invalid"
-	case KindQuota:
-		return "quota"
-	}
-	return "other"
-}
 
 // Error is a client error: a kind, a message for the user, and the cause.
 // Messages never hold a key, a proof or a block ID.
@@ -85,6 +64,9 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrorKind returns e.Kind: an *Error is a wire.Kinded error.
+func (e *Error) ErrorKind() Kind { return e.Kind }
+
 // errorf builds an *Error of kind with a formatted message; a %w in the
 // format wraps as fmt.Errorf does.
 func errorf(kind Kind, format string, args ...any) error {
@@ -104,25 +86,7 @@ func wrap(kind Kind, msg string, err error) error {
 	return &Error{Kind: kind, Msg: msg, Err: err}
 }
 
-// KindOf returns the kind of the first *Error in err's chain that has
-// one. Authentication failures of blocks (ErrTampered) and bad frames are
-// tampering wherever they come from.
-func KindOf(err error) Kind {
-	if err == nil {
-		return KindOther
-	}
-	for e := err; e != nil; {
-		var ce *Error
-		if !errors.As(e, &ce) {
-			break
-		}
-		if ce.Kind != KindOther {
-			return ce.Kind
-		}
-		e = ce.Err
-	}
-	if errors.Is(err, ErrTampered) || errors.Is(err, ErrBadFrame) || errors.Is(err, ErrBlockSize) || errors.Is(err, ErrBadRoot) || errors.Is(err, ErrBadHead) || errors.Is(err, indexfile.ErrCorrupt) || errors.Is(err, indexfile.ErrVersion) {
-		return KindTampered
-	}
-	return KindOther
-}
+// KindOf returns the kind of the first error in err's chain that has
+// one (an *Error, or a sentinel such as ErrTampered or
+// indexfile.ErrCorrupt that carries its kind), skipping KindOther.
+func KindOf(err error) Kind { return wire.KindOf(err) }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // The file benchmarks move 32 MiB of 64 KiB blocks through a real
@@ -20,7 +20,7 @@ const benchFileSize = 32 << 20
 // benchFileAccount is an account on a fresh server, and the random
 // content of the benchmarks' file.
 func benchFileAccount(b *testing.B) (*Account, []byte) {
-	s := newTestServerSize(b, blobstore.DefaultBlockSize)
+	s := newTestServerSize(b, wire.DefaultBlockSize)
 	a, _ := newTestAccount(b, s)
 	return a, randomBytes(benchFileSize)
 }

@@ -12,7 +12,8 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 )
 
@@ -50,9 +51,9 @@ func FuzzParseCapability(f *testing.F) {
 // becomes exactly one valid item.
 func FuzzReadRenewList(f *testing.F) {
 	id := testBlockID("renew")
-	var p blobstore.RenewProof
+	var p wire.RenewProof
 	p[0] = 1
-	good, _ := json.Marshal(RenewList{Format: renewListFormat, Server: "http://x", Generation: 3, Blocks: []RenewEntry{{ID: id.String(), Proof: blobstore.EncodeProof(p)}}})
+	good, _ := json.Marshal(RenewList{Format: renewListFormat, Server: "http://x", Generation: 3, Blocks: []RenewEntry{{ID: id.String(), Proof: wire.EncodeProof(p)}}})
 	f.Add(good)
 	f.Add([]byte(`{"format":"blindstore-renew-v1","blocks":[{"id":"x","proof":"y"}]}`))
 	f.Add([]byte(`{"format":"blindstore-renew-v1","blocks":null}`))
@@ -162,7 +163,7 @@ func printable(s string) bool {
 // character or runs longer than a line, whatever the server wrote.
 func FuzzRemoteAnswers(f *testing.F) {
 	data := bytes.Repeat([]byte{7}, 1024)
-	etag := blobstore.ETagOf(data).String()
+	etag := wire.ETagOf(data).String()
 	id := testBlockID("remote")
 	f.Add(uint8(1), 200, "application/octet-stream", "", etag, data)
 	f.Add(uint8(0), 200, "application/json", "", "", []byte(fuzzConfig))
@@ -195,7 +196,7 @@ func FuzzRemoteAnswers(f *testing.F) {
 				t.Fatalf("operation %d took more than 5 s against an answer %d", op, status)
 			}
 		}()
-		var w blobstore.WriteProof
+		var w wire.WriteProof
 		switch op {
 		case 0:
 			var c *ServerConfig
@@ -204,12 +205,12 @@ func FuzzRemoteAnswers(f *testing.F) {
 			}
 		case 1:
 			var got []byte
-			var e blobstore.ETag
-			if got, e, err = r.Get(ctx, id, nil); err == nil && (len(got) != 1024 || e != blobstore.ETagOf(got)) {
+			var e wire.ETag
+			if got, e, err = r.Get(ctx, id, nil); err == nil && (len(got) != 1024 || e != wire.ETagOf(got)) {
 				t.Fatalf("accepted a block of %d bytes with ETag %v", len(got), e)
 			}
 		case 2:
-			var e blobstore.ETag
+			var e wire.ETag
 			if e, err = r.Put(ctx, id, w, data, Cond{CreateOnly: true}); err == nil && e.String() != etag {
 				t.Fatal("a put returned another ETag than its data's")
 			}
@@ -226,8 +227,8 @@ func FuzzRemoteAnswers(f *testing.F) {
 				}
 				// Each block has one outcome: the server may name only
 				// blocks that were sent, each once.
-				named := map[blobstore.ID]int{}
-				for _, x := range append(append([]blobstore.ID(nil), res.Missing...), res.Refused...) {
+				named := map[wire.ID]int{}
+				for _, x := range append(append([]wire.ID(nil), res.Missing...), res.Refused...) {
 					named[x]++
 				}
 				for x, n := range named {

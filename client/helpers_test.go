@@ -4,7 +4,8 @@ import (
 	"crypto/sha256"
 	"math/rand/v2"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 )
 
@@ -12,9 +13,9 @@ import (
 func testKey(seed string) format.Key { return format.Key(sha256.Sum256([]byte(seed))) }
 
 // testBlockID derives a fixed v4 block ID from seed.
-func testBlockID(seed string) blobstore.ID {
+func testBlockID(seed string) wire.ID {
 	s := sha256.Sum256([]byte("id:" + seed))
-	id := blobstore.ID(s[:16])
+	id := wire.ID(s[:16])
 	id[6] = id[6]&0x0f | 0x40
 	id[8] = id[8]&0x3f | 0x80
 	return id

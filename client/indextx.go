@@ -35,7 +35,8 @@ import (
 	"runtime"
 	"slices"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 )
@@ -56,7 +57,7 @@ func (a *Account) encryptHead(h *format.Head) ([]byte, error) {
 
 // readHead reads and authenticates the head, and refuses one older than
 // a generation already seen.
-func (a *Account) readHead(ctx context.Context) (*format.Head, blobstore.ETag, error) {
+func (a *Account) readHead(ctx context.Context) (*format.Head, wire.ETag, error) {
 	data, etag, err := a.remote.Get(ctx, a.headLoc.ID, nil)
 	if err != nil {
 		if KindOf(err) == KindNotFound {
@@ -357,7 +358,7 @@ func (a *Account) updateTo(ctx context.Context, ours *indexfile.Index, pre *stag
 // theirs no longer refers to: the device that committed theirs may have
 // deleted it.
 func mayBeDeleted(base, theirs, merged *indexfile.Index) bool {
-	gone := map[blobstore.ID]struct{}{}
+	gone := map[wire.ID]struct{}{}
 	for _, r := range indexfile.Unreferenced(base, theirs) {
 		gone[r.ID] = struct{}{}
 	}
@@ -410,12 +411,12 @@ type staged struct {
 func (a *Account) encryptIndex(next *indexfile.Index) (*staged, error) {
 	var items []BatchItem
 	encrypt := func(p []byte) (indexfile.Ref, error) {
-		id := blobstore.NewID()
+		id := wire.NewID()
 		data, err := format.Encrypt(a.root.AccountKey, id, p, a.cfg.BlockSize)
 		if err != nil {
 			return indexfile.Ref{}, err
 		}
-		etag := blobstore.ETagOf(data)
+		etag := wire.ETagOf(data)
 		items = append(items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data, ETag: etag})
 		return indexfile.Ref{ID: id, ETag: etag}, nil
 	}
@@ -492,7 +493,7 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []format.RootRef) e
 	if s != nil {
 		gone = append(slices.Clip(s.obsolete), indexfile.Unreferenced(a.index, s.next)...)
 	}
-	head := CommitItem{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: data, Cond: Cond{IfMatch: &etag}, ETag: blobstore.ETagOf(data)}
+	head := CommitItem{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: data, Cond: Cond{IfMatch: &etag}, ETag: wire.ETagOf(data)}
 	var checks []CommitItem
 	if s != nil {
 		for i, r := range s.unacked {

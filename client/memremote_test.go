@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 )
 
@@ -263,7 +264,7 @@ func TestMemoryTamperDetected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flip := func(id blobstore.ID, at int) (undo func()) {
+	flip := func(id wire.ID, at int) (undo func()) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		b := m.blocks[id]
@@ -312,7 +313,7 @@ func TestMemoryStoreSemantics(t *testing.T) {
 	m := newMem(t)
 	ctx := context.Background()
 	owner := format.OwnerSecret(testKey("owner"))
-	id := blobstore.NewID()
+	id := wire.NewID()
 	w := owner.WriteProof(id)
 	one, two := bytes.Repeat([]byte{1}, memBlockSize), bytes.Repeat([]byte{2}, memBlockSize)
 
@@ -354,7 +355,7 @@ func TestMemoryStoreSemantics(t *testing.T) {
 	}
 
 	// An atomic batch applies whole or not at all.
-	fresh := blobstore.NewID()
+	fresh := wire.NewID()
 	stale := e1
 	err = m.Commit(ctx, []CommitItem{
 		{ID: fresh, Proof: owner.WriteProof(fresh), Data: one, Cond: Cond{CreateOnly: true}},
@@ -374,8 +375,8 @@ func TestMemoryStoreSemantics(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A check of a block not yet written holds the batch back.
-	missing := blobstore.NewID()
-	e3 := blobstore.ETagOf(one)
+	missing := wire.NewID()
+	e3 := wire.ETagOf(one)
 	err = m.Commit(ctx, []CommitItem{
 		{ID: missing, Proof: owner.WriteProof(missing), Check: true},
 		{ID: id, Proof: w, Data: two, Cond: Cond{IfMatch: &e3}},

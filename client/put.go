@@ -39,7 +39,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 )
@@ -159,17 +160,17 @@ func putRenewed(f, prev *indexfile.File, written []indexfile.Ref, cur uint64) ui
 // write itself are still the file's in x: another put or removal on this
 // account may have replaced them meanwhile.
 func putReusing(x *indexfile.Index, f indexfile.File, written []indexfile.Ref) error {
-	mine := make(map[blobstore.ID]struct{}, len(written))
+	mine := make(map[wire.ID]struct{}, len(written))
 	for _, r := range written {
 		mine[r.ID] = struct{}{}
 	}
-	var have map[blobstore.ID]struct{}
+	var have map[wire.ID]struct{}
 	for _, c := range f.Chunks {
 		if _, ok := mine[c.ID]; ok {
 			continue
 		}
 		if have == nil {
-			have = map[blobstore.ID]struct{}{}
+			have = map[wire.ID]struct{}{}
 			if old := x.Lookup(f.Name); old != nil {
 				for _, r := range old.Refs() {
 					have[r.ID] = struct{}{}
@@ -295,7 +296,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	var mu sync.Mutex
 	var done, reused int64
 	var upErr error
-	acked := map[blobstore.ID]struct{}{}
+	acked := map[wire.ID]struct{}{}
 	for range uploaders {
 		wg.Add(1)
 		go func() {

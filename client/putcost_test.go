@@ -1,9 +1,13 @@
 package client
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/blindstore/blindstore/wire"
+)
 
 func TestEstimatePutCost(t *testing.T) {
-	cfg := &ServerConfig{BlockSize: 65536}
+	cfg := &ServerConfig{Config: wire.Config{BlockSize: 65536}}
 	cfg.Limits.WriteBatch = 64
 	payload := int64(PayloadCapacity(cfg.BlockSize))
 	minChunk := payload - payload/4

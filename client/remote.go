@@ -4,16 +4,17 @@ package client
 // machine. Remote speaks the v1 API and nothing else; it knows blocks,
 // proofs and ETags, never files, keys or names.
 //
-// Errors carry a Kind (errors.go) mapped from the problem+json `code`:
+// Errors carry a Kind (errors.go) mapped from the problem+json `code` by
+// wire's code table (wire.LookupCode: its Client column), with these
+// answers read the client's own way first:
 //
-//	not_found                         KindNotFound
-//	proof_mismatch                    KindAuth (the block is not ours to write)
 //	precondition_failed               KindConflict (*PreconditionError, with the current ETag)
 //	rate_limited (429)                retried after Retry-After, within MaxWait; then KindNetwork
 //	unavailable (503), network errors retried with backoff, Retries times; then KindNetwork
-//	anything else, or not problem+json KindNetwork (the server is not speaking the API)
+//	not problem+json, or no code      KindNetwork (the server is not speaking the API)
 //	token_spent, token_invalid (401)  retried with another token, twice; then KindQuota
 //	token_required (401)              KindQuota (tokens.go)
+//	a code the table does not know    KindOther
 //
 // Retrying is safe because every operation is idempotent: a create-only
 // write that already landed answers 412 with our own ETag, and is taken
@@ -22,7 +23,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,36 +38,21 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
-// ServerConfig is what GET /v1/config tells a client. Only the fields the
-// client needs are decoded.
+// ServerConfig is what GET /v1/config tells a client: wire's Config,
+// whose token member is the client's TokenConfig (tokens.go).
 type ServerConfig struct {
-	Version          string `json:"version"`
-	BlockSize        int    `json:"block_size"`
-	PeriodSeconds    int64  `json:"period_seconds"`
-	RetentionPeriods int    `json:"retention_periods"`
-	CurrentPeriod    uint64 `json:"current_period"`
-	Limits           struct {
-		RenewBatch       int `json:"renew_batch"`
-		WriteBatch       int `json:"write_batch"`
-		MaxManifestBytes int `json:"max_manifest_bytes"`
-		// MaxBatchRefs: deletions and checks one batch may carry; 0 from a
-		// server that takes neither them nor atomic batches.
-		MaxBatchRefs int `json:"max_batch_refs"`
-		// PoolWindowSeconds: how long a write may wait in the
-		// server's write pool for company (0: none, or not said).
-		PoolWindowSeconds float64 `json:"pool_window_seconds"`
-		MaxBatchBodyBytes int64   `json:"max_batch_body_bytes"`
-	} `json:"limits"`
-	// Tokens is set when the server charges for writes (tokens.go).
+	wire.Config
+	// Tokens is set when the server charges for writes (tokens.go). It
+	// stands in for wire.Config's member of the same JSON name.
 	Tokens *TokenConfig `json:"tokens,omitempty"`
 }
 
 func (c *ServerConfig) validate() error {
 	switch {
-	case blobstore.ValidateBlockSize(c.BlockSize) != nil:
+	case wire.ValidateBlockSize(c.BlockSize) != nil:
 		return fmt.Errorf("block_size %d is not a valid block size", c.BlockSize)
 	case c.PeriodSeconds <= 0:
 		return fmt.Errorf("period_seconds %d is not positive", c.PeriodSeconds)
@@ -149,7 +134,7 @@ func (r *Remote) Config(ctx context.Context) (*ServerConfig, error) {
 	}
 	var c ServerConfig
 	err := r.do(ctx, "reading the server's configuration", func() (*http.Request, error) {
-		return http.NewRequestWithContext(ctx, http.MethodGet, r.endpoint("/v1/config"), nil)
+		return http.NewRequestWithContext(ctx, http.MethodGet, r.endpoint(wire.PathConfig), nil)
 	}, func(resp *http.Response) error {
 		if resp.StatusCode != http.StatusOK {
 			return unexpected(resp)
@@ -202,7 +187,7 @@ func (r *Remote) pay(ctx context.Context, req *http.Request, charged bool) error
 func (r *Remote) CurrentPeriod(ctx context.Context) (uint64, error) {
 	var c ServerConfig
 	err := r.do(ctx, "reading the server's period", func() (*http.Request, error) {
-		return http.NewRequestWithContext(ctx, http.MethodGet, r.endpoint("/v1/config"), nil)
+		return http.NewRequestWithContext(ctx, http.MethodGet, r.endpoint(wire.PathConfig), nil)
 	}, func(resp *http.Response) error {
 		if resp.StatusCode != http.StatusOK {
 			return unexpected(resp)
@@ -215,7 +200,7 @@ func (r *Remote) CurrentPeriod(ctx context.Context) (uint64, error) {
 // PreconditionError is a failed If-Match or If-None-Match. Current is the
 // block's ETag when the server told it (only to the proof's holder).
 type PreconditionError struct {
-	Current *blobstore.ETag
+	Current *wire.ETag
 }
 
 func (e *PreconditionError) Error() string { return "the block changed (precondition failed)" }
@@ -223,7 +208,7 @@ func (e *PreconditionError) Error() string { return "the block changed (precondi
 // Get reads a block into dst (grown as needed) and returns the data and
 // the ETag the server claims for it. The caller checks the ETag against
 // the one it expects; Get checks only that the claim matches the data.
-func (r *Remote) Get(ctx context.Context, id blobstore.ID, dst []byte) ([]byte, blobstore.ETag, error) {
+func (r *Remote) Get(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error) {
 	return r.get(ctx, id, dst, true)
 }
 
@@ -231,19 +216,19 @@ func (r *Remote) Get(ctx context.Context, id blobstore.ID, dst []byte) ([]byte, 
 // checks the server's claim, and returns the zero ETag. It is for callers
 // whose own checks of the content leave nothing for the ETag to catch
 // (see fetchChunk); every byte of a file's blocks is hashed a pass less.
-func (r *Remote) getUnhashed(ctx context.Context, id blobstore.ID, dst []byte) ([]byte, error) {
+func (r *Remote) getUnhashed(ctx context.Context, id wire.ID, dst []byte) ([]byte, error) {
 	data, _, err := r.get(ctx, id, dst, false)
 	return data, err
 }
 
-func (r *Remote) get(ctx context.Context, id blobstore.ID, dst []byte, hash bool) ([]byte, blobstore.ETag, error) {
+func (r *Remote) get(ctx context.Context, id wire.ID, dst []byte, hash bool) ([]byte, wire.ETag, error) {
 	cfg, err := r.Config(ctx)
 	if err != nil {
-		return nil, blobstore.ETag{}, err
+		return nil, wire.ETag{}, err
 	}
-	var etag blobstore.ETag
+	var etag wire.ETag
 	err = r.do(ctx, "reading a block", func() (*http.Request, error) {
-		return http.NewRequestWithContext(ctx, http.MethodGet, r.endpoint("/v1/blocks/"+id.String()), nil)
+		return http.NewRequestWithContext(ctx, http.MethodGet, r.endpoint(wire.PathBlock+id.String()), nil)
 	}, func(resp *http.Response) error {
 		if resp.StatusCode != http.StatusOK {
 			return problemError(resp)
@@ -272,9 +257,9 @@ func (r *Remote) get(ctx context.Context, id blobstore.ID, dst []byte, hash bool
 		if !hash {
 			return nil
 		}
-		etag = blobstore.ETagOf(dst)
+		etag = wire.ETagOf(dst)
 		if h := resp.Header.Get("ETag"); h != "" {
-			claimed, err := blobstore.ParseETag(h)
+			claimed, err := wire.ParseETag(h)
 			if err != nil || claimed != etag {
 				return errorf(KindTampered, "the server's ETag does not match the block it sent")
 			}
@@ -282,29 +267,29 @@ func (r *Remote) get(ctx context.Context, id blobstore.ID, dst []byte, hash bool
 		return nil
 	})
 	if err != nil {
-		return nil, blobstore.ETag{}, err
+		return nil, wire.ETag{}, err
 	}
 	return dst, etag, nil
 }
 
 // Cond is a write precondition.
 type Cond struct {
-	CreateOnly bool            // If-None-Match: *
-	IfMatch    *blobstore.ETag // If-Match: compare-and-swap
+	CreateOnly bool       // If-None-Match: *
+	IfMatch    *wire.ETag // If-Match: compare-and-swap
 }
 
 // Put writes one block and returns its ETag. A create-only write that
 // finds the block already holding exactly data (a retry of a write that
 // landed) succeeds.
-func (r *Remote) Put(ctx context.Context, id blobstore.ID, w blobstore.WriteProof, data []byte, c Cond) (blobstore.ETag, error) {
-	want := blobstore.ETagOf(data)
+func (r *Remote) Put(ctx context.Context, id wire.ID, w wire.WriteProof, data []byte, c Cond) (wire.ETag, error) {
+	want := wire.ETagOf(data)
 	err := r.do(ctx, "writing a block", func() (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, r.endpoint("/v1/blocks/"+id.String()), bytes.NewReader(data))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, r.endpoint(wire.PathBlock+id.String()), bytes.NewReader(data))
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set("Content-Type", "application/octet-stream")
-		req.Header.Set("Blind-Proof", blobstore.EncodeProof(w))
+		req.Header.Set("Content-Type", wire.MediaBlock)
+		req.Header.Set(wire.HeaderProof, wire.EncodeProof(w))
 		if c.CreateOnly {
 			req.Header.Set("If-None-Match", "*")
 		}
@@ -319,7 +304,7 @@ func (r *Remote) Put(ctx context.Context, id blobstore.ID, w blobstore.WriteProo
 	}, func(resp *http.Response) error {
 		switch resp.StatusCode {
 		case http.StatusCreated, http.StatusNoContent:
-			if got, err := blobstore.ParseETag(resp.Header.Get("ETag")); err != nil || got != want {
+			if got, err := wire.ParseETag(resp.Header.Get("ETag")); err != nil || got != want {
 				return errorf(KindTampered, "the server acknowledged a write with an ETag that is not the data's")
 			}
 			return nil
@@ -337,13 +322,13 @@ func (r *Remote) Put(ctx context.Context, id blobstore.ID, w blobstore.WriteProo
 // Delete removes a block. A block already gone is not an error: every
 // caller deletes what it no longer references, and a retry of a delete
 // that landed finds nothing.
-func (r *Remote) Delete(ctx context.Context, id blobstore.ID, w blobstore.WriteProof, ifMatch *blobstore.ETag) error {
+func (r *Remote) Delete(ctx context.Context, id wire.ID, w wire.WriteProof, ifMatch *wire.ETag) error {
 	err := r.do(ctx, "deleting a block", func() (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, r.endpoint("/v1/blocks/"+id.String()), nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, r.endpoint(wire.PathBlock+id.String()), nil)
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set("Blind-Proof", blobstore.EncodeProof(w))
+		req.Header.Set(wire.HeaderProof, wire.EncodeProof(w))
 		if ifMatch != nil {
 			req.Header.Set("If-Match", ifMatch.String())
 		}
@@ -363,36 +348,20 @@ func (r *Remote) Delete(ctx context.Context, id blobstore.ID, w blobstore.WriteP
 // BatchItem is one block of a batch write: always create-only, since the
 // client writes every data and index block once under a fresh ID.
 type BatchItem struct {
-	ID    blobstore.ID
-	Proof blobstore.WriteProof
+	ID    wire.ID
+	Proof wire.WriteProof
 	Data  []byte // exactly the block size
-	// ETag, if not zero, is blobstore.ETagOf(Data), known already:
+	// ETag, if not zero, is wire.ETagOf(Data), known already:
 	// hashing every block again cost a fifth of a put's CPU.
-	ETag blobstore.ETag
+	ETag wire.ETag
 }
 
 // etag returns the item's ETag, computing it if it was not given.
-func (it *BatchItem) etag() blobstore.ETag {
-	if it.ETag == (blobstore.ETag{}) {
-		it.ETag = blobstore.ETagOf(it.Data)
+func (it *BatchItem) etag() wire.ETag {
+	if it.ETag == (wire.ETag{}) {
+		it.ETag = wire.ETagOf(it.Data)
 	}
 	return it.ETag
-}
-
-type batchEntry struct {
-	ID         string `json:"id"`
-	Proof      string `json:"proof"`
-	CreateOnly bool   `json:"create_only,omitempty"`
-	IfMatch    string `json:"if_match,omitempty"`
-	Delete     bool   `json:"delete,omitempty"`
-	Check      bool   `json:"check,omitempty"`
-}
-
-type batchResult struct {
-	ID     string `json:"id"`
-	Status int    `json:"status"`
-	Code   string `json:"code"`
-	ETag   string `json:"etag"`
 }
 
 // PutBatch writes new blocks create-only in requests of at most the
@@ -413,32 +382,20 @@ func (r *Remote) PutBatch(ctx context.Context, items []BatchItem) error {
 	return nil
 }
 
-// postBatch sends one POST /v1/blocks: manifest m, then data in order,
-// paid when pay (the batch may create blocks), and hands the results,
-// checked for count, to results.
-func (r *Remote) postBatch(ctx context.Context, what string, m any, n int, data [][]byte, pay bool, results func([]batchResult) error) error {
-	manifest, err := json.Marshal(m)
+// postBatch sends one POST /v1/blocks, framed by wire: manifest m, then
+// data in order, paid when pay (the batch may create blocks), and hands
+// the results, checked for count, to results.
+func (r *Remote) postBatch(ctx context.Context, what string, m *wire.BatchManifest, data [][]byte, pay bool, results func([]wire.BatchResult) error) error {
+	body, err := wire.NewBatchBody(m, data)
 	if err != nil {
 		return fmt.Errorf("client: encoding a batch: %w", err)
 	}
-	var prefix [4]byte
-	binary.BigEndian.PutUint32(prefix[:], uint32(len(manifest)))
-	size := int64(4 + len(manifest))
-	for _, d := range data {
-		size += int64(len(d))
-	}
+	n := len(m.Blocks)
 	return r.do(ctx, what, func() (*http.Request, error) {
-		parts := make([]io.Reader, 0, 2+len(data))
-		parts = append(parts, bytes.NewReader(prefix[:]), bytes.NewReader(manifest))
-		for _, d := range data {
-			parts = append(parts, bytes.NewReader(d))
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint("/v1/blocks"), io.MultiReader(parts...))
+		req, err := body.NewRequest(ctx, r.base.String())
 		if err != nil {
 			return nil, err
 		}
-		req.ContentLength = size
-		req.Header.Set("Content-Type", "application/vnd.blindstore.batch")
 		if err := r.pay(ctx, req, pay); err != nil {
 			return nil, err
 		}
@@ -447,9 +404,7 @@ func (r *Remote) postBatch(ctx context.Context, what string, m any, n int, data 
 		if resp.StatusCode != http.StatusOK {
 			return problemError(resp)
 		}
-		var out struct {
-			Results []batchResult `json:"results"`
-		}
+		var out wire.BatchResponse
 		if err := decodeJSON(resp, 1<<20, &out); err != nil {
 			return err
 		}
@@ -461,24 +416,22 @@ func (r *Remote) postBatch(ctx context.Context, what string, m any, n int, data 
 }
 
 func (r *Remote) putBatch(ctx context.Context, cfg *ServerConfig, items []BatchItem) error {
-	m := struct {
-		Blocks []batchEntry `json:"blocks"`
-	}{Blocks: make([]batchEntry, len(items))}
-	want := make([]blobstore.ETag, len(items))
+	m := &wire.BatchManifest{Blocks: make([]wire.BatchEntry, len(items))}
+	want := make([]wire.ETag, len(items))
 	data := make([][]byte, len(items))
 	for i, it := range items {
 		if len(it.Data) != cfg.BlockSize {
 			return fmt.Errorf("client: batch block of %d bytes, want %d", len(it.Data), cfg.BlockSize)
 		}
-		m.Blocks[i] = batchEntry{ID: it.ID.String(), Proof: blobstore.EncodeProof(it.Proof), CreateOnly: true}
+		m.Blocks[i] = wire.BatchEntry{ID: it.ID.String(), Proof: wire.EncodeProof(it.Proof), CreateOnly: true}
 		want[i], data[i] = items[i].etag(), it.Data
 	}
-	return r.postBatch(ctx, "writing blocks", m, len(items), data, true, func(rs []batchResult) error {
+	return r.postBatch(ctx, "writing blocks", m, data, true, func(rs []wire.BatchResult) error {
 		for i, res := range rs {
 			if res.ID != m.Blocks[i].ID {
 				return errorf(KindNetwork, "the server answered a batch's results out of order")
 			}
-			etag, perr := blobstore.ParseETag(res.ETag)
+			etag, perr := wire.ParseETag(res.ETag)
 			switch {
 			case (res.Status == http.StatusCreated || res.Status == http.StatusNoContent) && perr == nil && etag == want[i]:
 			case res.Status == http.StatusPreconditionFailed && perr == nil && etag == want[i]:
@@ -500,13 +453,13 @@ func (r *Remote) putBatch(ctx context.Context, cfg *ServerConfig, items []BatchI
 // CommitItem is one entry of an atomic batch (Remote.Commit): a write
 // when Data is set, else a check (Check) or a deletion.
 type CommitItem struct {
-	ID    blobstore.ID
-	Proof blobstore.WriteProof
+	ID    wire.ID
+	Proof wire.WriteProof
 	Data  []byte // nil: delete or check the block
 	Check bool   // with no Data: the batch holds only if the block exists, is ours and meets Cond
 	Cond  Cond   // a deletion or check takes IfMatch only
-	// ETag, if not zero, is blobstore.ETagOf(Data), known already.
-	ETag blobstore.ETag
+	// ETag, if not zero, is wire.ETagOf(Data), known already.
+	ETag wire.ETag
 }
 
 // errUnacked: a commit that checks blocks still on their way found one
@@ -579,15 +532,10 @@ func (cfg *ServerConfig) fitDeletions(items, dels []CommitItem) int {
 	return n
 }
 
-type atomicManifest struct {
-	Atomic bool         `json:"atomic"`
-	Blocks []batchEntry `json:"blocks"`
-}
-
-func commitManifest(items []CommitItem) atomicManifest {
-	m := atomicManifest{Atomic: true, Blocks: make([]batchEntry, len(items))}
+func commitManifest(items []CommitItem) *wire.BatchManifest {
+	m := &wire.BatchManifest{Atomic: true, Blocks: make([]wire.BatchEntry, len(items))}
 	for i, it := range items {
-		e := batchEntry{ID: it.ID.String(), Proof: blobstore.EncodeProof(it.Proof), CreateOnly: it.Cond.CreateOnly, Delete: it.Data == nil && !it.Check, Check: it.Check}
+		e := wire.BatchEntry{ID: it.ID.String(), Proof: wire.EncodeProof(it.Proof), CreateOnly: it.Cond.CreateOnly, Delete: it.Data == nil && !it.Check, Check: it.Check}
 		if it.Cond.IfMatch != nil {
 			e.IfMatch = it.Cond.IfMatch.String()
 		}
@@ -610,7 +558,7 @@ func (r *Remote) Commit(ctx context.Context, items []CommitItem) error {
 		return err
 	}
 	m := commitManifest(items)
-	want := make([]blobstore.ETag, len(items))
+	want := make([]wire.ETag, len(items))
 	var data [][]byte
 	creates := false
 	for i, it := range items {
@@ -620,13 +568,13 @@ func (r *Remote) Commit(ctx context.Context, items []CommitItem) error {
 		if len(it.Data) != cfg.BlockSize {
 			return fmt.Errorf("client: batch block of %d bytes, want %d", len(it.Data), cfg.BlockSize)
 		}
-		if want[i] = it.ETag; want[i] == (blobstore.ETag{}) {
-			want[i] = blobstore.ETagOf(it.Data)
+		if want[i] = it.ETag; want[i] == (wire.ETag{}) {
+			want[i] = wire.ETagOf(it.Data)
 		}
 		data = append(data, it.Data)
 		creates = creates || it.Cond.IfMatch == nil
 	}
-	return r.postBatch(ctx, "committing", m, len(items), data, creates, func(rs []batchResult) error {
+	return r.postBatch(ctx, "committing", m, data, creates, func(rs []wire.BatchResult) error {
 		return commitOutcome(items, m, want, rs)
 	})
 }
@@ -636,7 +584,7 @@ func (r *Remote) Commit(ctx context.Context, items []CommitItem) error {
 // of its own data tells that an earlier attempt of this very request
 // applied (a new block's random id exists nowhere else, and the batch
 // applies whole or not at all), so that is success too.
-func commitOutcome(items []CommitItem, m atomicManifest, want []blobstore.ETag, results []batchResult) error {
+func commitOutcome(items []CommitItem, m *wire.BatchManifest, want []wire.ETag, results []wire.BatchResult) error {
 	var failed error
 	applied, landedBefore, unacked := true, false, false
 	for i, res := range results {
@@ -658,7 +606,7 @@ func commitOutcome(items []CommitItem, m atomicManifest, want []blobstore.ETag, 
 		if items[i].Data == nil {
 			continue // a deletion: cleanup, whatever its outcome
 		}
-		etag, perr := blobstore.ParseETag(res.ETag)
+		etag, perr := wire.ParseETag(res.ETag)
 		switch res.Status {
 		case http.StatusCreated, http.StatusNoContent:
 			if perr != nil || etag != want[i] {
@@ -699,16 +647,16 @@ func commitOutcome(items []CommitItem, m atomicManifest, want []blobstore.ETag, 
 
 // RenewItem is one block to renew.
 type RenewItem struct {
-	ID    blobstore.ID
-	Proof blobstore.RenewProof
+	ID    wire.ID
+	Proof wire.RenewProof
 }
 
 // RenewResult sums up renewals.
 type RenewResult struct {
-	Renewed int            // moved to the current period
-	Current int            // already in it
-	Missing []blobstore.ID // gone: purged or deleted
-	Refused []blobstore.ID // proof refused
+	Renewed int       // moved to the current period
+	Current int       // already in it
+	Missing []wire.ID // gone: purged or deleted
+	Refused []wire.ID // proof refused
 }
 
 // Renew renews blocks in batches of at most the server's renew_batch,
@@ -739,15 +687,9 @@ func (r *Remote) Renew(ctx context.Context, items []RenewItem) (RenewResult, err
 }
 
 func (r *Remote) renew(ctx context.Context, items []RenewItem) (RenewResult, error) {
-	type entry struct {
-		ID    string `json:"id"`
-		Proof string `json:"proof"`
-	}
-	body := struct {
-		Blocks []entry `json:"blocks"`
-	}{Blocks: make([]entry, len(items))}
+	body := wire.RenewRequest{Blocks: make([]wire.RenewEntry, len(items))}
 	for i, it := range items {
-		body.Blocks[i] = entry{ID: it.ID.String(), Proof: blobstore.EncodeProof(it.Proof)}
+		body.Blocks[i] = wire.RenewEntry{ID: it.ID.String(), Proof: wire.EncodeProof(it.Proof)}
 	}
 	raw, err := json.Marshal(body)
 	if err != nil {
@@ -755,11 +697,11 @@ func (r *Remote) renew(ctx context.Context, items []RenewItem) (RenewResult, err
 	}
 	var res RenewResult
 	err = r.do(ctx, "renewing blocks", func() (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint("/v1/renew"), bytes.NewReader(raw))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.endpoint(wire.PathRenew), bytes.NewReader(raw))
 		if err != nil {
 			return nil, err
 		}
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", wire.MediaJSON)
 		if err := r.pay(ctx, req, true); err != nil {
 			return nil, err
 		}
@@ -768,12 +710,7 @@ func (r *Remote) renew(ctx context.Context, items []RenewItem) (RenewResult, err
 		if resp.StatusCode != http.StatusOK {
 			return problemError(resp)
 		}
-		var out struct {
-			Renewed int      `json:"renewed"`
-			Current int      `json:"current"`
-			Missing []string `json:"missing"`
-			Refused []string `json:"refused"`
-		}
+		var out wire.RenewResponse
 		if err := decodeJSON(resp, 4<<20, &out); err != nil {
 			return err
 		}
@@ -782,14 +719,14 @@ func (r *Remote) renew(ctx context.Context, items []RenewItem) (RenewResult, err
 		}
 		res = RenewResult{Renewed: out.Renewed, Current: out.Current}
 		for _, s := range out.Missing {
-			id, err := blobstore.ParseID(s)
+			id, err := wire.ParseID(s)
 			if err != nil {
 				return errorf(KindNetwork, "the server named a malformed block id")
 			}
 			res.Missing = append(res.Missing, id)
 		}
 		for _, s := range out.Refused {
-			id, err := blobstore.ParseID(s)
+			id, err := wire.ParseID(s)
 			if err != nil {
 				return errorf(KindNetwork, "the server named a malformed block id")
 			}
@@ -911,12 +848,9 @@ func stripURL(err error) error {
 
 // problemError turns a non-success answer into an error of its kind.
 func problemError(resp *http.Response) error {
-	var p struct {
-		Code   string `json:"code"`
-		Detail string `json:"detail"`
-	}
+	var p wire.Problem
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mt == "application/problem+json" {
+	if mt == wire.MediaProblem {
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&p)
 	}
 	switch resp.StatusCode {
@@ -925,28 +859,39 @@ func problemError(resp *http.Response) error {
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		return &transientError{err: fmt.Errorf("the server is unavailable (%d)", resp.StatusCode), retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}
 	}
-	if mt != "application/problem+json" || p.Code == "" {
+	if mt != wire.MediaProblem || p.Code == "" {
 		return errorf(KindNetwork, "the server answered %s, which is not the blindstore API", statusText(resp.StatusCode))
 	}
 	switch p.Code {
-	case blobstore.CodeNotFound:
-		return &Error{Kind: KindNotFound, Msg: "no such block"}
-	case blobstore.CodeProofMismatch:
-		return &Error{Kind: KindAuth, Msg: "the server refused the block's write proof"}
-	case blobstore.CodePreconditionFailed:
+	case wire.CodePreconditionFailed:
 		pe := &PreconditionError{}
-		if e, err := blobstore.ParseETag(resp.Header.Get("ETag")); err == nil {
+		if e, err := wire.ParseETag(resp.Header.Get("ETag")); err == nil {
 			pe.Current = &e
 		}
 		return &Error{Kind: KindConflict, Err: pe}
-	case blobstore.CodeFull:
-		return errorf(KindNetwork, "the server's store is full")
-	case blobstore.CodeTokenSpent, blobstore.CodeTokenInvalid:
+	case wire.CodeTokenSpent, wire.CodeTokenInvalid:
 		return &tokenRejectedError{code: p.Code}
-	case blobstore.CodeTokenRequired:
+	case wire.CodeTokenRequired:
 		return errNoTokens
 	}
+	if pc, ok := wire.LookupCode(p.Code); ok && pc.Client != KindOther {
+		return &Error{Kind: pc.Client, Msg: problemText(pc.Code)}
+	}
 	return errorf(KindOther, "the server refused the request: %s (%s)", serverText(p.Code, 64), serverText(p.Detail, 200))
+}
+
+// problemText is what the user is told of a problem the client has a
+// kind for; the server's detail is not needed to say it.
+func problemText(code string) string {
+	switch code {
+	case wire.CodeNotFound:
+		return "no such block"
+	case wire.CodeProofMismatch:
+		return "the server refused the block's write proof"
+	case wire.CodeFull:
+		return "the server's store is full"
+	}
+	return "the server refused the request: " + code
 }
 
 // serverText makes text a server chose fit to show the user: control and
@@ -998,7 +943,7 @@ func parseRetryAfter(s string) time.Duration {
 // decodeJSON decodes a JSON answer of at most limit bytes.
 func decodeJSON(resp *http.Response, limit int64, v any) error {
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mt != "application/json" {
+	if mt != wire.MediaJSON {
 		return errorf(KindNetwork, "the server answered %q where JSON was expected: it is not a blindstore server", serverText(resp.Header.Get("Content-Type"), 64))
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(v); err != nil {

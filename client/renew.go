@@ -35,8 +35,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // RenewReport says what a renewal did.
@@ -66,7 +66,7 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 		return rep, nil
 	}
 	var items []RenewItem
-	owner := make(map[blobstore.ID]string) // block → file name, for the report
+	owner := make(map[wire.ID]string) // block → file name, for the report
 	for _, r := range a.head.Roots {
 		items = append(items, RenewItem{ID: r.ID, Proof: r.Proof.Renew()})
 	}
@@ -222,8 +222,8 @@ func (a *Account) ExportRenewals() *RenewList {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l := &RenewList{Format: renewListFormat, Server: a.remote.URL(), Generation: a.head.Generation}
-	add := func(id blobstore.ID, p blobstore.RenewProof) {
-		l.Blocks = append(l.Blocks, RenewEntry{ID: id.String(), Proof: blobstore.EncodeProof(p)})
+	add := func(id wire.ID, p wire.RenewProof) {
+		l.Blocks = append(l.Blocks, RenewEntry{ID: id.String(), Proof: wire.EncodeProof(p)})
 	}
 	for _, r := range a.head.Roots {
 		add(r.ID, r.Proof.Renew())
@@ -250,15 +250,15 @@ func ReadRenewList(r io.Reader) (*RenewList, []RenewItem, error) {
 	}
 	items := make([]RenewItem, len(l.Blocks))
 	for i, e := range l.Blocks {
-		id, err := blobstore.ParseID(e.ID)
+		id, err := wire.ParseID(e.ID)
 		if err != nil {
 			return nil, nil, &Error{Kind: KindInvalid, Msg: fmt.Sprintf("renewal export: entry %d has a malformed id", i)}
 		}
-		p, err := blobstore.ParseProof(e.Proof)
+		p, err := wire.ParseProof(e.Proof)
 		if err != nil {
 			return nil, nil, &Error{Kind: KindInvalid, Msg: fmt.Sprintf("renewal export: entry %d has a malformed proof", i)}
 		}
-		items[i] = RenewItem{ID: id, Proof: blobstore.RenewProof(p)}
+		items[i] = RenewItem{ID: id, Proof: wire.RenewProof(p)}
 	}
 	return &l, items, nil
 }

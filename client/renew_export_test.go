@@ -6,7 +6,8 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 )
 
@@ -27,14 +28,14 @@ func TestRenewExportCannotWriteOrDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaks := []string{"big", "note",
-		blobstore.EncodeProof(a.root.AccountKey), blobstore.EncodeProof(a.root.OwnerSecret)}
-	leaks = append(leaks, blobstore.EncodeProof(a.headLoc.Proof))
+		wire.EncodeProof(a.root.AccountKey), wire.EncodeProof(a.root.OwnerSecret)}
+	leaks = append(leaks, wire.EncodeProof(a.headLoc.Proof))
 	for _, root := range a.head.Roots {
-		leaks = append(leaks, blobstore.EncodeProof(root.Proof))
+		leaks = append(leaks, wire.EncodeProof(root.Proof))
 	}
 	for _, e := range l.Blocks {
-		id, _ := blobstore.ParseID(e.ID)
-		leaks = append(leaks, blobstore.EncodeProof(a.root.OwnerSecret.WriteProof(id)))
+		id, _ := wire.ParseID(e.ID)
+		leaks = append(leaks, wire.EncodeProof(a.root.OwnerSecret.WriteProof(id)))
 	}
 	for _, leak := range leaks {
 		if bytes.Contains(b, []byte(leak)) || bytes.Contains(b, a.root.AccountKey[:]) || bytes.Contains(b, a.root.OwnerSecret[:]) {
@@ -47,7 +48,7 @@ func TestRenewExportCannotWriteOrDelete(t *testing.T) {
 	}
 	ctx := context.Background()
 	r := s.remote(t)
-	before := map[blobstore.ID][]byte{}
+	before := map[wire.ID][]byte{}
 	for _, it := range items {
 		data, _, err := r.Get(ctx, it.ID, nil)
 		if err != nil {
@@ -59,8 +60,8 @@ func TestRenewExportCannotWriteOrDelete(t *testing.T) {
 	for _, it := range items {
 		// The renew proof as a write proof, and the one derived from it:
 		// whatever the holder computes from the export.
-		for _, w := range []blobstore.WriteProof{blobstore.WriteProof(it.Proof), blobstore.WriteProof(blobstore.WriteProof(it.Proof).Renew())} {
-			etag := blobstore.ETagOf(before[it.ID])
+		for _, w := range []wire.WriteProof{wire.WriteProof(it.Proof), wire.WriteProof(wire.WriteProof(it.Proof).Renew())} {
+			etag := wire.ETagOf(before[it.ID])
 			for _, cond := range []Cond{{}, {CreateOnly: true}, {IfMatch: &etag}} {
 				if _, err := r.Put(ctx, it.ID, w, junk, cond); err == nil {
 					t.Fatalf("a put with an export's proof was accepted (%+v)", cond)

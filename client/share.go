@@ -25,7 +25,8 @@ import (
 	"io"
 	"path"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 )
@@ -103,17 +104,17 @@ func (a *Account) writeManifest(ctx context.Context, f *indexfile.File) ([]index
 	if format.PointerLen(len(payloads)) > format.PayloadCapacity(bs) {
 		return nil, format.Capability{}, &Error{Kind: KindInvalid, Msg: "the file has too many blocks to share with one manifest"}
 	}
-	pid := blobstore.NewID()
+	pid := wire.NewID()
 	key := format.CapKey(f.Key, pid)
 	items := make([]BatchItem, 0, 1+len(payloads))
 	refs := make([]indexfile.Ref, 1, 1+len(payloads))
 	for _, p := range payloads {
-		id := blobstore.NewID()
+		id := wire.NewID()
 		data, err := format.Encrypt(key, id, p, bs)
 		if err != nil {
 			return nil, format.Capability{}, err
 		}
-		etag := blobstore.ETagOf(data)
+		etag := wire.ETagOf(data)
 		items = append(items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data})
 		refs = append(refs, indexfile.Ref{ID: id, ETag: etag})
 	}
@@ -122,7 +123,7 @@ func (a *Account) writeManifest(ctx context.Context, f *indexfile.File) ([]index
 	if err != nil {
 		return nil, format.Capability{}, err
 	}
-	refs[0] = indexfile.Ref{ID: pid, ETag: blobstore.ETagOf(pdata)}
+	refs[0] = indexfile.Ref{ID: pid, ETag: wire.ETagOf(pdata)}
 	items = append(items, BatchItem{ID: pid, Proof: a.root.OwnerSecret.WriteProof(pid), Data: pdata})
 	// Manifest blocks first, the pointer last: a capability that works
 	// finds everything it lists.

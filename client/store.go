@@ -3,7 +3,7 @@ package client
 import (
 	"context"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // Store is what the client needs of a blindstore server: the operations
@@ -20,11 +20,11 @@ type Store interface {
 	// CurrentPeriod asks for the current period now.
 	CurrentPeriod(ctx context.Context) (uint64, error)
 	// Get reads a block and returns it with its ETag.
-	Get(ctx context.Context, id blobstore.ID, dst []byte) ([]byte, blobstore.ETag, error)
+	Get(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error)
 	// Put writes one block under a precondition and returns its ETag.
-	Put(ctx context.Context, id blobstore.ID, w blobstore.WriteProof, data []byte, c Cond) (blobstore.ETag, error)
+	Put(ctx context.Context, id wire.ID, w wire.WriteProof, data []byte, c Cond) (wire.ETag, error)
 	// Delete removes a block; one already gone is not an error.
-	Delete(ctx context.Context, id blobstore.ID, w blobstore.WriteProof, ifMatch *blobstore.ETag) error
+	Delete(ctx context.Context, id wire.ID, w wire.WriteProof, ifMatch *wire.ETag) error
 	// PutBatch creates new blocks.
 	PutBatch(ctx context.Context, items []BatchItem) error
 	// Commit applies items as one atomic batch (ServerConfig.CanCommit).
@@ -34,7 +34,7 @@ type Store interface {
 
 	// getUnhashed is Get without the ETag, for callers that check the
 	// content themselves (fetchChunk).
-	getUnhashed(ctx context.Context, id blobstore.ID, dst []byte) ([]byte, error)
+	getUnhashed(ctx context.Context, id wire.ID, dst []byte) ([]byte, error)
 	// parallelism bounds concurrent reads and deletions.
 	parallelism() int
 }

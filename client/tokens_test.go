@@ -25,6 +25,7 @@ import (
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/privacypass"
+	"github.com/blindstore/blindstore/privacypass/issuer"
 	"github.com/blindstore/blindstore/privacypass/spent"
 )
 
@@ -43,7 +44,7 @@ func newPaidServer(t *testing.T, front func(honest http.Handler) http.Handler) *
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	idir := t.TempDir()
-	is, err := privacypass.OpenIssuer(privacypass.IssuerConfig{Dir: idir, Period: time.Hour, Logger: quiet})
+	is, err := issuer.Open(issuer.Config{Dir: idir, Period: time.Hour, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func newPaidServer(t *testing.T, front func(honest http.Handler) http.Handler) *
 
 func (p *paidServer) wallet(t *testing.T, tokens int) (*Wallet, string) {
 	t.Helper()
-	code, err := privacypass.CreateInvite(p.issuerDir, tokens)
+	code, err := issuer.CreateInvite(p.issuerDir, tokens)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +236,7 @@ func TestOutOfTokensLeavesNothingHalfWritten(t *testing.T) {
 func TestIssuerWithAPerUserKeyIsRefused(t *testing.T) {
 	var target atomic.Bool
 	otherDir := t.TempDir()
-	other, err := privacypass.OpenIssuer(privacypass.IssuerConfig{Dir: otherDir, Period: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	other, err := issuer.Open(issuer.Config{Dir: otherDir, Period: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestIssuerWithAPerUserKeyIsRefused(t *testing.T) {
 			honest.ServeHTTP(w, r)
 		})
 	})
-	code, _ := privacypass.CreateInvite(p.issuerDir, 5)
+	code, _ := issuer.CreateInvite(p.issuerDir, 5)
 	// The hostile issuer knows the user's invite too.
 	if err := os.CopyFS(filepath.Join(otherDir, "invites"), os.DirFS(filepath.Join(p.issuerDir, "invites"))); err != nil {
 		t.Fatal(err)

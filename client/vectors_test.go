@@ -14,7 +14,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/client/format"
 )
 
@@ -129,7 +130,7 @@ type vecLocatorJSON struct {
 func (l vecLocatorJSON) locator(t *testing.T) format.Locator {
 	t.Helper()
 	var loc format.Locator
-	id, err := blobstore.ParseID(l.ID)
+	id, err := wire.ParseID(l.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func collectBlocks(t *testing.T, n any, out *[]BatchItem) {
 		if ok1 && ok2 && ok3 {
 			var it BatchItem
 			var err error
-			if it.ID, err = blobstore.ParseID(id); err != nil {
+			if it.ID, err = wire.ParseID(id); err != nil {
 				t.Fatal(err)
 			}
 			if it.Data, err = hex.DecodeString(block); err != nil {

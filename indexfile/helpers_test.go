@@ -7,23 +7,23 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
 
 // testID returns a fixed v4 ID derived from seed, so fixtures are
 // reproducible.
-func testID(seed string) blobstore.ID {
+func testID(seed string) wire.ID {
 	s := sha256.Sum256([]byte("id:" + seed))
-	var id blobstore.ID
+	var id wire.ID
 	copy(id[:], s[:])
 	id[6] = id[6]&0x0f | 0x40
 	id[8] = id[8]&0x3f | 0x80
 	return id
 }
 
-func testETag(seed string) blobstore.ETag { return blobstore.ETagOf([]byte("etag:" + seed)) }
+func testETag(seed string) wire.ETag { return wire.ETagOf([]byte("etag:" + seed)) }
 
 func testHash(seed string) [HashSize]byte { return sha256.Sum256([]byte("hash:" + seed)) }
 

@@ -20,7 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // Version is the index format version Encode writes and Decode accepts.
@@ -43,8 +43,8 @@ const HashSize = 32
 
 // Ref names one version of one block.
 type Ref struct {
-	ID   blobstore.ID
-	ETag blobstore.ETag // of the ciphertext as written; a read must match
+	ID   wire.ID
+	ETag wire.ETag // of the ciphertext as written; a read must match
 }
 
 // Chunk is one piece of a file, stored alone in one block. Its plaintext
@@ -113,10 +113,13 @@ type Index struct {
 }
 
 // Errors of validation and decoding. Callers branch on them with errors.Is.
+// An index that does not decode came from the server, which must not be
+// able to alter one: ErrCorrupt and ErrVersion are of wire.KindTampered
+// wherever they end up.
 var (
 	ErrBadName   = errors.New("indexfile: bad file name")
-	ErrCorrupt   = errors.New("indexfile: index is malformed")
-	ErrVersion   = errors.New("indexfile: unsupported index version")
+	ErrCorrupt   = wire.Sentinel(wire.KindTampered, "indexfile: index is malformed")
+	ErrVersion   = wire.Sentinel(wire.KindTampered, "indexfile: unsupported index version")
 	ErrDuplicate = errors.New("indexfile: duplicate file name")
 )
 
@@ -331,13 +334,13 @@ func (f *File) Refs() []Ref {
 // refer to one block (a merge of a rename and an edit can leave them so),
 // so deletion must go by this difference, never by one file's blocks.
 func Unreferenced(old, cur *Index) []Ref {
-	keep := make(map[blobstore.ID]struct{})
+	keep := make(map[wire.ID]struct{})
 	for i := range cur.Files {
 		for _, r := range cur.Files[i].Refs() {
 			keep[r.ID] = struct{}{}
 		}
 	}
-	seen := make(map[blobstore.ID]struct{})
+	seen := make(map[wire.ID]struct{})
 	var out []Ref
 	for i := range old.Files {
 		for _, r := range old.Files[i].Refs() {

@@ -71,7 +71,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // FormatTree is the format byte of leaves and dirs.
@@ -332,7 +332,7 @@ func (r *reader) count(minLen int) int {
 func (r *reader) ref() Ref {
 	var x Ref
 	copy(x.ID[:], r.bytes(16))
-	copy(x.ETag[:], r.bytes(blobstore.ETagSize))
+	copy(x.ETag[:], r.bytes(wire.ETagSize))
 	return x
 }
 
@@ -544,7 +544,7 @@ func Assemble(generation uint64, dirBlocks []Ref, dirs []Dir, leafFiles [][][]Fi
 	if len(dirs) > 0 {
 		x.Renewed, t.Renewed = dirs[0].Renewed, dirs[0].Renewed
 	}
-	seen := map[blobstore.ID]struct{}{}
+	seen := map[wire.ID]struct{}{}
 	for i := range dirs {
 		leaves := dirs[i].Leaves
 		if i > 0 && dirs[i].Renewed != 0 {

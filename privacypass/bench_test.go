@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/privacypass"
+	"github.com/blindstore/blindstore/privacypass/issuer"
 )
 
 // BenchmarkRedeemVerify is the blob server's CPU cost of a token: parse
@@ -16,7 +17,7 @@ import (
 // signature with crypto/rsa.
 func BenchmarkRedeemVerify(b *testing.B) {
 	s := newStack(b)
-	code, _ := privacypass.CreateInvite(s.dir, 1)
+	code, _ := issuer.CreateInvite(s.dir, 1)
 	toks, err := s.issue(b, code, 1)
 	if err != nil {
 		b.Fatal(err)
@@ -40,7 +41,7 @@ func BenchmarkRedeemAndSpend(b *testing.B) {
 	for _, inFlight := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("inflight=%d", inFlight), func(b *testing.B) {
 			s := newStack(b)
-			code, _ := privacypass.CreateInvite(s.dir, 1)
+			code, _ := issuer.CreateInvite(s.dir, 1)
 			toks, err := s.issue(b, code, 1)
 			if err != nil {
 				b.Fatal(err)
@@ -124,7 +125,7 @@ func BenchmarkClientIssuance(b *testing.B) {
 // the clients share the machine's cores.
 func BenchmarkIssuanceHTTP(b *testing.B) {
 	s := newStack(b)
-	code, _ := privacypass.CreateInvite(s.dir, 1<<30)
+	code, _ := issuer.CreateInvite(s.dir, 1<<30)
 	ic := &privacypass.IssuerClient{URL: s.url, Invite: code, HTTP: http.DefaultClient}
 	d, reqURL, err := ic.Directory(context.Background())
 	if err != nil {

@@ -9,9 +9,11 @@
 //	directory.go the issuer directory (RFC 9578 §4)
 //	redeemer.go  the blob server's side: keys from the directory, challenge,
 //	             verification, double-spend check
-//	issuer.go    `blindstored issuer`: keys rotated each period, invite
-//	             codes with an allotment per period, issuance over HTTP
+//	issuerapi.go the issuer's routes, allotment answer and invite codes
 //	issuerclient.go  the invite holder's side of the issuer's HTTP API
+//	issuer/      `blindstored issuer`: keys rotated each period, invite
+//	             codes with an allotment per period, issuance over HTTP;
+//	             the only part that keeps a database (bbolt)
 //	spent/       spent sets: bbolt (spent.db) and PostgreSQL
 //
 // Redemption needs only the issuer's public key and the standard library

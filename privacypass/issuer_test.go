@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/privacypass"
+	"github.com/blindstore/blindstore/privacypass/issuer"
 )
 
 // TestIssuerChargesOnlySignedTokens: a client that fetches several tokens
@@ -21,7 +22,7 @@ import (
 func TestIssuerChargesOnlySignedTokens(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	code, err := privacypass.CreateInvite(s.dir, 3)
+	code, err := issuer.CreateInvite(s.dir, 3)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/privacypass"
+	"github.com/blindstore/blindstore/privacypass/issuer"
 	"github.com/blindstore/blindstore/privacypass/spent"
 	"go.etcd.io/bbolt"
 )
@@ -35,7 +36,7 @@ const period = time.Hour
 
 type stack struct {
 	clock    *clock
-	issuer   *privacypass.Issuer
+	issuer   *issuer.Issuer
 	url      string
 	dir      string
 	redeemer *privacypass.Redeemer
@@ -49,7 +50,7 @@ func newStack(t testing.TB) *stack {
 	t.Helper()
 	c := newClock(time.Unix(1_800_000_000, 0).Truncate(period).Add(time.Minute))
 	dir := t.TempDir()
-	is, err := privacypass.OpenIssuer(privacypass.IssuerConfig{Dir: dir, Period: period, Logger: quiet, Now: c.Now})
+	is, err := issuer.Open(issuer.Config{Dir: dir, Period: period, Logger: quiet, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func (s *stack) redeem(tok *privacypass.Token) error {
 
 func TestIssueRedeemAndDoubleSpend(t *testing.T) {
 	s := newStack(t)
-	code, err := privacypass.CreateInvite(s.dir, 3)
+	code, err := issuer.CreateInvite(s.dir, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestIssueRedeemAndDoubleSpend(t *testing.T) {
 	if err := other.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	code2, _ := privacypass.CreateInvite(s.dir, 1)
+	code2, _ := issuer.CreateInvite(s.dir, 1)
 	tok2, err := s.issue(t, code2, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +175,7 @@ func TestIssueRedeemAndDoubleSpend(t *testing.T) {
 func TestForeignKeyRefused(t *testing.T) {
 	s := newStack(t)
 	foreign := newStack(t)
-	code, _ := privacypass.CreateInvite(foreign.dir, 1)
+	code, _ := issuer.CreateInvite(foreign.dir, 1)
 	// The foreign issuer signs for our challenge, under its own key.
 	ic := &privacypass.IssuerClient{URL: foreign.url, Invite: code, HTTP: http.DefaultClient}
 	d, reqURL, err := ic.Directory(context.Background())
@@ -197,7 +198,7 @@ func TestForeignKeyRefused(t *testing.T) {
 // set of a retired key is dropped whole.
 func TestRotationRetiresKeysAndDropsTheirSpentSets(t *testing.T) {
 	s := newStack(t)
-	code, _ := privacypass.CreateInvite(s.dir, 4)
+	code, _ := issuer.CreateInvite(s.dir, 4)
 	toks, err := s.issue(t, code, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +272,7 @@ func TestRotationRetiresKeysAndDropsTheirSpentSets(t *testing.T) {
 // 32-byte nonces with empty values: nothing else.
 func TestSpentFileHoldsOnlyNonces(t *testing.T) {
 	s := newStack(t)
-	code, _ := privacypass.CreateInvite(s.dir, 5)
+	code, _ := issuer.CreateInvite(s.dir, 5)
 	toks, err := s.issue(t, code, 5)
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +321,7 @@ func TestSpentFileHoldsOnlyNonces(t *testing.T) {
 
 func TestConcurrentSpendsOfOneTokenSucceedOnce(t *testing.T) {
 	s := newStack(t)
-	code, _ := privacypass.CreateInvite(s.dir, 1)
+	code, _ := issuer.CreateInvite(s.dir, 1)
 	toks, err := s.issue(t, code, 1)
 	if err != nil {
 		t.Fatal(err)

@@ -1,16 +1,13 @@
 package httpapi
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // maxBatchBody is the largest body POST /v1/blocks accepts: the length
@@ -24,44 +21,17 @@ func (a *api) maxRenewBody() int64 {
 	return renewBytesSlack + int64(a.svc.Limits().RenewBatch)*renewBytesPerBlock
 }
 
-// batchManifest is the JSON part of a batch write.
-type batchManifest struct {
-	Blocks []batchEntry `json:"blocks"`
-	// Atomic: the writes apply all together or none does, and the
-	// deletions only with them (blobstore.Service.Batch).
-	Atomic bool `json:"atomic,omitempty"`
-}
+// BatchResult and BatchResponse are the answer of POST /v1/blocks (wire's).
+type (
+	BatchResult   = wire.BatchResult
+	BatchResponse = wire.BatchResponse
+)
 
-type batchEntry struct {
-	ID         string `json:"id"`
-	Proof      string `json:"proof"`                 // write proof, base64url
-	CreateOnly bool   `json:"create_only,omitempty"` // as If-None-Match: *
-	IfMatch    string `json:"if_match,omitempty"`    // as If-Match: an entity tag; one this server never issued fails the entry (412)
-	Delete     bool   `json:"delete,omitempty"`      // a deletion: no data in the body
-	Check      bool   `json:"check,omitempty"`       // a check (blobstore.OpCheck): no data in the body
-}
-
-// BatchResult is one block's outcome in the answer of POST /v1/blocks.
-type BatchResult struct {
-	ID     string `json:"id"`             // canonical lower-case form
-	Status int    `json:"status"`         // 200 (check held), 201, 204, 403, 404 (deletion, check), 412 or 424 (atomic batch aborted)
-	Code   string `json:"code,omitempty"` // for 403 and 412
-	ETag   string `json:"etag,omitempty"` // after the write; for 412, the block's current one
-}
-
-// BatchResponse is the answer of POST /v1/blocks.
-type BatchResponse struct {
-	Results []BatchResult `json:"results"`
-}
-
-// putBatch is POST /v1/blocks. Body framing (Content-Type
-// application/vnd.blindstore.batch): a 4-byte big-endian length L, L
-// bytes of JSON manifest, then exactly n×block_size bytes of data for the
-// n entries that are writes (not deletions or checks), in manifest order. Every block is
-// read and checked before any reaches the service, and the service
-// commits them in one batch.
+// putBatch is POST /v1/blocks, framed as package wire says (batch.go
+// there). Every block is read and checked before any reaches the
+// service, and the service commits them in one batch.
 func (a *api) putBatch(x *exchange) {
-	if err := checkMediaType(x.r, mediaBatch, false); err != nil {
+	if err := checkMediaType(x.r, wire.MediaBatch, false); err != nil {
 		x.fail(a, err)
 		return
 	}
@@ -125,18 +95,17 @@ func (a *api) putBatch(x *exchange) {
 			br.Status = http.StatusNoContent
 		case blobstore.StatusChecked:
 			br.Status = http.StatusOK
-		case blobstore.StatusNotFound:
-			// Only a deletion or check: a probe, as a DELETE's or
-			// HEAD's 404 is.
-			br.Status, br.Code = http.StatusNotFound, blobstore.CodeNotFound
-			x.failed++
-		case blobstore.StatusForbidden:
-			br.Status, br.Code = http.StatusForbidden, blobstore.CodeProofMismatch
-			x.failed++
-		case blobstore.StatusPrecondition:
-			br.Status, br.Code = http.StatusPreconditionFailed, blobstore.CodePreconditionFailed
-		case blobstore.StatusAborted:
-			br.Status, br.Code = http.StatusFailedDependency, blobstore.CodeAborted
+		case blobstore.StatusNotFound, blobstore.StatusForbidden, blobstore.StatusPrecondition, blobstore.StatusAborted:
+			// A failed entry answers the status and code its error
+			// would as a problem of its own, from wire's one table.
+			be := res.Status.Err().(*blobstore.Error)
+			br.Status, br.Code = be.Kind.HTTPStatus(), be.Code
+			if res.Status == blobstore.StatusNotFound || res.Status == blobstore.StatusForbidden {
+				// Only a deletion or check is not found: a probe, as
+				// a DELETE's or HEAD's 404 is; a refused proof is one
+				// everywhere.
+				x.failed++
+			}
 		default:
 			// A write or deletion has no other outcome; a store that
 			// says otherwise is broken, and the panic handler answers
@@ -151,40 +120,23 @@ func (a *api) putBatch(x *exchange) {
 	writeJSON(x.w, http.StatusOK, out)
 }
 
-// readBatch parses a batch body. It returns the pooled buffers it took,
-// even on error, for the caller to give back.
+// readBatch parses a batch body with wire's decoder. It returns the
+// pooled buffers it took, even on error, for the caller to give back.
 func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, bool, []*[]byte, error) {
-	var prefix [4]byte
-	if _, err := io.ReadFull(body, prefix[:]); err != nil {
-		return nil, false, nil, framingError(err, declared, "the body must start with the manifest's 4-byte length")
-	}
-	l := binary.BigEndian.Uint32(prefix[:])
-	switch {
-	case l == 0:
-		return nil, false, nil, invalid(blobstore.CodeBadRequest, "the manifest is empty")
-	case l > MaxManifestBytes:
-		return nil, false, nil, blobstore.E(blobstore.KindTooLarge, blobstore.CodeBodyTooLarge, "the manifest exceeds "+strconv.Itoa(MaxManifestBytes)+" bytes")
-	}
-	raw := make([]byte, l)
-	if _, err := io.ReadFull(body, raw); err != nil {
-		return nil, false, nil, framingError(err, declared, "the body ended inside the manifest")
-	}
-	var m batchManifest
-	if err := decodeStrict(raw, &m); err != nil {
+	d, err := wire.NewBatchDecoder(body, declared)
+	if err != nil {
 		return nil, false, nil, err
 	}
+	m := &d.Manifest
 	items := make([]blobstore.PutItem, len(m.Blocks))
-	n := 0 // entries with data
 	for i, e := range m.Blocks {
-		it, err := e.item()
+		it, err := item(e)
 		if err != nil {
 			return nil, false, nil, fmt.Errorf("block %d of the batch: %w", i, err)
 		}
 		items[i] = it
-		if it.HasData() {
-			n++
-		}
 	}
+	n := d.Writes()
 	limits := a.svc.Limits()
 	switch {
 	case len(m.Blocks) == 0:
@@ -195,8 +147,8 @@ func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, bo
 		return nil, false, nil, invalid(blobstore.CodeBatchTooLarge, fmt.Sprintf("batch deletes or checks %d blocks, the limit is %d", len(m.Blocks)-n, limits.RenewBatch))
 	}
 	bs := a.svc.BlockSize()
-	if want := 4 + int64(l) + int64(n)*int64(bs); declared >= 0 && declared != want {
-		return nil, false, nil, invalid(blobstore.CodeBadSize, fmt.Sprintf("a batch of %d blocks with this manifest must be %d bytes, not %d", n, want, declared))
+	if err := d.CheckSize(bs); err != nil {
+		return nil, false, nil, err
 	}
 	bufs := make([]*[]byte, 0, n)
 	for i := range items {
@@ -206,22 +158,19 @@ func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, bo
 		bp := a.blocks.Get().(*[]byte)
 		bufs = append(bufs, bp)
 		buf := (*bp)[:bs]
-		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, false, bufs, framingError(err, declared, fmt.Sprintf("the body holds less than %d blocks of %d bytes", n, bs))
+		if err := d.ReadBlock(buf); err != nil {
+			return nil, false, bufs, err
 		}
 		items[i].Data = buf
 	}
-	var one [1]byte
-	switch k, err := io.ReadFull(body, one[:]); {
-	case k > 0:
-		return nil, false, bufs, invalid(blobstore.CodeBadSize, fmt.Sprintf("the body holds more than %d blocks of %d bytes", n, bs))
-	case !errors.Is(err, io.EOF):
-		return nil, false, bufs, bodyError(err)
+	if err := d.End(); err != nil {
+		return nil, false, bufs, err
 	}
 	return items, m.Atomic, bufs, nil
 }
 
-func (e batchEntry) item() (blobstore.PutItem, error) {
+// item turns a manifest entry into the service's item.
+func item(e wire.BatchEntry) (blobstore.PutItem, error) {
 	id, err := blobstore.ParseID(e.ID)
 	if err != nil {
 		return blobstore.PutItem{}, err
@@ -247,52 +196,13 @@ func (e batchEntry) item() (blobstore.PutItem, error) {
 	return it, nil
 }
 
-// framingError reports a body that ended where its framing says it must
-// go on: with no declared length the client sent too little (400
-// bad_size); with one, the body was cut off in transit.
-func framingError(err error, declared int64, what string) error {
-	if declared < 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-		return invalid(blobstore.CodeBadSize, what)
-	}
-	return bodyError(err)
-}
-
-// decodeStrict parses one JSON value with no unknown fields and nothing
-// after it: a misspelt field must not silently become a default.
-func decodeStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return invalid(blobstore.CodeBadRequest, "body is not the expected JSON: "+err.Error())
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return invalid(blobstore.CodeBadRequest, "body has data after its JSON value")
-	}
-	return nil
-}
-
-type renewRequest struct {
-	Blocks []renewEntry `json:"blocks"`
-}
-
-type renewEntry struct {
-	ID    string `json:"id"`
-	Proof string `json:"proof"` // renew proof, base64url
-}
-
-// RenewResponse is the answer of POST /v1/renew. Missing and Refused
-// list ids in canonical lower-case form; they go to the caller only.
-type RenewResponse struct {
-	Renewed int      `json:"renewed"` // moved to the current bucket
-	Current int      `json:"current"` // already in it: nothing written
-	Missing []string `json:"missing"` // no such block
-	Refused []string `json:"refused"` // proof does not match
-}
+// RenewResponse is the answer of POST /v1/renew (wire's).
+type RenewResponse = wire.RenewResponse
 
 // renew is POST /v1/renew. Each missing or refused block counts as one
 // failed probe, so that renewing is no faster a way to probe than reading.
 func (a *api) renew(x *exchange) {
-	if err := checkMediaType(x.r, mediaJSON, true); err != nil {
+	if err := checkMediaType(x.r, wire.MediaJSON, true); err != nil {
 		x.fail(a, err)
 		return
 	}
@@ -308,11 +218,11 @@ func (a *api) renew(x *exchange) {
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(x.w, x.r.Body, limit))
 	if err != nil {
-		x.fail(a, bodyError(err))
+		x.fail(a, wire.BodyError(err))
 		return
 	}
-	var req renewRequest
-	if err := decodeStrict(raw, &req); err != nil {
+	var req wire.RenewRequest
+	if err := wire.DecodeStrict(raw, &req); err != nil {
 		x.fail(a, err)
 		return
 	}

@@ -9,17 +9,8 @@ import (
 	"strings"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
-
-// Media types of request bodies.
-const (
-	mediaBlock = "application/octet-stream"
-	mediaJSON  = "application/json"
-	mediaBatch = "application/vnd.blindstore.batch"
-)
-
-// headerProof carries a write proof, base64url without padding.
-const headerProof = "Blind-Proof"
 
 // getBlock serves GET and HEAD. A HEAD, or a GET with If-None-Match,
 // asks the store for the ETag first, so a 304 never reads the data.
@@ -84,7 +75,7 @@ func (a *api) readFailed(x *exchange, err error) {
 
 func blockHeaders(w http.ResponseWriter, etag blobstore.ETag, n int) {
 	h := w.Header()
-	h.Set("Content-Type", mediaBlock)
+	h.Set("Content-Type", wire.MediaBlock)
 	h.Set("Content-Length", strconv.Itoa(n))
 	h.Set("ETag", etag.String())
 	// Ciphertext by ID is useless to a shared cache and would tell its
@@ -106,7 +97,7 @@ func parseWrite(x *exchange, put bool) (blobstore.ID, blobstore.WriteProof, blob
 	if err != nil {
 		return id, blobstore.WriteProof{}, blobstore.Cond{}, err
 	}
-	proof, err := blobstore.ParseProof(x.r.Header.Get(headerProof))
+	proof, err := blobstore.ParseProof(x.r.Header.Get(wire.HeaderProof))
 	if err != nil {
 		return id, blobstore.WriteProof{}, blobstore.Cond{}, err
 	}
@@ -124,7 +115,7 @@ func (a *api) putBlock(x *exchange) {
 		x.fail(a, err)
 		return
 	}
-	if err := checkMediaType(x.r, mediaBlock, true); err != nil {
+	if err := checkMediaType(x.r, wire.MediaBlock, true); err != nil {
 		x.fail(a, err)
 		return
 	}
@@ -207,7 +198,7 @@ func readBlock(body io.Reader, buf []byte, size int, declared int64) ([]byte, er
 	}
 	// A body cut short of its declared length, a timeout, or a broken
 	// connection.
-	return nil, bodyError(err)
+	return nil, wire.BodyError(err)
 }
 
 func badSize(size, n int) error {

@@ -20,6 +20,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/bolt"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // The fuzz targets feed the decoders of what clients send: the renew
@@ -143,7 +144,7 @@ func FuzzRenewRequest(f *testing.F) {
 			return
 		}
 		var out RenewResponse
-		if err := decodeStrict(rec.Body.Bytes(), &out); err != nil {
+		if err := wire.DecodeStrict(rec.Body.Bytes(), &out); err != nil {
 			t.Fatalf("a 200 whose body is not a RenewResponse: %q", rec.Body)
 		}
 		n := out.Renewed + out.Current + len(out.Missing) + len(out.Refused)
@@ -339,44 +340,4 @@ func codeOf(err error) string {
 		return be.Code
 	}
 	return ""
-}
-
-// FuzzParseIDProofETag: the parsers of what URLs, headers and manifests
-// carry accept only what their canonical forms round-trip to.
-func FuzzParseIDProofETag(f *testing.F) {
-	id := blobstore.NewID()
-	var w blobstore.WriteProof
-	_, _ = rand.Read(w[:])
-	f.Add(id.String())
-	f.Add(strings.ToUpper(id.String()))
-	f.Add(blobstore.EncodeProof(w))
-	f.Add(blobstore.EncodeProof(w) + "=")
-	f.Add(blobstore.ETagOf(nil).String())
-	f.Add(`W/` + blobstore.ETagOf(nil).String())
-	f.Add("01890a5d-ac96-774b-bcce-b302099a8057")
-	f.Fuzz(func(t *testing.T, s string) {
-		if id, err := blobstore.ParseID(s); err == nil {
-			if id.Validate() != nil || !strings.EqualFold(id.String(), s) {
-				t.Fatalf("ParseID(%q) = %s", s, id)
-			}
-		} else if codeOf(err) != blobstore.CodeBadID {
-			t.Fatalf("ParseID error %v", err)
-		}
-		if p, err := blobstore.ParseProof(s); err == nil {
-			again, err := blobstore.ParseProof(blobstore.EncodeProof(p))
-			if err != nil || again != p {
-				t.Fatalf("ParseProof(%q) does not round-trip", s)
-			}
-		} else if codeOf(err) != blobstore.CodeBadProof {
-			t.Fatalf("ParseProof error %v", err)
-		}
-		if e, err := blobstore.ParseETag(s); err == nil {
-			again, err := blobstore.ParseETag(e.String())
-			if err != nil || again != e {
-				t.Fatalf("ParseETag(%q) does not round-trip", s)
-			}
-		} else if codeOf(err) != blobstore.CodeBadETag {
-			t.Fatalf("ParseETag error %v", err)
-		}
-	})
 }

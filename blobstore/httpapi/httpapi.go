@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -39,8 +40,8 @@ const HardMaxHeaderBytes = 1 << 20
 
 // Framing limits of the request bodies that are not a single block.
 const (
-	// MaxManifestBytes caps the JSON manifest of a batch write.
-	MaxManifestBytes = 64 << 10
+	// MaxManifestBytes caps the JSON manifest of a batch write (wire's).
+	MaxManifestBytes = wire.MaxManifestBytes
 	// renewBytesPerBlock bounds one renew entry with generous whitespace:
 	// a 36-byte id and a 43-byte proof take about 100 bytes of JSON.
 	renewBytesPerBlock = 256
@@ -143,11 +144,11 @@ func New(svc *blobstore.Service, opt Options) http.Handler {
 	r.HandleOPTIONS = false
 	r.HandleMethodNotAllowed = true
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		writeProblem(w, req, http.StatusNotFound, blobstore.CodeNoRoute, "no such route")
+		writeCode(w, req, blobstore.CodeNoRoute, "no such route")
 	})
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Allow", withoutOptions(w.Header().Get("Allow")))
-		writeProblem(w, req, http.StatusMethodNotAllowed, blobstore.CodeMethodNotAllowed, "method not allowed on this route")
+		writeCode(w, req, blobstore.CodeMethodNotAllowed, "method not allowed on this route")
 	})
 	r.PanicHandler = a.panicked
 	for _, rt := range routeTable() {
@@ -270,7 +271,7 @@ func (a *api) handle(rt route) httprouter.Handle {
 		key := clientKey(r, a.opt.TrustProxyHeader)
 		if wait, blocked := a.probe.Blocked(r.Context(), key); blocked {
 			w.Header().Set("Retry-After", retryAfter(wait))
-			writeProblem(w, r, http.StatusTooManyRequests, blobstore.CodeRateLimited, "too many failed requests from this address; retry later")
+			writeCode(w, r, blobstore.CodeRateLimited, "too many failed requests from this address; retry later")
 			return
 		}
 		rt.handle(a, x)
@@ -305,7 +306,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if headerBytes(r) > a.opt.MaxHeaderBytes {
 		rec.route = "header_check"
-		writeProblem(rec, r, http.StatusRequestHeaderFieldsTooLarge, blobstore.CodeHeaderTooLarge,
+		writeCode(rec, r, blobstore.CodeHeaderTooLarge,
 			"request headers exceed the limit published in /v1/config")
 		return
 	}

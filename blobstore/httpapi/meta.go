@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 //go:embed openapi.json
@@ -50,50 +51,11 @@ func writeText(w http.ResponseWriter, r *http.Request, s string) {
 	_, _ = w.Write([]byte(s))
 }
 
-// Config is the body of GET /v1/config: everything a client must know to
-// talk to this deployment, and every limit it may run into.
-type Config struct {
-	Version          string       `json:"version"`
-	BlockSize        int          `json:"block_size"`
-	PeriodSeconds    int64        `json:"period_seconds"`
-	RetentionPeriods int          `json:"retention_periods"`
-	CurrentPeriod    uint64       `json:"current_period"`
-	Limits           ConfigLimits `json:"limits"`
-	// Tokens is present when writes are paid with Privacy Pass tokens
-	// (tokens.go).
-	Tokens *ConfigTokens `json:"tokens,omitempty"`
-}
-
-// ConfigLimits are the request limits of /v1/config.
-type ConfigLimits struct {
-	RenewBatch int `json:"renew_batch"` // ids per POST /v1/renew
-	WriteBatch int `json:"write_batch"` // blocks per POST /v1/blocks
-	// MaxBatchRefs is the most entries without data (deletions and
-	// checks) one POST /v1/blocks may carry; its presence says the
-	// server takes them, and atomic batches.
-	MaxBatchRefs      int   `json:"max_batch_refs"`
-	MaxHeaderBytes    int   `json:"max_header_bytes"`     // request line and headers
-	MaxManifestBytes  int   `json:"max_manifest_bytes"`   // JSON manifest of POST /v1/blocks
-	MaxBatchBodyBytes int64 `json:"max_batch_body_bytes"` // whole body of POST /v1/blocks
-	MaxRenewBodyBytes int64 `json:"max_renew_body_bytes"` // whole body of POST /v1/renew
-	// Failed probes allowed per client address; absent when the limiter
-	// does not say.
-	ProbeRatePerSecond *float64 `json:"probe_rate_per_second,omitempty"`
-	ProbeBurst         *int     `json:"probe_burst,omitempty"`
-	// Blocks each client address may write in an open store (no
-	// tokens); absent when there is no such limit.
-	WriteRatePerSecond *float64 `json:"write_rate_per_second,omitempty"`
-	WriteBurst         *int     `json:"write_burst,omitempty"`
-	// MaxBlocks is the capacity cap; absent when there is none.
-	MaxBlocks                int64   `json:"max_blocks,omitempty"`
-	ReadHeaderTimeoutSeconds float64 `json:"read_header_timeout_seconds"`
-	ReadTimeoutSeconds       float64 `json:"read_timeout_seconds"` // whole request, body included
-	WriteTimeoutSeconds      float64 `json:"write_timeout_seconds"`
-	IdleTimeoutSeconds       float64 `json:"idle_timeout_seconds"`
-	// PoolWindowSeconds is how long a write may wait in the write pool
-	// for others to be committed with it (0: none).
-	PoolWindowSeconds float64 `json:"pool_window_seconds"`
-}
+// Config and ConfigLimits are the body of GET /v1/config (wire's).
+type (
+	Config       = wire.Config
+	ConfigLimits = wire.ConfigLimits
+)
 
 func (a *api) config(x *exchange) {
 	bk := a.svc.Bucketer()

@@ -4,15 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // problemType is the RFC 9457 "type" of every problem this API answers.
@@ -25,21 +23,13 @@ const problemType = "about:blank"
 // restarting database, short enough that a client does not give up.
 const unavailableRetry = 5 * time.Second
 
-// problem is an RFC 9457 problem details object with the stable `code`
-// extension member. Detail is written for the client; it never holds a
-// block ID, proof or ETag the server did not receive from that client.
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-	Code   string `json:"code"`
-}
+// problem is the body of every error answer: wire's RFC 9457 Problem.
+type problem = wire.Problem
 
 // writeProblem answers status with a problem+json body.
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, code, detail string) {
 	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
+	h.Set("Content-Type", wire.MediaProblem)
 	h.Set("Cache-Control", "no-store")
 	body, err := json.Marshal(problem{Type: problemType, Title: http.StatusText(status), Status: status, Detail: detail, Code: code})
 	if err != nil {
@@ -52,6 +42,11 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, code, deta
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// writeCode answers a problem with its code's status in wire's table.
+func writeCode(w http.ResponseWriter, r *http.Request, code, detail string) {
+	writeProblem(w, r, wire.StatusOf(code), code, detail)
 }
 
 // retryAfter formats a duration as Retry-After seconds, at least 1: a
@@ -110,20 +105,3 @@ func causeOf(err error) string { return err.Error() }
 
 // invalid builds a 400 error with a code.
 func invalid(code, msg string) error { return blobstore.E(blobstore.KindInvalid, code, msg) }
-
-// bodyError turns a failure to read a request body into the error the
-// client is answered with. None of these is logged: they are the client's
-// doing, and a network error names the client's address.
-func bodyError(err error) error {
-	var mbe *http.MaxBytesError
-	var ne net.Error
-	switch {
-	case errors.As(err, &mbe):
-		return blobstore.E(blobstore.KindTooLarge, blobstore.CodeBodyTooLarge, "request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
-	case errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		return blobstore.E(blobstore.KindTimeout, blobstore.CodeTimeout, "request body was not received in time")
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return invalid(blobstore.CodeBadRequest, "request body ended before its declared length")
-	}
-	return invalid(blobstore.CodeBadRequest, "request body could not be read")
-}

@@ -82,7 +82,7 @@ func (a *api) panicked(w http.ResponseWriter, r *http.Request, v any) {
 		// sees a broken response, not a short one that looks whole.
 		panic(http.ErrAbortHandler)
 	}
-	writeProblem(w, r, http.StatusInternalServerError, blobstore.CodeInternal, "internal error")
+	writeCode(w, r, blobstore.CodeInternal, "internal error")
 }
 
 // callers renders the panicking goroutine's stack without arguments.

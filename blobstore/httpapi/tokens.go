@@ -27,12 +27,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"math"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/privacypass"
+	"github.com/blindstore/blindstore/wire"
 	"golang.org/x/time/rate"
 )
 
@@ -189,7 +189,7 @@ func tokenProblem(err error) string {
 // challenge answers 401 with the PrivateToken challenge.
 func (a *api) challenge(x *exchange, code, detail string) {
 	x.w.Header().Set("WWW-Authenticate", a.opt.Tokens.WWWAuthenticate())
-	writeProblem(x.w, x.r, http.StatusUnauthorized, code, detail)
+	writeCode(x.w, x.r, code, detail)
 }
 
 // needToken answers 401 token_required when a write that must be paid
@@ -220,7 +220,7 @@ func (a *api) pay(x *exchange, p payment, n, creates int) bool {
 		key := clientKey(x.r, a.opt.TrustProxyHeader)
 		if wait, ok := a.opt.WriteLimit.Allow(x.r.Context(), key, n); !ok {
 			x.w.Header().Set("Retry-After", retryAfter(wait))
-			writeProblem(x.w, x.r, http.StatusTooManyRequests, blobstore.CodeRateLimited,
+			writeCode(x.w, x.r, blobstore.CodeRateLimited,
 				"this address writes faster than the write_rate_per_second and write_burst in /v1/config allow; retry later")
 			return false
 		}
@@ -245,24 +245,12 @@ func (a *api) pay(x *exchange, p payment, n, creates int) bool {
 // buckets: an unpaid write in a deployment with tokens.
 func (a *api) keepBucket(p payment) bool { return a.opt.Tokens != nil && p.token == nil }
 
-// ConfigTokens is the "tokens" member of /v1/config when writes are
-// paid: where to get tokens and what they must be for.
-type ConfigTokens struct {
-	Issuer    string `json:"issuer"`    // the issuer's URL
-	Challenge string `json:"challenge"` // the TokenChallenge, base64url with padding
-	// BlocksPerToken is how many blocks one token pays for in one
-	// request (write_batch).
-	BlocksPerToken int              `json:"blocks_per_token"`
-	Keys           []ConfigTokenKey `json:"token_keys"`
-}
-
-// ConfigTokenKey is a token key the server knows, newest first.
-type ConfigTokenKey struct {
-	TokenKey   string `json:"token_key"`    // SPKI, base64url with padding
-	TokenKeyID string `json:"token_key_id"` // base64url without padding
-	NotBefore  int64  `json:"not_before"`   // unix seconds; 0: none
-	Accepted   bool   `json:"accepted"`     // tokens under it are redeemed now
-}
+// ConfigTokens and ConfigTokenKey are the "tokens" member of /v1/config
+// when writes are paid (wire's).
+type (
+	ConfigTokens   = wire.ConfigTokens
+	ConfigTokenKey = wire.ConfigTokenKey
+)
 
 func (a *api) configTokens() *ConfigTokens {
 	t := a.opt.Tokens

@@ -16,6 +16,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/privacypass"
+	"github.com/blindstore/blindstore/privacypass/issuer"
 	"github.com/blindstore/blindstore/privacypass/spent"
 )
 
@@ -31,7 +32,7 @@ func newTokenIssuer(t *testing.T) *tokenIssuer {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	dir := t.TempDir()
-	is, err := privacypass.OpenIssuer(privacypass.IssuerConfig{Dir: dir, Period: time.Hour, Logger: quiet})
+	is, err := issuer.Open(issuer.Config{Dir: dir, Period: time.Hour, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func (ti *tokenIssuer) tokens(t *testing.T, n int, challenge []byte) []string {
 	if challenge == nil {
 		challenge = ti.redeemer.Challenge()
 	}
-	code, err := privacypass.CreateInvite(ti.dir, n)
+	code, err := issuer.CreateInvite(ti.dir, n)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,11 +24,11 @@ package format
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/indexfile"
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -49,19 +49,19 @@ var (
 	// ErrTampered: the block does not authenticate under this key and ID.
 	// Either the server returned another block's data or altered bytes,
 	// or the key is wrong.
-	ErrTampered = errors.New("client: block failed authentication: the server returned data that was not written under this id and key")
+	ErrTampered = wire.Sentinel(wire.KindTampered, "client: block failed authentication: the server returned data that was not written under this id and key")
 	// ErrBlockSize: the block is not exactly the deployment's block size.
-	ErrBlockSize = errors.New("client: block has the wrong size")
+	ErrBlockSize = wire.Sentinel(wire.KindTampered, "client: block has the wrong size")
 	// ErrBadFrame: the block authenticates but its frame is malformed,
 	// which only a faulty writer holding the key can cause.
-	ErrBadFrame = errors.New("client: block authenticates but its framing is malformed")
+	ErrBadFrame = wire.Sentinel(wire.KindTampered, "client: block authenticates but its framing is malformed")
 )
 
 // PayloadCapacity is the largest payload a block of blockSize bytes holds.
 func PayloadCapacity(blockSize int) int { return blockSize - BlockOverhead }
 
 func checkBlockSize(blockSize int) error {
-	if err := blobstore.ValidateBlockSize(blockSize); err != nil {
+	if err := wire.ValidateBlockSize(blockSize); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
 	return nil
@@ -69,8 +69,8 @@ func checkBlockSize(blockSize int) error {
 
 // Encrypt encrypts payload into a block of exactly blockSize bytes to be
 // stored under id. blockSize must be one a deployment may choose (see
-// blobstore.ValidateBlockSize), and payload at most PayloadCapacity(blockSize).
-func Encrypt(key Key, id blobstore.ID, payload []byte, blockSize int) ([]byte, error) {
+// wire.ValidateBlockSize), and payload at most PayloadCapacity(blockSize).
+func Encrypt(key Key, id wire.ID, payload []byte, blockSize int) ([]byte, error) {
 	var nonce [NonceSize]byte
 	if _, err := io.ReadFull(rand.Reader, nonce[:]); err != nil {
 		return nil, fmt.Errorf("client: generating a nonce: %w", err)
@@ -80,7 +80,7 @@ func Encrypt(key Key, id blobstore.ID, payload []byte, blockSize int) ([]byte, e
 
 // encryptWithNonce is Encrypt with a given nonce, for golden vectors. A nonce
 // must never be used twice with one key.
-func encryptWithNonce(key Key, id blobstore.ID, payload []byte, blockSize int, nonce *[NonceSize]byte) ([]byte, error) {
+func encryptWithNonce(key Key, id wire.ID, payload []byte, blockSize int, nonce *[NonceSize]byte) ([]byte, error) {
 	if err := checkBlockSize(blockSize); err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func encryptWithNonce(key Key, id blobstore.ID, payload []byte, blockSize int, n
 // encryptInto encrypts payload into out, whose length is the block size, which
 // the caller has checked along with the payload's length. It lets the
 // streaming put reuse a fixed set of block buffers.
-func encryptInto(out []byte, key Key, id blobstore.ID, payload []byte, nonce *[NonceSize]byte) []byte {
+func encryptInto(out []byte, key Key, id wire.ID, payload []byte, nonce *[NonceSize]byte) []byte {
 	blockSize := len(out)
 	copy(out, nonce[:])
 	frame := out[NonceSize : blockSize-TagSize]
@@ -104,7 +104,7 @@ func encryptInto(out []byte, key Key, id blobstore.ID, payload []byte, nonce *[N
 
 // encryptFrame encrypts frame, which is out[NonceSize:len(out)-TagSize], in
 // place; out already starts with nonce.
-func encryptFrame(key Key, id blobstore.ID, out, frame []byte, nonce *[NonceSize]byte) []byte {
+func encryptFrame(key Key, id wire.ID, out, frame []byte, nonce *[NonceSize]byte) []byte {
 	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {
 		panic("client: chacha20poly1305: " + err.Error()) // only for a wrong key length
@@ -119,7 +119,7 @@ func FrameSize(blockSize int) int { return blockSize - NonceSize - TagSize }
 // EncryptFrameInto makes the block encryptInto makes of the n-byte payload at
 // frame[LengthSize:], encrypting frame (FrameSize(len(out)) bytes) into
 // out; it writes frame's length field and padding first.
-func EncryptFrameInto(out []byte, key Key, id blobstore.ID, frame []byte, n int, nonce *[NonceSize]byte) []byte {
+func EncryptFrameInto(out []byte, key Key, id wire.ID, frame []byte, n int, nonce *[NonceSize]byte) []byte {
 	binary.BigEndian.PutUint32(frame, uint32(n))
 	// The frame held another chunk before: the padding must be zero.
 	clear(frame[LengthSize+n:])
@@ -134,14 +134,14 @@ func EncryptFrameInto(out []byte, key Key, id blobstore.ID, frame []byte, n int,
 	return out
 }
 
-func blockAD(id blobstore.ID) []byte {
+func blockAD(id wire.ID) []byte {
 	ad := make([]byte, 0, len(blockADPrefix)+len(id))
 	return append(append(ad, blockADPrefix...), id[:]...)
 }
 
 // Decrypt authenticates and decrypts a block read from id and returns its
 // payload. It never modifies block.
-func Decrypt(key Key, id blobstore.ID, block []byte, blockSize int) ([]byte, error) {
+func Decrypt(key Key, id wire.ID, block []byte, blockSize int) ([]byte, error) {
 	if err := checkBlockSize(blockSize); err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func Decrypt(key Key, id blobstore.ID, block []byte, blockSize int) ([]byte, err
 
 // DecryptInto is Decrypt for a block of checked size, decrypting into dst's
 // storage (grown if too small) so that streaming reads reuse buffers.
-func DecryptInto(dst []byte, key Key, id blobstore.ID, block []byte) ([]byte, error) {
+func DecryptInto(dst []byte, key Key, id wire.ID, block []byte) ([]byte, error) {
 	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {
 		panic("client: chacha20poly1305: " + err.Error())

@@ -11,7 +11,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
@@ -30,13 +30,13 @@ func goldenFile(t *testing.T, path string, want []byte) []byte {
 	return b
 }
 
-const smallBlock = blobstore.MinBlockSize
+const smallBlock = wire.MinBlockSize
 
 func testKey(seed string) Key { return Key(sha256.Sum256([]byte(seed))) }
 
-func testBlockID(seed string) blobstore.ID {
+func testBlockID(seed string) wire.ID {
 	s := sha256.Sum256([]byte("id:" + seed))
-	id := blobstore.ID(s[:16])
+	id := wire.ID(s[:16])
 	id[6] = id[6]&0x0f | 0x40
 	id[8] = id[8]&0x3f | 0x80
 	return id
@@ -44,7 +44,7 @@ func testBlockID(seed string) blobstore.ID {
 
 // encryptRawFrame encrypts an arbitrary frame, as only a faulty writer holding
 // the key would, to reach Open's frame checks.
-func encryptRawFrame(key Key, id blobstore.ID, frame []byte, blockSize int) []byte {
+func encryptRawFrame(key Key, id wire.ID, frame []byte, blockSize int) []byte {
 	out := make([]byte, blockSize)
 	copy(out[NonceSize:blockSize-TagSize], frame)
 	var nonce [NonceSize]byte
@@ -56,7 +56,7 @@ func encryptRawFrame(key Key, id blobstore.ID, frame []byte, blockSize int) []by
 // independently by testdata/crosscheck.py.
 func TestBlockGolden(t *testing.T) {
 	key := testKey("golden block key")
-	id := blobstore.ID(unhex(t, "0f1e2d3c4b5a49788796a5b4c3d2e1f0"))
+	id := wire.ID(unhex(t, "0f1e2d3c4b5a49788796a5b4c3d2e1f0"))
 	var nonce [NonceSize]byte
 	for i := range nonce {
 		nonce[i] = byte(i)
@@ -82,7 +82,7 @@ func TestBlockGolden(t *testing.T) {
 func TestEncryptDecrypt(t *testing.T) {
 	key := testKey("k")
 	id := testBlockID("b")
-	for _, bs := range []int{blobstore.MinBlockSize, blobstore.DefaultBlockSize, blobstore.MaxBlockSize} {
+	for _, bs := range []int{wire.MinBlockSize, wire.DefaultBlockSize, wire.MaxBlockSize} {
 		capacity := PayloadCapacity(bs)
 		if capacity != bs-44 {
 			t.Fatalf("PayloadCapacity(%d) = %d", bs, capacity)
@@ -105,7 +105,7 @@ func TestEncryptDecrypt(t *testing.T) {
 			t.Fatalf("Encrypt accepted %d bytes at block size %d", capacity+1, bs)
 		}
 	}
-	for _, bs := range []int{0, 44, 512, 1000, 3000, blobstore.MaxBlockSize * 2} {
+	for _, bs := range []int{0, 44, 512, 1000, 3000, wire.MaxBlockSize * 2} {
 		if _, err := Encrypt(key, id, nil, bs); err == nil {
 			t.Errorf("Encrypt accepted block size %d", bs)
 		}
@@ -179,7 +179,7 @@ func TestDecryptRefuses(t *testing.T) {
 func TestEncryptUnlinkable(t *testing.T) {
 	key, id := testKey("k"), testBlockID("b")
 	payload := bytes.Repeat([]byte("same plaintext "), 1000)
-	const bs = blobstore.DefaultBlockSize
+	const bs = wire.DefaultBlockSize
 	a, err := Encrypt(key, id, payload, bs)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +202,7 @@ func TestEncryptUnlinkable(t *testing.T) {
 	if same > 400 {
 		t.Fatalf("two encryptions of one plaintext agree at %d of %d bytes", same, bs)
 	}
-	if blobstore.ETagOf(a) == blobstore.ETagOf(b) {
+	if wire.ETagOf(a) == wire.ETagOf(b) {
 		t.Fatal("two encryptions of one plaintext share an ETag")
 	}
 }
@@ -222,7 +222,7 @@ func seededBytes(seed uint64, n int) []byte {
 func TestEncryptFrameIntoIsEncryptInto(t *testing.T) {
 	var key Key
 	copy(key[:], seededBytes(1, KeySize))
-	id := blobstore.NewID()
+	id := wire.NewID()
 	var nonce [NonceSize]byte
 	copy(nonce[:], seededBytes(2, NonceSize))
 	for _, n := range []int{0, 1, 1000, PayloadCapacity(frameTestBlock)} {

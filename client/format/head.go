@@ -45,11 +45,10 @@ package format
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // HeadVersion is the head format version this client writes; it reads
@@ -73,8 +72,8 @@ const (
 // RootRef names a root block and holds its write proof.
 type RootRef struct {
 	Kind  RootKind
-	ID    blobstore.ID
-	Proof blobstore.WriteProof
+	ID    wire.ID
+	Proof wire.WriteProof
 }
 
 // Head is where an account's index is.
@@ -97,7 +96,7 @@ func (h *Head) FormatVersion() uint8 {
 }
 
 // ErrBadHead is returned for a head payload that does not decode.
-var ErrBadHead = errors.New("client: head block is malformed")
+var ErrBadHead = wire.Sentinel(wire.KindTampered, "client: head block is malformed")
 
 // HeadLocator returns the locator of the account's head block.
 func (r *Root) HeadLocator() Locator {
@@ -163,7 +162,7 @@ func UnmarshalHead(b []byte) (*Head, error) {
 	}
 	k := int(p[0])
 	p = p[1:]
-	const rootLen = 1 + 16 + blobstore.HashSize
+	const rootLen = 1 + 16 + wire.HashSize
 	if len(p) != k*rootLen {
 		return nil, fmt.Errorf("%w: %d bytes for %d roots", ErrBadHead, len(p), k)
 	}
@@ -196,8 +195,8 @@ func (h *Head) validate() error {
 	if uint64(len(h.Index)) > 1<<32-1 || len(h.Roots) > 255 {
 		return fmt.Errorf("%w: too many blocks", ErrBadHead)
 	}
-	seen := make(map[blobstore.ID]struct{}, len(h.Index)+len(h.Roots))
-	check := func(id blobstore.ID) error {
+	seen := make(map[wire.ID]struct{}, len(h.Index)+len(h.Roots))
+	check := func(id wire.ID) error {
 		if err := id.Validate(); err != nil {
 			return fmt.Errorf("%w: %v", ErrBadHead, err)
 		}

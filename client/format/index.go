@@ -21,15 +21,16 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/indexfile"
 )
 
 // EncryptedBlock is a block ready to be written.
 type EncryptedBlock struct {
-	ID   blobstore.ID
-	Data []byte         // exactly the block size
-	ETag blobstore.ETag // blobstore.ETagOf(Data)
+	ID   wire.ID
+	Data []byte    // exactly the block size
+	ETag wire.ETag // wire.ETagOf(Data)
 }
 
 // EncryptIndex encrypts idx under r's account key into new blocks, and returns
@@ -70,17 +71,17 @@ func (r *Root) encryptIndex(encoded []byte, blockSize int, rnd io.Reader) ([]Enc
 		if err != nil {
 			return nil, nil, err
 		}
-		blocks[i] = EncryptedBlock{ID: id, Data: data, ETag: blobstore.ETagOf(data)}
+		blocks[i] = EncryptedBlock{ID: id, Data: data, ETag: wire.ETagOf(data)}
 		next.Index[i] = indexfile.Ref{ID: id, ETag: blocks[i].ETag}
 	}
 	return blocks, &next, nil
 }
 
 // newID draws a v4 UUID from rnd.
-func newID(rnd io.Reader) (blobstore.ID, error) {
-	var id blobstore.ID
+func newID(rnd io.Reader) (wire.ID, error) {
+	var id wire.ID
 	if _, err := io.ReadFull(rnd, id[:]); err != nil {
-		return blobstore.ID{}, fmt.Errorf("client: generating a block id: %w", err)
+		return wire.ID{}, fmt.Errorf("client: generating a block id: %w", err)
 	}
 	id[6] = id[6]&0x0f | 0x40
 	id[8] = id[8]&0x3f | 0x80
@@ -111,7 +112,7 @@ func (r *Root) decryptIndex(blocks [][]byte, blockSize int) ([]byte, error) {
 	payloads := make([][]byte, len(blocks))
 	for i, b := range blocks {
 		ref := r.Index[i]
-		if blobstore.ETagOf(b) != ref.ETag {
+		if wire.ETagOf(b) != ref.ETag {
 			return nil, fmt.Errorf("%w: index block %d is not the version the root refers to", ErrTampered, i)
 		}
 		p, err := Decrypt(r.AccountKey, ref.ID, b, blockSize)

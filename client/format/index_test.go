@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/indexfile"
 )
 
@@ -27,7 +28,7 @@ func fixtureIndex() *indexfile.Index {
 		for j := range 3 {
 			seed := fmt.Sprintf("%s/%d", name, j)
 			f.Chunks = append(f.Chunks, indexfile.Chunk{
-				Ref:  indexfile.Ref{ID: testBlockID(seed), ETag: blobstore.ETagOf([]byte(seed))},
+				Ref:  indexfile.Ref{ID: testBlockID(seed), ETag: wire.ETagOf([]byte(seed))},
 				Size: 60000, Hash: sha256.Sum256([]byte(seed)),
 			})
 			f.Size += 60000
@@ -142,7 +143,7 @@ func TestIndexRoundTrip(t *testing.T) {
 	}
 	data := make([][]byte, len(encrypted))
 	for i, b := range encrypted {
-		if len(b.Data) != smallBlock || b.ETag != blobstore.ETagOf(b.Data) || next.Index[i] != (indexfile.Ref{ID: b.ID, ETag: b.ETag}) {
+		if len(b.Data) != smallBlock || b.ETag != wire.ETagOf(b.Data) || next.Index[i] != (indexfile.Ref{ID: b.ID, ETag: b.ETag}) {
 			t.Fatalf("encrypted block %d is inconsistent", i)
 		}
 		if err := b.ID.Validate(); err != nil {

@@ -34,7 +34,7 @@ package format
 // proofs"):
 //
 //	w = HMAC-SHA256(owner_secret, "proof" ‖ id)     write proof
-//	r = SHA-256("blindstore/v1/renew" ‖ w)          renew proof (blobstore.WriteProof.Renew)
+//	r = SHA-256("blindstore/v1/renew" ‖ w)          renew proof (wire.WriteProof.Renew)
 
 import (
 	"crypto/hmac"
@@ -48,7 +48,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/hkdf"
 	"golang.org/x/text/unicode/norm"
@@ -191,9 +191,9 @@ func expand(ikm []byte, info string, out []byte) {
 // It is as secret as the password it comes from: never log it, and keep
 // it only where a session must (a file readable by its owner alone).
 type Locator struct {
-	ID    blobstore.ID         // root_id
-	Proof blobstore.WriteProof // root_proof
-	Key   Key                  // root_key
+	ID    wire.ID         // root_id
+	Proof wire.WriteProof // root_proof
+	Key   Key             // root_key
 }
 
 func (m master) locator() Locator {
@@ -240,18 +240,18 @@ type OwnerSecret [KeySize]byte
 
 // WriteProof returns w = HMAC-SHA256(owner_secret, "proof" ‖ id), which
 // authorizes writing and deleting the block.
-func (s OwnerSecret) WriteProof(id blobstore.ID) blobstore.WriteProof {
+func (s OwnerSecret) WriteProof(id wire.ID) wire.WriteProof {
 	h := hmac.New(sha256.New, s[:])
 	h.Write([]byte(proofPrefix))
 	h.Write(id[:])
-	var w blobstore.WriteProof
+	var w wire.WriteProof
 	h.Sum(w[:0])
 	return w
 }
 
 // RenewProof returns the block's renew proof, which authorizes only
 // renewal: SHA-256("blindstore/v1/renew" ‖ w).
-func (s OwnerSecret) RenewProof(id blobstore.ID) blobstore.RenewProof {
+func (s OwnerSecret) RenewProof(id wire.ID) wire.RenewProof {
 	return s.WriteProof(id).Renew()
 }
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // cheapKDF makes Argon2id fast for tests that are about what surrounds
@@ -89,7 +89,7 @@ func TestWriteProofGolden(t *testing.T) {
 	for i := range s {
 		s[i] = 7
 	}
-	id := blobstore.ID(unhex(t, "0f1e2d3c4b5a49788796a5b4c3d2e1f0"))
+	id := wire.ID(unhex(t, "0f1e2d3c4b5a49788796a5b4c3d2e1f0"))
 	w := s.WriteProof(id)
 	if got := hex.EncodeToString(w[:]); got != "19bcbd85888c91346e50a36dbb4c02e8191436a4413beb7ee3ad31a17fc92706" {
 		t.Fatalf("write proof = %s", got)
@@ -178,7 +178,7 @@ func TestLocators(t *testing.T) {
 	if err := base.ID.Validate(); err != nil {
 		t.Fatalf("root_id is not a v4 UUID: %v", err)
 	}
-	if base.ID == blobstore.ID(base.Key[:16]) || base.Key == Key(base.Proof) {
+	if base.ID == wire.ID(base.Key[:16]) || base.Key == Key(base.Proof) {
 		t.Fatal("root_id, root_proof and root_key are not independent")
 	}
 	if derive("  ALICE ", "hunter2", nil) != base {

@@ -29,7 +29,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/indexfile"
 )
 
@@ -47,7 +48,7 @@ const (
 
 // Capability grants read access to one shared file.
 type Capability struct {
-	Manifest blobstore.ID
+	Manifest wire.ID
 	Key      Key
 }
 
@@ -74,7 +75,7 @@ func ParseCapability(s string) (Capability, error) {
 	if !ok {
 		return Capability{}, ErrBadCapability
 	}
-	id, err := blobstore.ParseID(idStr)
+	id, err := wire.ParseID(idStr)
 	if err != nil || id.String() != idStr {
 		return Capability{}, ErrBadCapability
 	}
@@ -88,7 +89,7 @@ func ParseCapability(s string) (Capability, error) {
 }
 
 // CapKey derives the key of the manifest at manifest from a file's key.
-func CapKey(fileKey [KeySize]byte, manifest blobstore.ID) Key {
+func CapKey(fileKey [KeySize]byte, manifest wire.ID) Key {
 	var k Key
 	expand(fileKey[:], infoShare+string(manifest[:]), k[:])
 	return k

@@ -28,12 +28,11 @@ package format
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // RootVersion is the root format version MarshalRoot writes and
@@ -42,7 +41,7 @@ const RootVersion = 1
 
 const (
 	rootHeaderLen = 1 + KeySize + KeySize + 8 + 4
-	rootRefLen    = 16 + blobstore.ETagSize
+	rootRefLen    = 16 + wire.ETagSize
 )
 
 // Root holds an account's secrets and where its index is.
@@ -72,7 +71,7 @@ func newRoot(rnd io.Reader) (*Root, error) {
 }
 
 // ErrBadRoot is returned for a root payload that does not decode.
-var ErrBadRoot = errors.New("client: root block is malformed")
+var ErrBadRoot = wire.Sentinel(wire.KindTampered, "client: root block is malformed")
 
 // MarshalRoot encodes r as a root payload.
 func MarshalRoot(r *Root) ([]byte, error) {
@@ -141,7 +140,7 @@ func (r *Root) Validate() error {
 	if uint64(len(r.Index)) > (1<<32 - 1) {
 		return fmt.Errorf("%w: too many index blocks", ErrBadRoot)
 	}
-	seen := make(map[blobstore.ID]struct{}, len(r.Index))
+	seen := make(map[wire.ID]struct{}, len(r.Index))
 	for _, ref := range r.Index {
 		if err := ref.ID.Validate(); err != nil {
 			return fmt.Errorf("%w: index block id: %v", ErrBadRoot, err)

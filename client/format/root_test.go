@@ -8,7 +8,8 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/indexfile"
 )
 
@@ -20,7 +21,7 @@ func deterministic(seed string) *rand.ChaCha8 {
 func fixtureRoot() *Root {
 	r := &Root{AccountKey: testKey("account"), OwnerSecret: OwnerSecret(testKey("owner")), IndexLen: 2500}
 	for _, s := range []string{"i0", "i1", "i2"} {
-		r.Index = append(r.Index, indexfile.Ref{ID: testBlockID(s), ETag: blobstore.ETagOf([]byte(s))})
+		r.Index = append(r.Index, indexfile.Ref{ID: testBlockID(s), ETag: wire.ETagOf([]byte(s))})
 	}
 	return r
 }
@@ -145,12 +146,12 @@ func TestRootLocators(t *testing.T) {
 
 	blocks := map[string][]byte{}
 	for name, loc := range map[string]Locator{"old": oldPass, "new": newPass, "recovery": recovery} {
-		b, err := EncryptRoot(loc, root, blobstore.DefaultBlockSize)
+		b, err := EncryptRoot(loc, root, wire.DefaultBlockSize)
 		if err != nil {
 			t.Fatal(err)
 		}
 		blocks[name] = b
-		got, err := DecryptRoot(loc, b, blobstore.DefaultBlockSize)
+		got, err := DecryptRoot(loc, b, wire.DefaultBlockSize)
 		if err != nil {
 			t.Fatalf("%s root does not open: %v", name, err)
 		}
@@ -161,10 +162,10 @@ func TestRootLocators(t *testing.T) {
 	if oldPass.ID == newPass.ID || oldPass.ID == recovery.ID {
 		t.Fatal("two locators share a root id")
 	}
-	if _, err := DecryptRoot(newPass, blocks["old"], blobstore.DefaultBlockSize); !errors.Is(err, ErrTampered) {
+	if _, err := DecryptRoot(newPass, blocks["old"], wire.DefaultBlockSize); !errors.Is(err, ErrTampered) {
 		t.Fatalf("the new password opens the old root: %v", err)
 	}
-	if _, err := DecryptRoot(recovery, blocks["new"], blobstore.DefaultBlockSize); !errors.Is(err, ErrTampered) {
+	if _, err := DecryptRoot(recovery, blocks["new"], wire.DefaultBlockSize); !errors.Is(err, ErrTampered) {
 		t.Fatalf("the recovery code opens the password's root: %v", err)
 	}
 }

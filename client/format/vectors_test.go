@@ -27,7 +27,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/indexfile"
 	"golang.org/x/text/unicode/norm"
 )
@@ -37,7 +38,7 @@ const vectorsPath = "../../docs/vectors.json"
 // vecBlockSize is the block size of every block vector: the smallest a
 // deployment may choose, to keep the file short. Nothing in the format
 // depends on it but the capacities it implies.
-const vecBlockSize = blobstore.MinBlockSize
+const vecBlockSize = wire.MinBlockSize
 
 // vecRand is a deterministic byte stream: SHA-256(label ‖ uint32be(i))
 // for i = 0, 1, …
@@ -70,7 +71,7 @@ func (r *vecRand) bytes(n int) []byte {
 
 func (r *vecRand) key() Key { return Key(r.bytes(KeySize)) }
 
-func (r *vecRand) id() blobstore.ID {
+func (r *vecRand) id() wire.ID {
 	id, _ := newID(r)
 	return id
 }
@@ -313,7 +314,7 @@ func vecRefs(rs []indexfile.Ref) []vecRef {
 
 // sealVec seals payload under key at id with the nonce drawn from rnd,
 // and describes the block.
-func sealVec(t *testing.T, role string, key Key, id blobstore.ID, proof blobstore.WriteProof, payload []byte, rnd *vecRand) (vecBlock, []byte) {
+func sealVec(t *testing.T, role string, key Key, id wire.ID, proof wire.WriteProof, payload []byte, rnd *vecRand) (vecBlock, []byte) {
 	t.Helper()
 	nonce := rnd.nonce()
 	data, err := encryptWithNonce(key, id, payload, vecBlockSize, nonce)
@@ -324,7 +325,7 @@ func sealVec(t *testing.T, role string, key Key, id blobstore.ID, proof blobstor
 	if err != nil || !bytes.Equal(got, payload) {
 		t.Fatalf("%s: sealed block does not open to its payload: %v", role, err)
 	}
-	etag := blobstore.ETagOf(data)
+	etag := wire.ETagOf(data)
 	return vecBlock{Role: role, ID: id.String(), Key: key[:], Nonce: nonce[:], AD: blockAD(id), Payload: payload,
 		Block: data, ETag: etag[:], ETagHdr: etag.String(), Proof: proof[:]}, data
 }
@@ -477,8 +478,8 @@ func buildVectors(t *testing.T) *vecFile {
 		if rp.Hash() != h || w.Renew() != rp {
 			t.Fatal("proof chain disagrees")
 		}
-		v.Proofs = append(v.Proofs, vecProof{OwnerSecret: o[:], ID: id.String(), WriteProof: w[:], WriteB64: blobstore.EncodeProof(w),
-			RenewProof: rp[:], RenewB64: blobstore.EncodeProof(rp), ProofHash: h[:]})
+		v.Proofs = append(v.Proofs, vecProof{OwnerSecret: o[:], ID: id.String(), WriteProof: w[:], WriteB64: wire.EncodeProof(w),
+			RenewProof: rp[:], RenewB64: wire.EncodeProof(rp), ProofHash: h[:]})
 	}
 
 	// Padmé.
@@ -528,7 +529,7 @@ func buildVectors(t *testing.T) *vecFile {
 	contents := map[string][]byte{}
 	// add marks a block of the account (client's TestVectorAccount stores
 	// every block under "account" and logs in to it).
-	add := func(b vecBlock, _ blobstore.ID, _ blobstore.WriteProof, _ []byte) vecBlock { return b }
+	add := func(b vecBlock, _ wire.ID, _ wire.WriteProof, _ []byte) vecBlock { return b }
 	period := uint64(655)
 	mtime := time.Unix(1_700_000_000, 123_456_789).UTC()
 
@@ -553,7 +554,7 @@ func buildVectors(t *testing.T) *vecFile {
 			t.Fatal("sealFrameInto and Seal disagree")
 		}
 		v.Account.DataBlocks = append(v.Account.DataBlocks, add(b, id, w, data))
-		fBig.Chunks = append(fBig.Chunks, indexfile.Chunk{Ref: indexfile.Ref{ID: id, ETag: blobstore.ETagOf(data)}, Size: uint32(len(c)),
+		fBig.Chunks = append(fBig.Chunks, indexfile.Chunk{Ref: indexfile.Ref{ID: id, ETag: wire.ETagOf(data)}, Size: uint32(len(c)),
 			Hash: sha256.Sum256(c), Mark: bmarks[i]})
 	}
 
@@ -582,7 +583,7 @@ func buildVectors(t *testing.T) *vecFile {
 		w := owner.WriteProof(id)
 		b, data := sealVec(t, fmt.Sprintf("manifest block %d", i+1), ck, id, w, p, rnd)
 		share.ManifestBlocks = append(share.ManifestBlocks, add(b, id, w, data))
-		etag := blobstore.ETagOf(data)
+		etag := wire.ETagOf(data)
 		ptr = append(append(ptr, id[:]...), etag[:]...)
 		manifest = append(manifest, indexfile.Ref{ID: id, ETag: etag})
 	}
@@ -590,7 +591,7 @@ func buildVectors(t *testing.T) *vecFile {
 	pb, pdata := sealVec(t, "manifest pointer", ck, pid, pw0, ptr, rnd)
 	share.Pointer = add(pb, pid, pw0, pdata)
 	v.Account.Share = share
-	fBig.Manifest = append([]indexfile.Ref{{ID: pid, ETag: blobstore.ETagOf(pdata)}}, manifest...)
+	fBig.Manifest = append([]indexfile.Ref{{ID: pid, ETag: wire.ETagOf(pdata)}}, manifest...)
 	fBig.KeyShared = true
 
 	idx := &indexfile.Index{Generation: 3, Renewed: period - 1, Files: []indexfile.File{fInline, fEmpty, fBig}}
@@ -615,7 +616,7 @@ func buildVectors(t *testing.T) *vecFile {
 		}
 		b, data := sealVec(t, role, root.AccountKey, id, w, p, rnd)
 		v.Account.IndexBlocks = append(v.Account.IndexBlocks, add(b, id, w, data))
-		return indexfile.Ref{ID: id, ETag: blobstore.ETagOf(data)}, nil
+		return indexfile.Ref{ID: id, ETag: wire.ETagOf(data)}, nil
 	})
 	if err != nil || len(gone) != 0 {
 		t.Fatal(err, gone)

@@ -21,20 +21,22 @@ import (
 
 	"github.com/blindstore/blindstore/client"
 	"github.com/blindstore/blindstore/internal/cli"
+	"github.com/blindstore/blindstore/wire"
 )
 
-// Exit codes. Scripts rely on them: never renumber one.
+// Exit codes. Scripts rely on them: never renumber one. They are wire's
+// table's, where each kind of error has its code.
 const (
-	exitOK       = 0
-	exitError    = 1
-	exitUsage    = 2
-	exitAuth     = 3
-	exitNotFound = 4
-	exitConflict = 5
-	exitNetwork  = 6
-	exitTampered = 7
-	exitLocalIO  = 8
-	exitQuota    = 9
+	exitOK       = wire.ExitOK
+	exitError    = wire.ExitOther
+	exitUsage    = wire.ExitUsage
+	exitAuth     = wire.ExitAuth
+	exitNotFound = wire.ExitNotFound
+	exitConflict = wire.ExitConflict
+	exitNetwork  = wire.ExitNetwork
+	exitTampered = wire.ExitTampered
+	exitLocalIO  = wire.ExitLocalIO
+	exitQuota    = wire.ExitQuota
 )
 
 const exitCodesHelp = `Exit codes:
@@ -216,25 +218,7 @@ func exitCode(err error) int {
 	if errors.Is(err, context.Canceled) {
 		return exitError
 	}
-	switch client.KindOf(err) {
-	case client.KindAuth:
-		return exitAuth
-	case client.KindNotFound:
-		return exitNotFound
-	case client.KindConflict:
-		return exitConflict
-	case client.KindNetwork:
-		return exitNetwork
-	case client.KindTampered:
-		return exitTampered
-	case client.KindLocalIO:
-		return exitLocalIO
-	case client.KindInvalid:
-		return exitUsage
-	case client.KindQuota:
-		return exitQuota
-	}
-	return exitError
+	return client.KindOf(err).ExitCode()
 }
 
 func kindName(err error) string {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/bolt"
 	"github.com/blindstore/blindstore/bucketer"
@@ -63,7 +65,7 @@ func storeBlocks(t *testing.T, data string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := bolt.Open(filepath.Join(data, "blocks.db"), blobstore.Params{BlockSize: blobstore.DefaultBlockSize, Fingerprint: bk.Fingerprint()})
+	st, err := bolt.Open(filepath.Join(data, "blocks.db"), blobstore.Params{BlockSize: wire.DefaultBlockSize, Fingerprint: bk.Fingerprint()})
 	if err != nil {
 		t.Fatal(err)
 	}

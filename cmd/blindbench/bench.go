@@ -17,11 +17,12 @@ import (
 	"github.com/blindstore/blindstore/blobstore/pool"
 	"github.com/blindstore/blindstore/blobstore/postgres"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // blockSize is the block size of the block API and files rows: the
 // default deployment's.
-const blockSize = blobstore.DefaultBlockSize
+const blockSize = wire.DefaultBlockSize
 
 // bench is one run.
 type bench struct {
@@ -333,7 +334,7 @@ func (b *bench) blockRows(ctx context.Context, st storeKind, extra []string, lab
 	}
 	ours := newHTTPBlocks(srv.baseURL(), b.hc, pl, maxLevel)
 	bare := newHTTPBlocks(b.bare.url, b.hc, pl, maxLevel)
-	fixed := blobstore.NewID()
+	fixed := wire.NewID()
 	bare.fixedID = &fixed
 
 	var rows []Row

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,8 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
-	"github.com/blindstore/blindstore/blobstore/httpapi"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // newHTTPClient is the client of every HTTP row: keep-alive connections,
@@ -43,7 +41,7 @@ type httpBlocks struct {
 	bufs [][]byte
 	// fixedID, when set, is read instead of a written one (the bare
 	// server has no blocks, and answers any id).
-	fixedID *blobstore.ID
+	fixedID *wire.ID
 	// bare servers answer 201 to every PUT, blindstored to a create.
 	wantPut int
 }
@@ -63,14 +61,14 @@ func (h *httpBlocks) setWorkers(n int) {
 // put creates a new block, as a client does: If-None-Match: * so that a
 // clash of random ids could never overwrite.
 func (h *httpBlocks) put(ctx context.Context, w int) error {
-	id := blobstore.NewID()
+	id := wire.NewID()
 	data, _ := h.pl.pick()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, h.url+"/v1/blocks/"+id.String(), bytes.NewReader(data))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, h.url+wire.PathBlock+id.String(), bytes.NewReader(data))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Blind-Proof", blobstore.EncodeProof(newProof()))
+	req.Header.Set("Content-Type", wire.MediaBlock)
+	req.Header.Set(wire.HeaderProof, wire.EncodeProof(newProof()))
 	req.Header.Set("If-None-Match", "*")
 	resp, err := h.hc.Do(req)
 	if err != nil {
@@ -88,7 +86,7 @@ func (h *httpBlocks) put(ctx context.Context, w int) error {
 }
 
 func (h *httpBlocks) get(ctx context.Context, w int) error {
-	var id blobstore.ID
+	var id wire.ID
 	if h.fixedID != nil {
 		id = *h.fixedID
 	} else {
@@ -97,7 +95,7 @@ func (h *httpBlocks) get(ctx context.Context, w int) error {
 			return err
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/v1/blocks/"+id.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url+wire.PathBlock+id.String(), nil)
 	if err != nil {
 		return err
 	}
@@ -122,13 +120,10 @@ func (h *httpBlocks) get(ctx context.Context, w int) error {
 // problemCode returns ": <code>" from a problem+json answer, or "".
 // Problem documents never carry ids, proofs or ETags.
 func problemCode(resp *http.Response) string {
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), wire.MediaProblem) {
 		return ""
 	}
-	var p struct {
-		Code   string `json:"code"`
-		Detail string `json:"detail"`
-	}
+	var p wire.Problem
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&p); err != nil {
 		return ""
 	}
@@ -137,43 +132,28 @@ func problemCode(resp *http.Response) string {
 
 // batchItem is one block of a batch write.
 type batchItem struct {
-	id    blobstore.ID
-	proof blobstore.WriteProof
+	id    wire.ID
+	proof wire.WriteProof
 	data  []byte
 }
 
-// putBatch writes items in one POST /v1/blocks (framing in the README:
-// a 4-byte manifest length, the JSON manifest, then the blocks).
+// putBatch writes items in one POST /v1/blocks, framed by wire as
+// every client frames it.
 func putBatch(ctx context.Context, hc *http.Client, baseURL string, items []batchItem) error {
-	type entry struct {
-		ID         string `json:"id"`
-		Proof      string `json:"proof"`
-		CreateOnly bool   `json:"create_only"`
-	}
-	m := struct {
-		Blocks []entry `json:"blocks"`
-	}{Blocks: make([]entry, len(items))}
+	m := &wire.BatchManifest{Blocks: make([]wire.BatchEntry, len(items))}
+	data := make([][]byte, len(items))
 	for i, it := range items {
-		m.Blocks[i] = entry{ID: it.id.String(), Proof: blobstore.EncodeProof(it.proof), CreateOnly: true}
+		m.Blocks[i] = wire.BatchEntry{ID: it.id.String(), Proof: wire.EncodeProof(it.proof), CreateOnly: true}
+		data[i] = it.data
 	}
-	manifest, err := json.Marshal(m)
+	body, err := wire.NewBatchBody(m, data)
 	if err != nil {
 		return err
 	}
-	var body bytes.Buffer
-	body.Grow(4 + len(manifest) + len(items)*len(items[0].data))
-	var l [4]byte
-	binary.BigEndian.PutUint32(l[:], uint32(len(manifest)))
-	body.Write(l[:])
-	body.Write(manifest)
-	for _, it := range items {
-		body.Write(it.data)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/v1/blocks", &body)
+	req, err := body.NewRequest(ctx, baseURL)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/vnd.blindstore.batch")
 	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("POST /v1/blocks: %w", err)
@@ -182,7 +162,7 @@ func putBatch(ctx context.Context, hc *http.Client, baseURL string, items []batc
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("POST /v1/blocks answered %s%s", resp.Status, problemCode(resp))
 	}
-	var out httpapi.BatchResponse
+	var out wire.BatchResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&out); err != nil {
 		return fmt.Errorf("POST /v1/blocks: %w", err)
 	}
@@ -199,31 +179,25 @@ func putBatch(ctx context.Context, hc *http.Client, baseURL string, items []batc
 
 // renewItem is one block of a renew request.
 type renewItem struct {
-	id    blobstore.ID
-	proof blobstore.RenewProof
+	id    wire.ID
+	proof wire.RenewProof
 }
 
 // renew sends one POST /v1/renew and returns the server's counts.
-func renew(ctx context.Context, hc *http.Client, baseURL string, items []renewItem) (*httpapi.RenewResponse, error) {
-	type entry struct {
-		ID    string `json:"id"`
-		Proof string `json:"proof"`
-	}
-	m := struct {
-		Blocks []entry `json:"blocks"`
-	}{Blocks: make([]entry, len(items))}
+func renew(ctx context.Context, hc *http.Client, baseURL string, items []renewItem) (*wire.RenewResponse, error) {
+	m := wire.RenewRequest{Blocks: make([]wire.RenewEntry, len(items))}
 	for i, it := range items {
-		m.Blocks[i] = entry{ID: it.id.String(), Proof: blobstore.EncodeProof(it.proof)}
+		m.Blocks[i] = wire.RenewEntry{ID: it.id.String(), Proof: wire.EncodeProof(it.proof)}
 	}
 	body, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/v1/renew", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+wire.PathRenew, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", wire.MediaJSON)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("POST /v1/renew: %w", err)
@@ -232,7 +206,7 @@ func renew(ctx context.Context, hc *http.Client, baseURL string, items []renewIt
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("POST /v1/renew answered %s%s", resp.Status, problemCode(resp))
 	}
-	var out httpapi.RenewResponse
+	var out wire.RenewResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&out); err != nil {
 		return nil, fmt.Errorf("POST /v1/renew: %w", err)
 	}

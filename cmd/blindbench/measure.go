@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // maxOpsPerSegment bounds every measured loop in count as well as in time.
@@ -108,20 +108,20 @@ func interleave(ctx context.Context, conc int, total time.Duration, rounds int, 
 // idSet is the ids a variant wrote, for its reads to pick from.
 type idSet struct {
 	mu  sync.Mutex
-	ids []blobstore.ID
+	ids []wire.ID
 }
 
-func (s *idSet) add(id blobstore.ID) {
+func (s *idSet) add(id wire.ID) {
 	s.mu.Lock()
 	s.ids = append(s.ids, id)
 	s.mu.Unlock()
 }
 
-func (s *idSet) pick() (blobstore.ID, error) {
+func (s *idSet) pick() (wire.ID, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.ids) == 0 {
-		return blobstore.ID{}, errors.New("no block written to read back")
+		return wire.ID{}, errors.New("no block written to read back")
 	}
 	return s.ids[rand.IntN(len(s.ids))], nil
 }
@@ -136,7 +136,7 @@ func (s *idSet) len() int {
 // does not matter to any store, only their size.
 type payloads struct {
 	data  [][]byte
-	etags []blobstore.ETag
+	etags []wire.ETag
 }
 
 func newPayloads(n, size int) *payloads {
@@ -148,20 +148,20 @@ func newPayloads(n, size int) *payloads {
 		d := make([]byte, size)
 		_, _ = src.Read(d)
 		p.data = append(p.data, d)
-		p.etags = append(p.etags, blobstore.ETagOf(d))
+		p.etags = append(p.etags, wire.ETagOf(d))
 	}
 	return p
 }
 
-func (p *payloads) pick() ([]byte, blobstore.ETag) {
+func (p *payloads) pick() ([]byte, wire.ETag) {
 	i := rand.IntN(len(p.data))
 	return p.data[i], p.etags[i]
 }
 
 // newProof returns a fresh random write proof. Proofs are random here:
 // the server cannot tell them from derived ones.
-func newProof() blobstore.WriteProof {
-	var w blobstore.WriteProof
+func newProof() wire.WriteProof {
+	var w wire.WriteProof
 	fillRandom(w[:])
 	return w
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -88,7 +89,7 @@ func (r *rawBolt) setWorkers(n int) {
 }
 
 func (r *rawBolt) put(ctx context.Context, w int) error {
-	id := blobstore.NewID()
+	id := wire.NewID()
 	data, _ := r.pl.pick()
 	err := r.db.Batch(func(tx *bbolt.Tx) error {
 		nb, err := tx.Bucket(rawBucket).CreateBucketIfNotExists(id[:])
@@ -131,7 +132,7 @@ func (r *rawBolt) close() error { return r.db.Close() }
 type rawPG struct {
 	pool *pgxpool.Pool
 	pl   *payloads
-	ph   blobstore.ProofHash
+	ph   wire.ProofHash
 	ids  idSet
 }
 
@@ -151,7 +152,7 @@ func openRawPG(ctx context.Context, dbURL string, pl *payloads) (*rawPG, error) 
 }
 
 func (r *rawPG) put(ctx context.Context, w int) error {
-	id := blobstore.NewID()
+	id := wire.NewID()
 	data, etag := r.pl.pick()
 	row := []any{pgtype.UUID{Bytes: id, Valid: true}, r.ph[:], etag[:], data}
 	if _, err := r.pool.CopyFrom(ctx, pgx.Identifier{"raw_blocks"}, []string{"id", "proof_hash", "etag", "data"}, pgx.CopyFromRows([][]any{row})); err != nil {
@@ -318,7 +319,7 @@ type directStore struct {
 	ids    idSet
 	bufs   [][]byte
 	bucket bucketer.Bucket
-	ph     blobstore.ProofHash
+	ph     wire.ProofHash
 }
 
 func newDirectStore(s blobstore.Store, pl *payloads, workers int) *directStore {
@@ -337,7 +338,7 @@ func (d *directStore) setWorkers(n int) {
 
 func (d *directStore) put(ctx context.Context, w int) error {
 	data, etag := d.pl.pick()
-	op := blobstore.Op{Kind: blobstore.OpPut, ID: blobstore.NewID(), ProofHash: d.ph, Data: data, ETag: etag,
+	op := blobstore.Op{Kind: blobstore.OpPut, ID: wire.NewID(), ProofHash: d.ph, Data: data, ETag: etag,
 		Bucket: d.bucket, Cond: blobstore.Cond{IfNoneMatchAny: true}}
 	res, err := d.s.Apply(ctx, []blobstore.Op{op})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore/bolt"
 	"github.com/blindstore/blindstore/blobstore/postgres"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // fillSenders is the number of batch writes in flight while an account
@@ -85,7 +86,7 @@ func (b *bench) renewRows(ctx context.Context, st storeKind) []Row {
 		bi := make([]batchItem, 0, hi-lo)
 		for i := lo; i < hi; i++ {
 			w := newProof()
-			id := blobstore.NewID()
+			id := wire.NewID()
 			data, _ := pl.pick()
 			bi = append(bi, batchItem{id: id, proof: w, data: data})
 			items[i] = renewItem{id: id, proof: w.Renew()}

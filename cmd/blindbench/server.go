@@ -18,9 +18,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore/httpapi"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/proc"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // binaries finds or builds the programs the bench runs as children.
@@ -212,7 +212,7 @@ func (c *child) cleanup() {
 }
 
 // config reads the server's /v1/config.
-func getConfig(ctx context.Context, hc *http.Client, url string) (*httpapi.Config, error) {
+func getConfig(ctx context.Context, hc *http.Client, url string) (*wire.Config, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/config", nil)
 	if err != nil {
 		return nil, err
@@ -225,7 +225,7 @@ func getConfig(ctx context.Context, hc *http.Client, url string) (*httpapi.Confi
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /v1/config: %s", resp.Status)
 	}
-	var cfg httpapi.Config
+	var cfg wire.Config
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&cfg); err != nil {
 		return nil, fmt.Errorf("GET /v1/config: %w", err)
 	}

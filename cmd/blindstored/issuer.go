@@ -15,7 +15,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore/httpapi"
 	"github.com/blindstore/blindstore/bucketer"
-	"github.com/blindstore/blindstore/privacypass"
+	"github.com/blindstore/blindstore/privacypass/issuer"
 )
 
 // issuerEnvPrefix prefixes the issuer's environment fallbacks:
@@ -53,7 +53,7 @@ func issuerCommand(stdout, stderr io.Writer) *command {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		is, err := privacypass.OpenIssuer(privacypass.IssuerConfig{Dir: *data, Period: *period, Logger: log})
+		is, err := issuer.Open(issuer.Config{Dir: *data, Period: *period, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -121,7 +121,7 @@ func inviteCommand(stdout io.Writer) *command {
 		if *tokens < 1 {
 			return usageError{fmt.Errorf("--tokens must be at least 1")}
 		}
-		code, err := privacypass.CreateInvite(*dir, *tokens)
+		code, err := issuer.CreateInvite(*dir, *tokens)
 		if err != nil {
 			return err
 		}

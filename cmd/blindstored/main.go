@@ -12,6 +12,8 @@ import (
 	"os"
 	"runtime/debug"
 	"sort"
+
+	"github.com/blindstore/blindstore/wire"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; a plain
@@ -30,12 +32,37 @@ func versionString() string {
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-// Exit codes.
+// Exit codes: wire's table gives each kind of error its code, the same
+// as blind's where they mean the same.
 const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
+	exitOK    = wire.ExitOK
+	exitError = wire.ExitOther
+	exitUsage = wire.ExitUsage
 )
+
+// exitCodesHelp documents the codes a command can exit with.
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  failure (one line on stderr says what, and what to do)
+  2  bad usage (unknown command or flag, a malformed value)
+  6  the store is unavailable: PostgreSQL cannot be reached, or answers that
+     it cannot serve now; retrying later may help
+`
+
+// exitCode is the exit code of a command that failed with err: by the
+// kind of the error, where it has one. Only the codes exitCodesHelp
+// documents are used; a kind whose code it does not list (none reaches a
+// command today) exits 1.
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	if code := wire.KindOf(err).ExitCode(); code == wire.ExitNetwork {
+		return code
+	}
+	return exitError
+}
 
 func commands(stdout, stderr io.Writer) map[string]*command {
 	cmds := []*command{
@@ -96,7 +123,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		fmt.Fprintf(stderr, "blindstored %s: %v\n", c.name, err)
-		return exitError
+		return exitCode(err)
 	}
 	return exitOK
 }
@@ -111,7 +138,8 @@ func printMainUsage(w io.Writer, cmds map[string]*command) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintf(w, "\nRun 'blindstored COMMAND --help' for a command's flags, which go before or after\nits arguments. Every flag falls back to an environment variable: --block-size\nto %s, and so on (the issuer's to %s…).\n", envName("block-size"), issuerEnvPrefix)
+	fmt.Fprintf(w, "\nRun 'blindstored COMMAND --help' for a command's flags, which go before or after\nits arguments. Every flag falls back to an environment variable: --block-size\nto %s, and so on (the issuer's to %s…).\n\n", envName("block-size"), issuerEnvPrefix)
+	fmt.Fprint(w, exitCodesHelp)
 }
 
 func versionCommand(stdout io.Writer) *command {

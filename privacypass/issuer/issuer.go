@@ -1,4 +1,9 @@
-package privacypass
+// Package issuer is `blindstored issuer`: the Privacy Pass issuer of
+// blindstore's write tokens (package privacypass). It rotates token keys
+// each period, hands out tokens to holders of invite codes within an
+// allotment per period, and keeps its count in bbolt. Only the issuer
+// needs this package; clients and the blob server use privacypass.
+package issuer
 
 import (
 	"context"
@@ -7,6 +12,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base32"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -27,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/blindstore/blindstore/privacypass"
 	"go.etcd.io/bbolt"
 )
 
@@ -43,15 +50,8 @@ import (
 // issued, not a client address. It cannot tell which token paid for what:
 // it signs blinded messages.
 
-// IssuerRequestPath is the issuer's issuance endpoint, and AllotmentPath
-// the one that tells an invite's holder how many tokens are left.
-const (
-	IssuerRequestPath = "/token-request"
-	AllotmentPath     = "/v1/allotment"
-)
-
-// IssuerConfig configures an Issuer.
-type IssuerConfig struct {
+// Config configures an Issuer.
+type Config struct {
 	Dir    string        // data directory
 	Period time.Duration // key rotation and allotment period (whole seconds)
 	Logger *slog.Logger
@@ -60,19 +60,19 @@ type IssuerConfig struct {
 
 // Issuer issues tokens of type 0x0002 to holders of invite codes.
 type Issuer struct {
-	cfg IssuerConfig
+	cfg Config
 	log *slog.Logger
 	db  *bbolt.DB
 
 	mu   sync.RWMutex
-	keys map[uint64]*Signer // by period
+	keys map[uint64]*privacypass.Signer // by period
 }
 
 var bucketUsed = []byte("used")
 
-// OpenIssuer opens (creating) the issuer's data directory and makes sure
+// Open opens (creating) the issuer's data directory and makes sure
 // the current and next period have keys.
-func OpenIssuer(cfg IssuerConfig) (*Issuer, error) {
+func Open(cfg Config) (*Issuer, error) {
 	if cfg.Period < time.Second || cfg.Period%time.Second != 0 {
 		return nil, fmt.Errorf("privacypass: issuer period must be whole seconds, at least one, got %v", cfg.Period)
 	}
@@ -98,7 +98,7 @@ func OpenIssuer(cfg IssuerConfig) (*Issuer, error) {
 		db.Close()
 		return nil, fmt.Errorf("privacypass: issuer.db: %w", err)
 	}
-	is := &Issuer{cfg: cfg, log: cfg.Logger, db: db, keys: map[uint64]*Signer{}}
+	is := &Issuer{cfg: cfg, log: cfg.Logger, db: db, keys: map[uint64]*privacypass.Signer{}}
 	if err := is.Rotate(); err != nil {
 		db.Close()
 		return nil, err
@@ -176,7 +176,7 @@ func (is *Issuer) Rotate() error {
 	return nil
 }
 
-func (is *Issuer) loadKey(p uint64) (*Signer, error) {
+func (is *Issuer) loadKey(p uint64) (*privacypass.Signer, error) {
 	b, err := os.ReadFile(is.keyPath(p))
 	if err != nil {
 		return nil, err
@@ -193,17 +193,17 @@ func (is *Issuer) loadKey(p uint64) (*Signer, error) {
 	if !ok {
 		return nil, fmt.Errorf("privacypass: %s is not an RSA key", is.keyPath(p))
 	}
-	return NewSigner(sk)
+	return privacypass.NewSigner(sk)
 }
 
 // newKey generates period p's key, avoiding a truncated key id that a
 // key still in use has: the issuer picks the key by that byte.
-func (is *Issuer) newKey(p uint64) (*Signer, error) {
-	var s *Signer
+func (is *Issuer) newKey(p uint64) (*privacypass.Signer, error) {
+	var s *privacypass.Signer
 	var sk *rsa.PrivateKey
 	for {
 		var err error
-		s, sk, err = GenerateSigner()
+		s, sk, err = privacypass.GenerateSigner()
 		if err != nil {
 			return nil, err
 		}
@@ -272,24 +272,24 @@ func (is *Issuer) Run(ctx context.Context) {
 // one clients issue under), then the next one (not-before in the future,
 // so clients skip it until then), then the previous one (redeemers still
 // accept it).
-func (is *Issuer) Directory() Directory {
+func (is *Issuer) Directory() privacypass.Directory {
 	cur := is.period(is.cfg.Now())
 	is.mu.RLock()
 	defer is.mu.RUnlock()
-	d := Directory{RequestURI: IssuerRequestPath, TokenKeys: []DirectoryKey{}}
+	d := privacypass.Directory{RequestURI: privacypass.IssuerRequestPath, TokenKeys: []privacypass.DirectoryKey{}}
 	for _, p := range []uint64{cur, cur + 1, cur - 1} {
 		s := is.keys[p]
 		if s == nil || (p == cur-1 && cur == 0) {
 			continue
 		}
-		d.TokenKeys = append(d.TokenKeys, DirectoryKey{TokenType: int(TokenTypeBlindRSA),
-			TokenKey: b64.EncodeToString(s.Public().SPKI()), NotBefore: is.periodStart(p).Unix()})
+		d.TokenKeys = append(d.TokenKeys, privacypass.DirectoryKey{TokenType: int(privacypass.TokenTypeBlindRSA),
+			TokenKey: base64.URLEncoding.EncodeToString(s.Public().SPKI()), NotBefore: is.periodStart(p).Unix()})
 	}
 	return d
 }
 
 // currentSigner returns the key tokens are issued under now.
-func (is *Issuer) currentSigner() (*Signer, uint64) {
+func (is *Issuer) currentSigner() (*privacypass.Signer, uint64) {
 	cur := is.period(is.cfg.Now())
 	is.mu.RLock()
 	defer is.mu.RUnlock()
@@ -301,13 +301,8 @@ func (is *Issuer) currentSigner() (*Signer, uint64) {
 
 var inviteEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// NormalizeInvite removes the grouping and case of a typed invite code.
-func NormalizeInvite(code string) string {
-	return strings.ToLower(strings.NewReplacer("-", "", " ", "").Replace(strings.TrimSpace(code)))
-}
-
 func inviteHash(code string) [32]byte {
-	return sha256.Sum256([]byte("blindstore/v1/invite" + NormalizeInvite(code)))
+	return sha256.Sum256([]byte("blindstore/v1/invite" + privacypass.NormalizeInvite(code)))
 }
 
 type inviteFile struct {
@@ -425,7 +420,7 @@ func (is *Issuer) giveBack(h [32]byte, p uint64) error {
 
 // blindedInRange reports whether req's blinded message, as an integer,
 // is below the modulus of s: the only messages RSASP1 signs.
-func blindedInRange(s *Signer, req *TokenRequest) bool {
+func blindedInRange(s *privacypass.Signer, req *privacypass.TokenRequest) bool {
 	return new(big.Int).SetBytes(req.BlindedMsg[:]).Cmp(s.Public().RSA().N) < 0
 }
 
@@ -434,9 +429,9 @@ func blindedInRange(s *Signer, req *TokenRequest) bool {
 // or a client address.
 func (is *Issuer) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+WellKnownDirectory, is.serveDirectory)
-	mux.HandleFunc("POST "+IssuerRequestPath, is.serveIssue)
-	mux.HandleFunc("GET "+AllotmentPath, is.serveAllotment)
+	mux.HandleFunc("GET "+privacypass.WellKnownDirectory, is.serveDirectory)
+	mux.HandleFunc("POST "+privacypass.IssuerRequestPath, is.serveIssue)
+	mux.HandleFunc("GET "+privacypass.AllotmentPath, is.serveAllotment)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
@@ -454,7 +449,7 @@ func (is *Issuer) serveDirectory(w http.ResponseWriter, r *http.Request) {
 	// never past the next rotation.
 	next := is.periodStart(is.period(is.cfg.Now()) + 1)
 	age := min(300, max(0, int(time.Until(next)/time.Second)))
-	w.Header().Set("Content-Type", MediaDirectory)
+	w.Header().Set("Content-Type", privacypass.MediaDirectory)
 	w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(age))
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	_, _ = w.Write(body)
@@ -491,15 +486,6 @@ func (is *Issuer) authorize(w http.ResponseWriter, r *http.Request) ([32]byte, i
 	return h, allot, true
 }
 
-// Allotment is the answer of GET /v1/allotment.
-type Allotment struct {
-	Period          uint64 `json:"period"`
-	TokensPerPeriod int    `json:"tokens_per_period"`
-	Left            int    `json:"left"`
-	NextPeriodAt    int64  `json:"next_period_at"` // unix seconds
-	TokenKeyID      string `json:"token_key_id"`   // the key tokens are issued under now
-}
-
 func (is *Issuer) serveAllotment(w http.ResponseWriter, r *http.Request) {
 	h, allot, ok := is.authorize(w, r)
 	if !ok {
@@ -512,7 +498,7 @@ func (is *Issuer) serveAllotment(w http.ResponseWriter, r *http.Request) {
 		issuerProblem(w, http.StatusServiceUnavailable, "unavailable", "retry later")
 		return
 	}
-	body, _ := json.Marshal(Allotment{Period: p, TokensPerPeriod: allot, Left: max(0, allot-n),
+	body, _ := json.Marshal(privacypass.Allotment{Period: p, TokensPerPeriod: allot, Left: max(0, allot-n),
 		NextPeriodAt: is.periodStart(p + 1).Unix(), TokenKeyID: s.Public().ID().String()})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -524,17 +510,17 @@ func (is *Issuer) serveIssue(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != MediaTokenRequest {
-		issuerProblem(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be "+MediaTokenRequest)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != privacypass.MediaTokenRequest {
+		issuerProblem(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be "+privacypass.MediaTokenRequest)
 		return
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, TokenRequestSize+1))
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, privacypass.TokenRequestSize+1))
 	if err != nil {
-		issuerProblem(w, http.StatusRequestEntityTooLarge, "body_too_large", "a token request is "+strconv.Itoa(TokenRequestSize)+" bytes")
+		issuerProblem(w, http.StatusRequestEntityTooLarge, "body_too_large", "a token request is "+strconv.Itoa(privacypass.TokenRequestSize)+" bytes")
 		return
 	}
 	// RFC 9578 §6.2: a request of another type, size or key is 422.
-	req, err := ParseTokenRequest(raw)
+	req, err := privacypass.ParseTokenRequest(raw)
 	if err != nil {
 		issuerProblem(w, http.StatusUnprocessableEntity, "bad_token_request", "not a token request of type 0x0002")
 		return
@@ -577,7 +563,7 @@ func (is *Issuer) serveIssue(w http.ResponseWriter, r *http.Request) {
 		issuerProblem(w, http.StatusServiceUnavailable, "unavailable", "retry later")
 		return
 	}
-	w.Header().Set("Content-Type", MediaTokenResponse)
+	w.Header().Set("Content-Type", privacypass.MediaTokenResponse)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", strconv.Itoa(len(sig)))
 	_, _ = w.Write(sig)

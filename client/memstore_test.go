@@ -7,12 +7,16 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/blindstore/blindstore/wire"
+
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
 )
 
 // MemoryRemote is a Store that keeps its blocks in memory: the account's
-// logic runs over it without a server, a database or a network. It
+// logic runs over it without a server, a database or a network. It lives
+// in the tests because it borrows the server core (blobstore), which the
+// client itself never imports. It
 // decides every write with blobstore.Plan, the function every store of
 // the server decides with, so it has the server's semantics: fixed-size
 // blocks, create-only and If-Match writes by ETag, write proofs kept as
@@ -24,7 +28,7 @@ import (
 type MemoryRemote struct {
 	mu     sync.Mutex
 	cfg    ServerConfig
-	blocks map[blobstore.ID]memBlock
+	blocks map[wire.ID]memBlock
 }
 
 type memBlock struct {
@@ -38,15 +42,15 @@ var _ Store = (*MemoryRemote)(nil)
 // in period 1, with the limits of a server that takes atomic batches and
 // does not charge for writes.
 func NewMemoryRemote(blockSize int) (*MemoryRemote, error) {
-	if err := blobstore.ValidateBlockSize(blockSize); err != nil {
+	if err := wire.ValidateBlockSize(blockSize); err != nil {
 		return nil, fmt.Errorf("client: memory store: %w", err)
 	}
-	cfg := ServerConfig{Version: "memory", BlockSize: blockSize, PeriodSeconds: 3600, RetentionPeriods: 3, CurrentPeriod: 1}
+	cfg := ServerConfig{Config: wire.Config{Version: "memory", BlockSize: blockSize, PeriodSeconds: 3600, RetentionPeriods: 3, CurrentPeriod: 1}}
 	cfg.Limits.RenewBatch = blobstore.DefaultLimits.RenewBatch
 	cfg.Limits.WriteBatch = blobstore.DefaultLimits.WriteBatch
 	cfg.Limits.MaxBatchRefs = 1024
 	cfg.Limits.MaxManifestBytes = 1 << 20
-	return &MemoryRemote{cfg: cfg, blocks: make(map[blobstore.ID]memBlock)}, nil
+	return &MemoryRemote{cfg: cfg, blocks: make(map[wire.ID]memBlock)}, nil
 }
 
 // URL implements Store.
@@ -104,7 +108,7 @@ func periodOf(b bucketer.Bucket) uint64 { return binary.BigEndian.Uint64(b[:]) -
 func (m *MemoryRemote) apply(ops []blobstore.Op) []blobstore.Result {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cur := make(map[blobstore.ID]blobstore.Meta, len(ops))
+	cur := make(map[wire.ID]blobstore.Meta, len(ops))
 	for _, op := range ops {
 		if b, ok := m.blocks[op.ID]; ok {
 			cur[op.ID] = b.meta
@@ -144,17 +148,17 @@ func cond(c Cond) blobstore.Cond {
 }
 
 // Get implements Store.
-func (m *MemoryRemote) Get(_ context.Context, id blobstore.ID, dst []byte) ([]byte, blobstore.ETag, error) {
+func (m *MemoryRemote) Get(_ context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b, ok := m.blocks[id]
 	if !ok {
-		return nil, blobstore.ETag{}, &Error{Kind: KindNotFound, Msg: "no such block"}
+		return nil, wire.ETag{}, &Error{Kind: KindNotFound, Msg: "no such block"}
 	}
-	return append(dst[:0], b.data...), blobstore.ETagOf(b.data), nil
+	return append(dst[:0], b.data...), wire.ETagOf(b.data), nil
 }
 
-func (m *MemoryRemote) getUnhashed(ctx context.Context, id blobstore.ID, dst []byte) ([]byte, error) {
+func (m *MemoryRemote) getUnhashed(ctx context.Context, id wire.ID, dst []byte) ([]byte, error) {
 	data, _, err := m.Get(ctx, id, dst)
 	return data, err
 }
@@ -162,8 +166,8 @@ func (m *MemoryRemote) getUnhashed(ctx context.Context, id blobstore.ID, dst []b
 func (m *MemoryRemote) parallelism() int { return DefaultParallel }
 
 // Put implements Store, as Remote.Put reads the server's answer.
-func (m *MemoryRemote) Put(_ context.Context, id blobstore.ID, w blobstore.WriteProof, data []byte, c Cond) (blobstore.ETag, error) {
-	want := blobstore.ETagOf(data)
+func (m *MemoryRemote) Put(_ context.Context, id wire.ID, w wire.WriteProof, data []byte, c Cond) (wire.ETag, error) {
+	want := wire.ETagOf(data)
 	if len(data) != m.cfg.BlockSize {
 		return want, errorf(KindOther, "the server refused the request: bad_size (a block of %d bytes, not %d)", len(data), m.cfg.BlockSize)
 	}
@@ -175,7 +179,7 @@ func (m *MemoryRemote) Put(_ context.Context, id blobstore.ID, w blobstore.Write
 }
 
 // Delete implements Store.
-func (m *MemoryRemote) Delete(_ context.Context, id blobstore.ID, w blobstore.WriteProof, ifMatch *blobstore.ETag) error {
+func (m *MemoryRemote) Delete(_ context.Context, id wire.ID, w wire.WriteProof, ifMatch *wire.ETag) error {
 	r := m.apply([]blobstore.Op{{Kind: blobstore.OpDelete, ID: id, ProofHash: w.Hash(), Cond: blobstore.Cond{IfMatch: ifMatch}}})[0]
 	if r.Status == blobstore.StatusNotFound {
 		return nil
@@ -194,7 +198,7 @@ func resultErr(r blobstore.Result) error {
 		return &Error{Kind: KindAuth, Msg: "the server refused the block's write proof"}
 	case blobstore.StatusPrecondition:
 		pe := &PreconditionError{}
-		if r.ETag != (blobstore.ETag{}) {
+		if r.ETag != (wire.ETag{}) {
 			e := r.ETag
 			pe.Current = &e
 		}
@@ -250,7 +254,7 @@ var httpStatus = map[blobstore.Status]int{
 // Commit implements Store: items are one atomic group, and the outcome is
 // read by the very code that reads the server's (commitOutcome).
 func (m *MemoryRemote) Commit(_ context.Context, items []CommitItem) error {
-	want := make([]blobstore.ETag, len(items))
+	want := make([]wire.ETag, len(items))
 	ops := make([]blobstore.Op, len(items))
 	b := m.current()
 	for i, it := range items {
@@ -260,8 +264,8 @@ func (m *MemoryRemote) Commit(_ context.Context, items []CommitItem) error {
 			if err := m.checkSize(it.Data); err != nil {
 				return err
 			}
-			if want[i] = it.ETag; want[i] == (blobstore.ETag{}) {
-				want[i] = blobstore.ETagOf(it.Data)
+			if want[i] = it.ETag; want[i] == (wire.ETag{}) {
+				want[i] = wire.ETagOf(it.Data)
 			}
 			op.Kind, op.Data, op.ETag, op.Bucket = blobstore.OpPut, it.Data, want[i], b
 		case it.Check:
@@ -272,10 +276,10 @@ func (m *MemoryRemote) Commit(_ context.Context, items []CommitItem) error {
 		ops[i] = op
 	}
 	manifest := commitManifest(items)
-	results := make([]batchResult, len(items))
+	results := make([]wire.BatchResult, len(items))
 	for i, r := range m.apply(ops) {
-		results[i] = batchResult{ID: manifest.Blocks[i].ID, Status: httpStatus[r.Status]}
-		if r.ETag != (blobstore.ETag{}) {
+		results[i] = wire.BatchResult{ID: manifest.Blocks[i].ID, Status: httpStatus[r.Status]}
+		if r.ETag != (wire.ETag{}) {
 			results[i].ETag = r.ETag.String()
 		}
 	}
