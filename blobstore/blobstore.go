@@ -3,7 +3,7 @@
 // logic that validates requests, checks ownership proofs and stamps
 // buckets before anything reaches a store.
 //
-// A block is exactly what DESIGN.md §3 allows: a random v4 UUID, a fixed
+// A block is exactly what docs/design.md §3 allows: a random v4 UUID, a fixed
 // number of ciphertext bytes, the hash of its renew proof, and a keyed time
 // bucket. Nothing here records who wrote a block, when, or which blocks
 // belong together, and nothing here logs block IDs, proofs or ETags.
@@ -102,7 +102,7 @@ type Op struct {
 	// Bucket is an overwrite that keeps the block's bucket: it never
 	// creates a block (it fails its precondition when there is none)
 	// and never renews one, so that writes a quota does not charge for
-	// cannot stand in for renewals (DESIGN.md §11).
+	// cannot stand in for renewals (docs/design.md §9 and §11).
 	Bucket bucketer.Bucket
 	Cond   Cond // put, delete, check
 	// Group, when not zero, makes the ops that share it one atomic

@@ -2,7 +2,7 @@ package blobstore
 
 import "time"
 
-// Sealing (DESIGN.md §5) is optional for a Store: a store whose copy
+// Sealing (docs/design.md §6) is optional for a Store: a store whose copy
 // would show which blocks were written together keeps what was written
 // since its last seal apart, and a seal rewrites it into the sealed part
 // in a random order. The scheduler finds it by type assertion; these are

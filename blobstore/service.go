@@ -126,7 +126,7 @@ type PutItem struct {
 	Cond  Cond
 	// KeepBucket overwrites without renewing: the block keeps its
 	// bucket. It needs Cond.IfMatch, so that it can never create a
-	// block. A quota charges nothing for such writes (DESIGN.md §11).
+	// block. A quota charges nothing for such writes (docs/design.md §9 and §11).
 	KeepBucket bool
 	// Delete makes the entry a deletion (Batch only): no Data, and
 	// Cond.IfMatch only.

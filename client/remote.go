@@ -1,6 +1,6 @@
 package client
 
-// The HTTP side of the client: DESIGN.md §4 as seen from the user's
+// The HTTP side of the client: docs/design.md §4 as seen from the user's
 // machine. Remote speaks the v1 API and nothing else; it knows blocks,
 // proofs and ETags, never files, keys or names.
 //

@@ -1,6 +1,6 @@
 package client
 
-// Sync makes a folder and the account agree (DESIGN.md §7 "Sync").
+// Sync makes a folder and the account agree (docs/design.md §7).
 //
 // Every name is judged three ways: the folder now (local), the account's
 // index now (remote), and the version both sides held at the end of the

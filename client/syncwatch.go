@@ -35,7 +35,7 @@ type WatchOptions struct {
 
 // Watch syncs the folder now, again whenever it changes or the interval
 // passes, and renews the account at each period boundary, until ctx
-// ends (DESIGN.md §7 "Unattended renewal").
+// ends (docs/spec.md §13).
 func (a *Account) Watch(ctx context.Context, opt WatchOptions) error {
 	if opt.Debounce <= 0 {
 		opt.Debounce = 300 * time.Millisecond

@@ -1,6 +1,6 @@
 package client
 
-// Paying for writes, DESIGN.md §11, as the client sees it. A server whose
+// Paying for writes, docs/spec.md §14, as the client sees it. A server whose
 // /v1/config has a "tokens" member charges one Privacy Pass token (RFC
 // 9577/9578, type 0x0002) for each request that may create blocks (up to
 // blocks_per_token of them) and for each renewal request; overwrites with

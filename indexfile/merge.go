@@ -1,6 +1,6 @@
 package indexfile
 
-// Merging, DESIGN.md §7: when two devices update the index at once, the
+// Merging, docs/spec.md §12.4: when two devices update the index at once, the
 // one whose compare-and-swap of the root fails re-reads the index, merges
 // and retries. Merge is three-way, by name, against the last index both
 // started from (base):

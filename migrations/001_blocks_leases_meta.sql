@@ -1,4 +1,4 @@
--- The block store: what DESIGN.md §3 allows, and nothing else.
+-- The block store: what docs/design.md §3 allows, and nothing else.
 --
 -- blocks holds each block's content and what proves ownership of it. data
 -- is stored out of line and uncompressed (ciphertext does not compress), so

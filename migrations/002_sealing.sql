@@ -1,4 +1,4 @@
--- Sealing (DESIGN.md §5): a copy of the store must not replay who wrote
+-- Sealing (docs/design.md §6): a copy of the store must not replay who wrote
 -- what, or when. PostgreSQL keeps with every row the transaction that
 -- wrote it (xmin) and its place (ctid), so rows written together stay
 -- recognisable together until they are written anew.

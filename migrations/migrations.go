@@ -6,7 +6,7 @@
 // github.com/jackc/tern/v2/migrate (blobstore/postgres does that). Each
 // file is run once and never edited after release: a change is a new file.
 //
-// DESIGN.md §3 binds every file here: a table may hold only a block's id,
+// docs/design.md §3 binds every file here: a table may hold only a block's id,
 // data, proof hash, ETag and keyed bucket, and the deployment's metadata.
 // No migration may ever add a time, date, size, user, counter, serial or
 // identity column, a default of now(), or a foreign key between blocks.

@@ -36,7 +36,7 @@ func TestMigrationsStayWithinTheDesign(t *testing.T) {
 		for n, line := range strings.Split(string(b), "\n") {
 			code, _, _ := strings.Cut(line, "--")
 			if m := forbidden.FindString(code); m != "" {
-				t.Errorf("%s:%d: %q has no place in this schema (DESIGN.md §3)", f, n+1, m)
+				t.Errorf("%s:%d: %q has no place in this schema (docs/design.md §3)", f, n+1, m)
 			}
 			if strings.Contains(line, "{{") {
 				t.Errorf("%s:%d: {{ would be read by tern as a template action", f, n+1)

@@ -72,7 +72,7 @@ func IssuanceKey(keys []DatedKey, now time.Time) (*PublicKey, bool) {
 }
 
 // Accepted returns the keys a redeemer accepts at now: of the keys whose
-// not-before has passed, the newest two (DESIGN.md §11: the current key
+// not-before has passed, the newest two (docs/design.md §11: the current key
 // and the previous one). A key without not-before counts as oldest.
 func Accepted(keys []DatedKey, now time.Time) []DatedKey {
 	var live []DatedKey

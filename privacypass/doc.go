@@ -1,4 +1,4 @@
-// Package privacypass is blindstore's anonymous write quota (DESIGN.md
+// Package privacypass is blindstore's anonymous write quota (docs/design.md
 // §11): Privacy Pass tokens of type 0x0002 (RFC 9578 §6, blind RSA 2048)
 // presented with the PrivateToken HTTP authentication scheme (RFC 9577).
 //

@@ -3,7 +3,7 @@
 // wrong key, a jumping clock or a bad restore from deleting what users
 // still hold; and the seal (seal.go) that rewrites what was written since
 // the last one so that a copy of the store does not show who wrote what,
-// or when (DESIGN.md §5).
+// or when (docs/design.md §6).
 //
 // Jobs run on gocron v2 with a clock the caller gives (tests move a fake
 // one across periods). With several instances, a RunLocker (NewRedisLocker)

@@ -10,7 +10,7 @@ import (
 )
 
 // Sealer is a store that keeps what was written since its last seal
-// apart and can seal it (DESIGN.md §5): blobstore/postgres and
+// apart and can seal it (docs/design.md §6): blobstore/postgres and
 // blobstore/bolt both are.
 type Sealer interface {
 	Seal(ctx context.Context) (blobstore.SealReport, error)

@@ -12,7 +12,7 @@
 // no timestamp, size, sequence or counter anywhere, and no value links two
 // blocks beyond sharing a time bucket, which the design allows.
 //
-// Sealing (seal.go, DESIGN.md §5): bbolt allocates the pages of one
+// Sealing (seal.go, docs/design.md §6): bbolt allocates the pages of one
 // commit together, so a copy of the file shows which blocks were written
 // in one commit, and in which order commits came (measured with
 // internal/attack, attack_test.go: with three users writing at a time,

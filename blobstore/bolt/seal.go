@@ -15,7 +15,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// Sealing the embedded store (DESIGN.md §5).
+// Sealing the embedded store (docs/design.md §6).
 //
 // bbolt writes a commit's dirty pages to newly allocated pages, all at
 // commit time: together at the end of the file, or in free runs. So the

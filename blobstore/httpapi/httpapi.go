@@ -1,4 +1,4 @@
-// Package httpapi is blindstore's HTTP API, version 1 (DESIGN.md §4): the
+// Package httpapi is blindstore's HTTP API, version 1 (docs/design.md §4): the
 // routes under /v1, health and readiness, problem+json errors, request
 // caps and timeouts, and the limiter of failed probes. It translates HTTP
 // into calls of a blobstore.Service and back; all decisions about blocks

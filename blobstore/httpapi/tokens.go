@@ -1,6 +1,6 @@
 package httpapi
 
-// Paying for writes (DESIGN.md §11).
+// Paying for writes (docs/design.md §11).
 //
 // With a TokenRedeemer (blindstored serve --token-issuer), a write that
 // may create blocks, and every renewal, costs one Privacy Pass token for

@@ -1,4 +1,4 @@
-// Package pool is blindstore's write pool (DESIGN.md §5): every put,
+// Package pool is blindstore's write pool (docs/design.md §5): every put,
 // delete and renewal of the service goes through it. It gathers the
 // operations of many requests for a short window, or until a cap of ops
 // or bytes, lays them out in a random order, commits them to the store in

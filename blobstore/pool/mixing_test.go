@@ -35,7 +35,7 @@ import (
 // the pool's permutation is tested on its own in shuffle_test.go.
 // Commits, one after the other, are of course in arrival order: that a
 // row was "written in the same commit batch" is what remains visible until
-// the rows are sealed (DESIGN.md §5).
+// the rows are sealed (docs/design.md §5).
 func TestMixingOnPostgres(t *testing.T) {
 	const (
 		writers  = 64
@@ -93,7 +93,7 @@ func TestMixingOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	// New rows go to the hot tables once the store seals (DESIGN.md §5),
+	// New rows go to the hot tables once the store seals (docs/design.md §5),
 	// to blocks before: read every table that holds block rows.
 	var tables []string
 	if err := conn.QueryRow(ctx, `SELECT array_agg(relname::text ORDER BY relname) FROM pg_class

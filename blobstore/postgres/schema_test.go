@@ -105,7 +105,7 @@ func connect(t testing.TB, url string) *pgx.Conn {
 
 // TestSchemaHoldsOnlyWhatTheDesignAllows reads information_schema over
 // every table and partition of a store in use and accepts exactly the
-// columns DESIGN.md §3 allows: no time, size, user or sequence, no
+// columns docs/design.md §3 allows: no time, size, user or sequence, no
 // defaults, no identity or generated columns, no sequences.
 func TestSchemaHoldsOnlyWhatTheDesignAllows(t *testing.T) {
 	url := pgtest.URL(t)
@@ -134,7 +134,7 @@ func TestSchemaHoldsOnlyWhatTheDesignAllows(t *testing.T) {
 		"leases_hot_a": hotLeaseCols,
 		"leases_hot_b": hotLeaseCols,
 		"meta":         {"key": "text", "value": "bytea"},
-		versionTable:   {"version": "integer"}, // the schema version, DESIGN.md §3
+		versionTable:   {"version": "integer"}, // the schema version, docs/design.md §3
 	}
 
 	// Partitions are checked as their parent.

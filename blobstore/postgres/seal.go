@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// A seal (DESIGN.md §5) erases the write order that the hot side's rows
+// A seal (docs/design.md §6) erases the write order that the hot side's rows
 // keep: their transaction ids (xmin), their places (ctid) and the order of
 // their TOAST value ids, all of which follow the order of writes. It runs
 // under the maintenance lock, so one seal or purge at a time, and in two

@@ -13,7 +13,7 @@ import (
 
 // MaxAdvantage is what the design tolerates of an attacker holding a copy
 // of the store, after a seal: how much better than chance it may link two
-// blocks to one user (DESIGN.md §5).
+// blocks to one user (docs/design.md §6).
 const MaxAdvantage = 0.05
 
 // minAdvantageBefore is what the attacker must achieve before a seal, or

@@ -1,5 +1,5 @@
-// Package sealtest holds the tests and benchmarks of sealing (DESIGN.md
-// §5) that every sealing store must pass, written once: a seal killed at
+// Package sealtest holds the tests and benchmarks of sealing (docs/design.md
+// §6) that every sealing store must pass, written once: a seal killed at
 // any instant loses no acknowledged write (Kill, with KillChild for the
 // process it kills), clients keep working while a seal runs
 // (WorkDuringSeal), writers racing on one block keep deciding on its

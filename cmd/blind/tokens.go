@@ -1,6 +1,6 @@
 package main
 
-// Tokens (DESIGN.md §11): a server whose /v1/config has "tokens" charges
+// Tokens (docs/spec.md §14): a server whose /v1/config has "tokens" charges
 // a Privacy Pass token for each write that may create blocks and each
 // renewal request. The wallet (client.Wallet) lives beside the session,
 // in tokens.json (mode 0600), and keeps the invite code given to

@@ -24,7 +24,7 @@ import (
 const issuerEnvPrefix = envPrefix + "ISSUER_"
 
 // issuerCommand is `blindstored issuer`: the Privacy Pass token issuer of
-// DESIGN.md §11, on its own listener and with its own data directory,
+// docs/design.md §11, on its own listener and with its own data directory,
 // apart from any blob server (which must never learn who holds which
 // invite). `blindstored issuer invite` makes invite codes.
 func issuerCommand(stdout, stderr io.Writer) *command {

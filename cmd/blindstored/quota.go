@@ -14,7 +14,7 @@ import (
 	"github.com/blindstore/blindstore/privacypass/spent"
 )
 
-// quotaFlags are serve's flags for what writes cost (DESIGN.md §11):
+// quotaFlags are serve's flags for what writes cost (docs/design.md §11):
 // Privacy Pass tokens from an issuer, or, in an open store, a write rate
 // per address. The capacity cap holds in both.
 type quotaFlags struct {

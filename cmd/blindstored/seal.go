@@ -10,7 +10,7 @@ import (
 	"github.com/blindstore/blindstore/scheduler"
 )
 
-// sealCommand runs one seal (DESIGN.md §5), for operators who schedule it
+// sealCommand runs one seal (docs/design.md §6), for operators who schedule it
 // from outside or want one now: before a backup, say, so that the backup
 // holds no write order.
 func sealCommand(stdout, stderr io.Writer) *command {

@@ -1,5 +1,5 @@
 // Package attack is blindstore's own adversary against a copy of a store
-// (DESIGN.md §2 and §5): someone who holds the database files, or the
+// (docs/design.md §2 and §6): someone who holds the database files, or the
 // bbolt file, and wants to know which blocks belong to the same user.
 //
 // It has three parts:

@@ -37,7 +37,7 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// The issuer (DESIGN.md §11) keeps, in its data directory:
+// The issuer (docs/design.md §11) keeps, in its data directory:
 //
 //	keys/<period>.pem      the token key of each period (PKCS#8, mode 0600):
 //	                       the previous, current and next period's

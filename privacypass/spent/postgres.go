@@ -18,7 +18,7 @@ import (
 // behind (deleting rows would leave them, with the transaction ids that
 // wrote them, until a vacuum). The tables are created when a key's first
 // token is spent, not by a migration: the block store's schema stays as
-// DESIGN.md §3 lists it, and a deployment without an issuer has none.
+// docs/design.md §3 lists it, and a deployment without an issuer has none.
 type Postgres struct {
 	pool *pgxpool.Pool
 }
