@@ -33,6 +33,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/atomicfile"
+
 	"github.com/blindstore/blindstore/privacypass"
 )
 
@@ -177,22 +179,8 @@ func (w *Wallet) save(f *walletFile) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".tokens-*.tmp")
-	if err != nil {
+	if err := atomicfile.WriteFile(w.path, append(b, '\n'), 0o600); err != nil {
 		return &Error{Kind: KindLocalIO, Msg: "writing the token wallet", Err: err}
-	}
-	defer os.Remove(tmp.Name())
-	for _, step := range []func() error{
-		func() error { return tmp.Chmod(0o600) },
-		func() error { _, err := tmp.Write(append(b, '\n')); return err },
-		tmp.Sync,
-		tmp.Close,
-		func() error { return os.Rename(tmp.Name(), w.path) },
-	} {
-		if err := step(); err != nil {
-			tmp.Close()
-			return &Error{Kind: KindLocalIO, Msg: "writing the token wallet", Err: err}
-		}
 	}
 	return nil
 }

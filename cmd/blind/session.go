@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/blindstore/blindstore/internal/atomicfile"
+
 	"github.com/blindstore/blindstore/client"
 	"github.com/blindstore/blindstore/internal/cli"
 	"golang.org/x/term"
@@ -90,27 +92,7 @@ func saveSession(s *session) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".session-*.tmp")
-	if err != nil {
-		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
-	}
-	if err := tmp.Close(); err != nil {
-		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, sessionFile)); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, sessionFile), append(b, '\n'), 0o600); err != nil {
 		return &client.Error{Kind: client.KindLocalIO, Msg: "writing the session", Err: err}
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/blindstore/blindstore/internal/atomicfile"
 )
 
 // Verdicts of a row.
@@ -188,36 +190,12 @@ func (r *Report) write(dir string) ([]string, error) {
 		if err != nil {
 			return paths, err
 		}
-		if err := writeFileAtomic(f.path, data); err != nil {
+		if err := atomicfile.WriteFile(f.path, data, 0o644); err != nil {
 			return paths, err
 		}
 		paths = append(paths, f.path)
 	}
 	return paths, nil
-}
-
-// writeFileAtomic writes through a temporary file and a rename, so that
-// a reader of latest.json never sees half a report.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // printTable prints the rows: figure, unit, baseline, ratio, target and

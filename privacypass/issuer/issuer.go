@@ -33,6 +33,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/atomicfile"
+
 	"github.com/blindstore/blindstore/privacypass"
 	"go.etcd.io/bbolt"
 )
@@ -221,34 +223,10 @@ func (is *Issuer) newKey(p uint64) (*privacypass.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("privacypass: encode a token key: %w", err)
 	}
-	if err := writeFileAtomic(is.keyPath(p), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+	if err := atomicfile.WriteFile(is.keyPath(p), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return nil, fmt.Errorf("privacypass: write a token key: %w", err)
 	}
 	return s, nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // Run rotates keys as periods pass, until ctx ends.
