@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Race-enabled tests on a 2-core machine: bound the whole run.
 TESTFLAGS ?= -race -timeout 20m
 
-.PHONY: all build run test vet fmt-check apilint bench chaos clean
+.PHONY: all build run test vet fmt-check tidy-check apilint bench chaos clean
 
 all: build
 
@@ -20,6 +20,11 @@ run: build
 
 vet:
 	$(GO) vet ./...
+
+# go.mod and go.sum as `go mod tidy` leaves them: direct imports are
+# not marked indirect, and nothing unused lingers.
+tidy-check:
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod or go.sum is not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -42,7 +47,7 @@ $(APILINT)/node_modules/.package-lock.json: $(APILINT)/package.json $(APILINT)/p
 # Tests that need PostgreSQL or Redis skip when those are not reachable
 # (and fail under CI); the list of what was skipped is printed at the end.
 SKIPLOG := $(CURDIR)/.test-skipped.log
-test: vet fmt-check apilint
+test: vet fmt-check tidy-check apilint
 	@rm -f $(SKIPLOG)
 	@BLINDSTORE_SKIP_LOG=$(SKIPLOG) $(GO) test $(TESTFLAGS) ./...; rc=$$?; \
 	if [ -s $(SKIPLOG) ]; then \
