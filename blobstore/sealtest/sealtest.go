@@ -4,12 +4,12 @@
 // process it kills), clients keep working while a seal runs
 // (WorkDuringSeal), writers racing on one block keep deciding on its
 // newest state while seals move it (OpsOnOneBlockDuringSeals), a copy of
-// the store taken after a seal links no blocks (Attack), and the seal's and renewal's costs set beside a raw
-// baseline of the same store's engine (BenchSeal, BenchWritesDuringSeal,
-// BenchRenew).
+// the store taken after a seal links no blocks (Attack), and the seal's
+// and renewal's costs set beside a raw baseline of the same store's engine
+// (BenchSeal, BenchWritesDuringSeal, BenchRenew).
 //
-// Like storetest, it drives a store only through blobstore.Store and
-// Sealer. What only one store knows (how to open it in a child process,
+// Like storetest, it drives a store only through this package's Store:
+// blobstore.Store with Seal and SealStats. What only one store knows (how to open it in a child process,
 // how to read its file or tables as a copy holder, what its raw engine
 // does, which physical checks its state must pass) the store's own test
 // hands in as functions. It never logs block IDs, proofs or ETags.
