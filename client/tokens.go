@@ -35,6 +35,7 @@ import (
 
 	"github.com/blindstore/blindstore/internal/atomicfile"
 
+	"github.com/blindstore/blindstore/internal/wait"
 	"github.com/blindstore/blindstore/privacypass"
 )
 
@@ -195,27 +196,33 @@ func (w *Wallet) lock(ctx context.Context) (func(), error) {
 		w.mu.Unlock()
 		return nil, &Error{Kind: KindLocalIO, Msg: "creating the configuration directory", Err: err}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var openErr error
+	err := wait.Until(ctx, 20*time.Millisecond, func() bool {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err == nil {
 			f.Close()
-			return func() { os.Remove(path); w.mu.Unlock() }, nil
+			return true
 		}
 		if !errors.Is(err, fs.ErrExist) {
-			w.mu.Unlock()
-			return nil, &Error{Kind: KindLocalIO, Msg: "locking the token wallet", Err: err}
+			openErr = err
+			return true
 		}
 		if fi, err := os.Stat(path); err == nil && time.Since(fi.ModTime()) > time.Minute {
-			os.Remove(path)
-			continue
+			os.Remove(path) // the next try takes it
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			w.mu.Unlock()
-			return nil, &Error{Kind: KindLocalIO, Msg: "the token wallet stays locked by another blind process (remove " + path + " if none runs)"}
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	})
+	switch {
+	case openErr != nil:
+		w.mu.Unlock()
+		return nil, &Error{Kind: KindLocalIO, Msg: "locking the token wallet", Err: openErr}
+	case err != nil:
+		w.mu.Unlock()
+		return nil, &Error{Kind: KindLocalIO, Msg: "the token wallet stays locked by another blind process (remove " + path + " if none runs)"}
 	}
+	return func() { os.Remove(path); w.mu.Unlock() }, nil
 }
 
 // SetInvite records the invite code that fetches this wallet's tokens.
