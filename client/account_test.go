@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -437,6 +438,35 @@ func TestAbandonedAccountIsPurged(t *testing.T) {
 	_ = abandoned
 }
 
+// shareFetched shares the file name of a, which holds data, twice
+// (the same capability both times), parses the capability back
+// and fetches the file with it from remote alone, and returns it.
+func shareFetched(t *testing.T, remote Store, a *Account, name string, data []byte) format.Capability {
+	t.Helper()
+	ctx := context.Background()
+	cp, err := a.Share(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := a.Share(ctx, name)
+	if err != nil || again.String() != cp.String() {
+		t.Fatalf("sharing again gave another capability (%v)", err)
+	}
+	parsed, err := ParseCapability(cp.String())
+	if err != nil || parsed != cp {
+		t.Fatalf("capability does not parse back: %v", err)
+	}
+	var buf bytes.Buffer
+	f, err := Fetch(ctx, remote, parsed, &buf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Name != path.Base(name) || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("fetched %q, %d bytes", f.Name, buf.Len())
+	}
+	return parsed
+}
+
 // Sharing prints a capability that reads the file without an account;
 // unsharing or removing the file makes it find nothing.
 func TestShareFetch(t *testing.T) {
@@ -446,26 +476,7 @@ func TestShareFetch(t *testing.T) {
 	data := randomBytes(7*c + 3)
 	putBytes(t, a, "docs/report.pdf", data)
 	ctx := context.Background()
-	cp, err := a.Share(ctx, "docs/report.pdf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := a.Share(ctx, "docs/report.pdf")
-	if err != nil || again.String() != cp.String() {
-		t.Fatalf("sharing again gave another capability (%v)", err)
-	}
-	parsed, err := ParseCapability(cp.String())
-	if err != nil || parsed != cp {
-		t.Fatalf("capability does not parse back: %v", err)
-	}
-	var buf bytes.Buffer
-	f, err := Fetch(ctx, s.remote(t), parsed, &buf, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Name != "report.pdf" || !bytes.Equal(buf.Bytes(), data) {
-		t.Fatalf("fetched %q, %d bytes", f.Name, buf.Len())
-	}
+	cp := shareFetched(t, s.remote(t), a, "docs/report.pdf", data)
 	if fmt.Sprint(cp) == cp.String() {
 		t.Fatal("a capability prints itself under fmt.Sprint")
 	}
@@ -478,15 +489,15 @@ func TestShareFetch(t *testing.T) {
 		}
 	}
 	// A wrong key for a real manifest: tampering (or a forged capability).
-	wrong := parsed
+	wrong := cp
 	wrong.Key[0] ^= 1
-	_, err = Fetch(ctx, s.remote(t), wrong, io.Discard, nil)
+	_, err := Fetch(ctx, s.remote(t), wrong, io.Discard, nil)
 	wantKind(t, err, KindTampered)
 
 	if err := a.Unshare(ctx, "docs/report.pdf"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Fetch(ctx, s.remote(t), parsed, io.Discard, nil)
+	_, err = Fetch(ctx, s.remote(t), cp, io.Discard, nil)
 	wantKind(t, err, KindNotFound)
 	// Shared anew: a new capability, gone when the file is replaced.
 	cp2, err := a.Share(ctx, "docs/report.pdf")

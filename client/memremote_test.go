@@ -178,29 +178,10 @@ func TestMemoryShareFetch(t *testing.T) {
 	a, _, _ := memSignup(t, m, "fay")
 	data := randomBytes(3*format.PayloadCapacity(memBlockSize) + 5)
 	putBytes(t, a, "docs/report.pdf", data)
-	cp, err := a.Share(ctx, "docs/report.pdf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := a.Share(ctx, "docs/report.pdf")
-	if err != nil || again.String() != cp.String() {
-		t.Fatalf("sharing again gave another capability (%v)", err)
-	}
-	parsed, err := ParseCapability(cp.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	f, err := Fetch(ctx, m, parsed, &buf, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Name != "report.pdf" || !bytes.Equal(buf.Bytes(), data) {
-		t.Fatalf("fetched %q, %d bytes", f.Name, buf.Len())
-	}
+	parsed := shareFetched(t, m, a, "docs/report.pdf", data)
 	wrong := parsed
 	wrong.Key[0] ^= 1
-	_, err = Fetch(ctx, m, wrong, io.Discard, nil)
+	_, err := Fetch(ctx, m, wrong, io.Discard, nil)
 	wantKind(t, err, KindTampered)
 	if err := a.Unshare(ctx, "docs/report.pdf"); err != nil {
 		t.Fatal(err)
