@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 
 	"github.com/blindstore/blindstore/client/format"
@@ -428,7 +429,7 @@ func TestMemoryPutBetweenInlineBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, _, _ := memSignup(t, m, "bigblocks")
-	data := seeded(9, 100<<10)
+	data := seeded.Bytes(9, 100<<10)
 	if _, err := a.Put(context.Background(), bytes.NewReader(data), PutInfo{Name: "mid.bin"}, nil); err != nil {
 		t.Fatalf("put of a 100 KiB file at 4 MiB blocks: %v", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/blindstore/blindstore/internal/seeded"
 )
 
 const (
@@ -195,7 +197,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"size mismatch", compress(t, Version, bodyWith(func(x *Index) { x.Files[0].Size++ })), ErrCorrupt, "chunks hold 11 bytes, file size is 12"},
 		{"zero file key", compress(t, Version, bodyWith(func(x *Index) { x.Files[0].Key = [32]byte{} })), ErrCorrupt, "key is zero"},
 		{"empty chunk", compress(t, Version, bodyWith(func(x *Index) {
-			x.Files[0].Chunks = append(x.Files[0].Chunks, Chunk{Ref: Ref{ID: testID("z")}})
+			x.Files[0].Chunks = append(x.Files[0].Chunks, Chunk{Ref: Ref{ID: seeded.BlockID("z")}})
 		})), ErrCorrupt, "empty chunk"},
 		{"chunk id not v4", compress(t, Version, bodyWith(func(x *Index) { x.Files[0].Chunks[0].ID[6] = 0x11 })), ErrCorrupt, "chunk id"},
 		{"manifest id not v4", compress(t, Version, bodyWith(func(x *Index) { x.Files[3].Manifest[0].ID[8] = 0 })), ErrCorrupt, "manifest id"},

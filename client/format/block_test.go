@@ -11,6 +11,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 )
 
@@ -33,14 +34,6 @@ func goldenFile(t *testing.T, path string, want []byte) []byte {
 const smallBlock = wire.MinBlockSize
 
 func testKey(seed string) Key { return Key(sha256.Sum256([]byte(seed))) }
-
-func testBlockID(seed string) wire.ID {
-	s := sha256.Sum256([]byte("id:" + seed))
-	id := wire.ID(s[:16])
-	id[6] = id[6]&0x0f | 0x40
-	id[8] = id[8]&0x3f | 0x80
-	return id
-}
 
 // encryptRawFrame encrypts an arbitrary frame, as only a faulty writer holding
 // the key would, to reach Open's frame checks.
@@ -81,7 +74,7 @@ func TestBlockGolden(t *testing.T) {
 
 func TestEncryptDecrypt(t *testing.T) {
 	key := testKey("k")
-	id := testBlockID("b")
+	id := seeded.BlockID("b")
 	for _, bs := range []int{wire.MinBlockSize, wire.DefaultBlockSize, wire.MaxBlockSize} {
 		capacity := PayloadCapacity(bs)
 		if capacity != bs-44 {
@@ -116,7 +109,7 @@ func TestEncryptDecrypt(t *testing.T) {
 }
 
 func TestDecryptRefuses(t *testing.T) {
-	key, id := testKey("k"), testBlockID("b")
+	key, id := testKey("k"), seeded.BlockID("b")
 	payload := []byte("the content of one block")
 	block, err := Encrypt(key, id, payload, smallBlock)
 	if err != nil {
@@ -131,7 +124,7 @@ func TestDecryptRefuses(t *testing.T) {
 		t.Errorf("long block: %v", err)
 	}
 	// A server that answers with another block's data.
-	if _, err := Decrypt(key, testBlockID("other"), block, smallBlock); !errors.Is(err, ErrTampered) {
+	if _, err := Decrypt(key, seeded.BlockID("other"), block, smallBlock); !errors.Is(err, ErrTampered) {
 		t.Errorf("block under another id: %v", err)
 	}
 	if _, err := Decrypt(testKey("other"), id, block, smallBlock); !errors.Is(err, ErrTampered) {
@@ -177,7 +170,7 @@ func TestDecryptRefuses(t *testing.T) {
 // TestEncryptUnlinkable: two encryptions of one plaintext under one key and ID
 // share no more than chance, so the server cannot tell they are equal.
 func TestEncryptUnlinkable(t *testing.T) {
-	key, id := testKey("k"), testBlockID("b")
+	key, id := testKey("k"), seeded.BlockID("b")
 	payload := bytes.Repeat([]byte("same plaintext "), 1000)
 	const bs = wire.DefaultBlockSize
 	a, err := Encrypt(key, id, payload, bs)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 
 	"github.com/blindstore/blindstore/indexfile"
@@ -28,7 +29,7 @@ func fixtureIndex() *indexfile.Index {
 		for j := range 3 {
 			seed := fmt.Sprintf("%s/%d", name, j)
 			f.Chunks = append(f.Chunks, indexfile.Chunk{
-				Ref:  indexfile.Ref{ID: testBlockID(seed), ETag: wire.ETagOf([]byte(seed))},
+				Ref:  indexfile.Ref{ID: seeded.BlockID(seed), ETag: wire.ETagOf([]byte(seed))},
 				Size: 60000, Hash: sha256.Sum256([]byte(seed)),
 			})
 			f.Size += 60000

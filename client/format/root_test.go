@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 
 	"github.com/blindstore/blindstore/indexfile"
@@ -21,7 +22,7 @@ func deterministic(seed string) *rand.ChaCha8 {
 func fixtureRoot() *Root {
 	r := &Root{AccountKey: testKey("account"), OwnerSecret: OwnerSecret(testKey("owner")), IndexLen: 2500}
 	for _, s := range []string{"i0", "i1", "i2"} {
-		r.Index = append(r.Index, indexfile.Ref{ID: testBlockID(s), ETag: wire.ETagOf([]byte(s))})
+		r.Index = append(r.Index, indexfile.Ref{ID: seeded.BlockID(s), ETag: wire.ETagOf([]byte(s))})
 	}
 	return r
 }
