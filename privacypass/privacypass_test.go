@@ -72,8 +72,9 @@ func newStack(t testing.TB) *stack {
 	return &stack{clock: c, issuer: is, url: srv.URL, dir: dir, redeemer: r, spent: sp, spentDB: spentDB}
 }
 
-// issue fetches n tokens for the redeemer's challenge with invite.
-func (s *stack) issue(t testing.TB, invite string, n int) ([]*privacypass.Token, error) {
+// client is a client of the stack's issuer with invite, and the request
+// URL and the key its directory gives to issue under now.
+func (s *stack) client(t testing.TB, invite string) (*privacypass.IssuerClient, string, *privacypass.PublicKey) {
 	t.Helper()
 	ic := &privacypass.IssuerClient{URL: s.url, Invite: invite, HTTP: http.DefaultClient}
 	d, reqURL, err := ic.Directory(context.Background())
@@ -88,6 +89,13 @@ func (s *stack) issue(t testing.TB, invite string, n int) ([]*privacypass.Token,
 	if !ok {
 		t.Fatal("no key to issue under")
 	}
+	return ic, reqURL, key
+}
+
+// issue fetches n tokens for the redeemer's challenge with invite.
+func (s *stack) issue(t testing.TB, invite string, n int) ([]*privacypass.Token, error) {
+	t.Helper()
+	ic, reqURL, key := s.client(t, invite)
 	var out []*privacypass.Token
 	for range n {
 		tok, err := ic.Issue(context.Background(), reqURL, key, s.redeemer.Challenge())
@@ -177,13 +185,7 @@ func TestForeignKeyRefused(t *testing.T) {
 	foreign := newStack(t)
 	code, _ := issuer.CreateInvite(foreign.dir, 1)
 	// The foreign issuer signs for our challenge, under its own key.
-	ic := &privacypass.IssuerClient{URL: foreign.url, Invite: code, HTTP: http.DefaultClient}
-	d, reqURL, err := ic.Directory(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := d.Keys()
-	key, _ := privacypass.IssuanceKey(keys, foreign.clock.Now())
+	ic, reqURL, key := foreign.client(t, code)
 	tok, err := ic.Issue(context.Background(), reqURL, key, s.redeemer.Challenge())
 	if err != nil {
 		t.Fatal(err)
