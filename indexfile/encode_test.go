@@ -6,13 +6,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/goldenfile"
 	"github.com/blindstore/blindstore/internal/seeded"
 )
 
@@ -37,29 +36,12 @@ func compress(t testing.TB, version byte, body []byte) []byte {
 	return buf.Bytes()
 }
 
-func readGolden(t *testing.T, path string, want []byte) []byte {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, want, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run Golden -update once to create it)", err)
-	}
-	return b
-}
-
 // TestGoldenBody pins the uncompressed body: if this fails, the format
 // changed and needs a new version, not a new golden file.
 func TestGoldenBody(t *testing.T) {
 	x := fixture()
 	body := encodeBody(x)
-	golden := readGolden(t, goldenBody, body)
+	golden := goldenfile.Read(t, goldenBody, body)
 	if !bytes.Equal(body, golden) {
 		t.Fatalf("encoding of the fixture drifted from %s", goldenBody)
 	}
@@ -79,7 +61,7 @@ func TestGoldenDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := readGolden(t, goldenEncoded, enc)
+	golden := goldenfile.Read(t, goldenEncoded, enc)
 	if golden[0] != Version {
 		t.Fatalf("golden version byte = %d", golden[0])
 	}

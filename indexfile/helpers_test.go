@@ -3,15 +3,12 @@ package indexfile
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"flag"
 	"io/fs"
 	"time"
 
 	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata")
 
 func testETag(seed string) wire.ETag { return wire.ETagOf([]byte("etag:" + seed)) }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/goldenfile"
 	"github.com/blindstore/blindstore/internal/seeded"
 )
 
@@ -330,7 +331,7 @@ func TestTreeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := readGolden(t, "testdata/leaf-v2.bin", leaf)
+	golden := goldenfile.Read(t, "testdata/leaf-v2.bin", leaf)
 	if !bytes.Equal(leaf, golden) {
 		t.Fatal("leaf encoding drifted from testdata/leaf-v2.bin")
 	}
@@ -346,14 +347,14 @@ func TestTreeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(dir, readGolden(t, "testdata/dir-v2.bin", dir)) {
+	if !bytes.Equal(dir, goldenfile.Read(t, "testdata/dir-v2.bin", dir)) {
 		t.Fatal("dir encoding drifted from testdata/dir-v2.bin")
 	}
 	want := binary.AppendUvarint([]byte{2, 2, 2}, uint64(len(leaf)))
 	if !bytes.HasPrefix(dir, want) {
 		t.Fatalf("dir starts % x", dir[:8])
 	}
-	if d, err := DecodeDir(readGolden(t, "testdata/dir-v2.bin", dir), 4052); err != nil || d.Renewed != 0 || len(d.Leaves) != 2 {
+	if d, err := DecodeDir(goldenfile.Read(t, "testdata/dir-v2.bin", dir), 4052); err != nil || d.Renewed != 0 || len(d.Leaves) != 2 {
 		t.Fatalf("the format 2 dir of before decodes to %+v, %v", d, err)
 	}
 	got, err := DecodeLeaf(golden)

@@ -6,30 +6,13 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"testing"
 
+	"github.com/blindstore/blindstore/internal/goldenfile"
 	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata")
-
-func goldenFile(t *testing.T, path string, want []byte) []byte {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, want, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run Golden -update once to create it)", err)
-	}
-	return b
-}
 
 const smallBlock = wire.MinBlockSize
 
@@ -62,7 +45,7 @@ func TestBlockGolden(t *testing.T) {
 	if sum := sha256.Sum256(block); hex.EncodeToString(sum[:]) != "a53783937e84fafad737fc411579a45948f567ce040ead4ae38219d6f356ddb9" {
 		t.Fatalf("golden block drifted: sha256 %x, starts %x", sum, block[:48])
 	}
-	golden := goldenFile(t, "testdata/block-v1.golden", block)
+	golden := goldenfile.Read(t, "testdata/block-v1.golden", block)
 	if !bytes.Equal(block, golden) {
 		t.Fatal("block differs from testdata/block-v1.golden")
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/goldenfile"
 	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 
@@ -59,7 +60,7 @@ func splitBlocks(b []byte, bs int) [][]byte {
 func TestIndexGolden(t *testing.T) {
 	base := &Root{AccountKey: testKey("golden account"), OwnerSecret: OwnerSecret(testKey("golden owner"))}
 	var cat, rootBytes []byte
-	if *update {
+	if goldenfile.Update() {
 		enc, err := indexfile.Encode(fixtureIndex())
 		if err != nil {
 			t.Fatal(err)
@@ -75,8 +76,8 @@ func TestIndexGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	goldenBlocks := goldenFile(t, "testdata/index-v1.encrypted", cat)
-	goldenRoot, err := UnmarshalRoot(goldenFile(t, "testdata/index-v1.root", rootBytes))
+	goldenBlocks := goldenfile.Read(t, "testdata/index-v1.encrypted", cat)
+	goldenRoot, err := UnmarshalRoot(goldenfile.Read(t, "testdata/index-v1.root", rootBytes))
 	if err != nil {
 		t.Fatal(err)
 	}

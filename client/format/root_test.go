@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/blindstore/blindstore/internal/goldenfile"
 	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 
@@ -45,7 +46,7 @@ func TestRootGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := goldenFile(t, "testdata/root-v1.golden", block)
+	golden := goldenfile.Read(t, "testdata/root-v1.golden", block)
 	if !bytes.Equal(block, golden) {
 		t.Fatal("root block differs from testdata/root-v1.golden: the root format drifted")
 	}
