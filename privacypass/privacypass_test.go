@@ -92,6 +92,21 @@ func (s *stack) client(t testing.TB, invite string) (*privacypass.IssuerClient, 
 	return ic, reqURL, key
 }
 
+// tokens fetches n tokens for the redeemer's challenge with a new
+// invite of the given allotment.
+func (s *stack) tokens(t testing.TB, allotment, n int) []*privacypass.Token {
+	t.Helper()
+	code, err := issuer.CreateInvite(s.dir, allotment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := s.issue(t, code, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return toks
+}
+
 // issue fetches n tokens for the redeemer's challenge with invite.
 func (s *stack) issue(t testing.TB, invite string, n int) ([]*privacypass.Token, error) {
 	t.Helper()
@@ -274,11 +289,7 @@ func TestRotationRetiresKeysAndDropsTheirSpentSets(t *testing.T) {
 // 32-byte nonces with empty values: nothing else.
 func TestSpentFileHoldsOnlyNonces(t *testing.T) {
 	s := newStack(t)
-	code, _ := issuer.CreateInvite(s.dir, 5)
-	toks, err := s.issue(t, code, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	toks := s.tokens(t, 5, 5)
 	for _, tok := range toks {
 		if err := s.redeem(tok); err != nil {
 			t.Fatal(err)
@@ -323,11 +334,7 @@ func TestSpentFileHoldsOnlyNonces(t *testing.T) {
 
 func TestConcurrentSpendsOfOneTokenSucceedOnce(t *testing.T) {
 	s := newStack(t)
-	code, _ := issuer.CreateInvite(s.dir, 1)
-	toks, err := s.issue(t, code, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	toks := s.tokens(t, 1, 1)
 	var ok atomic.Int32
 	var wg sync.WaitGroup
 	for range 16 {
