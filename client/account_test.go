@@ -509,6 +509,20 @@ func TestShareFetch(t *testing.T) {
 	wantKind(t, err, KindNotFound)
 }
 
+// wantMovedTo checks that user's account, which holds the file f with
+// "data", opens at the locator to and no longer at from.
+func wantMovedTo(t *testing.T, remote Store, user string, from, to format.Locator) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := login(ctx, remote, user, from)
+	wantKind(t, err, KindAuth)
+	a, err := login(ctx, remote, user, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantGet(t, a, "f", []byte("data"))
+}
+
 // passwd and recovery: the old credentials stop working, the new ones
 // open the same account, and no data is rewritten.
 func TestPasswordAndRecovery(t *testing.T) {
@@ -529,15 +543,7 @@ func TestPasswordAndRecovery(t *testing.T) {
 	if err := a.setPassword(ctx, newLoc); err != nil {
 		t.Fatal(err)
 	}
-	_, err = login(ctx, s.remote(t), user, oldLoc)
-	wantKind(t, err, KindAuth)
-	b, err := login(ctx, s.remote(t), user, newLoc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := getBytes(t, b, "f"); string(got) != "data" {
-		t.Fatalf("after passwd: %q", got)
-	}
+	wantMovedTo(t, s.remote(t), user, oldLoc, newLoc)
 	if s.blocks(t) != blocks {
 		t.Fatalf("passwd changed the block count from %d to %d", blocks, s.blocks(t))
 	}
@@ -551,26 +557,15 @@ func TestPasswordAndRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newAccount(ctx, s.remote(t), user, root)
+	c, err := openAccount(ctx, s.remote(t), user, root)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.load(ctx); err != nil {
 		t.Fatal(err)
 	}
 	thirdLoc := testLocator(t, user, "third")
 	if err := c.setPassword(ctx, thirdLoc); err != nil {
 		t.Fatal(err)
 	}
-	_, err = login(ctx, s.remote(t), user, newLoc)
-	wantKind(t, err, KindAuth)
-	d, err := login(ctx, s.remote(t), user, thirdLoc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := getBytes(t, d, "f"); string(got) != "data" {
-		t.Fatalf("after recovery: %q", got)
-	}
+	wantMovedTo(t, s.remote(t), user, newLoc, thirdLoc)
 	var bogus format.RecoveryCode
 	bogus[0] = 1
 	_, err = LoginRecovery(ctx, s.remote(t), bogus, user, "x", nil)

@@ -201,9 +201,7 @@ func TestMemoryPasswordAndRecovery(t *testing.T) {
 	if err := a.setPassword(ctx, newLoc); err != nil {
 		t.Fatal(err)
 	}
-	_, err := login(ctx, m, "", oldLoc)
-	wantKind(t, err, KindAuth)
-	wantGet(t, memLogin(t, m, newLoc), "f", []byte("data"))
+	wantMovedTo(t, m, "", oldLoc, newLoc)
 	if m.Len() != blocks {
 		t.Fatalf("passwd changed the block count from %d to %d", blocks, m.Len())
 	}
@@ -213,20 +211,15 @@ func TestMemoryPasswordAndRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := newAccount(ctx, m, "gus", root)
+	b, err := openAccount(ctx, m, "gus", root)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.load(ctx); err != nil {
 		t.Fatal(err)
 	}
 	thirdLoc := testLocator(t, "gus", "third")
 	if err := b.setPassword(ctx, thirdLoc); err != nil {
 		t.Fatal(err)
 	}
-	_, err = login(ctx, m, "", newLoc)
-	wantKind(t, err, KindAuth)
-	wantGet(t, memLogin(t, m, thirdLoc), "f", []byte("data"))
+	wantMovedTo(t, m, "", newLoc, thirdLoc)
 	var bogus format.RecoveryCode
 	bogus[0] = 1
 	_, err = readRoot(ctx, m, bogus.Locator())
