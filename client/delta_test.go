@@ -32,6 +32,19 @@ func newCountingProxy(t testing.TB, upstream string) countingProxy {
 	return countingProxy{p, p.URL}
 }
 
+// countedSignup signs user up (password "pw") through a new counting
+// proxy to s, and returns the account, the proxy and the locator.
+func countedSignup(t testing.TB, s *testServer, user string) (*Account, countingProxy, format.Locator) {
+	t.Helper()
+	p := newCountingProxy(t, s.url)
+	loc := testLocator(t, user, "pw")
+	a, _, err := signup(context.Background(), s.remoteAt(t, p.url), user, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, p, loc
+}
+
 // counts returns the blocks written in batches and read since the last
 // call.
 func (p countingProxy) counts() (written, read int) {
@@ -61,13 +74,8 @@ func checkNoLeak(t *testing.T, s *testServer, a *Account) {
 // deployed.
 func TestEditsSendOnlyWhatChanged(t *testing.T) {
 	s := newTestServerSize(t, 65536)
-	p := newCountingProxy(t, s.url)
+	a, p, _ := countedSignup(t, s, "editor")
 	ctx := context.Background()
-	loc := testLocator(t, "editor", "pw")
-	a, _, err := signup(ctx, s.remoteAt(t, p.url), "editor", loc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	data := seeded.Bytes(42, 24<<20)
 	put := func(b []byte) (indexfile.File, int) {
 		t.Helper()
@@ -299,13 +307,8 @@ func TestUpgradeFromFormat1(t *testing.T) {
 // for the new one, which nothing refers to, expire.
 func TestCrashBetweenChunksAndIndex(t *testing.T) {
 	s := newTestServer(t)
-	p := newCountingProxy(t, s.url)
+	a, p, loc := countedSignup(t, s, "crash")
 	ctx := context.Background()
-	loc := testLocator(t, "crash", "pw")
-	a, _, err := signup(ctx, s.remoteAt(t, p.url), "crash", loc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c := format.PayloadCapacity(testBlockSize)
 	old := randomBytes(20 * c)
 	putBytes(t, a, "f", old)

@@ -109,12 +109,7 @@ func wantChunks(t *testing.T, s *testServer, a *Account, f indexfile.File, prev 
 func TestPutPipelineKeepsOrder(t *testing.T) {
 	moreEncryptors(t)
 	s := newTestServer(t)
-	p := newCountingProxy(t, s.url)
-	ctx := context.Background()
-	a, _, err := signup(ctx, s.remoteAt(t, p.url), "order", testLocator(t, "order", "pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, p, _ := countedSignup(t, s, "order")
 	c := format.PayloadCapacity(testBlockSize)
 	data := seeded.Bytes(7, 300*c+123)
 	first := putTracked(t, a, "f", data)
@@ -154,12 +149,8 @@ func TestPutPipelineKeepsOrder(t *testing.T) {
 func TestPutFailingMidwayLeavesNoBlock(t *testing.T) {
 	moreEncryptors(t)
 	s := newTestServer(t)
-	p := newCountingProxy(t, s.url)
+	a, p, _ := countedSignup(t, s, "midway")
 	ctx := context.Background()
-	a, _, err := signup(ctx, s.remoteAt(t, p.url), "midway", testLocator(t, "midway", "pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	c := format.PayloadCapacity(testBlockSize)
 	old := seeded.Bytes(9, 40*c)
 	putBytes(t, a, "f", old)

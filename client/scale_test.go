@@ -23,13 +23,8 @@ func TestScale(t *testing.T) {
 		t.Skip("set BLIND_TEST_SCALE=1 for the 100,000-file account and the 256 MiB file")
 	}
 	s := newTestServerSize(t, 65536)
-	p := newCountingProxy(t, s.url)
+	a, p, loc := countedSignup(t, s, "scale")
 	ctx := context.Background()
-	loc := testLocator(t, "scale", "pw")
-	a, _, err := signup(ctx, s.remoteAt(t, p.url), "scale", loc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for batch := range 10 {
 		var srcs []PutSource
 		for i := range 10000 {
