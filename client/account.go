@@ -162,6 +162,11 @@ func login(ctx context.Context, remote Store, user string, loc format.Locator) (
 	if err != nil {
 		return nil, err
 	}
+	return openAccount(ctx, remote, user, root)
+}
+
+// openAccount is newAccount with the account's head and index read.
+func openAccount(ctx context.Context, remote Store, user string, root *format.Root) (*Account, error) {
 	a, err := newAccount(ctx, remote, user, root)
 	if err != nil {
 		return nil, err
@@ -187,11 +192,8 @@ func LoginRecovery(ctx context.Context, remote Store, code format.RecoveryCode, 
 		}
 		return nil, err
 	}
-	a, err := newAccount(ctx, remote, user, root)
+	a, err := openAccount(ctx, remote, user, root)
 	if err != nil {
-		return nil, err
-	}
-	if err := a.load(ctx); err != nil {
 		return nil, err
 	}
 	if err := a.setPassword(ctx, newLoc); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -437,6 +438,35 @@ func TestAbandonedAccountIsPurged(t *testing.T) {
 	_ = abandoned
 }
 
+// shareFetched shares the file name of a, which holds data, twice
+// (the same capability both times), parses the capability back
+// and fetches the file with it from remote alone, and returns it.
+func shareFetched(t *testing.T, remote Store, a *Account, name string, data []byte) format.Capability {
+	t.Helper()
+	ctx := context.Background()
+	cp, err := a.Share(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := a.Share(ctx, name)
+	if err != nil || again.String() != cp.String() {
+		t.Fatalf("sharing again gave another capability (%v)", err)
+	}
+	parsed, err := ParseCapability(cp.String())
+	if err != nil || parsed != cp {
+		t.Fatalf("capability does not parse back: %v", err)
+	}
+	var buf bytes.Buffer
+	f, err := Fetch(ctx, remote, parsed, &buf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Name != path.Base(name) || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("fetched %q, %d bytes", f.Name, buf.Len())
+	}
+	return parsed
+}
+
 // Sharing prints a capability that reads the file without an account;
 // unsharing or removing the file makes it find nothing.
 func TestShareFetch(t *testing.T) {
@@ -446,26 +476,7 @@ func TestShareFetch(t *testing.T) {
 	data := randomBytes(7*c + 3)
 	putBytes(t, a, "docs/report.pdf", data)
 	ctx := context.Background()
-	cp, err := a.Share(ctx, "docs/report.pdf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := a.Share(ctx, "docs/report.pdf")
-	if err != nil || again.String() != cp.String() {
-		t.Fatalf("sharing again gave another capability (%v)", err)
-	}
-	parsed, err := ParseCapability(cp.String())
-	if err != nil || parsed != cp {
-		t.Fatalf("capability does not parse back: %v", err)
-	}
-	var buf bytes.Buffer
-	f, err := Fetch(ctx, s.remote(t), parsed, &buf, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Name != "report.pdf" || !bytes.Equal(buf.Bytes(), data) {
-		t.Fatalf("fetched %q, %d bytes", f.Name, buf.Len())
-	}
+	cp := shareFetched(t, s.remote(t), a, "docs/report.pdf", data)
 	if fmt.Sprint(cp) == cp.String() {
 		t.Fatal("a capability prints itself under fmt.Sprint")
 	}
@@ -478,15 +489,15 @@ func TestShareFetch(t *testing.T) {
 		}
 	}
 	// A wrong key for a real manifest: tampering (or a forged capability).
-	wrong := parsed
+	wrong := cp
 	wrong.Key[0] ^= 1
-	_, err = Fetch(ctx, s.remote(t), wrong, io.Discard, nil)
+	_, err := Fetch(ctx, s.remote(t), wrong, io.Discard, nil)
 	wantKind(t, err, KindTampered)
 
 	if err := a.Unshare(ctx, "docs/report.pdf"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Fetch(ctx, s.remote(t), parsed, io.Discard, nil)
+	_, err = Fetch(ctx, s.remote(t), cp, io.Discard, nil)
 	wantKind(t, err, KindNotFound)
 	// Shared anew: a new capability, gone when the file is replaced.
 	cp2, err := a.Share(ctx, "docs/report.pdf")
@@ -496,6 +507,20 @@ func TestShareFetch(t *testing.T) {
 	putBytes(t, a, "docs/report.pdf", []byte("v2"))
 	_, err = Fetch(ctx, s.remote(t), cp2, io.Discard, nil)
 	wantKind(t, err, KindNotFound)
+}
+
+// wantMovedTo checks that user's account, which holds the file f with
+// "data", opens at the locator to and no longer at from.
+func wantMovedTo(t *testing.T, remote Store, user string, from, to format.Locator) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := login(ctx, remote, user, from)
+	wantKind(t, err, KindAuth)
+	a, err := login(ctx, remote, user, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantGet(t, a, "f", []byte("data"))
 }
 
 // passwd and recovery: the old credentials stop working, the new ones
@@ -518,15 +543,7 @@ func TestPasswordAndRecovery(t *testing.T) {
 	if err := a.setPassword(ctx, newLoc); err != nil {
 		t.Fatal(err)
 	}
-	_, err = login(ctx, s.remote(t), user, oldLoc)
-	wantKind(t, err, KindAuth)
-	b, err := login(ctx, s.remote(t), user, newLoc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := getBytes(t, b, "f"); string(got) != "data" {
-		t.Fatalf("after passwd: %q", got)
-	}
+	wantMovedTo(t, s.remote(t), user, oldLoc, newLoc)
 	if s.blocks(t) != blocks {
 		t.Fatalf("passwd changed the block count from %d to %d", blocks, s.blocks(t))
 	}
@@ -540,26 +557,15 @@ func TestPasswordAndRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newAccount(ctx, s.remote(t), user, root)
+	c, err := openAccount(ctx, s.remote(t), user, root)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.load(ctx); err != nil {
 		t.Fatal(err)
 	}
 	thirdLoc := testLocator(t, user, "third")
 	if err := c.setPassword(ctx, thirdLoc); err != nil {
 		t.Fatal(err)
 	}
-	_, err = login(ctx, s.remote(t), user, newLoc)
-	wantKind(t, err, KindAuth)
-	d, err := login(ctx, s.remote(t), user, thirdLoc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := getBytes(t, d, "f"); string(got) != "data" {
-		t.Fatalf("after recovery: %q", got)
-	}
+	wantMovedTo(t, s.remote(t), user, newLoc, thirdLoc)
 	var bogus format.RecoveryCode
 	bogus[0] = 1
 	_, err = LoginRecovery(ctx, s.remote(t), bogus, user, "x", nil)

@@ -101,12 +101,7 @@ func TestCommitAtomic(t *testing.T) {
 func TestPutCommitsBesideItsTail(t *testing.T) {
 	for _, window := range []time.Duration{100 * time.Millisecond, 0} {
 		s := newTestServerWith(t, testBlockSize, window)
-		p := newCountingProxy(t, s.url)
-		ctx := context.Background()
-		a, _, err := signup(ctx, s.remoteAt(t, p.url), "tail", testLocator(t, "tail", "pw"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		a, p, _ := countedSignup(t, s, "tail")
 		// Two batches of the test server's 8 blocks: few enough blocks
 		// on their way for one commit to check them all (its renew
 		// batch, 16, bounds the checks).

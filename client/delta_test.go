@@ -13,6 +13,7 @@ import (
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 	"github.com/blindstore/blindstore/internal/countproxy"
+	"github.com/blindstore/blindstore/internal/seeded"
 )
 
 // countingProxy is a countproxy.Proxy that lasts the test.
@@ -29,6 +30,19 @@ func newCountingProxy(t testing.TB, upstream string) countingProxy {
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	return countingProxy{p, p.URL}
+}
+
+// countedSignup signs user up (password "pw") through a new counting
+// proxy to s, and returns the account, the proxy and the locator.
+func countedSignup(t testing.TB, s *testServer, user string) (*Account, countingProxy, format.Locator) {
+	t.Helper()
+	p := newCountingProxy(t, s.url)
+	loc := testLocator(t, user, "pw")
+	a, _, err := signup(context.Background(), s.remoteAt(t, p.url), user, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, p, loc
 }
 
 // counts returns the blocks written in batches and read since the last
@@ -60,14 +74,9 @@ func checkNoLeak(t *testing.T, s *testServer, a *Account) {
 // deployed.
 func TestEditsSendOnlyWhatChanged(t *testing.T) {
 	s := newTestServerSize(t, 65536)
-	p := newCountingProxy(t, s.url)
+	a, p, _ := countedSignup(t, s, "editor")
 	ctx := context.Background()
-	loc := testLocator(t, "editor", "pw")
-	a, _, err := signup(ctx, s.remoteAt(t, p.url), "editor", loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := seeded(42, 24<<20)
+	data := seeded.Bytes(42, 24<<20)
 	put := func(b []byte) (indexfile.File, int) {
 		t.Helper()
 		prev, _ := a.Lookup("big")
@@ -101,14 +110,14 @@ func TestEditsSendOnlyWhatChanged(t *testing.T) {
 		edit  func([]byte) []byte
 		limit int
 	}{
-		{"insert 100 bytes in the middle", func(b []byte) []byte { return insert(b, mid, seeded(1, 100)) }, 4},
+		{"insert 100 bytes in the middle", func(b []byte) []byte { return insert(b, mid, seeded.Bytes(1, 100)) }, 4},
 		{"overwrite one byte in the middle", func(b []byte) []byte { b = bytes.Clone(b); b[mid+12345] ^= 1; return b }, 2},
-		{"insert 100 bytes at the start", func(b []byte) []byte { return insert(b, 0, seeded(2, 100)) }, 4},
+		{"insert 100 bytes at the start", func(b []byte) []byte { return insert(b, 0, seeded.Bytes(2, 100)) }, 4},
 		{"overwrite the first byte", func(b []byte) []byte { b = bytes.Clone(b); b[0] ^= 1; return b }, 2},
-		{"append 100 bytes", func(b []byte) []byte { return insert(b, len(b), seeded(3, 100)) }, 2},
+		{"append 100 bytes", func(b []byte) []byte { return insert(b, len(b), seeded.Bytes(3, 100)) }, 2},
 		{"delete 100 bytes in the middle", func(b []byte) []byte { return append(bytes.Clone(b[:mid-50]), b[mid+50:]...) }, 4},
 		{"truncate by 1 MiB", func(b []byte) []byte { return bytes.Clone(b[:len(b)-1<<20]) }, 2},
-		{"grow by 1 MiB", func(b []byte) []byte { return append(bytes.Clone(b), seeded(4, 1<<20)...) }, 2 + (1<<20)/format.ChunkMin(format.PayloadCapacity(65536))},
+		{"grow by 1 MiB", func(b []byte) []byte { return append(bytes.Clone(b), seeded.Bytes(4, 1<<20)...) }, 2 + (1<<20)/format.ChunkMin(format.PayloadCapacity(65536))},
 		{"nothing changed", func(b []byte) []byte { return b }, 0},
 	} {
 		next := tc.edit(data)
@@ -174,7 +183,7 @@ func TestSmallFilesInline(t *testing.T) {
 	var srcs []PutSource
 	for i := range 2000 {
 		name := fmt.Sprintf("notes/%05d.txt", i)
-		srcs = append(srcs, PutSource{Name: name, R: bytes.NewReader(seeded(uint64(i), 1024)), ModTime: time.Unix(1_700_000_000, 0)})
+		srcs = append(srcs, PutSource{Name: name, R: bytes.NewReader(seeded.Bytes(uint64(i), 1024)), ModTime: time.Unix(1_700_000_000, 0)})
 	}
 	if _, err := a.PutMany(ctx, srcs); err != nil {
 		t.Fatal(err)
@@ -190,7 +199,7 @@ func TestSmallFilesInline(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := getBytes(t, b, "notes/01234.txt")
-	if err != nil || !bytes.Equal(got, seeded(1234, 1024)) {
+	if err != nil || !bytes.Equal(got, seeded.Bytes(1234, 1024)) {
 		t.Fatalf("small file: %v", err)
 	}
 	for i := range 20 {
@@ -219,7 +228,7 @@ func TestSmallFilesInline(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if _, err := Fetch(ctx, s.remote(t), cp, &buf, nil); err != nil || !bytes.Equal(buf.Bytes(), seeded(1999, 1024)) {
+	if _, err := Fetch(ctx, s.remote(t), cp, &buf, nil); err != nil || !bytes.Equal(buf.Bytes(), seeded.Bytes(1999, 1024)) {
 		t.Fatalf("fetch of a shared inline file: %v", err)
 	}
 }
@@ -298,13 +307,8 @@ func TestUpgradeFromFormat1(t *testing.T) {
 // for the new one, which nothing refers to, expire.
 func TestCrashBetweenChunksAndIndex(t *testing.T) {
 	s := newTestServer(t)
-	p := newCountingProxy(t, s.url)
+	a, p, loc := countedSignup(t, s, "crash")
 	ctx := context.Background()
-	loc := testLocator(t, "crash", "pw")
-	a, _, err := signup(ctx, s.remoteAt(t, p.url), "crash", loc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c := format.PayloadCapacity(testBlockSize)
 	old := randomBytes(20 * c)
 	putBytes(t, a, "f", old)

@@ -17,6 +17,7 @@ import (
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 	"github.com/blindstore/blindstore/internal/countproxy"
+	"github.com/blindstore/blindstore/internal/seeded"
 )
 
 // moreEncryptors runs a test with more encryptors than this machine's cores,
@@ -108,14 +109,9 @@ func wantChunks(t *testing.T, s *testServer, a *Account, f indexfile.File, prev 
 func TestPutPipelineKeepsOrder(t *testing.T) {
 	moreEncryptors(t)
 	s := newTestServer(t)
-	p := newCountingProxy(t, s.url)
-	ctx := context.Background()
-	a, _, err := signup(ctx, s.remoteAt(t, p.url), "order", testLocator(t, "order", "pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, p, _ := countedSignup(t, s, "order")
 	c := format.PayloadCapacity(testBlockSize)
-	data := seeded(7, 300*c+123)
+	data := seeded.Bytes(7, 300*c+123)
 	first := putTracked(t, a, "f", data)
 	if len(first.Chunks) < 300 {
 		t.Fatalf("%d chunks", len(first.Chunks))
@@ -131,7 +127,7 @@ func TestPutPipelineKeepsOrder(t *testing.T) {
 	for _, at := range []int{10 * c, 100*c + 17, 250 * c} {
 		next[at] ^= 0xff
 	}
-	next = append(append(bytes.Clone(next[:150*c]), seeded(8, 500)...), next[150*c:]...)
+	next = append(append(bytes.Clone(next[:150*c]), seeded.Bytes(8, 500)...), next[150*c:]...)
 	p.counts()
 	second := putTracked(t, a, "f", next)
 	wantChunks(t, s, a, second, &first, next)
@@ -153,21 +149,17 @@ func TestPutPipelineKeepsOrder(t *testing.T) {
 func TestPutFailingMidwayLeavesNoBlock(t *testing.T) {
 	moreEncryptors(t)
 	s := newTestServer(t)
-	p := newCountingProxy(t, s.url)
+	a, p, _ := countedSignup(t, s, "midway")
 	ctx := context.Background()
-	a, _, err := signup(ctx, s.remoteAt(t, p.url), "midway", testLocator(t, "midway", "pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	c := format.PayloadCapacity(testBlockSize)
-	old := seeded(9, 40*c)
+	old := seeded.Bytes(9, 40*c)
 	putBytes(t, a, "f", old)
 	for _, tc := range []struct {
 		name string
 		data []byte
 	}{
-		{"new file", seeded(10, 200*c)},
-		{"delta over f", append(bytes.Clone(old), seeded(11, 200*c)...)},
+		{"new file", seeded.Bytes(10, 200*c)},
+		{"delta over f", append(bytes.Clone(old), seeded.Bytes(11, 200*c)...)},
 	} {
 		before := s.blocks(t)
 		landed := 0
@@ -211,7 +203,7 @@ func TestPutReadErrorLeavesNoBlock(t *testing.T) {
 	a, _ := newTestAccount(t, s)
 	before := s.blocks(t)
 	c := format.PayloadCapacity(testBlockSize)
-	r := io.MultiReader(bytes.NewReader(seeded(12, 100*c)), iotest.ErrReader(io.ErrClosedPipe))
+	r := io.MultiReader(bytes.NewReader(seeded.Bytes(12, 100*c)), iotest.ErrReader(io.ErrClosedPipe))
 	_, err := a.Put(context.Background(), r, PutInfo{Name: "f", Mode: 0o600}, nil)
 	if KindOf(err) != KindLocalIO {
 		t.Fatalf("put of a failing reader: %v, want KindLocalIO", err)

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 
 	"github.com/blindstore/blindstore/client/format"
@@ -25,7 +26,7 @@ import (
 // FuzzParseCapability: a capability parses only in its canonical form
 // (white space around it aside), and what parses prints back the same.
 func FuzzParseCapability(f *testing.F) {
-	c := format.Capability{Manifest: testBlockID("cap"), Key: testKey("cap key")}
+	c := format.Capability{Manifest: seeded.BlockID("cap"), Key: testKey("cap key")}
 	f.Add(c.String())
 	f.Add(" " + c.String() + "\n")
 	f.Add(strings.ToUpper(c.String()))
@@ -50,7 +51,7 @@ func FuzzParseCapability(f *testing.F) {
 // FuzzReadRenewList: an export parses strictly, and each of its entries
 // becomes exactly one valid item.
 func FuzzReadRenewList(f *testing.F) {
-	id := testBlockID("renew")
+	id := seeded.BlockID("renew")
 	var p wire.RenewProof
 	p[0] = 1
 	good, _ := json.Marshal(RenewList{Format: renewListFormat, Server: "http://x", Generation: 3, Blocks: []RenewEntry{{ID: id.String(), Proof: wire.EncodeProof(p)}}})
@@ -164,7 +165,7 @@ func printable(s string) bool {
 func FuzzRemoteAnswers(f *testing.F) {
 	data := bytes.Repeat([]byte{7}, 1024)
 	etag := wire.ETagOf(data).String()
-	id := testBlockID("remote")
+	id := seeded.BlockID("remote")
 	f.Add(uint8(1), 200, "application/octet-stream", "", etag, data)
 	f.Add(uint8(0), 200, "application/json", "", "", []byte(fuzzConfig))
 	f.Add(uint8(0), 200, "application/json", "", "", []byte(`{"block_size":1000}`))
@@ -220,7 +221,7 @@ func FuzzRemoteAnswers(f *testing.F) {
 			err = r.PutBatch(ctx, []BatchItem{{ID: id, Proof: w, Data: data}})
 		case 5:
 			var res RenewResult
-			items := []RenewItem{{ID: id}, {ID: testBlockID("other")}}
+			items := []RenewItem{{ID: id}, {ID: seeded.BlockID("other")}}
 			if res, err = r.Renew(ctx, items); err == nil {
 				if res.Renewed < 0 || res.Current < 0 || res.Renewed+res.Current+len(res.Missing)+len(res.Refused) != len(items) {
 					t.Fatalf("renewal counts %+v for %d blocks", res, len(items))

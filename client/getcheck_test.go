@@ -9,6 +9,7 @@ import (
 
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/internal/seeded"
 )
 
 // A get verifies each chunk against the entry and the chunks' sizes
@@ -21,8 +22,8 @@ func TestGetRestsOnTheEntry(t *testing.T) {
 	a, _ := newTestAccount(t, s)
 	ctx := context.Background()
 	c := format.PayloadCapacity(testBlockSize)
-	data := seeded(7, 40*c)
-	edited := append(append(append([]byte(nil), data[:len(data)/2]...), seeded(8, 100)...), data[len(data)/2:]...)
+	data := seeded.Bytes(7, 40*c)
+	edited := append(append(append([]byte(nil), data[:len(data)/2]...), seeded.Bytes(8, 100)...), data[len(data)/2:]...)
 	var last indexfile.File
 	for _, content := range [][]byte{data, edited} {
 		f, err := a.Put(ctx, bytes.NewReader(content), PutInfo{Name: "f", Mode: 0o600, ModTime: time.Unix(1_700_000_000, 0)}, nil)

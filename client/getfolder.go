@@ -139,9 +139,30 @@ func (a *Account) GetFolder(ctx context.Context, folder, dir string, opt GetFold
 }
 
 // checkTarget refuses a target whose parent folders are not plain
-// folders (a symbolic link is not followed, even one that stays inside
-// the directory), or that exists when it must not.
+// folders (see plainParents), or that exists when it must not.
 func checkTarget(root *os.Root, rel string, folderOnly, overwrite bool) error {
+	if err := plainParents(root, rel); err != nil || folderOnly {
+		return err
+	}
+	fi, err := root.Lstat(rel)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return localError("checking "+rel, err)
+	case fi.IsDir():
+		return &Error{Kind: KindConflict, Msg: fmt.Sprintf("a folder is in the way (%s)", rel)}
+	case !overwrite:
+		return &Error{Kind: KindConflict, Msg: fmt.Sprintf("%s exists; not overwriting it (use --force)", rel)}
+	}
+	return nil
+}
+
+// plainParents refuses a name below root whose parent folders are not
+// plain folders: a symbolic link is not followed, even one that stays
+// inside root, so that it cannot redirect a write. It stops at the
+// first parent that does not exist (none below it can).
+func plainParents(root *os.Root, rel string) error {
 	for i := 0; i < len(rel); i++ {
 		if rel[i] != '/' {
 			continue
@@ -157,20 +178,6 @@ func checkTarget(root *os.Root, rel string, folderOnly, overwrite bool) error {
 		case !fi.IsDir():
 			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("a file is in the way (%s)", rel[:i])}
 		}
-	}
-	if folderOnly {
-		return nil
-	}
-	fi, err := root.Lstat(rel)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return localError("checking "+rel, err)
-	case fi.IsDir():
-		return &Error{Kind: KindConflict, Msg: fmt.Sprintf("a folder is in the way (%s)", rel)}
-	case !overwrite:
-		return &Error{Kind: KindConflict, Msg: fmt.Sprintf("%s exists; not overwriting it (use --force)", rel)}
 	}
 	return nil
 }

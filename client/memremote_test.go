@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 
 	"github.com/blindstore/blindstore/client/format"
@@ -178,29 +179,10 @@ func TestMemoryShareFetch(t *testing.T) {
 	a, _, _ := memSignup(t, m, "fay")
 	data := randomBytes(3*format.PayloadCapacity(memBlockSize) + 5)
 	putBytes(t, a, "docs/report.pdf", data)
-	cp, err := a.Share(ctx, "docs/report.pdf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := a.Share(ctx, "docs/report.pdf")
-	if err != nil || again.String() != cp.String() {
-		t.Fatalf("sharing again gave another capability (%v)", err)
-	}
-	parsed, err := ParseCapability(cp.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	f, err := Fetch(ctx, m, parsed, &buf, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Name != "report.pdf" || !bytes.Equal(buf.Bytes(), data) {
-		t.Fatalf("fetched %q, %d bytes", f.Name, buf.Len())
-	}
+	parsed := shareFetched(t, m, a, "docs/report.pdf", data)
 	wrong := parsed
 	wrong.Key[0] ^= 1
-	_, err = Fetch(ctx, m, wrong, io.Discard, nil)
+	_, err := Fetch(ctx, m, wrong, io.Discard, nil)
 	wantKind(t, err, KindTampered)
 	if err := a.Unshare(ctx, "docs/report.pdf"); err != nil {
 		t.Fatal(err)
@@ -219,9 +201,7 @@ func TestMemoryPasswordAndRecovery(t *testing.T) {
 	if err := a.setPassword(ctx, newLoc); err != nil {
 		t.Fatal(err)
 	}
-	_, err := login(ctx, m, "", oldLoc)
-	wantKind(t, err, KindAuth)
-	wantGet(t, memLogin(t, m, newLoc), "f", []byte("data"))
+	wantMovedTo(t, m, "", oldLoc, newLoc)
 	if m.Len() != blocks {
 		t.Fatalf("passwd changed the block count from %d to %d", blocks, m.Len())
 	}
@@ -231,20 +211,15 @@ func TestMemoryPasswordAndRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := newAccount(ctx, m, "gus", root)
+	b, err := openAccount(ctx, m, "gus", root)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.load(ctx); err != nil {
 		t.Fatal(err)
 	}
 	thirdLoc := testLocator(t, "gus", "third")
 	if err := b.setPassword(ctx, thirdLoc); err != nil {
 		t.Fatal(err)
 	}
-	_, err = login(ctx, m, "", newLoc)
-	wantKind(t, err, KindAuth)
-	wantGet(t, memLogin(t, m, thirdLoc), "f", []byte("data"))
+	wantMovedTo(t, m, "", newLoc, thirdLoc)
 	var bogus format.RecoveryCode
 	bogus[0] = 1
 	_, err = readRoot(ctx, m, bogus.Locator())
@@ -447,7 +422,7 @@ func TestMemoryPutBetweenInlineBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, _, _ := memSignup(t, m, "bigblocks")
-	data := seeded(9, 100<<10)
+	data := seeded.Bytes(9, 100<<10)
 	if _, err := a.Put(context.Background(), bytes.NewReader(data), PutInfo{Name: "mid.bin"}, nil); err != nil {
 		t.Fatalf("put of a 100 KiB file at 4 MiB blocks: %v", err)
 	}

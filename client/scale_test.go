@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/blindstore/blindstore/internal/seeded"
 )
 
 // The targets at full size, gated because they take minutes:
@@ -21,18 +23,13 @@ func TestScale(t *testing.T) {
 		t.Skip("set BLIND_TEST_SCALE=1 for the 100,000-file account and the 256 MiB file")
 	}
 	s := newTestServerSize(t, 65536)
-	p := newCountingProxy(t, s.url)
+	a, p, loc := countedSignup(t, s, "scale")
 	ctx := context.Background()
-	loc := testLocator(t, "scale", "pw")
-	a, _, err := signup(ctx, s.remoteAt(t, p.url), "scale", loc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for batch := range 10 {
 		var srcs []PutSource
 		for i := range 10000 {
 			n := batch*10000 + i
-			srcs = append(srcs, PutSource{Name: fmt.Sprintf("d%02d/f%06d.txt", n%50, n), R: bytes.NewReader(seeded(uint64(n), 1024)), ModTime: time.Unix(1_700_000_000, 0)})
+			srcs = append(srcs, PutSource{Name: fmt.Sprintf("d%02d/f%06d.txt", n%50, n), R: bytes.NewReader(seeded.Bytes(uint64(n), 1024)), ModTime: time.Unix(1_700_000_000, 0)})
 		}
 		if _, err := a.PutMany(ctx, srcs); err != nil {
 			t.Fatal(err)
@@ -43,7 +40,7 @@ func TestScale(t *testing.T) {
 	for i := range 20 {
 		p.counts()
 		name := fmt.Sprintf("d%02d/f%06d.txt", (i*4999)%50, i*4999)
-		putBytes(t, a, name, seeded(uint64(1e6+i), 1024))
+		putBytes(t, a, name, seeded.Bytes(uint64(1e6+i), 1024))
 		w, _ := p.counts()
 		worst = max(worst, w)
 	}
@@ -62,14 +59,14 @@ func TestScale(t *testing.T) {
 		t.Errorf("login took %v", took)
 	}
 
-	data := seeded(7, 256<<20)
+	data := seeded.Bytes(7, 256<<20)
 	putBytes(t, a, "big", data)
 	for _, tc := range []struct {
 		name  string
 		edit  []byte
 		limit int
 	}{
-		{"100-byte insertion in the middle", append(append(bytes.Clone(data[:128<<20]), seeded(9, 100)...), data[128<<20:]...), 4},
+		{"100-byte insertion in the middle", append(append(bytes.Clone(data[:128<<20]), seeded.Bytes(9, 100)...), data[128<<20:]...), 4},
 		{"one-byte overwrite", func() []byte { b := bytes.Clone(data); b[100<<20] ^= 1; return b }(), 2},
 	} {
 		prev, _ := a.Lookup("big")
@@ -101,7 +98,7 @@ func BenchmarkScaleLogin(b *testing.B) {
 		srcs := make([]PutSource, 0, 10000)
 		for i := range 10000 {
 			n := batch*10000 + i
-			srcs = append(srcs, PutSource{Name: fmt.Sprintf("d%02d/f%06d.txt", n%50, n), R: bytes.NewReader(seeded(uint64(n), 1024)), ModTime: time.Unix(1_700_000_000, 0)})
+			srcs = append(srcs, PutSource{Name: fmt.Sprintf("d%02d/f%06d.txt", n%50, n), R: bytes.NewReader(seeded.Bytes(uint64(n), 1024)), ModTime: time.Unix(1_700_000_000, 0)})
 		}
 		if _, err := a.PutMany(ctx, srcs); err != nil {
 			b.Fatal(err)

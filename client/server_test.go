@@ -48,6 +48,18 @@ func newTestServerSize(t testing.TB, testBlockSize int) *testServer {
 // newTestServerWith is newTestServerSize whose writes go through a write
 // pool with the given window (0: none, straight to the store).
 func newTestServerWith(t testing.TB, testBlockSize int, window time.Duration) *testServer {
+	return startTestServer(t, testServerOptions{blockSize: testBlockSize, window: window, renewBatch: 16})
+}
+
+// testServerOptions are what tests vary of the test server.
+type testServerOptions struct {
+	blockSize  int
+	window     time.Duration // the write pool's window; 0: no pool
+	renewBatch int
+	tokens     httpapi.TokenRedeemer // nil: requests cost nothing
+}
+
+func startTestServer(t testing.TB, o testServerOptions) *testServer {
 	t.Helper()
 	key := make([]byte, bucketer.KeySize)
 	_, _ = rand.Read(key)
@@ -56,19 +68,19 @@ func newTestServerWith(t testing.TB, testBlockSize int, window time.Duration) *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "blocks.db"), blobstore.Params{BlockSize: testBlockSize, Fingerprint: bk.Fingerprint()})
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "blocks.db"), blobstore.Params{BlockSize: o.blockSize, Fingerprint: bk.Fingerprint()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var committer blobstore.Committer
 	closePool := func() {}
-	if window > 0 {
-		p := pool.New(store, pool.Options{Window: window})
+	if o.window > 0 {
+		p := pool.New(store, pool.Options{Window: o.window})
 		closePool = func() { _ = p.Close() }
 		committer = p
 	}
-	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: store, Bucketer: bk, BlockSize: testBlockSize,
-		Limits: blobstore.Limits{RenewBatch: 16, WriteBatch: 8}, Committer: committer})
+	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: store, Bucketer: bk, BlockSize: o.blockSize,
+		Limits: blobstore.Limits{RenewBatch: o.renewBatch, WriteBatch: 8}, Committer: committer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +88,8 @@ func newTestServerWith(t testing.TB, testBlockSize int, window time.Duration) *t
 		Version:    "test",
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ProbeLimit: httpapi.NewMemoryProbeLimiter(1000, 100000),
-		PoolWindow: window,
+		PoolWindow: o.window,
+		Tokens:     o.tokens,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,7 +104,7 @@ func newTestServerWith(t testing.TB, testBlockSize int, window time.Duration) *t
 		closePool()
 		_ = store.Close()
 	})
-	return &testServer{url: "http://" + ln.Addr().String(), svc: svc, store: store, clock: clock, bs: testBlockSize}
+	return &testServer{url: "http://" + ln.Addr().String(), svc: svc, store: store, clock: clock, bs: o.blockSize}
 }
 
 func (s *testServer) remote(t testing.TB) *Remote {

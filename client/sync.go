@@ -582,23 +582,7 @@ func (r *syncRun) safeParents(name string) error {
 	if caseClash(r.folded, name) {
 		return &Error{Kind: KindConflict, Msg: "its name differs only in case from another, and this file system does not tell them apart"}
 	}
-	for i := 0; i < len(name); i++ {
-		if name[i] != '/' {
-			continue
-		}
-		fi, err := r.root.Lstat(name[:i])
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil
-		case err != nil:
-			return localError("checking "+name[:i], err)
-		case fi.Mode()&fs.ModeSymlink != 0:
-			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("a symbolic link is in the way (%s): not following it", name[:i])}
-		case !fi.IsDir():
-			return &Error{Kind: KindConflict, Msg: fmt.Sprintf("a file is in the way (%s)", name[:i])}
-		}
-	}
-	return nil
+	return plainParents(r.root, name)
 }
 
 // stillScanned reports whether name is still the file that was scanned

@@ -64,6 +64,15 @@ func (d *device) read(name string) []byte {
 	return b
 }
 
+// has fails the test, saying failure with what name holds, unless name
+// holds want.
+func (d *device) has(name, want, failure string) {
+	d.t.Helper()
+	if got := string(d.read(name)); got != want {
+		d.t.Fatalf(failure, got)
+	}
+}
+
 // tree lists the folder: regular files with content and mode, and empty
 // directories, our temporary files included (there must be none).
 func (d *device) tree() map[string]string {
@@ -237,9 +246,7 @@ func TestSyncTwoDevices(t *testing.T) {
 	}
 	a.sync()
 	sameTrees(t, a, b)
-	if got := string(b.read("shared.txt")); got != "laptop's edit" {
-		t.Fatalf("shared.txt = %q, want the version synced first", got)
-	}
+	b.has("shared.txt", "laptop's edit", "shared.txt = %q, want the version synced first")
 	var copies []string
 	for name := range b.tree() {
 		if strings.HasPrefix(name, "shared (conflict desk ") {
@@ -401,9 +408,7 @@ func TestSyncTornFile(t *testing.T) {
 	}
 	a.sync()
 	b.sync()
-	if got := string(b.read("growing.log")); got != "first line\nsecond line\n" {
-		t.Fatalf("got %q", got)
-	}
+	b.has("growing.log", "first line\nsecond line\n", "got %q")
 }
 
 // A dry run reports what a sync would do and changes nothing on either
@@ -503,16 +508,12 @@ func TestSyncKilledAfterUpload(t *testing.T) {
 	a.write("new.txt", []byte("new, first version"), 0o644)
 	a.syncKilledAt("put-committed")
 	b.sync()
-	if got := string(b.read("new.txt")); got != "new, first version" {
-		t.Fatalf("the killed sync's upload did not reach the index: %q", got)
-	}
+	b.has("new.txt", "new, first version", "the killed sync's upload did not reach the index: %q")
 	a.write("new.txt", []byte("new, second and longer version"), 0o644)
 	if rep := a.sync(); rep.Conflicts != 0 || rep.Uploaded != 1 {
 		t.Fatalf("edit after a killed upload: %+v", rep)
 	}
-	if got := string(a.read("new.txt")); got != "new, second and longer version" {
-		t.Fatalf("the newer local version was replaced by %q", got)
-	}
+	a.has("new.txt", "new, second and longer version", "the newer local version was replaced by %q")
 
 	// A file in the base (rounds 5 to 7): its upload killed after the
 	// commit, the next sync, which finds both sides equal, killed as
@@ -520,23 +521,17 @@ func TestSyncKilledAfterUpload(t *testing.T) {
 	a.write("old.txt", []byte("v1, an edit"), 0o644)
 	a.syncKilledAt("put-committed")
 	b.sync()
-	if got := string(b.read("old.txt")); got != "v1, an edit" {
-		t.Fatalf("the killed sync's upload did not reach the index: %q", got)
-	}
+	b.has("old.txt", "v1, an edit", "the killed sync's upload did not reach the index: %q")
 	a.write("other.txt", []byte("keeps the next sync busy"), 0o644)
 	a.syncKilledAt("put-committed")
 	a.write("old.txt", []byte("v2, the edit after that"), 0o644)
 	if rep := a.sync(); rep.Conflicts != 0 || rep.Uploaded != 1 {
 		t.Fatalf("edit after killed syncs: %+v", rep)
 	}
-	if got := string(a.read("old.txt")); got != "v2, the edit after that" {
-		t.Fatalf("the newer local version was replaced by %q", got)
-	}
+	a.has("old.txt", "v2, the edit after that", "the newer local version was replaced by %q")
 	b.sync()
 	sameTrees(t, a, b)
-	if got := string(b.read("old.txt")); got != "v2, the edit after that" {
-		t.Fatalf("the other device has %q", got)
-	}
+	b.has("old.txt", "v2, the edit after that", "the other device has %q")
 }
 
 // A file edited while a sync runs, after the scan, is not recorded as
@@ -594,9 +589,7 @@ func TestSyncEditDuringSync(t *testing.T) {
 	}
 	b.sync()
 	sameTrees(t, a, b)
-	if got := string(b.read("down.txt")); got != "edited as soon as it came down" {
-		t.Fatalf("the other device has %q", got)
-	}
+	b.has("down.txt", "edited as soon as it came down", "the other device has %q")
 }
 
 // A sync killed after it moved a download into place but before it
@@ -611,18 +604,14 @@ func TestSyncKilledAfterDownload(t *testing.T) {
 	b.write("doc.txt", []byte("v1, an edit"), 0o644)
 	b.sync()
 	a.syncKilledAt("downloaded")
-	if got := string(a.read("doc.txt")); got != "v1, an edit" {
-		t.Fatalf("the killed sync did not move its download into place: %q", got)
-	}
+	a.has("doc.txt", "v1, an edit", "the killed sync did not move its download into place: %q")
 	b.write("doc.txt", []byte("v2, the edit after that"), 0o644)
 	b.sync()
 	if rep := a.sync(); rep.Conflicts != 0 || rep.Downloaded != 1 {
 		t.Fatalf("edit after a killed download: %+v", rep)
 	}
 	sameTrees(t, a, b)
-	if got := string(a.read("doc.txt")); got != "v2, the edit after that" {
-		t.Fatalf("a has %q", got)
-	}
+	a.has("doc.txt", "v2, the edit after that", "a has %q")
 }
 
 // The very first sync of a folder killed after its upload reached the
@@ -636,9 +625,7 @@ func TestSyncFirstSyncKilled(t *testing.T) {
 	a.write("deleted.txt", []byte("to be deleted"), 0o644)
 	a.syncKilledAt("put-committed")
 	b.sync()
-	if got := string(b.read("edited.txt")); got != "first version" {
-		t.Fatalf("the killed sync's upload did not reach the index: %q", got)
-	}
+	b.has("edited.txt", "first version", "the killed sync's upload did not reach the index: %q")
 	a.write("edited.txt", []byte("second, longer version"), 0o644)
 	if err := os.Remove(filepath.Join(a.dir, "deleted.txt")); err != nil {
 		t.Fatal(err)
@@ -648,9 +635,7 @@ func TestSyncFirstSyncKilled(t *testing.T) {
 	}
 	b.sync()
 	sameTrees(t, a, b)
-	if got := string(b.read("edited.txt")); got != "second, longer version" {
-		t.Fatalf("the other device has %q", got)
-	}
+	b.has("edited.txt", "second, longer version", "the other device has %q")
 }
 
 // A journal whose last line a kill tore is cut back to its whole lines

@@ -35,6 +35,7 @@ import (
 
 	"github.com/blindstore/blindstore/internal/atomicfile"
 
+	"github.com/blindstore/blindstore/internal/wait"
 	"github.com/blindstore/blindstore/privacypass"
 )
 
@@ -195,27 +196,48 @@ func (w *Wallet) lock(ctx context.Context) (func(), error) {
 		w.mu.Unlock()
 		return nil, &Error{Kind: KindLocalIO, Msg: "creating the configuration directory", Err: err}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var openErr error
+	err := wait.Until(ctx, 20*time.Millisecond, func() bool {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err == nil {
 			f.Close()
-			return func() { os.Remove(path); w.mu.Unlock() }, nil
+			return true
 		}
 		if !errors.Is(err, fs.ErrExist) {
-			w.mu.Unlock()
-			return nil, &Error{Kind: KindLocalIO, Msg: "locking the token wallet", Err: err}
+			openErr = err
+			return true
 		}
 		if fi, err := os.Stat(path); err == nil && time.Since(fi.ModTime()) > time.Minute {
-			os.Remove(path)
-			continue
+			os.Remove(path) // the next try takes it
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			w.mu.Unlock()
-			return nil, &Error{Kind: KindLocalIO, Msg: "the token wallet stays locked by another blind process (remove " + path + " if none runs)"}
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	})
+	switch {
+	case openErr != nil:
+		w.mu.Unlock()
+		return nil, &Error{Kind: KindLocalIO, Msg: "locking the token wallet", Err: openErr}
+	case err != nil:
+		w.mu.Unlock()
+		return nil, &Error{Kind: KindLocalIO, Msg: "the token wallet stays locked by another blind process (remove " + path + " if none runs)"}
 	}
+	return func() { os.Remove(path); w.mu.Unlock() }, nil
+}
+
+// open locks the wallet (see lock) and reads it; the caller calls
+// unlock once done with it, after any save.
+func (w *Wallet) open(ctx context.Context) (*walletFile, func(), error) {
+	unlock, err := w.lock(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := w.load()
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return f, unlock, nil
 }
 
 // SetInvite records the invite code that fetches this wallet's tokens.
@@ -225,15 +247,11 @@ func (w *Wallet) SetInvite(ctx context.Context, code string) error {
 	if code == "" {
 		return &Error{Kind: KindInvalid, Msg: "the invite code is empty"}
 	}
-	unlock, err := w.lock(ctx)
+	f, unlock, err := w.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	f, err := w.load()
-	if err != nil {
-		return err
-	}
 	if f.Invite != code {
 		f.Invite, f.Issuer, f.FetchedKey, f.NextAt = code, "", "", 0
 	}
@@ -249,15 +267,11 @@ type TokenStatus struct {
 
 // Status counts the tokens usable at the server of cfg.
 func (w *Wallet) Status(ctx context.Context, cfg *ServerConfig) (TokenStatus, error) {
-	unlock, err := w.lock(ctx)
+	f, unlock, err := w.open(ctx)
 	if err != nil {
 		return TokenStatus{}, err
 	}
 	defer unlock()
-	f, err := w.load()
-	if err != nil {
-		return TokenStatus{}, err
-	}
 	st := TokenStatus{Invite: f.Invite != ""}
 	if f.NextAt > 0 {
 		st.NextAt = time.Unix(f.NextAt, 0)
@@ -333,15 +347,11 @@ func (w *Wallet) take(ctx context.Context, t *TokenConfig) (string, time.Time, e
 		return `PrivateToken token="` + u[0].Token + `"`, time.Time{}, nil
 	}
 	w.mu.Unlock()
-	unlock, err := w.lock(ctx)
+	f, unlock, err := w.open(ctx)
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	defer unlock()
-	f, err := w.load()
-	if err != nil {
-		return "", time.Time{}, err
-	}
 	var next time.Time
 	if f.NextAt > 0 {
 		next = time.Unix(f.NextAt, 0)
@@ -396,15 +406,11 @@ func (w *Wallet) Close() error {
 	if empty {
 		return nil
 	}
-	unlock, err := w.lock(context.Background())
+	f, unlock, err := w.open(context.Background())
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	f, err := w.load()
-	if err != nil {
-		return err
-	}
 	f.Tokens = append(f.Tokens, w.reserve...)
 	if err := w.save(f); err != nil {
 		return err
@@ -428,15 +434,11 @@ func (w *Wallet) Refill(ctx context.Context, server string, cfg *ServerConfig) (
 	if t == nil {
 		return 0, nil
 	}
-	unlock, err := w.lock(ctx)
+	f, unlock, err := w.open(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer unlock()
-	f, err := w.load()
-	if err != nil {
-		return 0, err
-	}
 	if f.Invite == "" {
 		return 0, errNoInvite
 	}

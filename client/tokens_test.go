@@ -3,12 +3,10 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,10 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
-	"github.com/blindstore/blindstore/blobstore/bolt"
-	"github.com/blindstore/blindstore/blobstore/httpapi"
-	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/privacypass"
 	"github.com/blindstore/blindstore/privacypass/issuer"
@@ -67,37 +61,7 @@ func newPaidServer(t *testing.T, front func(honest http.Handler) http.Handler) *
 	if err := red.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-
-	key := make([]byte, bucketer.KeySize)
-	_, _ = rand.Read(key)
-	clock := bucketer.NewFakeClock(time.Unix(1_700_000_000, 0).Truncate(testPeriod).Add(time.Minute))
-	bk, err := bucketer.New(bucketer.Config{Key: key, Period: testPeriod, Retention: testRetention, Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "blocks.db"), blobstore.Params{BlockSize: testBlockSize, Fingerprint: bk.Fingerprint()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: store, Bucketer: bk, BlockSize: testBlockSize,
-		Limits: blobstore.Limits{RenewBatch: 8, WriteBatch: 8}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt := httpapi.Options{Version: "test", Logger: quiet, ProbeLimit: httpapi.NewMemoryProbeLimiter(1000, 100000), Tokens: red}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httpapi.NewServer(httpapi.New(svc, opt), opt)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		_ = store.Close()
-	})
-	ts := &testServer{url: "http://" + ln.Addr().String(), svc: svc, store: store, clock: clock, bs: testBlockSize}
+	ts := startTestServer(t, testServerOptions{blockSize: testBlockSize, renewBatch: 8, tokens: red})
 	return &paidServer{testServer: ts, issuerURL: isrv.URL, issuerDir: idir}
 }
 

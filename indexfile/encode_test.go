@@ -6,12 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/blindstore/blindstore/internal/goldenfile"
+	"github.com/blindstore/blindstore/internal/seeded"
 )
 
 const (
@@ -35,29 +36,12 @@ func compress(t testing.TB, version byte, body []byte) []byte {
 	return buf.Bytes()
 }
 
-func readGolden(t *testing.T, path string, want []byte) []byte {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, want, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run Golden -update once to create it)", err)
-	}
-	return b
-}
-
 // TestGoldenBody pins the uncompressed body: if this fails, the format
 // changed and needs a new version, not a new golden file.
 func TestGoldenBody(t *testing.T) {
 	x := fixture()
 	body := encodeBody(x)
-	golden := readGolden(t, goldenBody, body)
+	golden := goldenfile.Read(t, goldenBody, body)
 	if !bytes.Equal(body, golden) {
 		t.Fatalf("encoding of the fixture drifted from %s", goldenBody)
 	}
@@ -77,7 +61,7 @@ func TestGoldenDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := readGolden(t, goldenEncoded, enc)
+	golden := goldenfile.Read(t, goldenEncoded, enc)
 	if golden[0] != Version {
 		t.Fatalf("golden version byte = %d", golden[0])
 	}
@@ -195,7 +179,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"size mismatch", compress(t, Version, bodyWith(func(x *Index) { x.Files[0].Size++ })), ErrCorrupt, "chunks hold 11 bytes, file size is 12"},
 		{"zero file key", compress(t, Version, bodyWith(func(x *Index) { x.Files[0].Key = [32]byte{} })), ErrCorrupt, "key is zero"},
 		{"empty chunk", compress(t, Version, bodyWith(func(x *Index) {
-			x.Files[0].Chunks = append(x.Files[0].Chunks, Chunk{Ref: Ref{ID: testID("z")}})
+			x.Files[0].Chunks = append(x.Files[0].Chunks, Chunk{Ref: Ref{ID: seeded.BlockID("z")}})
 		})), ErrCorrupt, "empty chunk"},
 		{"chunk id not v4", compress(t, Version, bodyWith(func(x *Index) { x.Files[0].Chunks[0].ID[6] = 0x11 })), ErrCorrupt, "chunk id"},
 		{"manifest id not v4", compress(t, Version, bodyWith(func(x *Index) { x.Files[3].Manifest[0].ID[8] = 0 })), ErrCorrupt, "manifest id"},

@@ -3,25 +3,12 @@ package indexfile
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"flag"
 	"io/fs"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata")
-
-// testID returns a fixed v4 ID derived from seed, so fixtures are
-// reproducible.
-func testID(seed string) wire.ID {
-	s := sha256.Sum256([]byte("id:" + seed))
-	var id wire.ID
-	copy(id[:], s[:])
-	id[6] = id[6]&0x0f | 0x40
-	id[8] = id[8]&0x3f | 0x80
-	return id
-}
 
 func testETag(seed string) wire.ETag { return wire.ETagOf([]byte("etag:" + seed)) }
 
@@ -39,7 +26,7 @@ func file(name string, mtime time.Time, sizes ...uint32) File {
 	}
 	for i, s := range sizes {
 		seed := name + mtime.String() + string(binary.BigEndian.AppendUint32(nil, uint32(i)))
-		f.Chunks = append(f.Chunks, Chunk{Ref: Ref{ID: testID(seed), ETag: testETag(seed)}, Size: s, Hash: testHash(seed)})
+		f.Chunks = append(f.Chunks, Chunk{Ref: Ref{ID: seeded.BlockID(seed), ETag: testETag(seed)}, Size: s, Hash: testHash(seed)})
 		f.Size += uint64(s)
 	}
 	return f
@@ -53,7 +40,7 @@ func fixture() *Index {
 	exe := file("bin/tool", time.Unix(-86400*365, 7).UTC(), 3)
 	exe.Mode = fs.FileMode(0o755)
 	shared := file("docs/report.pdf", t0, 60000, 60000, 1234)
-	shared.Manifest = []Ref{{ID: testID("manifest"), ETag: testETag("manifest")}}
+	shared.Manifest = []Ref{{ID: seeded.BlockID("manifest"), ETag: testETag("manifest")}}
 	shared.Renewed = 671
 	return &Index{
 		Generation: 42,

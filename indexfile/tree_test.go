@@ -8,6 +8,9 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/blindstore/blindstore/internal/goldenfile"
+	"github.com/blindstore/blindstore/internal/seeded"
 )
 
 // memStore stands for the blocks a client would encrypt and write: it keeps
@@ -23,7 +26,7 @@ func newMemStore() *memStore { return &memStore{blocks: map[Ref][]byte{}} }
 func (m *memStore) encrypt(p []byte) (Ref, error) {
 	m.n++
 	seed := fmt.Sprintf("block %d", m.n)
-	r := Ref{ID: testID(seed), ETag: testETag(seed)}
+	r := Ref{ID: seeded.BlockID(seed), ETag: testETag(seed)}
 	m.blocks[r] = bytes.Clone(p)
 	m.written++
 	return r, nil
@@ -177,7 +180,7 @@ func TestTreeRenewalRefused(t *testing.T) {
 	const payload = 512
 	leaf := encodeLeaf([]File{file("a", t0, 3)})
 	leafRef := func(s string) LeafRef {
-		return LeafRef{Len: len(leaf), Blocks: []Ref{{ID: testID(s), ETag: testETag(s)}}}
+		return LeafRef{Len: len(leaf), Blocks: []Ref{{ID: seeded.BlockID(s), ETag: testETag(s)}}}
 	}
 	leaves := [][]File{{file("a", t0, 3)}}
 	if _, err := DecodeDir([]byte{FormatTree, kindDirRenewed, 0, 0}, payload); err == nil {
@@ -197,7 +200,7 @@ func TestTreeRenewalRefused(t *testing.T) {
 	if got, err := DecodeDir(enc, payload); err != nil || !reflect.DeepEqual(got, d) {
 		t.Fatalf("DecodeDir of a dir with a renewal: %+v, %v", got, err)
 	}
-	blocks := []Ref{{ID: testID("d1")}, {ID: testID("d2")}}
+	blocks := []Ref{{ID: seeded.BlockID("d1")}, {ID: seeded.BlockID("d2")}}
 	second := Dir{Leaves: []LeafRef{leafRef("m")}}
 	files := [][]File{{file("b", t0, 3)}}
 	if x, _, err := Assemble(1, blocks, []Dir{d, second}, [][][]File{leaves, files}); err != nil || x.Renewed != 9 {
@@ -323,12 +326,12 @@ func TestTreeGolden(t *testing.T) {
 	a.KeyShared = true
 	b := file("docs/b.txt", time.Unix(-5, 999).UTC())
 	b.Inline, b.Size = []byte("hello"), 5
-	b.Manifest = []Ref{{ID: testID("m"), ETag: testETag("m")}}
+	b.Manifest = []Ref{{ID: seeded.BlockID("m"), ETag: testETag("m")}}
 	leaf, err := EncodeLeaf([]File{a, b})
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := readGolden(t, "testdata/leaf-v2.bin", leaf)
+	golden := goldenfile.Read(t, "testdata/leaf-v2.bin", leaf)
 	if !bytes.Equal(leaf, golden) {
 		t.Fatal("leaf encoding drifted from testdata/leaf-v2.bin")
 	}
@@ -340,18 +343,18 @@ func TestTreeGolden(t *testing.T) {
 	if !bytes.Contains(leaf, append([]byte{5, 5}, "b.txt"...)) {
 		t.Fatal("the second name is not prefix-compressed")
 	}
-	dir, err := EncodeDir(Dir{Leaves: []LeafRef{{Len: len(leaf), Blocks: []Ref{{ID: testID("l"), ETag: testETag("l")}}}, {Len: 5000, Blocks: []Ref{{ID: testID("x"), ETag: testETag("x")}, {ID: testID("y"), ETag: testETag("y")}}}}}, 4052)
+	dir, err := EncodeDir(Dir{Leaves: []LeafRef{{Len: len(leaf), Blocks: []Ref{{ID: seeded.BlockID("l"), ETag: testETag("l")}}}, {Len: 5000, Blocks: []Ref{{ID: seeded.BlockID("x"), ETag: testETag("x")}, {ID: seeded.BlockID("y"), ETag: testETag("y")}}}}}, 4052)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(dir, readGolden(t, "testdata/dir-v2.bin", dir)) {
+	if !bytes.Equal(dir, goldenfile.Read(t, "testdata/dir-v2.bin", dir)) {
 		t.Fatal("dir encoding drifted from testdata/dir-v2.bin")
 	}
 	want := binary.AppendUvarint([]byte{2, 2, 2}, uint64(len(leaf)))
 	if !bytes.HasPrefix(dir, want) {
 		t.Fatalf("dir starts % x", dir[:8])
 	}
-	if d, err := DecodeDir(readGolden(t, "testdata/dir-v2.bin", dir), 4052); err != nil || d.Renewed != 0 || len(d.Leaves) != 2 {
+	if d, err := DecodeDir(goldenfile.Read(t, "testdata/dir-v2.bin", dir), 4052); err != nil || d.Renewed != 0 || len(d.Leaves) != 2 {
 		t.Fatalf("the format 2 dir of before decodes to %+v, %v", d, err)
 	}
 	got, err := DecodeLeaf(golden)
@@ -383,7 +386,7 @@ func TestTreeDecodeRefuses(t *testing.T) {
 			t.Errorf("%s: DecodeLeaf accepted it", name)
 		}
 	}
-	dir, _ := EncodeDir(Dir{Leaves: []LeafRef{{Len: 10, Blocks: []Ref{{ID: testID("l")}}}}}, 100)
+	dir, _ := EncodeDir(Dir{Leaves: []LeafRef{{Len: 10, Blocks: []Ref{{ID: seeded.BlockID("l")}}}}}, 100)
 	for name, b := range map[string][]byte{
 		"truncated":                dir[:len(dir)-1],
 		"trailing":                 append(bytes.Clone(dir), 0),
@@ -402,9 +405,9 @@ func treeSeeds(f *testing.F) {
 	b.Inline, b.Size = []byte("hi"), 2
 	f.Add(encodeLeaf([]File{a, b}), true)
 	f.Add(encodeLeaf(nil), true)
-	d, _ := EncodeDir(Dir{Leaves: []LeafRef{{Len: 5000, Blocks: []Ref{{ID: testID("x")}, {ID: testID("y")}}}}}, 4052)
+	d, _ := EncodeDir(Dir{Leaves: []LeafRef{{Len: 5000, Blocks: []Ref{{ID: seeded.BlockID("x")}, {ID: seeded.BlockID("y")}}}}}, 4052)
 	f.Add(d, false)
-	d, _ = EncodeDir(Dir{Renewed: 300, Leaves: []LeafRef{{Len: 5000, Blocks: []Ref{{ID: testID("x")}, {ID: testID("y")}}}}}, 4052)
+	d, _ = EncodeDir(Dir{Renewed: 300, Leaves: []LeafRef{{Len: 5000, Blocks: []Ref{{ID: seeded.BlockID("x")}, {ID: seeded.BlockID("y")}}}}}, 4052)
 	f.Add(d, false)
 	h := sha256.Sum256(nil)
 	f.Add(h[:], false)

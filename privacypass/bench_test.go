@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net/http"
 	"runtime"
 	"testing"
 
@@ -12,17 +11,19 @@ import (
 	"github.com/blindstore/blindstore/privacypass/issuer"
 )
 
+// authorization is the Authorization value of one token the stack's
+// issuer issued for its redeemer's challenge.
+func (s *stack) authorization(b *testing.B) string {
+	b.Helper()
+	return privacypass.FormatAuthorization(s.tokens(b, 1, 1)[0])
+}
+
 // BenchmarkRedeemVerify is the blob server's CPU cost of a token: parse
 // the Authorization value, check challenge and key, verify the RSA-PSS
 // signature with crypto/rsa.
 func BenchmarkRedeemVerify(b *testing.B) {
 	s := newStack(b)
-	code, _ := issuer.CreateInvite(s.dir, 1)
-	toks, err := s.issue(b, code, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := privacypass.FormatAuthorization(toks[0])
+	h := s.authorization(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.redeemer.Check(h); err != nil {
@@ -41,12 +42,7 @@ func BenchmarkRedeemAndSpend(b *testing.B) {
 	for _, inFlight := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("inflight=%d", inFlight), func(b *testing.B) {
 			s := newStack(b)
-			code, _ := issuer.CreateInvite(s.dir, 1)
-			toks, err := s.issue(b, code, 1)
-			if err != nil {
-				b.Fatal(err)
-			}
-			h := privacypass.FormatAuthorization(toks[0])
+			h := s.authorization(b)
 			b.SetParallelism(max(1, inFlight/runtime.GOMAXPROCS(0)))
 			if inFlight == 1 {
 				runtime.GOMAXPROCS(1)
@@ -126,13 +122,7 @@ func BenchmarkClientIssuance(b *testing.B) {
 func BenchmarkIssuanceHTTP(b *testing.B) {
 	s := newStack(b)
 	code, _ := issuer.CreateInvite(s.dir, 1<<30)
-	ic := &privacypass.IssuerClient{URL: s.url, Invite: code, HTTP: http.DefaultClient}
-	d, reqURL, err := ic.Directory(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
-	keys, _ := d.Keys()
-	key, _ := privacypass.IssuanceKey(keys, s.clock.Now())
+	ic, reqURL, key := s.client(b, code)
 	ch := s.redeemer.Challenge()
 	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
 	b.RunParallel(func(pb *testing.PB) {

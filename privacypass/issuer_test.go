@@ -26,19 +26,7 @@ func TestIssuerChargesOnlySignedTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic := &privacypass.IssuerClient{URL: s.url, Invite: code, HTTP: http.DefaultClient}
-	d, reqURL, err := ic.Directory(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := d.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, ok := privacypass.IssuanceKey(keys, s.clock.Now())
-	if !ok {
-		t.Fatal("no key to issue under")
-	}
+	ic, reqURL, key := s.client(t, code)
 	// Two blinded messages no RSA signer may sign: the modulus itself and
 	// the largest Nk-byte number.
 	atModulus := &privacypass.TokenRequest{TruncatedKeyID: key.ID().Truncated()}

@@ -52,15 +52,11 @@ func (c *IssuerClient) Allotment(ctx context.Context) (*Allotment, error) {
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+NormalizeInvite(c.Invite))
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
-		return nil, fmt.Errorf("privacypass: reach the issuer: %w", stripURL(err))
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, issuerError(resp)
-	}
 	var a Allotment
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&a); err != nil {
 		return nil, fmt.Errorf("privacypass: the issuer's allotment is not valid JSON: %w", err)
@@ -81,15 +77,11 @@ func (c *IssuerClient) Issue(ctx context.Context, requestURL string, key *Public
 	}
 	req.Header.Set("Content-Type", MediaTokenRequest)
 	req.Header.Set("Accept", MediaTokenResponse)
-	req.Header.Set("Authorization", "Bearer "+NormalizeInvite(c.Invite))
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
-		return nil, fmt.Errorf("privacypass: reach the issuer: %w", stripURL(err))
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, issuerError(resp)
-	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != MediaTokenResponse {
 		return nil, fmt.Errorf("%w: the answer has media type %q", ErrIssuerRefused, mt)
 	}
@@ -98,6 +90,22 @@ func (c *IssuerClient) Issue(ctx context.Context, requestURL string, key *Public
 		return nil, fmt.Errorf("privacypass: read the issuer's answer: %w", err)
 	}
 	return pending.Finalize(body)
+}
+
+// send sends req with the invite as its bearer token, and returns the
+// answer if the issuer accepted the request (200), for the caller to
+// read and close; any other answer is the issuer's error.
+func (c *IssuerClient) send(req *http.Request) (*http.Response, error) {
+	req.Header.Set("Authorization", "Bearer "+NormalizeInvite(c.Invite))
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("privacypass: reach the issuer: %w", stripURL(err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, issuerError(resp)
+	}
+	return resp, nil
 }
 
 func issuerError(resp *http.Response) error {

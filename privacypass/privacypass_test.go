@@ -72,8 +72,9 @@ func newStack(t testing.TB) *stack {
 	return &stack{clock: c, issuer: is, url: srv.URL, dir: dir, redeemer: r, spent: sp, spentDB: spentDB}
 }
 
-// issue fetches n tokens for the redeemer's challenge with invite.
-func (s *stack) issue(t testing.TB, invite string, n int) ([]*privacypass.Token, error) {
+// client is a client of the stack's issuer with invite, and the request
+// URL and the key its directory gives to issue under now.
+func (s *stack) client(t testing.TB, invite string) (*privacypass.IssuerClient, string, *privacypass.PublicKey) {
 	t.Helper()
 	ic := &privacypass.IssuerClient{URL: s.url, Invite: invite, HTTP: http.DefaultClient}
 	d, reqURL, err := ic.Directory(context.Background())
@@ -88,6 +89,28 @@ func (s *stack) issue(t testing.TB, invite string, n int) ([]*privacypass.Token,
 	if !ok {
 		t.Fatal("no key to issue under")
 	}
+	return ic, reqURL, key
+}
+
+// tokens fetches n tokens for the redeemer's challenge with a new
+// invite of the given allotment.
+func (s *stack) tokens(t testing.TB, allotment, n int) []*privacypass.Token {
+	t.Helper()
+	code, err := issuer.CreateInvite(s.dir, allotment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := s.issue(t, code, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return toks
+}
+
+// issue fetches n tokens for the redeemer's challenge with invite.
+func (s *stack) issue(t testing.TB, invite string, n int) ([]*privacypass.Token, error) {
+	t.Helper()
+	ic, reqURL, key := s.client(t, invite)
 	var out []*privacypass.Token
 	for range n {
 		tok, err := ic.Issue(context.Background(), reqURL, key, s.redeemer.Challenge())
@@ -177,13 +200,7 @@ func TestForeignKeyRefused(t *testing.T) {
 	foreign := newStack(t)
 	code, _ := issuer.CreateInvite(foreign.dir, 1)
 	// The foreign issuer signs for our challenge, under its own key.
-	ic := &privacypass.IssuerClient{URL: foreign.url, Invite: code, HTTP: http.DefaultClient}
-	d, reqURL, err := ic.Directory(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := d.Keys()
-	key, _ := privacypass.IssuanceKey(keys, foreign.clock.Now())
+	ic, reqURL, key := foreign.client(t, code)
 	tok, err := ic.Issue(context.Background(), reqURL, key, s.redeemer.Challenge())
 	if err != nil {
 		t.Fatal(err)
@@ -272,11 +289,7 @@ func TestRotationRetiresKeysAndDropsTheirSpentSets(t *testing.T) {
 // 32-byte nonces with empty values: nothing else.
 func TestSpentFileHoldsOnlyNonces(t *testing.T) {
 	s := newStack(t)
-	code, _ := issuer.CreateInvite(s.dir, 5)
-	toks, err := s.issue(t, code, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	toks := s.tokens(t, 5, 5)
 	for _, tok := range toks {
 		if err := s.redeem(tok); err != nil {
 			t.Fatal(err)
@@ -321,11 +334,7 @@ func TestSpentFileHoldsOnlyNonces(t *testing.T) {
 
 func TestConcurrentSpendsOfOneTokenSucceedOnce(t *testing.T) {
 	s := newStack(t)
-	code, _ := issuer.CreateInvite(s.dir, 1)
-	toks, err := s.issue(t, code, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	toks := s.tokens(t, 1, 1)
 	var ok atomic.Int32
 	var wg sync.WaitGroup
 	for range 16 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/internal/wait"
 	"github.com/jonboulle/clockwork"
 )
 
@@ -42,24 +43,21 @@ func (r *recorder) counts() (purges, skips int) {
 // together) in all, and fails if more arrive or none come in time.
 func (r *recorder) wait(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		p, s := r.counts()
-		if p+s == n {
-			// Let a stray extra event show up before going on.
-			time.Sleep(20 * time.Millisecond)
-			if p2, s2 := r.counts(); p2+s2 != n {
-				t.Fatalf("%d events, want %d", p2+s2, n)
-			}
-			return
-		}
-		if p+s > n {
-			t.Fatalf("%d events (%d purges, %d skips), want %d", p+s, p, s, n)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 20s, %d events (%d purges, %d skips), want %d", p+s, p, s, n)
-		}
-		time.Sleep(2 * time.Millisecond)
+	var p, s int
+	err := wait.For(20*time.Second, 2*time.Millisecond, func() bool {
+		p, s = r.counts()
+		return p+s >= n
+	})
+	if err != nil {
+		t.Fatalf("after 20s, %d events (%d purges, %d skips), want %d", p+s, p, s, n)
+	}
+	if p+s > n {
+		t.Fatalf("%d events (%d purges, %d skips), want %d", p+s, p, s, n)
+	}
+	// Let a stray extra event show up before going on.
+	time.Sleep(20 * time.Millisecond)
+	if p2, s2 := r.counts(); p2+s2 != n {
+		t.Fatalf("%d events, want %d", p2+s2, n)
 	}
 }
 

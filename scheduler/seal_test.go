@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/internal/wait"
 	"github.com/go-co-op/gocron/v2"
 )
 
@@ -37,25 +38,22 @@ func (r *sealRecorder) onSkip(job string, err error) {
 // wait waits until n seals and skips were reported in all.
 func (r *sealRecorder) wait(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	events := func() int {
 		r.mu.Lock()
-		got := len(r.reports) + len(r.skips)
-		r.mu.Unlock()
-		if got == n {
-			time.Sleep(20 * time.Millisecond)
-			r.mu.Lock()
-			got = len(r.reports) + len(r.skips)
-			r.mu.Unlock()
-			if got != n {
-				t.Fatalf("%d seal events, want %d", got, n)
-			}
-			return
-		}
-		if got > n || time.Now().After(deadline) {
-			t.Fatalf("%d seal events, want %d", got, n)
-		}
-		time.Sleep(2 * time.Millisecond)
+		defer r.mu.Unlock()
+		return len(r.reports) + len(r.skips)
+	}
+	var got int
+	err := wait.For(20*time.Second, 2*time.Millisecond, func() bool {
+		got = events()
+		return got >= n
+	})
+	if err != nil || got > n {
+		t.Fatalf("%d seal events, want %d", got, n)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if got = events(); got != n {
+		t.Fatalf("%d seal events, want %d", got, n)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/storetest"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/internal/wait"
 	"go.etcd.io/bbolt"
 )
 
@@ -201,34 +202,28 @@ func TestParamsMismatchMessage(t *testing.T) {
 // waitQueued waits until n calls wait in the group-commit queue.
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	err := wait.For(5*time.Second, time.Millisecond, func() bool {
 		s.group.mu.Lock()
-		got := len(s.group.queue)
-		s.group.mu.Unlock()
-		if got >= n {
-			return
-		}
-		time.Sleep(time.Millisecond)
+		defer s.group.mu.Unlock()
+		return len(s.group.queue) >= n
+	})
+	if err != nil {
+		t.Fatalf("timed out waiting for %d queued calls", n)
 	}
-	t.Fatalf("timed out waiting for %d queued calls", n)
 }
 
 // waitLeaderCommitting waits until a leader has taken its batch off the
 // queue, so later callers queue for the next commit.
 func waitLeaderCommitting(t *testing.T, s *Store) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	err := wait.For(5*time.Second, time.Millisecond, func() bool {
 		s.group.mu.Lock()
-		ok := s.group.busy && len(s.group.queue) == 0
-		s.group.mu.Unlock()
-		if ok {
-			return
-		}
-		time.Sleep(time.Millisecond)
+		defer s.group.mu.Unlock()
+		return s.group.busy && len(s.group.queue) == 0
+	})
+	if err != nil {
+		t.Fatal("timed out waiting for a leader to start its commit")
 	}
-	t.Fatal("timed out waiting for a leader to start its commit")
 }
 
 // holdWriter starts a write transaction so that the next commit waits

@@ -13,6 +13,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/internal/wait"
 )
 
 // TestRefusesTrackCommitTimestamp starts a private server with commit
@@ -115,13 +116,10 @@ func TestRestartUnderLoad(t *testing.T) {
 	}
 	waitAcks := func(n int64, what string) {
 		t.Helper()
-		for acks.Load() < n {
-			if time.Now().After(deadline) {
-				close(stop)
-				wg.Wait()
-				t.Fatalf("%s: only %d writes acknowledged, want %d", what, acks.Load(), n)
-			}
-			time.Sleep(10 * time.Millisecond)
+		if wait.For(time.Until(deadline), 10*time.Millisecond, func() bool { return acks.Load() >= n }) != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("%s: only %d writes acknowledged, want %d", what, acks.Load(), n)
 		}
 	}
 

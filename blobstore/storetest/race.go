@@ -12,6 +12,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/internal/wait"
 )
 
 // testConcurrentReadersAndWriters reads blocks while others overwrite
@@ -189,9 +190,7 @@ func PurgeRacingRenewals(t *testing.T, s blobstore.Store, afterFill func()) Purg
 	wg.Go(func() {
 		// Let the renewers get going first, so the purge meets them; a
 		// deadline, in case they fail at once.
-		for deadline := time.Now().Add(10 * time.Second); batches.Load() < 8 && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
-		}
+		_ = wait.For(10*time.Second, time.Millisecond, func() bool { return batches.Load() >= 8 })
 		purged, purgeErr = s.Purge(ctx, live, false)
 	})
 	const renewers = 4

@@ -6,41 +6,17 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"testing"
 
+	"github.com/blindstore/blindstore/internal/goldenfile"
+	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata")
-
-func goldenFile(t *testing.T, path string, want []byte) []byte {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, want, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run Golden -update once to create it)", err)
-	}
-	return b
-}
 
 const smallBlock = wire.MinBlockSize
 
 func testKey(seed string) Key { return Key(sha256.Sum256([]byte(seed))) }
-
-func testBlockID(seed string) wire.ID {
-	s := sha256.Sum256([]byte("id:" + seed))
-	id := wire.ID(s[:16])
-	id[6] = id[6]&0x0f | 0x40
-	id[8] = id[8]&0x3f | 0x80
-	return id
-}
 
 // encryptRawFrame encrypts an arbitrary frame, as only a faulty writer holding
 // the key would, to reach Open's frame checks.
@@ -69,7 +45,7 @@ func TestBlockGolden(t *testing.T) {
 	if sum := sha256.Sum256(block); hex.EncodeToString(sum[:]) != "a53783937e84fafad737fc411579a45948f567ce040ead4ae38219d6f356ddb9" {
 		t.Fatalf("golden block drifted: sha256 %x, starts %x", sum, block[:48])
 	}
-	golden := goldenFile(t, "testdata/block-v1.golden", block)
+	golden := goldenfile.Read(t, "testdata/block-v1.golden", block)
 	if !bytes.Equal(block, golden) {
 		t.Fatal("block differs from testdata/block-v1.golden")
 	}
@@ -81,7 +57,7 @@ func TestBlockGolden(t *testing.T) {
 
 func TestEncryptDecrypt(t *testing.T) {
 	key := testKey("k")
-	id := testBlockID("b")
+	id := seeded.BlockID("b")
 	for _, bs := range []int{wire.MinBlockSize, wire.DefaultBlockSize, wire.MaxBlockSize} {
 		capacity := PayloadCapacity(bs)
 		if capacity != bs-44 {
@@ -116,7 +92,7 @@ func TestEncryptDecrypt(t *testing.T) {
 }
 
 func TestDecryptRefuses(t *testing.T) {
-	key, id := testKey("k"), testBlockID("b")
+	key, id := testKey("k"), seeded.BlockID("b")
 	payload := []byte("the content of one block")
 	block, err := Encrypt(key, id, payload, smallBlock)
 	if err != nil {
@@ -131,7 +107,7 @@ func TestDecryptRefuses(t *testing.T) {
 		t.Errorf("long block: %v", err)
 	}
 	// A server that answers with another block's data.
-	if _, err := Decrypt(key, testBlockID("other"), block, smallBlock); !errors.Is(err, ErrTampered) {
+	if _, err := Decrypt(key, seeded.BlockID("other"), block, smallBlock); !errors.Is(err, ErrTampered) {
 		t.Errorf("block under another id: %v", err)
 	}
 	if _, err := Decrypt(testKey("other"), id, block, smallBlock); !errors.Is(err, ErrTampered) {
@@ -177,7 +153,7 @@ func TestDecryptRefuses(t *testing.T) {
 // TestEncryptUnlinkable: two encryptions of one plaintext under one key and ID
 // share no more than chance, so the server cannot tell they are equal.
 func TestEncryptUnlinkable(t *testing.T) {
-	key, id := testKey("k"), testBlockID("b")
+	key, id := testKey("k"), seeded.BlockID("b")
 	payload := bytes.Repeat([]byte("same plaintext "), 1000)
 	const bs = wire.DefaultBlockSize
 	a, err := Encrypt(key, id, payload, bs)

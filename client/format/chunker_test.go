@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/internal/seeded"
 )
 
 // chunkAll cuts data with the account key's chunker and returns the chunks.
@@ -68,21 +69,13 @@ func changed(a, b [][]byte) int {
 	return n
 }
 
-func seeded(seed uint64, n int) []byte {
-	var s [32]byte
-	s[0], s[1] = byte(seed), byte(seed>>8)
-	b := make([]byte, n)
-	_, _ = rand.NewChaCha8(s).Read(b)
-	return b
-}
-
 // Chunks are between min and the capacity, the last one excepted, and
 // put back together they are the stream.
 func TestChunkerBounds(t *testing.T) {
 	const capacity = 65536 - BlockOverhead
 	key := testKey("chunker")
 	for _, n := range []int{0, 1, capacity - 1, capacity, capacity + 1, 2*capacity + 3, 40 * capacity} {
-		data := seeded(uint64(n), n)
+		data := seeded.Bytes(uint64(n), n)
 		chunks := chunkAll(t, key, capacity, data)
 		if got := bytes.Join(chunks, nil); !bytes.Equal(got, data) {
 			t.Fatalf("%d bytes: chunks do not join back to the stream", n)
@@ -103,7 +96,7 @@ func TestChunkerBounds(t *testing.T) {
 // Two accounts cut the same content at different places.
 func TestChunkerPerAccount(t *testing.T) {
 	const capacity = 4096 - BlockOverhead
-	data := seeded(7, 64*capacity)
+	data := seeded.Bytes(7, 64*capacity)
 	a := chunkAll(t, testKey("account a"), capacity, data)
 	b := chunkAll(t, testKey("account b"), capacity, data)
 	if n := changed(a, b); n < len(b)*9/10 {
@@ -119,7 +112,7 @@ func TestChunkerEditLocality(t *testing.T) {
 	const capacity = 65536 - BlockOverhead
 	const size = 32 << 20
 	key := testKey("locality")
-	data := seeded(1, size)
+	data := seeded.Bytes(1, size)
 	base := chunkAll(t, key, capacity, data)
 	fixed := (size + capacity - 1) / capacity
 	overhead := float64(len(base))/float64(fixed) - 1
@@ -145,7 +138,7 @@ func TestChunkerEditLocality(t *testing.T) {
 		from, to := starts[k], min(size, at+12*capacity)
 		old := data[from:to]
 		rel := at - from
-		ins := append(append(append([]byte(nil), old[:rel]...), seeded(uint64(100+trial), 100)...), old[rel:]...)
+		ins := append(append(append([]byte(nil), old[:rel]...), seeded.Bytes(uint64(100+trial), 100)...), old[rel:]...)
 		over := bytes.Clone(old)
 		over[rel] ^= 0xff
 		oldChunks := chunkAll(t, key, capacity, old)
@@ -168,7 +161,7 @@ func TestChunkerEditLocality(t *testing.T) {
 
 func BenchmarkChunker(b *testing.B) {
 	const capacity = 65536 - BlockOverhead
-	data := seeded(3, 64<<20)
+	data := seeded.Bytes(3, 64<<20)
 	table := ChunkerTable(testKey("bench"))
 	buf := make([]byte, capacity)
 	b.SetBytes(int64(len(data)))

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/internal/seeded"
 )
 
 // FuzzDecryptBlock has two halves. As a block (asFrame false), the input is
@@ -17,7 +18,7 @@ import (
 // return exactly the payload its length field names, or ErrBadFrame.
 // Neither may panic.
 func FuzzDecryptBlock(f *testing.F) {
-	key, id := testKey("golden block key"), testBlockID("fuzz")
+	key, id := testKey("golden block key"), seeded.BlockID("fuzz")
 	if golden, err := os.ReadFile("testdata/block-v1.golden"); err == nil {
 		f.Add(golden, false)
 	}
@@ -114,13 +115,13 @@ func FuzzRootUnmarshal(f *testing.F) {
 
 // FuzzUnmarshalHead: a head payload that decodes is valid and canonical.
 func FuzzUnmarshalHead(f *testing.F) {
-	h := &Head{Generation: 7, Roots: []RootRef{{Kind: RootPassword, ID: testBlockID("r1")}, {Kind: RootRecovery, ID: testBlockID("r2")}}}
-	h.Index = []indexfile.Ref{{ID: testBlockID("i1")}, {ID: testBlockID("i2")}}
+	h := &Head{Generation: 7, Roots: []RootRef{{Kind: RootPassword, ID: seeded.BlockID("r1")}, {Kind: RootRecovery, ID: seeded.BlockID("r2")}}}
+	h.Index = []indexfile.Ref{{ID: seeded.BlockID("i1")}, {ID: seeded.BlockID("i2")}}
 	if b, err := MarshalHead(h); err == nil {
 		f.Add(b)
 		f.Add(b[:len(b)-1])
 	}
-	v1 := &Head{Version: 1, Generation: 1, IndexLen: 100, Index: []indexfile.Ref{{ID: testBlockID("i")}}, Roots: []RootRef{{Kind: RootPassword, ID: testBlockID("r")}}}
+	v1 := &Head{Version: 1, Generation: 1, IndexLen: 100, Index: []indexfile.Ref{{ID: seeded.BlockID("i")}}, Roots: []RootRef{{Kind: RootPassword, ID: seeded.BlockID("r")}}}
 	if b, err := MarshalHead(v1); err == nil {
 		f.Add(b)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/goldenfile"
+	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 
 	"github.com/blindstore/blindstore/indexfile"
@@ -28,7 +30,7 @@ func fixtureIndex() *indexfile.Index {
 		for j := range 3 {
 			seed := fmt.Sprintf("%s/%d", name, j)
 			f.Chunks = append(f.Chunks, indexfile.Chunk{
-				Ref:  indexfile.Ref{ID: testBlockID(seed), ETag: wire.ETagOf([]byte(seed))},
+				Ref:  indexfile.Ref{ID: seeded.BlockID(seed), ETag: wire.ETagOf([]byte(seed))},
 				Size: 60000, Hash: sha256.Sum256([]byte(seed)),
 			})
 			f.Size += 60000
@@ -58,7 +60,7 @@ func splitBlocks(b []byte, bs int) [][]byte {
 func TestIndexGolden(t *testing.T) {
 	base := &Root{AccountKey: testKey("golden account"), OwnerSecret: OwnerSecret(testKey("golden owner"))}
 	var cat, rootBytes []byte
-	if *update {
+	if goldenfile.Update() {
 		enc, err := indexfile.Encode(fixtureIndex())
 		if err != nil {
 			t.Fatal(err)
@@ -74,8 +76,8 @@ func TestIndexGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	goldenBlocks := goldenFile(t, "testdata/index-v1.encrypted", cat)
-	goldenRoot, err := UnmarshalRoot(goldenFile(t, "testdata/index-v1.root", rootBytes))
+	goldenBlocks := goldenfile.Read(t, "testdata/index-v1.encrypted", cat)
+	goldenRoot, err := UnmarshalRoot(goldenfile.Read(t, "testdata/index-v1.root", rootBytes))
 	if err != nil {
 		t.Fatal(err)
 	}

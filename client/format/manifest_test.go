@@ -5,10 +5,11 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/internal/seeded"
 )
 
 func TestPointerRoundTrip(t *testing.T) {
-	refs := []indexfile.Ref{{ID: testBlockID("m1")}, {ID: testBlockID("m2")}}
+	refs := []indexfile.Ref{{ID: seeded.BlockID("m1")}, {ID: seeded.BlockID("m2")}}
 	refs[0].ETag[0], refs[1].ETag[15] = 1, 2
 	ptr := MarshalPointer(1500, refs)
 	if len(ptr) != PointerLen(len(refs)) {
@@ -38,7 +39,7 @@ func TestPointerRoundTrip(t *testing.T) {
 
 func TestCapability(t *testing.T) {
 	fileKey := testKey("file")
-	m1, m2 := testBlockID("manifest 1"), testBlockID("manifest 2")
+	m1, m2 := seeded.BlockID("manifest 1"), seeded.BlockID("manifest 2")
 	k1 := CapKey(fileKey, m1)
 	if k1 != CapKey(fileKey, m1) || k1 == CapKey(fileKey, m2) || k1 == Key(fileKey) {
 		t.Fatal("cap_key is not a function of the file key and the manifest alone")

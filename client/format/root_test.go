@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/blindstore/blindstore/internal/goldenfile"
+	"github.com/blindstore/blindstore/internal/seeded"
 	"github.com/blindstore/blindstore/wire"
 
 	"github.com/blindstore/blindstore/indexfile"
@@ -21,7 +23,7 @@ func deterministic(seed string) *rand.ChaCha8 {
 func fixtureRoot() *Root {
 	r := &Root{AccountKey: testKey("account"), OwnerSecret: OwnerSecret(testKey("owner")), IndexLen: 2500}
 	for _, s := range []string{"i0", "i1", "i2"} {
-		r.Index = append(r.Index, indexfile.Ref{ID: testBlockID(s), ETag: wire.ETagOf([]byte(s))})
+		r.Index = append(r.Index, indexfile.Ref{ID: seeded.BlockID(s), ETag: wire.ETagOf([]byte(s))})
 	}
 	return r
 }
@@ -44,7 +46,7 @@ func TestRootGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := goldenFile(t, "testdata/root-v1.golden", block)
+	golden := goldenfile.Read(t, "testdata/root-v1.golden", block)
 	if !bytes.Equal(block, golden) {
 		t.Fatal("root block differs from testdata/root-v1.golden: the root format drifted")
 	}

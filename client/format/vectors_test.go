@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/internal/goldenfile"
 	"github.com/blindstore/blindstore/wire"
 
 	"github.com/blindstore/blindstore/indexfile"
@@ -758,7 +759,7 @@ func TestVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = append(got, '\n')
-	if *update {
+	if goldenfile.Update() {
 		if err := os.WriteFile(vectorsPath, got, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/blindstore/blindstore/client"
 	"github.com/blindstore/blindstore/internal/proc"
+	"github.com/blindstore/blindstore/internal/seeded"
 )
 
 // The tests run the real binaries: blindstored as a server process, and
@@ -200,11 +200,7 @@ func writeRandom(t testing.TB, path string, n int64, seed uint64) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var s [32]byte
-	s[0] = byte(seed)
-	s[1] = byte(seed >> 8)
-	r := rand.NewChaCha8(s)
-	if _, err := io.CopyN(f, r, n); err != nil {
+	if _, err := io.CopyN(f, seeded.Stream(seed), n); err != nil {
 		t.Fatal(err)
 	}
 }

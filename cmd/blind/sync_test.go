@@ -18,6 +18,7 @@ import (
 
 	"github.com/blindstore/blindstore/client"
 	"github.com/blindstore/blindstore/internal/proc"
+	"github.com/blindstore/blindstore/internal/wait"
 )
 
 // folderState lists a folder as name → content (and "dir/" for an empty
@@ -326,15 +327,11 @@ func TestWatchAndExportKeepDataAlive(t *testing.T) {
 	saved := time.Now()
 	other := newUser(t, srv.url, "wes")
 	other.cfg = watcher.cfg // the same session, read only by ls
-	for {
+	if wait.For(15*time.Second, 50*time.Millisecond, func() bool {
 		var files []map[string]any
-		if err := lsFiles(other.must("--json", "ls").stdout, &files); err == nil && len(files) == 1 {
-			break
-		}
-		if time.Since(saved) > 15*time.Second {
-			t.Fatalf("the saved file never reached the server; watch said:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return lsFiles(other.must("--json", "ls").stdout, &files) == nil && len(files) == 1
+	}) != nil {
+		t.Fatalf("the saved file never reached the server; watch said:\n%s", out.String())
 	}
 	t.Logf("a saved file was on the server %v after the save", time.Since(saved).Round(time.Millisecond))
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/internal/wait"
 )
 
 var adminRE = regexp.MustCompile(`admin=(http://127\.0\.0\.1:\d+)`)
@@ -186,15 +187,12 @@ func TestAdminListenerMetricsNameNothing(t *testing.T) {
 	sec.bytes(fp[:])
 
 	var text string
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	// The purge at start runs in the background; the checks below say
+	// what is missing if it never ends.
+	_ = wait.For(20*time.Second, 100*time.Millisecond, func() bool {
 		_, text = httpGet(t, admin+"/metrics")
-		// The purge at start runs in the background.
-		if sample(text, "blindstore_purge_runs_total") >= 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return sample(text, "blindstore_purge_runs_total") >= 1
+	})
 	for series, want := range map[string]float64{
 		`blindstore_http_requests_total{code="201",method="PUT",route="/v1/blocks/:id"}`:    5,
 		`blindstore_http_requests_total{code="200",method="GET",route="/v1/blocks/:id"}`:    5,
@@ -285,15 +283,11 @@ func TestAdminSealMetrics(t *testing.T) {
 		"--pool-window", "0", "--admin-listen", "127.0.0.1:0")
 	admin := adminURL(t, s)
 	writeBlocks(t, s.url, 3, 4096)
-	deadline := time.Now().Add(20 * time.Second)
 	var text string
-	for {
+	_ = wait.For(20*time.Second, 200*time.Millisecond, func() bool {
 		_, text = httpGet(t, admin+"/metrics")
-		if sample(text, "blindstore_seal_blocks_total") >= 3 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return sample(text, "blindstore_seal_blocks_total") >= 3
+	})
 	if sample(text, "blindstore_seal_blocks_total") != 3 || sample(text, "blindstore_seal_bytes_total") != 3*4096 ||
 		sample(text, "blindstore_seal_runs_total") < 1 || sample(text, "blindstore_seal_failed_total") != 0 ||
 		sample(text, "blindstore_seal_duration_seconds_count") < 1 {

@@ -54,6 +54,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/blindstore/blindstore/internal/testenv"
+	"github.com/blindstore/blindstore/internal/wait"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -329,10 +330,8 @@ func unitStop(g guideRewriter, unit string) error {
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	if pid > 0 && alive(pid) {
 		syscall.Kill(pid, syscall.SIGTERM)
-		deadline := time.Now().Add(45 * time.Second) // the units' TimeoutStopSec
-		for alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
+		// 45 s: the units' TimeoutStopSec; what is still alive then is killed.
+		_ = wait.For(45*time.Second, 50*time.Millisecond, func() bool { return !alive(pid) })
 		if alive(pid) {
 			syscall.Kill(pid, syscall.SIGKILL)
 			return fmt.Errorf("did not stop within 45 s of SIGTERM")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/internal/wait"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -65,12 +66,8 @@ func (r *redisServer) start(t *testing.T) {
 	go func() { r.done <- r.cmd.Wait() }()
 	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
 	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on port %d does not answer", r.port)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if wait.For(10*time.Second, 20*time.Millisecond, func() bool { return c.Ping(context.Background()).Err() == nil }) != nil {
+		t.Fatalf("redis-server on port %d does not answer", r.port)
 	}
 }
 
@@ -214,17 +211,15 @@ func TestKillEachPartUnderWriteLoad(t *testing.T) {
 		defer func() {
 			t.Logf("%s: %d more acknowledgements after %v", what, min, time.Since(began).Round(10*time.Millisecond))
 		}()
-		deadline := time.Now().Add(25 * time.Second)
-		for w.count() < from+min {
+		if wait.For(25*time.Second, 20*time.Millisecond, func() bool {
 			select {
 			case err := <-w.errs:
 				t.Fatalf("%s: %v", what, err)
 			default:
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d acknowledgements in 25 s, want %d\nserver log:\n%s", what, w.count()-from, min, srv.logs)
-			}
-			time.Sleep(20 * time.Millisecond)
+			return w.count() >= from+min
+		}) != nil {
+			t.Fatalf("%s: %d acknowledgements in 25 s, want %d\nserver log:\n%s", what, w.count()-from, min, srv.logs)
 		}
 	}
 	progress("before any kill", 50)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/internal/wait"
 )
 
 func getBlock(t *testing.T, url string, id blobstore.ID) (*http.Response, []byte) {
@@ -117,16 +118,11 @@ func TestPostgresOutageGives503AndRecovers(t *testing.T) {
 	}
 
 	c.Start(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, _ := put()
-		if code == http.StatusCreated {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not recover within 30 s after PostgreSQL came back: last PUT %d", code)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if wait.For(30*time.Second, 200*time.Millisecond, func() bool {
+		code, _ = put()
+		return code == http.StatusCreated
+	}) != nil {
+		t.Fatalf("server did not recover within 30 s after PostgreSQL came back: last PUT %d", code)
 	}
 	for _, a := range acks {
 		checkAcked(t, s.url, a.id, a.etag, len(block), "after the outage")

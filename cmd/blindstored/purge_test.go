@@ -16,6 +16,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore/bolt"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/redistest"
+	"github.com/blindstore/blindstore/internal/wait"
 )
 
 // The purge tests run the real binary on an embedded store seeded here,
@@ -316,12 +317,10 @@ func TestServePurgeWithRedis(t *testing.T) {
 	hour := p.bk.Current()
 	p.addExpired(t)
 	s = startServer(t, nil, append(p.args()[1:], "--redis", url, "--log-level", "debug")...)
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(s.logs.String(), "belongs to another instance") && !strings.Contains(s.logs.String(), "purge done") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the second instance neither skipped nor ran the purge:\n%s", s.logs)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if wait.For(30*time.Second, 20*time.Millisecond, func() bool {
+		return strings.Contains(s.logs.String(), "belongs to another instance") || strings.Contains(s.logs.String(), "purge done")
+	}) != nil {
+		t.Fatalf("the second instance neither skipped nor ran the purge:\n%s", s.logs)
 	}
 	if p.bk.Current() == hour && strings.Contains(s.logs.String(), "purge done") {
 		t.Fatalf("the second instance ran the run the first had done:\n%s", s.logs)
@@ -338,11 +337,7 @@ func TestServePurgeWithRedis(t *testing.T) {
 
 func waitLog(t *testing.T, s *server, what string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(s.logs.String(), what) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log after 30s:\n%s", what, s.logs)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if wait.For(30*time.Second, 20*time.Millisecond, func() bool { return strings.Contains(s.logs.String(), what) }) != nil {
+		t.Fatalf("no %q in the log after 30s:\n%s", what, s.logs)
 	}
 }

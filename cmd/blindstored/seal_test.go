@@ -16,6 +16,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore/postgres"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/internal/wait"
 )
 
 func (p *purgeStore) sealArgs(extra ...string) []string {
@@ -93,12 +94,10 @@ func TestServeSeals(t *testing.T) {
 	// Two seals after the last write: the second one certainly began
 	// after it.
 	sealsBefore := strings.Count(s.logs.String(), "seal done")
-	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(s.logs.String(), "seal done") < sealsBefore+2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no seal logged in 20 s with BLINDSTORE_SEAL_EVERY=1s\n%s", s.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if wait.For(20*time.Second, 50*time.Millisecond, func() bool {
+		return strings.Count(s.logs.String(), "seal done") >= sealsBefore+2
+	}) != nil {
+		t.Fatalf("no seal logged in 20 s with BLINDSTORE_SEAL_EVERY=1s\n%s", s.logs)
 	}
 	s.stop(t, syscall.SIGTERM)
 	if !regexp.MustCompile(`seal done.*blocks=[1-9]`).MatchString(s.logs.String()) {
