@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -188,7 +189,7 @@ func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
 	if v == nil {
 		return 0, nil // sealed by an earlier commit of this seal's caller, or never unsealed
 	}
-	if len(v) < 1 || (len(v)-1)%len(blobstore.ETag{}) != 0 {
+	if len(v) < 1 || (len(v)-1)%len(wire.ETag{}) != 0 {
 		return 0, errors.New("an unsealed entry is malformed; the file is damaged")
 	}
 	flags, left := v[0], bytes.Clone(v[1:])
@@ -226,7 +227,7 @@ func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
 			}
 			// A writer later in this transaction must copy this data
 			// rather than move the subtree (see txState).
-			st.written[blobstore.ID(id)] = struct{}{}
+			st.written[wire.ID(id)] = struct{}{}
 			written = int64(len(d))
 			rep.Blocks++
 			rep.Bytes += written
@@ -236,8 +237,8 @@ func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
 	} else {
 		rep.Deleted++
 	}
-	for i := 0; i < len(left); i += len(blobstore.ETag{}) {
-		l := left[i : i+len(blobstore.ETag{})]
+	for i := 0; i < len(left); i += len(wire.ETag{}) {
+		l := left[i : i+len(wire.ETag{})]
 		if bytes.Equal(l, bucket) {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -105,7 +106,7 @@ func (s *Store) apply(ctx context.Context, ops []blobstore.Op, f *fence) ([]blob
 	s.lastWrite.Store(time.Now().UnixNano())
 	for i := range ops {
 		if ops[i].Kind == blobstore.OpPut && len(ops[i].Data) != s.blockSize {
-			return nil, blobstore.E(blobstore.KindInvalid, blobstore.CodeBadSize,
+			return nil, wire.E(wire.KindInvalid, wire.CodeBadSize,
 				fmt.Sprintf("block data must be exactly %d bytes, got %d", s.blockSize, len(ops[i].Data)))
 		}
 	}
@@ -211,7 +212,7 @@ func (s *Store) applyOnce(ctx context.Context, ops []blobstore.Op, ids []pgtype.
 	}()
 
 	l := s.layer()
-	states := make(map[blobstore.ID]*state, len(ids))
+	states := make(map[wire.ID]*state, len(ids))
 	b := &pgx.Batch{}
 	b.Queue(sqlBegin)
 	if len(ids) > customPlanIDs {
@@ -260,7 +261,7 @@ func (s *Store) applyOnce(ctx context.Context, ops []blobstore.Op, ids []pgtype.
 		return nil, false, err
 	}
 
-	current := make(map[blobstore.ID]blobstore.Meta, len(states))
+	current := make(map[wire.ID]blobstore.Meta, len(states))
 	for id, st := range states {
 		if st.exists {
 			current[id] = st.meta
@@ -370,14 +371,14 @@ type rowSet struct {
 	data   [][]byte
 }
 
-func (r *rowSet) add(id blobstore.ID, m *blobstore.Meta, data []byte) {
+func (r *rowSet) add(id wire.ID, m *blobstore.Meta, data []byte) {
 	r.ids = append(r.ids, uuidOf(id))
 	r.proofs = append(r.proofs, m.ProofHash[:])
 	r.etags = append(r.etags, m.ETag[:])
 	r.data = append(r.data, data)
 }
 
-func planWrites(changes []blobstore.Change, states map[blobstore.ID]*state) (*writes, error) {
+func planWrites(changes []blobstore.Change, states map[wire.ID]*state) (*writes, error) {
 	slices.SortFunc(changes, func(a, b blobstore.Change) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	w := &writes{}
 	for i := range changes {
