@@ -61,7 +61,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
@@ -145,10 +144,8 @@ type Store struct {
 	// scrub can wait for those that may still read pages freed before it
 	// (see scrub).
 	readers sync.RWMutex
-	sealMu  sync.Mutex // one seal at a time
-	// Applies begun, and when the last one began (Unix ns): a seal
-	// paces itself while writers are active (seal.go).
-	writes, lastWrite atomic.Int64
+	sealMu  sync.Mutex        // one seal at a time
+	writers blobstore.Writers // a seal paces itself by them (seal.go)
 }
 
 // view runs a read transaction.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
@@ -124,8 +123,7 @@ func (s *Store) Apply(ctx context.Context, ops []blobstore.Op) ([]blobstore.Resu
 	if len(ops) == 0 {
 		return []blobstore.Result{}, nil
 	}
-	s.writes.Add(1)
-	s.lastWrite.Store(time.Now().UnixNano())
+	s.writers.Began()
 	for i := range ops {
 		if err := s.checkOp(&ops[i]); err != nil {
 			return nil, fmt.Errorf("op %d of the batch: %w", i, err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/internal/wait"
 	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -133,10 +134,10 @@ func (s *Store) Seal(ctx context.Context) (blobstore.SealReport, error) {
 		var n int
 		var step blobstore.SealReport
 		maxBlocks, maxBytes := sealIdleChunkBlocks, int64(sealIdleChunkBytes)
-		if s.writersActive() {
+		if s.writers.Active() {
 			maxBlocks, maxBytes = sealChunkBlocks, sealChunkBytes
 		}
-		before, t0 := s.writes.Load(), time.Now()
+		before, t0 := s.writers.Count(), time.Now()
 		// A step is a call of the group commit, so writers wait for it no
 		// longer than for another writer's commit, or share its commit.
 		err := s.group.do(s, ctx, maxBlocks, func(st *txState) error {
@@ -163,8 +164,8 @@ func (s *Store) Seal(ctx context.Context) (blobstore.SealReport, error) {
 		if testHookSealStep != nil {
 			testHookSealStep("commit")
 		}
-		if len(ids) > 0 && s.writes.Load() != before {
-			if err := sleepCtx(ctx, time.Since(t0)); err != nil {
+		if len(ids) > 0 && s.writers.Count() != before {
+			if err := wait.Sleep(ctx, time.Since(t0)); err != nil {
 				return rep, err
 			}
 		}
@@ -251,23 +252,6 @@ func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
 		}
 	}
 	return written, un.Delete(id)
-}
-
-// writersActive reports whether an Apply began in the last 100 ms.
-func (s *Store) writersActive() bool {
-	last := s.lastWrite.Load()
-	return last != 0 && time.Since(time.Unix(0, last)) < 100*time.Millisecond
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // touch makes bbolt rewrite the leaf of b where id lies or would lie: a

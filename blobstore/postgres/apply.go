@@ -11,6 +11,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/internal/wait"
 	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -102,8 +103,7 @@ func (s *Store) apply(ctx context.Context, ops []blobstore.Op, f *fence) ([]blob
 	if len(ops) == 0 {
 		return []blobstore.Result{}, nil
 	}
-	s.writes.Add(1)
-	s.lastWrite.Store(time.Now().UnixNano())
+	s.writers.Began()
 	for i := range ops {
 		if ops[i].Kind == blobstore.OpPut && len(ops[i].Data) != s.blockSize {
 			return nil, wire.E(wire.KindInvalid, wire.CodeBadSize,
@@ -178,15 +178,7 @@ func (s *Store) apply(ctx context.Context, ops []blobstore.Op, f *fence) ([]blob
 }
 
 func sleepJitter(ctx context.Context, attempt int) error {
-	d := time.Duration(rand.Int64N(int64(attempt)*int64(2*time.Millisecond) + 1))
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return wait.Sleep(ctx, time.Duration(rand.Int64N(int64(attempt)*int64(2*time.Millisecond)+1)))
 }
 
 // state is what the read statement found of one block.

@@ -36,7 +36,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
@@ -71,10 +70,8 @@ type Store struct {
 	blockSize  int
 	purgeChunk int
 
-	side sideCache // the hot side believed to take writes
-	// Applies begun, and when the last one began (Unix ns): a seal paces
-	// itself while writers are active (seal.go).
-	writes, lastWrite atomic.Int64
+	side    sideCache         // the hot side believed to take writes
+	writers blobstore.Writers // a seal paces itself by them (seal.go)
 }
 
 var _ blobstore.Store = (*Store)(nil)
