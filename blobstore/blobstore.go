@@ -18,36 +18,10 @@ import (
 	"github.com/blindstore/blindstore/wire"
 )
 
-// The API's own types, re-exported so that server code names them as it
-// always did: package wire defines them, for the client as for the server.
-type (
-	ID         = wire.ID
-	WriteProof = wire.WriteProof
-	RenewProof = wire.RenewProof
-	ProofHash  = wire.ProofHash
-	ETag       = wire.ETag
-)
-
-// Sizes of proofs, proof hashes and ETags.
-const (
-	HashSize = wire.HashSize
-	ETagSize = wire.ETagSize
-)
-
-// Parsers and constructors of wire.
-var (
-	ParseID     = wire.ParseID
-	NewID       = wire.NewID
-	ParseProof  = wire.ParseProof
-	EncodeProof = wire.EncodeProof
-	ETagOf      = wire.ETagOf
-	ParseETag   = wire.ParseETag
-)
-
 // Meta is what a store keeps of a block besides its data.
 type Meta struct {
-	ProofHash ProofHash
-	ETag      ETag
+	ProofHash wire.ProofHash
+	ETag      wire.ETag
 	Bucket    bucketer.Bucket
 }
 
@@ -56,7 +30,7 @@ type Cond struct {
 	// IfNoneMatchAny is If-None-Match: * — create only.
 	IfNoneMatchAny bool
 	// IfMatch, when set, is If-Match: <etag> — compare-and-swap.
-	IfMatch *ETag
+	IfMatch *wire.ETag
 }
 
 // OpKind is the kind of a mutation.
@@ -94,10 +68,10 @@ func (k OpKind) String() string {
 // receive batches of them.
 type Op struct {
 	Kind      OpKind
-	ID        ID
-	ProofHash ProofHash // of the write proof (put, delete) or the renew proof (renew)
-	Data      []byte    // put only: exactly the block size
-	ETag      ETag      // put only: ETagOf(Data)
+	ID        wire.ID
+	ProofHash wire.ProofHash // of the write proof (put, delete) or the renew proof (renew)
+	Data      []byte         // put only: exactly the block size
+	ETag      wire.ETag      // put only: ETagOf(Data)
 	// Bucket is the bucket to stamp (put, renew). A put with the zero
 	// Bucket is an overwrite that keeps the block's bucket: it never
 	// creates a block (it fails its precondition when there is none)
@@ -163,13 +137,13 @@ func (s Status) String() string {
 func (s Status) Err() error {
 	switch s {
 	case StatusNotFound:
-		return E(KindNotFound, CodeNotFound, "no such block")
+		return wire.E(wire.KindNotFound, wire.CodeNotFound, "no such block")
 	case StatusForbidden:
-		return E(KindForbidden, CodeProofMismatch, "proof does not match this block")
+		return wire.E(wire.KindForbidden, wire.CodeProofMismatch, "proof does not match this block")
 	case StatusPrecondition:
-		return E(KindPrecondition, CodePreconditionFailed, "precondition failed")
+		return wire.E(wire.KindPrecondition, wire.CodePreconditionFailed, "precondition failed")
 	case StatusAborted:
-		return E(KindAborted, CodeAborted, "not applied: another write of the same atomic batch failed")
+		return wire.E(wire.KindAborted, wire.CodeAborted, "not applied: another write of the same atomic batch failed")
 	}
 	return nil
 }
@@ -179,7 +153,7 @@ func (s Status) Err() error {
 // preconditions on an existing block).
 type Result struct {
 	Status Status
-	ETag   ETag
+	ETag   wire.ETag
 }
 
 // Change is the net effect of a batch on one block, for a store to write.
@@ -187,7 +161,7 @@ type Result struct {
 // New its metadata after (nil if it no longer exists). Data is non-nil
 // exactly when the block's content changed.
 type Change struct {
-	ID   ID
+	ID   wire.ID
 	Old  *Meta
 	New  *Meta
 	Data []byte
@@ -203,7 +177,7 @@ type Change struct {
 // Every store calls Plan inside its transaction, after locking or reading
 // the rows of the touched blocks, so proof checks, preconditions and
 // renewal rules are written once, here.
-func Plan(ops []Op, current map[ID]Meta) ([]Result, []Change) {
+func Plan(ops []Op, current map[wire.ID]Meta) ([]Result, []Change) {
 	var aborted map[uint64]bool
 	var causes map[int]Result
 	for {
@@ -240,16 +214,16 @@ func Plan(ops []Op, current map[ID]Meta) ([]Result, []Change) {
 }
 
 // planPass plans ops as Plan does, skipping the ops of aborted groups.
-func planPass(ops []Op, current map[ID]Meta, aborted map[uint64]bool) ([]Result, []Change) {
+func planPass(ops []Op, current map[wire.ID]Meta, aborted map[uint64]bool) ([]Result, []Change) {
 	type state struct {
 		old  *Meta
 		cur  *Meta
 		data []byte
 	}
-	states := make(map[ID]*state, len(ops))
-	order := make([]ID, 0, len(ops))
+	states := make(map[wire.ID]*state, len(ops))
+	order := make([]wire.ID, 0, len(ops))
 	results := make([]Result, len(ops))
-	stateOf := func(id ID) *state {
+	stateOf := func(id wire.ID) *state {
 		st, ok := states[id]
 		if !ok {
 			st = &state{}
@@ -393,9 +367,9 @@ type Params struct {
 type Store interface {
 	// Read appends the block's data to dst[:0] and returns it with the
 	// block's ETag. A missing block is an error of KindNotFound.
-	Read(ctx context.Context, id ID, dst []byte) ([]byte, ETag, error)
+	Read(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error)
 	// Stat returns the block's ETag without its data.
-	Stat(ctx context.Context, id ID) (ETag, error)
+	Stat(ctx context.Context, id wire.ID) (wire.ETag, error)
 	// Apply commits a batch of ops in one transaction, deciding each with
 	// Plan, and returns their results in op order. Either every change of
 	// the batch is durable when it returns nil, or none is.

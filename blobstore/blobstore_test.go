@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 func TestParseIDAcceptsOnlyV4(t *testing.T) {
@@ -16,16 +17,16 @@ func TestParseIDAcceptsOnlyV4(t *testing.T) {
 	}{
 		{"0b5e3a6e-8c1f-4d5a-9b7e-2f1a3c4d5e6f", true, ""},
 		{"0B5E3A6E-8C1F-4D5A-9B7E-2F1A3C4D5E6F", true, ""},
-		{"6ba7b810-9dad-11d1-80b4-00c04fd430c8", false, CodeBadID},   // v1: embeds time and MAC
-		{"01890a5d-ac96-774b-bcce-b302099a8057", false, CodeBadID},   // v7: embeds time
-		{"0b5e3a6e-8c1f-4d5a-cb7e-2f1a3c4d5e6f", false, CodeBadID},   // wrong variant
-		{"0b5e3a6e8c1f4d5a9b7e2f1a3c4d5e6f", false, CodeBadID},       // not canonical form
-		{"{0b5e3a6e-8c1f-4d5a-9b7e-2f1a3c4d5e6f}", false, CodeBadID}, // braces
-		{"0b5e3a6e-8c1f-4d5a-9b7e-2f1a3c4d5e6g", false, CodeBadID},   // not hex
-		{"", false, CodeBadID},
+		{"6ba7b810-9dad-11d1-80b4-00c04fd430c8", false, wire.CodeBadID},   // v1: embeds time and MAC
+		{"01890a5d-ac96-774b-bcce-b302099a8057", false, wire.CodeBadID},   // v7: embeds time
+		{"0b5e3a6e-8c1f-4d5a-cb7e-2f1a3c4d5e6f", false, wire.CodeBadID},   // wrong variant
+		{"0b5e3a6e8c1f4d5a9b7e2f1a3c4d5e6f", false, wire.CodeBadID},       // not canonical form
+		{"{0b5e3a6e-8c1f-4d5a-9b7e-2f1a3c4d5e6f}", false, wire.CodeBadID}, // braces
+		{"0b5e3a6e-8c1f-4d5a-9b7e-2f1a3c4d5e6g", false, wire.CodeBadID},   // not hex
+		{"", false, wire.CodeBadID},
 	}
 	for _, c := range cases {
-		id, err := ParseID(c.in)
+		id, err := wire.ParseID(c.in)
 		if c.ok {
 			if err != nil {
 				t.Errorf("ParseID(%q): %v", c.in, err)
@@ -34,61 +35,61 @@ func TestParseIDAcceptsOnlyV4(t *testing.T) {
 			}
 			continue
 		}
-		var e *Error
-		if err == nil || !asError(err, &e) || e.Code != c.code || e.Kind != KindInvalid {
+		var e *wire.Error
+		if err == nil || !asError(err, &e) || e.Code != c.code || e.Kind != wire.KindInvalid {
 			t.Errorf("ParseID(%q) = %v, want %s", c.in, err, c.code)
 		}
 	}
 	for i := 0; i < 100; i++ {
-		if err := NewID().Validate(); err != nil {
+		if err := wire.NewID().Validate(); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-func asError(err error, e **Error) bool {
-	x, ok := err.(*Error)
+func asError(err error, e **wire.Error) bool {
+	x, ok := err.(*wire.Error)
 	*e = x
 	return ok
 }
 
 func TestProofChain(t *testing.T) {
-	var w WriteProof
+	var w wire.WriteProof
 	copy(w[:], bytes.Repeat([]byte{3}, 32))
 	r := w.Renew()
 	if w.Hash() != r.Hash() {
 		t.Fatal("write proof and its renew proof must hash to the same stored hash")
 	}
 	// A renew proof used as a write proof hashes once more, so it fails.
-	if WriteProof(r).Hash() == w.Hash() {
+	if wire.WriteProof(r).Hash() == w.Hash() {
 		t.Fatal("a renew proof must not work as a write proof")
 	}
-	if RenewProof(w).Hash() == w.Hash() {
+	if wire.RenewProof(w).Hash() == w.Hash() {
 		t.Fatal("a write proof must not work as a renew proof")
 	}
-	s := EncodeProof(w)
+	s := wire.EncodeProof(w)
 	if strings.ContainsAny(s, "=+/") || len(s) != 43 {
 		t.Fatalf("proof encoding %q is not unpadded base64url", s)
 	}
-	back, err := ParseProof(s)
+	back, err := wire.ParseProof(s)
 	if err != nil || back != w {
 		t.Fatalf("ParseProof round trip: %v", err)
 	}
 	for _, bad := range []string{"", "abc", s + "AA", strings.Repeat("*", 43)} {
-		if _, err := ParseProof(bad); KindOf(err) != KindInvalid {
+		if _, err := wire.ParseProof(bad); wire.KindOf(err) != wire.KindInvalid {
 			t.Errorf("ParseProof(%q) = %v, want invalid", bad, err)
 		}
 	}
 }
 
 func TestETagRoundTrip(t *testing.T) {
-	e := ETagOf([]byte("hello"))
-	back, err := ParseETag(e.String())
+	e := wire.ETagOf([]byte("hello"))
+	back, err := wire.ParseETag(e.String())
 	if err != nil || back != e {
 		t.Fatalf("ParseETag(%s): %v", e, err)
 	}
 	for _, bad := range []string{"", `W/` + e.String(), strings.Trim(e.String(), `"`), `"abc"`} {
-		if _, err := ParseETag(bad); err == nil {
+		if _, err := wire.ParseETag(bad); err == nil {
 			t.Errorf("ParseETag(%q) accepted", bad)
 		}
 	}
@@ -97,14 +98,14 @@ func TestETagRoundTrip(t *testing.T) {
 // Plan must give, for a batch, exactly what committing its ops one by one
 // would give.
 func TestPlanSequentialSemantics(t *testing.T) {
-	var w1, w2 WriteProof
+	var w1, w2 wire.WriteProof
 	w1[0], w2[0] = 1, 2
-	id := NewID()
+	id := wire.NewID()
 	b1, b2 := bucketer.Bucket{1}, bucketer.Bucket{2}
 	d1, d2 := []byte("one"), []byte("two")
-	e1, e2 := ETagOf(d1), ETagOf(d2)
-	put := func(w WriteProof, d []byte, c Cond) Op {
-		return Op{Kind: OpPut, ID: id, ProofHash: w.Hash(), Data: d, ETag: ETagOf(d), Bucket: b1, Cond: c}
+	e1, e2 := wire.ETagOf(d1), wire.ETagOf(d2)
+	put := func(w wire.WriteProof, d []byte, c Cond) Op {
+		return Op{Kind: OpPut, ID: id, ProofHash: w.Hash(), Data: d, ETag: wire.ETagOf(d), Bucket: b1, Cond: c}
 	}
 	ops := []Op{
 		{Kind: OpRenew, ID: id, ProofHash: w1.Renew().Hash(), Bucket: b2}, // missing
@@ -133,7 +134,7 @@ func TestPlanSequentialSemantics(t *testing.T) {
 	}
 
 	// The same ops one at a time against a map give the same results.
-	state := map[ID]Meta{}
+	state := map[wire.ID]Meta{}
 	for i, op := range ops {
 		r, ch := Plan([]Op{op}, state)
 		if r[0].Status != want[i] {
@@ -150,11 +151,11 @@ func TestPlanSequentialSemantics(t *testing.T) {
 }
 
 func TestPlanChanges(t *testing.T) {
-	var w WriteProof
+	var w wire.WriteProof
 	w[0] = 9
-	a, b := NewID(), NewID()
-	old := Meta{ProofHash: w.Hash(), ETag: ETagOf([]byte("x")), Bucket: bucketer.Bucket{1}}
-	cur := map[ID]Meta{a: old, b: old}
+	a, b := wire.NewID(), wire.NewID()
+	old := Meta{ProofHash: w.Hash(), ETag: wire.ETagOf([]byte("x")), Bucket: bucketer.Bucket{1}}
+	cur := map[wire.ID]Meta{a: old, b: old}
 	ops := []Op{
 		{Kind: OpRenew, ID: a, ProofHash: w.Renew().Hash(), Bucket: bucketer.Bucket{2}},
 		{Kind: OpRenew, ID: b, ProofHash: w.Renew().Hash(), Bucket: bucketer.Bucket{1}},
@@ -180,21 +181,21 @@ func wantStatuses(t *testing.T, what string, rs []Result, want ...Status) {
 // them, and an aborted group is as if it had never been in the batch:
 // what later ops of other groups saw of it is planned again.
 func TestPlanAtomicGroups(t *testing.T) {
-	var w WriteProof
+	var w wire.WriteProof
 	w[0] = 7
 	b := bucketer.Bucket{1}
-	head, idx, stale, other := NewID(), NewID(), NewID(), NewID()
+	head, idx, stale, other := wire.NewID(), wire.NewID(), wire.NewID(), wire.NewID()
 	oldData, newData := []byte("head v1"), []byte("head v2")
-	oldETag := ETagOf(oldData)
-	cur := map[ID]Meta{
+	oldETag := wire.ETagOf(oldData)
+	cur := map[wire.ID]Meta{
 		head:  {ProofHash: w.Hash(), ETag: oldETag, Bucket: b},
-		stale: {ProofHash: w.Hash(), ETag: ETagOf([]byte("old index")), Bucket: b},
+		stale: {ProofHash: w.Hash(), ETag: wire.ETagOf([]byte("old index")), Bucket: b},
 	}
-	put := func(id ID, d []byte, c Cond, g uint64) Op {
-		return Op{Kind: OpPut, ID: id, ProofHash: w.Hash(), Data: d, ETag: ETagOf(d), Bucket: b, Cond: c, Group: g}
+	put := func(id wire.ID, d []byte, c Cond, g uint64) Op {
+		return Op{Kind: OpPut, ID: id, ProofHash: w.Hash(), Data: d, ETag: wire.ETagOf(d), Bucket: b, Cond: c, Group: g}
 	}
-	del := func(id ID, g uint64) Op { return Op{Kind: OpDelete, ID: id, ProofHash: w.Hash(), Group: g} }
-	wrong := ETagOf([]byte("someone else's head"))
+	del := func(id wire.ID, g uint64) Op { return Op{Kind: OpDelete, ID: id, ProofHash: w.Hash(), Group: g} }
+	wrong := wire.ETagOf([]byte("someone else's head"))
 
 	// A commit that lost its compare-and-swap: nothing of it applies,
 	// including a delete that would have succeeded, and a later op of
@@ -218,7 +219,7 @@ func TestPlanAtomicGroups(t *testing.T) {
 		put(idx, []byte("index"), Cond{IfNoneMatchAny: true}, 3),
 		put(head, newData, Cond{IfMatch: &oldETag}, 3),
 		del(stale, 3),
-		del(NewID(), 3),
+		del(wire.NewID(), 3),
 	}
 	rs, changes = Plan(ops, cur)
 	wantStatuses(t, "won swap", rs, StatusCreated, StatusReplaced, StatusDeleted, StatusNotFound)
@@ -231,9 +232,9 @@ func TestPlanAtomicGroups(t *testing.T) {
 	for _, first := range []uint64{4, 5} {
 		second := uint64(9) - first
 		ops = []Op{
-			put(NewID(), []byte("index a"), Cond{IfNoneMatchAny: true}, first),
+			put(wire.NewID(), []byte("index a"), Cond{IfNoneMatchAny: true}, first),
 			put(head, []byte("head a"), Cond{IfMatch: &oldETag}, first),
-			put(NewID(), []byte("index b"), Cond{IfNoneMatchAny: true}, second),
+			put(wire.NewID(), []byte("index b"), Cond{IfNoneMatchAny: true}, second),
 			put(head, []byte("head b"), Cond{IfMatch: &oldETag}, second),
 		}
 		rs, changes = Plan(ops, cur)
@@ -248,7 +249,7 @@ func TestPlanAtomicGroups(t *testing.T) {
 	// must see the head still there, so it applies.
 	ops = []Op{
 		del(head, 6),
-		put(NewID(), []byte("x"), Cond{IfMatch: &wrong}, 6),
+		put(wire.NewID(), []byte("x"), Cond{IfMatch: &wrong}, 6),
 		put(head, newData, Cond{IfMatch: &oldETag}, 7),
 	}
 	rs, _ = Plan(ops, cur)
@@ -259,20 +260,20 @@ func TestPlanAtomicGroups(t *testing.T) {
 // group that checks a block written by another request of the same
 // batch holds, one that checks a block nobody wrote aborts whole.
 func TestPlanChecks(t *testing.T) {
-	var w, stranger WriteProof
+	var w, stranger wire.WriteProof
 	w[0], stranger[0] = 5, 6
 	b := bucketer.Bucket{1}
-	data, head := NewID(), NewID()
+	data, head := wire.NewID(), wire.NewID()
 	d := []byte("chunk")
-	e := ETagOf(d)
-	cur := map[ID]Meta{head: {ProofHash: w.Hash(), ETag: ETagOf([]byte("h1")), Bucket: b}}
-	h1 := ETagOf([]byte("h1"))
-	check := func(id ID, p WriteProof, etag ETag, g uint64) Op {
+	e := wire.ETagOf(d)
+	cur := map[wire.ID]Meta{head: {ProofHash: w.Hash(), ETag: wire.ETagOf([]byte("h1")), Bucket: b}}
+	h1 := wire.ETagOf([]byte("h1"))
+	check := func(id wire.ID, p wire.WriteProof, etag wire.ETag, g uint64) Op {
 		return Op{Kind: OpCheck, ID: id, ProofHash: p.Hash(), Cond: Cond{IfMatch: &etag}, Group: g}
 	}
 	swap := func(g uint64) Op {
 		nd := []byte("h2")
-		return Op{Kind: OpPut, ID: head, ProofHash: w.Hash(), Data: nd, ETag: ETagOf(nd), Bucket: b, Cond: Cond{IfMatch: &h1}, Group: g}
+		return Op{Kind: OpPut, ID: head, ProofHash: w.Hash(), Data: nd, ETag: wire.ETagOf(nd), Bucket: b, Cond: Cond{IfMatch: &h1}, Group: g}
 	}
 	put := Op{Kind: OpPut, ID: data, ProofHash: w.Hash(), Data: d, ETag: e, Bucket: b, Cond: Cond{IfNoneMatchAny: true}}
 

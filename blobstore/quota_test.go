@@ -12,6 +12,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/bolt"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 const qbs = 1024
@@ -38,11 +39,11 @@ func newQuotaService(t *testing.T, maxBlocks int64) (*blobstore.Service, *bucket
 }
 
 func item() blobstore.PutItem {
-	var w blobstore.WriteProof
+	var w wire.WriteProof
 	rand.Read(w[:])
 	d := make([]byte, qbs)
 	rand.Read(d)
-	return blobstore.PutItem{ID: blobstore.NewID(), Proof: w, Data: d, Cond: blobstore.Cond{IfNoneMatchAny: true}}
+	return blobstore.PutItem{ID: wire.NewID(), Proof: w, Data: d, Cond: blobstore.Cond{IfNoneMatchAny: true}}
 }
 
 // An overwrite that keeps its bucket changes the data and not the
@@ -83,7 +84,7 @@ func TestKeepBucketOverwriteNeverRenewsOrCreates(t *testing.T) {
 		}
 	}
 	got, etag, err := svc.Get(ctx, it.ID, nil)
-	if err != nil || etag != blobstore.ETagOf(over.Data) || len(got) != qbs {
+	if err != nil || etag != wire.ETagOf(over.Data) || len(got) != qbs {
 		t.Fatalf("read after overwrite: %v", err)
 	}
 
@@ -95,15 +96,15 @@ func TestKeepBucketOverwriteNeverRenewsOrCreates(t *testing.T) {
 
 	// Without a block there is nothing to keep: no creation.
 	ghost := item()
-	e := blobstore.ETagOf(ghost.Data)
+	e := wire.ETagOf(ghost.Data)
 	ghost.Cond = blobstore.Cond{IfMatch: &e}
 	ghost.KeepBucket = true
-	if _, err := svc.Put(ctx, ghost); blobstore.KindOf(err) != blobstore.KindPrecondition {
+	if _, err := svc.Put(ctx, ghost); wire.KindOf(err) != wire.KindPrecondition {
 		t.Fatalf("keep-bucket put of a missing block: %v", err)
 	}
 	// And without If-Match it is refused outright.
 	ghost.Cond = blobstore.Cond{}
-	if _, err := svc.Put(ctx, ghost); blobstore.KindOf(err) != blobstore.KindInvalid {
+	if _, err := svc.Put(ctx, ghost); wire.KindOf(err) != wire.KindInvalid {
 		t.Fatalf("keep-bucket put without If-Match: %v", err)
 	}
 	// Plan itself, for every store: a zero bucket never creates.
@@ -126,25 +127,25 @@ func TestCapacityCap(t *testing.T) {
 	}
 	// A create that fails gives its room back.
 	for range 3 {
-		if _, err := svc.Put(ctx, items[1]); blobstore.KindOf(err) != blobstore.KindPrecondition {
+		if _, err := svc.Put(ctx, items[1]); wire.KindOf(err) != wire.KindPrecondition {
 			t.Fatalf("create-only put of an existing block: %v", err)
 		}
 	}
 	// A batch that would pass the cap is refused whole.
 	batch := []blobstore.PutItem{item(), item(), item()}
-	if _, err := svc.PutBatch(ctx, batch); blobstore.KindOf(err) != blobstore.KindFull {
+	if _, err := svc.PutBatch(ctx, batch); wire.KindOf(err) != wire.KindFull {
 		t.Fatalf("batch past the cap: %v", err)
 	}
 	if _, err := svc.PutBatch(ctx, batch[:2]); err != nil {
 		t.Fatalf("batch up to the cap: %v", err)
 	}
 	_, err := svc.Put(ctx, item())
-	var be *blobstore.Error
-	if blobstore.KindOf(err) != blobstore.KindFull || !asErr(err, &be) || be.Code != blobstore.CodeFull || blobstore.KindFull.HTTPStatus() != 507 {
+	var be *wire.Error
+	if wire.KindOf(err) != wire.KindFull || !asErr(err, &be) || be.Code != wire.CodeFull || wire.KindFull.HTTPStatus() != 507 {
 		t.Fatalf("put into a full store: %v", err)
 	}
 	// Full, a store still takes overwrites of what it holds.
-	e := blobstore.ETagOf(items[0].Data)
+	e := wire.ETagOf(items[0].Data)
 	over := items[0]
 	over.Cond = blobstore.Cond{IfMatch: &e}
 	if _, err := svc.Put(ctx, over); err != nil {
@@ -157,7 +158,7 @@ func TestCapacityCap(t *testing.T) {
 	if _, err := svc.Put(ctx, item()); err != nil {
 		t.Fatalf("put after a delete: %v", err)
 	}
-	if _, err := svc.Put(ctx, item()); blobstore.KindOf(err) != blobstore.KindFull {
+	if _, err := svc.Put(ctx, item()); wire.KindOf(err) != wire.KindFull {
 		t.Fatalf("put past the cap again: %v", err)
 	}
 	if st, _ := svc.Store().Stats(ctx); st.Blocks != 5 {
@@ -177,8 +178,8 @@ func TestCapacityCapUnderConcurrency(t *testing.T) {
 			defer wg.Done()
 			for range 5 {
 				_, err := svc.Put(ctx, item())
-				switch blobstore.KindOf(err) {
-				case blobstore.KindFull:
+				switch wire.KindOf(err) {
+				case wire.KindFull:
 					full.Add(1)
 				default:
 					if err != nil {
@@ -197,9 +198,9 @@ func TestCapacityCapUnderConcurrency(t *testing.T) {
 	}
 }
 
-func asErr(err error, target **blobstore.Error) bool {
+func asErr(err error, target **wire.Error) bool {
 	for err != nil {
-		if e, ok := err.(*blobstore.Error); ok {
+		if e, ok := err.(*wire.Error); ok {
 			*target = e
 			return true
 		}

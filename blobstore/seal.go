@@ -1,6 +1,9 @@
 package blobstore
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Sealing (docs/design.md §6) is optional for a Store: a store whose copy
 // would show which blocks were written together keeps what was written
@@ -23,4 +26,29 @@ type SealReport struct {
 type SealStats struct {
 	Blocks int64 // blocks with a change (write, renewal, delete) not sealed yet
 	Rows   int64 // rows or records the store holds apart for the next seal
+}
+
+// Writers counts the Applies a store begins and remembers when the last
+// began, so that its seal can tell whether writers are busy: a seal
+// takes smaller steps while they are, and after a step during which one
+// began it pauses as long as the step took, so that writers never wait
+// on a seal for long.
+type Writers struct {
+	n, last atomic.Int64 // Applies begun; when the last began (Unix ns)
+}
+
+// Began records that an Apply begins now.
+func (w *Writers) Began() {
+	w.n.Add(1)
+	w.last.Store(time.Now().UnixNano())
+}
+
+// Count is the number of Applies begun: a seal compares it before and
+// after a step.
+func (w *Writers) Count() int64 { return w.n.Load() }
+
+// Active reports whether an Apply began in the last 100 ms.
+func (w *Writers) Active() bool {
+	last := w.last.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < 100*time.Millisecond
 }

@@ -12,14 +12,6 @@ import (
 	"github.com/blindstore/blindstore/wire"
 )
 
-// Block sizes (wire's): the default, and the range a deployment may
-// choose from.
-const (
-	DefaultBlockSize = wire.DefaultBlockSize
-	MinBlockSize     = wire.MinBlockSize
-	MaxBlockSize     = wire.MaxBlockSize
-)
-
 // Limits bound what one request may ask for. All of them are published in
 // /v1/config so clients never have to guess.
 type Limits struct {
@@ -72,7 +64,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Store == nil || cfg.Bucketer == nil {
 		return nil, fmt.Errorf("blobstore: service needs a store and a bucketer")
 	}
-	if err := ValidateBlockSize(cfg.BlockSize); err != nil {
+	if err := wire.ValidateBlockSize(cfg.BlockSize); err != nil {
 		return nil, err
 	}
 	l := cfg.Limits
@@ -96,9 +88,6 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	return svc, nil
 }
 
-// ValidateBlockSize checks a deployment's block size (wire's).
-var ValidateBlockSize = wire.ValidateBlockSize
-
 // BlockSize is the deployment's block size.
 func (s *Service) BlockSize() int { return s.blockSize }
 
@@ -113,15 +102,15 @@ func (s *Service) Store() Store { return s.store }
 
 func (s *Service) checkSize(data []byte) error {
 	if len(data) != s.blockSize {
-		return E(KindInvalid, CodeBadSize, fmt.Sprintf("block data must be exactly %d bytes, got %d", s.blockSize, len(data)))
+		return wire.E(wire.KindInvalid, wire.CodeBadSize, fmt.Sprintf("block data must be exactly %d bytes, got %d", s.blockSize, len(data)))
 	}
 	return nil
 }
 
 // PutItem is one block of a batch write.
 type PutItem struct {
-	ID    ID
-	Proof WriteProof
+	ID    wire.ID
+	Proof wire.WriteProof
 	Data  []byte
 	Cond  Cond
 	// KeepBucket overwrites without renewing: the block keeps its
@@ -146,7 +135,7 @@ func (s *Service) putOp(it PutItem, bucket bucketer.Bucket) (Op, error) {
 	}
 	if !it.HasData() {
 		if it.Data != nil || it.Cond.IfNoneMatchAny || it.Delete && it.Check {
-			return Op{}, E(KindInvalid, CodeBadRequest, "a deletion or check has no data and no create-only condition")
+			return Op{}, wire.E(wire.KindInvalid, wire.CodeBadRequest, "a deletion or check has no data and no create-only condition")
 		}
 		kind := OpDelete
 		if it.Check {
@@ -159,11 +148,11 @@ func (s *Service) putOp(it PutItem, bucket bucketer.Bucket) (Op, error) {
 	}
 	if it.KeepBucket {
 		if it.Cond.IfMatch == nil {
-			return Op{}, E(KindInvalid, CodeBadRequest, "an overwrite that keeps the bucket needs If-Match")
+			return Op{}, wire.E(wire.KindInvalid, wire.CodeBadRequest, "an overwrite that keeps the bucket needs If-Match")
 		}
 		bucket = bucketer.Bucket{}
 	}
-	return Op{Kind: OpPut, ID: it.ID, ProofHash: it.Proof.Hash(), Data: it.Data, ETag: ETagOf(it.Data), Bucket: bucket, Cond: it.Cond}, nil
+	return Op{Kind: OpPut, ID: it.ID, ProofHash: it.Proof.Hash(), Data: it.Data, ETag: wire.ETagOf(it.Data), Bucket: bucket, Cond: it.Cond}, nil
 }
 
 // MayCreate reports whether a put can create a block: one without
@@ -211,7 +200,7 @@ func (s *Service) PutBatch(ctx context.Context, items []PutItem) ([]Result, erro
 // of what it no longer refers to.
 func (s *Service) Batch(ctx context.Context, items []PutItem, atomic bool) ([]Result, error) {
 	if len(items) == 0 {
-		return nil, E(KindInvalid, CodeBadRequest, "batch is empty")
+		return nil, wire.E(wire.KindInvalid, wire.CodeBadRequest, "batch is empty")
 	}
 	puts := 0
 	for _, it := range items {
@@ -220,10 +209,10 @@ func (s *Service) Batch(ctx context.Context, items []PutItem, atomic bool) ([]Re
 		}
 	}
 	if puts > s.limits.WriteBatch {
-		return nil, E(KindInvalid, CodeBatchTooLarge, fmt.Sprintf("batch holds %d blocks, the limit is %d", puts, s.limits.WriteBatch))
+		return nil, wire.E(wire.KindInvalid, wire.CodeBatchTooLarge, fmt.Sprintf("batch holds %d blocks, the limit is %d", puts, s.limits.WriteBatch))
 	}
 	if refs := len(items) - puts; refs > s.limits.RenewBatch {
-		return nil, E(KindInvalid, CodeBatchTooLarge, fmt.Sprintf("batch deletes or checks %d blocks, the limit is %d", refs, s.limits.RenewBatch))
+		return nil, wire.E(wire.KindInvalid, wire.CodeBatchTooLarge, fmt.Sprintf("batch deletes or checks %d blocks, the limit is %d", refs, s.limits.RenewBatch))
 	}
 	var group uint64
 	if atomic {
@@ -257,7 +246,7 @@ func (s *Service) Batch(ctx context.Context, items []PutItem, atomic bool) ([]Re
 }
 
 // Delete removes one block.
-func (s *Service) Delete(ctx context.Context, id ID, w WriteProof, c Cond) (Result, error) {
+func (s *Service) Delete(ctx context.Context, id wire.ID, w wire.WriteProof, c Cond) (Result, error) {
 	if err := id.Validate(); err != nil {
 		return Result{}, err
 	}
@@ -275,18 +264,18 @@ func (s *Service) Delete(ctx context.Context, id ID, w WriteProof, c Cond) (Resu
 
 // RenewItem is one block of a renew request.
 type RenewItem struct {
-	ID    ID
-	Proof RenewProof
+	ID    wire.ID
+	Proof wire.RenewProof
 }
 
 // Renew stamps up to Limits.RenewBatch blocks with the current bucket.
 // Results are per block: renewed, already current, not found or forbidden.
 func (s *Service) Renew(ctx context.Context, items []RenewItem) ([]Result, error) {
 	if len(items) == 0 {
-		return nil, E(KindInvalid, CodeBadRequest, "renew request names no blocks")
+		return nil, wire.E(wire.KindInvalid, wire.CodeBadRequest, "renew request names no blocks")
 	}
 	if len(items) > s.limits.RenewBatch {
-		return nil, E(KindInvalid, CodeBatchTooLarge, fmt.Sprintf("renew request names %d blocks, the limit is %d", len(items), s.limits.RenewBatch))
+		return nil, wire.E(wire.KindInvalid, wire.CodeBatchTooLarge, fmt.Sprintf("renew request names %d blocks, the limit is %d", len(items), s.limits.RenewBatch))
 	}
 	bucket := s.bk.CurrentBucket()
 	ops := make([]Op, len(items))
@@ -300,17 +289,17 @@ func (s *Service) Renew(ctx context.Context, items []RenewItem) ([]Result, error
 }
 
 // Get reads a block, appending its data to dst[:0].
-func (s *Service) Get(ctx context.Context, id ID, dst []byte) ([]byte, ETag, error) {
+func (s *Service) Get(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error) {
 	if err := id.Validate(); err != nil {
-		return nil, ETag{}, err
+		return nil, wire.ETag{}, err
 	}
 	return s.store.Read(ctx, id, dst)
 }
 
 // Head returns a block's ETag.
-func (s *Service) Head(ctx context.Context, id ID) (ETag, error) {
+func (s *Service) Head(ctx context.Context, id wire.ID) (wire.ETag, error) {
 	if err := id.Validate(); err != nil {
-		return ETag{}, err
+		return wire.ETag{}, err
 	}
 	return s.store.Stat(ctx, id)
 }
@@ -331,10 +320,10 @@ func (s *Service) Purge(ctx context.Context, dryRun bool) (int64, error) {
 func (s *Service) commitAll(ctx context.Context, ops []Op) ([]Result, error) {
 	rs, err := s.commit.Commit(ctx, ops)
 	if err != nil {
-		if KindOf(err) == KindInternal {
+		if wire.KindOf(err) == wire.KindInternal {
 			// The cause stays in the wrapped error for the server's log;
 			// the client learns only that the store is unavailable.
-			return nil, Wrap(KindUnavailable, CodeUnavailable, "store unavailable, retry later", err)
+			return nil, wire.Wrap(wire.KindUnavailable, wire.CodeUnavailable, "store unavailable, retry later", err)
 		}
 		return nil, err
 	}
@@ -379,7 +368,7 @@ func (s *Service) recount(ctx context.Context) error {
 	}
 	st, err := s.store.Stats(ctx)
 	if err != nil {
-		return Wrap(KindUnavailable, CodeUnavailable, "store unavailable, retry later", fmt.Errorf("count blocks for the capacity cap: %w", err))
+		return wire.Wrap(wire.KindUnavailable, wire.CodeUnavailable, "store unavailable, retry later", fmt.Errorf("count blocks for the capacity cap: %w", err))
 	}
 	c.count.Store(st.Blocks)
 	c.counted = time.Now()
@@ -444,7 +433,7 @@ func (s *Service) HasRoom(ctx context.Context, n int) error {
 }
 
 func errFull(max int64) error {
-	return E(KindFull, CodeFull, fmt.Sprintf("the store is full (it holds at most %d blocks): delete blocks, or wait for unrenewed ones to expire", max))
+	return wire.E(wire.KindFull, wire.CodeFull, fmt.Sprintf("the store is full (it holds at most %d blocks): delete blocks, or wait for unrenewed ones to expire", max))
 }
 
 // MaxBlocks returns the capacity cap (0: none).

@@ -87,6 +87,6 @@ func wrap(kind Kind, msg string, err error) error {
 }
 
 // KindOf returns the kind of the first error in err's chain that has
-// one (an *Error, or a sentinel such as ErrTampered or
+// one (an *Error, or a sentinel such as format.ErrTampered or
 // indexfile.ErrCorrupt that carries its kind), skipping KindOther.
 func KindOf(err error) Kind { return wire.KindOf(err) }

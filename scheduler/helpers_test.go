@@ -16,6 +16,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore/postgres"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jonboulle/clockwork"
 )
 
@@ -154,8 +155,8 @@ func (d *deployment) purger(t testing.TB, cfg PurgerConfig) *Purger {
 
 // block is a block a test wrote and may renew.
 type block struct {
-	id blobstore.ID
-	w  blobstore.WriteProof
+	id wire.ID
+	w  wire.WriteProof
 }
 
 // put writes n blocks in the current period, through the service.
@@ -163,7 +164,7 @@ func (d *deployment) put(t testing.TB, n int) []block {
 	t.Helper()
 	out := make([]block, n)
 	for i := range out {
-		b := block{id: blobstore.NewID()}
+		b := block{id: wire.NewID()}
 		rand.Read(b.w[:])
 		data := make([]byte, testBlockSize)
 		rand.Read(data)
@@ -182,11 +183,11 @@ func (d *deployment) putAt(t testing.TB, p uint64, n int) []block {
 	out := make([]block, n)
 	ops := make([]blobstore.Op, n)
 	for i := range out {
-		b := block{id: blobstore.NewID()}
+		b := block{id: wire.NewID()}
 		rand.Read(b.w[:])
 		data := make([]byte, testBlockSize)
 		rand.Read(data)
-		ops[i] = blobstore.Op{Kind: blobstore.OpPut, ID: b.id, ProofHash: b.w.Hash(), Data: data, ETag: blobstore.ETagOf(data), Bucket: d.bk.Bucket(p)}
+		ops[i] = blobstore.Op{Kind: blobstore.OpPut, ID: b.id, ProofHash: b.w.Hash(), Data: data, ETag: wire.ETagOf(data), Bucket: d.bk.Bucket(p)}
 		out[i] = b
 	}
 	res, err := d.store.Apply(context.Background(), ops)

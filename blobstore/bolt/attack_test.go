@@ -8,6 +8,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/sealtest"
 	"github.com/blindstore/blindstore/internal/attack"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // TestSealingErasesWriteOrder runs sealtest.Attack with a copy holder
@@ -28,7 +29,7 @@ func TestSealingErasesWriteOrder(t *testing.T) {
 			t.Cleanup(func() { _ = s.Close() })
 			return s
 		},
-		Copy: func(_ context.Context, owners map[blobstore.ID]attack.Owner) (attack.Features, error) {
+		Copy: func(_ context.Context, owners map[wire.ID]attack.Owner) (attack.Features, error) {
 			return attack.BoltCopy(path, sealtest.AttackBlockSize, owners)
 		},
 		VerifyAfterSeal: true,

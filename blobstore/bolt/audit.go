@@ -12,6 +12,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/audit"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -116,7 +117,7 @@ func auditLeases(tx *bbolt.Tx, rep *audit.Report) error {
 		var b bucketer.Bucket
 		copy(b[:], k)
 		return leases.Bucket(k).ForEach(func(id, rec []byte) error {
-			if rec == nil || len(id) != 16 || len(rec) != recordSize || blobstore.ID(id).Validate() != nil {
+			if rec == nil || len(id) != 16 || len(rec) != recordSize || wire.ID(id).Validate() != nil {
 				bad++
 				return nil
 			}

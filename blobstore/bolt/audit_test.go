@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 )
 
@@ -14,7 +15,7 @@ import (
 // findings and its blocks counted in the live bucket, the planted one a
 // finding for each. A store in use and another key are refused.
 func TestAuditReadsTheLayout(t *testing.T) {
-	f := newFixture(t, blobstore.MinBlockSize)
+	f := newFixture(t, wire.MinBlockSize)
 	ctx := context.Background()
 	const n = 5
 	var ops []blobstore.Op

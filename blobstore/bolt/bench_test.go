@@ -15,6 +15,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 )
 
@@ -25,7 +26,7 @@ import (
 //	go test -run '^$' -bench 'Put|Read|Stat|Concurrent' -benchtime 2000x ./blobstore/bolt/
 //	go test -run '^$' -bench Purge -benchtime 20x ./blobstore/bolt/
 
-const benchBlockSize = blobstore.DefaultBlockSize
+const benchBlockSize = wire.DefaultBlockSize
 
 // bytesWritten returns the bytes this process has passed to write calls
 // so far (Linux), or -1 where that is not known.
@@ -59,7 +60,7 @@ type benchFixture struct {
 	s      *Store
 	bucket bucketer.Bucket
 	data   [][]byte
-	etags  []blobstore.ETag
+	etags  []wire.ETag
 }
 
 func newBenchStore(b *testing.B, slots int) *benchFixture {
@@ -76,7 +77,7 @@ func newBenchStore(b *testing.B, slots int) *benchFixture {
 		d := make([]byte, benchBlockSize)
 		rand.Read(d)
 		f.data = append(f.data, d)
-		f.etags = append(f.etags, blobstore.ETagOf(d))
+		f.etags = append(f.etags, wire.ETagOf(d))
 	}
 	return f
 }
@@ -84,10 +85,10 @@ func newBenchStore(b *testing.B, slots int) *benchFixture {
 // putOp builds a create of a fresh block, as the service would: ETags are
 // computed once up front, since hashing is the service's work, not the
 // store's.
-func (f *benchFixture) putOp(slot int) (blobstore.Op, blobstore.WriteProof) {
-	var w blobstore.WriteProof
+func (f *benchFixture) putOp(slot int) (blobstore.Op, wire.WriteProof) {
+	var w wire.WriteProof
 	rand.Read(w[:])
-	return blobstore.Op{Kind: blobstore.OpPut, ID: blobstore.NewID(), ProofHash: w.Hash(), Data: f.data[slot], ETag: f.etags[slot], Bucket: f.bucket}, w
+	return blobstore.Op{Kind: blobstore.OpPut, ID: wire.NewID(), ProofHash: w.Hash(), Data: f.data[slot], ETag: f.etags[slot], Bucket: f.bucket}, w
 }
 
 var batchSizes = []int{1, 16, 64}
@@ -186,7 +187,7 @@ func BenchmarkRawPut(b *testing.B) {
 					for i := 0; i < b.N; i += batch {
 						err := db.Update(func(tx *bbolt.Tx) error {
 							for j := 0; j < batch && i+j < b.N; j++ {
-								id := blobstore.NewID()
+								id := wire.NewID()
 								if err := rawPut(tx, l.nested, id[:], f.data[j]); err != nil {
 									return err
 								}
@@ -211,7 +212,7 @@ const readBlocks = 1024
 // into a reused buffer.
 func BenchmarkRead(b *testing.B) {
 	f := newBenchStore(b, 64)
-	ids := make([]blobstore.ID, 0, readBlocks)
+	ids := make([]wire.ID, 0, readBlocks)
 	ctx := context.Background()
 	for len(ids) < readBlocks {
 		var ops []blobstore.Op
@@ -243,7 +244,7 @@ func BenchmarkStat(b *testing.B) {
 		b.Run(fmt.Sprintf("buckets=%d", nb), func(b *testing.B) {
 			f := newBenchStore(b, 1)
 			ctx := context.Background()
-			ids := make([]blobstore.ID, 0, readBlocks)
+			ids := make([]wire.ID, 0, readBlocks)
 			for len(ids) < readBlocks {
 				var ops []blobstore.Op
 				for j := 0; j < 64; j++ {
@@ -276,7 +277,7 @@ func BenchmarkRawRead(b *testing.B) {
 			ids := make([][]byte, readBlocks)
 			err := db.Update(func(tx *bbolt.Tx) error {
 				for i := range ids {
-					id := blobstore.NewID()
+					id := wire.NewID()
 					ids[i] = id[:]
 					if err := rawPut(tx, l.nested, ids[i], f.data[0]); err != nil {
 						return err
@@ -356,7 +357,7 @@ func BenchmarkRawConcurrent(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(b.N) {
-				id := blobstore.NewID()
+				id := wire.NewID()
 				if err := db.Update(func(tx *bbolt.Tx) error { return rawPut(tx, true, id[:], f.data[0]) }); err != nil {
 					b.Error(err)
 					return

@@ -61,10 +61,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -89,7 +89,7 @@ const schemaVersion = 2
 
 // recordSize is the size of a lease record: the block's Meta less its
 // time bucket, which is the record's parent.
-const recordSize = blobstore.HashSize + blobstore.ETagSize
+const recordSize = wire.HashSize + wire.ETagSize
 
 // lockTimeout bounds the wait for bbolt's file lock, so a second server
 // pointed at the same directory fails with a clear error instead of
@@ -144,10 +144,8 @@ type Store struct {
 	// scrub can wait for those that may still read pages freed before it
 	// (see scrub).
 	readers sync.RWMutex
-	sealMu  sync.Mutex // one seal at a time
-	// Applies begun, and when the last one began (Unix ns): a seal
-	// paces itself while writers are active (seal.go).
-	writes, lastWrite atomic.Int64
+	sealMu  sync.Mutex        // one seal at a time
+	writers blobstore.Writers // a seal paces itself by them (seal.go)
 }
 
 // view runs a read transaction.
@@ -164,7 +162,7 @@ var _ blobstore.Store = (*Store)(nil)
 // created with different Params is refused with an error wrapping
 // blobstore.ErrParamsMismatch, and left untouched.
 func Open(path string, p blobstore.Params) (*Store, error) {
-	if err := blobstore.ValidateBlockSize(p.BlockSize); err != nil {
+	if err := wire.ValidateBlockSize(p.BlockSize); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {

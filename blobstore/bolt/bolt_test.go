@@ -16,6 +16,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore/storetest"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 )
 
@@ -90,12 +91,12 @@ func newFixture(t *testing.T, blockSize int) *fixture {
 }
 
 type testBlock struct {
-	id blobstore.ID
-	w  blobstore.WriteProof
+	id wire.ID
+	w  wire.WriteProof
 }
 
 func newTestBlock() testBlock {
-	b := testBlock{id: blobstore.NewID()}
+	b := testBlock{id: wire.NewID()}
 	if _, err := rand.Read(b.w[:]); err != nil {
 		panic(err)
 	}
@@ -112,7 +113,7 @@ func (f *fixture) data() []byte {
 
 func (f *fixture) putOp(b testBlock, period uint64) blobstore.Op {
 	d := f.data()
-	return blobstore.Op{Kind: blobstore.OpPut, ID: b.id, ProofHash: b.w.Hash(), Data: d, ETag: blobstore.ETagOf(d), Bucket: f.bk.Bucket(period)}
+	return blobstore.Op{Kind: blobstore.OpPut, ID: b.id, ProofHash: b.w.Hash(), Data: d, ETag: wire.ETagOf(d), Bucket: f.bk.Bucket(period)}
 }
 
 func renewOp(b testBlock, bucket bucketer.Bucket) blobstore.Op {
@@ -129,7 +130,7 @@ func (f *fixture) apply(ops ...blobstore.Op) []blobstore.Result {
 }
 
 func TestOpenCreatesPrivateFiles(t *testing.T) {
-	f := newFixture(t, blobstore.MinBlockSize)
+	f := newFixture(t, wire.MinBlockSize)
 	fi, err := os.Stat(f.path)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +164,7 @@ func TestOpenRefusesInvalidAndForeign(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(foreign, blobstore.Params{BlockSize: blobstore.MinBlockSize})
+	_, err = Open(foreign, blobstore.Params{BlockSize: wire.MinBlockSize})
 	if err == nil || errors.Is(err, blobstore.ErrParamsMismatch) {
 		t.Errorf("Open of a bbolt file that is not a store: got %v, want a refusal that is not a params mismatch", err)
 	}
@@ -173,7 +174,7 @@ func TestOpenLockedFile(t *testing.T) {
 	old := lockTimeout
 	lockTimeout = 100 * time.Millisecond
 	defer func() { lockTimeout = old }()
-	f := newFixture(t, blobstore.MinBlockSize)
+	f := newFixture(t, wire.MinBlockSize)
 	s, err := Open(f.path, f.p)
 	if err == nil {
 		_ = s.Close()
@@ -185,7 +186,7 @@ func TestOpenLockedFile(t *testing.T) {
 }
 
 func TestParamsMismatchMessage(t *testing.T) {
-	f := newFixture(t, blobstore.MinBlockSize)
+	f := newFixture(t, wire.MinBlockSize)
 	if err := f.s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +194,7 @@ func TestParamsMismatchMessage(t *testing.T) {
 	if !errors.Is(err, blobstore.ErrParamsMismatch) || !bytes.Contains([]byte(err.Error()), []byte("--block-size 1024")) {
 		t.Errorf("block size mismatch: error %q should wrap ErrParamsMismatch and say to run with --block-size 1024", err)
 	}
-	_, err = Open(f.path, blobstore.Params{BlockSize: blobstore.MinBlockSize})
+	_, err = Open(f.path, blobstore.Params{BlockSize: wire.MinBlockSize})
 	if !errors.Is(err, blobstore.ErrParamsMismatch) || !bytes.Contains([]byte(err.Error()), []byte("bucket key")) {
 		t.Errorf("fingerprint mismatch: error %q should wrap ErrParamsMismatch and name the bucket key", err)
 	}
@@ -259,7 +260,7 @@ func (f *fixture) applyAsync(ctx context.Context, ops ...blobstore.Op) <-chan ou
 // a shared transaction: that caller alone fails, none of its writes
 // survive, and the callers beside it commit.
 func TestGroupCommitTaintedCaller(t *testing.T) {
-	f := newFixture(t, blobstore.MinBlockSize)
+	f := newFixture(t, wire.MinBlockSize)
 	plug, bad, ok1, ok2 := newTestBlock(), newTestBlock(), newTestBlock(), newTestBlock()
 	boom := errors.New("injected write failure")
 	testHookAfterRecord = func(ch *blobstore.Change) error {
@@ -295,7 +296,7 @@ func TestGroupCommitTaintedCaller(t *testing.T) {
 	if o := <-c2; o.err != nil || o.rs[0].Status != blobstore.StatusRenewed {
 		t.Errorf("caller after the failing one (renewing the first caller's block): %v %v", o.rs, o.err)
 	}
-	for name, id := range map[string]blobstore.ID{"ok2 (same batch as the failure)": ok2.id, "bad": bad.id} {
+	for name, id := range map[string]wire.ID{"ok2 (same batch as the failure)": ok2.id, "bad": bad.id} {
 		if _, err := f.s.Stat(ctx, id); !blobstore.IsNotFound(err) {
 			t.Errorf("block %s of the failed caller: Stat %v, want not found", name, err)
 		}
@@ -313,7 +314,7 @@ func TestGroupCommitTaintedCaller(t *testing.T) {
 // it returns at once with its context's error, and its ops are never
 // written, while the others commit.
 func TestGroupCommitAbandon(t *testing.T) {
-	f := newFixture(t, blobstore.MinBlockSize)
+	f := newFixture(t, wire.MinBlockSize)
 	plug, gone1, kept, gone2 := newTestBlock(), newTestBlock(), newTestBlock(), newTestBlock()
 	release := holdWriter(t, f.s)
 	bg := context.Background()
@@ -397,7 +398,7 @@ func TestMoveBucketLosesUncommittedWrites(t *testing.T) {
 // where MoveBucket alone would lose data. Every block must read back as
 // last written, in the right time bucket, before and after a reopen.
 func TestGroupCommitWriteThenMove(t *testing.T) {
-	f := newFixture(t, blobstore.MinBlockSize)
+	f := newFixture(t, wire.MinBlockSize)
 	ctx := context.Background()
 	old := newTestBlock()
 	oldOp := f.putOp(old, 1)
@@ -482,7 +483,7 @@ func testFileShapes(t *testing.T, seal bool) {
 	var blocks []testBlock
 	var ops []blobstore.Op
 	var dead [][]byte // ciphertext no longer in the store
-	live := map[blobstore.ID][]byte{}
+	live := map[wire.ID][]byte{}
 	for i := 0; i < 300; i++ {
 		b := newTestBlock()
 		blocks = append(blocks, b)
@@ -610,7 +611,7 @@ func checkUnsealedShape(t *testing.T, un *bbolt.Bucket) int {
 	_ = un.ForEach(func(k, v []byte) error {
 		n++
 		switch {
-		case len(k) != 16 || blobstore.ID(k).Validate() != nil:
+		case len(k) != 16 || wire.ID(k).Validate() != nil:
 			t.Errorf("unsealed holds a %d-byte key that is not a v4 block id", len(k))
 		case un.Bucket(k) != nil:
 			t.Error("unsealed holds a bucket")
@@ -647,9 +648,9 @@ func checkMetaShape(t *testing.T, meta *bbolt.Bucket) {
 
 // checkLeasesShape checks leases/{time bucket}/{id} → record and returns
 // the time bucket of every block.
-func checkLeasesShape(t *testing.T, leases *bbolt.Bucket) map[blobstore.ID][]byte {
+func checkLeasesShape(t *testing.T, leases *bbolt.Bucket) map[wire.ID][]byte {
 	t.Helper()
-	records := map[blobstore.ID][]byte{}
+	records := map[wire.ID][]byte{}
 	_ = leases.ForEach(func(k, v []byte) error {
 		lb := leases.Bucket(k)
 		if len(k) != bucketer.BucketSize || lb == nil {
@@ -663,14 +664,14 @@ func checkLeasesShape(t *testing.T, leases *bbolt.Bucket) map[blobstore.ID][]byt
 		_ = lb.ForEach(func(id, rec []byte) error {
 			inner++
 			switch {
-			case len(id) != 16 || blobstore.ID(id).Validate() != nil:
+			case len(id) != 16 || wire.ID(id).Validate() != nil:
 				t.Errorf("a lease bucket holds a %d-byte key that is not a v4 block id", len(id))
 			case lb.Bucket(id) != nil || len(rec) != recordSize:
 				t.Errorf("a lease record holds %d bytes (or is a bucket), want exactly %d", len(rec), recordSize)
-			case records[blobstore.ID(id)] != nil:
+			case records[wire.ID(id)] != nil:
 				t.Error("a block has records in two time buckets")
 			default:
-				records[blobstore.ID(id)] = bytes.Clone(k)
+				records[wire.ID(id)] = bytes.Clone(k)
 			}
 			return nil
 		})
@@ -684,7 +685,7 @@ func checkLeasesShape(t *testing.T, leases *bbolt.Bucket) map[blobstore.ID][]byt
 
 // checkDataShape checks data/{time bucket}/{id}/{id} → ciphertext against
 // the records.
-func checkDataShape(t *testing.T, data *bbolt.Bucket, records map[blobstore.ID][]byte, blockSize int) {
+func checkDataShape(t *testing.T, data *bbolt.Bucket, records map[wire.ID][]byte, blockSize int) {
 	t.Helper()
 	n := 0
 	_ = data.ForEach(func(tk, v []byte) error {
@@ -699,7 +700,7 @@ func checkDataShape(t *testing.T, data *bbolt.Bucket, records map[blobstore.ID][
 		_ = tb.ForEach(func(k, v []byte) error {
 			n++
 			nb := tb.Bucket(k)
-			if len(k) != 16 || nb == nil || !bytes.Equal(records[blobstore.ID(k)], tk) {
+			if len(k) != 16 || nb == nil || !bytes.Equal(records[wire.ID(k)], tk) {
 				t.Errorf("data holds a %d-byte key that is not the data bucket of a block with its record in the same time bucket", len(k))
 				return nil
 			}
@@ -730,7 +731,7 @@ func checkDataShape(t *testing.T, data *bbolt.Bucket, records map[blobstore.ID][
 // error and leaves the store usable, instead of leaving later callers
 // waiting for a leader that died.
 func TestGroupCommitPanic(t *testing.T) {
-	f := newFixture(t, blobstore.MinBlockSize)
+	f := newFixture(t, wire.MinBlockSize)
 	bad := newTestBlock()
 	testHookAfterRecord = func(ch *blobstore.Change) error {
 		if ch.ID == bad.id {

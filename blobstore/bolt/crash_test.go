@@ -15,12 +15,13 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // crashData derives a block's content from its id, so the parent of a
 // killed writer can check content without being sent it.
-func crashData(id blobstore.ID) []byte {
-	d := make([]byte, blobstore.MinBlockSize)
+func crashData(id wire.ID) []byte {
+	d := make([]byte, wire.MinBlockSize)
 	seed := sha256.Sum256(id[:])
 	for i := 0; i < len(d); i += len(seed) {
 		copy(d[i:], seed[:])
@@ -28,7 +29,7 @@ func crashData(id blobstore.ID) []byte {
 	return d
 }
 
-var crashParams = blobstore.Params{BlockSize: blobstore.MinBlockSize}
+var crashParams = blobstore.Params{BlockSize: wire.MinBlockSize}
 
 // TestMain runs the test binary as the writer that
 // TestAcknowledgedWritesSurviveKill kills, or the writer and sealer that
@@ -60,11 +61,11 @@ func crashChild(path string) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 2000 && time.Now().Before(deadline); i++ {
-				id := blobstore.NewID()
-				var w blobstore.WriteProof
+				id := wire.NewID()
+				var w wire.WriteProof
 				copy(w[:], id[:])
 				d := crashData(id)
-				op := blobstore.Op{Kind: blobstore.OpPut, ID: id, ProofHash: w.Hash(), Data: d, ETag: blobstore.ETagOf(d), Bucket: bucketer.Bucket{1}}
+				op := blobstore.Op{Kind: blobstore.OpPut, ID: id, ProofHash: w.Hash(), Data: d, ETag: wire.ETagOf(d), Bucket: bucketer.Bucket{1}}
 				rs, err := s.Apply(context.Background(), []blobstore.Op{op})
 				if err != nil || rs[0].Status != blobstore.StatusCreated {
 					continue
@@ -98,20 +99,20 @@ func TestAcknowledgedWritesSurviveKill(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var acked []blobstore.ID
+	var acked []wire.ID
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() && len(acked) < 500 {
 		b, err := hex.DecodeString(sc.Text())
 		if err != nil || len(b) != 16 {
 			t.Fatalf("child wrote %q", sc.Text())
 		}
-		acked = append(acked, blobstore.ID(b))
+		acked = append(acked, wire.ID(b))
 	}
 	_ = cmd.Process.Kill()
 	// Acknowledgements already in the pipe count too.
 	for sc.Scan() {
 		if b, err := hex.DecodeString(sc.Text()); err == nil && len(b) == 16 {
-			acked = append(acked, blobstore.ID(b))
+			acked = append(acked, wire.ID(b))
 		}
 	}
 	_ = cmd.Wait()
@@ -128,14 +129,14 @@ func TestAcknowledgedWritesSurviveKill(t *testing.T) {
 	for i, id := range acked {
 		got, etag, err := s.Read(ctx, id, nil)
 		want := crashData(id)
-		if err != nil || string(got) != string(want) || etag != blobstore.ETagOf(want) {
+		if err != nil || string(got) != string(want) || etag != wire.ETagOf(want) {
 			t.Fatalf("acknowledged write %d of %d lost or damaged after kill: %v", i+1, len(acked), err)
 		}
 	}
 	// The store is writable after the kill.
-	id := blobstore.NewID()
+	id := wire.NewID()
 	d := crashData(id)
-	if _, err := s.Apply(ctx, []blobstore.Op{{Kind: blobstore.OpPut, ID: id, Data: d, ETag: blobstore.ETagOf(d), Bucket: bucketer.Bucket{1}}}); err != nil {
+	if _, err := s.Apply(ctx, []blobstore.Op{{Kind: blobstore.OpPut, ID: id, Data: d, ETag: wire.ETagOf(d), Bucket: bucketer.Bucket{1}}}); err != nil {
 		t.Fatalf("write after kill: %v", err)
 	}
 	t.Logf("%d acknowledged writes intact after SIGKILL", len(acked))

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -26,7 +26,7 @@ func decodeRecord(v []byte, bucket []byte) (blobstore.Meta, error) {
 		return m, fmt.Errorf("a lease record has %d bytes, want %d; the file is damaged", len(v), recordSize)
 	}
 	copy(m.ProofHash[:], v)
-	copy(m.ETag[:], v[blobstore.HashSize:])
+	copy(m.ETag[:], v[wire.HashSize:])
 	copy(m.Bucket[:], bucket)
 	return m, nil
 }
@@ -49,11 +49,11 @@ func find(tx *bbolt.Tx, id []byte) (bucket, record []byte) {
 // Read appends the block's data to dst[:0]. The copy is made inside the
 // read transaction: bbolt's slices point into the memory map, which a
 // later write may remap.
-func (s *Store) Read(ctx context.Context, id blobstore.ID, dst []byte) ([]byte, blobstore.ETag, error) {
+func (s *Store) Read(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, blobstore.ETag{}, err
+		return nil, wire.ETag{}, err
 	}
-	var etag blobstore.ETag
+	var etag wire.ETag
 	err := s.view(func(tx *bbolt.Tx) error {
 		bucket, rec := find(tx, id[:])
 		if rec == nil {
@@ -77,17 +77,17 @@ func (s *Store) Read(ctx context.Context, id blobstore.ID, dst []byte) ([]byte, 
 		return nil
 	})
 	if err != nil {
-		return nil, blobstore.ETag{}, wrapErr("read", err)
+		return nil, wire.ETag{}, wrapErr("read", err)
 	}
 	return dst, etag, nil
 }
 
 // Stat returns the block's ETag.
-func (s *Store) Stat(ctx context.Context, id blobstore.ID) (blobstore.ETag, error) {
+func (s *Store) Stat(ctx context.Context, id wire.ID) (wire.ETag, error) {
 	if err := ctx.Err(); err != nil {
-		return blobstore.ETag{}, err
+		return wire.ETag{}, err
 	}
-	var etag blobstore.ETag
+	var etag wire.ETag
 	err := s.view(func(tx *bbolt.Tx) error {
 		bucket, rec := find(tx, id[:])
 		if rec == nil {
@@ -98,7 +98,7 @@ func (s *Store) Stat(ctx context.Context, id blobstore.ID) (blobstore.ETag, erro
 		return err
 	})
 	if err != nil {
-		return blobstore.ETag{}, wrapErr("stat", err)
+		return wire.ETag{}, wrapErr("stat", err)
 	}
 	return etag, nil
 }
@@ -107,7 +107,7 @@ func (s *Store) Stat(ctx context.Context, id blobstore.ID) (blobstore.ETag, erro
 // (not found) and context errors through as they are, so their kind
 // survives unchanged.
 func wrapErr(op string, err error) error {
-	var be *blobstore.Error
+	var be *wire.Error
 	if errors.As(err, &be) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
@@ -123,8 +123,7 @@ func (s *Store) Apply(ctx context.Context, ops []blobstore.Op) ([]blobstore.Resu
 	if len(ops) == 0 {
 		return []blobstore.Result{}, nil
 	}
-	s.writes.Add(1)
-	s.lastWrite.Store(time.Now().UnixNano())
+	s.writers.Began()
 	for i := range ops {
 		if err := s.checkOp(&ops[i]); err != nil {
 			return nil, fmt.Errorf("op %d of the batch: %w", i, err)
@@ -170,12 +169,12 @@ func (s *Store) checkOp(op *blobstore.Op) error {
 	switch op.Kind {
 	case blobstore.OpPut:
 		if len(op.Data) != s.blockSize {
-			return blobstore.E(blobstore.KindInvalid, blobstore.CodeBadSize,
+			return wire.E(wire.KindInvalid, wire.CodeBadSize,
 				fmt.Sprintf("block data must be exactly %d bytes, got %d", s.blockSize, len(op.Data)))
 		}
 	case blobstore.OpDelete, blobstore.OpRenew, blobstore.OpCheck:
 	default:
-		return blobstore.E(blobstore.KindInvalid, blobstore.CodeBadRequest, "unknown operation")
+		return wire.E(wire.KindInvalid, wire.CodeBadRequest, "unknown operation")
 	}
 	return nil
 }
@@ -193,13 +192,13 @@ type txState struct {
 	leases   *bbolt.Bucket
 	data     *bbolt.Bucket
 	unsealed *bbolt.Bucket
-	written  map[blobstore.ID]struct{}
+	written  map[wire.ID]struct{}
 	copyAll  bool // move every block by copying: written is not complete
 }
 
 func newTxState(tx *bbolt.Tx) *txState {
 	return &txState{tx: tx, leases: tx.Bucket(bucketLeases), data: tx.Bucket(bucketData),
-		unsealed: tx.Bucket(bucketUnsealed), written: map[blobstore.ID]struct{}{}}
+		unsealed: tx.Bucket(bucketUnsealed), written: map[wire.ID]struct{}{}}
 }
 
 // applyOps decides ops against the state in st and writes the changes.
@@ -216,13 +215,13 @@ func applyOps(ctx context.Context, st *txState, ops []blobstore.Op) (rs []blobst
 	// fresh time bucket cost n² moves, and each lookup starts from a
 	// cold leaf. Results stay in op order; bbolt lays a commit's pages
 	// out in key order whatever the order of writes.
-	ids := make([]blobstore.ID, len(ops))
+	ids := make([]wire.ID, len(ops))
 	for i := range ops {
 		ids[i] = ops[i].ID
 	}
-	slices.SortFunc(ids, func(a, b blobstore.ID) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(ids, func(a, b wire.ID) int { return bytes.Compare(a[:], b[:]) })
 	ids = slices.Compact(ids)
-	current := make(map[blobstore.ID]blobstore.Meta, len(ids))
+	current := make(map[wire.ID]blobstore.Meta, len(ids))
 	probe := newProbe(st.tx)
 	for _, id := range ids {
 		if bucket, rec := probe.find(id[:]); rec != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 )
 
@@ -14,7 +15,7 @@ import (
 // unsealed so that the first seal rewrites the whole file out of its
 // write order, and every block reads back before and after that seal.
 func TestUpgradeFromVersion1(t *testing.T) {
-	f := newFixture(t, blobstore.MinBlockSize)
+	f := newFixture(t, wire.MinBlockSize)
 	var blocks []testBlock
 	var ops []blobstore.Op
 	for i := 0; i < 40; i++ {

@@ -9,6 +9,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/sealtest"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 )
 
@@ -29,12 +30,12 @@ func BenchmarkRenew(b *testing.B) {
 	sealtest.BenchRenew(b, sealtest.RenewBench{
 		Store: s,
 		Raw: sealtest.RenewBaseline{
-			Load: func(b *testing.B, ids []blobstore.ID, _ bucketer.Bucket) {
+			Load: func(b *testing.B, ids []wire.ID, _ bucketer.Bucket) {
 				// In key order: bbolt inserts into a node's sorted slice,
 				// so one transaction's random inserts into one fresh node
 				// cost n².
 				sorted := slices.Clone(ids)
-				slices.SortFunc(sorted, func(x, y blobstore.ID) int { return bytes.Compare(x[:], y[:]) })
+				slices.SortFunc(sorted, func(x, y wire.ID) int { return bytes.Compare(x[:], y[:]) })
 				err := raw.Update(func(tx *bbolt.Tx) error {
 					rec := make([]byte, recordSize)
 					for _, id := range sorted {
@@ -48,7 +49,7 @@ func BenchmarkRenew(b *testing.B) {
 					b.Fatal(err)
 				}
 			},
-			Renew: func(b *testing.B, ids []blobstore.ID, bucket bucketer.Bucket) {
+			Renew: func(b *testing.B, ids []wire.ID, bucket bucketer.Bucket) {
 				err := raw.Update(func(tx *bbolt.Tx) error {
 					bk := tx.Bucket(bucketData)
 					for _, id := range ids {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -132,10 +134,10 @@ func (s *Store) Seal(ctx context.Context) (blobstore.SealReport, error) {
 		var n int
 		var step blobstore.SealReport
 		maxBlocks, maxBytes := sealIdleChunkBlocks, int64(sealIdleChunkBytes)
-		if s.writersActive() {
+		if s.writers.Active() {
 			maxBlocks, maxBytes = sealChunkBlocks, sealChunkBytes
 		}
-		before, t0 := s.writes.Load(), time.Now()
+		before, t0 := s.writers.Count(), time.Now()
 		// A step is a call of the group commit, so writers wait for it no
 		// longer than for another writer's commit, or share its commit.
 		err := s.group.do(s, ctx, maxBlocks, func(st *txState) error {
@@ -162,8 +164,8 @@ func (s *Store) Seal(ctx context.Context) (blobstore.SealReport, error) {
 		if testHookSealStep != nil {
 			testHookSealStep("commit")
 		}
-		if len(ids) > 0 && s.writes.Load() != before {
-			if err := sleepCtx(ctx, time.Since(t0)); err != nil {
+		if len(ids) > 0 && s.writers.Count() != before {
+			if err := wait.Sleep(ctx, time.Since(t0)); err != nil {
 				return rep, err
 			}
 		}
@@ -188,7 +190,7 @@ func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
 	if v == nil {
 		return 0, nil // sealed by an earlier commit of this seal's caller, or never unsealed
 	}
-	if len(v) < 1 || (len(v)-1)%len(blobstore.ETag{}) != 0 {
+	if len(v) < 1 || (len(v)-1)%len(wire.ETag{}) != 0 {
 		return 0, errors.New("an unsealed entry is malformed; the file is damaged")
 	}
 	flags, left := v[0], bytes.Clone(v[1:])
@@ -226,7 +228,7 @@ func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
 			}
 			// A writer later in this transaction must copy this data
 			// rather than move the subtree (see txState).
-			st.written[blobstore.ID(id)] = struct{}{}
+			st.written[wire.ID(id)] = struct{}{}
 			written = int64(len(d))
 			rep.Blocks++
 			rep.Bytes += written
@@ -236,8 +238,8 @@ func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
 	} else {
 		rep.Deleted++
 	}
-	for i := 0; i < len(left); i += len(blobstore.ETag{}) {
-		l := left[i : i+len(blobstore.ETag{})]
+	for i := 0; i < len(left); i += len(wire.ETag{}) {
+		l := left[i : i+len(wire.ETag{})]
 		if bytes.Equal(l, bucket) {
 			continue
 		}
@@ -250,23 +252,6 @@ func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
 		}
 	}
 	return written, un.Delete(id)
-}
-
-// writersActive reports whether an Apply began in the last 100 ms.
-func (s *Store) writersActive() bool {
-	last := s.lastWrite.Load()
-	return last != 0 && time.Since(time.Unix(0, last)) < 100*time.Millisecond
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // touch makes bbolt rewrite the leaf of b where id lies or would lie: a

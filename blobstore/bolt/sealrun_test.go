@@ -3,8 +3,8 @@ package bolt
 import (
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/sealtest"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // TestWorkGoesOnDuringSeal runs sealtest.WorkDuringSeal: the seal commits
@@ -21,7 +21,7 @@ func TestWorkGoesOnDuringSeal(t *testing.T) {
 // rewrite its pages under the writers. The file then passes bbolt's
 // consistency check.
 func TestOpsOnOneBlockDuringSeals(t *testing.T) {
-	f := newFixture(t, blobstore.MinBlockSize)
+	f := newFixture(t, wire.MinBlockSize)
 	sealtest.OpsOnOneBlockDuringSeals(t, f.s)
 	checkFile(t, f.s)
 }

@@ -37,7 +37,7 @@ func (a *api) putBatch(x *exchange) {
 	}
 	limit := a.maxBatchBody()
 	if x.r.ContentLength > limit {
-		x.fail(a, blobstore.E(blobstore.KindTooLarge, blobstore.CodeBodyTooLarge, "request body exceeds "+strconv.FormatInt(limit, 10)+" bytes"))
+		x.fail(a, wire.E(wire.KindTooLarge, wire.CodeBodyTooLarge, "request body exceeds "+strconv.FormatInt(limit, 10)+" bytes"))
 		return
 	}
 	pay, ok := a.tokenFrom(x)
@@ -98,7 +98,7 @@ func (a *api) putBatch(x *exchange) {
 		case blobstore.StatusNotFound, blobstore.StatusForbidden, blobstore.StatusPrecondition, blobstore.StatusAborted:
 			// A failed entry answers the status and code its error
 			// would as a problem of its own, from wire's one table.
-			be := res.Status.Err().(*blobstore.Error)
+			be := res.Status.Err().(*wire.Error)
 			br.Status, br.Code = be.Kind.HTTPStatus(), be.Code
 			if res.Status == blobstore.StatusNotFound || res.Status == blobstore.StatusForbidden {
 				// Only a deletion or check is not found: a probe, as
@@ -112,7 +112,7 @@ func (a *api) putBatch(x *exchange) {
 			// 500.
 			panic(fmt.Sprintf("httpapi: batch entry answered %v", res.Status))
 		}
-		if res.ETag != (blobstore.ETag{}) {
+		if res.ETag != (wire.ETag{}) {
 			br.ETag = res.ETag.String()
 		}
 		out.Results[i] = br
@@ -140,11 +140,11 @@ func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, bo
 	limits := a.svc.Limits()
 	switch {
 	case len(m.Blocks) == 0:
-		return nil, false, nil, invalid(blobstore.CodeBadRequest, "batch is empty")
+		return nil, false, nil, invalid(wire.CodeBadRequest, "batch is empty")
 	case n > limits.WriteBatch:
-		return nil, false, nil, invalid(blobstore.CodeBatchTooLarge, fmt.Sprintf("batch holds %d blocks, the limit is %d", n, limits.WriteBatch))
+		return nil, false, nil, invalid(wire.CodeBatchTooLarge, fmt.Sprintf("batch holds %d blocks, the limit is %d", n, limits.WriteBatch))
 	case len(m.Blocks)-n > limits.RenewBatch:
-		return nil, false, nil, invalid(blobstore.CodeBatchTooLarge, fmt.Sprintf("batch deletes or checks %d blocks, the limit is %d", len(m.Blocks)-n, limits.RenewBatch))
+		return nil, false, nil, invalid(wire.CodeBatchTooLarge, fmt.Sprintf("batch deletes or checks %d blocks, the limit is %d", len(m.Blocks)-n, limits.RenewBatch))
 	}
 	bs := a.svc.BlockSize()
 	if err := d.CheckSize(bs); err != nil {
@@ -171,21 +171,21 @@ func (a *api) readBatch(body io.Reader, declared int64) ([]blobstore.PutItem, bo
 
 // item turns a manifest entry into the service's item.
 func item(e wire.BatchEntry) (blobstore.PutItem, error) {
-	id, err := blobstore.ParseID(e.ID)
+	id, err := wire.ParseID(e.ID)
 	if err != nil {
 		return blobstore.PutItem{}, err
 	}
-	proof, err := blobstore.ParseProof(e.Proof)
+	proof, err := wire.ParseProof(e.Proof)
 	if err != nil {
 		return blobstore.PutItem{}, err
 	}
 	switch {
 	case (e.Delete || e.Check) && e.CreateOnly:
-		return blobstore.PutItem{}, invalid(blobstore.CodeBadRequest, "a deletion or check cannot be create_only")
+		return blobstore.PutItem{}, invalid(wire.CodeBadRequest, "a deletion or check cannot be create_only")
 	case e.Delete && e.Check:
-		return blobstore.PutItem{}, invalid(blobstore.CodeBadRequest, "an entry is a deletion or a check, not both")
+		return blobstore.PutItem{}, invalid(wire.CodeBadRequest, "an entry is a deletion or a check, not both")
 	}
-	it := blobstore.PutItem{ID: id, Proof: blobstore.WriteProof(proof), Cond: blobstore.Cond{IfNoneMatchAny: e.CreateOnly}, Delete: e.Delete, Check: e.Check}
+	it := blobstore.PutItem{ID: id, Proof: wire.WriteProof(proof), Cond: blobstore.Cond{IfNoneMatchAny: e.CreateOnly}, Delete: e.Delete, Check: e.Check}
 	if e.IfMatch != "" {
 		etag, err := parseIfMatch([]string{e.IfMatch}, "if_match")
 		if err != nil {
@@ -208,7 +208,7 @@ func (a *api) renew(x *exchange) {
 	}
 	limit := a.maxRenewBody()
 	if x.r.ContentLength > limit {
-		x.fail(a, blobstore.E(blobstore.KindTooLarge, blobstore.CodeBodyTooLarge, "request body exceeds "+strconv.FormatInt(limit, 10)+" bytes"))
+		x.fail(a, wire.E(wire.KindTooLarge, wire.CodeBodyTooLarge, "request body exceeds "+strconv.FormatInt(limit, 10)+" bytes"))
 		return
 	}
 	// Paying (tokens.go): every renewal, one token for the request.
@@ -233,19 +233,19 @@ func (a *api) renew(x *exchange) {
 	}
 	switch {
 	case n == 0:
-		x.fail(a, invalid(blobstore.CodeBadRequest, "renew request names no blocks"))
+		x.fail(a, invalid(wire.CodeBadRequest, "renew request names no blocks"))
 		return
 	case n > most:
-		x.fail(a, invalid(blobstore.CodeBatchTooLarge, fmt.Sprintf("renew request names %d blocks, the limit is %d", n, most)))
+		x.fail(a, invalid(wire.CodeBatchTooLarge, fmt.Sprintf("renew request names %d blocks, the limit is %d", n, most)))
 		return
 	}
 	items := make([]blobstore.RenewItem, n)
 	for i, e := range req.Blocks {
-		id, err := blobstore.ParseID(e.ID)
+		id, err := wire.ParseID(e.ID)
 		if err == nil {
-			var p [blobstore.HashSize]byte
-			p, err = blobstore.ParseProof(e.Proof)
-			items[i] = blobstore.RenewItem{ID: id, Proof: blobstore.RenewProof(p)}
+			var p [wire.HashSize]byte
+			p, err = wire.ParseProof(e.Proof)
+			items[i] = blobstore.RenewItem{ID: id, Proof: wire.RenewProof(p)}
 		}
 		if err != nil {
 			x.fail(a, fmt.Errorf("block %d of the request: %w", i, err))

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // batchBody frames a batch write: length, manifest, data.
@@ -61,10 +61,10 @@ func TestBatchWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []BatchResult{
-		{ID: a.id, Status: 201, ETag: blobstore.ETagOf(a.data).String()},
-		{ID: b.id, Status: 204, ETag: blobstore.ETagOf(b.data).String()},
-		{ID: c.id, Status: 403, Code: blobstore.CodeProofMismatch},
-		{ID: d.id, Status: 412, Code: blobstore.CodePreconditionFailed, ETag: etagD},
+		{ID: a.id, Status: 201, ETag: wire.ETagOf(a.data).String()},
+		{ID: b.id, Status: 204, ETag: wire.ETagOf(b.data).String()},
+		{ID: c.id, Status: 403, Code: wire.CodeProofMismatch},
+		{ID: d.id, Status: 412, Code: wire.CodePreconditionFailed, ETag: etagD},
 	}
 	if len(got.Results) != len(want) {
 		t.Fatalf("results %+v", got.Results)
@@ -94,7 +94,7 @@ func TestBatchAtomicCommit(t *testing.T) {
 	head, stale, fresh, chunk := e.newBlock(), e.newBlock(), e.newBlock(), e.newBlock()
 	etagHead := e.mustPut(head)
 	e.mustPut(stale)
-	etagChunk := blobstore.ETagOf(chunk.data)
+	etagChunk := wire.ETagOf(chunk.data)
 	gone := e.newBlock()
 	e.secretID(gone.id)
 	next := e.randomData()
@@ -142,11 +142,11 @@ func TestBatchAtomicCommit(t *testing.T) {
 	e.mustPut(chunk)
 
 	before = e.snapshot(head.id, stale.id, fresh.id)
-	lost := commit(blobstore.ETagOf(next).String())
+	lost := commit(wire.ETagOf(next).String())
 	if got, want := statuses(lost), []int{424, 424, 412, 424, 424}; !slices.Equal(got, want) {
 		t.Fatalf("lost swap: statuses %v, want %v", got, want)
 	}
-	if lost[0].Code != blobstore.CodeAborted || lost[2].ETag != etagHead {
+	if lost[0].Code != wire.CodeAborted || lost[2].ETag != etagHead {
 		t.Errorf("lost swap: %+v", lost)
 	}
 	e.unchanged(before, head.id, stale.id, fresh.id)
@@ -193,29 +193,29 @@ func TestBatchWriteBadRequests(t *testing.T) {
 		status  int
 		code    string
 	}{
-		{"no content type", good, false, nil, 415, blobstore.CodeUnsupportedMedia},
-		{"json content type", good, false, hdr{"Content-Type", "application/json"}, 415, blobstore.CodeUnsupportedMedia},
-		{"declared length over the cap", make([]byte, 4+MaxManifestBytes+4*e.bs+1), false, hdr{"Content-Type", ct}, 413, blobstore.CodeBodyTooLarge},
-		{"chunked body over the cap", fullManifest, true, hdr{"Content-Type", ct}, 413, blobstore.CodeBodyTooLarge},
-		{"manifest over its cap", append(bigManifest, make([]byte, 64)...), false, hdr{"Content-Type", ct}, 413, blobstore.CodeBodyTooLarge},
-		{"empty manifest", make([]byte, 4), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
-		{"no length prefix", []byte{0, 0}, false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
-		{"manifest not json", batchBody(t, []byte("{nope"), fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
-		{"unknown manifest field", batchBody(t, entry{"blocks": []entry{okEntry}, "extra": 1}, fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
-		{"no blocks", batchBody(t, entry{"blocks": []entry{}}), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
-		{"over the batch limit", batchBody(t, five, fresh.data, fresh.data, fresh.data, fresh.data, fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBatchTooLarge},
-		{"length disagrees with manifest", batchBody(t, entry{"blocks": []entry{okEntry, {"id": b.id, "proof": b.proof}}}, fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadSize},
-		{"chunked, too little data", batchBody(t, entry{"blocks": []entry{okEntry, {"id": b.id, "proof": b.proof}}}, fresh.data, b.data[:10]), true, hdr{"Content-Type", ct}, 400, blobstore.CodeBadSize},
-		{"chunked, too much data", batchBody(t, one(okEntry), fresh.data, []byte{1}), true, hdr{"Content-Type", ct}, 400, blobstore.CodeBadSize},
-		{"v7 id", batchBody(t, one(entry{"id": "01890a5d-ac96-774b-bcce-b302099a8057", "proof": fresh.proof}), fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadID},
-		{"bad proof", batchBody(t, one(entry{"id": fresh.id, "proof": "short"}), fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadProof},
-		{"bad if_match", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "if_match": "unquoted"}), fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadETag},
-		{"create-only deletion", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "delete": true, "create_only": true})), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
-		{"data for a deletion", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "delete": true}), fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadSize},
-		{"deletion and check", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "delete": true, "check": true})), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
-		{"create-only check", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "check": true, "create_only": true})), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadRequest},
+		{"no content type", good, false, nil, 415, wire.CodeUnsupportedMedia},
+		{"json content type", good, false, hdr{"Content-Type", "application/json"}, 415, wire.CodeUnsupportedMedia},
+		{"declared length over the cap", make([]byte, 4+MaxManifestBytes+4*e.bs+1), false, hdr{"Content-Type", ct}, 413, wire.CodeBodyTooLarge},
+		{"chunked body over the cap", fullManifest, true, hdr{"Content-Type", ct}, 413, wire.CodeBodyTooLarge},
+		{"manifest over its cap", append(bigManifest, make([]byte, 64)...), false, hdr{"Content-Type", ct}, 413, wire.CodeBodyTooLarge},
+		{"empty manifest", make([]byte, 4), false, hdr{"Content-Type", ct}, 400, wire.CodeBadRequest},
+		{"no length prefix", []byte{0, 0}, false, hdr{"Content-Type", ct}, 400, wire.CodeBadRequest},
+		{"manifest not json", batchBody(t, []byte("{nope"), fresh.data), false, hdr{"Content-Type", ct}, 400, wire.CodeBadRequest},
+		{"unknown manifest field", batchBody(t, entry{"blocks": []entry{okEntry}, "extra": 1}, fresh.data), false, hdr{"Content-Type", ct}, 400, wire.CodeBadRequest},
+		{"no blocks", batchBody(t, entry{"blocks": []entry{}}), false, hdr{"Content-Type", ct}, 400, wire.CodeBadRequest},
+		{"over the batch limit", batchBody(t, five, fresh.data, fresh.data, fresh.data, fresh.data, fresh.data), false, hdr{"Content-Type", ct}, 400, wire.CodeBatchTooLarge},
+		{"length disagrees with manifest", batchBody(t, entry{"blocks": []entry{okEntry, {"id": b.id, "proof": b.proof}}}, fresh.data), false, hdr{"Content-Type", ct}, 400, wire.CodeBadSize},
+		{"chunked, too little data", batchBody(t, entry{"blocks": []entry{okEntry, {"id": b.id, "proof": b.proof}}}, fresh.data, b.data[:10]), true, hdr{"Content-Type", ct}, 400, wire.CodeBadSize},
+		{"chunked, too much data", batchBody(t, one(okEntry), fresh.data, []byte{1}), true, hdr{"Content-Type", ct}, 400, wire.CodeBadSize},
+		{"v7 id", batchBody(t, one(entry{"id": "01890a5d-ac96-774b-bcce-b302099a8057", "proof": fresh.proof}), fresh.data), false, hdr{"Content-Type", ct}, 400, wire.CodeBadID},
+		{"bad proof", batchBody(t, one(entry{"id": fresh.id, "proof": "short"}), fresh.data), false, hdr{"Content-Type", ct}, 400, wire.CodeBadProof},
+		{"bad if_match", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "if_match": "unquoted"}), fresh.data), false, hdr{"Content-Type", ct}, 400, wire.CodeBadETag},
+		{"create-only deletion", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "delete": true, "create_only": true})), false, hdr{"Content-Type", ct}, 400, wire.CodeBadRequest},
+		{"data for a deletion", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "delete": true}), fresh.data), false, hdr{"Content-Type", ct}, 400, wire.CodeBadSize},
+		{"deletion and check", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "delete": true, "check": true})), false, hdr{"Content-Type", ct}, 400, wire.CodeBadRequest},
+		{"create-only check", batchBody(t, one(entry{"id": b.id, "proof": b.proof, "check": true, "create_only": true})), false, hdr{"Content-Type", ct}, 400, wire.CodeBadRequest},
 		// One bad block fails the whole batch: the good one is not written.
-		{"second block bad", batchBody(t, entry{"blocks": []entry{okEntry, {"id": "nope", "proof": b.proof}}}, fresh.data, fresh.data), false, hdr{"Content-Type", ct}, 400, blobstore.CodeBadID},
+		{"second block bad", batchBody(t, entry{"blocks": []entry{okEntry, {"id": "nope", "proof": b.proof}}}, fresh.data, fresh.data), false, hdr{"Content-Type", ct}, 400, wire.CodeBadID},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -296,15 +296,15 @@ func TestRenewBadRequests(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"wrong content type", j(entry{"blocks": []entry{ok}}), hdr{"Content-Type", "text/plain"}, 415, blobstore.CodeUnsupportedMedia},
-		{"not json", []byte("{"), nil, 400, blobstore.CodeBadRequest},
-		{"unknown field", j(entry{"blocks": []entry{ok}, "x": 1}), nil, 400, blobstore.CodeBadRequest},
-		{"trailing data", append(j(entry{"blocks": []entry{ok}}), []byte(" {}")...), nil, 400, blobstore.CodeBadRequest},
-		{"no blocks", j(entry{"blocks": []entry{}}), nil, 400, blobstore.CodeBadRequest},
-		{"over the batch limit", j(entry{"blocks": nine}), nil, 400, blobstore.CodeBatchTooLarge},
-		{"body over its cap", append(j(entry{"blocks": []entry{ok}}), bytes.Repeat([]byte(" "), 1<<12)...), nil, 413, blobstore.CodeBodyTooLarge},
-		{"v1 id", j(entry{"blocks": []entry{{"id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "proof": a.renew}}}), nil, 400, blobstore.CodeBadID},
-		{"bad proof", j(entry{"blocks": []entry{ok, {"id": a.id, "proof": "$$$"}}}), nil, 400, blobstore.CodeBadProof},
+		{"wrong content type", j(entry{"blocks": []entry{ok}}), hdr{"Content-Type", "text/plain"}, 415, wire.CodeUnsupportedMedia},
+		{"not json", []byte("{"), nil, 400, wire.CodeBadRequest},
+		{"unknown field", j(entry{"blocks": []entry{ok}, "x": 1}), nil, 400, wire.CodeBadRequest},
+		{"trailing data", append(j(entry{"blocks": []entry{ok}}), []byte(" {}")...), nil, 400, wire.CodeBadRequest},
+		{"no blocks", j(entry{"blocks": []entry{}}), nil, 400, wire.CodeBadRequest},
+		{"over the batch limit", j(entry{"blocks": nine}), nil, 400, wire.CodeBatchTooLarge},
+		{"body over its cap", append(j(entry{"blocks": []entry{ok}}), bytes.Repeat([]byte(" "), 1<<12)...), nil, 413, wire.CodeBodyTooLarge},
+		{"v1 id", j(entry{"blocks": []entry{{"id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "proof": a.renew}}}), nil, 400, wire.CodeBadID},
+		{"bad proof", j(entry{"blocks": []entry{ok, {"id": a.id, "proof": "$$$"}}}), nil, 400, wire.CodeBadProof},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -6,14 +6,14 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // The benchmarks measure the whole round trip over loopback, client
 // included, against a bolt store (every PUT is an fsynced commit).
 
 func BenchmarkGetBlock(b *testing.B) {
-	e := newEnv(b, func(c *envConfig) { c.blockSize = blobstore.DefaultBlockSize })
+	e := newEnv(b, func(c *envConfig) { c.blockSize = wire.DefaultBlockSize })
 	blk := e.newBlock()
 	e.mustPut(blk)
 	url := e.url + "/v1/blocks/" + blk.id
@@ -33,7 +33,7 @@ func BenchmarkGetBlock(b *testing.B) {
 }
 
 func BenchmarkPutBlock(b *testing.B) {
-	e := newEnv(b, func(c *envConfig) { c.blockSize = blobstore.DefaultBlockSize })
+	e := newEnv(b, func(c *envConfig) { c.blockSize = wire.DefaultBlockSize })
 	blk := e.newBlock()
 	e.mustPut(blk)
 	url := e.url + "/v1/blocks/" + blk.id

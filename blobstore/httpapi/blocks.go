@@ -16,7 +16,7 @@ import (
 // asks the store for the ETag first, so a 304 never reads the data.
 func (a *api) getBlock(x *exchange) {
 	ctx := x.r.Context()
-	id, err := blobstore.ParseID(x.ps.ByName("id"))
+	id, err := wire.ParseID(x.ps.ByName("id"))
 	if err != nil {
 		x.fail(a, err)
 		return
@@ -62,18 +62,18 @@ func (a *api) getBlock(x *exchange) {
 }
 
 func (a *api) readFailed(x *exchange, err error) {
-	switch blobstore.KindOf(err) {
-	case blobstore.KindNotFound:
+	switch wire.KindOf(err) {
+	case wire.KindNotFound:
 		x.failed++
-	case blobstore.KindInternal:
+	case wire.KindInternal:
 		// As the service does for writes: the cause goes to the log, the
 		// client learns only that the store cannot answer now.
-		err = blobstore.Wrap(blobstore.KindUnavailable, blobstore.CodeUnavailable, "store unavailable, retry later", err)
+		err = wire.Wrap(wire.KindUnavailable, wire.CodeUnavailable, "store unavailable, retry later", err)
 	}
 	x.fail(a, err)
 }
 
-func blockHeaders(w http.ResponseWriter, etag blobstore.ETag, n int) {
+func blockHeaders(w http.ResponseWriter, etag wire.ETag, n int) {
 	h := w.Header()
 	h.Set("Content-Type", wire.MediaBlock)
 	h.Set("Content-Length", strconv.Itoa(n))
@@ -83,7 +83,7 @@ func blockHeaders(w http.ResponseWriter, etag blobstore.ETag, n int) {
 	h.Set("Cache-Control", "no-store")
 }
 
-func notModified(w http.ResponseWriter, etag blobstore.ETag) {
+func notModified(w http.ResponseWriter, etag wire.ETag) {
 	h := w.Header()
 	h.Set("ETag", etag.String())
 	h.Set("Cache-Control", "no-store")
@@ -92,17 +92,17 @@ func notModified(w http.ResponseWriter, etag blobstore.ETag) {
 
 // parseWrite reads what every single-block write carries: the block ID,
 // the write proof, and the preconditions (create-only allowed on PUT only).
-func parseWrite(x *exchange, put bool) (blobstore.ID, blobstore.WriteProof, blobstore.Cond, error) {
-	id, err := blobstore.ParseID(x.ps.ByName("id"))
+func parseWrite(x *exchange, put bool) (wire.ID, wire.WriteProof, blobstore.Cond, error) {
+	id, err := wire.ParseID(x.ps.ByName("id"))
 	if err != nil {
-		return id, blobstore.WriteProof{}, blobstore.Cond{}, err
+		return id, wire.WriteProof{}, blobstore.Cond{}, err
 	}
-	proof, err := blobstore.ParseProof(x.r.Header.Get(wire.HeaderProof))
+	proof, err := wire.ParseProof(x.r.Header.Get(wire.HeaderProof))
 	if err != nil {
-		return id, blobstore.WriteProof{}, blobstore.Cond{}, err
+		return id, wire.WriteProof{}, blobstore.Cond{}, err
 	}
 	cond, err := parseWriteCond(x.r.Header, put)
-	return id, blobstore.WriteProof(proof), cond, err
+	return id, wire.WriteProof(proof), cond, err
 }
 
 // putBlock creates or overwrites one block. Everything that can be
@@ -149,10 +149,10 @@ func (a *api) putBlock(x *exchange) {
 		a.blocks.Put(bufp)
 	}
 	if err != nil {
-		if blobstore.KindOf(err) == blobstore.KindForbidden {
+		if wire.KindOf(err) == wire.KindForbidden {
 			x.failed++
 		}
-		if blobstore.KindOf(err) == blobstore.KindPrecondition && res.ETag != (blobstore.ETag{}) {
+		if wire.KindOf(err) == wire.KindPrecondition && res.ETag != (wire.ETag{}) {
 			// Only the proof's holder gets this far, and the current
 			// ETag lets it re-read and retry its compare-and-swap.
 			x.w.Header().Set("ETag", res.ETag.String())
@@ -176,8 +176,8 @@ func settled(err error) bool {
 	if err == nil {
 		return true
 	}
-	switch blobstore.KindOf(err) {
-	case blobstore.KindInvalid, blobstore.KindForbidden, blobstore.KindPrecondition, blobstore.KindNotFound:
+	switch wire.KindOf(err) {
+	case wire.KindInvalid, wire.KindForbidden, wire.KindPrecondition, wire.KindNotFound:
 		return true
 	}
 	return false
@@ -190,7 +190,7 @@ func readBlock(body io.Reader, buf []byte, size int, declared int64) ([]byte, er
 	n, err := io.ReadFull(body, buf[:size+1])
 	switch {
 	case err == nil:
-		return nil, blobstore.E(blobstore.KindTooLarge, blobstore.CodeBodyTooLarge, "block data must be exactly "+strconv.Itoa(size)+" bytes")
+		return nil, wire.E(wire.KindTooLarge, wire.CodeBodyTooLarge, "block data must be exactly "+strconv.Itoa(size)+" bytes")
 	case n == size && errors.Is(err, io.ErrUnexpectedEOF):
 		return buf[:size], nil
 	case declared < 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):
@@ -202,7 +202,7 @@ func readBlock(body io.Reader, buf []byte, size int, declared int64) ([]byte, er
 }
 
 func badSize(size, n int) error {
-	return invalid(blobstore.CodeBadSize, "block data must be exactly "+strconv.Itoa(size)+" bytes, got "+strconv.Itoa(n))
+	return invalid(wire.CodeBadSize, "block data must be exactly "+strconv.Itoa(size)+" bytes, got "+strconv.Itoa(n))
 }
 
 // checkLength refuses a declared Content-Length other than size before
@@ -210,9 +210,9 @@ func badSize(size, n int) error {
 func checkLength(cl, size int64) error {
 	switch {
 	case cl > size:
-		return blobstore.E(blobstore.KindTooLarge, blobstore.CodeBodyTooLarge, "block data must be exactly "+strconv.FormatInt(size, 10)+" bytes")
+		return wire.E(wire.KindTooLarge, wire.CodeBodyTooLarge, "block data must be exactly "+strconv.FormatInt(size, 10)+" bytes")
 	case cl >= 0 && cl < size:
-		return invalid(blobstore.CodeBadSize, "block data must be exactly "+strconv.FormatInt(size, 10)+" bytes, got "+strconv.FormatInt(cl, 10))
+		return invalid(wire.CodeBadSize, "block data must be exactly "+strconv.FormatInt(size, 10)+" bytes, got "+strconv.FormatInt(cl, 10))
 	}
 	return nil
 }
@@ -226,7 +226,7 @@ func checkMediaType(r *http.Request, want string, allowMissing bool) error {
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil || mt != want {
-		return blobstore.E(blobstore.KindMediaType, blobstore.CodeUnsupportedMedia, "Content-Type must be "+want)
+		return wire.E(wire.KindMediaType, wire.CodeUnsupportedMedia, "Content-Type must be "+want)
 	}
 	return nil
 }
@@ -239,11 +239,11 @@ func (a *api) deleteBlock(x *exchange) {
 	}
 	res, err := a.svc.Delete(x.r.Context(), id, proof, cond)
 	if err != nil {
-		switch blobstore.KindOf(err) {
-		case blobstore.KindForbidden, blobstore.KindNotFound:
+		switch wire.KindOf(err) {
+		case wire.KindForbidden, wire.KindNotFound:
 			x.failed++
-		case blobstore.KindPrecondition:
-			if res.ETag != (blobstore.ETag{}) {
+		case wire.KindPrecondition:
+			if res.ETag != (wire.ETag{}) {
 				x.w.Header().Set("ETag", res.ETag.String())
 			}
 		}
@@ -271,17 +271,17 @@ func parseWriteCond(h http.Header, put bool) (blobstore.Cond, error) {
 	if vs := h.Values("If-None-Match"); len(vs) > 0 {
 		tags, star, err := parseEntityTags(vs)
 		if err != nil {
-			return c, invalid(blobstore.CodeBadETag, "If-None-Match "+err.Error())
+			return c, invalid(wire.CodeBadETag, "If-None-Match "+err.Error())
 		}
 		if star {
 			if !put {
-				return c, invalid(blobstore.CodeBadRequest, "If-None-Match: * is not supported on DELETE")
+				return c, invalid(wire.CodeBadRequest, "If-None-Match: * is not supported on DELETE")
 			}
 			c.IfNoneMatchAny = true
 		}
 		for _, t := range tags {
 			if _, ours := t.etag(); ours {
-				return c, invalid(blobstore.CodeBadETag, "on a write, If-None-Match takes * (create only); a condition on one of this server's entity tags is not supported")
+				return c, invalid(wire.CodeBadETag, "on a write, If-None-Match takes * (create only); a condition on one of this server's entity tags is not supported")
 			}
 		}
 	}
@@ -302,21 +302,21 @@ func parseWriteCond(h http.Header, put bool) (blobstore.Cond, error) {
 // and finding other data with this hash prefix is a 128-bit preimage),
 // so the store's own comparison fails as it does for a stale tag, with
 // the same order of checks, status and ETag header.
-var unmatchable = blobstore.ETagOf(nil)
+var unmatchable = wire.ETagOf(nil)
 
 // parseIfMatch reads If-Match (field names it in errors) for the strong
 // comparison RFC 9110 §13.1.1 asks: the one tag of this server's that it
 // names, or unmatchable when it names none.
-func parseIfMatch(vs []string, field string) (blobstore.ETag, error) {
+func parseIfMatch(vs []string, field string) (wire.ETag, error) {
 	tags, star, err := parseEntityTags(vs)
 	if err != nil {
-		return blobstore.ETag{}, invalid(blobstore.CodeBadETag, field+" "+err.Error())
+		return wire.ETag{}, invalid(wire.CodeBadETag, field+" "+err.Error())
 	}
 	if star {
-		return blobstore.ETag{}, invalid(blobstore.CodeBadETag, field+": * is not supported; send the block's ETag")
+		return wire.ETag{}, invalid(wire.CodeBadETag, field+": * is not supported; send the block's ETag")
 	}
 	found := false
-	var e blobstore.ETag
+	var e wire.ETag
 	for _, t := range tags {
 		if t.weak {
 			// A weak tag never matches under strong comparison.
@@ -329,7 +329,7 @@ func parseIfMatch(vs []string, field string) (blobstore.ETag, error) {
 		if found && te != e {
 			// A block has one ETag at a time; "either of two versions"
 			// is not a condition the store can evaluate atomically.
-			return blobstore.ETag{}, invalid(blobstore.CodeBadETag, field+" may name only one of this server's entity tags")
+			return wire.ETag{}, invalid(wire.CodeBadETag, field+" may name only one of this server's entity tags")
 		}
 		e, found = te, true
 	}
@@ -346,8 +346,8 @@ type entityTag struct {
 }
 
 // etag returns the tag as one this server issued, if it has that format.
-func (t entityTag) etag() (blobstore.ETag, bool) {
-	e, err := blobstore.ParseETag(t.opaque)
+func (t entityTag) etag() (wire.ETag, bool) {
+	e, err := wire.ParseETag(t.opaque)
 	return e, err == nil
 }
 
@@ -427,7 +427,7 @@ type noneMatch struct {
 }
 
 // matches applies RFC 9110's weak comparison, which If-None-Match uses.
-func (n *noneMatch) matches(e blobstore.ETag) bool {
+func (n *noneMatch) matches(e wire.ETag) bool {
 	if n == nil {
 		return false
 	}
@@ -452,7 +452,7 @@ func parseIfNoneMatchRead(vs []string) (*noneMatch, error) {
 	}
 	tags, star, err := parseEntityTags(vs)
 	if err != nil {
-		return nil, invalid(blobstore.CodeBadETag, "If-None-Match "+err.Error())
+		return nil, invalid(wire.CodeBadETag, "If-None-Match "+err.Error())
 	}
 	n := &noneMatch{any: star}
 	for _, t := range tags {

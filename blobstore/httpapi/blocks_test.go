@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 func TestBlockLifecycle(t *testing.T) {
@@ -18,7 +18,7 @@ func TestBlockLifecycle(t *testing.T) {
 	r := e.put(b, "If-None-Match", "*")
 	r.wantStatus(t, http.StatusCreated)
 	etag1 := r.header.Get("ETag")
-	if want := blobstore.ETagOf(b.data).String(); etag1 != want {
+	if want := wire.ETagOf(b.data).String(); etag1 != want {
 		t.Fatalf("ETag %q, want %q", etag1, want)
 	}
 
@@ -42,7 +42,7 @@ func TestBlockLifecycle(t *testing.T) {
 	r = e.put(b)
 	r.wantStatus(t, http.StatusNoContent)
 	etag2 := r.header.Get("ETag")
-	if etag2 == etag1 || etag2 != blobstore.ETagOf(b.data).String() {
+	if etag2 == etag1 || etag2 != wire.ETagOf(b.data).String() {
 		t.Fatalf("overwrite ETag %q (before %q)", etag2, etag1)
 	}
 	b.data = e.randomData()
@@ -55,16 +55,16 @@ func TestBlockLifecycle(t *testing.T) {
 
 	r = e.do("DELETE", path, nil, hdr{"Blind-Proof", b.proof, "If-Match", etag3})
 	r.wantStatus(t, http.StatusNoContent)
-	e.do("GET", path, nil, nil).wantProblem(t, http.StatusNotFound, blobstore.CodeNotFound)
-	e.do("HEAD", path, nil, nil).wantProblem(t, http.StatusNotFound, blobstore.CodeNotFound)
-	e.do("DELETE", path, nil, hdr{"Blind-Proof", b.proof}).wantProblem(t, http.StatusNotFound, blobstore.CodeNotFound)
+	e.do("GET", path, nil, nil).wantProblem(t, http.StatusNotFound, wire.CodeNotFound)
+	e.do("HEAD", path, nil, nil).wantProblem(t, http.StatusNotFound, wire.CodeNotFound)
+	e.do("DELETE", path, nil, hdr{"Blind-Proof", b.proof}).wantProblem(t, http.StatusNotFound, wire.CodeNotFound)
 	if s := e.snapshot(b.id); s.blocks != 0 || s.of[b.id] != "" {
 		t.Fatal("the block is still in the store after DELETE")
 	}
 }
 
 func TestDefaultBlockSize(t *testing.T) {
-	e := newEnv(t, func(c *envConfig) { c.blockSize = blobstore.DefaultBlockSize })
+	e := newEnv(t, func(c *envConfig) { c.blockSize = wire.DefaultBlockSize })
 	b := e.newBlock()
 	etag := e.mustPut(b)
 	r := e.do("GET", "/v1/blocks/"+b.id, nil, nil)
@@ -73,7 +73,7 @@ func TestDefaultBlockSize(t *testing.T) {
 		t.Fatalf("GET returned %d bytes, ETag %q", len(r.body), r.header.Get("ETag"))
 	}
 	short := &block{id: b.id, proof: b.proof, data: b.data[:4096]}
-	e.put(short).wantProblem(t, http.StatusBadRequest, blobstore.CodeBadSize)
+	e.put(short).wantProblem(t, http.StatusBadRequest, wire.CodeBadSize)
 	if r := e.do("GET", "/v1/blocks/"+b.id, nil, nil); r.header.Get("ETag") != etag {
 		t.Fatal("a short put changed the block")
 	}
@@ -84,7 +84,7 @@ func TestConditionalRead(t *testing.T) {
 	b := e.newBlock()
 	etag := e.mustPut(b)
 	path := "/v1/blocks/" + b.id
-	other := blobstore.ETagOf([]byte("other")).String()
+	other := wire.ETagOf([]byte("other")).String()
 	e.secretETag(other)
 
 	for _, method := range []string{"GET", "HEAD"} {
@@ -100,11 +100,11 @@ func TestConditionalRead(t *testing.T) {
 		if method == "GET" && !bytes.Equal(r.body, b.data) {
 			t.Fatal("GET with a stale If-None-Match did not return the data")
 		}
-		e.do(method, path, nil, hdr{"If-None-Match", "not-quoted"}).wantProblem(t, http.StatusBadRequest, blobstore.CodeBadETag)
+		e.do(method, path, nil, hdr{"If-None-Match", "not-quoted"}).wantProblem(t, http.StatusBadRequest, wire.CodeBadETag)
 	}
 	// If-None-Match: * on a missing block is true, so the answer is 404.
 	missing := e.newBlock()
-	e.do("GET", "/v1/blocks/"+missing.id, nil, hdr{"If-None-Match", "*"}).wantProblem(t, http.StatusNotFound, blobstore.CodeNotFound)
+	e.do("GET", "/v1/blocks/"+missing.id, nil, hdr{"If-None-Match", "*"}).wantProblem(t, http.StatusNotFound, wire.CodeNotFound)
 }
 
 // TestBadRequestsChangeNothing sends every kind of bad or refused write
@@ -115,7 +115,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	etag := e.mustPut(b)
 	fresh := e.newBlock() // never written
 	stranger := e.newBlock()
-	otherTag := blobstore.ETagOf([]byte("x")).String()
+	otherTag := wire.ETagOf([]byte("x")).String()
 	e.secretETag(otherTag)
 
 	const (
@@ -142,45 +142,45 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		status  int
 		code    string
 	}{
-		{"not a uuid", "PUT", put("not-a-uuid"), full, false, ok, 400, blobstore.CodeBadID},
-		{"v1 uuid", "PUT", put(v1), full, false, ok, 400, blobstore.CodeBadID},
-		{"v7 uuid", "PUT", put(v7), full, false, ok, 400, blobstore.CodeBadID},
-		{"malformed uuid", "PUT", put(badHex), full, false, ok, 400, blobstore.CodeBadID},
-		{"wrong variant", "PUT", put(badVarian), full, false, ok, 400, blobstore.CodeBadID},
-		{"get v1", "GET", put(v1), nil, false, nil, 400, blobstore.CodeBadID},
-		{"head v7", "HEAD", put(v7), nil, false, nil, 400, blobstore.CodeBadID},
-		{"delete malformed", "DELETE", put(badHex), nil, false, ok, 400, blobstore.CodeBadID},
-		{"short body", "PUT", put(b.id), full[:e.bs-1], false, ok, 400, blobstore.CodeBadSize},
-		{"short body, new block", "PUT", put(fresh.id), full[:100], false, hdr{"Blind-Proof", fresh.proof}, 400, blobstore.CodeBadSize},
-		{"short chunked body", "PUT", put(b.id), full[:e.bs/2], true, ok, 400, blobstore.CodeBadSize},
-		{"empty body", "PUT", put(fresh.id), []byte{}, false, hdr{"Blind-Proof", fresh.proof}, 400, blobstore.CodeBadSize},
-		{"long body", "PUT", put(b.id), append(bytes.Clone(full), 0), false, ok, 413, blobstore.CodeBodyTooLarge},
-		{"long chunked body", "PUT", put(fresh.id), append(bytes.Clone(full), make([]byte, 100)...), true, hdr{"Blind-Proof", fresh.proof}, 413, blobstore.CodeBodyTooLarge},
-		{"missing proof", "PUT", put(b.id), full, false, nil, 400, blobstore.CodeBadProof},
-		{"malformed proof", "PUT", put(b.id), full, false, hdr{"Blind-Proof", "!!not*base64!!"}, 400, blobstore.CodeBadProof},
-		{"short proof", "PUT", put(b.id), full, false, hdr{"Blind-Proof", b.proof[:20]}, 400, blobstore.CodeBadProof},
-		{"unquoted if-match", "PUT", put(b.id), full, false, with(ok, "If-Match", strings.Trim(etag, `"`)), 400, blobstore.CodeBadETag},
-		{"if-match star", "PUT", put(b.id), full, false, with(ok, "If-Match", "*"), 400, blobstore.CodeBadETag},
-		{"if-match list", "PUT", put(b.id), full, false, with(ok, "If-Match", etag+", "+otherTag), 400, blobstore.CodeBadETag},
-		{"if-none-match tag on put", "PUT", put(b.id), full, false, with(ok, "If-None-Match", etag), 400, blobstore.CodeBadETag},
-		{"wrong content type", "PUT", put(b.id), full, false, with(ok, "Content-Type", "text/plain"), 415, blobstore.CodeUnsupportedMedia},
-		{"delete without proof", "DELETE", put(b.id), nil, false, nil, 400, blobstore.CodeBadProof},
-		{"delete if-none-match", "DELETE", put(b.id), nil, false, with(ok, "If-None-Match", "*"), 400, blobstore.CodeBadRequest},
-		{"delete malformed if-match", "DELETE", put(b.id), nil, false, with(ok, "If-Match", "nope"), 400, blobstore.CodeBadETag},
-		{"delete if-match star", "DELETE", put(b.id), nil, false, with(ok, "If-Match", "*"), 400, blobstore.CodeBadETag},
-		{"put with wrong proof", "PUT", put(b.id), full, false, hdr{"Blind-Proof", stranger.proof}, 403, blobstore.CodeProofMismatch},
-		{"create-only with wrong proof", "PUT", put(b.id), full, false, hdr{"Blind-Proof", stranger.proof, "If-None-Match", "*"}, 403, blobstore.CodeProofMismatch},
-		{"delete with wrong proof", "DELETE", put(b.id), nil, false, hdr{"Blind-Proof", stranger.proof}, 403, blobstore.CodeProofMismatch},
-		{"delete missing", "DELETE", put(fresh.id), nil, false, hdr{"Blind-Proof", fresh.proof}, 404, blobstore.CodeNotFound},
-		{"get missing", "GET", put(fresh.id), nil, false, nil, 404, blobstore.CodeNotFound},
-		{"create-only on existing", "PUT", put(b.id), e.randomData(), false, with(ok, "If-None-Match", "*"), 412, blobstore.CodePreconditionFailed},
-		{"if-match mismatch", "PUT", put(b.id), e.randomData(), false, with(ok, "If-Match", otherTag), 412, blobstore.CodePreconditionFailed},
-		{"if-match on missing", "PUT", put(fresh.id), fresh.data, false, hdr{"Blind-Proof", fresh.proof, "If-Match", etag}, 412, blobstore.CodePreconditionFailed},
-		{"delete if-match mismatch", "DELETE", put(b.id), nil, false, with(ok, "If-Match", otherTag), 412, blobstore.CodePreconditionFailed},
+		{"not a uuid", "PUT", put("not-a-uuid"), full, false, ok, 400, wire.CodeBadID},
+		{"v1 uuid", "PUT", put(v1), full, false, ok, 400, wire.CodeBadID},
+		{"v7 uuid", "PUT", put(v7), full, false, ok, 400, wire.CodeBadID},
+		{"malformed uuid", "PUT", put(badHex), full, false, ok, 400, wire.CodeBadID},
+		{"wrong variant", "PUT", put(badVarian), full, false, ok, 400, wire.CodeBadID},
+		{"get v1", "GET", put(v1), nil, false, nil, 400, wire.CodeBadID},
+		{"head v7", "HEAD", put(v7), nil, false, nil, 400, wire.CodeBadID},
+		{"delete malformed", "DELETE", put(badHex), nil, false, ok, 400, wire.CodeBadID},
+		{"short body", "PUT", put(b.id), full[:e.bs-1], false, ok, 400, wire.CodeBadSize},
+		{"short body, new block", "PUT", put(fresh.id), full[:100], false, hdr{"Blind-Proof", fresh.proof}, 400, wire.CodeBadSize},
+		{"short chunked body", "PUT", put(b.id), full[:e.bs/2], true, ok, 400, wire.CodeBadSize},
+		{"empty body", "PUT", put(fresh.id), []byte{}, false, hdr{"Blind-Proof", fresh.proof}, 400, wire.CodeBadSize},
+		{"long body", "PUT", put(b.id), append(bytes.Clone(full), 0), false, ok, 413, wire.CodeBodyTooLarge},
+		{"long chunked body", "PUT", put(fresh.id), append(bytes.Clone(full), make([]byte, 100)...), true, hdr{"Blind-Proof", fresh.proof}, 413, wire.CodeBodyTooLarge},
+		{"missing proof", "PUT", put(b.id), full, false, nil, 400, wire.CodeBadProof},
+		{"malformed proof", "PUT", put(b.id), full, false, hdr{"Blind-Proof", "!!not*base64!!"}, 400, wire.CodeBadProof},
+		{"short proof", "PUT", put(b.id), full, false, hdr{"Blind-Proof", b.proof[:20]}, 400, wire.CodeBadProof},
+		{"unquoted if-match", "PUT", put(b.id), full, false, with(ok, "If-Match", strings.Trim(etag, `"`)), 400, wire.CodeBadETag},
+		{"if-match star", "PUT", put(b.id), full, false, with(ok, "If-Match", "*"), 400, wire.CodeBadETag},
+		{"if-match list", "PUT", put(b.id), full, false, with(ok, "If-Match", etag+", "+otherTag), 400, wire.CodeBadETag},
+		{"if-none-match tag on put", "PUT", put(b.id), full, false, with(ok, "If-None-Match", etag), 400, wire.CodeBadETag},
+		{"wrong content type", "PUT", put(b.id), full, false, with(ok, "Content-Type", "text/plain"), 415, wire.CodeUnsupportedMedia},
+		{"delete without proof", "DELETE", put(b.id), nil, false, nil, 400, wire.CodeBadProof},
+		{"delete if-none-match", "DELETE", put(b.id), nil, false, with(ok, "If-None-Match", "*"), 400, wire.CodeBadRequest},
+		{"delete malformed if-match", "DELETE", put(b.id), nil, false, with(ok, "If-Match", "nope"), 400, wire.CodeBadETag},
+		{"delete if-match star", "DELETE", put(b.id), nil, false, with(ok, "If-Match", "*"), 400, wire.CodeBadETag},
+		{"put with wrong proof", "PUT", put(b.id), full, false, hdr{"Blind-Proof", stranger.proof}, 403, wire.CodeProofMismatch},
+		{"create-only with wrong proof", "PUT", put(b.id), full, false, hdr{"Blind-Proof", stranger.proof, "If-None-Match", "*"}, 403, wire.CodeProofMismatch},
+		{"delete with wrong proof", "DELETE", put(b.id), nil, false, hdr{"Blind-Proof", stranger.proof}, 403, wire.CodeProofMismatch},
+		{"delete missing", "DELETE", put(fresh.id), nil, false, hdr{"Blind-Proof", fresh.proof}, 404, wire.CodeNotFound},
+		{"get missing", "GET", put(fresh.id), nil, false, nil, 404, wire.CodeNotFound},
+		{"create-only on existing", "PUT", put(b.id), e.randomData(), false, with(ok, "If-None-Match", "*"), 412, wire.CodePreconditionFailed},
+		{"if-match mismatch", "PUT", put(b.id), e.randomData(), false, with(ok, "If-Match", otherTag), 412, wire.CodePreconditionFailed},
+		{"if-match on missing", "PUT", put(fresh.id), fresh.data, false, hdr{"Blind-Proof", fresh.proof, "If-Match", etag}, 412, wire.CodePreconditionFailed},
+		{"delete if-match mismatch", "DELETE", put(b.id), nil, false, with(ok, "If-Match", otherTag), 412, wire.CodePreconditionFailed},
 		// RFC 9110 §13.1.1: well-formed tags that are not this block's
 		// are non-matches, not errors.
-		{"weak if-match", "PUT", put(b.id), e.randomData(), false, with(ok, "If-Match", "W/"+etag), 412, blobstore.CodePreconditionFailed},
-		{"if-match foreign tag", "PUT", put(b.id), e.randomData(), false, with(ok, "If-Match", `"abc"`), 412, blobstore.CodePreconditionFailed},
+		{"weak if-match", "PUT", put(b.id), e.randomData(), false, with(ok, "If-Match", "W/"+etag), 412, wire.CodePreconditionFailed},
+		{"if-match foreign tag", "PUT", put(b.id), e.randomData(), false, with(ok, "If-Match", `"abc"`), 412, wire.CodePreconditionFailed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -218,16 +218,16 @@ func TestRoutingProblems(t *testing.T) {
 		code         string
 		allow        string
 	}{
-		{"POST", "/v1/blocks/" + b.id, 405, blobstore.CodeMethodNotAllowed, "DELETE, GET, HEAD, PUT"},
-		{"PATCH", "/v1/blocks/" + b.id, 405, blobstore.CodeMethodNotAllowed, "DELETE, GET, HEAD, PUT"},
-		{"OPTIONS", "/v1/blocks/" + b.id, 405, blobstore.CodeMethodNotAllowed, "DELETE, GET, HEAD, PUT"},
-		{"PUT", "/v1/config", 405, blobstore.CodeMethodNotAllowed, "GET, HEAD"},
-		{"GET", "/v1/renew", 405, blobstore.CodeMethodNotAllowed, "POST"},
-		{"GET", "/v1/nothing", 404, blobstore.CodeNoRoute, ""},
-		{"GET", "/v1/blocks/", 404, blobstore.CodeNoRoute, ""},
-		{"GET", "/v1/blocks/" + b.id + "/", 404, blobstore.CodeNoRoute, ""},
-		{"GET", "/V1/CONFIG", 404, blobstore.CodeNoRoute, ""},
-		{"GET", "/", 404, blobstore.CodeNoRoute, ""},
+		{"POST", "/v1/blocks/" + b.id, 405, wire.CodeMethodNotAllowed, "DELETE, GET, HEAD, PUT"},
+		{"PATCH", "/v1/blocks/" + b.id, 405, wire.CodeMethodNotAllowed, "DELETE, GET, HEAD, PUT"},
+		{"OPTIONS", "/v1/blocks/" + b.id, 405, wire.CodeMethodNotAllowed, "DELETE, GET, HEAD, PUT"},
+		{"PUT", "/v1/config", 405, wire.CodeMethodNotAllowed, "GET, HEAD"},
+		{"GET", "/v1/renew", 405, wire.CodeMethodNotAllowed, "POST"},
+		{"GET", "/v1/nothing", 404, wire.CodeNoRoute, ""},
+		{"GET", "/v1/blocks/", 404, wire.CodeNoRoute, ""},
+		{"GET", "/v1/blocks/" + b.id + "/", 404, wire.CodeNoRoute, ""},
+		{"GET", "/V1/CONFIG", 404, wire.CodeNoRoute, ""},
+		{"GET", "/", 404, wire.CodeNoRoute, ""},
 	}
 	for _, c := range cases {
 		r := e.do(c.method, c.path, nil, nil)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 func TestParseEntityTags(t *testing.T) {
@@ -75,7 +75,7 @@ func TestForeignEntityTagsDoNotMatch(t *testing.T) {
 	etag := e.mustPut(b)
 	fresh := e.newBlock() // never written
 	stranger := e.newBlock()
-	stale := blobstore.ETagOf([]byte("stale")).String() // our format, not this block's
+	stale := wire.ETagOf([]byte("stale")).String() // our format, not this block's
 	e.secretETag(stale)
 	path := func(x *block) string { return "/v1/blocks/" + x.id }
 	foreign := []string{`"stale"`, `W/` + etag, `"stale", W/"x"`, `"a,b"`, etag[:len(etag)-1] + `A"`}
@@ -137,15 +137,15 @@ func TestForeignEntityTagsDoNotMatch(t *testing.T) {
 	b.data = e.randomData()
 	r = e.put(b, "If-None-Match", `"stale", W/"x"`)
 	r.wantStatus(t, http.StatusNoContent)
-	if r.header.Get("ETag") != blobstore.ETagOf(b.data).String() {
+	if r.header.Get("ETag") != wire.ETagOf(b.data).String() {
 		t.Fatal("the write under a holding If-None-Match did not replace the block")
 	}
 	e.do("DELETE", path(b), nil, hdr{"Blind-Proof", b.proof, "If-None-Match", `"stale"`}).wantStatus(t, http.StatusNoContent)
 
 	// Malformed headers stay 400 bad_etag.
 	for _, h := range []string{"stale", `"unterminated`, `*, "x"`, `W/ "x"`, `"a" "b"`} {
-		e.do("PUT", path(fresh), fresh.data, hdr{"Blind-Proof", fresh.proof, "If-Match", h}).wantProblem(t, http.StatusBadRequest, blobstore.CodeBadETag)
-		e.do("PUT", path(fresh), fresh.data, hdr{"Blind-Proof", fresh.proof, "If-None-Match", h}).wantProblem(t, http.StatusBadRequest, blobstore.CodeBadETag)
+		e.do("PUT", path(fresh), fresh.data, hdr{"Blind-Proof", fresh.proof, "If-Match", h}).wantProblem(t, http.StatusBadRequest, wire.CodeBadETag)
+		e.do("PUT", path(fresh), fresh.data, hdr{"Blind-Proof", fresh.proof, "If-None-Match", h}).wantProblem(t, http.StatusBadRequest, wire.CodeBadETag)
 	}
 }
 
@@ -170,16 +170,16 @@ func TestBatchForeignIfMatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []BatchResult{
-		{ID: b.id, Status: 412, Code: blobstore.CodePreconditionFailed, ETag: etag},
-		{ID: b.id, Status: 412, Code: blobstore.CodePreconditionFailed, ETag: etag},
-		{ID: other.id, Status: 204, ETag: blobstore.ETagOf(newData).String()},
+		{ID: b.id, Status: 412, Code: wire.CodePreconditionFailed, ETag: etag},
+		{ID: b.id, Status: 412, Code: wire.CodePreconditionFailed, ETag: etag},
+		{ID: other.id, Status: 204, ETag: wire.ETagOf(newData).String()},
 	}
 	if !slices.Equal(out.Results, want) {
 		t.Fatalf("results %+v, want %+v", out.Results, want)
 	}
 	before := e.snapshot(b.id)
 	bad := batchBody(t, entry{"blocks": []entry{{"id": b.id, "proof": b.proof, "if_match": "unquoted"}}}, newData)
-	e.do("POST", "/v1/blocks", bad, hdr{"Content-Type", ct}).wantProblem(t, http.StatusBadRequest, blobstore.CodeBadETag)
+	e.do("POST", "/v1/blocks", bad, hdr{"Content-Type", ct}).wantProblem(t, http.StatusBadRequest, wire.CodeBadETag)
 	e.unchanged(before, b.id)
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/bolt"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // observed collects, across every test of the package, the statuses each
@@ -188,17 +189,17 @@ func newEnv(t testing.TB, adjust ...func(*envConfig)) *env {
 // block is a test block with its secrets.
 type block struct {
 	id    string
-	w     blobstore.WriteProof
+	w     wire.WriteProof
 	proof string // base64url write proof
 	renew string // base64url renew proof
 	data  []byte
 }
 
 func (e *env) newBlock() *block {
-	id := blobstore.NewID()
-	var w blobstore.WriteProof
+	id := wire.NewID()
+	var w wire.WriteProof
 	_, _ = rand.Read(w[:])
-	b := &block{id: id.String(), w: w, proof: blobstore.EncodeProof(w), renew: blobstore.EncodeProof(w.Renew()), data: e.randomData()}
+	b := &block{id: id.String(), w: w, proof: wire.EncodeProof(w), renew: wire.EncodeProof(w.Renew()), data: e.randomData()}
 	e.secretID(b.id)
 	e.secret(b.proof, b.renew, hex.EncodeToString(w[:]), base64.StdEncoding.EncodeToString(w[:]))
 	r := w.Renew()
@@ -390,7 +391,7 @@ func (e *env) snapshot(ids ...string) snapshot {
 	}
 	s := snapshot{blocks: st.Blocks, of: map[string]string{}}
 	for _, id := range ids {
-		pid, err := blobstore.ParseID(id)
+		pid, err := wire.ParseID(id)
 		if err != nil {
 			continue
 		}
@@ -401,7 +402,7 @@ func (e *env) snapshot(ids ...string) snapshot {
 		case err != nil:
 			e.t.Fatal(err)
 		default:
-			sum := blobstore.ETagOf(data)
+			sum := wire.ETagOf(data)
 			s.of[id] = etag.String() + hex.EncodeToString(sum[:])
 		}
 	}

@@ -67,10 +67,10 @@ func newFuzzFixture(f *testing.F) *fuzzFixture {
 	}
 	fx := &fuzzFixture{a: New(svc, opt).(*api), bs: bs, logs: logs}
 	for range 2 {
-		id := blobstore.NewID()
-		var w blobstore.WriteProof
+		id := wire.NewID()
+		var w wire.WriteProof
 		_, _ = rand.Read(w[:])
-		b := &block{id: id.String(), w: w, proof: blobstore.EncodeProof(w), renew: blobstore.EncodeProof(w.Renew()), data: make([]byte, bs)}
+		b := &block{id: id.String(), w: w, proof: wire.EncodeProof(w), renew: wire.EncodeProof(w.Renew()), data: make([]byte, bs)}
 		_, _ = rand.Read(b.data)
 		if _, err := svc.Put(context.Background(), blobstore.PutItem{ID: id, Proof: w, Data: b.data}); err != nil {
 			f.Fatal(err)
@@ -120,7 +120,7 @@ func FuzzRenewRequest(f *testing.F) {
 	a, b := fx.blocks[0], fx.blocks[1]
 	seed := func(v any) []byte { j, _ := json.Marshal(v); return j }
 	f.Add(seed(entry{"blocks": []entry{{"id": a.id, "proof": a.renew}}}), true)
-	f.Add(seed(entry{"blocks": []entry{{"id": a.id, "proof": a.renew}, {"id": b.id, "proof": b.proof}, {"id": blobstore.NewID().String(), "proof": a.renew}}}), true)
+	f.Add(seed(entry{"blocks": []entry{{"id": a.id, "proof": a.renew}, {"id": b.id, "proof": b.proof}, {"id": wire.NewID().String(), "proof": a.renew}}}), true)
 	f.Add(seed(entry{"blocks": []entry{{"id": strings.ToUpper(a.id), "proof": a.renew + "="}}}), false)
 	f.Add(seed(entry{"blocks": []entry{{"id": a.id, "proof": a.renew}, {"id": a.id, "proof": a.renew}}}), true)
 	f.Add([]byte(`{"blocks":[]}`), true)
@@ -152,7 +152,7 @@ func FuzzRenewRequest(f *testing.F) {
 			t.Fatalf("a renewal of 1 to 8 current or missing blocks answered %+v", out)
 		}
 		for _, id := range append(slices.Clone(out.Missing), out.Refused...) {
-			if p, err := blobstore.ParseID(id); err != nil || p.String() != id {
+			if p, err := wire.ParseID(id); err != nil || p.String() != id {
 				t.Fatalf("answered an id not in canonical form: %q", id)
 			}
 		}
@@ -199,7 +199,7 @@ func FuzzReadBatch(f *testing.F) {
 			fx.a.blocks.Put(b)
 		}
 		if err != nil {
-			if k := blobstore.KindOf(err); k != blobstore.KindInvalid && k != blobstore.KindTooLarge {
+			if k := wire.KindOf(err); k != wire.KindInvalid && k != wire.KindTooLarge {
 				t.Fatalf("a framing error of kind %v: %v", k, err)
 			}
 			if codeOf(err) == "" {
@@ -251,7 +251,7 @@ func FuzzReadBatch(f *testing.F) {
 func FuzzWriteHeaders(f *testing.F) {
 	fx := newFuzzFixture(f)
 	a := fx.blocks[0]
-	etag := blobstore.ETagOf(a.data).String()
+	etag := wire.ETagOf(a.data).String()
 	f.Add(a.proof, etag, "", false)
 	f.Add(a.proof, "", "*", true)
 	f.Add(a.proof+"==", "*", "", false)
@@ -275,15 +275,15 @@ func FuzzWriteHeaders(f *testing.F) {
 		// The proof is a's own: a delete that got through would remove
 		// the fixture's block. Keep those off the store.
 		if !put && proof != "" {
-			if p, err := blobstore.ParseProof(proof); err == nil && blobstore.WriteProof(p) == a.w {
+			if p, err := wire.ParseProof(proof); err == nil && wire.WriteProof(p) == a.w {
 				return
 			}
 		}
 		rec := fx.serve(method, "/v1/blocks/"+a.id, body, h)
 		fx.checkAnswer(t, method, "/v1/blocks/:id", rec)
 		if rec.Code < 300 {
-			p, err := blobstore.ParseProof(proof)
-			if err != nil || blobstore.WriteProof(p) != a.w {
+			p, err := wire.ParseProof(proof)
+			if err != nil || wire.WriteProof(p) != a.w {
 				t.Fatalf("%s with proof %q answered %d", method, proof, rec.Code)
 			}
 		}
@@ -333,9 +333,9 @@ func FuzzClientKey(f *testing.F) {
 	})
 }
 
-// codeOf returns the stable code of err's *blobstore.Error, "" if none.
+// codeOf returns the stable code of err's *wire.Error, "" if none.
 func codeOf(err error) string {
-	var be *blobstore.Error
+	var be *wire.Error
 	if errors.As(err, &be) {
 		return be.Code
 	}

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // TestHeadOnGetRoutes: every route that answers GET answers HEAD with the
@@ -42,7 +42,7 @@ func TestHeadOnGetRoutes(t *testing.T) {
 			}
 		}
 	}
-	down.do("HEAD", "/readyz", nil, nil).wantProblem(t, http.StatusServiceUnavailable, blobstore.CodeUnavailable)
+	down.do("HEAD", "/readyz", nil, nil).wantProblem(t, http.StatusServiceUnavailable, wire.CodeUnavailable)
 	// The twins are routes like any other: other methods get 405 with
 	// an Allow that names HEAD.
 	if r := e.do("DELETE", "/healthz", nil, nil); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, HEAD" {

@@ -144,11 +144,11 @@ func New(svc *blobstore.Service, opt Options) http.Handler {
 	r.HandleOPTIONS = false
 	r.HandleMethodNotAllowed = true
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		writeCode(w, req, blobstore.CodeNoRoute, "no such route")
+		writeCode(w, req, wire.CodeNoRoute, "no such route")
 	})
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Allow", withoutOptions(w.Header().Get("Allow")))
-		writeCode(w, req, blobstore.CodeMethodNotAllowed, "method not allowed on this route")
+		writeCode(w, req, wire.CodeMethodNotAllowed, "method not allowed on this route")
 	})
 	r.PanicHandler = a.panicked
 	for _, rt := range routeTable() {
@@ -271,7 +271,7 @@ func (a *api) handle(rt route) httprouter.Handle {
 		key := clientKey(r, a.opt.TrustProxyHeader)
 		if wait, blocked := a.probe.Blocked(r.Context(), key); blocked {
 			w.Header().Set("Retry-After", retryAfter(wait))
-			writeCode(w, r, blobstore.CodeRateLimited, "too many failed requests from this address; retry later")
+			writeCode(w, r, wire.CodeRateLimited, "too many failed requests from this address; retry later")
 			return
 		}
 		rt.handle(a, x)
@@ -306,7 +306,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if headerBytes(r) > a.opt.MaxHeaderBytes {
 		rec.route = "header_check"
-		writeCode(rec, r, blobstore.CodeHeaderTooLarge,
+		writeCode(rec, r, wire.CodeHeaderTooLarge,
 			"request headers exceed the limit published in /v1/config")
 		return
 	}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 func TestHealthConfigAndOpenAPI(t *testing.T) {
@@ -56,7 +56,7 @@ func TestNotReady(t *testing.T) {
 	e := newEnv(t, func(c *envConfig) {
 		c.opt.Ready = func(context.Context) error { return errors.New("redis: connection refused") }
 	})
-	e.do("GET", "/readyz", nil, nil).wantProblem(t, http.StatusServiceUnavailable, blobstore.CodeUnavailable)
+	e.do("GET", "/readyz", nil, nil).wantProblem(t, http.StatusServiceUnavailable, wire.CodeUnavailable)
 	e.do("GET", "/healthz", nil, nil).wantStatus(t, http.StatusOK)
 	if !strings.Contains(e.logs.String(), "readiness check: redis: connection refused") {
 		t.Fatalf("the failed check's cause is not logged:\n%s", e.logs.String())
@@ -91,7 +91,7 @@ func TestStoreClosed(t *testing.T) {
 	}
 	for _, q := range reqs {
 		r := e.do(q.method, q.path, q.body, q.h)
-		r.wantProblem(t, http.StatusServiceUnavailable, blobstore.CodeUnavailable)
+		r.wantProblem(t, http.StatusServiceUnavailable, wire.CodeUnavailable)
 		if r.header.Get("Retry-After") != "5" {
 			t.Errorf("%s: Retry-After %q", q.method, r.header.Get("Retry-After"))
 		}
@@ -116,7 +116,7 @@ func TestHeaderTooLarge(t *testing.T) {
 		if q.method == "PUT" {
 			body = e.randomData()
 		}
-		e.do(q.method, q.path, body, hdr{"Blind-Proof", b.proof, "X-Pad", pad}).wantProblem(t, http.StatusRequestHeaderFieldsTooLarge, blobstore.CodeHeaderTooLarge)
+		e.do(q.method, q.path, body, hdr{"Blind-Proof", b.proof, "X-Pad", pad}).wantProblem(t, http.StatusRequestHeaderFieldsTooLarge, wire.CodeHeaderTooLarge)
 		e.unchanged(before, b.id)
 	}
 	// Just under the cap passes.
@@ -205,9 +205,9 @@ func TestSlowAndCutBodies(t *testing.T) {
 				before := e.snapshot(b.id, fresh.id)
 				st, _ := e.store.Stats(context.Background())
 				status, code := e.rawRequest(t, c.head, partial, cut)
-				want, wantCode := http.StatusRequestTimeout, blobstore.CodeTimeout
+				want, wantCode := http.StatusRequestTimeout, wire.CodeTimeout
 				if cut {
-					want, wantCode = http.StatusBadRequest, blobstore.CodeBadRequest
+					want, wantCode = http.StatusBadRequest, wire.CodeBadRequest
 				}
 				if status != want || code != wantCode {
 					t.Fatalf("cut=%v: %d %q, want %d %q", cut, status, code, want, wantCode)
@@ -316,9 +316,9 @@ func TestProbeLimit(t *testing.T) {
 				f.fail(from)
 			}
 			r := e.do("GET", path, nil, hdr{"X-Forwarded-For", from})
-			r.wantProblem(t, http.StatusTooManyRequests, blobstore.CodeRateLimited)
+			r.wantProblem(t, http.StatusTooManyRequests, wire.CodeRateLimited)
 			// The client's own left-hand entries do not change who it is.
-			e.do("GET", path, nil, hdr{"X-Forwarded-For", "192.0.2.7, " + from}).wantProblem(t, 429, blobstore.CodeRateLimited)
+			e.do("GET", path, nil, hdr{"X-Forwarded-For", "192.0.2.7, " + from}).wantProblem(t, 429, wire.CodeRateLimited)
 			e.do("GET", path, nil, hdr{"X-Forwarded-For", addr()}).wantStatus(t, http.StatusOK)
 		})
 	}
@@ -345,7 +345,7 @@ func TestProbeLimit(t *testing.T) {
 		{"POST", "/v1/renew", renewBody(b), with("Content-Type", "application/json")},
 	} {
 		r := e.do(q.method, q.path, q.body, q.h)
-		r.wantProblem(t, http.StatusTooManyRequests, blobstore.CodeRateLimited)
+		r.wantProblem(t, http.StatusTooManyRequests, wire.CodeRateLimited)
 		if ra, _ := strconv.Atoi(r.header.Get("Retry-After")); ra < 1 || ra > 3 {
 			t.Errorf("%s %s: Retry-After %q, want about 2 s", q.method, q.path, r.header.Get("Retry-After"))
 		}
@@ -363,7 +363,7 @@ func TestProbeLimit(t *testing.T) {
 	}
 	e.do("POST", "/v1/renew", renewBody(many...), hdr{"X-Forwarded-For", from}).wantStatus(t, 200)
 	r := e.do("GET", path, nil, hdr{"X-Forwarded-For", from})
-	r.wantProblem(t, http.StatusTooManyRequests, blobstore.CodeRateLimited)
+	r.wantProblem(t, http.StatusTooManyRequests, wire.CodeRateLimited)
 	if ra, _ := strconv.Atoi(r.header.Get("Retry-After")); ra < 10 || ra > 12 {
 		t.Fatalf("Retry-After %q after 8 failures in one renewal, want about 11 s", r.header.Get("Retry-After"))
 	}
@@ -373,7 +373,7 @@ func TestProbeLimit(t *testing.T) {
 	for range 3 {
 		e.do("GET", "/v1/blocks/"+missing().id, nil, hdr{"X-Forwarded-For", "2001:db8:0:5::1"}).wantStatus(t, 404)
 	}
-	e.do("GET", path, nil, hdr{"X-Forwarded-For", "2001:db8:0:5::2"}).wantProblem(t, 429, blobstore.CodeRateLimited)
+	e.do("GET", path, nil, hdr{"X-Forwarded-For", "2001:db8:0:5::2"}).wantProblem(t, 429, wire.CodeRateLimited)
 	e.do("GET", path, nil, hdr{"X-Forwarded-For", "2001:db8:0:6::1"}).wantStatus(t, http.StatusOK)
 }
 
@@ -387,5 +387,5 @@ func TestProbeLimitByConnection(t *testing.T) {
 	for i := range 2 {
 		e.do("GET", "/v1/blocks/"+e.newBlock().id, nil, hdr{"X-Forwarded-For", "192.0.2." + strconv.Itoa(i)}).wantStatus(t, 404)
 	}
-	e.do("GET", "/v1/blocks/"+b.id, nil, hdr{"X-Forwarded-For", "192.0.2.99"}).wantProblem(t, 429, blobstore.CodeRateLimited)
+	e.do("GET", "/v1/blocks/"+b.id, nil, hdr{"X-Forwarded-For", "192.0.2.99"}).wantProblem(t, 429, wire.CodeRateLimited)
 }

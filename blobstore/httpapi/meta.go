@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/wire"
 )
 
@@ -36,7 +35,7 @@ func (a *api) readyz(x *exchange) {
 		}
 	}
 	if err != nil {
-		x.fail(a, blobstore.Wrap(blobstore.KindUnavailable, blobstore.CodeUnavailable, "not ready", err))
+		x.fail(a, wire.Wrap(wire.KindUnavailable, wire.CodeUnavailable, "not ready", err))
 		return
 	}
 	writeText(x.w, x.r, "ready\n")

@@ -20,6 +20,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/bolt"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // openapiOps returns "METHOD /path" → documented status codes.
@@ -119,7 +120,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		paths[strings.SplitN(op, " ", 2)[1]] = true
 	}
 	for p := range paths {
-		concrete := strings.ReplaceAll(p, "{id}", blobstore.NewID().String())
+		concrete := strings.ReplaceAll(p, "{id}", wire.NewID().String())
 		for _, m := range methods {
 			h, _, _ := a.router.Lookup(m, concrete)
 			_, documented := ops[m+" "+p]
@@ -135,11 +136,11 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 func TestOpenAPIRefsResolve(t *testing.T) {
 	_, doc := openapiOps(t)
 	known := map[string]bool{}
-	for _, c := range []string{blobstore.CodeBadID, blobstore.CodeBadSize, blobstore.CodeBadProof, blobstore.CodeBadETag, blobstore.CodeBadRequest,
-		blobstore.CodeProofMismatch, blobstore.CodeNotFound, blobstore.CodePreconditionFailed, blobstore.CodeBodyTooLarge,
-		blobstore.CodeHeaderTooLarge, blobstore.CodeUnsupportedMedia, blobstore.CodeRateLimited, blobstore.CodeUnavailable,
-		blobstore.CodeTimeout, blobstore.CodeInternal, blobstore.CodeBatchTooLarge,
-		blobstore.CodeTokenRequired, blobstore.CodeTokenInvalid, blobstore.CodeTokenSpent, blobstore.CodeFull} {
+	for _, c := range []string{wire.CodeBadID, wire.CodeBadSize, wire.CodeBadProof, wire.CodeBadETag, wire.CodeBadRequest,
+		wire.CodeProofMismatch, wire.CodeNotFound, wire.CodePreconditionFailed, wire.CodeBodyTooLarge,
+		wire.CodeHeaderTooLarge, wire.CodeUnsupportedMedia, wire.CodeRateLimited, wire.CodeUnavailable,
+		wire.CodeTimeout, wire.CodeInternal, wire.CodeBatchTooLarge,
+		wire.CodeTokenRequired, wire.CodeTokenInvalid, wire.CodeTokenSpent, wire.CodeFull} {
 		known[c] = true
 	}
 	codeRe := regexp.MustCompile("`([a-z_]+)`")
@@ -257,17 +258,17 @@ func TestOpenAPIPatterns(t *testing.T) {
 	}
 	id, proof, tags, etag := pattern("BlockID"), pattern("Proof"), pattern("EntityTags"), pattern("ETag")
 
-	for _, s := range []string{blobstore.NewID().String(), strings.ToUpper(blobstore.NewID().String()),
+	for _, s := range []string{wire.NewID().String(), strings.ToUpper(wire.NewID().String()),
 		"6ba7b810-9dad-11d1-80b4-00c04fd430c8", "01890a5d-ac96-774b-bcce-b302099a8057", "0b5e3a6e-8c1f-4d5a-cb7e-2f1a3c4d5e6f",
 		"0b5e3a6e8c1f4d5a9b7e2f1a3c4d5e6f", "{0b5e3a6e-8c1f-4d5a-9b7e-2f1a3c4d5e6f}", ""} {
-		_, err := blobstore.ParseID(s)
+		_, err := wire.ParseID(s)
 		if id.MatchString(s) != (err == nil) {
 			t.Errorf("id %q: pattern matches %v, ParseID error %v", s, id.MatchString(s), err)
 		}
 	}
-	var w blobstore.WriteProof
-	for _, s := range []string{blobstore.EncodeProof(w), blobstore.EncodeProof(w.Renew()), "short", blobstore.EncodeProof(w) + "A", "+/" + blobstore.EncodeProof(w)[2:]} {
-		if _, err := blobstore.ParseProof(s); proof.MatchString(s) && err != nil {
+	var w wire.WriteProof
+	for _, s := range []string{wire.EncodeProof(w), wire.EncodeProof(w.Renew()), "short", wire.EncodeProof(w) + "A", "+/" + wire.EncodeProof(w)[2:]} {
+		if _, err := wire.ParseProof(s); proof.MatchString(s) && err != nil {
 			t.Errorf("proof %q matches the pattern, ParseProof refuses it: %v", s, err)
 		}
 	}
@@ -284,13 +285,13 @@ func TestOpenAPIPatterns(t *testing.T) {
 		}
 	}
 	for range 20 {
-		e := blobstore.ETagOf([]byte(blobstore.NewID().String())).String()
+		e := wire.ETagOf([]byte(wire.NewID().String())).String()
 		if !etag.MatchString(e) || !tags.MatchString(e) {
 			t.Fatalf("issued ETag %q does not match the documented patterns", e)
 		}
 	}
 	for _, s := range []string{`"abc"`, `W/"AAAAAAAAAAAAAAAAAAAAAA"`, `"AAAAAAAAAAAAAAAAAAAAAAA"`} {
-		if _, err := blobstore.ParseETag(s); etag.MatchString(s) != (err == nil) {
+		if _, err := wire.ParseETag(s); etag.MatchString(s) != (err == nil) {
 			t.Errorf("ETag %q: pattern matches %v, ParseETag error %v", s, etag.MatchString(s), err)
 		}
 	}
@@ -329,7 +330,7 @@ func TestOpenAPIPatterns(t *testing.T) {
 // on every operation.
 func TestServerPlainTextAnswers(t *testing.T) {
 	e := newEnv(t)
-	id := blobstore.NewID().String()
+	id := wire.NewID().String()
 	e.secretID(id)
 	for _, c := range []struct {
 		head   string

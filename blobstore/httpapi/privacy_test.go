@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -40,11 +40,11 @@ func panicRoutes(id string) func(*api) {
 }
 
 func TestPanics(t *testing.T) {
-	id := blobstore.NewID().String()
+	id := wire.NewID().String()
 	e := newEnv(t, func(c *envConfig) { c.hook = panicRoutes(id) })
 	e.secretID(id)
-	e.do("GET", "/test/panic/value", nil, nil).wantProblem(t, http.StatusInternalServerError, blobstore.CodeInternal)
-	e.do("GET", "/test/panic/runtime", nil, nil).wantProblem(t, http.StatusInternalServerError, blobstore.CodeInternal)
+	e.do("GET", "/test/panic/value", nil, nil).wantProblem(t, http.StatusInternalServerError, wire.CodeInternal)
+	e.do("GET", "/test/panic/runtime", nil, nil).wantProblem(t, http.StatusInternalServerError, wire.CodeInternal)
 
 	// A panic after the answer began aborts the connection: the client
 	// must not take a short answer for a whole one.
@@ -73,7 +73,7 @@ func TestPanics(t *testing.T) {
 // test's server log is checked the same way when it ends.)
 func TestLogsNamePrivateNothing(t *testing.T) {
 	var notReady atomic.Bool
-	panicID := blobstore.NewID().String()
+	panicID := wire.NewID().String()
 	e := newEnv(t, func(c *envConfig) {
 		c.opt.Ready = func(context.Context) error {
 			if notReady.Load() {

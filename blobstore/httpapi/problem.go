@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/wire"
 )
 
@@ -63,11 +62,11 @@ func retryAfter(d time.Duration) string {
 // line is enough, and their details may echo what the client sent); server
 // errors are logged with their cause only, never with request data.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, route string, err error) {
-	kind := blobstore.KindOf(err)
+	kind := wire.KindOf(err)
 	status := kind.HTTPStatus()
-	var be *blobstore.Error
+	var be *wire.Error
 	hasBE := errors.As(err, &be)
-	code, detail := blobstore.CodeInternal, "internal error"
+	code, detail := wire.CodeInternal, "internal error"
 	if hasBE {
 		code, detail = be.Code, be.Msg
 		// A wrapping prefix such as "block 3 of the batch: " helps the
@@ -82,14 +81,14 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, route string, err err
 		// The client went away and its context cancelled the store call:
 		// nothing failed on our side, and nobody reads this answer.
 		a.log.LogAttrs(r.Context(), slog.LevelDebug, "request abandoned by client", slog.String("route", route))
-		status, code, detail = http.StatusServiceUnavailable, blobstore.CodeUnavailable, "request abandoned"
-	case kind == blobstore.KindUnavailable:
+		status, code, detail = http.StatusServiceUnavailable, wire.CodeUnavailable, "request abandoned"
+	case kind == wire.KindUnavailable:
 		a.log.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelWarn, "service unavailable",
 			slog.String("method", r.Method), slog.String("route", route), slog.String("err", causeOf(err)))
-	case kind == blobstore.KindInternal:
+	case kind == wire.KindInternal:
 		a.log.LogAttrs(context.WithoutCancel(r.Context()), slog.LevelError, "internal error",
 			slog.String("method", r.Method), slog.String("route", route), slog.String("err", causeOf(err)))
-		code, detail = blobstore.CodeInternal, "internal error"
+		code, detail = wire.CodeInternal, "internal error"
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfter(unavailableRetry))
@@ -104,4 +103,4 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, route string, err err
 func causeOf(err error) string { return err.Error() }
 
 // invalid builds a 400 error with a code.
-func invalid(code, msg string) error { return blobstore.E(blobstore.KindInvalid, code, msg) }
+func invalid(code, msg string) error { return wire.E(wire.KindInvalid, code, msg) }

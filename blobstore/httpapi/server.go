@@ -9,7 +9,7 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // NewServer returns an *http.Server around h with the timeouts of opt and
@@ -82,7 +82,7 @@ func (a *api) panicked(w http.ResponseWriter, r *http.Request, v any) {
 		// sees a broken response, not a short one that looks whole.
 		panic(http.ErrAbortHandler)
 	}
-	writeCode(w, r, blobstore.CodeInternal, "internal error")
+	writeCode(w, r, wire.CodeInternal, "internal error")
 }
 
 // callers renders the panicking goroutine's stack without arguments.

@@ -30,7 +30,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/privacypass"
 	"github.com/blindstore/blindstore/wire"
 	"golang.org/x/time/rate"
@@ -166,11 +165,11 @@ func (a *api) tokenFrom(x *exchange) (payment, bool) {
 		// Other credentials: as good as none.
 		return payment{}, true
 	case errors.Is(err, privacypass.ErrUnavailable):
-		x.fail(a, blobstore.E(blobstore.KindUnavailable, blobstore.CodeUnavailable, "the token issuer's keys are not known yet; retry later"))
+		x.fail(a, wire.E(wire.KindUnavailable, wire.CodeUnavailable, "the token issuer's keys are not known yet; retry later"))
 		return payment{}, false
 	}
 	x.failed++
-	a.challenge(x, blobstore.CodeTokenInvalid, tokenProblem(err))
+	a.challenge(x, wire.CodeTokenInvalid, tokenProblem(err))
 	return payment{}, false
 }
 
@@ -198,7 +197,7 @@ func (a *api) needToken(x *exchange, p payment, mustPay bool) bool {
 	if a.opt.Tokens == nil || !mustPay || p.token != nil {
 		return true
 	}
-	a.challenge(x, blobstore.CodeTokenRequired,
+	a.challenge(x, wire.CodeTokenRequired,
 		"this write must be paid with a Privacy Pass token (Authorization: PrivateToken token=…) for up to write_batch blocks; writes with If-Match only overwrite and are free")
 	return false
 }
@@ -220,7 +219,7 @@ func (a *api) pay(x *exchange, p payment, n, creates int) bool {
 		key := clientKey(x.r, a.opt.TrustProxyHeader)
 		if wait, ok := a.opt.WriteLimit.Allow(x.r.Context(), key, n); !ok {
 			x.w.Header().Set("Retry-After", retryAfter(wait))
-			writeCode(x.w, x.r, blobstore.CodeRateLimited,
+			writeCode(x.w, x.r, wire.CodeRateLimited,
 				"this address writes faster than the write_rate_per_second and write_burst in /v1/config allow; retry later")
 			return false
 		}
@@ -232,10 +231,10 @@ func (a *api) pay(x *exchange, p payment, n, creates int) bool {
 	if err := a.opt.Tokens.Spend(context.WithoutCancel(x.r.Context()), p.token); err != nil {
 		if errors.Is(err, privacypass.ErrSpent) {
 			x.failed++
-			a.challenge(x, blobstore.CodeTokenSpent, "this token was spent already: use each token once")
+			a.challenge(x, wire.CodeTokenSpent, "this token was spent already: use each token once")
 			return false
 		}
-		x.fail(a, blobstore.Wrap(blobstore.KindUnavailable, blobstore.CodeUnavailable, "tokens cannot be redeemed now; retry later", err))
+		x.fail(a, wire.Wrap(wire.KindUnavailable, wire.CodeUnavailable, "tokens cannot be redeemed now; retry later", err))
 		return false
 	}
 	return true

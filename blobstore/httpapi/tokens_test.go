@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/privacypass"
 	"github.com/blindstore/blindstore/privacypass/issuer"
 	"github.com/blindstore/blindstore/privacypass/spent"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // tokenIssuer is a real issuer on a loopback listener, with a redeemer
@@ -162,26 +162,26 @@ func TestPaidSingleWrites(t *testing.T) {
 
 	b := e.newBlock()
 	before := e.snapshot(b.id)
-	wantChallenge(t, e.put(b), blobstore.CodeTokenRequired, ti)
+	wantChallenge(t, e.put(b), wire.CodeTokenRequired, ti)
 	e.unchanged(before, b.id)
 
 	// Malformed and forged tokens write nothing.
-	wantChallenge(t, e.put(b, "Authorization", `PrivateToken token="AAIAAA=="`), blobstore.CodeTokenInvalid, ti)
+	wantChallenge(t, e.put(b, "Authorization", `PrivateToken token="AAIAAA=="`), wire.CodeTokenInvalid, ti)
 	forged := []byte(toks[2])
 	forged[40] ^= 1 // inside the nonce's base64: the signature no longer holds
-	wantChallenge(t, e.put(b, "Authorization", string(forged)), blobstore.CodeTokenInvalid, ti)
+	wantChallenge(t, e.put(b, "Authorization", string(forged)), wire.CodeTokenInvalid, ti)
 	e.unchanged(before, b.id)
 
 	e.put(b, "Authorization", toks[0]).wantStatus(t, http.StatusCreated)
 	// The same token again, for another block: spent.
 	b2 := e.newBlock()
-	wantChallenge(t, e.put(b2, "Authorization", toks[0]), blobstore.CodeTokenSpent, ti)
+	wantChallenge(t, e.put(b2, "Authorization", toks[0]), wire.CodeTokenSpent, ti)
 	if e.snapshot(b2.id).of[b2.id] != "" {
 		t.Fatal("a write paid with a spent token landed")
 	}
 
 	// An overwrite with If-Match needs no token, and does not renew.
-	etag := blobstore.ETagOf(b.data).String()
+	etag := wire.ETagOf(b.data).String()
 	e.clock.Advance(24 * time.Hour)
 	b.data = e.randomData()
 	e.put(b, "If-Match", etag).wantStatus(t, http.StatusNoContent)
@@ -190,7 +190,7 @@ func TestPaidSingleWrites(t *testing.T) {
 		t.Fatal("a free overwrite moved the block to the current bucket: overwriting would renew for free")
 	}
 	// A paid overwrite renews.
-	etag = blobstore.ETagOf(b.data).String()
+	etag = wire.ETagOf(b.data).String()
 	e.put(b, "If-Match", etag, "Authorization", toks[1]).wantStatus(t, http.StatusNoContent)
 	st, _ = e.store.Stats(context.Background())
 	if st.Buckets[e.svc.Bucketer().CurrentBucket()] != 1 {
@@ -198,14 +198,14 @@ func TestPaidSingleWrites(t *testing.T) {
 	}
 	// A put without If-Match may create: even over an existing block it
 	// must be paid.
-	wantChallenge(t, e.put(b), blobstore.CodeTokenRequired, ti)
+	wantChallenge(t, e.put(b), wire.CodeTokenRequired, ti)
 	// Deletes are free.
 	e.do("DELETE", "/v1/blocks/"+b.id, nil, hdr{"Blind-Proof", b.proof}).wantStatus(t, http.StatusNoContent)
 
 	// A token for another challenge (another origin) is refused.
 	otherCh, _ := privacypass.Challenge{TokenType: privacypass.TokenTypeBlindRSA, IssuerName: "other.example"}.Marshal()
 	other := ti.tokens(t, 1, otherCh)
-	wantChallenge(t, e.put(b2, "Authorization", other[0]), blobstore.CodeTokenInvalid, ti)
+	wantChallenge(t, e.put(b2, "Authorization", other[0]), wire.CodeTokenInvalid, ti)
 }
 
 func TestPaidBatchAndRenew(t *testing.T) {
@@ -216,7 +216,7 @@ func TestPaidBatchAndRenew(t *testing.T) {
 	ids := []string{blocks[0].id, blocks[1].id, blocks[2].id, blocks[3].id}
 	body := blocksBody(t, blocks, nil)
 	before := e.snapshot(ids...)
-	wantChallenge(t, e.batch(body), blobstore.CodeTokenRequired, ti)
+	wantChallenge(t, e.batch(body), wire.CodeTokenRequired, ti)
 	e.unchanged(before, ids...)
 
 	// One token pays for the whole batch of write_batch blocks.
@@ -232,13 +232,13 @@ func TestPaidBatchAndRenew(t *testing.T) {
 	// A batch of overwrites only is free.
 	im := map[string]string{}
 	for _, b := range blocks {
-		im[b.id] = blobstore.ETagOf(b.data).String()
+		im[b.id] = wire.ETagOf(b.data).String()
 		b.data = e.randomData()
 	}
 	e.batch(blocksBody(t, blocks, im)).wantStatus(t, http.StatusOK)
 
 	// Renewals are paid, up to write_batch ids per token.
-	wantChallenge(t, e.renewReq(blocks), blobstore.CodeTokenRequired, ti)
+	wantChallenge(t, e.renewReq(blocks), wire.CodeTokenRequired, ti)
 	e.clock.Advance(24 * time.Hour)
 	r = e.renewReq(blocks, "Authorization", toks[1])
 	r.wantStatus(t, http.StatusOK)
@@ -248,10 +248,10 @@ func TestPaidBatchAndRenew(t *testing.T) {
 	}
 	more := append(blocks, e.newBlock())
 	r = e.renewReq(more, "Authorization", toks[2])
-	r.wantProblem(t, http.StatusBadRequest, blobstore.CodeBatchTooLarge)
+	r.wantProblem(t, http.StatusBadRequest, wire.CodeBatchTooLarge)
 	// A request refused for its own fault keeps its token.
 	e.renewReq(blocks, "Authorization", toks[2]).wantStatus(t, http.StatusOK)
-	wantChallenge(t, e.renewReq(blocks, "Authorization", toks[2]), blobstore.CodeTokenSpent, ti)
+	wantChallenge(t, e.renewReq(blocks, "Authorization", toks[2]), wire.CodeTokenSpent, ti)
 
 	// /v1/config says how to pay.
 	var cfg Config
@@ -294,17 +294,17 @@ func TestOpenStoreWriteLimitAndCapacity(t *testing.T) {
 		blocks = append(blocks, b)
 	}
 	two := []*block{e.newBlock(), e.newBlock()}
-	e.batch(blocksBody(t, two, nil)).wantProblem(t, http.StatusInsufficientStorage, blobstore.CodeFull)
+	e.batch(blocksBody(t, two, nil)).wantProblem(t, http.StatusInsufficientStorage, wire.CodeFull)
 	e.mustPut(two[0])
-	e.put(two[1]).wantProblem(t, http.StatusInsufficientStorage, blobstore.CodeFull)
+	e.put(two[1]).wantProblem(t, http.StatusInsufficientStorage, wire.CodeFull)
 	if e.snapshot().blocks != 6 {
 		t.Fatal("the store passed its cap")
 	}
 	// The write limit: the burst of 6 is used up (a refused write costs
 	// nothing of it), so the next write waits.
 	blocks[0].data = e.randomData()
-	r := e.put(blocks[0], "If-Match", blobstore.ETagOf(blocks[0].data).String())
-	r.wantProblem(t, http.StatusTooManyRequests, blobstore.CodeRateLimited)
+	r := e.put(blocks[0], "If-Match", wire.ETagOf(blocks[0].data).String())
+	r.wantProblem(t, http.StatusTooManyRequests, wire.CodeRateLimited)
 	if e.snapshot().blocks != 6 {
 		t.Fatal("a rate-limited write landed")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // The binary forms a request takes in Redis: its ops while it waits, and
@@ -100,11 +101,11 @@ func decodeOps(b []byte) ([]blobstore.Op, error) {
 		}
 		op.Cond.IfNoneMatchAny = f&flagIfNoneMatch != 0
 		if f&flagIfMatch != 0 {
-			v, ok := take(blobstore.ETagSize)
+			v, ok := take(wire.ETagSize)
 			if !ok {
 				return nil, errMalformed
 			}
-			var e blobstore.ETag
+			var e wire.ETag
 			copy(e[:], v)
 			op.Cond.IfMatch = &e
 		}
@@ -118,12 +119,12 @@ func decodeOps(b []byte) ([]blobstore.Op, error) {
 			}
 		}
 		if f&flagData != 0 {
-			v, ok := take(blobstore.ETagSize + 4)
+			v, ok := take(wire.ETagSize + 4)
 			if !ok {
 				return nil, errMalformed
 			}
 			copy(op.ETag[:], v)
-			if op.Data, ok = take(int(binary.BigEndian.Uint32(v[blobstore.ETagSize:]))); !ok {
+			if op.Data, ok = take(int(binary.BigEndian.Uint32(v[wire.ETagSize:]))); !ok {
 				return nil, errMalformed
 			}
 		}
@@ -145,7 +146,7 @@ const (
 // encodeResults answers a request with its results: rid, tag, then per
 // op status(1) etag(16).
 func encodeResults(rid []byte, rs []blobstore.Result) []byte {
-	b := make([]byte, 0, len(rid)+1+len(rs)*(1+blobstore.ETagSize))
+	b := make([]byte, 0, len(rid)+1+len(rs)*(1+wire.ETagSize))
 	b = append(append(b, rid...), answerResults)
 	for _, r := range rs {
 		b = append(b, byte(r.Status))
@@ -160,8 +161,8 @@ func encodeUnknown(rid []byte) []byte { return append(append([]byte(nil), rid...
 // encodeError answers a request whose batch the store refused. Only an
 // error's kind, code and client-safe message travel, never its cause.
 func encodeError(rid []byte, err error) []byte {
-	kind, code, msg := blobstore.KindInternal, blobstore.CodeInternal, "the store refused the batch"
-	var be *blobstore.Error
+	kind, code, msg := wire.KindInternal, wire.CodeInternal, "the store refused the batch"
+	var be *wire.Error
 	if errors.As(err, &be) {
 		kind, code, msg = be.Kind, be.Code, be.Msg
 	}
@@ -173,7 +174,7 @@ func encodeError(rid []byte, err error) []byte {
 }
 
 // errUnknown is a request's answer when its outcome is unknown.
-var errUnknown = blobstore.E(blobstore.KindUnavailable, blobstore.CodeUnavailable, "write outcome unknown (a part of the service is down), retry later")
+var errUnknown = wire.E(wire.KindUnavailable, wire.CodeUnavailable, "write outcome unknown (a part of the service is down), retry later")
 
 // decodeAnswer turns an answer (without its rid) into results for n ops.
 func decodeAnswer(b []byte, n int) ([]blobstore.Result, error) {
@@ -183,14 +184,14 @@ func decodeAnswer(b []byte, n int) ([]blobstore.Result, error) {
 	switch b[0] {
 	case answerResults:
 		b = b[1:]
-		if len(b) != n*(1+blobstore.ETagSize) {
+		if len(b) != n*(1+wire.ETagSize) {
 			return nil, fmt.Errorf("pool: an answer holds %d bytes of results for %d ops", len(b), n)
 		}
 		rs := make([]blobstore.Result, n)
 		for i := range rs {
 			rs[i].Status = blobstore.Status(b[0])
-			copy(rs[i].ETag[:], b[1:1+blobstore.ETagSize])
-			b = b[1+blobstore.ETagSize:]
+			copy(rs[i].ETag[:], b[1:1+wire.ETagSize])
+			b = b[1+wire.ETagSize:]
 		}
 		return rs, nil
 	case answerUnknown:
@@ -200,7 +201,7 @@ func decodeAnswer(b []byte, n int) ([]blobstore.Result, error) {
 			return nil, errMalformed
 		}
 		code := string(b[3 : 3+int(b[2])])
-		return nil, blobstore.E(blobstore.Kind(b[1]), code, string(b[3+int(b[2]):]))
+		return nil, wire.E(wire.Kind(b[1]), code, string(b[3+int(b[2]):]))
 	}
 	return nil, errMalformed
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // FuzzDecodeOps feeds what a queued request looks like in Redis, which
@@ -12,14 +13,14 @@ import (
 // mangled: a flusher must refuse it, not panic, and what it accepts must
 // encode back to the same bytes (nothing is dropped or invented).
 func FuzzDecodeOps(f *testing.F) {
-	etag := blobstore.ETagOf([]byte("x"))
+	etag := wire.ETagOf([]byte("x"))
 	ops := []blobstore.Op{
-		{Kind: blobstore.OpPut, ID: blobstore.NewID(), Data: []byte("data"), ETag: etag, Cond: blobstore.Cond{IfNoneMatchAny: true}},
-		{Kind: blobstore.OpDelete, ID: blobstore.NewID(), Cond: blobstore.Cond{IfMatch: &etag}},
-		{Kind: blobstore.OpRenew, ID: blobstore.NewID()},
-		{Kind: blobstore.OpPut, ID: blobstore.NewID(), Data: []byte{}},
-		{Kind: blobstore.OpDelete, ID: blobstore.NewID(), Group: 1 << 60},
-		{Kind: blobstore.OpCheck, ID: blobstore.NewID(), Cond: blobstore.Cond{IfMatch: &etag}, Group: 7},
+		{Kind: blobstore.OpPut, ID: wire.NewID(), Data: []byte("data"), ETag: etag, Cond: blobstore.Cond{IfNoneMatchAny: true}},
+		{Kind: blobstore.OpDelete, ID: wire.NewID(), Cond: blobstore.Cond{IfMatch: &etag}},
+		{Kind: blobstore.OpRenew, ID: wire.NewID()},
+		{Kind: blobstore.OpPut, ID: wire.NewID(), Data: []byte{}},
+		{Kind: blobstore.OpDelete, ID: wire.NewID(), Group: 1 << 60},
+		{Kind: blobstore.OpCheck, ID: wire.NewID(), Cond: blobstore.Cond{IfMatch: &etag}, Group: 7},
 	}
 	f.Add(encodeOps(ops))
 	f.Add(encodeOps(ops[:1]))
@@ -43,10 +44,10 @@ func FuzzDecodeOps(f *testing.F) {
 // FuzzDecodeAnswer feeds a request's answer as read back from Redis: n
 // results exactly, an error, or a refusal; never a panic.
 func FuzzDecodeAnswer(f *testing.F) {
-	rs := []blobstore.Result{{Status: blobstore.StatusCreated, ETag: blobstore.ETagOf(nil)}, {Status: blobstore.StatusNotFound}}
+	rs := []blobstore.Result{{Status: blobstore.StatusCreated, ETag: wire.ETagOf(nil)}, {Status: blobstore.StatusNotFound}}
 	f.Add(encodeResults(nil, rs), uint8(2))
 	f.Add(encodeUnknown(nil), uint8(1))
-	f.Add(encodeError(nil, blobstore.E(blobstore.KindInvalid, blobstore.CodeBadSize, "too big")), uint8(1))
+	f.Add(encodeError(nil, wire.E(wire.KindInvalid, wire.CodeBadSize, "too big")), uint8(1))
 	f.Add([]byte{answerError, 3, 200, 'a'}, uint8(0))
 	f.Fuzz(func(t *testing.T, in []byte, n uint8) {
 		got, err := decodeAnswer(in, int(n))

@@ -15,9 +15,10 @@ import (
 	"github.com/blindstore/blindstore/blobstore/postgres"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 )
 
-const testBlockSize = blobstore.MinBlockSize
+const testBlockSize = wire.MinBlockSize
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -70,13 +71,13 @@ var storeKinds = []storeKind{{"bolt", openBolt}, {"postgres", openPostgres}}
 
 // owned is a block with its owner's write proof.
 type owned struct {
-	id   blobstore.ID
-	w    blobstore.WriteProof
+	id   wire.ID
+	w    wire.WriteProof
 	data []byte
 }
 
 func newOwned(t testing.TB) owned {
-	o := owned{id: blobstore.NewID(), data: make([]byte, testBlockSize)}
+	o := owned{id: wire.NewID(), data: make([]byte, testBlockSize)}
 	if _, err := rand.Read(o.w[:]); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func newOwned(t testing.TB) owned {
 	return o
 }
 
-func (o owned) etag() blobstore.ETag { return blobstore.ETagOf(o.data) }
+func (o owned) etag() wire.ETag { return wire.ETagOf(o.data) }
 
 func (o owned) put(b bucketer.Bucket, c blobstore.Cond) blobstore.Op {
 	return blobstore.Op{Kind: blobstore.OpPut, ID: o.id, ProofHash: o.w.Hash(), Data: o.data, ETag: o.etag(), Bucket: b, Cond: c}
@@ -110,13 +111,13 @@ func (o owned) withData(t testing.TB) owned {
 	return n
 }
 
-func ifMatch(e blobstore.ETag) blobstore.Cond { return blobstore.Cond{IfMatch: &e} }
+func ifMatch(e wire.ETag) blobstore.Cond { return blobstore.Cond{IfMatch: &e} }
 
 var createOnly = blobstore.Cond{IfNoneMatchAny: true}
 
 // observed is one Apply as the observer saw it.
 type observed struct {
-	ids        []blobstore.ID
+	ids        []wire.ID
 	start, end time.Time
 	err        error
 }
@@ -159,7 +160,7 @@ func (o *observer) snapshot() []observed {
 }
 
 // applyOf returns the index of the Apply that committed id, or -1.
-func applyOf(obs []observed, id blobstore.ID) int {
+func applyOf(obs []observed, id wire.ID) int {
 	for i, ob := range obs {
 		for _, x := range ob.ids {
 			if x == id {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -61,7 +62,7 @@ func TestMixingOnPostgres(t *testing.T) {
 	var (
 		seq    atomic.Int64
 		mu     sync.Mutex
-		byID   = map[blobstore.ID]put{}
+		byID   = map[wire.ID]put{}
 		wg     sync.WaitGroup
 		failed atomic.Bool
 	)
@@ -121,7 +122,7 @@ func TestMixingOnPostgres(t *testing.T) {
 		if err := rows.Scan(&id, &xmin, &table, &page, &item); err != nil {
 			t.Fatal(err)
 		}
-		pt, ok := byID[blobstore.ID(id)]
+		pt, ok := byID[wire.ID(id)]
 		if !ok {
 			t.Fatalf("a row the writers did not write")
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // Defaults of Options.
@@ -111,7 +112,7 @@ type Applier interface {
 }
 
 // ErrClosed is returned by Commit after Close.
-var ErrClosed = blobstore.E(blobstore.KindUnavailable, blobstore.CodeUnavailable, "server is shutting down, retry later")
+var ErrClosed = wire.E(wire.KindUnavailable, wire.CodeUnavailable, "server is shutting down, retry later")
 
 // Pool is the in-process write pool: a blobstore.Committer that commits
 // the requests of one process in shuffled batches, one commit at a time.
@@ -365,5 +366,5 @@ func (p *Pool) apply(reqs [][]blobstore.Op) (rs []blobstore.Result, at [][]int, 
 
 // isUnavailable reports whether err leaves a batch's outcome unknown.
 func isUnavailable(err error) bool {
-	return blobstore.KindOf(err) == blobstore.KindUnavailable || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+	return wire.KindOf(err) == wire.KindUnavailable || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }

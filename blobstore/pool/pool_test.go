@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 
 	"github.com/blindstore/blindstore/blobstore"
 )
@@ -394,10 +395,10 @@ func TestPoolUnderService(t *testing.T) {
 		t.Fatalf("put: %v, %v", res, err)
 	}
 	_, err = svc.Put(ctx, blobstore.PutItem{ID: o.id, Proof: o.w, Data: o.data, Cond: createOnly})
-	if blobstore.KindOf(err) != blobstore.KindPrecondition {
+	if wire.KindOf(err) != wire.KindPrecondition {
 		t.Fatalf("second create-only put: %v", err)
 	}
-	rs, err := svc.Renew(ctx, []blobstore.RenewItem{{ID: o.id, Proof: o.w.Renew()}, {ID: blobstore.NewID(), Proof: o.w.Renew()}})
+	rs, err := svc.Renew(ctx, []blobstore.RenewItem{{ID: o.id, Proof: o.w.Renew()}, {ID: wire.NewID(), Proof: o.w.Renew()}})
 	if err != nil || rs[0].Status != blobstore.StatusCurrent || rs[1].Status != blobstore.StatusNotFound {
 		t.Fatalf("renew: %v, %v", rs, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/redis/go-redis/v9"
@@ -48,7 +49,7 @@ type RedisOptions struct {
 // ApplyFenced must fail with an error that has a BatchCommitted() bool
 // method returning true when batch was already committed, and one with a
 // Fenced() bool method returning true when another token took the fence.
-// An error of another kind than blobstore.KindUnavailable must mean that
+// An error of another kind than wire.KindUnavailable must mean that
 // nothing was committed.
 type FencedStore interface {
 	Fence(ctx context.Context, token [16]byte) (last [16]byte, err error)
@@ -253,11 +254,11 @@ func (p *RedisPool) Commit(ctx context.Context, ops []blobstore.Op) ([]blobstore
 	if err != nil {
 		// The script may have run with its reply lost: withdraw it.
 		p.withdraw(entry, rid, len(ops), nbytes)
-		return nil, blobstore.Wrap(blobstore.KindUnavailable, blobstore.CodeUnavailable, "write pool unavailable, retry later",
+		return nil, wire.Wrap(wire.KindUnavailable, wire.CodeUnavailable, "write pool unavailable, retry later",
 			fmt.Errorf("pool: queue a request in Redis: %w", err))
 	}
 	if n < 0 {
-		return nil, blobstore.E(blobstore.KindUnavailable, blobstore.CodeUnavailable, "store unavailable, retry later")
+		return nil, wire.E(wire.KindUnavailable, wire.CodeUnavailable, "store unavailable, retry later")
 	}
 
 	a, giveUp := p.await(ctx, ch, k.payload(rid))
@@ -270,7 +271,7 @@ func (p *RedisPool) Commit(ctx context.Context, ops []blobstore.Op) ([]blobstore
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, blobstore.Wrap(blobstore.KindUnavailable, blobstore.CodeUnavailable, "write not committed in time, retry later", giveUp)
+		return nil, wire.Wrap(wire.KindUnavailable, wire.CodeUnavailable, "write not committed in time, retry later", giveUp)
 	}
 	// Taken by a flusher: the answer may have arrived meanwhile.
 	select {
@@ -280,7 +281,7 @@ func (p *RedisPool) Commit(ctx context.Context, ops []blobstore.Op) ([]blobstore
 		}
 	default:
 	}
-	return nil, blobstore.Wrap(blobstore.KindUnavailable, blobstore.CodeUnavailable, errUnknown.Msg, giveUp)
+	return nil, wire.Wrap(wire.KindUnavailable, wire.CodeUnavailable, errUnknown.Msg, giveUp)
 }
 
 // await waits for a request's answer. It gives up (giveUp not nil) when

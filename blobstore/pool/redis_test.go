@@ -13,13 +13,14 @@ import (
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/blindstore/blindstore/internal/redistest"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/redis/go-redis/v9"
 )
 
 // fencedCall is one ApplyFenced as the observer saw it.
 type fencedCall struct {
 	token [16]byte
-	ids   []blobstore.ID
+	ids   []wire.ID
 	err   error
 }
 
@@ -130,7 +131,7 @@ func TestRedisPoolMixesInstances(t *testing.T) {
 		obs = append(obs, o)
 	}
 	ctx := context.Background()
-	from := map[blobstore.ID]int{}
+	from := map[wire.ID]int{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i, p := range pools {
@@ -267,7 +268,7 @@ func TestRedisPoolDeadFlusherAfterCommit(t *testing.T) {
 	a.kill()
 	for range 2 {
 		err := <-errs
-		if blobstore.KindOf(err) != blobstore.KindUnavailable {
+		if wire.KindOf(err) != wire.KindUnavailable {
 			t.Fatalf("a request of a committed but unanswered batch: %v, want 503", err)
 		}
 	}
@@ -349,7 +350,7 @@ func TestRedisPoolWithdraws(t *testing.T) {
 	}
 	start := time.Now()
 	_, err := e.put(context.Background(), p, newOwned(t))
-	if blobstore.KindOf(err) != blobstore.KindUnavailable || time.Since(start) > 5*time.Second {
+	if wire.KindOf(err) != wire.KindUnavailable || time.Since(start) > 5*time.Second {
 		t.Fatalf("a request past the acknowledgement timeout: %v after %v", err, time.Since(start))
 	}
 	if left := e.pendingKeys(t); len(left) != 0 {

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // newRand returns a ChaCha8 generator seeded from crypto/rand: a
@@ -62,8 +63,8 @@ func permute(rng *mrand.Rand, reqs [][]blobstore.Op) (ops []blobstore.Op, at [][
 // keepOrderPerBlock reassigns the positions pos of one request's ops so
 // that ops on the same block keep their relative order.
 func keepOrderPerBlock(ops []blobstore.Op, pos []int) {
-	var groups map[blobstore.ID][]int // op indexes per block, only for repeated blocks
-	first := make(map[blobstore.ID]int, len(ops))
+	var groups map[wire.ID][]int // op indexes per block, only for repeated blocks
+	first := make(map[wire.ID]int, len(ops))
 	for i := range ops {
 		id := ops[i].ID
 		j, seen := first[id]
@@ -72,7 +73,7 @@ func keepOrderPerBlock(ops []blobstore.Op, pos []int) {
 			continue
 		}
 		if groups == nil {
-			groups = make(map[blobstore.ID][]int)
+			groups = make(map[wire.ID][]int)
 		}
 		if groups[id] == nil {
 			groups[id] = []int{j}

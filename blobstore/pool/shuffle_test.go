@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
-func opsOn(ids ...blobstore.ID) []blobstore.Op {
+func opsOn(ids ...wire.ID) []blobstore.Op {
 	ops := make([]blobstore.Op, len(ids))
 	for i, id := range ids {
-		ops[i] = blobstore.Op{Kind: blobstore.OpRenew, ID: id, ProofHash: blobstore.ProofHash{byte(i)}}
+		ops[i] = blobstore.Op{Kind: blobstore.OpRenew, ID: id, ProofHash: wire.ProofHash{byte(i)}}
 	}
 	return ops
 }
@@ -23,17 +24,17 @@ func TestPermuteKeepsEachRequestsOrderPerBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, y, z := blobstore.NewID(), blobstore.NewID(), blobstore.NewID()
+	x, y, z := wire.NewID(), wire.NewID(), wire.NewID()
 	for range 2000 {
 		reqs := [][]blobstore.Op{
 			opsOn(x, y, x, z, x, y),
 			opsOn(x, x), // another request on x: free relative to the first
 			opsOn(z),
-			opsOn(blobstore.NewID(), y, y, y),
+			opsOn(wire.NewID(), y, y, y),
 		}
 		ops, at := permute(rng, reqs)
 		for r, req := range reqs {
-			last := map[blobstore.ID]int{}
+			last := map[wire.ID]int{}
 			for i := range req {
 				p := at[r][i]
 				if ops[p].ID != req[i].ID || ops[p].ProofHash != req[i].ProofHash {
@@ -57,8 +58,8 @@ func TestPermuteIsUniform(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := blobstore.NewID()
-	reqs := [][]blobstore.Op{opsOn(x, x), opsOn(blobstore.NewID()), opsOn(blobstore.NewID())}
+	x := wire.NewID()
+	reqs := [][]blobstore.Op{opsOn(x, x), opsOn(wire.NewID()), opsOn(wire.NewID())}
 	const draws = 24000
 	counts := map[string]int{}
 	for range draws {
@@ -93,7 +94,7 @@ func TestPermuteUncorrelatedWithArrival(t *testing.T) {
 	for range 200 {
 		reqs := make([][]blobstore.Op, 64)
 		for i := range reqs {
-			reqs[i] = opsOn(blobstore.NewID())
+			reqs[i] = opsOn(wire.NewID())
 		}
 		_, at := permute(rng, reqs)
 		arrival, pos := make([]float64, 64), make([]float64, 64)

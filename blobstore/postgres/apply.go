@@ -11,6 +11,8 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -101,11 +103,10 @@ func (s *Store) apply(ctx context.Context, ops []blobstore.Op, f *fence) ([]blob
 	if len(ops) == 0 {
 		return []blobstore.Result{}, nil
 	}
-	s.writes.Add(1)
-	s.lastWrite.Store(time.Now().UnixNano())
+	s.writers.Began()
 	for i := range ops {
 		if ops[i].Kind == blobstore.OpPut && len(ops[i].Data) != s.blockSize {
-			return nil, blobstore.E(blobstore.KindInvalid, blobstore.CodeBadSize,
+			return nil, wire.E(wire.KindInvalid, wire.CodeBadSize,
 				fmt.Sprintf("block data must be exactly %d bytes, got %d", s.blockSize, len(ops[i].Data)))
 		}
 	}
@@ -177,15 +178,7 @@ func (s *Store) apply(ctx context.Context, ops []blobstore.Op, f *fence) ([]blob
 }
 
 func sleepJitter(ctx context.Context, attempt int) error {
-	d := time.Duration(rand.Int64N(int64(attempt)*int64(2*time.Millisecond) + 1))
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return wait.Sleep(ctx, time.Duration(rand.Int64N(int64(attempt)*int64(2*time.Millisecond)+1)))
 }
 
 // state is what the read statement found of one block.
@@ -211,7 +204,7 @@ func (s *Store) applyOnce(ctx context.Context, ops []blobstore.Op, ids []pgtype.
 	}()
 
 	l := s.layer()
-	states := make(map[blobstore.ID]*state, len(ids))
+	states := make(map[wire.ID]*state, len(ids))
 	b := &pgx.Batch{}
 	b.Queue(sqlBegin)
 	if len(ids) > customPlanIDs {
@@ -260,7 +253,7 @@ func (s *Store) applyOnce(ctx context.Context, ops []blobstore.Op, ids []pgtype.
 		return nil, false, err
 	}
 
-	current := make(map[blobstore.ID]blobstore.Meta, len(states))
+	current := make(map[wire.ID]blobstore.Meta, len(states))
 	for id, st := range states {
 		if st.exists {
 			current[id] = st.meta
@@ -370,14 +363,14 @@ type rowSet struct {
 	data   [][]byte
 }
 
-func (r *rowSet) add(id blobstore.ID, m *blobstore.Meta, data []byte) {
+func (r *rowSet) add(id wire.ID, m *blobstore.Meta, data []byte) {
 	r.ids = append(r.ids, uuidOf(id))
 	r.proofs = append(r.proofs, m.ProofHash[:])
 	r.etags = append(r.etags, m.ETag[:])
 	r.data = append(r.data, data)
 }
 
-func planWrites(changes []blobstore.Change, states map[blobstore.ID]*state) (*writes, error) {
+func planWrites(changes []blobstore.Change, states map[wire.ID]*state) (*writes, error) {
 	slices.SortFunc(changes, func(a, b blobstore.Change) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	w := &writes{}
 	for i := range changes {

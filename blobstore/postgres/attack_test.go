@@ -8,6 +8,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore/sealtest"
 	"github.com/blindstore/blindstore/internal/attack"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // TestSealingErasesWriteOrder runs sealtest.Attack with a copy holder
@@ -21,7 +22,7 @@ func TestSealingErasesWriteOrder(t *testing.T) {
 	sealtest.Attack(t, sealtest.AttackConfig{
 		Name: "PostgreSQL",
 		Open: func(t *testing.T, p blobstore.Params) sealtest.Store { return openTest(t, url, p) },
-		Copy: func(ctx context.Context, _ map[blobstore.ID]attack.Owner) (attack.Features, error) {
+		Copy: func(ctx context.Context, _ map[wire.ID]attack.Owner) (attack.Features, error) {
 			return attack.PostgresCopy(ctx, url)
 		},
 		LinkedAfterRenewals: true,

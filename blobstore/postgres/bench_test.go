@@ -11,6 +11,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -32,8 +33,8 @@ type benchEnv struct {
 	s    *Store
 	pool *pgxpool.Pool
 	data [][]byte // random blocks, reused: their content does not matter
-	tags []blobstore.ETag
-	ph   blobstore.ProofHash
+	tags []wire.ETag
+	ph   wire.ProofHash
 }
 
 func newBenchEnv(b testing.TB) *benchEnv {
@@ -65,9 +66,9 @@ func newBenchEnv(b testing.TB) *benchEnv {
 	for i := 0; i < 64; i++ {
 		d := randBlock(b, benchBlockSize)
 		e.data = append(e.data, d)
-		e.tags = append(e.tags, blobstore.ETagOf(d))
+		e.tags = append(e.tags, wire.ETagOf(d))
 	}
-	var w blobstore.WriteProof
+	var w wire.WriteProof
 	if _, err := rand.Read(w[:]); err != nil {
 		b.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func (e *benchEnv) putOps(start, n int, bucket bucketer.Bucket) []blobstore.Op {
 	ops := make([]blobstore.Op, n)
 	for j := range ops {
 		k := (start + j) % len(e.data)
-		ops[j] = blobstore.Op{Kind: blobstore.OpPut, ID: blobstore.NewID(), ProofHash: e.ph, Data: e.data[k], ETag: e.tags[k], Bucket: bucket}
+		ops[j] = blobstore.Op{Kind: blobstore.OpPut, ID: wire.NewID(), ProofHash: e.ph, Data: e.data[k], ETag: e.tags[k], Bucket: bucket}
 	}
 	return ops
 }
@@ -89,7 +90,7 @@ func (e *benchEnv) rawRows(start, n int) [][]any {
 	rows := make([][]any, n)
 	for j := range rows {
 		k := (start + j) % len(e.data)
-		rows[j] = []any{uuidOf(blobstore.NewID()), e.ph[:], e.tags[k][:], e.data[k]}
+		rows[j] = []any{uuidOf(wire.NewID()), e.ph[:], e.tags[k][:], e.data[k]}
 	}
 	return rows
 }
@@ -175,7 +176,7 @@ func BenchmarkRead(b *testing.B) {
 	ctx := context.Background()
 	const n = 1024
 	bucket := randBucket(b)
-	storeIDs := make([]blobstore.ID, 0, n)
+	storeIDs := make([]wire.ID, 0, n)
 	for i := 0; i < n; i += 64 {
 		ops := e.putOps(i, 64, bucket)
 		for _, op := range ops {

@@ -14,6 +14,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // TestRefusesTrackCommitTimestamp starts a private server with commit
@@ -61,9 +62,9 @@ func TestRestartUnderLoad(t *testing.T) {
 	bucket := randBucket(t)
 
 	type ack struct {
-		id   blobstore.ID
+		id   wire.ID
 		data []byte
-		etag blobstore.ETag
+		etag wire.ETag
 	}
 	var (
 		mu       sync.Mutex
@@ -132,13 +133,13 @@ func TestRestartUnderLoad(t *testing.T) {
 
 	// Reads fail the same way while the server is down.
 	probe := newOwned(t, testBlockSize)
-	if _, _, err := s.Read(context.Background(), probe.id, nil); blobstore.KindOf(err) != blobstore.KindUnavailable {
+	if _, _, err := s.Read(context.Background(), probe.id, nil); wire.KindOf(err) != wire.KindUnavailable {
 		t.Errorf("Read during the outage: %v, want an error of KindUnavailable", err)
 	}
-	if _, err := s.Stat(context.Background(), probe.id); blobstore.KindOf(err) != blobstore.KindUnavailable {
+	if _, err := s.Stat(context.Background(), probe.id); wire.KindOf(err) != wire.KindUnavailable {
 		t.Errorf("Stat during the outage: %v, want an error of KindUnavailable", err)
 	}
-	if err := s.Ping(context.Background()); blobstore.KindOf(err) != blobstore.KindUnavailable {
+	if err := s.Ping(context.Background()); wire.KindOf(err) != wire.KindUnavailable {
 		t.Errorf("Ping during the outage: %v, want an error of KindUnavailable", err)
 	}
 
@@ -157,7 +158,7 @@ func TestRestartUnderLoad(t *testing.T) {
 	defer mu.Unlock()
 	causes := map[string]int{}
 	for i, err := range failures {
-		if k := blobstore.KindOf(err); k != blobstore.KindUnavailable {
+		if k := wire.KindOf(err); k != wire.KindUnavailable {
 			t.Errorf("failure %d of %d is of kind %v, want KindUnavailable: %v", i+1, len(failures), k, err)
 		}
 		causes[err.Error()]++
@@ -174,7 +175,7 @@ func TestRestartUnderLoad(t *testing.T) {
 		if err != nil {
 			t.Fatalf("acknowledged write %d of %d: Read: %v", i+1, len(acked), err)
 		}
-		if !bytes.Equal(got, a.data) || etag != a.etag || etag != blobstore.ETagOf(a.data) {
+		if !bytes.Equal(got, a.data) || etag != a.etag || etag != wire.ETagOf(a.data) {
 			t.Fatalf("acknowledged write %d of %d reads back different data or ETag", i+1, len(acked))
 		}
 		buf = got

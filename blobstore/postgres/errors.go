@@ -9,7 +9,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -106,16 +106,16 @@ func classify(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var be *blobstore.Error
+	var be *wire.Error
 	if errors.As(err, &be) {
 		return err
 	}
 	cause := fmt.Errorf("postgres: %s: %w", what, err)
 	if pgCode(err) == codeDiskFull {
-		return blobstore.Wrap(blobstore.KindFull, blobstore.CodeFull, "the database's disk is full", cause)
+		return wire.Wrap(wire.KindFull, wire.CodeFull, "the database's disk is full", cause)
 	}
 	if unavailable(err) {
-		return blobstore.Wrap(blobstore.KindUnavailable, blobstore.CodeUnavailable, "store unavailable, retry later", cause)
+		return wire.Wrap(wire.KindUnavailable, wire.CodeUnavailable, "store unavailable, retry later", cause)
 	}
 	return cause
 }

@@ -100,7 +100,7 @@ func (s *Store) Fence(ctx context.Context, token [16]byte) ([16]byte, error) {
 // checks that token holds the fence and that prev is the last batch
 // committed, and records batch as the last. It fails with a *FenceError
 // (wrapped) when the fence refuses the batch; like Apply, an error of
-// another kind than blobstore.KindUnavailable means nothing was
+// another kind than wire.KindUnavailable means nothing was
 // committed, and KindUnavailable means the outcome is unknown: an
 // ApplyFenced of the same batch later tells which (BatchCommitted).
 func (s *Store) ApplyFenced(ctx context.Context, token, prev, batch [16]byte, ops []blobstore.Op) ([]blobstore.Result, error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 )
 
 func rand16(t testing.TB) [16]byte {
@@ -57,7 +58,7 @@ func TestFenceChainsBatchesAndRefusesReplays(t *testing.T) {
 	if _, err := s.Stat(ctx, o2.id); !blobstore.IsNotFound(err) {
 		t.Fatalf("a refused replay wrote a block: Stat = %v", err)
 	}
-	if blobstore.KindOf(err) == blobstore.KindUnavailable {
+	if wire.KindOf(err) == wire.KindUnavailable {
 		t.Fatalf("a fence refusal must not look like an unknown outcome")
 	}
 

@@ -14,6 +14,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/blindstore/blindstore/migrations"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	tern "github.com/jackc/tern/v2/migrate"
@@ -131,7 +132,7 @@ func TestMissingDatabaseIsNotUnavailable(t *testing.T) {
 	if err == nil {
 		t.Fatal("Open of a missing database succeeded")
 	}
-	if k := blobstore.KindOf(err); k == blobstore.KindUnavailable {
+	if k := wire.KindOf(err); k == wire.KindUnavailable {
 		t.Errorf("Open of a missing database: %v is of KindUnavailable", err)
 	}
 }
@@ -142,7 +143,7 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 	if err == nil {
 		t.Fatal("Open of an unreachable server succeeded")
 	}
-	if k := blobstore.KindOf(err); k != blobstore.KindUnavailable {
+	if k := wire.KindOf(err); k != wire.KindUnavailable {
 		t.Errorf("Open of an unreachable server: kind %v (%v), want KindUnavailable", k, err)
 	}
 }
@@ -203,7 +204,7 @@ func TestMigrationSealsAnExistingStore(t *testing.T) {
 	s := openTest(t, url, p) // migrates
 	for i, o := range blocks {
 		got, etag, err := s.Read(ctx, o.id, nil)
-		if err != nil || string(got) != string(o.data) || etag != blobstore.ETagOf(o.data) {
+		if err != nil || string(got) != string(o.data) || etag != wire.ETagOf(o.data) {
 			t.Fatalf("block %d after the migration: %v", i, err)
 		}
 	}
@@ -219,7 +220,7 @@ func TestMigrationSealsAnExistingStore(t *testing.T) {
 	// Physical order against write order: the migration rewrote rows in a
 	// random order, so the rank correlation is near zero (|ρ| < 0.3 fails
 	// by chance with probability below 1e-4 at n = 200).
-	rank := make(map[blobstore.ID]int, n)
+	rank := make(map[wire.ID]int, n)
 	for i, o := range blocks {
 		rank[o.id] = i
 	}
@@ -244,6 +245,6 @@ func TestMigrationSealsAnExistingStore(t *testing.T) {
 	checkSealed(t, conn)
 }
 
-func etagOf(d []byte) []byte { e := blobstore.ETagOf(d); return e[:] }
+func etagOf(d []byte) []byte { e := wire.ETagOf(d); return e[:] }
 
-func hashOf(w blobstore.WriteProof) []byte { h := w.Hash(); return h[:] }
+func hashOf(w wire.WriteProof) []byte { h := w.Hash(); return h[:] }

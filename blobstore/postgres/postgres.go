@@ -36,11 +36,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -70,10 +70,8 @@ type Store struct {
 	blockSize  int
 	purgeChunk int
 
-	side sideCache // the hot side believed to take writes
-	// Applies begun, and when the last one began (Unix ns): a seal paces
-	// itself while writers are active (seal.go).
-	writes, lastWrite atomic.Int64
+	side    sideCache         // the hot side believed to take writes
+	writers blobstore.Writers // a seal paces itself by them (seal.go)
 }
 
 var _ blobstore.Store = (*Store)(nil)
@@ -101,9 +99,9 @@ var ErrTrackCommitTimestamp = errors.New("postgres: track_commit_timestamp is on
 // track_commit_timestamp on; a schema newer than this binary knows (or,
 // with NoMigrate, older); and a database created with another block size
 // or bucket key (wrapping blobstore.ErrParamsMismatch). An unreachable
-// server is an error of blobstore.KindUnavailable.
+// server is an error of wire.KindUnavailable.
 func Open(ctx context.Context, url string, p blobstore.Params, opt Options) (*Store, error) {
-	if err := blobstore.ValidateBlockSize(p.BlockSize); err != nil {
+	if err := wire.ValidateBlockSize(p.BlockSize); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	cfg, err := pgxpool.ParseConfig(url)
@@ -228,25 +226,25 @@ func (s *Store) Ping(ctx context.Context) error {
 	return classify("ping", s.pool.Ping(ctx))
 }
 
-func uuidOf(id blobstore.ID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
+func uuidOf(id wire.ID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
 
 // Read appends the block's data to dst[:0].
-func (s *Store) Read(ctx context.Context, id blobstore.ID, dst []byte) ([]byte, blobstore.ETag, error) {
+func (s *Store) Read(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error) {
 	var out []byte
-	var e blobstore.ETag
+	var e wire.ETag
 	err := retryBroken(ctx, func() error {
 		var err error
 		out, e, err = s.read(ctx, id, dst)
 		return err
 	})
 	if err != nil {
-		return nil, blobstore.ETag{}, classify("read block", err)
+		return nil, wire.ETag{}, classify("read block", err)
 	}
 	return out, e, nil
 }
 
-func (s *Store) read(ctx context.Context, id blobstore.ID, dst []byte) ([]byte, blobstore.ETag, error) {
-	var e blobstore.ETag
+func (s *Store) read(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error) {
+	var e wire.ETag
 	for attempt := 0; ; attempt++ {
 		l := s.layer()
 		rows, err := s.pool.Query(ctx, l.read, uuidOf(id))
@@ -299,8 +297,8 @@ func (s *Store) read(ctx context.Context, id blobstore.ID, dst []byte) ([]byte, 
 }
 
 // Stat returns the block's ETag.
-func (s *Store) Stat(ctx context.Context, id blobstore.ID) (blobstore.ETag, error) {
-	var e blobstore.ETag
+func (s *Store) Stat(ctx context.Context, id wire.ID) (wire.ETag, error) {
+	var e wire.ETag
 	err := retryBroken(ctx, func() error {
 		for attempt := 0; ; attempt++ {
 			l := s.layer()
@@ -331,7 +329,7 @@ func (s *Store) Stat(ctx context.Context, id blobstore.ID) (blobstore.ETag, erro
 		}
 	})
 	if err != nil {
-		return blobstore.ETag{}, classify("stat block", err)
+		return wire.ETag{}, classify("stat block", err)
 	}
 	return e, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -141,7 +142,7 @@ func TestReadResolvesLayers(t *testing.T) {
 				t.Errorf("%s, %s: Read %v, Stat %v", when, w.name, err, serr)
 				continue
 			}
-			if !bytes.Equal(got, w.data) || e != blobstore.ETagOf(w.data) || se != e {
+			if !bytes.Equal(got, w.data) || e != wire.ETagOf(w.data) || se != e {
 				t.Errorf("%s, %s: read another version of the block than the newest", when, w.name)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore/sealtest"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -40,7 +41,7 @@ func benchRenew(b *testing.B, sealed bool) {
 		b.Fatal(err)
 	}
 	b.Cleanup(pool.Close)
-	uuids := func(ids []blobstore.ID) []pgtype.UUID {
+	uuids := func(ids []wire.ID) []pgtype.UUID {
 		us := make([]pgtype.UUID, len(ids))
 		for i, id := range ids {
 			us[i] = uuidOf(id)
@@ -51,7 +52,7 @@ func benchRenew(b *testing.B, sealed bool) {
 		Store:  s,
 		Sealed: sealed,
 		Raw: sealtest.RenewBaseline{
-			Load: func(b *testing.B, ids []blobstore.ID, bucket bucketer.Bucket) {
+			Load: func(b *testing.B, ids []wire.ID, bucket bucketer.Bucket) {
 				if _, err := pool.Exec(ctx, `CREATE TABLE raw_leases (id uuid PRIMARY KEY, bucket bytea NOT NULL)`); err != nil {
 					b.Fatal(err)
 				}
@@ -63,7 +64,7 @@ func benchRenew(b *testing.B, sealed bool) {
 					b.Fatal(err)
 				}
 			},
-			Renew: func(b *testing.B, ids []blobstore.ID, bucket bucketer.Bucket) {
+			Renew: func(b *testing.B, ids []wire.ID, bucket bucketer.Bucket) {
 				if _, err := pool.Exec(ctx, `UPDATE raw_leases r SET bucket = $2::bytea FROM unnest($1::uuid[]) AS v(id) WHERE r.id = v.id`, uuids(ids), bucket[:]); err != nil {
 					b.Fatal(err)
 				}

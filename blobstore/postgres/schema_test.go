@@ -10,10 +10,11 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 )
 
-const testBlockSize = blobstore.MinBlockSize
+const testBlockSize = wire.MinBlockSize
 
 func testParams() blobstore.Params {
 	var fp bucketer.Fingerprint
@@ -40,13 +41,13 @@ func randBlock(t testing.TB, size int) []byte {
 }
 
 type owned struct {
-	id   blobstore.ID
-	w    blobstore.WriteProof
+	id   wire.ID
+	w    wire.WriteProof
 	data []byte
 }
 
 func newOwned(t testing.TB, size int) owned {
-	o := owned{id: blobstore.NewID(), data: randBlock(t, size)}
+	o := owned{id: wire.NewID(), data: randBlock(t, size)}
 	if _, err := rand.Read(o.w[:]); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func newOwned(t testing.TB, size int) owned {
 }
 
 func (o owned) put(bucket bucketer.Bucket) blobstore.Op {
-	return blobstore.Op{Kind: blobstore.OpPut, ID: o.id, ProofHash: o.w.Hash(), Data: o.data, ETag: blobstore.ETagOf(o.data), Bucket: bucket}
+	return blobstore.Op{Kind: blobstore.OpPut, ID: o.id, ProofHash: o.w.Hash(), Data: o.data, ETag: wire.ETagOf(o.data), Bucket: bucket}
 }
 
 func (o owned) del() blobstore.Op {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/internal/wait"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -181,15 +182,7 @@ func (s *Store) switchFrom(ctx context.Context, conn *pgxpool.Conn, from side) e
 // so that the readers and writers held back by one attempt get through
 // before the next.
 func pause(ctx context.Context, attempt int) error {
-	d := min(time.Duration(attempt)*50*time.Millisecond, time.Second)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return wait.Sleep(ctx, min(time.Duration(attempt)*50*time.Millisecond, time.Second))
 }
 
 // The merge's statements; {S} is the frozen side.
@@ -315,9 +308,9 @@ func (s *Store) mergeBlocks(ctx context.Context, conn *pgxpool.Conn, x side, ids
 	mrand.New(mrand.NewChaCha8(seed)).Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	per := max(1, mergeChunkBytes/s.blockSize)
 	for len(ids) > 0 {
-		before := s.writes.Load()
+		before := s.writers.Count()
 		n, q := len(ids), expand(sqlMergeBlocks, x)
-		if n > per && (s.writersActive() || othersActive(ctx, conn)) {
+		if n > per && (s.writers.Active() || othersActive(ctx, conn)) {
 			n, q = per, expand(sqlMergeChunk, x)
 		}
 		t0 := time.Now()
@@ -326,8 +319,8 @@ func (s *Store) mergeBlocks(ctx context.Context, conn *pgxpool.Conn, x side, ids
 		}
 		took := time.Since(t0)
 		ids = ids[n:]
-		if len(ids) > 0 && (s.writes.Load() != before || othersActive(ctx, conn)) {
-			if err := sleepCtx(ctx, took); err != nil {
+		if len(ids) > 0 && (s.writers.Count() != before || othersActive(ctx, conn)) {
+			if err := wait.Sleep(ctx, took); err != nil {
 				return classify("seal", err)
 			}
 		}
@@ -350,23 +343,6 @@ func othersActive(ctx context.Context, conn *pgxpool.Conn) bool {
 		return false
 	}
 	return busy
-}
-
-// writersActive reports whether an Apply began in the last 100 ms.
-func (s *Store) writersActive() bool {
-	last := s.lastWrite.Load()
-	return last != 0 && time.Since(time.Unix(0, last)) < 100*time.Millisecond
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // partitionsFor creates the lease partitions that side x's buckets need

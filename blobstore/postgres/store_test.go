@@ -9,13 +9,14 @@ import (
 	"github.com/blindstore/blindstore/blobstore/storetest"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 )
 
 // rowVersion is the physical identity of a block's sealed row: the
 // transaction that wrote it and where it lies. Unchanged means not
 // rewritten.
-func rowVersion(t *testing.T, conn *pgx.Conn, id blobstore.ID) string {
+func rowVersion(t *testing.T, conn *pgx.Conn, id wire.ID) string {
 	t.Helper()
 	var v string
 	if err := conn.QueryRow(context.Background(), "SELECT xmin::text || ' ' || ctid::text FROM blocks WHERE id = $1", uuidOf(id)).Scan(&v); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore/httpapi"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/redistest"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -166,12 +167,12 @@ func TestHTTPAnswers429WithRetryAfter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "b.db"), blobstore.Params{BlockSize: blobstore.MinBlockSize, Fingerprint: bk.Fingerprint()})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "b.db"), blobstore.Params{BlockSize: wire.MinBlockSize, Fingerprint: bk.Fingerprint()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: st, Bucketer: bk, BlockSize: blobstore.MinBlockSize})
+	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: st, Bucketer: bk, BlockSize: wire.MinBlockSize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestHTTPAnswers429WithRetryAfter(t *testing.T) {
 		servers = append(servers, s)
 	}
 	get := func(i int) *http.Response {
-		resp, err := http.Get(servers[i%2].URL + "/v1/blocks/" + blobstore.NewID().String())
+		resp, err := http.Get(servers[i%2].URL + "/v1/blocks/" + wire.NewID().String())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/attack"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // MaxAdvantage is what the design tolerates of an attacker holding a copy
@@ -32,7 +33,7 @@ type AttackConfig struct {
 	Open func(t *testing.T, p blobstore.Params) Store
 	// Copy reads the store as a copy holder would, everything it leaves
 	// on disk included, and returns what it observes of each block.
-	Copy func(ctx context.Context, owners map[blobstore.ID]attack.Owner) (attack.Features, error)
+	Copy func(ctx context.Context, owners map[wire.ID]attack.Owner) (attack.Features, error)
 	// VerifyAfterSeal reads every block back before each measurement
 	// after a seal too, not only before the seals; a store whose reads
 	// leave traces on disk (PostgreSQL's hint bits) measures after a

@@ -11,6 +11,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // SealBlocks is how many blocks one seal of BenchSeal and
@@ -219,10 +220,10 @@ const (
 // store around it.
 type RenewBaseline struct {
 	// Load writes a record for each of ids, in bucket; it is not timed.
-	Load func(b *testing.B, ids []blobstore.ID, bucket bucketer.Bucket)
+	Load func(b *testing.B, ids []wire.ID, bucket bucketer.Bucket)
 	// Renew moves the records of ids into bucket in one transaction; it
 	// is timed.
-	Renew func(b *testing.B, ids []blobstore.ID, bucket bucketer.Bucket)
+	Renew func(b *testing.B, ids []wire.ID, bucket bucketer.Bucket)
 }
 
 // RenewBench is what BenchRenew needs of a store.
@@ -246,18 +247,18 @@ func BenchRenew(b *testing.B, cfg RenewBench) {
 	ctx := context.Background()
 	s := cfg.Store
 	type block struct {
-		id blobstore.ID
-		ph blobstore.ProofHash
+		id wire.ID
+		ph wire.ProofHash
 	}
 	blocks := make([]block, RenewAccount)
 	bucket := randBucket()
 	data := randBytes(RenewBlockSize)
-	etag := blobstore.ETagOf(data)
+	etag := wire.ETagOf(data)
 	for lo := 0; lo < len(blocks); lo += 1024 {
 		var ops []blobstore.Op
 		for i := lo; i < min(lo+1024, len(blocks)); i++ {
 			w := randProof()
-			blocks[i] = block{id: blobstore.NewID(), ph: w.Renew().Hash()}
+			blocks[i] = block{id: wire.NewID(), ph: w.Renew().Hash()}
 			ops = append(ops, blobstore.Op{Kind: blobstore.OpPut, ID: blocks[i].id, ProofHash: w.Hash(), Data: data, ETag: etag, Bucket: bucket})
 		}
 		if _, err := s.Apply(ctx, ops); err != nil {
@@ -267,7 +268,7 @@ func BenchRenew(b *testing.B, cfg RenewBench) {
 	if cfg.Sealed {
 		mustSeal(b, s)
 	}
-	ids := make([]blobstore.ID, len(blocks))
+	ids := make([]wire.ID, len(blocks))
 	for i := range blocks {
 		ids[i] = blocks[i].id
 	}

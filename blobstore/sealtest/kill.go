@@ -16,6 +16,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // KillBlockSize is the block size of the store a kill test's child
@@ -24,7 +25,7 @@ const KillBlockSize = 4096
 
 // killData derives a block's content from its id and a version, so that
 // the parent checks content without being sent it.
-func killData(id blobstore.ID, version byte) []byte {
+func killData(id wire.ID, version byte) []byte {
 	d := make([]byte, KillBlockSize)
 	seed := sha256.Sum256(append(id[:], version))
 	for i := 0; i < len(d); i += len(seed) {
@@ -33,8 +34,8 @@ func killData(id blobstore.ID, version byte) []byte {
 	return d
 }
 
-func killProof(id blobstore.ID) blobstore.WriteProof {
-	return blobstore.WriteProof(sha256.Sum256(append([]byte("proof"), id[:]...)))
+func killProof(id wire.ID) wire.WriteProof {
+	return wire.WriteProof(sha256.Sum256(append([]byte("proof"), id[:]...)))
 }
 
 var killBuckets = [2]bucketer.Bucket{{1}, {2}}
@@ -95,23 +96,23 @@ func (c *Child) Run(s Store, pause time.Duration) {
 
 func (c *Child) write(ctx context.Context, s Store, g uint64, deadline time.Time) {
 	rng := mrand.New(mrand.NewPCG(g, uint64(time.Now().UnixNano())))
-	var mine []blobstore.ID
-	version := map[blobstore.ID]byte{}
+	var mine []wire.ID
+	version := map[wire.ID]byte{}
 	for i := 0; i < 20000 && time.Now().Before(deadline); i++ {
 		var ops []blobstore.Op
 		switch {
 		case len(mine) > 10 && rng.IntN(4) == 0: // overwrite
 			id := mine[rng.IntN(len(mine))]
 			d := killData(id, version[id]+1)
-			ops = []blobstore.Op{{Kind: blobstore.OpPut, ID: id, ProofHash: killProof(id).Hash(), Data: d, ETag: blobstore.ETagOf(d), Bucket: killBuckets[0]}}
+			ops = []blobstore.Op{{Kind: blobstore.OpPut, ID: id, ProofHash: killProof(id).Hash(), Data: d, ETag: wire.ETagOf(d), Bucket: killBuckets[0]}}
 		case len(mine) > 10 && rng.IntN(4) == 0: // renewal
 			id := mine[rng.IntN(len(mine))]
 			ops = []blobstore.Op{{Kind: blobstore.OpRenew, ID: id, ProofHash: killProof(id).Renew().Hash(), Bucket: killBuckets[rng.IntN(2)]}}
 		default: // a few new blocks in one batch
 			for k := 0; k < 1+rng.IntN(4); k++ {
-				id := blobstore.NewID()
+				id := wire.NewID()
 				d := killData(id, 0)
-				ops = append(ops, blobstore.Op{Kind: blobstore.OpPut, ID: id, ProofHash: killProof(id).Hash(), Data: d, ETag: blobstore.ETagOf(d), Bucket: killBuckets[0]})
+				ops = append(ops, blobstore.Op{Kind: blobstore.OpPut, ID: id, ProofHash: killProof(id).Hash(), Data: d, ETag: wire.ETagOf(d), Bucket: killBuckets[0]})
 			}
 		}
 		rs, err := s.Apply(ctx, ops)
@@ -173,7 +174,7 @@ func Kill(t *testing.T, cfg KillConfig) {
 	if testing.Short() {
 		t.Skip("spawns a writer process")
 	}
-	acked := map[blobstore.ID]byte{}
+	acked := map[wire.ID]byte{}
 	ctx := context.Background()
 	var resumed int
 	for round, r := range cfg.Rounds {
@@ -199,7 +200,7 @@ func Kill(t *testing.T, cfg KillConfig) {
 				if _, err := fmt.Sscanf(line, "w %x %d", &id, &v); err != nil || len(id) != 16 {
 					t.Fatalf("child said %q", line)
 				}
-				acked[blobstore.ID(id)] = v
+				acked[wire.ID(id)] = v
 				writes++
 			case line == markSealStart || slices.Contains(cfg.Marks, line):
 				if line == markSealStart {
@@ -253,7 +254,7 @@ func Kill(t *testing.T, cfg KillConfig) {
 	}
 }
 
-func checkAcked(t *testing.T, s Store, acked map[blobstore.ID]byte) {
+func checkAcked(t *testing.T, s Store, acked map[wire.ID]byte) {
 	t.Helper()
 	var buf []byte
 	for id, v := range acked {
@@ -263,7 +264,7 @@ func checkAcked(t *testing.T, s Store, acked map[blobstore.ID]byte) {
 		}
 		// A later version may have been written and not acknowledged
 		// before the kill; an earlier one must never come back.
-		if !(string(got) == string(killData(id, v)) || string(got) == string(killData(id, v+1))) || etag != blobstore.ETagOf(got) {
+		if !(string(got) == string(killData(id, v)) || string(got) == string(killData(id, v+1))) || etag != wire.ETagOf(got) {
 			t.Fatalf("an acknowledged block reads back another version than acknowledged (%d)", v)
 		}
 		buf = got

@@ -11,6 +11,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // WorkBlockSize is the block size WorkDuringSeal needs its store opened
@@ -92,18 +93,18 @@ type workload struct {
 
 // owned is a block a worker wrote, with what it takes to change it.
 type owned struct {
-	id   blobstore.ID
-	w    blobstore.WriteProof
+	id   wire.ID
+	w    wire.WriteProof
 	data []byte
-	etag blobstore.ETag
+	etag wire.ETag
 }
 
 func newOwned() owned {
-	return owned{id: blobstore.NewID(), w: randProof(), data: randBytes(WorkBlockSize)}
+	return owned{id: wire.NewID(), w: randProof(), data: randBytes(WorkBlockSize)}
 }
 
 func (w *workload) put(o owned, c blobstore.Cond) blobstore.Op {
-	return blobstore.Op{Kind: blobstore.OpPut, ID: o.id, ProofHash: o.w.Hash(), Data: o.data, ETag: blobstore.ETagOf(o.data), Bucket: w.buckets[0], Cond: c}
+	return blobstore.Op{Kind: blobstore.OpPut, ID: o.id, ProofHash: o.w.Hash(), Data: o.data, ETag: wire.ETagOf(o.data), Bucket: w.buckets[0], Cond: c}
 }
 
 // apply applies one op, timing it, and returns its result.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // Store is a store that seals: blobstore/bolt and blobstore/postgres are.
@@ -69,8 +70,8 @@ func randBytes(n int) []byte {
 	return d
 }
 
-func randProof() blobstore.WriteProof {
-	var w blobstore.WriteProof
+func randProof() wire.WriteProof {
+	var w wire.WriteProof
 	rand.Read(w[:])
 	return w
 }
@@ -80,7 +81,7 @@ func randProof() blobstore.WriteProof {
 // service does before it.
 type blockSet struct {
 	data  [][]byte
-	etags []blobstore.ETag
+	etags []wire.ETag
 }
 
 func newBlockSet(n, size int) *blockSet {
@@ -88,7 +89,7 @@ func newBlockSet(n, size int) *blockSet {
 	for range n {
 		d := randBytes(size)
 		bs.data = append(bs.data, d)
-		bs.etags = append(bs.etags, blobstore.ETagOf(d))
+		bs.etags = append(bs.etags, wire.ETagOf(d))
 	}
 	return bs
 }
@@ -97,7 +98,7 @@ func newBlockSet(n, size int) *blockSet {
 // service builds it.
 func (bs *blockSet) create(k int, bucket bucketer.Bucket) blobstore.Op {
 	k %= len(bs.data)
-	return blobstore.Op{Kind: blobstore.OpPut, ID: blobstore.NewID(), ProofHash: randProof().Hash(), Data: bs.data[k], ETag: bs.etags[k], Bucket: bucket}
+	return blobstore.Op{Kind: blobstore.OpPut, ID: wire.NewID(), ProofHash: randProof().Hash(), Data: bs.data[k], ETag: bs.etags[k], Bucket: bucket}
 }
 
 // fill creates n fresh blocks in batches of 64.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // paramsReader is how the purge scheduler reads what a store was created
@@ -51,10 +52,10 @@ func testWrongSize(t *testing.T, h *harness) {
 		ops := []blobstore.Op{
 			putOp(fresh, randData(r), h.bucket(1), blobstore.Cond{}),
 			putOp(b, bad, h.bucket(1), blobstore.Cond{}),
-			putOp(a, bad, h.bucket(1), ifMatch(blobstore.ETagOf(dA))),
+			putOp(a, bad, h.bucket(1), ifMatch(wire.ETagOf(dA))),
 		}
 		_, err := h.s.Apply(context.Background(), ops)
-		if blobstore.KindOf(err) != blobstore.KindInvalid {
+		if wire.KindOf(err) != wire.KindInvalid {
 			t.Fatalf("Apply of %s: got %v, want an error of KindInvalid", c.what, err)
 		}
 		h.expectMissing(b)
@@ -173,14 +174,14 @@ func testBatchMatchesOneAtATime(t *testing.T, h *harness) {
 }
 
 // oneAtATime holds blocks as ops committed one at a time leave them.
-type oneAtATime map[blobstore.ID]struct {
+type oneAtATime map[wire.ID]struct {
 	meta blobstore.Meta
 	data []byte
 }
 
 // apply decides op alone, as a store does, and keeps its change.
 func (one oneAtATime) apply(op blobstore.Op) blobstore.Result {
-	current := map[blobstore.ID]blobstore.Meta{}
+	current := map[wire.ID]blobstore.Meta{}
 	if b, ok := one[op.ID]; ok {
 		current[op.ID] = b.meta
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // testConcurrentReadersAndWriters reads blocks while others overwrite
@@ -48,14 +49,14 @@ func testConcurrentReadersAndWriters(t *testing.T, h *harness) {
 		wg.Go(func() {
 			var dst []byte
 			for i := 0; i < 2000 && time.Now().Before(deadline); i++ {
-				var etag blobstore.ETag
+				var etag wire.ETag
 				var err error
 				dst, etag, err = h.s.Read(ctx, blocks[(i+rd)%n].id, dst)
 				if err != nil {
 					errs <- err
 					return
 				}
-				if blobstore.ETagOf(dst) != etag {
+				if wire.ETagOf(dst) != etag {
 					errs <- errors.New("a read returned data that does not match its ETag")
 					return
 				}
@@ -80,7 +81,7 @@ func testConcurrentOpsOnOneBlock(t *testing.T, h *harness) {
 // one block after. A store whose rows move under writers (a seal) passes
 // that as background; a renewal moves the block's lease, so writers that
 // waited on it must decide again rather than act on the stale one. s must
-// take blocks of blobstore.MinBlockSize, as the suite's stores do.
+// take blocks of wire.MinBlockSize, as the suite's stores do.
 func ConcurrentOpsOnOneBlock(t *testing.T, s blobstore.Store, background func(ctx context.Context) error) {
 	ctx := context.Background()
 	buckets := []bucketer.Bucket{randomBucket(), randomBucket(), randomBucket()}
@@ -151,7 +152,7 @@ func testPurgeRacingRenewals(t *testing.T, h *harness) {
 // PurgeRace is what PurgeRacingRenewals leaves: the blocks a renewal
 // kept, and those purged.
 type PurgeRace struct {
-	Renewed, Gone []blobstore.ID
+	Renewed, Gone []wire.ID
 }
 
 // PurgeRacingRenewals fills s with 3000 blocks of one bucket, runs
@@ -160,7 +161,7 @@ type PurgeRace struct {
 // them, in small batches, half the renewers walking the blocks in the
 // opposite order. Each renewal that succeeds must keep its block; the
 // others are gone; the purge's count and Stats agree. s must take blocks
-// of blobstore.MinBlockSize, as the suite's stores do.
+// of wire.MinBlockSize, as the suite's stores do.
 func PurgeRacingRenewals(t *testing.T, s blobstore.Store, afterFill func()) PurgeRace {
 	ctx := context.Background()
 	old, cur := randomBucket(), randomBucket()

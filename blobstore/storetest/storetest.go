@@ -25,6 +25,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // Opener opens the store at one fixed location with params p. Calling it
@@ -33,7 +34,7 @@ type Opener func(t *testing.T, p blobstore.Params) (blobstore.Store, error)
 
 // blockSize is small so that the suite stays fast; it is the smallest a
 // deployment may choose.
-const blockSize = blobstore.MinBlockSize
+const blockSize = wire.MinBlockSize
 
 // Run runs the whole suite. newLocation returns an Opener for a fresh,
 // empty location; Run calls it once per subtest.
@@ -147,12 +148,12 @@ func (h *harness) bucket(p uint64) bucketer.Bucket { return h.bk.Bucket(p) }
 // failure messages call it, never the ID.
 type block struct {
 	name string
-	id   blobstore.ID
-	w    blobstore.WriteProof
+	id   wire.ID
+	w    wire.WriteProof
 }
 
 func newBlock(name string) block {
-	b := block{name: name, id: blobstore.NewID()}
+	b := block{name: name, id: wire.NewID()}
 	if _, err := rand.Read(b.w[:]); err != nil {
 		panic(err)
 	}
@@ -189,7 +190,7 @@ func newRand() *mrand.Rand {
 // Ops built exactly as Service builds them.
 
 func putOp(b block, data []byte, bucket bucketer.Bucket, c blobstore.Cond) blobstore.Op {
-	return blobstore.Op{Kind: blobstore.OpPut, ID: b.id, ProofHash: b.w.Hash(), Data: data, ETag: blobstore.ETagOf(data), Bucket: bucket, Cond: c}
+	return blobstore.Op{Kind: blobstore.OpPut, ID: b.id, ProofHash: b.w.Hash(), Data: data, ETag: wire.ETagOf(data), Bucket: bucket, Cond: c}
 }
 
 func deleteOp(b block, c blobstore.Cond) blobstore.Op {
@@ -202,7 +203,7 @@ func renewOp(b block, bucket bucketer.Bucket) blobstore.Op {
 
 func createOnly() blobstore.Cond { return blobstore.Cond{IfNoneMatchAny: true} }
 
-func ifMatch(e blobstore.ETag) blobstore.Cond { return blobstore.Cond{IfMatch: &e} }
+func ifMatch(e wire.ETag) blobstore.Cond { return blobstore.Cond{IfMatch: &e} }
 
 // describe names an op for failure messages without revealing anything
 // about it but its role in the test.
@@ -222,7 +223,7 @@ type step struct {
 	op     blobstore.Op
 	name   string
 	status blobstore.Status
-	etag   *blobstore.ETag // nil: the result's ETag is not checked
+	etag   *wire.ETag // nil: the result's ETag is not checked
 }
 
 func (st step) String() string { return describe(st.op, st.name) }
@@ -248,12 +249,12 @@ func (h *harness) applySteps(ctx context.Context, steps ...step) []blobstore.Res
 }
 
 // apply1 commits one op alone and checks its result.
-func (h *harness) apply1(op blobstore.Op, name string, status blobstore.Status, etag *blobstore.ETag) blobstore.Result {
+func (h *harness) apply1(op blobstore.Op, name string, status blobstore.Status, etag *wire.ETag) blobstore.Result {
 	h.t.Helper()
 	return h.applySteps(context.Background(), step{op: op, name: name, status: status, etag: etag})[0]
 }
 
-func checkResult(t *testing.T, what string, got blobstore.Result, status blobstore.Status, etag *blobstore.ETag) {
+func checkResult(t *testing.T, what string, got blobstore.Result, status blobstore.Status, etag *wire.ETag) {
 	t.Helper()
 	if got.Status != status {
 		t.Errorf("%s: status %s, want %s", what, got.Status, status)
@@ -270,7 +271,7 @@ func ptr[T any](v T) *T { return &v }
 func (h *harness) put(b block, r *mrand.Rand, bucket bucketer.Bucket) []byte {
 	h.t.Helper()
 	data := randData(r)
-	h.apply1(putOp(b, data, bucket, blobstore.Cond{}), b.name, blobstore.StatusCreated, ptr(blobstore.ETagOf(data)))
+	h.apply1(putOp(b, data, bucket, blobstore.Cond{}), b.name, blobstore.StatusCreated, ptr(wire.ETagOf(data)))
 	return data
 }
 
@@ -278,7 +279,7 @@ func (h *harness) put(b block, r *mrand.Rand, bucket bucketer.Bucket) []byte {
 func (h *harness) expectBlock(b block, data []byte) {
 	h.t.Helper()
 	ctx := context.Background()
-	want := blobstore.ETagOf(data)
+	want := wire.ETagOf(data)
 	got, etag, err := h.s.Read(ctx, b.id, nil)
 	if err != nil {
 		h.t.Fatalf("Read of %s: %v", b.name, err)
@@ -386,18 +387,18 @@ func testPutCreateReplace(t *testing.T, h *harness) {
 	r := newRand()
 	a := newBlock("block A")
 	d1 := randData(r)
-	h.apply1(putOp(a, d1, h.bucket(1), blobstore.Cond{}), "new block A", blobstore.StatusCreated, ptr(blobstore.ETagOf(d1)))
+	h.apply1(putOp(a, d1, h.bucket(1), blobstore.Cond{}), "new block A", blobstore.StatusCreated, ptr(wire.ETagOf(d1)))
 	h.expectBlock(a, d1)
 	h.expectStats("after create", 1, map[uint64]int64{1: 1})
 
 	d2 := randData(r)
-	h.apply1(putOp(a, d2, h.bucket(2), blobstore.Cond{}), "existing block A", blobstore.StatusReplaced, ptr(blobstore.ETagOf(d2)))
+	h.apply1(putOp(a, d2, h.bucket(2), blobstore.Cond{}), "existing block A", blobstore.StatusReplaced, ptr(wire.ETagOf(d2)))
 	h.expectBlock(a, d2)
 	// A put stamps the bucket it carries, like a renewal.
 	h.expectStats("after replace", 1, map[uint64]int64{2: 1})
 
 	// Replacing with identical data is still a replacement.
-	h.apply1(putOp(a, d2, h.bucket(2), blobstore.Cond{}), "block A with its own data", blobstore.StatusReplaced, ptr(blobstore.ETagOf(d2)))
+	h.apply1(putOp(a, d2, h.bucket(2), blobstore.Cond{}), "block A with its own data", blobstore.StatusReplaced, ptr(wire.ETagOf(d2)))
 	h.expectBlock(a, d2)
 }
 
@@ -409,14 +410,14 @@ func testPutWrongProof(t *testing.T, h *harness) {
 	evil := randData(r)
 	h.apply1(putOp(a.stranger(), evil, h.bucket(2), blobstore.Cond{}), "block A", blobstore.StatusForbidden, nil)
 	h.apply1(putOp(a.stranger(), evil, h.bucket(2), createOnly()), "block A", blobstore.StatusForbidden, nil)
-	h.apply1(putOp(a.stranger(), evil, h.bucket(2), ifMatch(blobstore.ETagOf(d))), "block A", blobstore.StatusForbidden, nil)
+	h.apply1(putOp(a.stranger(), evil, h.bucket(2), ifMatch(wire.ETagOf(d))), "block A", blobstore.StatusForbidden, nil)
 	h.expectBlock(a, d)
 	h.expectStats("after refused puts", 1, map[uint64]int64{1: 1})
 	// The stored proof is the owner's still: the owner's renewal into the
 	// same bucket finds nothing to do, and the owner can still write.
-	h.apply1(renewOp(a, h.bucket(1)), "block A after refused puts", blobstore.StatusCurrent, ptr(blobstore.ETagOf(d)))
+	h.apply1(renewOp(a, h.bucket(1)), "block A after refused puts", blobstore.StatusCurrent, ptr(wire.ETagOf(d)))
 	d2 := randData(r)
-	h.apply1(putOp(a, d2, h.bucket(1), blobstore.Cond{}), "block A by its owner", blobstore.StatusReplaced, ptr(blobstore.ETagOf(d2)))
+	h.apply1(putOp(a, d2, h.bucket(1), blobstore.Cond{}), "block A by its owner", blobstore.StatusReplaced, ptr(wire.ETagOf(d2)))
 	h.expectBlock(a, d2)
 }
 
@@ -431,7 +432,7 @@ func testReadReusesDst(t *testing.T, h *harness) {
 	if err != nil {
 		t.Fatalf("Read of block A into dst: %v", err)
 	}
-	if !bytes.Equal(got, d) || etag != blobstore.ETagOf(d) {
+	if !bytes.Equal(got, d) || etag != wire.ETagOf(d) {
 		t.Fatal("Read of block A into dst: wrong data or ETag")
 	}
 	if &got[0] != &dst[:1][0] {
@@ -473,10 +474,10 @@ func testCreateOnly(t *testing.T, h *harness) {
 	r := newRand()
 	a := newBlock("block A")
 	d := randData(r)
-	h.apply1(putOp(a, d, h.bucket(1), createOnly()), "new block A", blobstore.StatusCreated, ptr(blobstore.ETagOf(d)))
+	h.apply1(putOp(a, d, h.bucket(1), createOnly()), "new block A", blobstore.StatusCreated, ptr(wire.ETagOf(d)))
 	h.expectBlock(a, d)
 
-	h.apply1(putOp(a, randData(r), h.bucket(2), createOnly()), "existing block A", blobstore.StatusPrecondition, ptr(blobstore.ETagOf(d)))
+	h.apply1(putOp(a, randData(r), h.bucket(2), createOnly()), "existing block A", blobstore.StatusPrecondition, ptr(wire.ETagOf(d)))
 	h.expectBlock(a, d)
 	h.expectStats("after failed create-only", 1, map[uint64]int64{1: 1})
 }
@@ -487,16 +488,16 @@ func testIfMatch(t *testing.T, h *harness) {
 	d1 := h.put(a, r, h.bucket(1))
 
 	d2 := randData(r)
-	h.apply1(putOp(a, d2, h.bucket(2), ifMatch(blobstore.ETagOf(d1))), "block A with its current ETag", blobstore.StatusReplaced, ptr(blobstore.ETagOf(d2)))
+	h.apply1(putOp(a, d2, h.bucket(2), ifMatch(wire.ETagOf(d1))), "block A with its current ETag", blobstore.StatusReplaced, ptr(wire.ETagOf(d2)))
 	h.expectBlock(a, d2)
 
 	// d1's ETag is stale now.
-	h.apply1(putOp(a, randData(r), h.bucket(3), ifMatch(blobstore.ETagOf(d1))), "block A with a stale ETag", blobstore.StatusPrecondition, ptr(blobstore.ETagOf(d2)))
+	h.apply1(putOp(a, randData(r), h.bucket(3), ifMatch(wire.ETagOf(d1))), "block A with a stale ETag", blobstore.StatusPrecondition, ptr(wire.ETagOf(d2)))
 	h.expectBlock(a, d2)
 	h.expectStats("after failed If-Match", 1, map[uint64]int64{2: 1})
 
 	m := newBlock("missing block M")
-	h.apply1(putOp(m, randData(r), h.bucket(2), ifMatch(blobstore.ETagOf(d2))), m.name, blobstore.StatusPrecondition, nil)
+	h.apply1(putOp(m, randData(r), h.bucket(2), ifMatch(wire.ETagOf(d2))), m.name, blobstore.StatusPrecondition, nil)
 	h.expectMissing(m)
 	h.expectStats("after If-Match on a missing block", 1, map[uint64]int64{2: 1})
 }
@@ -508,7 +509,7 @@ func testDelete(t *testing.T, h *harness) {
 
 	h.apply1(deleteOp(a.stranger(), blobstore.Cond{}), "block A", blobstore.StatusForbidden, nil)
 	h.expectBlock(a, d)
-	h.apply1(deleteOp(a, ifMatch(blobstore.ETagOf(randData(r)))), "block A with a wrong ETag", blobstore.StatusPrecondition, ptr(blobstore.ETagOf(d)))
+	h.apply1(deleteOp(a, ifMatch(wire.ETagOf(randData(r)))), "block A with a wrong ETag", blobstore.StatusPrecondition, ptr(wire.ETagOf(d)))
 	h.expectBlock(a, d)
 	h.expectStats("after refused deletes", 1, map[uint64]int64{1: 1})
 
@@ -526,7 +527,7 @@ func testDelete(t *testing.T, h *harness) {
 	h.apply1(deleteOp(a, blobstore.Cond{}), "block A re-created by someone else", blobstore.StatusForbidden, nil)
 
 	// Delete with the right If-Match succeeds.
-	h.apply1(deleteOp(b, ifMatch(blobstore.ETagOf(d))), "block B with its ETag", blobstore.StatusDeleted, nil)
+	h.apply1(deleteOp(b, ifMatch(wire.ETagOf(d))), "block B with its ETag", blobstore.StatusDeleted, nil)
 	h.expectMissing(b)
 	h.expectStats("at the end", 1, map[uint64]int64{2: 1})
 }
@@ -535,7 +536,7 @@ func testRenew(t *testing.T, h *harness) {
 	r := newRand()
 	a := newBlock("block A")
 	d := h.put(a, r, h.bucket(1))
-	etag := blobstore.ETagOf(d)
+	etag := wire.ETagOf(d)
 
 	h.apply1(renewOp(a, h.bucket(1)), "block A into its own bucket", blobstore.StatusCurrent, &etag)
 	h.apply1(renewOp(a, h.bucket(2)), "block A into a new bucket", blobstore.StatusRenewed, &etag)
@@ -564,20 +565,20 @@ func testProofChain(t *testing.T, h *harness) {
 	r := newRand()
 	a := newBlock("block A")
 	d := h.put(a, r, h.bucket(1))
-	etag := blobstore.ETagOf(d)
+	etag := wire.ETagOf(d)
 	if a.w.Hash() != a.w.Renew().Hash() {
 		t.Fatal("WriteProof.Hash is not RenewProof.Hash of the derived renew proof")
 	}
 
 	// The write proof's bytes used as a renew proof.
-	asRenew := blobstore.RenewProof(a.w)
+	asRenew := wire.RenewProof(a.w)
 	h.apply1(blobstore.Op{Kind: blobstore.OpRenew, ID: a.id, ProofHash: asRenew.Hash(), Bucket: h.bucket(2)},
 		"block A with its write proof as renew proof", blobstore.StatusForbidden, nil)
 
 	// The renew proof's bytes used as a write proof, for put and delete.
-	asWrite := blobstore.WriteProof(a.w.Renew())
+	asWrite := wire.WriteProof(a.w.Renew())
 	evil := randData(r)
-	h.apply1(blobstore.Op{Kind: blobstore.OpPut, ID: a.id, ProofHash: asWrite.Hash(), Data: evil, ETag: blobstore.ETagOf(evil), Bucket: h.bucket(2)},
+	h.apply1(blobstore.Op{Kind: blobstore.OpPut, ID: a.id, ProofHash: asWrite.Hash(), Data: evil, ETag: wire.ETagOf(evil), Bucket: h.bucket(2)},
 		"put of block A with its renew proof as write proof", blobstore.StatusForbidden, nil)
 	h.apply1(blobstore.Op{Kind: blobstore.OpDelete, ID: a.id, ProofHash: asWrite.Hash()},
 		"delete of block A with its renew proof as write proof", blobstore.StatusForbidden, nil)
@@ -591,7 +592,7 @@ func testProofChain(t *testing.T, h *harness) {
 func testBatchSameID(t *testing.T, h *harness) {
 	r := newRand()
 	d1, d2, d3 := randData(r), randData(r), randData(r)
-	e1, e2, e3 := blobstore.ETagOf(d1), blobstore.ETagOf(d2), blobstore.ETagOf(d3)
+	e1, e2, e3 := wire.ETagOf(d1), wire.ETagOf(d2), wire.ETagOf(d3)
 
 	// The same sequence on two blocks: all in one Apply for A, one Apply
 	// per op for B. Results and final state must agree.
@@ -643,10 +644,10 @@ func testAtomicGroup(t *testing.T, h *harness) {
 	head, stale := newBlock("head"), newBlock("stale index block")
 	dHead := h.put(head, r, h.bucket(1))
 	dStale := h.put(stale, r, h.bucket(1))
-	eHead := blobstore.ETagOf(dHead)
+	eHead := wire.ETagOf(dHead)
 	fresh, other := newBlock("fresh index block"), newBlock("unrelated block")
 	dFresh, dNext, dOther := randData(r), randData(r), randData(r)
-	commit := func(g uint64, etag blobstore.ETag) []blobstore.Op {
+	commit := func(g uint64, etag wire.ETag) []blobstore.Op {
 		ops := []blobstore.Op{
 			putOp(fresh, dFresh, h.bucket(2), createOnly()),
 			putOp(head, dNext, h.bucket(2), ifMatch(etag)),
@@ -657,7 +658,7 @@ func testAtomicGroup(t *testing.T, h *harness) {
 		}
 		return ops
 	}
-	lost := commit(11, blobstore.ETagOf(dOther))
+	lost := commit(11, wire.ETagOf(dOther))
 	h.applySteps(context.Background(),
 		step{lost[0], fresh.name, blobstore.StatusAborted, nil},
 		step{lost[1], head.name, blobstore.StatusPrecondition, &eHead},
@@ -691,7 +692,7 @@ func testBatchManyIDs(t *testing.T, h *harness) {
 		old[i] = newBlock(fmt.Sprintf("old block %d", i))
 		d := randData(r)
 		oldData[i] = d
-		ops = append(ops, step{putOp(old[i], d, h.bucket(1), blobstore.Cond{}), old[i].name, blobstore.StatusCreated, ptr(blobstore.ETagOf(d))})
+		ops = append(ops, step{putOp(old[i], d, h.bucket(1), blobstore.Cond{}), old[i].name, blobstore.StatusCreated, ptr(wire.ETagOf(d))})
 	}
 	h.applySteps(context.Background(), ops...)
 	h.expectStats("after the first batch", n, map[uint64]int64{1: n})
@@ -704,12 +705,12 @@ func testBatchManyIDs(t *testing.T, h *harness) {
 	for i := 0; i < n; i++ {
 		fresh[i] = newBlock(fmt.Sprintf("new block %d", i))
 		freshData[i] = randData(r)
-		ops = append(ops, step{putOp(fresh[i], freshData[i], h.bucket(2), createOnly()), fresh[i].name, blobstore.StatusCreated, ptr(blobstore.ETagOf(freshData[i]))})
+		ops = append(ops, step{putOp(fresh[i], freshData[i], h.bucket(2), createOnly()), fresh[i].name, blobstore.StatusCreated, ptr(wire.ETagOf(freshData[i]))})
 		switch i % 4 {
 		case 0:
 			ops = append(ops, step{deleteOp(old[i], blobstore.Cond{}), old[i].name, blobstore.StatusDeleted, nil})
 		case 1:
-			ops = append(ops, step{renewOp(old[i], h.bucket(2)), old[i].name, blobstore.StatusRenewed, ptr(blobstore.ETagOf(oldData[i]))})
+			ops = append(ops, step{renewOp(old[i], h.bucket(2)), old[i].name, blobstore.StatusRenewed, ptr(wire.ETagOf(oldData[i]))})
 		case 2:
 			ops = append(ops, step{renewOp(old[i].stranger(), h.bucket(2)), old[i].name, blobstore.StatusForbidden, nil})
 		case 3:
@@ -773,7 +774,7 @@ func testConcurrentCAS(t *testing.T, h *harness) {
 	r := newRand()
 	a := newBlock("block A")
 	d0 := h.put(a, r, h.bucket(1))
-	h.putRace("compare-and-swap", a, ifMatch(blobstore.ETagOf(d0)), blobstore.StatusReplaced)
+	h.putRace("compare-and-swap", a, ifMatch(wire.ETagOf(d0)), blobstore.StatusReplaced)
 }
 
 func testConcurrentCreate(t *testing.T, h *harness) {
@@ -812,7 +813,7 @@ func (h *harness) putRace(what string, a block, cond blobstore.Cond, won blobsto
 		t.Fatalf("%s race: no goroutine got %s for %s", what, won, a.name)
 	}
 	for i, res := range results {
-		if res.Status == blobstore.StatusPrecondition && res.ETag != blobstore.ETagOf(datas[winner]) {
+		if res.Status == blobstore.StatusPrecondition && res.ETag != wire.ETagOf(datas[winner]) {
 			t.Errorf("%s race: goroutine %d lost but was not told the winner's ETag", what, i)
 		}
 	}
@@ -858,7 +859,7 @@ func testConcurrentApplies(t *testing.T, h *harness) {
 				case doomed:
 				case err != nil:
 					errs <- fmt.Errorf("caller %d, round %d: Apply: %w", i, j, err)
-				case len(rs) != 1 || rs[0].Status != blobstore.StatusCreated || rs[0].ETag != blobstore.ETagOf(p.data):
+				case len(rs) != 1 || rs[0].Status != blobstore.StatusCreated || rs[0].ETag != wire.ETagOf(p.data):
 					errs <- fmt.Errorf("caller %d, round %d: put of %s: got %v, want created with its ETag", i, j, p.b.name, rs)
 				}
 			}
@@ -929,7 +930,7 @@ func testPurge(t *testing.T, h *harness) {
 	// Live blocks can still be renewed and written after a purge, and a
 	// purged ID can be created anew.
 	b := blocks[3][0]
-	h.apply1(renewOp(b, h.bucket(4)), b.name, blobstore.StatusRenewed, ptr(blobstore.ETagOf(data[3][0])))
+	h.apply1(renewOp(b, h.bucket(4)), b.name, blobstore.StatusRenewed, ptr(wire.ETagOf(data[3][0])))
 	gone := blocks[1][0]
 	d := h.put(gone, r, h.bucket(4))
 	h.expectBlock(gone, d)
@@ -1011,7 +1012,7 @@ func testPersistence(t *testing.T, h *harness) {
 	// Proofs and buckets survived too: an owner's renewal into the bucket
 	// the block was written in finds nothing to do, a stranger's fails.
 	for i := 0; i < n; i += 37 {
-		h.apply1(renewOp(bs[i], h.bucket(uint64(1+i%4))), bs[i].name, blobstore.StatusCurrent, ptr(blobstore.ETagOf(datas[i])))
+		h.apply1(renewOp(bs[i], h.bucket(uint64(1+i%4))), bs[i].name, blobstore.StatusCurrent, ptr(wire.ETagOf(datas[i])))
 		h.apply1(deleteOp(bs[i].stranger(), blobstore.Cond{}), bs[i].name, blobstore.StatusForbidden, nil)
 	}
 	h.purge(h.liveSet(2, 3, 4), false, perPeriod[1], "of period 1 after reopen")
@@ -1083,7 +1084,7 @@ func testParamsMismatch(t *testing.T, h *harness) {
 		p    blobstore.Params
 	}{
 		{"a larger block size", blobstore.Params{BlockSize: 2 * blockSize, Fingerprint: h.params.Fingerprint}},
-		{"the default block size", blobstore.Params{BlockSize: blobstore.DefaultBlockSize, Fingerprint: h.params.Fingerprint}},
+		{"the default block size", blobstore.Params{BlockSize: wire.DefaultBlockSize, Fingerprint: h.params.Fingerprint}},
 		{"a different bucket key fingerprint", blobstore.Params{BlockSize: blockSize, Fingerprint: otherFP}},
 		{"both different", blobstore.Params{BlockSize: 2 * blockSize, Fingerprint: otherFP}},
 	}
@@ -1108,7 +1109,7 @@ func testParamsMismatch(t *testing.T, h *harness) {
 		t.Errorf("HighestPeriod after refused opens = %d, %v; want 7", got, err)
 	}
 	d2 := randData(r)
-	h.apply1(putOp(a, d2, h.bucket(1), ifMatch(blobstore.ETagOf(d))), "block A after refused opens", blobstore.StatusReplaced, ptr(blobstore.ETagOf(d2)))
+	h.apply1(putOp(a, d2, h.bucket(1), ifMatch(wire.ETagOf(d))), "block A after refused opens", blobstore.StatusReplaced, ptr(wire.ETagOf(d2)))
 }
 
 // testCancelledApply checks that an Apply that fails leaves the store as
@@ -1138,7 +1139,7 @@ func testCancelledApply(t *testing.T, h *harness) {
 	h.expectStats("after cancelled applies", 1, map[uint64]int64{1: 1})
 
 	// The store is still usable.
-	h.apply1(renewOp(a, h.bucket(2)), "block A after cancelled applies", blobstore.StatusRenewed, ptr(blobstore.ETagOf(d)))
+	h.apply1(renewOp(a, h.bucket(2)), "block A after cancelled applies", blobstore.StatusRenewed, ptr(wire.ETagOf(d)))
 }
 
 func testPing(t *testing.T, h *harness) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/client"
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
 	"github.com/blindstore/blindstore/internal/cli"
 )
@@ -183,7 +184,7 @@ func (a *app) remote(server string) (*client.Remote, error) {
 	return r, nil
 }
 
-func readDeviceKey(path string, create bool) (*client.DeviceKey, error) {
+func readDeviceKey(path string, create bool) (*format.DeviceKey, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -194,7 +195,7 @@ func readDeviceKey(path string, create bool) (*client.DeviceKey, error) {
 	if !create || !os.IsNotExist(unwrapAll(err)) {
 		return nil, &client.Error{Kind: client.KindLocalIO, Msg: "the device key", Err: err}
 	}
-	if d, err = client.NewDeviceKey(); err != nil {
+	if d, err = format.NewDeviceKey(); err != nil {
 		return nil, err
 	}
 	if err := client.WriteDeviceKeyFile(path, d); err != nil {
@@ -300,7 +301,7 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 		if err != nil {
 			return err
 		}
-		code, err := client.ParseRecoveryCode(s)
+		code, err := format.ParseRecoveryCode(s)
 		if err != nil {
 			return cli.UsageError{Err: err}
 		}

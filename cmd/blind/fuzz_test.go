@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/client"
+	"github.com/blindstore/blindstore/client/format"
 )
 
 // refuseTransport stands for a server that cannot be reached.
@@ -28,7 +29,7 @@ func (refuseTransport) RoundTrip(*http.Request) (*http.Response, error) {
 func FuzzSessionFile(f *testing.F) {
 	dir := f.TempDir()
 	f.Setenv("BLIND_CONFIG_DIR", dir)
-	key := base64.RawURLEncoding.EncodeToString(make([]byte, client.KeySize))
+	key := base64.RawURLEncoding.EncodeToString(make([]byte, format.KeySize))
 	good, _ := json.Marshal(session{State: client.State{Server: "http://127.0.0.1:7878", User: "alice", AccountKey: key, OwnerSecret: key, Generation: 3}})
 	f.Add(good)
 	f.Add([]byte(`{"server":"http://x","account_key":"` + key + `=","owner_secret":""}`))

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/blindstore/blindstore/wire"
 )
 
 // A folder comes back whole with get, into a directory, without
@@ -50,7 +52,7 @@ func TestGetFolderAndLs(t *testing.T) {
 	if out := u.must("ls", "photos").stdout; strings.Count(out, "\n") != 3 || strings.Contains(out, "other.txt") {
 		t.Fatalf("ls photos:\n%s", out)
 	}
-	u.expect(exitNotFound, nil, "ls", "phot") // a folder, not a string prefix
+	u.expect(wire.ExitNotFound, nil, "ls", "phot") // a folder, not a string prefix
 
 	out := filepath.Join(t.TempDir(), "back")
 	u.must("get", "photos", "-o", out)
@@ -90,7 +92,7 @@ func TestGetFolderAndLs(t *testing.T) {
 	if err := os.Remove(filepath.Join(out, "sub", "b.txt")); err != nil {
 		t.Fatal(err)
 	}
-	u.expect(exitConflict, nil, "get", "photos", "-o", out)
+	u.expect(wire.ExitConflict, nil, "get", "photos", "-o", out)
 	if b, _ := os.ReadFile(filepath.Join(out, "a.txt")); string(b) != "mine" {
 		t.Fatal("get without --force overwrote a file")
 	}
@@ -111,12 +113,12 @@ func TestGetFolderAndLs(t *testing.T) {
 	if err := os.Symlink(elsewhere, filepath.Join(linked, "sub")); err != nil {
 		t.Fatal(err)
 	}
-	u.expect(exitConflict, nil, "get", "photos", "-o", linked, "--force")
+	u.expect(wire.ExitConflict, nil, "get", "photos", "-o", linked, "--force")
 	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
 		t.Fatalf("get followed a link out of its directory: %v", entries)
 	}
-	u.expect(exitUsage, nil, "get", "photos", "-o", "-")
-	u.expect(exitNotFound, nil, "get", "nothing-here")
+	u.expect(wire.ExitUsage, nil, "get", "photos", "-o", "-")
+	u.expect(wire.ExitNotFound, nil, "get", "nothing-here")
 	if entries, _ := filepath.Glob(filepath.Join(out, "*.part")); len(entries) > 0 {
 		t.Fatalf("temporary files left: %v", entries)
 	}

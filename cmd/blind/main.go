@@ -24,21 +24,8 @@ import (
 	"github.com/blindstore/blindstore/wire"
 )
 
-// Exit codes. Scripts rely on them: never renumber one. They are wire's
-// table's, where each kind of error has its code.
-const (
-	exitOK       = wire.ExitOK
-	exitError    = wire.ExitOther
-	exitUsage    = wire.ExitUsage
-	exitAuth     = wire.ExitAuth
-	exitNotFound = wire.ExitNotFound
-	exitConflict = wire.ExitConflict
-	exitNetwork  = wire.ExitNetwork
-	exitTampered = wire.ExitTampered
-	exitLocalIO  = wire.ExitLocalIO
-	exitQuota    = wire.ExitQuota
-)
-
+// exitCodesHelp documents wire's exit codes (wire.ExitOK and on), each
+// kind of error's own: scripts rely on them, so none is ever renumbered.
 const exitCodesHelp = `Exit codes:
   0  success
   1  other error
@@ -146,10 +133,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err := gfs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printMainUsage(stdout)
-			return exitOK
+			return wire.ExitOK
 		}
 		fmt.Fprintf(stderr, "blind: %v (run 'blind --help')\n", err)
-		return exitUsage
+		return wire.ExitUsage
 	}
 	if *showVersion {
 		return printVersion(a, stdout)
@@ -164,26 +151,26 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			}
 			if c, ok := cmds[args[1]]; ok {
 				c.PrintUsage(stdout)
-				return exitOK
+				return wire.ExitOK
 			}
 		}
 		printMainUsage(stdout)
 		if len(args) == 0 {
-			return exitUsage
+			return wire.ExitUsage
 		}
-		return exitOK
+		return wire.ExitOK
 	}
 	c, ok := cmds[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "blind: unknown command %q (run 'blind --help')\n", args[0])
-		return exitUsage
+		return wire.ExitUsage
 	}
 	if err := c.Parse(args[1:], stdout, set); err != nil {
 		if errors.Is(err, cli.ErrHelp) {
-			return exitOK
+			return wire.ExitOK
 		}
 		fmt.Fprintf(stderr, "blind: %v (run 'blind %s --help')\n", err, c.Name)
-		return exitUsage
+		return wire.ExitUsage
 	}
 	a.given = c.Given
 	err := c.run(a)
@@ -194,11 +181,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	if err == nil {
-		return exitOK
+		return wire.ExitOK
 	}
 	code := exitCode(err)
 	msg := err.Error()
-	if code == exitUsage {
+	if code == wire.ExitUsage {
 		msg += fmt.Sprintf(" (run 'blind %s --help')", c.Name)
 	}
 	if a.g.json {
@@ -213,10 +200,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func exitCode(err error) int {
 	var u cli.UsageError
 	if errors.As(err, &u) {
-		return exitUsage
+		return wire.ExitUsage
 	}
 	if errors.Is(err, context.Canceled) {
-		return exitError
+		return wire.ExitOther
 	}
 	return client.KindOf(err).ExitCode()
 }

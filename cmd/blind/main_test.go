@@ -24,6 +24,7 @@ import (
 	"github.com/blindstore/blindstore/client"
 	"github.com/blindstore/blindstore/internal/proc"
 	"github.com/blindstore/blindstore/internal/seeded"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // The tests run the real binaries: blindstored as a server process, and
@@ -310,10 +311,10 @@ func TestHelp(t *testing.T) {
 			t.Fatalf("blind %s --help:\n%s", name, r.stdout)
 		}
 	}
-	u.expect(exitUsage, nil, "frobnicate")
-	u.expect(exitUsage, nil, "put")
-	u.expect(exitUsage, nil, "get", "--bogus", "x")
-	if r := u.run(nil); r.code != exitUsage {
+	u.expect(wire.ExitUsage, nil, "frobnicate")
+	u.expect(wire.ExitUsage, nil, "put")
+	u.expect(wire.ExitUsage, nil, "get", "--bogus", "x")
+	if r := u.run(nil); r.code != wire.ExitUsage {
 		t.Fatalf("blind with no command: exit %d", r.code)
 	}
 }
@@ -325,7 +326,7 @@ func TestBadInput(t *testing.T) {
 	u := newUser(t, srv.url, "bob")
 	dir := t.TempDir()
 
-	u.expect(exitAuth, nil, "ls") // not logged in
+	u.expect(wire.ExitAuth, nil, "ls") // not logged in
 	u.signup()
 	src := filepath.Join(dir, "doc")
 	writeRandom(t, src, 3*capacity, 7)
@@ -333,22 +334,22 @@ func TestBadInput(t *testing.T) {
 	status := func() string { return u.must("--json", "status").stdout }
 	before := status()
 
-	u.expect(exitAuth, []string{"BLIND_PASSWORD=wrong"}, "login", "--user", "bob")
-	u.expect(exitAuth, nil, "login", "--user", "nobody-has-this-name")
-	u.expect(exitConflict, nil, "signup", "--user", "bob")
-	u.expect(exitNotFound, nil, "get", "missing")
-	u.expect(exitNotFound, nil, "rm", "missing")
-	u.expect(exitUsage, nil, "put", src, "--as", "../escape")
-	u.expect(exitLocalIO, nil, "put", filepath.Join(dir, "no-such-file"))
+	u.expect(wire.ExitAuth, []string{"BLIND_PASSWORD=wrong"}, "login", "--user", "bob")
+	u.expect(wire.ExitAuth, nil, "login", "--user", "nobody-has-this-name")
+	u.expect(wire.ExitConflict, nil, "signup", "--user", "bob")
+	u.expect(wire.ExitNotFound, nil, "get", "missing")
+	u.expect(wire.ExitNotFound, nil, "rm", "missing")
+	u.expect(wire.ExitUsage, nil, "put", src, "--as", "../escape")
+	u.expect(wire.ExitLocalIO, nil, "put", filepath.Join(dir, "no-such-file"))
 
 	// Output that exists is not overwritten; a full disk leaves nothing.
 	u.must("get", "doc", "-o", filepath.Join(dir, "copy"))
-	u.expect(exitConflict, nil, "get", "doc", "-o", filepath.Join(dir, "copy"))
+	u.expect(wire.ExitConflict, nil, "get", "doc", "-o", filepath.Join(dir, "copy"))
 	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
 	if err == nil {
 		r := u.runIn("", nil, full, "get", "doc", "-o", "-")
 		full.Close()
-		if r.code != exitLocalIO || !strings.Contains(r.stderr, "disk is full") {
+		if r.code != wire.ExitLocalIO || !strings.Contains(r.stderr, "disk is full") {
 			t.Fatalf("get to a full disk: exit %d, %q", r.code, r.stderr)
 		}
 	}
@@ -358,7 +359,7 @@ func TestBadInput(t *testing.T) {
 	sh := exec.Command("sh", "-c", `ulimit -f 64; exec "$0" get doc -o "$1"`, bin, limited)
 	sh.Env = append(os.Environ(), "BLIND_SERVER="+u.server, "BLIND_CONFIG_DIR="+u.cfg)
 	outb, _ := sh.CombinedOutput()
-	if code := sh.ProcessState.ExitCode(); code != exitLocalIO {
+	if code := sh.ProcessState.ExitCode(); code != wire.ExitLocalIO {
 		t.Fatalf("get beyond the file size limit: exit %d: %s", code, outb)
 	}
 	if entries, _ := filepath.Glob(filepath.Join(dir, ".limited*")); len(entries) > 0 {
@@ -369,19 +370,19 @@ func TestBadInput(t *testing.T) {
 	}
 
 	// Capabilities: malformed, and gone.
-	u.expect(exitUsage, nil, "fetch", "blind1:not-a-capability")
+	u.expect(wire.ExitUsage, nil, "fetch", "blind1:not-a-capability")
 	cp := strings.TrimSpace(u.must("share", "doc").stdout)
 	u.must("share", "doc", "--revoke")
-	u.expect(exitNotFound, nil, "fetch", cp, "-o", filepath.Join(dir, "gone"))
+	u.expect(wire.ExitNotFound, nil, "fetch", cp, "-o", filepath.Join(dir, "gone"))
 
 	// A server that is down, or that is not a blindstore server.
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	down := "http://" + ln.Addr().String()
 	ln.Close()
-	u.expect(exitNetwork, []string{"BLIND_SERVER=" + down}, "login", "--user", "bob")
-	u.expect(exitNetwork, []string{"BLIND_SERVER=" + down}, "fetch", cp)
+	u.expect(wire.ExitNetwork, []string{"BLIND_SERVER=" + down}, "login", "--user", "bob")
+	u.expect(wire.ExitNetwork, []string{"BLIND_SERVER=" + down}, "fetch", cp)
 	garbage := garbageServer(t)
-	u.expect(exitNetwork, []string{"BLIND_SERVER=" + garbage}, "login", "--user", "bob")
+	u.expect(wire.ExitNetwork, []string{"BLIND_SERVER=" + garbage}, "login", "--user", "bob")
 
 	after := status()
 	if !sameStatus(before, after) {
@@ -399,7 +400,7 @@ func TestBadInput(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(u.cfg, "session.json")); err == nil {
 		t.Fatal("logout left the session file")
 	}
-	u.expect(exitAuth, nil, "ls")
+	u.expect(wire.ExitAuth, nil, "ls")
 }
 
 // sameStatus compares two status outputs but for the shared count, which
@@ -564,8 +565,8 @@ func TestTamperingProxy(t *testing.T) {
 			p.mu.Unlock()
 			out := filepath.Join(dir, "tampered")
 			r := u.run(nil, "get", "f", "-o", out)
-			if r.code != exitTampered {
-				t.Fatalf("exit %d, want %d: %s", r.code, exitTampered, r.stderr)
+			if r.code != wire.ExitTampered {
+				t.Fatalf("exit %d, want %d: %s", r.code, wire.ExitTampered, r.stderr)
 			}
 			if _, err := os.Stat(out); err == nil {
 				t.Fatal("a tampered file was written out")
@@ -691,8 +692,8 @@ func TestPeriodsRenewalAndPurge(t *testing.T) {
 	if time.Now().After(deadline) {
 		t.Fatalf("the test overran its 20 s budget")
 	}
-	gone.expect(exitAuth, nil, "login", "--user", gone.name)
-	gone.expect(exitAuth, nil, "ls")
+	gone.expect(wire.ExitAuth, nil, "login", "--user", gone.name)
+	gone.expect(wire.ExitAuth, nil, "ls")
 	for _, name := range []string{"keep"} {
 		o := filepath.Join(dir, "out-"+name)
 		active.must("get", name, "-o", o)
@@ -740,8 +741,8 @@ func TestAccountLifecycle(t *testing.T) {
 	if r := u.run([]string{"BLIND_NEW_PASSWORD=a second and longer passphrase"}, "passwd"); r.code != 0 {
 		t.Fatalf("passwd: exit %d: %s", r.code, r.stderr)
 	}
-	u.expect(exitAuth, []string{"BLIND_NEW_PASSWORD=third of the passphrases"}, "passwd") // the current password is no longer u.pass
-	u.expect(exitAuth, nil, "login", "--user", "frank")
+	u.expect(wire.ExitAuth, []string{"BLIND_NEW_PASSWORD=third of the passphrases"}, "passwd") // the current password is no longer u.pass
+	u.expect(wire.ExitAuth, nil, "login", "--user", "frank")
 	u.pass = "a second and longer passphrase"
 	u.must("login", "--user", "frank")
 
@@ -763,7 +764,7 @@ func TestAccountLifecycle(t *testing.T) {
 	if r := other.run([]string{"BLIND_RECOVERY_CODE=" + strings.ToLower(su.Code), "BLIND_NEW_PASSWORD=" + other.pass}, "login", "--user", "frank", "--recover"); r.code != 0 {
 		t.Fatalf("login --recover: exit %d: %s", r.code, r.stderr)
 	}
-	u.expect(exitAuth, nil, "login", "--user", "frank")
+	u.expect(wire.ExitAuth, nil, "login", "--user", "frank")
 	// By the environment alone, as a script does it: BLIND_RECOVERY_CODE
 	// is the code, BLIND_RECOVER the yes/no of --recover.
 	other.pass = "recovered by the environment alone"
@@ -776,9 +777,9 @@ func TestAccountLifecycle(t *testing.T) {
 	}
 	other.must("get", "f", "-o", filepath.Join(dir, "f.out"))
 
-	other.expect(exitUsage, nil, "delete-account")
+	other.expect(wire.ExitUsage, nil, "delete-account")
 	other.must("delete-account", "--yes")
-	other.expect(exitAuth, nil, "login", "--user", "frank")
+	other.expect(wire.ExitAuth, nil, "login", "--user", "frank")
 	if _, err := os.Stat(filepath.Join(other.cfg, "session.json")); err == nil {
 		t.Fatal("delete-account left the session")
 	}

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/blindstore/blindstore/internal/cli"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // globalFlags returns the flags taken before the command name: the ones
@@ -25,7 +26,7 @@ func printVersion(a *app, w io.Writer) int {
 	} else {
 		fmt.Fprintf(w, "blind %s\n", v)
 	}
-	return exitOK
+	return wire.ExitOK
 }
 
 // commandList returns the commands sorted by name.

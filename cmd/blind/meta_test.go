@@ -12,6 +12,7 @@ import (
 
 	"github.com/blindstore/blindstore/internal/cli"
 	"github.com/blindstore/blindstore/internal/testenv"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // runHere runs the command line in this process, as main does.
@@ -28,16 +29,16 @@ func TestVersion(t *testing.T) {
 	version = "v1.2.3-test"
 	t.Cleanup(func() { version = old })
 	for _, args := range [][]string{{"--version"}, {"version"}} {
-		if code, out, _ := runHere(t, args...); code != exitOK || out != "blind v1.2.3-test\n" {
+		if code, out, _ := runHere(t, args...); code != wire.ExitOK || out != "blind v1.2.3-test\n" {
 			t.Fatalf("blind %v: exit %d, %q", args, code, out)
 		}
 	}
 	code, out, _ := runHere(t, "--json", "version")
 	var v struct{ Version string }
-	if err := json.Unmarshal([]byte(out), &v); code != exitOK || err != nil || v.Version != "v1.2.3-test" {
+	if err := json.Unmarshal([]byte(out), &v); code != wire.ExitOK || err != nil || v.Version != "v1.2.3-test" {
 		t.Fatalf("blind --json version: exit %d, %q", code, out)
 	}
-	if code, _, errOut := runHere(t, "version", "extra"); code != exitUsage || errOut == "" {
+	if code, _, errOut := runHere(t, "version", "extra"); code != wire.ExitUsage || errOut == "" {
 		t.Fatalf("blind version extra: exit %d", code)
 	}
 }
@@ -47,19 +48,19 @@ func TestVersion(t *testing.T) {
 func TestBooleanVariables(t *testing.T) {
 	for _, v := range []string{"yes", "YES", "on", "1", "true", "y"} {
 		t.Setenv("BLIND_JSON", v)
-		if code, out, _ := runHere(t, "version"); code != exitOK || !strings.HasPrefix(out, "{") {
+		if code, out, _ := runHere(t, "version"); code != wire.ExitOK || !strings.HasPrefix(out, "{") {
 			t.Fatalf("BLIND_JSON=%s: exit %d, %q", v, code, out)
 		}
 	}
 	for _, v := range []string{"no", "Off", "0", "false", "n", ""} {
 		t.Setenv("BLIND_JSON", v)
-		if code, out, _ := runHere(t, "version"); code != exitOK || strings.HasPrefix(out, "{") {
+		if code, out, _ := runHere(t, "version"); code != wire.ExitOK || strings.HasPrefix(out, "{") {
 			t.Fatalf("BLIND_JSON=%q: exit %d, %q", v, code, out)
 		}
 	}
 	t.Setenv("BLIND_JSON", "maybe")
 	code, _, errOut := runHere(t, "version")
-	if code != exitUsage || !strings.Contains(errOut, "BLIND_JSON") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+	if code != wire.ExitUsage || !strings.Contains(errOut, "BLIND_JSON") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Fatalf("BLIND_JSON=maybe: exit %d, %q", code, errOut)
 	}
 }
@@ -68,7 +69,7 @@ func TestBooleanVariables(t *testing.T) {
 // the summary is wrapped.
 func TestHelpSummariesWhole(t *testing.T) {
 	code, out, _ := runHere(t, "--help")
-	if code != exitOK {
+	if code != wire.ExitOK {
 		t.Fatalf("exit %d", code)
 	}
 	flat := strings.Join(strings.Fields(out), " ")
@@ -91,7 +92,7 @@ func TestHelpSummariesWhole(t *testing.T) {
 func completionScript(t *testing.T, shell string) string {
 	t.Helper()
 	code, out, errOut := runHere(t, "completion", shell)
-	if code != exitOK {
+	if code != wire.ExitOK {
 		t.Fatalf("blind completion %s: exit %d: %s", shell, code, errOut)
 	}
 	p := filepath.Join(t.TempDir(), "blind."+shell)
@@ -128,7 +129,7 @@ func TestCompletion(t *testing.T) {
 			t.Errorf("completing %s: %q (%v), want %q", words, out, err, want)
 		}
 	}
-	if code, _, errOut := runHere(t, "completion", "tcsh"); code != exitUsage || !strings.Contains(errOut, "bash") {
+	if code, _, errOut := runHere(t, "completion", "tcsh"); code != wire.ExitUsage || !strings.Contains(errOut, "bash") {
 		t.Fatalf("blind completion tcsh: exit %d, %q", code, errOut)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"math"
 
 	"github.com/blindstore/blindstore/internal/cli"
-	"github.com/blindstore/blindstore/internal/zxcvbn"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn"
 )
 
 // minPasswordScore is the least zxcvbn score a new password needs: 3,

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/blindstore/blindstore/wire"
 )
 
 // countBlocks stops the server, counts its store's blocks, and starts
@@ -116,7 +118,7 @@ func TestPutFolderRangesAndDeltas(t *testing.T) {
 			t.Fatalf("range %v: %d bytes, want %d", rg, out.Len(), hi-lo)
 		}
 	}
-	u.expect(exitUsage, nil, "get", "big", "--offset", "-1")
+	u.expect(wire.ExitUsage, nil, "get", "big", "--offset", "-1")
 
 	// A 100-byte insertion in the middle re-sends a few blocks, and a
 	// one-byte overwrite fewer: counted as block bytes sent, through a
@@ -150,9 +152,9 @@ func TestPutFolderRangesAndDeltas(t *testing.T) {
 	}
 
 	// Bad input: one line, non-zero, nothing stored.
-	u.expect(exitUsage, nil, "put", dir, src, "--as", "x")
-	u.expect(exitUsage, nil, "put", src, filepath.Join(filepath.Dir(src), "..", filepath.Base(filepath.Dir(src)), "big"))
-	u.expect(exitLocalIO, nil, "put", src, filepath.Join(t.TempDir(), "missing"))
+	u.expect(wire.ExitUsage, nil, "put", dir, src, "--as", "x")
+	u.expect(wire.ExitUsage, nil, "put", src, filepath.Join(filepath.Dir(src), "..", filepath.Base(filepath.Dir(src)), "big"))
+	u.expect(wire.ExitLocalIO, nil, "put", src, filepath.Join(t.TempDir(), "missing"))
 	var after []map[string]any
 	_ = lsFiles(u.must("--json", "ls").stdout, &after)
 	if len(after) != n+1 {

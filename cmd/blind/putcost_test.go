@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/blindstore/blindstore/wire"
 )
 
 // With one token left, a put whose data and commit need more is refused
@@ -24,11 +26,11 @@ func TestPutRefusedBeforeSpending(t *testing.T) {
 
 	big := filepath.Join(dir, "big")
 	writeRandom(t, big, 3<<20, 2)
-	r := u.expect(exitQuota, nil, "put", big)
+	r := u.expect(wire.ExitQuota, nil, "put", big)
 	if !strings.Contains(r.stderr, "nothing was sent") || !strings.Contains(r.stderr, "1 are left") {
 		t.Fatalf("put beyond the tokens: %q", r.stderr)
 	}
-	u.expect(exitQuota, nil, "put", dir) // a folder, likewise
+	u.expect(wire.ExitQuota, nil, "put", dir) // a folder, likewise
 	if st := u.status(); st.Tokens.Left != 1 || st.Files != 1 {
 		t.Fatalf("after the refused puts: %d tokens left, %d files; want 1 and 1", st.Tokens.Left, st.Files)
 	}

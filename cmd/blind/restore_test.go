@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/blindstore/blindstore/wire"
 )
 
 // After the server is restored from a backup older than what the session
@@ -37,7 +39,7 @@ func TestRestoredServerSaysWhatToDo(t *testing.T) {
 	stopServer(srv)
 
 	srv = startServer(t, "--listen", addr, "--data", backup)
-	r := u.expect(exitTampered, nil, "ls")
+	r := u.expect(wire.ExitTampered, nil, "ls")
 	for _, want := range []string{"older version", "backup", "blind logout", "blind login", "tell the operator"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Fatalf("the rollback error %q lacks %q", r.stderr, want)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/internal/tlstest"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // runBare runs blind with no BLIND_ variable but the configuration
@@ -70,7 +71,7 @@ func TestSessionKeepsServerAndCA(t *testing.T) {
 		{nil, []string{"status", "--server", other.url}},
 		{[]string{"BLIND_SERVER=" + other.url}, []string{"ls"}},
 	} {
-		r := u.expect(exitUsage, tc.env, tc.args...)
+		r := u.expect(wire.ExitUsage, tc.env, tc.args...)
 		if !strings.Contains(r.stderr, srv.url) || !strings.Contains(r.stderr, "blind logout") {
 			t.Fatalf("blind %v: %q does not say what to do", tc.args, r.stderr)
 		}

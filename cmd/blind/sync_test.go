@@ -19,6 +19,7 @@ import (
 	"github.com/blindstore/blindstore/client"
 	"github.com/blindstore/blindstore/internal/proc"
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // folderState lists a folder as name → content (and "dir/" for an empty
@@ -172,11 +173,11 @@ func TestSyncCLI(t *testing.T) {
 	}
 
 	// Bad input: one line, non-zero exit, nothing changed.
-	a.expect(exitUsage, nil, "sync")
-	a.expect(exitUsage, nil, "sync", filepath.Join(da, "notes.md"+"x"), "--watch", "--dry-run")
-	a.expect(exitLocalIO, nil, "sync", filepath.Join(da, "missing"))
+	a.expect(wire.ExitUsage, nil, "sync")
+	a.expect(wire.ExitUsage, nil, "sync", filepath.Join(da, "notes.md"+"x"), "--watch", "--dry-run")
+	a.expect(wire.ExitLocalIO, nil, "sync", filepath.Join(da, "missing"))
 	writeFile(t, da, ".blindignore", "[bad\n")
-	a.expect(exitUsage, nil, "sync", da)
+	a.expect(wire.ExitUsage, nil, "sync", da)
 }
 
 // blind sync killed with SIGKILL at random moments, again and again,
@@ -348,7 +349,7 @@ func TestWatchAndExportKeepDataAlive(t *testing.T) {
 	_ = watch.Wait()
 
 	// The account nobody renewed is gone; the other two are whole.
-	gone.expect(exitAuth, nil, "login", "--user", gone.name)
+	gone.expect(wire.ExitAuth, nil, "login", "--user", gone.name)
 	away.must("login", "--user", away.name)
 	got := filepath.Join(dir, "got")
 	away.must("get", "kept", "-o", got)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/blindstore/blindstore/internal/tlstest"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // blind against a server with a certificate from the deployment's own CA:
@@ -19,7 +20,7 @@ func TestCAFile(t *testing.T) {
 		t.Fatalf("server at %s", srv.url)
 	}
 	u := newUser(t, srv.url, "alice")
-	r := u.expect(exitNetwork, nil, "signup", "--user", u.name)
+	r := u.expect(wire.ExitNetwork, nil, "signup", "--user", u.name)
 	if !strings.Contains(r.stderr, "--ca-file") {
 		t.Fatalf("an untrusted certificate: %q does not say what to do", r.stderr)
 	}
@@ -30,6 +31,6 @@ func TestCAFile(t *testing.T) {
 		t.Fatalf("put with BLIND_CA_FILE: exit %d: %s", r.code, r.stderr)
 	}
 	other := tlstest.NewCA(t, "another CA")
-	u.expect(exitNetwork, []string{"BLIND_CA_FILE=" + other.File}, "ls")
-	u.expect(exitLocalIO, nil, "--ca-file", filepath.Join(t.TempDir(), "missing.pem"), "ls")
+	u.expect(wire.ExitNetwork, []string{"BLIND_CA_FILE=" + other.File}, "ls")
+	u.expect(wire.ExitLocalIO, nil, "--ca-file", filepath.Join(t.TempDir(), "missing.pem"), "ls")
 }

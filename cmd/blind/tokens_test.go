@@ -108,7 +108,7 @@ func TestBlindPaysWithTokens(t *testing.T) {
 	code := is.invite(t, allotment)
 
 	u := newUser(t, srv.url, "tina")
-	r := u.expect(exitQuota, nil, "signup", "--user", u.name)
+	r := u.expect(wire.ExitQuota, nil, "signup", "--user", u.name)
 	if !strings.Contains(r.stderr, "--invite") {
 		t.Fatalf("signup without tokens says %q; it should say how to get them", r.stderr)
 	}
@@ -135,7 +135,7 @@ func TestBlindPaysWithTokens(t *testing.T) {
 	// Too big for what is left: refused before anything is sent.
 	big := filepath.Join(dir, "big")
 	writeRandom(t, big, int64(64*capacity*(allotment-2)), 2)
-	r = u.expect(exitQuota, nil, "put", big)
+	r = u.expect(wire.ExitQuota, nil, "put", big)
 	if !strings.Contains(r.stderr, "nothing was sent") {
 		t.Fatalf("put beyond the tokens: %q", r.stderr)
 	}
@@ -162,7 +162,7 @@ func TestBlindPaysWithTokens(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	fh.Close()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != exitQuota || !strings.Contains(string(out), "out of tokens") {
+	if !errors.As(err, &ee) || ee.ExitCode() != wire.ExitQuota || !strings.Contains(string(out), "out of tokens") {
 		t.Fatalf("put - past the tokens: %v\n%s", err, out)
 	}
 	var files []struct {
@@ -243,7 +243,7 @@ func TestBlindRefusesAnIssuerKeyForOneUser(t *testing.T) {
 	}
 	target.Store(true)
 	u := newUser(t, srv.url, "vera")
-	r := u.expect(exitTampered, nil, "signup", "--user", u.name, "--invite", code)
+	r := u.expect(wire.ExitTampered, nil, "signup", "--user", u.name, "--invite", code)
 	if !strings.Contains(r.stderr, "does not publish") {
 		t.Fatalf("signup with a targeted key: %q", r.stderr)
 	}
@@ -313,7 +313,7 @@ func TestBlindRenewFromExportPays(t *testing.T) {
 	export := filepath.Join(t.TempDir(), "renew.json")
 	u.must("renew", "--export", export)
 	cron := newUser(t, srv.url, "cron")
-	cron.expect(exitQuota, nil, "renew", "--from", export)
+	cron.expect(wire.ExitQuota, nil, "renew", "--from", export)
 	r := cron.must("renew", "--from", export, "--invite", is.invite(t, 2))
 	if !strings.Contains(r.stdout, "renewed") {
 		t.Fatalf("renew --from: %s", r.stdout)

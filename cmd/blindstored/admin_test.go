@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 )
 
 var adminRE = regexp.MustCompile(`admin=(http://127\.0\.0\.1:\d+)`)
@@ -60,7 +60,7 @@ func sample(text, series string) float64 {
 // metrics.
 type secrets []string
 
-func (s *secrets) id(id blobstore.ID) {
+func (s *secrets) id(id wire.ID) {
 	*s = append(*s, id.String(), hex.EncodeToString(id[:]), base64.RawURLEncoding.EncodeToString(id[:]))
 }
 
@@ -112,12 +112,12 @@ func TestAdminListenerMetricsNameNothing(t *testing.T) {
 	}
 
 	type blk struct {
-		id blobstore.ID
-		w  blobstore.WriteProof
+		id wire.ID
+		w  wire.WriteProof
 	}
 	var blocks []blk
 	for range 5 {
-		b := blk{id: blobstore.NewID()}
+		b := blk{id: wire.NewID()}
 		rand.Read(b.w[:])
 		r := b.w.Renew()
 		sec.id(b.id)
@@ -125,9 +125,9 @@ func TestAdminListenerMetricsNameNothing(t *testing.T) {
 		sec.bytes(r[:])
 		data := make([]byte, bs)
 		rand.Read(data)
-		sum := blobstore.ETagOf(data)
+		sum := wire.ETagOf(data)
 		sec.bytes(sum[:])
-		if resp := do("PUT", "/v1/blocks/"+b.id.String(), data, "Blind-Proof", blobstore.EncodeProof(b.w), "If-None-Match", "*"); resp.StatusCode != http.StatusCreated {
+		if resp := do("PUT", "/v1/blocks/"+b.id.String(), data, "Blind-Proof", wire.EncodeProof(b.w), "If-None-Match", "*"); resp.StatusCode != http.StatusCreated {
 			t.Fatalf("PUT: %s", resp.Status)
 		}
 		blocks = append(blocks, b)
@@ -136,25 +136,25 @@ func TestAdminListenerMetricsNameNothing(t *testing.T) {
 		do("GET", "/v1/blocks/"+b.id.String(), nil)
 	}
 	for range 3 {
-		id := blobstore.NewID()
+		id := wire.NewID()
 		sec.id(id)
 		if resp := do("GET", "/v1/blocks/"+id.String(), nil); resp.StatusCode != http.StatusNotFound {
 			t.Fatalf("GET of a missing block: %s", resp.Status)
 		}
 	}
-	renew, _ := json.Marshal(map[string]any{"blocks": []map[string]string{{"id": blocks[0].id.String(), "proof": blobstore.EncodeProof(blocks[0].w.Renew())}}})
+	renew, _ := json.Marshal(map[string]any{"blocks": []map[string]string{{"id": blocks[0].id.String(), "proof": wire.EncodeProof(blocks[0].w.Renew())}}})
 	do("POST", "/v1/renew", renew, "Content-Type", "application/json")
 	// A batch of two new blocks.
 	var manifest []map[string]any
 	var body bytes.Buffer
 	var payload []byte
 	for range 2 {
-		id := blobstore.NewID()
-		var w blobstore.WriteProof
+		id := wire.NewID()
+		var w wire.WriteProof
 		rand.Read(w[:])
 		sec.id(id)
 		sec.bytes(w[:])
-		manifest = append(manifest, map[string]any{"id": id.String(), "proof": blobstore.EncodeProof(w), "create_only": true})
+		manifest = append(manifest, map[string]any{"id": id.String(), "proof": wire.EncodeProof(w), "create_only": true})
 		d := make([]byte, bs)
 		rand.Read(d)
 		payload = append(payload, d...)
@@ -167,7 +167,7 @@ func TestAdminListenerMetricsNameNothing(t *testing.T) {
 	if resp := do("POST", "/v1/blocks", body.Bytes(), "Content-Type", "application/vnd.blindstore.batch"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("batch: %s", resp.Status)
 	}
-	if resp := do("DELETE", "/v1/blocks/"+blocks[4].id.String(), nil, "Blind-Proof", blobstore.EncodeProof(blocks[4].w)); resp.StatusCode != http.StatusNoContent {
+	if resp := do("DELETE", "/v1/blocks/"+blocks[4].id.String(), nil, "Blind-Proof", wire.EncodeProof(blocks[4].w)); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE: %s", resp.Status)
 	}
 

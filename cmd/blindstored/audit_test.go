@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 	"go.etcd.io/bbolt"
 )
@@ -31,15 +31,15 @@ func auditJSON(t *testing.T, args ...string) (auditReport, string, int) {
 
 // writeBlocks puts n new blocks through the API and returns their ids and
 // proofs.
-func writeBlocks(t *testing.T, url string, n, bs int) ([]blobstore.ID, []blobstore.WriteProof) {
+func writeBlocks(t *testing.T, url string, n, bs int) ([]wire.ID, []wire.WriteProof) {
 	t.Helper()
-	ids := make([]blobstore.ID, n)
-	proofs := make([]blobstore.WriteProof, n)
+	ids := make([]wire.ID, n)
+	proofs := make([]wire.WriteProof, n)
 	data := make([]byte, bs)
 	for i := range ids {
 		rand.Read(data)
 		rand.Read(proofs[i][:])
-		ids[i] = blobstore.NewID()
+		ids[i] = wire.NewID()
 		if _, err := putBlock(context.Background(), url, ids[i], proofs[i], data); err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +49,7 @@ func writeBlocks(t *testing.T, url string, n, bs int) ([]blobstore.ID, []blobsto
 
 // boltRecordSize is the size of a lease record in the embedded store's
 // file, for planting one.
-const boltRecordSize = blobstore.HashSize + blobstore.ETagSize
+const boltRecordSize = wire.HashSize + wire.ETagSize
 
 func hasFinding(rep auditReport, part string) bool {
 	for _, f := range rep.Findings {
@@ -71,7 +71,7 @@ func TestAuditEmbedded(t *testing.T) {
 	ids, proofs := writeBlocks(t, s.url, 6, bs)
 	// A delete frees pages that keep the block's ciphertext until a seal.
 	req, _ := http.NewRequest("DELETE", s.url+"/v1/blocks/"+ids[5].String(), nil)
-	req.Header.Set("Blind-Proof", blobstore.EncodeProof(proofs[5]))
+	req.Header.Set("Blind-Proof", wire.EncodeProof(proofs[5]))
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE: %v %v", resp, err)
 	}
@@ -121,7 +121,7 @@ func TestAuditEmbedded(t *testing.T) {
 		leases, blocks := tx.Bucket([]byte("leases")), tx.Bucket([]byte("data"))
 		var live []byte
 		_ = leases.ForEach(func(k, _ []byte) error { live = append([]byte(nil), k...); return nil })
-		odd := blobstore.NewID()
+		odd := wire.NewID()
 		if err := leases.Bucket(live).Put(odd[:], make([]byte, boltRecordSize)); err != nil {
 			return err
 		}
@@ -138,7 +138,7 @@ func TestAuditEmbedded(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		lost := blobstore.NewID()
+		lost := wire.NewID()
 		return sl.Put(lost[:], make([]byte, boltRecordSize))
 	})
 	db.Close()

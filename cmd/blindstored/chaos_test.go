@@ -25,8 +25,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // EnvChaos names the variable that turns the smoke run into the full
@@ -38,8 +38,8 @@ const EnvChaos = "BLINDSTORE_CHAOS"
 // unknown (the answer was lost to a kill), any of which it may hold.
 type chaosBlock struct {
 	mu    sync.Mutex
-	id    blobstore.ID
-	proof blobstore.WriteProof
+	id    wire.ID
+	proof wire.WriteProof
 	acked string   // "" while no write was acknowledged
 	maybe []string // ETags of writes of unknown outcome since
 }
@@ -141,7 +141,7 @@ func (l *chaosLoad) run(workers int) {
 				}
 				switch r := mrand.IntN(10); {
 				case r < 3 || len(mine) == 0:
-					b := &chaosBlock{id: blobstore.NewID()}
+					b := &chaosBlock{id: wire.NewID()}
 					rand.Read(b.proof[:])
 					mine = append(mine, b)
 					l.mu.Lock()
@@ -164,10 +164,10 @@ func (l *chaosLoad) run(workers int) {
 // ETag, and records the outcome.
 func (l *chaosLoad) write(b *chaosBlock, data []byte, create bool) {
 	rand.Read(data)
-	etag := blobstore.ETagOf(data).String()
+	etag := wire.ETagOf(data).String()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	h := []string{"Blind-Proof", blobstore.EncodeProof(b.proof), "Content-Type", "application/octet-stream"}
+	h := []string{"Blind-Proof", wire.EncodeProof(b.proof), "Content-Type", "application/octet-stream"}
 	if create {
 		h = append(h, "If-None-Match", "*")
 	} else {
@@ -214,13 +214,13 @@ func (l *chaosLoad) batch(data []byte) []*chaosBlock {
 	var body []byte
 	etags := make([]string, len(blocks))
 	for i := range blocks {
-		b := &chaosBlock{id: blobstore.NewID()}
+		b := &chaosBlock{id: wire.NewID()}
 		rand.Read(b.proof[:])
 		rand.Read(data)
-		etags[i] = blobstore.ETagOf(data).String()
+		etags[i] = wire.ETagOf(data).String()
 		b.maybe = []string{etags[i]}
 		blocks[i] = b
-		manifest = append(manifest, map[string]any{"id": b.id.String(), "proof": blobstore.EncodeProof(b.proof), "create_only": true})
+		manifest = append(manifest, map[string]any{"id": b.id.String(), "proof": wire.EncodeProof(b.proof), "create_only": true})
 		body = append(body, data...)
 	}
 	m, _ := json.Marshal(map[string]any{"blocks": manifest})
@@ -290,7 +290,7 @@ func (l *chaosLoad) read() {
 	switch {
 	case resp == nil, resp.StatusCode == http.StatusServiceUnavailable:
 	case resp.StatusCode == http.StatusOK:
-		if e := resp.Header.Get("ETag"); e != blobstore.ETagOf(body).String() {
+		if e := resp.Header.Get("ETag"); e != wire.ETagOf(body).String() {
 			l.fail(fmt.Errorf("GET answered data whose ETag is not its header's"))
 		}
 	case resp.StatusCode == http.StatusNotFound && maybe == 0:
@@ -380,7 +380,7 @@ func runChaos(t *testing.T, name string, d time.Duration, bs int, urls []*atomic
 		}
 		etag := resp.Header.Get("ETag")
 		switch {
-		case resp.StatusCode == http.StatusOK && etag == blobstore.ETagOf(body).String() && b.allowed(etag):
+		case resp.StatusCode == http.StatusOK && etag == wire.ETagOf(body).String() && b.allowed(etag):
 			if b.acked != "" {
 				verified++
 			}

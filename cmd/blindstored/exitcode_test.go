@@ -35,7 +35,7 @@ func TestExitCodeByKind(t *testing.T) {
 		{"usage", usageError{errors.New("unexpected arguments")}, exitUsage},
 		{"plain", errors.New("the bucket key is not the store's"), exitError},
 		{"params", fmt.Errorf("open: %w", blobstore.ErrParamsMismatch), exitError},
-		{"unavailable", fmt.Errorf("purge: %w", blobstore.Wrap(blobstore.KindUnavailable, blobstore.CodeUnavailable, "store unavailable, retry later", errors.New("x"))), wire.ExitNetwork},
+		{"unavailable", fmt.Errorf("purge: %w", wire.Wrap(wire.KindUnavailable, wire.CodeUnavailable, "store unavailable, retry later", errors.New("x"))), wire.ExitNetwork},
 		{"a dial without a kind", fmt.Errorf("connect to redis: %w", dialErr), exitError},
 		{"listen", fmt.Errorf("serve: %w", listenErr), exitError},
 		{"a kind --help does not list", blobstore.ErrNotFound, exitError},

@@ -51,10 +51,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/blindstore/blindstore/internal/testenv"
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -554,12 +554,12 @@ func TestOperatorsGuide(t *testing.T) {
 	issuerURL := "http://127.0.0.1:" + g.ports["7879"]
 
 	// What the test checks between blocks, by a line of the block.
-	var ids []blobstore.ID
-	var extra blobstore.ID
+	var ids []wire.ID
+	var extra wire.ID
 	var invite string
 	hooks := map[string]func(out string){
 		"systemctl daemon-reload && systemctl enable --now blindstored\n": func(string) {
-			ids, _ = writeBlocks(t, apiURL, 5, blobstore.DefaultBlockSize)
+			ids, _ = writeBlocks(t, apiURL, 5, wire.DefaultBlockSize)
 		},
 		"blindstore-backup /var/backups/blindstore/latest": func(string) {
 			if _, err := os.Stat(filepath.Join(root, "var/backups/blindstore/latest/blocks.db")); err != nil {
@@ -567,12 +567,12 @@ func TestOperatorsGuide(t *testing.T) {
 			}
 			// The server runs again; a block written now is not in
 			// the backup.
-			more, _ := writeBlocks(t, apiURL, 1, blobstore.DefaultBlockSize)
+			more, _ := writeBlocks(t, apiURL, 1, wire.DefaultBlockSize)
 			extra = more[0]
 		},
 		"cp --sparse=always /var/backups/blindstore/latest/blocks.db": func(string) {
 			for _, id := range ids {
-				if resp, body := getBlock(t, apiURL, id); resp.StatusCode != http.StatusOK || len(body) != blobstore.DefaultBlockSize {
+				if resp, body := getBlock(t, apiURL, id); resp.StatusCode != http.StatusOK || len(body) != wire.DefaultBlockSize {
 					t.Fatalf("after the restore, a block of the backup reads %s, %d bytes", resp.Status, len(body))
 				}
 			}
@@ -585,7 +585,7 @@ func TestOperatorsGuide(t *testing.T) {
 		// the restore that follow have blocks to carry.
 		`blindstored migrate --store "$BLINDSTORE_STORE"`: func(string) {
 			s := startServer(t, nil, "--store", pgURL, "--data", t.TempDir(), "--bucket-key-file", filepath.Join(root, "etc/blindstore/bucket.key"))
-			writeBlocks(t, s.url, 3, blobstore.DefaultBlockSize)
+			writeBlocks(t, s.url, 3, wire.DefaultBlockSize)
 			s.stop(t, syscall.SIGTERM)
 		},
 		"blindstored audit --store postgres:///blindstore_restored": func(out string) {

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // rssKiB reads a process's resident set from /proc/<pid>/status.
@@ -127,11 +127,11 @@ func startGoodClient(url, from string, bs int) *goodClient {
 
 func (g *goodClient) round(data []byte) error {
 	rand.Read(data)
-	var w blobstore.WriteProof
+	var w wire.WriteProof
 	rand.Read(w[:])
-	id := blobstore.NewID()
+	id := wire.NewID()
 	req, _ := http.NewRequest("PUT", g.url+"/v1/blocks/"+id.String(), bytes.NewReader(data))
-	req.Header.Set("Blind-Proof", blobstore.EncodeProof(w))
+	req.Header.Set("Blind-Proof", wire.EncodeProof(w))
 	req.Header.Set("X-Forwarded-For", g.from)
 	resp, err := g.hc.Do(req)
 	if err != nil {
@@ -293,14 +293,14 @@ func TestHostileClients(t *testing.T) {
 		const n = 100
 		w := watchRSS(t, pid)
 		g := startGoodClient(s.url, "198.51.100.7", bs)
-		ids := make([]blobstore.ID, n)
+		ids := make([]wire.ID, n)
 		conns := make([]net.Conn, n)
 		for i := range conns {
-			ids[i] = blobstore.NewID()
-			var p blobstore.WriteProof
+			ids[i] = wire.NewID()
+			var p wire.WriteProof
 			rand.Read(p[:])
 			conns[i] = dial()
-			fmt.Fprintf(conns[i], "PUT /v1/blocks/%s HTTP/1.1\r\nHost: x\r\nBlind-Proof: %s\r\nX-Forwarded-For: 192.0.2.9\r\nContent-Length: %d\r\n\r\n", ids[i], blobstore.EncodeProof(p), bs)
+			fmt.Fprintf(conns[i], "PUT /v1/blocks/%s HTTP/1.1\r\nHost: x\r\nBlind-Proof: %s\r\nX-Forwarded-For: 192.0.2.9\r\nContent-Length: %d\r\n\r\n", ids[i], wire.EncodeProof(p), bs)
 		}
 		stop := trickle(conns, 100*time.Millisecond, func(c net.Conn, _ int) { _, _ = c.Write([]byte{1}) })
 		timeouts, _ := closedAll(conns, 6*time.Second, func(answer string) bool {
@@ -436,7 +436,7 @@ func TestHostileClients(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range 50 {
-					req, _ := http.NewRequest("GET", s.url+"/v1/blocks/"+blobstore.NewID().String(), nil)
+					req, _ := http.NewRequest("GET", s.url+"/v1/blocks/"+wire.NewID().String(), nil)
 					req.Header.Set("X-Forwarded-For", "198.51.100.66")
 					resp, err := hc.Do(req)
 					if err != nil {
@@ -468,17 +468,17 @@ func TestHostileClients(t *testing.T) {
 	})
 
 	t.Run("bodies that end early", func(t *testing.T) {
-		var p blobstore.WriteProof
+		var p wire.WriteProof
 		rand.Read(p[:])
-		id := blobstore.NewID()
-		manifest, _ := json.Marshal(map[string]any{"blocks": []map[string]any{{"id": id.String(), "proof": blobstore.EncodeProof(p)}}})
+		id := wire.NewID()
+		manifest, _ := json.Marshal(map[string]any{"blocks": []map[string]any{{"id": id.String(), "proof": wire.EncodeProof(p)}}})
 		batch := append([]byte{0, 0, byte(len(manifest) >> 8), byte(len(manifest))}, manifest...)
 		batch = append(batch, make([]byte, bs)...)
 		for _, c := range []struct {
 			name, head string
 			body       []byte
 		}{
-			{"put", fmt.Sprintf("PUT /v1/blocks/%s HTTP/1.1\r\nHost: x\r\nBlind-Proof: %s\r\nContent-Length: %d\r\n\r\n", id, blobstore.EncodeProof(p), bs), make([]byte, bs/2)},
+			{"put", fmt.Sprintf("PUT /v1/blocks/%s HTTP/1.1\r\nHost: x\r\nBlind-Proof: %s\r\nContent-Length: %d\r\n\r\n", id, wire.EncodeProof(p), bs), make([]byte, bs/2)},
 			{"batch", fmt.Sprintf("POST /v1/blocks HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.blindstore.batch\r\nContent-Length: %d\r\n\r\n", len(batch)), batch[:len(batch)-100]},
 			{"renew", "POST /v1/renew HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n", []byte(`{"blocks":[`)},
 		} {

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/blindstore/blindstore/internal/redistest"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // Three instances on one PostgreSQL and one Redis, as an operator runs
@@ -40,9 +40,9 @@ func TestThreeInstancesShareStoreAndPurgeOnce(t *testing.T) {
 	block := make([]byte, 4096)
 	for i, s := range servers {
 		rand.Read(block)
-		var w blobstore.WriteProof
+		var w wire.WriteProof
 		rand.Read(w[:])
-		id := blobstore.NewID()
+		id := wire.NewID()
 		etag, err := putBlock(t.Context(), s.url, id, w, block)
 		if err != nil {
 			t.Fatalf("write through instance %d: %v", i, err)

@@ -40,14 +40,7 @@ func issuerCommand(stdout, stderr io.Writer) *command {
 	tf.register(c.flags)
 	c.subs = map[string]*command{"invite": inviteCommand(stdout)}
 	c.run = func(args []string) error {
-		if len(args) > 0 {
-			return usageError{fmt.Errorf("unexpected arguments %q", strings.Join(args, " "))}
-		}
-		log, err := newLogger(stderr, *logLevel)
-		if err != nil {
-			return err
-		}
-		tlsConfig, err := tf.config(log)
+		log, tlsConfig, err := beginServer(args, stderr, *logLevel, &tf)
 		if err != nil {
 			return err
 		}
@@ -77,23 +70,9 @@ func issuerCommand(stdout, stderr io.Writer) *command {
 		if err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}
-		scheme := "http"
-		if tlsConfig != nil {
-			scheme = "https"
-		}
-		log.Info("blindstored issuer serving", "url", scheme+"://"+ln.Addr().String(), "data", *data, "period", *period, "keys", len(is.KeyPeriods()))
-		errc := make(chan error, 1)
-		go func() {
-			if tlsConfig != nil {
-				errc <- srv.ServeTLS(ln, "", "")
-				return
-			}
-			errc <- srv.Serve(ln)
-		}()
-		select {
-		case err := <-errc:
-			return fmt.Errorf("serve: %w", err)
-		case <-ctx.Done():
+		log.Info("blindstored issuer serving", "url", urlScheme(tlsConfig)+"://"+ln.Addr().String(), "data", *data, "period", *period, "keys", len(is.KeyPeriods()))
+		if err := serveUntilDone(ctx, srv, ln, tlsConfig); err != nil {
+			return err
 		}
 		sctx, scancel := context.WithTimeout(context.Background(), *shutdown)
 		defer scancel()

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/proc"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // build is one build of blindstored, made once per test run, so the
@@ -134,12 +134,12 @@ func (s *server) kill(t *testing.T) {
 	}
 }
 
-func putBlock(ctx context.Context, url string, id blobstore.ID, w blobstore.WriteProof, data []byte) (string, error) {
+func putBlock(ctx context.Context, url string, id wire.ID, w wire.WriteProof, data []byte) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url+"/v1/blocks/"+id.String(), bytes.NewReader(data))
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("Blind-Proof", blobstore.EncodeProof(w))
+	req.Header.Set("Blind-Proof", wire.EncodeProof(w))
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -168,14 +168,14 @@ func TestKillAndRestartLosesNothing(t *testing.T) {
 		if _, err := fmt.Sscan(v, &n); err != nil || n <= 0 {
 			t.Fatalf("BLINDSTORE_TEST_KILL_BLOCKS=%q: want a positive count", v)
 		}
-		blockSize = blobstore.DefaultBlockSize
+		blockSize = wire.DefaultBlockSize
 	}
 	// No mixing window: what is tested is that an acknowledged write is
 	// durable, and 16 writers waiting 250 ms per write would only be slow.
 	args := []string{"--data", data, "--block-size", fmt.Sprint(blockSize), "--pool-window", "0"}
 	s := startServer(t, nil, args...)
 	type rec struct {
-		id   blobstore.ID
+		id   wire.ID
 		etag string
 	}
 	recs := make([]rec, n)
@@ -190,10 +190,10 @@ func TestKillAndRestartLosesNothing(t *testing.T) {
 			defer wg.Done()
 			buf := make([]byte, blockSize)
 			for i := range next {
-				var proof blobstore.WriteProof
+				var proof wire.WriteProof
 				rand.Read(proof[:])
 				rand.Read(buf)
-				id := blobstore.NewID()
+				id := wire.NewID()
 				etag, err := putBlock(ctx, s.url, id, proof, buf)
 				if err != nil {
 					errs <- err
@@ -227,13 +227,13 @@ func TestKillAndRestartLosesNothing(t *testing.T) {
 
 // checkAcked fails unless the block a write acknowledged with etag reads
 // back whole and unchanged; when says after what.
-func checkAcked(t *testing.T, url string, id blobstore.ID, etag string, blockSize int, when string) {
+func checkAcked(t *testing.T, url string, id wire.ID, etag string, blockSize int, when string) {
 	t.Helper()
 	resp, body := getBlock(t, url, id)
 	if resp.StatusCode != http.StatusOK || len(body) != blockSize {
 		t.Fatalf("%s: an acknowledged block is gone: GET %s, %d bytes", when, resp.Status, len(body))
 	}
-	if got := resp.Header.Get("ETag"); got != etag || blobstore.ETagOf(body).String() != etag {
+	if got := resp.Header.Get("ETag"); got != etag || wire.ETagOf(body).String() != etag {
 		t.Fatalf("%s: an acknowledged block changed: ETag %s, acknowledged %s", when, got, etag)
 	}
 }

@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -86,7 +86,7 @@ type writeLoad struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	mu      sync.Mutex
-	acked   map[blobstore.ID]string
+	acked   map[wire.ID]string
 	n503    atomic.Int64
 	nDown   atomic.Int64 // connection errors: the server itself is down
 	errs    chan error
@@ -112,13 +112,13 @@ func (w *writeLoad) run(writers int) {
 					return
 				default:
 				}
-				var proof blobstore.WriteProof
+				var proof wire.WriteProof
 				rand.Read(proof[:])
 				rand.Read(data)
-				id := blobstore.NewID()
+				id := wire.NewID()
 				urls := w.urls.Load().([]string)
 				req, _ := http.NewRequest(http.MethodPut, urls[int(id[0])%len(urls)]+"/v1/blocks/"+id.String(), bytes.NewReader(data))
-				req.Header.Set("Blind-Proof", blobstore.EncodeProof(proof))
+				req.Header.Set("Blind-Proof", wire.EncodeProof(proof))
 				req.Header.Set("Content-Type", "application/octet-stream")
 				resp, err := client.Do(req)
 				if err != nil {
@@ -131,8 +131,8 @@ func (w *writeLoad) run(writers int) {
 				switch resp.StatusCode {
 				case http.StatusCreated:
 					etag := resp.Header.Get("ETag")
-					if etag != blobstore.ETagOf(data).String() {
-						w.errs <- fmt.Errorf("PUT answered ETag %s for data whose ETag is %s", etag, blobstore.ETagOf(data))
+					if etag != wire.ETagOf(data).String() {
+						w.errs <- fmt.Errorf("PUT answered ETag %s for data whose ETag is %s", etag, wire.ETagOf(data))
 						return
 					}
 					w.mu.Lock()
@@ -182,7 +182,7 @@ func TestKillEachPartUnderWriteLoad(t *testing.T) {
 		dataDirs = append(dataDirs, t.TempDir())
 		servers = append(servers, startServer(t, nil, append(args, "--data", dataDirs[i])...))
 	}
-	w := &writeLoad{stop: make(chan struct{}), acked: map[blobstore.ID]string{}, errs: make(chan error, 16), blockSz: blockSize}
+	w := &writeLoad{stop: make(chan struct{}), acked: map[wire.ID]string{}, errs: make(chan error, 16), blockSz: blockSize}
 	publish := func() {
 		var urls []string
 		for _, s := range servers {

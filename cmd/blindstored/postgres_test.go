@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 )
 
-func getBlock(t *testing.T, url string, id blobstore.ID) (*http.Response, []byte) {
+func getBlock(t *testing.T, url string, id wire.ID) (*http.Response, []byte) {
 	t.Helper()
 	// A timeout only as a safety net: the tests that read back after
 	// killing a store must fail, not hang, if the server does.
@@ -47,9 +47,9 @@ func TestServeOnPostgres(t *testing.T) {
 	}
 	block := make([]byte, 4096)
 	rand.Read(block)
-	var w blobstore.WriteProof
+	var w wire.WriteProof
 	rand.Read(w[:])
-	id := blobstore.NewID()
+	id := wire.NewID()
 	etag, err := putBlock(t.Context(), s.url, id, w, block)
 	if err != nil {
 		t.Fatal(err)
@@ -75,18 +75,18 @@ func TestPostgresOutageGives503AndRecovers(t *testing.T) {
 	c := pgtest.StartCluster(t)
 	s := startServer(t, nil, "--store", c.URL(), "--data", t.TempDir(), "--block-size", "4096", "--purge-every", "0")
 	block := make([]byte, 4096)
-	var w blobstore.WriteProof
+	var w wire.WriteProof
 	rand.Read(w[:])
 	type acked struct {
-		id   blobstore.ID
+		id   wire.ID
 		etag string
 	}
 	var acks []acked
 	put := func() (int, http.Header) {
 		rand.Read(block)
-		id := blobstore.NewID()
+		id := wire.NewID()
 		req, _ := http.NewRequest(http.MethodPut, s.url+"/v1/blocks/"+id.String(), bytes.NewReader(block))
-		req.Header.Set("Blind-Proof", blobstore.EncodeProof(w))
+		req.Header.Set("Blind-Proof", wire.EncodeProof(w))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

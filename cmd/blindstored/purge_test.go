@@ -17,6 +17,7 @@ import (
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/redistest"
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // The purge tests run the real binary on an embedded store seeded here,
@@ -72,7 +73,7 @@ func newPurgeStore(t *testing.T, live, expired int, highestBack uint64) *purgeSt
 	defer st.Close()
 	var ops []blobstore.Op
 	for i := 0; i < live+expired; i++ {
-		var w blobstore.WriteProof
+		var w wire.WriteProof
 		rand.Read(w[:])
 		data := make([]byte, purgeBlockSize)
 		rand.Read(data)
@@ -80,8 +81,8 @@ func newPurgeStore(t *testing.T, live, expired int, highestBack uint64) *purgeSt
 		if i >= live {
 			period = cur - purgeRetention
 		}
-		ops = append(ops, blobstore.Op{Kind: blobstore.OpPut, ID: blobstore.NewID(), ProofHash: w.Hash(),
-			Data: data, ETag: blobstore.ETagOf(data), Bucket: p.bk.Bucket(period)})
+		ops = append(ops, blobstore.Op{Kind: blobstore.OpPut, ID: wire.NewID(), ProofHash: w.Hash(),
+			Data: data, ETag: wire.ETagOf(data), Bucket: p.bk.Bucket(period)})
 	}
 	if _, err := st.Apply(context.Background(), ops); err != nil {
 		t.Fatal(err)
@@ -100,11 +101,11 @@ func (p *purgeStore) addExpired(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	var w blobstore.WriteProof
+	var w wire.WriteProof
 	rand.Read(w[:])
 	data := make([]byte, purgeBlockSize)
-	op := blobstore.Op{Kind: blobstore.OpPut, ID: blobstore.NewID(), ProofHash: w.Hash(), Data: data,
-		ETag: blobstore.ETagOf(data), Bucket: p.bk.Bucket(p.bk.Current() - purgeRetention)}
+	op := blobstore.Op{Kind: blobstore.OpPut, ID: wire.NewID(), ProofHash: w.Hash(), Data: data,
+		ETag: wire.ETagOf(data), Bucket: p.bk.Bucket(p.bk.Current() - purgeRetention)}
 	if _, err := st.Apply(context.Background(), []blobstore.Op{op}); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/blindstore/blindstore/internal/wait"
+	"github.com/blindstore/blindstore/wire"
 )
 
 func (p *purgeStore) sealArgs(extra ...string) []string {
@@ -79,13 +80,13 @@ func TestServeSeals(t *testing.T) {
 	s := startServer(t, []string{"BLINDSTORE_SEAL_EVERY=1s"}, "--data", data, "--block-size", fmt.Sprint(blockSize))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var ids []blobstore.ID
+	var ids []wire.ID
 	for i := 0; i < 20; i++ {
-		var w blobstore.WriteProof
+		var w wire.WriteProof
 		rand.Read(w[:])
 		d := make([]byte, blockSize)
 		rand.Read(d)
-		id := blobstore.NewID()
+		id := wire.NewID()
 		if _, err := putBlock(ctx, s.url, id, w, d); err != nil {
 			t.Fatal(err)
 		}
@@ -146,11 +147,11 @@ func TestSealCommandOnPostgres(t *testing.T) {
 	}
 	var ops []blobstore.Op
 	for i := 0; i < 7; i++ {
-		var w blobstore.WriteProof
+		var w wire.WriteProof
 		rand.Read(w[:])
 		d := make([]byte, 4096)
 		rand.Read(d)
-		ops = append(ops, blobstore.Op{Kind: blobstore.OpPut, ID: blobstore.NewID(), ProofHash: w.Hash(), Data: d, ETag: blobstore.ETagOf(d), Bucket: bk.CurrentBucket()})
+		ops = append(ops, blobstore.Op{Kind: blobstore.OpPut, ID: wire.NewID(), ProofHash: w.Hash(), Data: d, ETag: wire.ETagOf(d), Bucket: bk.CurrentBucket()})
 	}
 	if _, err := st.Apply(ctx, ops); err != nil {
 		t.Fatal(err)

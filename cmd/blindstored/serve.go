@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,51 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", level)}
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// beginServer is where serve and issuer begin alike: no arguments, then
+// the logger at the chosen level and the TLS configuration, if any.
+func beginServer(args []string, stderr io.Writer, level string, tf *tlsFlags) (*slog.Logger, *tls.Config, error) {
+	if len(args) > 0 {
+		return nil, nil, usageError{fmt.Errorf("unexpected arguments %q", strings.Join(args, " "))}
+	}
+	log, err := newLogger(stderr, level)
+	if err != nil {
+		return nil, nil, err
+	}
+	tlsConfig, err := tf.config(log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return log, tlsConfig, nil
+}
+
+// urlScheme is the scheme clients reach a server by.
+func urlScheme(tlsConfig *tls.Config) string {
+	if tlsConfig != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// serveUntilDone serves srv on ln (over TLS when tlsConfig is set; the
+// certificate comes from it) until ctx ends, and returns nil then, or the
+// error that stopped serving. The caller shuts srv down.
+func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, tlsConfig *tls.Config) error {
+	errc := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 func serveCommand(stdout, stderr io.Writer) *command {
@@ -58,14 +104,7 @@ func serveCommand(stdout, stderr io.Writer) *command {
 	var tof timeoutFlags
 	tof.register(c.flags)
 	c.run = func(args []string) error {
-		if len(args) > 0 {
-			return usageError{fmt.Errorf("unexpected arguments %q", strings.Join(args, " "))}
-		}
-		log, err := newLogger(stderr, *logLevel)
-		if err != nil {
-			return err
-		}
-		tlsConfig, err := tf.config(log)
+		log, tlsConfig, err := beginServer(args, stderr, *logLevel, &tf)
 		if err != nil {
 			return err
 		}
@@ -143,10 +182,6 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		srv.MaxHeaderBytes = hardHeaderCap(*maxHeader) // conns.go
 		srv.ConnState = ob.connState()
 		srv.TLSConfig = tlsConfig
-		scheme := "http"
-		if tlsConfig != nil {
-			scheme = "https"
-		}
 		ln = newLimitListener(ln, tof.maxConns) // conns.go; tof.apply checked the count
 		// The scheduler stops before the store closes: explicitly below,
 		// and by this defer (which runs before the store's) on errors.
@@ -159,20 +194,10 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		if sf.isPostgres() {
 			where = "PostgreSQL"
 		}
-		log.Info("blindstored serving", "url", scheme+"://"+ln.Addr().String(), "store", where, "version", versionString())
+		log.Info("blindstored serving", "url", urlScheme(tlsConfig)+"://"+ln.Addr().String(), "store", where, "version", versionString())
 
-		errc := make(chan error, 1)
-		go func() {
-			if tlsConfig != nil {
-				errc <- srv.ServeTLS(ln, "", "") // the certificate comes from tlsConfig
-				return
-			}
-			errc <- srv.Serve(ln)
-		}()
-		select {
-		case err := <-errc:
-			return fmt.Errorf("serve: %w", err)
-		case <-ctx.Done():
+		if err := serveUntilDone(ctx, srv, ln, tlsConfig); err != nil {
+			return err
 		}
 		log.Info("shutting down: finishing requests in flight", "timeout", *shutdown)
 		sctx, cancel := context.WithTimeout(context.Background(), *shutdown)

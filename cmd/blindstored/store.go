@@ -18,6 +18,7 @@ import (
 	"github.com/blindstore/blindstore/blobstore/bolt"
 	"github.com/blindstore/blindstore/blobstore/postgres"
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // storeFlags are the flags every command that opens the store shares.
@@ -34,7 +35,7 @@ type storeFlags struct {
 func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.store, "store", "", "store `URL`: empty for the embedded store in --data, or postgres://user@host/db for PostgreSQL")
 	fs.StringVar(&s.data, "data", "./data", "data `directory` of the embedded store and of the generated bucket key")
-	fs.IntVar(&s.blockSize, "block-size", blobstore.DefaultBlockSize, "block size in `bytes` (a power of two; fixed when the store is created)")
+	fs.IntVar(&s.blockSize, "block-size", wire.DefaultBlockSize, "block size in `bytes` (a power of two; fixed when the store is created)")
 	fs.DurationVar(&s.period, "period", bucketer.DefaultPeriod, "length of a time bucket (Go duration, whole seconds)")
 	fs.IntVar(&s.retention, "retention", bucketer.DefaultRetention, "`periods` a block lives without renewal (R: at least R-1, less than R)")
 	fs.StringVar(&s.key, "bucket-key", "", "bucket key as 64 hex `characters` (prefer --bucket-key-file: flags show in ps)")
@@ -65,7 +66,7 @@ func (s *storeFlags) open(ctx context.Context, log *slog.Logger, create bool) (*
 	if s.store != "" && !s.isPostgres() {
 		return nil, usageError{fmt.Errorf("--store %q: want empty (embedded store) or a postgres:// URL", redactURL(s.store))}
 	}
-	if err := blobstore.ValidateBlockSize(s.blockSize); err != nil {
+	if err := wire.ValidateBlockSize(s.blockSize); err != nil {
 		return nil, usageError{err}
 	}
 	key, created, err := loadKey(s.key, s.keyPath(), create)

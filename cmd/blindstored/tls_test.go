@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/client"
 	"github.com/blindstore/blindstore/internal/tlstest"
+	"github.com/blindstore/blindstore/wire"
 )
 
 func tlsClient(cfg *tls.Config) *http.Client {
@@ -58,9 +58,9 @@ func TestServeTLS(t *testing.T) {
 	ctx := context.Background()
 	data := make([]byte, 4096)
 	rand.Read(data)
-	var w blobstore.WriteProof
+	var w wire.WriteProof
 	rand.Read(w[:])
-	id := blobstore.NewID()
+	id := wire.NewID()
 	if _, err := r.Put(ctx, id, w, data, client.Cond{CreateOnly: true}); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/blindstore/blindstore/privacypass"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 	"go.etcd.io/bbolt"
 )
@@ -152,13 +153,13 @@ func send(t *testing.T, method, url string, body []byte, h ...string) answer {
 }
 
 type testBlock struct {
-	id   blobstore.ID
-	w    blobstore.WriteProof
+	id   wire.ID
+	w    wire.WriteProof
 	data []byte
 }
 
 func newTestBlock(bs int) testBlock {
-	b := testBlock{id: blobstore.NewID(), data: make([]byte, bs)}
+	b := testBlock{id: wire.NewID(), data: make([]byte, bs)}
 	rand.Read(b.w[:])
 	rand.Read(b.data)
 	return b
@@ -167,7 +168,7 @@ func newTestBlock(bs int) testBlock {
 func putOne(t *testing.T, url string, b testBlock, token string, h ...string) answer {
 	t.Helper()
 	return send(t, "PUT", url+"/v1/blocks/"+b.id.String(), b.data,
-		append([]string{"Blind-Proof", blobstore.EncodeProof(b.w), "Content-Type", "application/octet-stream", "Authorization", token}, h...)...)
+		append([]string{"Blind-Proof", wire.EncodeProof(b.w), "Content-Type", "application/octet-stream", "Authorization", token}, h...)...)
 }
 
 func batchOf(t *testing.T, url string, blocks []testBlock, token string) answer {
@@ -181,7 +182,7 @@ func batchOf(t *testing.T, url string, blocks []testBlock, token string) answer 
 		Blocks []entry `json:"blocks"`
 	}
 	for _, b := range blocks {
-		m.Blocks = append(m.Blocks, entry{b.id.String(), blobstore.EncodeProof(b.w), true})
+		m.Blocks = append(m.Blocks, entry{b.id.String(), wire.EncodeProof(b.w), true})
 	}
 	raw, _ := json.Marshal(m)
 	var buf bytes.Buffer
@@ -203,7 +204,7 @@ func renewOf(t *testing.T, url string, blocks []testBlock, token string) answer 
 		Blocks []entry `json:"blocks"`
 	}
 	for _, b := range blocks {
-		body.Blocks = append(body.Blocks, entry{b.id.String(), blobstore.EncodeProof(b.w.Renew())})
+		body.Blocks = append(body.Blocks, entry{b.id.String(), wire.EncodeProof(b.w.Renew())})
 	}
 	raw, _ := json.Marshal(body)
 	return send(t, "POST", url+"/v1/renew", raw, "Content-Type", "application/json", "Authorization", token)
@@ -302,13 +303,13 @@ func TestPaidWritesOverRealProcesses(t *testing.T) {
 	}
 
 	b := newTestBlock(4096)
-	want401(t, putOne(t, srv.url, b, ""), blobstore.CodeTokenRequired)
+	want401(t, putOne(t, srv.url, b, ""), wire.CodeTokenRequired)
 	a := putOne(t, srv.url, b, toks[0])
 	if a.status != http.StatusCreated {
 		t.Fatalf("paid put: %d %s", a.status, a.body)
 	}
 	b2 := newTestBlock(4096)
-	want401(t, putOne(t, srv.url, b2, toks[0]), blobstore.CodeTokenSpent)
+	want401(t, putOne(t, srv.url, b2, toks[0]), wire.CodeTokenSpent)
 
 	// A token of another issuer's key, for this very challenge.
 	fcode := foreign.invite(t, 1)
@@ -316,7 +317,7 @@ func TestPaidWritesOverRealProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want401(t, putOne(t, srv.url, b2, ftoks[0]), blobstore.CodeTokenInvalid)
+	want401(t, putOne(t, srv.url, b2, ftoks[0]), wire.CodeTokenInvalid)
 
 	// One token pays for a batch of 8 new blocks, one for renewing them.
 	var batch []testBlock
@@ -326,7 +327,7 @@ func TestPaidWritesOverRealProcesses(t *testing.T) {
 	if a := batchOf(t, srv.url, batch, toks[1]); a.status != http.StatusOK {
 		t.Fatalf("paid batch: %d %s", a.status, a.body)
 	}
-	want401(t, renewOf(t, srv.url, batch, ""), blobstore.CodeTokenRequired)
+	want401(t, renewOf(t, srv.url, batch, ""), wire.CodeTokenRequired)
 	if a := renewOf(t, srv.url, batch, toks[2]); a.status != http.StatusOK {
 		t.Fatalf("paid renew: %d %s", a.status, a.body)
 	}
@@ -335,22 +336,22 @@ func TestPaidWritesOverRealProcesses(t *testing.T) {
 	if more, err := fetchTokens(t, is.url, srv.url, code, 1); !errors.Is(err, privacypass.ErrAllotmentUsed) || len(more) != 0 {
 		t.Fatalf("a token past the allotment: %v", err)
 	}
-	want401(t, putOne(t, srv.url, b2, ""), blobstore.CodeTokenRequired)
-	want401(t, batchOf(t, srv.url, []testBlock{b2}, ""), blobstore.CodeTokenRequired)
-	want401(t, renewOf(t, srv.url, batch, ""), blobstore.CodeTokenRequired)
+	want401(t, putOne(t, srv.url, b2, ""), wire.CodeTokenRequired)
+	want401(t, batchOf(t, srv.url, []testBlock{b2}, ""), wire.CodeTokenRequired)
+	want401(t, renewOf(t, srv.url, batch, ""), wire.CodeTokenRequired)
 	// Overwrites (with If-Match) and deletes stay free.
 	b.data[0] ^= 1
-	if a := putOne(t, srv.url, b, "", "If-Match", blobstore.ETagOf(append([]byte{b.data[0] ^ 1}, b.data[1:]...)).String()); a.status != http.StatusNoContent {
+	if a := putOne(t, srv.url, b, "", "If-Match", wire.ETagOf(append([]byte{b.data[0] ^ 1}, b.data[1:]...)).String()); a.status != http.StatusNoContent {
 		t.Fatalf("free overwrite: %d %s", a.status, a.body)
 	}
-	if a := send(t, "DELETE", srv.url+"/v1/blocks/"+batch[7].id.String(), nil, "Blind-Proof", blobstore.EncodeProof(batch[7].w)); a.status != http.StatusNoContent {
+	if a := send(t, "DELETE", srv.url+"/v1/blocks/"+batch[7].id.String(), nil, "Blind-Proof", wire.EncodeProof(batch[7].w)); a.status != http.StatusNoContent {
 		t.Fatalf("free delete: %d", a.status)
 	}
 
 	// A restart keeps the spent set: the first token is still spent.
 	srv.kill(t)
 	srv = startServer(t, nil, args...)
-	want401(t, putOne(t, srv.url, b2, toks[1]), blobstore.CodeTokenSpent)
+	want401(t, putOne(t, srv.url, b2, toks[1]), wire.CodeTokenSpent)
 	srv.kill(t)
 
 	if n := countBlocks(t, data, 4096); n != 1+8-1 {
@@ -413,7 +414,7 @@ func TestRotatedOutKeyRefused(t *testing.T) {
 	// Two periods on: rotated out.
 	time.Sleep(time.Now().Truncate(period).Add(period).Sub(time.Now()))
 	waitKey()
-	want401(t, putOne(t, srv.url, newTestBlock(4096), toks[2]), blobstore.CodeTokenInvalid)
+	want401(t, putOne(t, srv.url, newTestBlock(4096), toks[2]), wire.CodeTokenInvalid)
 	cfg := config(t, srv.url)
 	if n := len(cfg.Tokens.Keys); n > 4 || n < 2 {
 		t.Fatalf("server publishes %d keys", n)
@@ -438,17 +439,17 @@ func TestOpenStoreLimitsOverRealProcess(t *testing.T) {
 		blocks = append(blocks, b)
 	}
 	a := putOne(t, srv.url, newTestBlock(4096), "")
-	if a.status != http.StatusInsufficientStorage || a.code != blobstore.CodeFull || a.header.Get("Content-Type") != "application/problem+json" {
+	if a.status != http.StatusInsufficientStorage || a.code != wire.CodeFull || a.header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("put into a full store: %d %s", a.status, a.body)
 	}
 	// Overwrites pass until the address's burst is spent.
 	b := blocks[0]
 	for i := 0; ; i++ {
-		old := blobstore.ETagOf(b.data).String()
+		old := wire.ETagOf(b.data).String()
 		rand.Read(b.data)
 		a := putOne(t, srv.url, b, "", "If-Match", old)
 		if a.status == http.StatusTooManyRequests {
-			if a.code != blobstore.CodeRateLimited || a.header.Get("Retry-After") == "" || i != 70-4 {
+			if a.code != wire.CodeRateLimited || a.header.Get("Retry-After") == "" || i != 70-4 {
 				t.Fatalf("after %d overwrites: %d %s, Retry-After %q; want 429 after 66", i, a.status, a.body, a.header.Get("Retry-After"))
 			}
 			break
@@ -457,7 +458,7 @@ func TestOpenStoreLimitsOverRealProcess(t *testing.T) {
 			t.Fatalf("overwrite %d: %d %s", i, a.status, a.body)
 		}
 	}
-	if a := send(t, "DELETE", srv.url+"/v1/blocks/"+blocks[1].id.String(), nil, "Blind-Proof", blobstore.EncodeProof(blocks[1].w)); a.status != http.StatusNoContent {
+	if a := send(t, "DELETE", srv.url+"/v1/blocks/"+blocks[1].id.String(), nil, "Blind-Proof", wire.EncodeProof(blocks[1].w)); a.status != http.StatusNoContent {
 		t.Fatalf("a delete in a rate-limited, full store: %d", a.status)
 	}
 }
@@ -477,7 +478,7 @@ func TestPaidWritesOnPostgres(t *testing.T) {
 			t.Fatalf("paid put: %d %s", a.status, a.body)
 		}
 	}
-	want401(t, putOne(t, srv.url, newTestBlock(4096), toks[0]), blobstore.CodeTokenSpent)
+	want401(t, putOne(t, srv.url, newTestBlock(4096), toks[0]), wire.CodeTokenSpent)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {

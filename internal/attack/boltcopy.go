@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // BoltCopy reads a bbolt file as a copy holder would: page by page, in
@@ -16,7 +16,7 @@ import (
 // leaf "bolt:record" (a 48-byte lease record), "bolt:data" (a value of
 // blockSize bytes), "bolt:bucket" (a nested bucket's header) or
 // "bolt:other".
-func BoltCopy(path string, blockSize int, ids map[blobstore.ID]Owner) (Features, error) {
+func BoltCopy(path string, blockSize int, ids map[wire.ID]Owner) (Features, error) {
 	file, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("attack: read the bbolt file: %w", err)
@@ -46,7 +46,7 @@ func BoltCopy(path string, blockSize int, ids map[blobstore.ID]Owner) (Features,
 		if len(key) != 16 {
 			return
 		}
-		var id blobstore.ID
+		var id wire.ID
 		copy(id[:], key)
 		if _, ok := ids[id]; ok {
 			feat[id] = append(feat[id], Obs{Kind: kind, Rel: "file", Page: pg})

@@ -76,7 +76,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // Obs is one thing a copy shows about a block: one row version (or TOAST
@@ -96,7 +96,7 @@ type Obs struct {
 }
 
 // Features are a copy's observations per block.
-type Features map[blobstore.ID][]Obs
+type Features map[wire.ID][]Obs
 
 // Owner is the ground truth of one block.
 type Owner struct {
@@ -421,14 +421,14 @@ type pair struct{ a, b int }
 // Measure computes the advantage of the strategies on the blocks of
 // truth, from what feat shows of them. rng draws the different-user pairs
 // and the shuffled labels.
-func Measure(feat Features, truth map[blobstore.ID]Owner, rng *rand.Rand) Report {
+func Measure(feat Features, truth map[wire.ID]Owner, rng *rand.Rand) Report {
 	var rep Report
-	ids := make([]blobstore.ID, 0, len(truth))
+	ids := make([]wire.ID, 0, len(truth))
 	for id := range truth {
 		ids = append(ids, id)
 	}
 	// A stable order, so that a seeded rng gives the same pairs.
-	slices.SortFunc(ids, func(a, b blobstore.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
+	slices.SortFunc(ids, func(a, b wire.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
 	var obs [][]Obs
 	var owners []Owner
 	for _, id := range ids {

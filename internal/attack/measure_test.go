@@ -4,7 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 func TestKS(t *testing.T) {
@@ -26,12 +26,12 @@ func TestKS(t *testing.T) {
 
 // population makes users × per blocks in one window, with features made
 // by obs(user, k) for the k-th block.
-func population(users, per int, obs func(rng *rand.Rand, user, k int) []Obs) (Features, map[blobstore.ID]Owner) {
+func population(users, per int, obs func(rng *rand.Rand, user, k int) []Obs) (Features, map[wire.ID]Owner) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	feat, truth := Features{}, map[blobstore.ID]Owner{}
+	feat, truth := Features{}, map[wire.ID]Owner{}
 	for u := 0; u < users; u++ {
 		for k := 0; k < per; k++ {
-			id := blobstore.NewID()
+			id := wire.NewID()
 			truth[id] = Owner{User: u}
 			feat[id] = obs(rng, u, k)
 		}
@@ -74,7 +74,7 @@ func TestMeasureSeesAndDoesNotInvent(t *testing.T) {
 // windows apart (the design allows it) gives no advantage by that alone.
 func TestMeasureComparesWithinWindows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	feat, truth := Features{}, map[blobstore.ID]Owner{}
+	feat, truth := Features{}, map[wire.ID]Owner{}
 	for w := 0; w < 2; w++ {
 		for u := 0; u < 8; u++ {
 			// User u writes 10 blocks in window 0 when u is even, 30
@@ -82,7 +82,7 @@ func TestMeasureComparesWithinWindows(t *testing.T) {
 			// would say something about the user if pairs crossed windows.
 			n := 10 + 20*((u+w)%2)
 			for k := 0; k < n; k++ {
-				id := blobstore.NewID()
+				id := wire.NewID()
 				truth[id] = Owner{User: u, Window: w}
 				feat[id] = []Obs{{Kind: "blocks", Rel: "blocks", Xmin: uint64(100 + w), Pos: rng.Int64N(1e6) + 1, Page: rng.Int64N(1e4)}}
 			}

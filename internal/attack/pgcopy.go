@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -62,12 +62,12 @@ func PostgresCopy(ctx context.Context, url string) (Features, error) {
 		if idAt < 0 {
 			continue // meta, the schema version, pageinspect's own
 		}
-		toastOf := map[uint32]blobstore.ID{}
+		toastOf := map[uint32]wire.ID{}
 		err := heapTuples(ctx, conn, t.name, func(tp tuple) {
 			if len(tp.data) < idAt+16 {
 				return
 			}
-			var id blobstore.ID
+			var id wire.ID
 			copy(id[:], tp.data[idAt:idAt+16])
 			o := Obs{Kind: kind, Rel: t.name, Xmin: tp.xmin, Xmax: tp.xmax, Page: tp.page, Pos: tp.pos, Hint: tp.hint}
 			if v, ok := toastPointer(tp.data); ok {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // SimConfig shapes a simulation. Zero fields take the defaults.
@@ -59,7 +60,7 @@ type Sim struct {
 	window int
 
 	mu     sync.Mutex
-	owners map[blobstore.ID]Owner // live blocks
+	owners map[wire.ID]Owner // live blocks
 	users  []*user
 }
 
@@ -67,18 +68,18 @@ type user struct {
 	n       int
 	secret  [32]byte
 	rng     *mrand.Rand
-	files   [][]blobstore.ID
-	root    blobstore.ID
-	etag    blobstore.ETag
+	files   [][]wire.ID
+	root    wire.ID
+	etag    wire.ETag
 	hasRoot bool
 }
 
 // NewSim makes cfg.Users users on svc.
 func NewSim(svc *blobstore.Service, cfg SimConfig) *Sim {
 	cfg.defaults()
-	s := &Sim{cfg: cfg, svc: svc, owners: map[blobstore.ID]Owner{}}
+	s := &Sim{cfg: cfg, svc: svc, owners: map[wire.ID]Owner{}}
 	for i := 0; i < cfg.Users; i++ {
-		u := &user{n: i, rng: mrand.New(mrand.NewPCG(cfg.Seed, uint64(i)+1)), root: blobstore.NewID()}
+		u := &user{n: i, rng: mrand.New(mrand.NewPCG(cfg.Seed, uint64(i)+1)), root: wire.NewID()}
 		if _, err := rand.Read(u.secret[:]); err != nil {
 			panic(err)
 		}
@@ -89,11 +90,11 @@ func NewSim(svc *blobstore.Service, cfg SimConfig) *Sim {
 
 // proof derives a block's write proof from the user's secret, as the
 // client does.
-func (u *user) proof(id blobstore.ID) blobstore.WriteProof {
+func (u *user) proof(id wire.ID) wire.WriteProof {
 	m := hmac.New(sha256.New, u.secret[:])
 	m.Write([]byte("proof"))
 	m.Write(id[:])
-	var w blobstore.WriteProof
+	var w wire.WriteProof
 	m.Sum(w[:0])
 	return w
 }
@@ -106,13 +107,13 @@ func (s *Sim) block() []byte {
 	return d
 }
 
-func (s *Sim) own(id blobstore.ID, u *user) {
+func (s *Sim) own(id wire.ID, u *user) {
 	s.mu.Lock()
 	s.owners[id] = Owner{User: u.n, Window: s.window}
 	s.mu.Unlock()
 }
 
-func (s *Sim) disown(id blobstore.ID) {
+func (s *Sim) disown(id wire.ID) {
 	s.mu.Lock()
 	delete(s.owners, id)
 	s.mu.Unlock()
@@ -122,10 +123,10 @@ func (s *Sim) disown(id blobstore.ID) {
 func (s *Sim) NextWindow() { s.window++ }
 
 // Owners returns the ground truth of every live block.
-func (s *Sim) Owners() map[blobstore.ID]Owner {
+func (s *Sim) Owners() map[wire.ID]Owner {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[blobstore.ID]Owner, len(s.owners))
+	out := make(map[wire.ID]Owner, len(s.owners))
 	for id, o := range s.owners {
 		out[id] = o
 	}
@@ -166,12 +167,12 @@ func (s *Sim) WriteFiles(ctx context.Context) error {
 		nf := s.cfg.MinFiles + u.rng.IntN(s.cfg.MaxFiles-s.cfg.MinFiles+1)
 		for f := 0; f < nf; f++ {
 			size := 1 + u.rng.IntN(s.cfg.MaxFileSize)
-			var file []blobstore.ID
+			var file []wire.ID
 			for len(file) < size {
 				n := min(size-len(file), s.svc.Limits().WriteBatch)
 				items := make([]blobstore.PutItem, n)
 				for i := range items {
-					id := blobstore.NewID()
+					id := wire.NewID()
 					items[i] = blobstore.PutItem{ID: id, Proof: u.proof(id), Data: s.block(), Cond: blobstore.Cond{IfNoneMatchAny: true}}
 					file = append(file, id)
 				}
@@ -227,7 +228,7 @@ func (s *Sim) writeRoot(ctx context.Context, u *user) error {
 // in shuffled batches, as the client does at the first login of a period.
 func (s *Sim) RenewAll(ctx context.Context) error {
 	return s.each(ctx, func(ctx context.Context, u *user) error {
-		ids := []blobstore.ID{u.root}
+		ids := []wire.ID{u.root}
 		for _, f := range u.files {
 			ids = append(ids, f...)
 		}
@@ -263,7 +264,7 @@ func (s *Sim) ReadFiles(ctx context.Context) error {
 			return nil
 		}
 		buf := make([]byte, 0, s.svc.BlockSize())
-		ids := []blobstore.ID{u.root}
+		ids := []wire.ID{u.root}
 		for _, f := range u.files {
 			ids = append(ids, f...)
 		}

@@ -18,9 +18,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/httpapi"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // Counts is what a Proxy saw since the last Take.
@@ -178,7 +178,7 @@ func (p *Proxy) Close() error { return p.srv.Close() }
 // data blocks a put of f over prev must send (all of f's for the zero
 // prev).
 func NewChunks(prev, f indexfile.File) int {
-	old := make(map[blobstore.ID]bool, len(prev.Chunks))
+	old := make(map[wire.ID]bool, len(prev.Chunks))
 	for _, c := range prev.Chunks {
 		old[c.ID] = true
 	}

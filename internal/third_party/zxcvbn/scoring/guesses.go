@@ -8,9 +8,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/blindstore/blindstore/internal/zxcvbn/adjacency"
-	"github.com/blindstore/blindstore/internal/zxcvbn/internal/mathutils"
-	"github.com/blindstore/blindstore/internal/zxcvbn/match"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/adjacency"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/internal/mathutils"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/match"
 )
 
 const (

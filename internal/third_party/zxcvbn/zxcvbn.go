@@ -1,12 +1,12 @@
 package zxcvbn
 
 import (
-	"github.com/blindstore/blindstore/internal/zxcvbn/match"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/match"
 	"time"
 	"unicode/utf8"
 
-	"github.com/blindstore/blindstore/internal/zxcvbn/matching"
-	"github.com/blindstore/blindstore/internal/zxcvbn/scoring"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/matching"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/scoring"
 )
 
 type Result struct {

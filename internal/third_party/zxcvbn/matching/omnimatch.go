@@ -1,9 +1,9 @@
 package matching
 
 import (
-	"github.com/blindstore/blindstore/internal/zxcvbn/adjacency"
-	"github.com/blindstore/blindstore/internal/zxcvbn/frequency"
-	"github.com/blindstore/blindstore/internal/zxcvbn/match"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/adjacency"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/frequency"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/match"
 	"regexp"
 	"sync"
 )
@@ -31,7 +31,7 @@ func Omnimatch(password string, userInputs []string) (matches []*match.Match) {
 
 var (
 	// Upstream loads the dictionaries at init; here on first use (see
-	// the package comment of internal/zxcvbn).
+	// the package comment of internal/third_party/zxcvbn).
 	defaultDictionnaries = sync.OnceValue(loadDefaultDictionnaries)
 	defaultGraphs        = loadDefaultAdjacencyGraphs()
 	defaultRegexpMatch   = []struct {

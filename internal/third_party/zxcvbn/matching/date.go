@@ -3,9 +3,9 @@ package matching
 import (
 	"strconv"
 
-	"github.com/blindstore/blindstore/internal/zxcvbn/internal/mathutils"
-	"github.com/blindstore/blindstore/internal/zxcvbn/match"
-	"github.com/blindstore/blindstore/internal/zxcvbn/scoring"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/internal/mathutils"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/match"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/scoring"
 	"github.com/dlclark/regexp2"
 )
 

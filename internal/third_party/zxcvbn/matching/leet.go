@@ -2,8 +2,8 @@ package matching
 
 import (
 	"bytes"
-	// "github.com/blindstore/blindstore/internal/zxcvbn/entropy"
-	"github.com/blindstore/blindstore/internal/zxcvbn/match"
+	// "github.com/blindstore/blindstore/internal/third_party/zxcvbn/entropy"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/match"
 	"sort"
 	"strings"
 )

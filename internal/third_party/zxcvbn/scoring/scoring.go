@@ -4,8 +4,8 @@ import (
 	"math"
 	"sort"
 
-	"github.com/blindstore/blindstore/internal/zxcvbn/internal/mathutils"
-	"github.com/blindstore/blindstore/internal/zxcvbn/match"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/internal/mathutils"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/match"
 )
 
 type Result struct {

@@ -3,7 +3,7 @@ package matching
 import (
 	"regexp"
 
-	"github.com/blindstore/blindstore/internal/zxcvbn/match"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/match"
 )
 
 type sequenceMatch struct{}

@@ -3,8 +3,8 @@ package matching
 import (
 	"strings"
 
-	"github.com/blindstore/blindstore/internal/zxcvbn/adjacency"
-	"github.com/blindstore/blindstore/internal/zxcvbn/match"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/adjacency"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/match"
 )
 
 type spatialMatch struct {

@@ -1,8 +1,8 @@
 package matching
 
 import (
-	"github.com/blindstore/blindstore/internal/zxcvbn/match"
-	"github.com/blindstore/blindstore/internal/zxcvbn/scoring"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/match"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/scoring"
 	"github.com/dlclark/regexp2"
 )
 

@@ -1,7 +1,7 @@
 package matching
 
 import (
-	"github.com/blindstore/blindstore/internal/zxcvbn/match"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/match"
 )
 
 type reverseDictionnaryMatch struct {

@@ -3,7 +3,7 @@ package matching
 import (
 	"strings"
 
-	"github.com/blindstore/blindstore/internal/zxcvbn/match"
+	"github.com/blindstore/blindstore/internal/third_party/zxcvbn/match"
 )
 
 type dictionaryMatch struct {
