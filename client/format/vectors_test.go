@@ -313,9 +313,9 @@ func vecRefs(rs []indexfile.Ref) []vecRef {
 	return out
 }
 
-// sealVec seals payload under key at id with the nonce drawn from rnd,
+// encryptVec encrypts payload under key at id with the nonce drawn from rnd,
 // and describes the block.
-func sealVec(t *testing.T, role string, key Key, id wire.ID, proof wire.WriteProof, payload []byte, rnd *vecRand) (vecBlock, []byte) {
+func encryptVec(t *testing.T, role string, key Key, id wire.ID, proof wire.WriteProof, payload []byte, rnd *vecRand) (vecBlock, []byte) {
 	t.Helper()
 	nonce := rnd.nonce()
 	data, err := encryptWithNonce(key, id, payload, vecBlockSize, nonce)
@@ -324,7 +324,7 @@ func sealVec(t *testing.T, role string, key Key, id wire.ID, proof wire.WritePro
 	}
 	got, err := Decrypt(key, id, data, vecBlockSize)
 	if err != nil || !bytes.Equal(got, payload) {
-		t.Fatalf("%s: sealed block does not open to its payload: %v", role, err)
+		t.Fatalf("%s: encrypted block does not decrypt to its payload: %v", role, err)
 	}
 	etag := wire.ETagOf(data)
 	return vecBlock{Role: role, ID: id.String(), Key: key[:], Nonce: nonce[:], AD: blockAD(id), Payload: payload,
@@ -547,12 +547,12 @@ func buildVectors(t *testing.T) *vecFile {
 	for i, c := range bchunks {
 		id := rnd.id()
 		w := owner.WriteProof(id)
-		b, data := sealVec(t, fmt.Sprintf("data: %s chunk %d", fBig.Name, i), Key(fBig.Key), id, w, c, rnd)
-		// The put pipeline seals through sealFrameInto: the same bytes.
+		b, data := encryptVec(t, fmt.Sprintf("data: %s chunk %d", fBig.Name, i), Key(fBig.Key), id, w, c, rnd)
+		// The put pipeline encrypts through EncryptFrameInto: the same bytes.
 		frame := make([]byte, FrameSize(vecBlockSize))
 		copy(frame[LengthSize:], c)
 		if alt := EncryptFrameInto(make([]byte, vecBlockSize), Key(fBig.Key), id, frame, len(c), (*[NonceSize]byte)(b.Nonce)); !bytes.Equal(alt, data) {
-			t.Fatal("sealFrameInto and Seal disagree")
+			t.Fatal("EncryptFrameInto and Encrypt disagree")
 		}
 		v.Account.DataBlocks = append(v.Account.DataBlocks, add(b, id, w, data))
 		fBig.Chunks = append(fBig.Chunks, indexfile.Chunk{Ref: indexfile.Ref{ID: id, ETag: wire.ETagOf(data)}, Size: uint32(len(c)),
@@ -582,14 +582,14 @@ func buildVectors(t *testing.T) *vecFile {
 	for i, p := range payloads {
 		id := rnd.id()
 		w := owner.WriteProof(id)
-		b, data := sealVec(t, fmt.Sprintf("manifest block %d", i+1), ck, id, w, p, rnd)
+		b, data := encryptVec(t, fmt.Sprintf("manifest block %d", i+1), ck, id, w, p, rnd)
 		share.ManifestBlocks = append(share.ManifestBlocks, add(b, id, w, data))
 		etag := wire.ETagOf(data)
 		ptr = append(append(ptr, id[:]...), etag[:]...)
 		manifest = append(manifest, indexfile.Ref{ID: id, ETag: etag})
 	}
 	pw0 := owner.WriteProof(pid)
-	pb, pdata := sealVec(t, "manifest pointer", ck, pid, pw0, ptr, rnd)
+	pb, pdata := encryptVec(t, "manifest pointer", ck, pid, pw0, ptr, rnd)
 	share.Pointer = add(pb, pid, pw0, pdata)
 	v.Account.Share = share
 	fBig.Manifest = append([]indexfile.Ref{{ID: pid, ETag: wire.ETagOf(pdata)}}, manifest...)
@@ -605,7 +605,7 @@ func buildVectors(t *testing.T) *vecFile {
 	}
 	v.Account.Index.Generation, v.Account.Index.Renewed = idx.Generation, idx.Renewed
 
-	// The index tree, as a commit from an empty account seals it.
+	// The index tree, as a commit from an empty account encrypts it.
 	tree, gone, err := (&indexfile.Tree{}).Update(&indexfile.Index{}, idx, capy, func(p []byte) (indexfile.Ref, error) {
 		id := rnd.id()
 		w := owner.WriteProof(id)
@@ -615,7 +615,7 @@ func buildVectors(t *testing.T) *vecFile {
 		} else if len(p) == 3 && p[2] == 0 {
 			role = "padding leaf"
 		}
-		b, data := sealVec(t, role, root.AccountKey, id, w, p, rnd)
+		b, data := encryptVec(t, role, root.AccountKey, id, w, p, rnd)
 		v.Account.IndexBlocks = append(v.Account.IndexBlocks, add(b, id, w, data))
 		return indexfile.Ref{ID: id, ETag: wire.ETagOf(data)}, nil
 	})
@@ -641,9 +641,9 @@ func buildVectors(t *testing.T) *vecFile {
 	}
 	v.Account.Username, v.Account.Password = v.Passwords[0].Username, v.Passwords[0].Password
 	v.Account.AccountKey, v.Account.OwnerSecret, v.Account.RootPayload = root.AccountKey[:], root.OwnerSecret[:], rp
-	b, data := sealVec(t, "password root", loc.Key, loc.ID, loc.Proof, rp, rnd)
+	b, data := encryptVec(t, "password root", loc.Key, loc.ID, loc.Proof, rp, rnd)
 	v.Account.Root = add(b, loc.ID, loc.Proof, data)
-	b, data = sealVec(t, "recovery root", rloc.Key, rloc.ID, rloc.Proof, rp, rnd)
+	b, data = encryptVec(t, "recovery root", rloc.Key, rloc.ID, rloc.Proof, rp, rnd)
 	v.Account.RecoveryRoot = add(b, rloc.ID, rloc.Proof, data)
 
 	// Head.
@@ -661,7 +661,7 @@ func buildVectors(t *testing.T) *vecFile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, data = sealVec(t, "head", hloc.Key, hloc.ID, hloc.Proof, hp, rnd)
+	b, data = encryptVec(t, "head", hloc.Key, hloc.ID, hloc.Proof, hp, rnd)
 	v.Account.Head = vecHead{Version: HeadVersion, Generation: head.Generation, Dirs: vecRefs(head.Index), Block: add(b, hloc.ID, hloc.Proof, data)}
 	for _, r := range roots {
 		v.Account.Head.Roots = append(v.Account.Head.Roots, vecRootRef{Kind: uint8(r.Kind), ID: r.ID.String(), Proof: r.Proof[:]})
@@ -682,7 +682,7 @@ func buildVectors(t *testing.T) *vecFile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// sealIndex drew each block's id, then its nonce, from lrnd: replay
+	// encryptIndex drew each block's id, then its nonce, from lrnd: replay
 	// the stream to describe them.
 	replay := &vecRand{label: "blindstore vectors: format 1"}
 	for _, sb := range blocks1 {
@@ -701,7 +701,7 @@ func buildVectors(t *testing.T) *vecFile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.Legacy.Head, _ = sealVec(t, "head, version 1", hloc.Key, hloc.ID, hloc.Proof, hp1, lrnd)
+	v.Legacy.Head, _ = encryptVec(t, "head, version 1", hloc.Key, hloc.ID, hloc.Proof, hp1, lrnd)
 	x1, err := r1.DecryptIndex(blockData(blocks1), vecBlockSize)
 	if err != nil {
 		t.Fatal(err)
