@@ -107,7 +107,7 @@ func TestQuickBench(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chart: %v", err)
 	}
-	if b := img.Bounds(); b.Dx() != chartWidth || b.Dy() < headerHeight+rowH {
+	if b := img.Bounds(); b.Dx() != chartWidth || b.Dy() < scoreExtraH+scoreRowH+peerH {
 		t.Errorf("chart is %v", b)
 	}
 	same, err := os.ReadFile(filepath.Join(out, "bench-"+stamp+".json"))
