@@ -121,6 +121,9 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 			}
 		}
 	}
+	if c.rows["peer"] {
+		b.rep.add(b.peerRows(ctx)...)
+	}
 	for _, st := range stores {
 		if c.rows["renew"] || c.rows["purge"] {
 			b.rep.add(b.renewRows(ctx, st)...)

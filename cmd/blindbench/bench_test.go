@@ -91,7 +91,7 @@ func TestQuickBench(t *testing.T) {
 	if got, want := groups["block"], 2*(2*levels)+2*levels; got != want {
 		t.Errorf("%d block rows, want %d (PUT and GET per level and store, and PUT without the pool window)", got, want)
 	}
-	for _, g := range []string{"memory", "renew", "purge", "files", "login", "edit", "index"} {
+	for _, g := range []string{"memory", "peer", "renew", "purge", "files", "login", "edit", "index"} {
 		if groups[g] == 0 {
 			t.Errorf("no %s row", g)
 		}
@@ -107,7 +107,7 @@ func TestQuickBench(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chart: %v", err)
 	}
-	if b := img.Bounds(); b.Dx() != chartWidth || b.Dy() < headerHeight+rowH {
+	if b := img.Bounds(); b.Dx() != chartWidth || b.Dy() < scoreExtraH+scoreRowH+peerH {
 		t.Errorf("chart is %v", b)
 	}
 	same, err := os.ReadFile(filepath.Join(out, "bench-"+stamp+".json"))
@@ -181,5 +181,21 @@ func TestMemStatusOfSelf(t *testing.T) {
 	}
 	if m.rss <= 0 || m.hwm < m.rss || m.anon <= 0 || m.anon > m.rss {
 		t.Errorf("implausible memory of this process: %+v", m)
+	}
+}
+
+func TestParseWrk(t *testing.T) {
+	out := "Running 1s test @ http://127.0.0.1:1\n  2 threads and 4 connections\nBLINDBENCH 1200 1000000 78643200 2500 0\nRequests/sec:   1200.00\n"
+	r, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.reqPerSec() != 1200 || r.mibPerSec() != 75 || r.p99 != 2500*time.Microsecond {
+		t.Errorf("parsed %+v: %v req/s, %v MiB/s", r, r.reqPerSec(), r.mibPerSec())
+	}
+	for _, bad := range []string{"no figures here", "BLINDBENCH 10 1000000 655360 10 3", "BLINDBENCH 0 1000000 0 0 0", "BLINDBENCH x 1 1 1 1"} {
+		if _, err := parseWrk(bad); err == nil {
+			t.Errorf("%q: accepted", bad)
+		}
 	}
 }

@@ -68,6 +68,7 @@ type config struct {
 	scaleBuild  time.Duration
 	syncFiles   int
 	sealRounds  int
+	peerBlocks  int
 
 	cpuProfile    string
 	memProfile    string
@@ -75,7 +76,7 @@ type config struct {
 	clientProfile string
 }
 
-var allRows = []string{"block", "renew", "purge", "seal", "files", "login", "edit", "scale", "sync"}
+var allRows = []string{"block", "peer", "renew", "purge", "seal", "files", "login", "edit", "scale", "sync"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("blindbench", flag.ContinueOnError)
@@ -108,6 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.scaleFiles, "scale-files", 100000, "files in the account of the scale row (it measures a one-file change and a login in a large account)")
 	fs.DurationVar(&c.scaleBuild, "scale-build", 3*time.Minute, "most time spent building the account of the scale row")
 	fs.IntVar(&c.syncFiles, "sync-files", 10000, "files in the folder of the sync row (it checks that an unchanged folder syncs within 2 s)")
+	fs.IntVar(&c.peerBlocks, "peer-blocks", 1000, "random blocks that nginx and blindstored serve in the peer row (wrk reads them at random)")
 	fs.IntVar(&c.sealRounds, "seal-rounds", 3, "rounds of the seal benchmarks (each seals 128 MiB beside its raw baseline)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file`")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of this process to `file` at the end")
@@ -138,6 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			"scale-build":  func() { c.scaleBuild = 20 * time.Second },
 			"sync-files":   func() { c.syncFiles = 200 },
 			"seal-rounds":  func() { c.sealRounds = 1 },
+			"peer-blocks":  func() { c.peerBlocks = 64 },
 			"max-total":    func() { c.maxTotal = 2 * time.Minute },
 		}
 		for name, f := range quick {
@@ -195,6 +198,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-scale-files must be 1 to 1,000,000")
 	case c.scaleBuild <= 0:
 		return nil, errors.New("-scale-build must be positive")
+	case c.peerBlocks < 1 || c.peerBlocks > 100_000:
+		return nil, errors.New("-peer-blocks must be 1 to 100,000")
 	}
 	return c, nil
 }

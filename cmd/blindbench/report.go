@@ -140,6 +140,7 @@ func newReport(c *config, started time.Time) *Report {
 			"renew_blocks": c.renewBlocks, "renew_block_size": c.renewBlockSize, "renew_period_s": c.renewPeriod.Seconds(),
 			"renew_senders": c.renewSenders, "file_bytes": c.fileSize, "file_rounds": c.fileRounds, "login_files": c.loginFiles, "login_build_s": c.loginBuild.Seconds(),
 			"login_period_s": c.loginPeriod.Seconds(), "scale_files": c.scaleFiles, "scale_build_s": c.scaleBuild.Seconds(),
+			"peer_blocks": c.peerBlocks,
 		},
 	}
 }
