@@ -268,16 +268,27 @@ func (a *api) handle(rt route) httprouter.Handle {
 			rt.handle(a, x)
 			return
 		}
-		key := clientKey(r, a.opt.TrustProxyHeader)
-		if wait, blocked := a.probe.Blocked(r.Context(), key); blocked {
-			w.Header().Set("Retry-After", retryAfter(wait))
-			writeCode(w, r, wire.CodeRateLimited, "too many failed requests from this address; retry later")
-			return
+		// The key is worked out only when the limiter needs it: on a
+		// quiet limiter, a read that succeeds never parses the address.
+		key := ""
+		if q, ok := a.probe.(quietLimiter); !ok || !q.quiet() {
+			key = clientKey(r, a.opt.TrustProxyHeader)
+			if wait, blocked := a.probe.Blocked(r.Context(), key); blocked {
+				w.Header().Set("Retry-After", retryAfter(wait))
+				writeCode(w, r, wire.CodeRateLimited, "too many failed requests from this address; retry later")
+				return
+			}
 		}
 		rt.handle(a, x)
-		// The answer is already written; the count must survive a client
-		// that hung up, or hanging up would be a way around the limit.
-		failed(context.WithoutCancel(r.Context()), a.probe, key, x.failed)
+		if x.failed > 0 {
+			if key == "" {
+				key = clientKey(r, a.opt.TrustProxyHeader)
+			}
+			// The answer is already written; the count must survive a
+			// client that hung up, or hanging up would be a way around
+			// the limit.
+			failed(context.WithoutCancel(r.Context()), a.probe, key, x.failed)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,20 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
 	conns    prometheus.Gauge
+	// series caches each label combination's counter and histogram:
+	// WithLabelValues validates, hashes and looks up its labels under a
+	// lock on every call, and the label sets are few and fixed.
+	series sync.Map // seriesKey → *series
+}
+
+type seriesKey struct {
+	method, route string
+	status        int
+}
+
+type series struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 // NewMetrics creates the API's metrics and registers them with reg. Give
@@ -81,10 +96,24 @@ func (m *Metrics) begin() func(method, route string, status int, d time.Duration
 	m.inFlight.Inc()
 	return func(method, route string, status int, d time.Duration) {
 		m.inFlight.Dec()
-		method = methodLabel(method)
-		m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
-		m.duration.WithLabelValues(method, route).Observe(d.Seconds())
+		s := m.seriesOf(seriesKey{methodLabel(method), route, status})
+		s.requests.Inc()
+		s.duration.Observe(d.Seconds())
 	}
+}
+
+func (m *Metrics) seriesOf(k seriesKey) *series {
+	if s, ok := m.series.Load(k); ok {
+		return s.(*series)
+	}
+	s := &series{
+		requests: m.requests.WithLabelValues(k.method, k.route, strconv.Itoa(k.status)),
+		duration: m.duration.WithLabelValues(k.method, k.route),
+	}
+	// Two first requests may both build it: the vectors hand both the
+	// same children, so either copy counts alike.
+	v, _ := m.series.LoadOrStore(k, s)
+	return v.(*series)
 }
 
 // methodLabel maps a request's method onto the few the API serves: the

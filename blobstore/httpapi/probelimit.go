@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -79,7 +80,16 @@ type memoryProbeLimiter struct {
 	mu        sync.Mutex
 	keys      map[string]*rate.Limiter
 	lastSweep time.Time
+	// tracked is len(keys), readable without mu: while no client has
+	// failed a probe, a request need not even work out its key.
+	tracked atomic.Int64
 }
+
+// quietLimiter is an optional fast path of a ProbeLimiter: quiet reports
+// that no key is blocked now, so Blocked need not be asked.
+type quietLimiter interface{ quiet() bool }
+
+func (m *memoryProbeLimiter) quiet() bool { return m.tracked.Load() == 0 }
 
 // Bounds of the in-process limiter's memory and of its longest block.
 const (
@@ -172,6 +182,7 @@ func (m *memoryProbeLimiter) limiter(key string, now time.Time) *rate.Limiter {
 	}
 	lim := rate.NewLimiter(m.limit, m.burst)
 	m.keys[key] = lim
+	m.tracked.Store(int64(len(m.keys)))
 	return lim
 }
 
@@ -183,6 +194,7 @@ func (m *memoryProbeLimiter) sweepLocked(now time.Time) {
 			delete(m.keys, k)
 		}
 	}
+	m.tracked.Store(int64(len(m.keys)))
 }
 
 // clientKey returns the probe limiter's key for r: the client's IPv4
