@@ -18,7 +18,7 @@ import (
 )
 
 func newCommand(name, usage, summary string, run func(a *app, c *command) error) *command {
-	c := &command{Command: cli.Command{Name: name, Usage: usage, Summary: summary, Flags: cli.NewFlagSet(name), Env: envPrefix}}
+	c := &command{Command: cli.Command{Program: "blind", Name: name, Usage: usage, Summary: summary, Flags: cli.NewFlagSet(name), Env: envPrefix}}
 	c.run = func(a *app) error { return run(a, c) }
 	return c
 }

@@ -97,9 +97,7 @@ func (c *command) dispatch(args []string) (*command, []string, map[string]bool, 
 // wins over the defaults. set lists flags given already (dispatch). --help
 // prints the usage on helpOut and returns errHelp.
 func (c *command) parse(args []string, helpOut io.Writer, set map[string]bool) error {
-	cc := &cli.Command{Name: c.name, Usage: c.usage, Summary: c.summary, Flags: c.flags, Env: c.envPrefix()}
-	// cli's own usage names the program after the environment prefix,
-	// which the issuer's is not: print ours.
+	cc := c.cli()
 	err := cc.Parse(args, io.Discard, set)
 	c.args = cc.Args
 	var u cli.UsageError
@@ -113,9 +111,13 @@ func (c *command) parse(args []string, helpOut io.Writer, set map[string]bool) e
 	return err
 }
 
+// cli is c as internal/cli's Command: it parses and prints the usage.
+func (c *command) cli() *cli.Command {
+	return &cli.Command{Program: "blindstored", Name: c.name, Usage: c.usage, Summary: c.summary, Flags: c.flags, Env: c.envPrefix()}
+}
+
 func (c *command) printUsage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: blindstored %s %s\n\n%s\n", c.name, c.usage, c.summary)
-	cli.PrintFlags(w, c.flags, c.envPrefix())
+	c.cli().PrintUsage(w)
 	if len(c.subs) > 0 {
 		names := make([]string, 0, len(c.subs))
 		for n := range c.subs {

@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"sort"
 
+	"github.com/blindstore/blindstore/internal/cli"
 	"github.com/blindstore/blindstore/wire"
 )
 
@@ -20,15 +20,7 @@ import (
 // `go build` reports the module version or "dev".
 var version = ""
 
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
+func versionString() string { return cli.Version(version) }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 

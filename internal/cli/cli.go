@@ -18,6 +18,9 @@ import (
 
 // Command is one subcommand.
 type Command struct {
+	// Program is the binary's name, for the usage line ("blind"); by
+	// default the environment prefix, lower-cased.
+	Program string
 	Name    string
 	Usage   string // argument synopsis after the name
 	Summary string // one line, or a paragraph
@@ -163,9 +166,9 @@ func EnvBool(name string) (bool, error) {
 
 // PrintUsage writes the command's help.
 func (c *Command) PrintUsage(w io.Writer) {
-	prog := strings.ToLower(strings.TrimSuffix(c.Env, "_"))
-	if prog == "blindstore" {
-		prog = "blindstored"
+	prog := c.Program
+	if prog == "" {
+		prog = strings.ToLower(strings.TrimSuffix(c.Env, "_"))
 	}
 	fmt.Fprintf(w, "Usage: %s %s %s\n\n%s\n", prog, c.Name, c.Usage, c.Summary)
 	PrintFlags(w, c.Flags, c.Env)
