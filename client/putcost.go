@@ -91,17 +91,16 @@ func (a *Account) checkPutCost(ctx context.Context, p putPlan) error {
 	if err != nil || cfg.Tokens == nil {
 		return err
 	}
-	// Only the HTTP remote pays: a server that charges is one over HTTP.
-	r, ok := a.remote.(*Remote)
-	if !ok || r.Tokens == nil {
+	// A store that pays for writes says what it can still pay (*Remote
+	// does); one that cannot pay would fail the put's first write.
+	payer, ok := a.remote.(interface {
+		tokensLeft(context.Context, *ServerConfig) (TokenStatus, bool, error)
+	})
+	if !ok {
 		return errNoTokens
 	}
-	tc, ok := r.Tokens.(tokenCounter)
-	if !ok {
-		return nil
-	}
-	st, err := tc.Status(ctx, cfg)
-	if err != nil {
+	st, counted, err := payer.tokensLeft(ctx, cfg)
+	if !counted {
 		return err
 	}
 	c := EstimatePutCost(cfg, p.sizes, p.names, p.updates)

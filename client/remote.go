@@ -182,6 +182,21 @@ func (r *Remote) pay(ctx context.Context, req *http.Request, charged bool) error
 	return nil
 }
 
+// tokensLeft says how many write tokens this remote can still pay with
+// at a server that charges (cfg.Tokens set), beside pay, which spends
+// them: counted is false when its token source cannot count them.
+func (r *Remote) tokensLeft(ctx context.Context, cfg *ServerConfig) (st TokenStatus, counted bool, err error) {
+	if r.Tokens == nil {
+		return st, false, errNoTokens
+	}
+	tc, ok := r.Tokens.(tokenCounter)
+	if !ok {
+		return st, false, nil
+	}
+	st, err = tc.Status(ctx, cfg)
+	return st, err == nil, err
+}
+
 // CurrentPeriod asks the server for its current period now, without the
 // cached configuration.
 func (r *Remote) CurrentPeriod(ctx context.Context) (uint64, error) {
