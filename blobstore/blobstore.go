@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/wire"
@@ -146,6 +147,25 @@ func (s Status) Err() error {
 		return wire.E(wire.KindAborted, wire.CodeAborted, "not applied: another write of the same atomic batch failed")
 	}
 	return nil
+}
+
+// HTTPStatus is the status a batch entry with this outcome answers: the
+// success statuses of the single-block routes, and for a failure the
+// status its error answers (wire's table). 0 for an outcome a batch
+// write or deletion cannot have.
+func (s Status) HTTPStatus() int {
+	switch s {
+	case StatusCreated:
+		return http.StatusCreated
+	case StatusReplaced, StatusDeleted:
+		return http.StatusNoContent
+	case StatusChecked:
+		return http.StatusOK
+	}
+	if e, ok := s.Err().(*wire.Error); ok {
+		return e.Kind.HTTPStatus()
+	}
+	return 0
 }
 
 // Result is the outcome of one Op. ETag is the block's ETag after the op

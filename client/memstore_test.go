@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"net/http"
 	"sync"
 
 	"github.com/blindstore/blindstore/wire"
@@ -239,18 +238,6 @@ func (m *MemoryRemote) PutBatch(_ context.Context, items []BatchItem) error {
 	return nil
 }
 
-// httpStatus is the status the HTTP API answers for a batch entry.
-var httpStatus = map[blobstore.Status]int{
-	blobstore.StatusCreated:      http.StatusCreated,
-	blobstore.StatusReplaced:     http.StatusNoContent,
-	blobstore.StatusDeleted:      http.StatusNoContent,
-	blobstore.StatusNotFound:     http.StatusNotFound,
-	blobstore.StatusForbidden:    http.StatusForbidden,
-	blobstore.StatusPrecondition: http.StatusPreconditionFailed,
-	blobstore.StatusAborted:      http.StatusFailedDependency,
-	blobstore.StatusChecked:      http.StatusOK,
-}
-
 // Commit implements Store: items are one atomic group, and the outcome is
 // read by the very code that reads the server's (commitOutcome).
 func (m *MemoryRemote) Commit(_ context.Context, items []CommitItem) error {
@@ -278,7 +265,7 @@ func (m *MemoryRemote) Commit(_ context.Context, items []CommitItem) error {
 	manifest := commitManifest(items)
 	results := make([]wire.BatchResult, len(items))
 	for i, r := range m.apply(ops) {
-		results[i] = wire.BatchResult{ID: manifest.Blocks[i].ID, Status: httpStatus[r.Status]}
+		results[i] = wire.BatchResult{ID: manifest.Blocks[i].ID, Status: r.Status.HTTPStatus()}
 		if r.ETag != (wire.ETag{}) {
 			results[i].ETag = r.ETag.String()
 		}

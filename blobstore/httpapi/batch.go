@@ -88,18 +88,13 @@ func (a *api) putBatch(x *exchange) {
 	out := BatchResponse{Results: make([]BatchResult, len(results))}
 	for i, res := range results {
 		br := BatchResult{ID: items[i].ID.String()}
+		br.Status = res.Status.HTTPStatus()
 		switch res.Status {
-		case blobstore.StatusCreated:
-			br.Status = http.StatusCreated
-		case blobstore.StatusReplaced, blobstore.StatusDeleted:
-			br.Status = http.StatusNoContent
-		case blobstore.StatusChecked:
-			br.Status = http.StatusOK
+		case blobstore.StatusCreated, blobstore.StatusReplaced, blobstore.StatusDeleted, blobstore.StatusChecked:
 		case blobstore.StatusNotFound, blobstore.StatusForbidden, blobstore.StatusPrecondition, blobstore.StatusAborted:
 			// A failed entry answers the status and code its error
 			// would as a problem of its own, from wire's one table.
-			be := res.Status.Err().(*wire.Error)
-			br.Status, br.Code = be.Kind.HTTPStatus(), be.Code
+			br.Code = res.Status.Err().(*wire.Error).Code
 			if res.Status == blobstore.StatusNotFound || res.Status == blobstore.StatusForbidden {
 				// Only a deletion or check is not found: a probe, as
 				// a DELETE's or HEAD's 404 is; a refused proof is one
