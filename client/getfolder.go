@@ -25,11 +25,6 @@ func Under(name, folder string) bool {
 	return folder == "" || name == folder || strings.HasPrefix(name, folder+"/")
 }
 
-// Hidden reports whether name is one of the index's own entries (an
-// empty folder's marker) rather than a file of the user's: listings
-// leave them out, sync and GetFolder turn them into folders.
-func Hidden(name string) bool { return path.Base(name) == DirMarker }
-
 // FilesUnder returns the account's files under folder (see Under),
 // markers included.
 func (a *Account) FilesUnder(folder string) []indexfile.File {

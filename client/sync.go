@@ -460,7 +460,7 @@ func (r *syncRun) localHash(name string) ([]byte, error) {
 // recorded, and the next sync reads the file to know.
 func (r *syncRun) recordPlaced(name string, f indexfile.File, placed statKey) {
 	e := syncEntry{Hash: append([]byte(nil), f.Hash[:]...), Mode: f.Mode, Size: f.Size}
-	if !r.local[name].marker && path.Base(name) != DirMarker {
+	if !r.local[name].marker && !Hidden(name) {
 		if fi, err := r.root.Lstat(name); err == nil {
 			if now := statKeyOf(fi); samePlaced(now, placed) {
 				e.Stat = now
@@ -611,7 +611,7 @@ func (r *syncRun) download(ctx context.Context, f indexfile.File) (placed statKe
 	if err := r.safeParents(name); err != nil {
 		return placed, err
 	}
-	if path.Base(name) == DirMarker {
+	if Hidden(name) {
 		dir := path.Dir(name)
 		if fi, err := r.root.Lstat(dir); err == nil && !fi.IsDir() {
 			return placed, &Error{Kind: KindConflict, Msg: fmt.Sprintf("a file is in the way (%s)", dir)}
@@ -672,7 +672,7 @@ func (r *syncRun) moveLocal(from, to string) error {
 // deleteLocal removes a file deleted on the other side, if it is still
 // the one scanned; a marker removes its folder if it is still empty.
 func (r *syncRun) deleteLocal(name string) error {
-	if path.Base(name) == DirMarker {
+	if Hidden(name) {
 		dir := path.Dir(name)
 		if err := r.root.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {

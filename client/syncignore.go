@@ -19,6 +19,11 @@ const IgnoreFile = ".blindignore"
 // does in Git. Sync writes and reads markers, never materialises one.
 const DirMarker = ".blindkeep"
 
+// Hidden reports whether name is one of the index's own entries (an
+// empty folder's marker) rather than a file of the user's: listings
+// leave them out, sync and GetFolder turn them into folders.
+func Hidden(name string) bool { return path.Base(name) == DirMarker }
+
 // Ignore is a parsed .blindignore: one pattern per line, blank lines and
 // lines starting with # skipped, the last matching line deciding.
 //

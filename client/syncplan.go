@@ -294,7 +294,7 @@ func (pl *planner) pair(adds, deletes []string, content func(n string, sizes map
 	byContent := map[string][]string{}
 	sizes := map[uint64]bool{}
 	for _, n := range deletes {
-		if path.Base(n) == DirMarker {
+		if Hidden(n) {
 			continue
 		}
 		b := pl.base[n]
