@@ -48,7 +48,7 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	{
-		c := newCommand("logout", "", "Wipe the session from this machine (overwritten, then removed).", nil)
+		c := newCommand("logout", "", "Wipe the session from this machine (overwritten, then removed), and remove the\nblock cache.", nil)
 		c.run = func(a *app) error {
 			if len(c.Args) > 0 {
 				return cli.Usagef("unexpected arguments")
@@ -263,7 +263,7 @@ func (a *app) signup(c *command, user, deviceFile string) error {
 	if err := a.prepareTokens(r, a.invite); err != nil {
 		return err
 	}
-	acc, code, err := client.Signup(a.ctx, r, user, pw, dev)
+	acc, code, err := client.Signup(a.ctx, r, user, pw, dev, a.blockCache()...)
 	if err != nil {
 		return err
 	}
@@ -312,7 +312,7 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 		if err := checkNewPassword(pw, user); err != nil {
 			return err
 		}
-		if acc, err = client.LoginRecovery(a.ctx, r, code, user, pw, dev); err != nil {
+		if acc, err = client.LoginRecovery(a.ctx, r, code, user, pw, dev, a.blockCache()...); err != nil {
 			return err
 		}
 	} else {
@@ -320,7 +320,7 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 		if err != nil {
 			return err
 		}
-		if acc, err = client.Login(a.ctx, r, user, pw, dev); err != nil {
+		if acc, err = client.Login(a.ctx, r, user, pw, dev, a.blockCache()...); err != nil {
 			return err
 		}
 	}
@@ -357,7 +357,7 @@ func (a *app) withAccount(f func(acc *client.Account) error) error {
 	if err := a.prepareTokens(r, ""); err != nil {
 		return err
 	}
-	acc, err := client.Resume(a.ctx, r, s.State)
+	acc, err := client.Resume(a.ctx, r, s.State, a.blockCache()...)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/blindstore/blindstore/client"
+	"github.com/blindstore/blindstore/client/blockcache"
 	"github.com/blindstore/blindstore/internal/cli"
 	"github.com/blindstore/blindstore/wire"
 )
@@ -89,15 +90,17 @@ func startProfile(path string) (stop func()) {
 
 // globals are the flags every command takes, before or after its name.
 type globals struct {
-	server string
-	json   bool
-	caFile string
+	server   string
+	json     bool
+	caFile   string
+	cacheMiB int64
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.server, "server", "http://127.0.0.1:7878", "blindstore server `URL`")
 	fs.StringVar(&g.caFile, "ca-file", "", "trust only the certificate authorities in this PEM `file` for an https:// server (default: the system's)")
 	fs.BoolVar(&g.json, "json", false, "print results as JSON (one object) for scripts; errors too, on stderr")
+	fs.Int64Var(&g.cacheMiB, "cache-mib", blockcache.DefaultMaxBytes>>20, "keep at most this many `MiB` of the account's encrypted index blocks in the configuration directory, so that a command fetches only what changed since the last (0: no cache; 'blind logout' removes it)")
 }
 
 // app is one run of the command line.
