@@ -9,6 +9,7 @@ package client
 
 import (
 	"log/slog"
+	"sync"
 
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
@@ -19,8 +20,9 @@ import (
 // Its answers are not trusted (see above); a failure to keep a block
 // only costs a fetch the next time.
 type BlockCache interface {
-	// Block returns the bytes kept for id at etag, or nil.
-	Block(id wire.ID, etag wire.ETag) []byte
+	// Block returns the bytes kept for id at etag, or nil; in buf
+	// when it has room.
+	Block(id wire.ID, etag wire.ETag, buf []byte) []byte
 	// Keep stores data as the block id at etag.
 	Keep(id wire.ID, etag wire.ETag, data []byte) error
 	// Forget drops the block id at etag, if kept.
@@ -42,9 +44,16 @@ func (a *Account) cached(r indexfile.Ref) []byte {
 	if a.cache == nil {
 		return nil
 	}
-	data := a.cache.Block(r.ID, r.ETag)
+	// The ciphertext is dropped once decrypted: a large index is read
+	// through a few buffers instead of one allocation per block.
+	bp := cipherBufs.Get().(*[]byte)
+	defer cipherBufs.Put(bp)
+	data := a.cache.Block(r.ID, r.ETag, *bp)
 	if data == nil {
 		return nil
+	}
+	if cap(data) > cap(*bp) {
+		*bp = data
 	}
 	if len(data) == a.cfg.BlockSize && wire.ETagOf(data) == r.ETag {
 		if p, err := format.Decrypt(a.root.AccountKey, r.ID, data, a.cfg.BlockSize); err == nil {
@@ -56,6 +65,8 @@ func (a *Account) cached(r indexfile.Ref) []byte {
 	a.cache.Forget(r.ID, r.ETag)
 	return nil
 }
+
+var cipherBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // keep stores a block read from the server or written to it.
 func (a *Account) keep(r indexfile.Ref, data []byte) {

@@ -88,9 +88,10 @@ func (c *Cache) path(id wire.ID, etag wire.ETag) string {
 	return filepath.Join(c.dir, hex.EncodeToString(id[:])+"-"+hex.EncodeToString(etag[:])+entrySuffix)
 }
 
-// Block returns what the cache holds for the block id at etag, or nil.
-// The bytes are unchecked: see the package comment.
-func (c *Cache) Block(id wire.ID, etag wire.ETag) []byte {
+// Block returns what the cache holds for the block id at etag, or nil,
+// in buf when it has room. The bytes are unchecked: see the package
+// comment.
+func (c *Cache) Block(id wire.ID, etag wire.ETag, buf []byte) []byte {
 	p := c.path(id, etag)
 	f, err := os.Open(p)
 	if err != nil {
@@ -101,7 +102,11 @@ func (c *Cache) Block(id wire.ID, etag wire.ETag) []byte {
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() > maxEntry {
 		return nil
 	}
-	data := make([]byte, fi.Size())
+	data := buf[:0]
+	if int64(cap(buf)) < fi.Size() {
+		data = make([]byte, 0, fi.Size())
+	}
+	data = data[:fi.Size()]
 	if _, err := io.ReadFull(f, data); err != nil {
 		return nil
 	}

@@ -22,21 +22,21 @@ func TestKeepBlockForget(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, etag, data := entry(1)
-	if c.Block(id, etag) != nil {
+	if c.Block(id, etag, nil) != nil {
 		t.Fatal("an empty cache returned a block")
 	}
 	if err := c.Keep(id, etag, data); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Block(id, etag); !bytes.Equal(got, data) {
+	if got := c.Block(id, etag, nil); !bytes.Equal(got, data) {
 		t.Fatalf("got %d bytes back, want the %d kept", len(got), len(data))
 	}
 	other := wire.ETagOf([]byte("other"))
-	if c.Block(id, other) != nil {
+	if c.Block(id, other, nil) != nil {
 		t.Fatal("a block came back under another ETag")
 	}
 	c.Forget(id, etag)
-	if c.Block(id, etag) != nil {
+	if c.Block(id, etag, nil) != nil {
 		t.Fatal("a forgotten block came back")
 	}
 	fi, err := os.Stat(c.Dir())
@@ -69,7 +69,7 @@ func TestBoundEvictsLeastRecentlyUsed(t *testing.T) {
 		all = append(all, kept{id, etag})
 	}
 	// A hit on the oldest makes it the most recent.
-	if c.Block(all[0].id, all[0].etag) == nil {
+	if c.Block(all[0].id, all[0].etag, nil) == nil {
 		t.Fatal("a kept block is missing")
 	}
 	// A new process (the size not counted yet) adds a fourth: 4,000
@@ -82,11 +82,11 @@ func TestBoundEvictsLeastRecentlyUsed(t *testing.T) {
 	if err := c2.Keep(id, etag, data); err != nil {
 		t.Fatal(err)
 	}
-	if c2.Block(all[1].id, all[1].etag) != nil {
+	if c2.Block(all[1].id, all[1].etag, nil) != nil {
 		t.Error("the least recently used entry was kept")
 	}
 	for _, k := range []kept{all[0], all[2], {id, etag}} {
-		if c2.Block(k.id, k.etag) == nil {
+		if c2.Block(k.id, k.etag, nil) == nil {
 			t.Error("an entry used more recently was evicted")
 		}
 	}

@@ -464,8 +464,9 @@ func (a *app) ls(c *command) error {
 		folder = c.Args[0]
 	}
 	return a.withAccount(func(acc *client.Account) error {
-		files := userFiles(acc.FilesUnder(folder)) // getfolder.go
-		if folder != "" && len(acc.FilesUnder(folder)) == 0 {
+		under := acc.FilesUnder(folder)
+		files := userFiles(under) // getfolder.go
+		if folder != "" && len(under) == 0 {
 			return &client.Error{Kind: client.KindNotFound, Msg: fmt.Sprintf("no file or folder %q in the account", folder)}
 		}
 		if a.g.json {
