@@ -226,7 +226,7 @@ nobody renews. Logging in renews your blocks: log in at least once per
 retention time, or run 'blind renew' (from cron, say). 'blind status' says
 until when your data is safe.
 
-Usage: blind [--server URL] [--ca-file FILE] [--json] COMMAND [flags] [arguments]
+Usage: blind [--server URL] [--ca-file FILE] [--cache-mib N] [--json] COMMAND [flags] [arguments]
        blind --version
 
 Commands:
@@ -242,7 +242,10 @@ BLIND_RECOVERY_CODE (with 'blind login --recover'). The session is kept in
 BLIND_CONFIG_DIR, else in the user's configuration directory under
 blindstore/, readable only by you; it remembers the server and the
 certificate authorities of --ca-file, so later commands need neither.
-'blind logout' wipes it. BLIND_NO_PROGRESS=yes turns the progress bar off.
+Beside it, the account's index blocks are cached as the ciphertext the
+server holds, so that a command fetches only what changed since the last
+(--cache-mib bounds it, 0 turns it off). 'blind logout' wipes both.
+BLIND_NO_PROGRESS=yes turns the progress bar off.
 
 `)
 	fmt.Fprint(w, exitCodesHelp)
