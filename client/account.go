@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 
 	"github.com/blindstore/blindstore/wire"
 
@@ -45,7 +46,10 @@ type Account struct {
 	// the head and the index blocks.
 	renewed uint64
 	// cache holds index blocks between commands (cache.go); nil: none.
-	cache BlockCache
+	// fetched counts the index blocks read from the server instead,
+	// since the last load.
+	cache   BlockCache
+	fetched atomic.Int64
 }
 
 func newAccount(ctx context.Context, remote Store, user string, root *format.Root, opts []Option) (*Account, error) {

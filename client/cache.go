@@ -27,6 +27,8 @@ type BlockCache interface {
 	Keep(id wire.ID, etag wire.ETag, data []byte) error
 	// Forget drops the block id at etag, if kept.
 	Forget(id wire.ID, etag wire.ETag)
+	// Retain drops every block but those keep accepts.
+	Retain(keep func(id wire.ID, etag wire.ETag) bool) error
 }
 
 // Option sets up an Account as it is opened (Login, Resume, Signup…).
@@ -76,6 +78,24 @@ func (a *Account) keep(r indexfile.Ref, data []byte) {
 	// A block not kept is fetched again next time; the error would
 	// name the block, which is not logged.
 	_ = a.cache.Keep(r.ID, r.ETag, data)
+}
+
+// retainTree drops from the cache what the account's index no longer
+// refers to, after a load that fetched blocks: another device changed
+// the index (or the cache was another account's), and the blocks it
+// replaced would only wait for eviction.
+func (a *Account) retainTree() {
+	if a.cache == nil || a.tree == nil || a.fetched.Swap(0) == 0 {
+		return
+	}
+	live := make(map[indexfile.Ref]struct{}, a.tree.Count())
+	for _, r := range a.tree.Blocks() {
+		live[r] = struct{}{}
+	}
+	_ = a.cache.Retain(func(id wire.ID, etag wire.ETag) bool {
+		_, ok := live[indexfile.Ref{ID: id, ETag: etag}]
+		return ok
+	})
 }
 
 // forget drops blocks the account's index no longer refers to.

@@ -112,6 +112,7 @@ func (a *Account) load(ctx context.Context) error {
 		if tree == nil {
 			return a.upgrade(ctx)
 		}
+		a.retainTree()
 		return nil
 	}
 	return lastErr
@@ -173,7 +174,10 @@ func (a *Account) readBlocks(ctx context.Context, refs []indexfile.Ref, open boo
 		if err != nil {
 			return wrap(KindTampered, "an index block", err)
 		}
-		a.keep(refs[i], data)
+		if a.cache != nil {
+			a.fetched.Add(1)
+			a.keep(refs[i], data)
+		}
 		out[i] = p
 		return nil
 	})

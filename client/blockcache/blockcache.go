@@ -160,6 +160,49 @@ func (c *Cache) Forget(id wire.ID, etag wire.ETag) {
 	}
 }
 
+// Retain removes every entry but those keep accepts: what the caller's
+// index no longer refers to (replaced by another device, or another
+// account's), so that old versions do not linger until evicted.
+func (c *Cache) Retain(keep func(id wire.ID, etag wire.ETag) bool) error {
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return fmt.Errorf("blockcache: listing %s: %w", c.dir, err)
+	}
+	var errs []error
+	for _, e := range ents {
+		id, etag, ok := parseName(e.Name())
+		if !ok || keep(id, etag) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(c.dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	c.mu.Lock()
+	c.size = -1 // counted again at the next Keep
+	c.mu.Unlock()
+	if len(errs) > 0 {
+		return fmt.Errorf("blockcache: removing old entries: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// parseName returns the block an entry's file name stands for.
+func parseName(name string) (id wire.ID, etag wire.ETag, ok bool) {
+	base, found := strings.CutSuffix(name, entrySuffix)
+	hid, hetag, found2 := strings.Cut(base, "-")
+	if !found || !found2 || hex.DecodedLen(len(hid)) != len(id) || hex.DecodedLen(len(hetag)) != len(etag) {
+		return id, etag, false
+	}
+	if _, err := hex.Decode(id[:], []byte(hid)); err != nil {
+		return id, etag, false
+	}
+	if _, err := hex.Decode(etag[:], []byte(hetag)); err != nil {
+		return id, etag, false
+	}
+	return id, etag, true
+}
+
 // Size returns the bytes the cache's entries take now.
 func (c *Cache) Size() (int64, error) {
 	c.mu.Lock()

@@ -128,3 +128,38 @@ func TestRemove(t *testing.T) {
 		t.Fatal("a cache bounded to 0 bytes opened")
 	}
 }
+
+func TestRetain(t *testing.T) {
+	c, err := Open(filepath.Join(t.TempDir(), "c"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id1, etag1, data1 := entry(1)
+	id2, etag2, data2 := entry(2)
+	for _, e := range []struct {
+		id   wire.ID
+		etag wire.ETag
+		data []byte
+	}{{id1, etag1, data1}, {id2, etag2, data2}} {
+		if err := c.Keep(e.id, e.etag, e.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A file that is no entry stays: Retain removes only blocks.
+	other := filepath.Join(c.Dir(), "notes.txt")
+	if err := os.WriteFile(other, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Retain(func(id wire.ID, etag wire.ETag) bool { return id == id1 && etag == etag1 }); err != nil {
+		t.Fatal(err)
+	}
+	if c.Block(id1, etag1, nil) == nil || c.Block(id2, etag2, nil) != nil {
+		t.Fatal("Retain kept the wrong entries")
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("Retain removed a file that is not an entry: %v", err)
+	}
+	if n, err := c.Size(); err != nil || n != int64(len(data1)) {
+		t.Fatalf("size %d, %v; want the one entry's %d", n, err, len(data1))
+	}
+}
