@@ -8,6 +8,7 @@ import (
 
 	"github.com/blindstore/blindstore/internal/countproxy"
 	"github.com/blindstore/blindstore/internal/seeded"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // TestBlockCache runs blind through a counting proxy: with the cache, a
@@ -65,6 +66,8 @@ func TestBlockCache(t *testing.T) {
 	if got := p.Take().Reads; got < 1+len(entries) {
 		t.Fatalf("ls without the cache read %d blocks, want the head and every index block (%d)", got, len(entries))
 	}
+
+	u.expect(wire.ExitUsage, nil, "--cache-mib", "-1", "ls")
 
 	u.must("logout")
 	if _, err := os.Stat(cache); !os.IsNotExist(err) {

@@ -110,22 +110,28 @@ func saveSession(s *session) error {
 // blockCache returns the options that give an account the block cache
 // of --cache-mib, none when it is 0. A cache that cannot be opened is
 // only slower: the command runs without it, with a warning.
-func (a *app) blockCache() []client.Option {
-	if a.g.cacheMiB <= 0 {
-		return nil
+func (a *app) blockCache() ([]client.Option, error) {
+	if a.g.cacheMiB < 0 || a.g.cacheMiB > maxCacheMiB {
+		return nil, cli.Usagef("--cache-mib must be 0 (no cache) to %d", maxCacheMiB)
+	}
+	if a.g.cacheMiB == 0 {
+		return nil, nil
 	}
 	d, err := configDir()
 	if err == nil {
 		if err = os.MkdirAll(d, 0o700); err == nil {
 			var c *blockcache.Cache
 			if c, err = blockcache.Open(filepath.Join(d, cacheDir), a.g.cacheMiB<<20); err == nil {
-				return []client.Option{client.WithBlockCache(c)}
+				return []client.Option{client.WithBlockCache(c)}, nil
 			}
 		}
 	}
 	fmt.Fprintf(a.stderr, "warning: running without the block cache, so the whole index is fetched (%v)\n", err)
-	return nil
+	return nil, nil
 }
+
+// maxCacheMiB bounds --cache-mib (1 TiB), far above any index.
+const maxCacheMiB = 1 << 20
 
 // wipeSession overwrites the session file with zeros, then removes it,
 // and removes the block cache. It reports whether there was a session.
