@@ -12,7 +12,7 @@ import (
 )
 
 // cachedRounds is how many measured rounds each cached-command row
-// takes (the median is the figure).
+// takes (the median is the figure); 3 with -quick.
 const cachedRounds = 7
 
 // Targets of the cached-command rows, for the account of the scale row:
@@ -68,6 +68,10 @@ func (b *bench) cachedRows(ctx context.Context, srv *child, user, pw string, fil
 		return []string{"put", in, "--as", benchFileName((r*7919 + 1) % files)}, nil
 	}
 
+	rounds := cachedRounds
+	if b.cfg.quick {
+		rounds = 3
+	}
 	withWindow, err := b.cliSession(ctx, srv.url, work, user, pw)
 	if err != nil {
 		return nil, err
@@ -93,15 +97,15 @@ func (b *bench) cachedRows(ctx context.Context, srv *child, user, pw string, fil
 		return nil, err
 	}
 	defer s.close()
-	start, _, err := s.measure(cachedRounds, func(int) ([]string, error) { return []string{"--version"}, nil })
+	start, _, err := s.measure(rounds, func(int) ([]string, error) { return []string{"--version"}, nil })
 	if err != nil {
 		return nil, err
 	}
-	puts, putReads, err := s.measure(cachedRounds, func(r int) ([]string, error) { return put(r + 3) })
+	puts, putReads, err := s.measure(rounds, func(r int) ([]string, error) { return put(r + 3) })
 	if err != nil {
 		return nil, fmt.Errorf("put: %w", err)
 	}
-	lss, _, err := s.measure(cachedRounds, func(int) ([]string, error) { return []string{"ls"}, nil })
+	lss, _, err := s.measure(rounds, func(int) ([]string, error) { return []string{"ls"}, nil })
 	if err != nil {
 		return nil, fmt.Errorf("ls: %w", err)
 	}
@@ -114,13 +118,13 @@ func (b *bench) cachedRows(ctx context.Context, srv *child, user, pw string, fil
 		return &Target{On: "figure", Op: op, Value: v}
 	}
 	slices.Sort(putReads)
-	how := fmt.Sprintf("the blind CLI through a counting proxy, its block cache warmed by blind login, the server on the same store with --pool-window 0; medians of %d rounds, process start (blind --version, %.1f ms) subtracted", cachedRounds, ms(base))
+	how := fmt.Sprintf("the blind CLI through a counting proxy, its block cache warmed by blind login, the server on the same store with --pool-window 0; medians of %d rounds, process start (blind --version, %.1f ms) subtracted", rounds, ms(base))
 	return []Row{
 		{
 			Group: "cache", Name: names[0], Figure: float64(putReads[len(putReads)-1]), Unit: "blocks read",
 			Target: target("<=", cachedPutReads),
 			Extra:  map[string]float64{"median_reads": float64(putReads[len(putReads)/2])},
-			Note:   fmt.Sprintf("the most single-block reads (GET) of one blind put replacing a 1 KiB file, over %d puts spread over the account: the head, and the index blocks another device changed (none here); %s", cachedRounds, how),
+			Note:   fmt.Sprintf("the most single-block reads (GET) of one blind put replacing a 1 KiB file, over %d puts spread over the account: the head, and the index blocks another device changed (none here); %s", rounds, how),
 		},
 		{
 			Group: "cache", Name: names[1], Figure: beyond(puts), Unit: "ms beyond process start",
