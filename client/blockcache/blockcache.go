@@ -214,7 +214,9 @@ func (c *Cache) Size() (int64, error) {
 }
 
 // trimLocked lists the directory, counts its entries and, with evict,
-// removes the oldest until the total is within the bound. Files that
+// removes the oldest until the total is within nine tenths of the bound:
+// the next listing then waits for a tenth of the bound's writes, instead
+// of coming at every Keep of a load larger than the cache. Files that
 // are not entries (a temporary of another process's Keep, say) are
 // left alone, except temporaries older than touchAfter, which a crash
 // left behind.
@@ -248,10 +250,11 @@ func (c *Cache) trimLocked(evict bool) error {
 	if !evict || total <= c.max {
 		return nil
 	}
+	low := c.max - c.max/10
 	slices.SortFunc(list, func(a, b entry) int { return a.mod.Compare(b.mod) })
 	var errs []error
 	for _, e := range list {
-		if c.size <= c.max {
+		if c.size <= low {
 			break
 		}
 		if err := os.Remove(filepath.Join(c.dir, e.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
