@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 
 	"github.com/blindstore/blindstore/wire"
 
@@ -44,14 +45,23 @@ type Account struct {
 	// renewed is the last period in which this client renewed the roots,
 	// the head and the index blocks.
 	renewed uint64
+	// cache holds index blocks between commands (cache.go); nil: none.
+	// fetched counts the index blocks read from the server instead,
+	// since the last load.
+	cache   BlockCache
+	fetched atomic.Int64
 }
 
-func newAccount(ctx context.Context, remote Store, user string, root *format.Root) (*Account, error) {
+func newAccount(ctx context.Context, remote Store, user string, root *format.Root, opts []Option) (*Account, error) {
 	cfg, err := remote.Config(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &Account{remote: remote, cfg: cfg, user: user, root: root, headLoc: root.HeadLocator(), table: format.ChunkerTable(root.AccountKey)}, nil
+	a := &Account{remote: remote, cfg: cfg, user: user, root: root, headLoc: root.HeadLocator(), table: format.ChunkerTable(root.AccountKey)}
+	for _, o := range opts {
+		o(a)
+	}
+	return a, nil
 }
 
 // Remote returns the account's server.
@@ -72,15 +82,15 @@ var ErrAuth = &Error{Kind: KindAuth, Msg: "wrong user name or password, or no su
 // Signup creates an account: a root at the password's locator, a
 // recovery root at a fresh recovery code's locator, and an empty head,
 // in one batch write. The code is returned to be shown to the user once.
-func Signup(ctx context.Context, remote Store, user, password string, device *format.DeviceKey) (*Account, format.RecoveryCode, error) {
+func Signup(ctx context.Context, remote Store, user, password string, device *format.DeviceKey, opts ...Option) (*Account, format.RecoveryCode, error) {
 	loc, err := format.PasswordLocator(user, password, device)
 	if err != nil {
 		return nil, format.RecoveryCode{}, wrap(KindInvalid, "signup", err)
 	}
-	return signup(ctx, remote, user, loc)
+	return signup(ctx, remote, user, loc, opts...)
 }
 
-func signup(ctx context.Context, remote Store, user string, loc format.Locator) (*Account, format.RecoveryCode, error) {
+func signup(ctx context.Context, remote Store, user string, loc format.Locator, opts ...Option) (*Account, format.RecoveryCode, error) {
 	cfg, err := remote.Config(ctx)
 	if err != nil {
 		return nil, format.RecoveryCode{}, err
@@ -100,7 +110,7 @@ func signup(ctx context.Context, remote Store, user string, loc format.Locator) 
 		return nil, format.RecoveryCode{}, err
 	}
 	rloc := code.Locator()
-	a, err := newAccount(ctx, remote, user, root)
+	a, err := newAccount(ctx, remote, user, root, opts)
 	if err != nil {
 		return nil, format.RecoveryCode{}, err
 	}
@@ -142,32 +152,32 @@ func signup(ctx context.Context, remote Store, user string, loc format.Locator) 
 // Login opens the account of a user name and password. It reads the
 // root, the head and the index; it does not renew (call Renew, which
 // costs nothing when nothing is stale).
-func Login(ctx context.Context, remote Store, user, password string, device *format.DeviceKey) (*Account, error) {
+func Login(ctx context.Context, remote Store, user, password string, device *format.DeviceKey, opts ...Option) (*Account, error) {
 	loc, err := format.PasswordLocator(user, password, device)
 	if err != nil {
 		return nil, wrap(KindInvalid, "login", err)
 	}
-	return login(ctx, remote, user, loc)
+	return login(ctx, remote, user, loc, opts...)
 }
 
 // LoginLocator is Login with the locator PasswordLocator derived (the
 // costly part, Argon2id) already: for a caller that derives it apart,
 // to show progress or to time what follows.
-func LoginLocator(ctx context.Context, remote Store, user string, loc format.Locator) (*Account, error) {
-	return login(ctx, remote, user, loc)
+func LoginLocator(ctx context.Context, remote Store, user string, loc format.Locator, opts ...Option) (*Account, error) {
+	return login(ctx, remote, user, loc, opts...)
 }
 
-func login(ctx context.Context, remote Store, user string, loc format.Locator) (*Account, error) {
+func login(ctx context.Context, remote Store, user string, loc format.Locator, opts ...Option) (*Account, error) {
 	root, err := readRoot(ctx, remote, loc)
 	if err != nil {
 		return nil, err
 	}
-	return openAccount(ctx, remote, user, root)
+	return openAccount(ctx, remote, user, root, opts...)
 }
 
 // openAccount is newAccount with the account's head and index read.
-func openAccount(ctx context.Context, remote Store, user string, root *format.Root) (*Account, error) {
-	a, err := newAccount(ctx, remote, user, root)
+func openAccount(ctx context.Context, remote Store, user string, root *format.Root, opts ...Option) (*Account, error) {
+	a, err := newAccount(ctx, remote, user, root, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +190,7 @@ func openAccount(ctx context.Context, remote Store, user string, root *format.Ro
 // LoginRecovery opens the account of a recovery code and sets a new
 // password for user (whose name the code does not record): a new
 // password root replaces the old one, which is deleted.
-func LoginRecovery(ctx context.Context, remote Store, code format.RecoveryCode, user, newPassword string, device *format.DeviceKey) (*Account, error) {
+func LoginRecovery(ctx context.Context, remote Store, code format.RecoveryCode, user, newPassword string, device *format.DeviceKey, opts ...Option) (*Account, error) {
 	newLoc, err := format.PasswordLocator(user, newPassword, device)
 	if err != nil {
 		return nil, wrap(KindInvalid, "recovery", err)
@@ -192,7 +202,7 @@ func LoginRecovery(ctx context.Context, remote Store, code format.RecoveryCode, 
 		}
 		return nil, err
 	}
-	a, err := openAccount(ctx, remote, user, root)
+	a, err := openAccount(ctx, remote, user, root, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +271,7 @@ func (a *Account) Format(f fmt.State, _ rune) { writeRedacted(f) }
 
 // Resume opens the account of a saved State on remote, reading its head
 // and index.
-func Resume(ctx context.Context, remote Store, st State) (*Account, error) {
+func Resume(ctx context.Context, remote Store, st State, opts ...Option) (*Account, error) {
 	var root format.Root
 	ak, err1 := base64.RawURLEncoding.DecodeString(st.AccountKey)
 	os, err2 := base64.RawURLEncoding.DecodeString(st.OwnerSecret)
@@ -273,7 +283,7 @@ func Resume(ctx context.Context, remote Store, st State) (*Account, error) {
 	if root.Validate() != nil {
 		return nil, &Error{Kind: KindAuth, Msg: "the session is damaged: log in again"}
 	}
-	a, err := newAccount(ctx, remote, st.User, &root)
+	a, err := newAccount(ctx, remote, st.User, &root, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -387,6 +397,7 @@ func (a *Account) Delete(ctx context.Context) error {
 		return err
 	}
 	a.deleteRefs(ctx, a.indexBlocks())
+	a.forget(a.indexBlocks())
 	for _, r := range a.head.Roots {
 		if err := a.remote.Delete(ctx, r.ID, r.Proof, nil); err != nil {
 			return wrap(KindNetwork, "deleting the account's roots", err)

@@ -15,6 +15,8 @@
 //	             planner, so the account's logic is tested without a server
 //	indextx.go   the index transaction: read the head and the index, change
 //	             it, commit by compare-and-swap of the head, merge on a lost race
+//	cache.go     BlockCache: index blocks kept between commands (blockcache/
+//	             keeps them on disk), used only when they check out
 //	account.go   signup, login, recovery, resume, passwd, account deletion
 //	put.go       streaming put: format/chunker.go cuts, encpipe.go encrypts, batches
 //	             upload; localput.go puts local files in batches

@@ -28,12 +28,16 @@ func Under(name, folder string) bool {
 // FilesUnder returns the account's files under folder (see Under),
 // markers included.
 func (a *Account) FilesUnder(folder string) []indexfile.File {
-	var out []indexfile.File
-	for _, f := range a.Files() {
+	files := a.Files()
+	// Filtered in place: Files made the slice, and an account of many
+	// files would otherwise be copied again as out grows.
+	out := files[:0]
+	for _, f := range files {
 		if Under(f.Name, folder) {
 			out = append(out, f)
 		}
 	}
+	clear(files[len(out):])
 	return out
 }
 

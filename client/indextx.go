@@ -112,6 +112,7 @@ func (a *Account) load(ctx context.Context) error {
 		if tree == nil {
 			return a.upgrade(ctx)
 		}
+		a.retainTree()
 		return nil
 	}
 	return lastErr
@@ -149,6 +150,12 @@ func (a *Account) readIndexV1(ctx context.Context, h *format.Head) (*indexfile.I
 func (a *Account) readBlocks(ctx context.Context, refs []indexfile.Ref, open bool) ([][]byte, error) {
 	out := make([][]byte, len(refs))
 	err := parallel(ctx, len(refs), a.remote.parallelism(), func(ctx context.Context, i int) error {
+		if open {
+			if p := a.cached(refs[i]); p != nil {
+				out[i] = p
+				return nil
+			}
+		}
 		data, etag, err := a.remote.Get(ctx, refs[i].ID, nil)
 		if err != nil {
 			if KindOf(err) == KindNotFound {
@@ -166,6 +173,10 @@ func (a *Account) readBlocks(ctx context.Context, refs []indexfile.Ref, open boo
 		p, err := format.Decrypt(a.root.AccountKey, refs[i].ID, data, a.cfg.BlockSize)
 		if err != nil {
 			return wrap(KindTampered, "an index block", err)
+		}
+		if a.cache != nil {
+			a.fetched.Add(1)
+			a.keep(refs[i], data)
 		}
 		out[i] = p
 		return nil
@@ -396,10 +407,13 @@ func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []for
 // refers to yet: the first half of a commit. Its blocks are written
 // (written) or still to write (pending).
 type staged struct {
-	next     *indexfile.Index
-	tree     *indexfile.Tree
-	pending  []BatchItem
-	written  []indexfile.Ref
+	next    *indexfile.Index
+	tree    *indexfile.Tree
+	pending []BatchItem
+	written []indexfile.Ref
+	// blocks are every block of pending and written, with their data,
+	// for the local cache once the head refers to them.
+	blocks   []BatchItem
 	obsolete []indexfile.Ref // of the current head, once next replaces it
 	// unacked are blocks next refers to whose writes are not answered
 	// yet: the commit must check them (updateChecked).
@@ -430,7 +444,7 @@ func (a *Account) encryptIndex(next *indexfile.Index) (*staged, error) {
 	if err != nil {
 		return nil, wrap(KindOther, "encrypting the index", err)
 	}
-	return &staged{next: next, tree: t, pending: items, obsolete: append(obsolete, gone...)}, nil
+	return &staged{next: next, tree: t, pending: items, blocks: items, obsolete: append(obsolete, gone...)}, nil
 }
 
 // stage is encryptIndex, then writes the index blocks. Like it, it changes
@@ -489,9 +503,10 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []format.RootRef) e
 		return err
 	}
 	etag := a.etag
-	var gone []indexfile.Ref
+	var gone, obsolete []indexfile.Ref
 	if s != nil {
 		gone = append(slices.Clip(s.obsolete), indexfile.Unreferenced(a.index, s.next)...)
+		obsolete = s.obsolete
 	}
 	head := CommitItem{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: data, Cond: Cond{IfMatch: &etag}, ETag: wire.ETagOf(data)}
 	var checks []CommitItem
@@ -549,6 +564,10 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []format.RootRef) e
 	a.head, a.etag, a.seenGen = h, head.ETag, h.Generation
 	if s != nil {
 		a.index, a.tree = s.next, s.tree
+		for i := range s.blocks {
+			a.keep(indexfile.Ref{ID: s.blocks[i].ID, ETag: s.blocks[i].etag()}, s.blocks[i].Data)
+		}
+		a.forget(obsolete)
 		// What the batch had no room for, in one parallel round: with
 		// a server that gathers writes for a window before committing,
 		// every sequential round costs it.

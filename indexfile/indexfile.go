@@ -80,7 +80,10 @@ type File struct {
 	Chunks []Chunk
 	// Inline holds the whole content of a small file kept in the index
 	// rather than in blocks of its own (then Chunks is empty). Empty
-	// files have neither. Format 1 has none.
+	// files have neither. Format 1 has none. Its bytes are never changed
+	// in place (a new version gets a new slice): clones share them, and
+	// a decoded leaf's files share the leaf's buffer, which for an index
+	// of small files is most of its size.
 	Inline []byte
 	// KeyShared records that Key was handed out in a share manifest: a
 	// new version then gets a new key (and all new blocks), so that an
@@ -304,7 +307,8 @@ func (x *Index) Rename(oldName, newName string) error {
 	return nil
 }
 
-// Clone returns a deep copy of x.
+// Clone returns a copy of x that shares only the files' Inline bytes,
+// which are never changed in place.
 func (x *Index) Clone() *Index {
 	c := &Index{Generation: x.Generation, Files: make([]File, len(x.Files)), Renewed: x.Renewed}
 	for i := range x.Files {
@@ -315,7 +319,6 @@ func (x *Index) Clone() *Index {
 
 func (f File) clone() File {
 	f.Chunks = slices.Clone(f.Chunks)
-	f.Inline = slices.Clone(f.Inline)
 	f.Manifest = slices.Clone(f.Manifest)
 	return f
 }

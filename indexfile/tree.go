@@ -62,7 +62,6 @@ package indexfile
 // directory, no leaf block listed twice.
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -351,7 +350,8 @@ func (r *reader) header(kinds ...byte) byte {
 	return b[1]
 }
 
-// DecodeLeaf parses a leaf strictly (see the file comment).
+// DecodeLeaf parses a leaf strictly (see the file comment). The files'
+// Inline content is b's: b must not change while they are in use.
 func DecodeLeaf(b []byte) ([]File, error) {
 	r := &reader{decoder{b: b}}
 	r.header(kindLeaf)
@@ -402,7 +402,8 @@ func DecodeLeaf(b []byte) ([]File, error) {
 			if f.Size == 0 || f.Size > MaxInline {
 				return nil, fmt.Errorf("%w: inline content of %d bytes", ErrCorrupt, f.Size)
 			}
-			f.Inline = bytes.Clone(r.bytes(int(f.Size)))
+			in := r.bytes(int(f.Size))
+			f.Inline = in[:len(in):len(in)]
 		} else if nc := r.count(chunkLen2); nc > 0 {
 			f.Chunks = make([]Chunk, nc)
 			for j := range f.Chunks {

@@ -48,7 +48,7 @@ func commands(a *app) map[string]*command {
 		add(c)
 	}
 	{
-		c := newCommand("logout", "", "Wipe the session from this machine (overwritten, then removed).", nil)
+		c := newCommand("logout", "", "Wipe the session from this machine (overwritten, then removed), and remove the\nblock cache.", nil)
 		c.run = func(a *app) error {
 			if len(c.Args) > 0 {
 				return cli.Usagef("unexpected arguments")
@@ -263,7 +263,11 @@ func (a *app) signup(c *command, user, deviceFile string) error {
 	if err := a.prepareTokens(r, a.invite); err != nil {
 		return err
 	}
-	acc, code, err := client.Signup(a.ctx, r, user, pw, dev)
+	cache, err := a.blockCache()
+	if err != nil {
+		return err
+	}
+	acc, code, err := client.Signup(a.ctx, r, user, pw, dev, cache...)
 	if err != nil {
 		return err
 	}
@@ -295,6 +299,10 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 	if err := a.prepareTokens(r, a.invite); err != nil {
 		return err
 	}
+	cache, err := a.blockCache()
+	if err != nil {
+		return err
+	}
 	var acc *client.Account
 	if recovery {
 		s, err := a.secret("BLIND_RECOVERY_CODE", "Recovery code: ", false)
@@ -312,7 +320,7 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 		if err := checkNewPassword(pw, user); err != nil {
 			return err
 		}
-		if acc, err = client.LoginRecovery(a.ctx, r, code, user, pw, dev); err != nil {
+		if acc, err = client.LoginRecovery(a.ctx, r, code, user, pw, dev, cache...); err != nil {
 			return err
 		}
 	} else {
@@ -320,7 +328,7 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 		if err != nil {
 			return err
 		}
-		if acc, err = client.Login(a.ctx, r, user, pw, dev); err != nil {
+		if acc, err = client.Login(a.ctx, r, user, pw, dev, cache...); err != nil {
 			return err
 		}
 	}
@@ -357,7 +365,11 @@ func (a *app) withAccount(f func(acc *client.Account) error) error {
 	if err := a.prepareTokens(r, ""); err != nil {
 		return err
 	}
-	acc, err := client.Resume(a.ctx, r, s.State)
+	cache, err := a.blockCache()
+	if err != nil {
+		return err
+	}
+	acc, err := client.Resume(a.ctx, r, s.State, cache...)
 	if err != nil {
 		return err
 	}
@@ -464,8 +476,9 @@ func (a *app) ls(c *command) error {
 		folder = c.Args[0]
 	}
 	return a.withAccount(func(acc *client.Account) error {
-		files := userFiles(acc.FilesUnder(folder)) // getfolder.go
-		if folder != "" && len(acc.FilesUnder(folder)) == 0 {
+		under := acc.FilesUnder(folder)
+		files := userFiles(under) // getfolder.go
+		if folder != "" && len(under) == 0 {
 			return &client.Error{Kind: client.KindNotFound, Msg: fmt.Sprintf("no file or folder %q in the account", folder)}
 		}
 		if a.g.json {

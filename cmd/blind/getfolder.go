@@ -50,7 +50,7 @@ func (a *app) getFolder(acc *client.Account, folder, out string, force bool) err
 // userFiles leaves out the index's own entries (an empty folder's
 // marker, which sync keeps): they are not the user's files.
 func userFiles(files []indexfile.File) []indexfile.File {
-	out := files[:0:0]
+	out := make([]indexfile.File, 0, len(files))
 	for _, f := range files {
 		if !client.Hidden(f.Name) {
 			out = append(out, f)

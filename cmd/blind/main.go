@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/blindstore/blindstore/client"
+	"github.com/blindstore/blindstore/client/blockcache"
 	"github.com/blindstore/blindstore/internal/cli"
 	"github.com/blindstore/blindstore/wire"
 )
@@ -89,15 +90,17 @@ func startProfile(path string) (stop func()) {
 
 // globals are the flags every command takes, before or after its name.
 type globals struct {
-	server string
-	json   bool
-	caFile string
+	server   string
+	json     bool
+	caFile   string
+	cacheMiB int64
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.server, "server", "http://127.0.0.1:7878", "blindstore server `URL`")
 	fs.StringVar(&g.caFile, "ca-file", "", "trust only the certificate authorities in this PEM `file` for an https:// server (default: the system's)")
 	fs.BoolVar(&g.json, "json", false, "print results as JSON (one object) for scripts; errors too, on stderr")
+	fs.Int64Var(&g.cacheMiB, "cache-mib", blockcache.DefaultMaxBytes>>20, "keep at most this many `MiB` of the account's encrypted index blocks in the configuration directory, so that a command fetches only what changed since the last (0: no cache; 'blind logout' removes it)")
 }
 
 // app is one run of the command line.
@@ -223,7 +226,7 @@ nobody renews. Logging in renews your blocks: log in at least once per
 retention time, or run 'blind renew' (from cron, say). 'blind status' says
 until when your data is safe.
 
-Usage: blind [--server URL] [--ca-file FILE] [--json] COMMAND [flags] [arguments]
+Usage: blind [--server URL] [--ca-file FILE] [--cache-mib N] [--json] COMMAND [flags] [arguments]
        blind --version
 
 Commands:
@@ -239,7 +242,10 @@ BLIND_RECOVERY_CODE (with 'blind login --recover'). The session is kept in
 BLIND_CONFIG_DIR, else in the user's configuration directory under
 blindstore/, readable only by you; it remembers the server and the
 certificate authorities of --ca-file, so later commands need neither.
-'blind logout' wipes it. BLIND_NO_PROGRESS=yes turns the progress bar off.
+Beside it, the account's index blocks are cached as the ciphertext the
+server holds, so that a command fetches only what changed since the last
+(--cache-mib bounds it, 0 turns it off). 'blind logout' wipes both.
+BLIND_NO_PROGRESS=yes turns the progress bar off.
 
 `)
 	fmt.Fprint(w, exitCodesHelp)

@@ -14,6 +14,7 @@ import (
 	"github.com/blindstore/blindstore/internal/atomicfile"
 
 	"github.com/blindstore/blindstore/client"
+	"github.com/blindstore/blindstore/client/blockcache"
 	"github.com/blindstore/blindstore/internal/cli"
 	"golang.org/x/term"
 )
@@ -24,6 +25,14 @@ import (
 // directory, written atomically, overwritten before it is removed.
 
 const sessionFile = "session.json"
+
+// cacheDir, in the configuration directory, holds the account's index
+// blocks as the ciphertext the server holds (package blockcache), so
+// that a command fetches only the index blocks that changed since the
+// last one. It reveals nothing the session file beside it does not:
+// whoever has the session can fetch the same blocks and decrypt them.
+// logout removes it with the session.
+const cacheDir = "cache"
 
 type session struct {
 	client.State
@@ -98,12 +107,41 @@ func saveSession(s *session) error {
 	return nil
 }
 
-// wipeSession overwrites the session file with zeros, then removes it.
-// It reports whether there was one.
+// blockCache returns the options that give an account the block cache
+// of --cache-mib, none when it is 0. A cache that cannot be opened is
+// only slower: the command runs without it, with a warning.
+func (a *app) blockCache() ([]client.Option, error) {
+	if a.g.cacheMiB < 0 || a.g.cacheMiB > maxCacheMiB {
+		return nil, cli.Usagef("--cache-mib must be 0 (no cache) to %d", maxCacheMiB)
+	}
+	if a.g.cacheMiB == 0 {
+		return nil, nil
+	}
+	d, err := configDir()
+	if err == nil {
+		if err = os.MkdirAll(d, 0o700); err == nil {
+			var c *blockcache.Cache
+			if c, err = blockcache.Open(filepath.Join(d, cacheDir), a.g.cacheMiB<<20); err == nil {
+				return []client.Option{client.WithBlockCache(c)}, nil
+			}
+		}
+	}
+	fmt.Fprintf(a.stderr, "warning: running without the block cache, so the whole index is fetched (%v)\n", err)
+	return nil, nil
+}
+
+// maxCacheMiB bounds --cache-mib (1 TiB), far above any index.
+const maxCacheMiB = 1 << 20
+
+// wipeSession overwrites the session file with zeros, then removes it,
+// and removes the block cache. It reports whether there was a session.
 func wipeSession() (bool, error) {
 	p, err := sessionPath()
 	if err != nil {
 		return false, err
+	}
+	if err := blockcache.Remove(filepath.Join(filepath.Dir(p), cacheDir)); err != nil {
+		return false, &client.Error{Kind: client.KindLocalIO, Msg: "logging out: removing the block cache", Err: err}
 	}
 	fi, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {

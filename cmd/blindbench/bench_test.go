@@ -91,7 +91,7 @@ func TestQuickBench(t *testing.T) {
 	if got, want := groups["block"], 2*(2*levels)+2*levels; got != want {
 		t.Errorf("%d block rows, want %d (PUT and GET per level and store, and PUT without the pool window)", got, want)
 	}
-	for _, g := range []string{"memory", "peer", "renew", "purge", "files", "login", "edit", "index"} {
+	for _, g := range []string{"memory", "peer", "renew", "purge", "files", "login", "edit", "index", "cache"} {
 		if groups[g] == 0 {
 			t.Errorf("no %s row", g)
 		}

@@ -269,7 +269,8 @@ func (rs *resticSide) stop() {
 // cmdStat is what one command cost.
 type cmdStat struct {
 	took   time.Duration
-	maxRSS int64 // bytes
+	maxRSS int64         // bytes
+	cpu    time.Duration // user and system time: on a shared machine, steadier than took
 }
 
 // blindSignup signs user up, with a random password, on the server at
@@ -327,6 +328,9 @@ func runTimed(ctx context.Context, env []string, dir, path string, args ...strin
 	}()
 	err := cmd.Wait()
 	st := cmdStat{took: time.Since(t0)}
+	if ps := cmd.ProcessState; ps != nil {
+		st.cpu = ps.UserTime() + ps.SystemTime()
+	}
 	close(stop)
 	<-polled
 	st.maxRSS = peak.Load()

@@ -1,5 +1,5 @@
 // Package atomicfile writes small files (a session, a token wallet, a
-// key, a report) so that a reader, or the next run after a crash, finds
+// key, a report, a cached block) so that a reader, or the next run after a crash, finds
 // either the old content or the new one, never a torn file.
 //
 // Downloads are not written here: they go through an os.Root, with
@@ -17,7 +17,19 @@ import (
 // WriteFile writes data to path through a temporary file in the same
 // directory: mode perm, flushed to disk, then renamed over path. The
 // temporary file is removed on any failure.
-func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
+func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	return write(path, data, perm, true)
+}
+
+// WriteFileUnsynced is WriteFile without the flushes: a reader never
+// sees a torn file, but after a crash the file may be empty or torn. It
+// is for caches, whose readers check what they read and whose writers
+// would otherwise wait for the disk once per entry.
+func WriteFileUnsynced(path string, data []byte, perm fs.FileMode) error {
+	return write(path, data, perm, false)
+}
+
+func write(path string, data []byte, perm fs.FileMode, sync bool) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -42,14 +54,19 @@ func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
 	if _, err := tmp.Write(data); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
+	}
+	if !sync {
+		return nil
 	}
 	// The rename is durable only once the directory is: a crash right
 	// after could otherwise bring the old file back.

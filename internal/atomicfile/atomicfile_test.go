@@ -60,3 +60,24 @@ func TestWriteFileFailureLeavesOldFile(t *testing.T) {
 		t.Fatalf("old file now %q", got)
 	}
 }
+
+func TestWriteFileUnsyncedReplacesWhole(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "entry")
+	for _, content := range []string{"first", "second, longer"} {
+		if err := WriteFileUnsynced(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(p)
+		if err != nil || string(got) != content {
+			t.Fatalf("read %q, %v; want %q", got, err, content)
+		}
+	}
+	fi, err := os.Stat(p)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("%d entries in the directory, want only the file", len(ents))
+	}
+}
