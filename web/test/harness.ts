@@ -254,7 +254,7 @@ export async function startProxy(target: string): Promise<{ url: string; counts:
 }
 
 /** Deterministic pseudo-random bytes (SHA-256 in counter mode is too slow for MiBs; xorshift is enough here). */
-export function randomBytes(n: number, seed = 1): Uint8Array {
+export function randomBytes(n: number, seed = 1): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(n);
   let x = seed >>> 0 || 1;
   for (let i = 0; i < n; i++) {
