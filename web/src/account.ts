@@ -4,7 +4,7 @@
 // put with the chunker and reuse of old chunks, streamed get, share,
 // renewal. docs/spec.md §12 and §13.
 import { b64url, equal, hex, unb64url } from "./bytes.js";
-import { random, newSha256, sha256 } from "./crypto.js";
+import { random, newFileHash, sha256, sha256Native } from "./crypto.js";
 import { BlindError, kindOf, wrap } from "./errors.js";
 import {
   type Capability,
@@ -12,6 +12,7 @@ import {
   capabilityString,
   decryptBlock,
   encryptBlock,
+  ETAG_SIZE,
   etagOf,
   headLocator,
   HEAD_V1,
@@ -665,14 +666,14 @@ export class Account {
       if (inFlight.length >= UPLOADS_IN_FLIGHT) await inFlight.shift();
     };
     try {
-      const sum = newSha256();
+      const sum = await newFileHash();
       const ch = new Chunker(rest(), this.table, payloadCapacity(bs), marks);
       for (let r = await ch.next(); r; r = await ch.next()) {
         if (failed !== undefined) break;
         const { chunk, mark } = r;
         sum.update(chunk);
         file.size += chunk.length;
-        const hash = sha256(chunk);
+        const hash = await sha256Native(chunk);
         const old = reuse.get(chunk.length + ":" + hex(hash));
         if (old && old.length > 0) {
           const o = old.shift()!;
@@ -685,7 +686,7 @@ export class Account {
         ch.matched(false);
         const id = newID();
         const data = encryptBlock(key, id, chunk, bs);
-        const etag = etagOf(data);
+        const etag = (await sha256Native(data)).subarray(0, ETAG_SIZE);
         batch.push({ id, proof: writeProof(this.root.ownerSecret, id), data, etag });
         batchBytes += chunk.length;
         written.push({ id, etag });
@@ -963,7 +964,7 @@ async function download(remote: Remote, cfg: ServerConfig, f: FileEntry, onProgr
     } catch (e) {
       throw wrap("tampered", "a block of the file", e);
     }
-    if (p.length !== c.size || !equal(sha256(p), c.hash)) throw new BlindError("tampered", "a block of the file holds another chunk than the index recorded (blocks swapped?)");
+    if (p.length !== c.size || !equal(await sha256Native(p), c.hash)) throw new BlindError("tampered", "a block of the file holds another chunk than the index recorded (blocks swapped?)");
     return p;
   };
   const queue: Promise<Uint8Array>[] = [];

@@ -6,7 +6,7 @@ import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { hkdf as nobleHkdf } from "@noble/hashes/hkdf.js";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { argon2id } from "hash-wasm";
+import { argon2id, createSHA256 } from "hash-wasm";
 import { concat, toUTF8 } from "./bytes.js";
 
 export function sha256(...parts: Uint8Array[]): Uint8Array {
@@ -16,8 +16,25 @@ export function sha256(...parts: Uint8Array[]): Uint8Array {
   return h.digest();
 }
 
-export function newSha256() {
-  return nobleSha256.create();
+/**
+ * SHA-256 by the platform (WebCrypto: native code, several times faster
+ * than hashing in JavaScript), for the data paths where every byte of a
+ * file is hashed.
+ */
+export async function sha256Native(b: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", b as Uint8Array<ArrayBuffer>));
+}
+
+/** An incremental SHA-256 for a whole file (hash-wasm's WebAssembly one: WebCrypto has no incremental hash). */
+export async function newFileHash(): Promise<{ update(b: Uint8Array): void; digest(): Uint8Array }> {
+  const h = await createSHA256();
+  h.init();
+  return {
+    update: (b) => {
+      h.update(b);
+    },
+    digest: () => h.digest("binary"),
+  };
 }
 
 export function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {

@@ -4,7 +4,8 @@
 // jitter, 429 waits for Retry-After, a refused token re-reads the config.
 import { b64url, concat, hex, toUTF8, u32be } from "./bytes.js";
 import { BlindError, kindOf, wrap } from "./errors.js";
-import { etagHeader, etagOf, idString, parseETag, parseID, validBlockSize, type ID } from "./format.js";
+import { sha256Native } from "./crypto.js";
+import { ETAG_SIZE, etagHeader, etagOf, idString, parseETag, parseID, validBlockSize, type ID } from "./format.js";
 import type { TokenWallet } from "./tokens.js";
 
 export interface TokenKeyInfo {
@@ -272,7 +273,7 @@ export class Remote {
         throw new Transient("reading a block: " + (e instanceof Error ? e.message : String(e)), 0, { cause: e });
       }
       if (data.length !== cfg.block_size) throw new BlindError("tampered", `the server answered a block of ${data.length} bytes, not ${cfg.block_size}`);
-      const etag = etagOf(data);
+      const etag = (await sha256Native(data)).subarray(0, ETAG_SIZE);
       const h = resp.headers.get("ETag");
       if (h) {
         const claimed = parseETag(h);
