@@ -931,10 +931,10 @@ function shuffle<T>(s: T[]): void {
 }
 
 /** Reads and opens one block: a missing one is "not found" (gone says why), one that does not open is "tampered". */
-async function openBlock(remote: Remote, id: Uint8Array, key: Uint8Array, blockSize: number, gone: string, what: string): Promise<{ payload: Uint8Array; etag: Uint8Array }> {
+async function openBlock(remote: Remote, id: Uint8Array, key: Uint8Array, blockSize: number, gone: string, what: string, hash = true): Promise<{ payload: Uint8Array; etag: Uint8Array }> {
   let got;
   try {
-    got = await remote.get(id);
+    got = await remote.get(id, { hash });
   } catch (e) {
     if (kindOf(e) === "not found") throw new BlindError("not found", gone);
     throw e;
@@ -962,7 +962,7 @@ async function download(remote: Remote, cfg: ServerConfig, f: FileEntry, onProgr
   if (f.chunks.reduce((s, c) => s + c.size, 0) !== f.size) throw new BlindError("tampered", "the file's chunks do not add up to its recorded size");
   const bs = cfg.block_size;
   const fetchChunk = async (c: Chunk): Promise<Uint8Array> => {
-    const { payload: p } = await openBlock(remote, c.id, f.key, bs, "a block of the file is gone from the server (expired unrenewed, or deleted)", "a block of the file");
+    const { payload: p } = await openBlock(remote, c.id, f.key, bs, "a block of the file is gone from the server (expired unrenewed, or deleted)", "a block of the file", false);
     if (p.length !== c.size || !equal(await sha256Native(p), c.hash)) throw new BlindError("tampered", "a block of the file holds another chunk than the index recorded (blocks swapped?)");
     return p;
   };
