@@ -284,3 +284,59 @@ test("a server that charges Privacy Pass tokens works from TypeScript", async ()
     await paid.stop();
   }
 });
+
+test("an index of many leaves and dirs, updated by both clients, reads the same in both", async () => {
+  // 1 KiB blocks: a leaf holds a few files, so the tree has many leaves, dirs and padding.
+  const small = await startServer({ blockSize: 1024 });
+  try {
+    const remote = new Remote(small.url);
+    const { account } = await signup(remote, "many", PASSWORD);
+    const want = new Set<string>();
+    for (let i = 0; i < 120; i++) {
+      const name = `dir${i % 7}/file-${String(i).padStart(3, "0")}.txt`;
+      // a third inline, a third of one chunk, a third of about 13 chunks (entries longer than a block: leaves span blocks, dirs split)
+      const content = i % 3 === 0 ? new TextEncoder().encode(`inline ${i}`) : i % 3 === 1 ? randomBytes(12_000, i) : new TextEncoder().encode(`a file bigger than thirty bytes, number ${i}`);
+      await account.put(name, content);
+      want.add(name);
+    }
+    const dir = tempDir("blind-cfg-");
+    await blindOK(dir, ["--server", small.url, "login", "--user", "many"], env());
+    const names = async () => {
+      const out = await blindOK(dir, ["ls"], env());
+      return new Set([...want].filter((n) => out.includes(n)));
+    };
+    assert.equal((await names()).size, want.size, "blind lists every file TypeScript put");
+
+    // blind changes the middle of the index; TypeScript reads it and changes it again
+    writeFileSync(join(dir, "new.txt"), "added by blind, longer than thirty bytes");
+    await blindOK(dir, ["put", join(dir, "new.txt"), "--as", "dir3/file-0505.txt"], env());
+    await blindOK(dir, ["rm", "dir1/file-001.txt"], env());
+    want.add("dir3/file-0505.txt");
+    want.delete("dir1/file-001.txt");
+    const again = await login(remote, "many", PASSWORD);
+    assert.deepEqual(new Set((await again.list()).map((f) => f.name)), want);
+    for (let i = 0; i < 120; i += 10) {
+      const from = `dir${i % 7}/file-${String(i).padStart(3, "0")}.txt`;
+      if (!want.has(from)) continue;
+      await again.mv(from, `moved/${i}.txt`);
+      want.delete(from);
+      want.add(`moved/${i}.txt`);
+    }
+    for (let i = 5; i < 120; i += 20) {
+      const n = `dir${i % 7}/file-${String(i).padStart(3, "0")}.txt`;
+      if (!want.has(n)) continue;
+      await again.rm(n);
+      want.delete(n);
+    }
+    const out = await blindOK(dir, ["ls"], env());
+    for (const n of want) assert.ok(out.includes(n), `blind lists ${n}`);
+    assert.equal(out.trim().split("\n").filter((l) => l.includes(".txt")).length, want.size, "and nothing else");
+    await blindOK(dir, ["get", "dir3/file-0505.txt", "-o", join(dir, "n.out")], env());
+    assert.equal(readFileSync(join(dir, "n.out"), "utf8"), "added by blind, longer than thirty bytes");
+    assert.deepEqual(await readAll(await again.get("moved/10.txt")), randomBytes(12_000, 10));
+    await blindOK(dir, ["get", "moved/20.txt", "-o", join(dir, "m.out")], env());
+    assert.equal(readFileSync(join(dir, "m.out"), "utf8"), "a file bigger than thirty bytes, number 20");
+  } finally {
+    await small.stop();
+  }
+});
