@@ -893,10 +893,15 @@ export class Account {
     return rep;
   }
 
-  /** @internal Login's renewal: only when a period boundary has passed. */
+  /** @internal Login's renewal: only when a period boundary has passed; out of tokens, reading still works. */
   async renewIfStale(): Promise<void> {
     const cur = await this.remote.currentPeriod();
-    if (this.oldestRenewal() < cur) await this.renew();
+    if (this.oldestRenewal() >= cur) return;
+    try {
+      await this.renew();
+    } catch (e) {
+      if (kindOf(e) !== "quota") throw e;
+    }
   }
 }
 
