@@ -567,7 +567,7 @@ export class Account {
   }
 
   /** Stores data under name; an edit of an existing file sends only the chunks that changed. */
-  put(name: string, data: Source, opts?: { onProgress?: Progress; modified?: Date; mode?: number }): Promise<FileInfo> {
+  async put(name: string, data: Source, opts?: { onProgress?: Progress; modified?: Date; mode?: number }): Promise<FileInfo> {
     checkName(name);
     return this.mu.run(async () => {
       const cur = await this.remote.currentPeriod();
@@ -702,7 +702,7 @@ export class Account {
   }
 
   /** The content of name, streamed: each chunk is checked before any of it is given out. */
-  get(name: string, opts?: { onProgress?: Progress }): Promise<ReadableStream<Uint8Array>> {
+  async get(name: string, opts?: { onProgress?: Progress }): Promise<ReadableStream<Uint8Array>> {
     const f = this.lookupOrThrow(name);
     return download(this.remote, this.cfg, f, opts?.onProgress);
   }
@@ -715,7 +715,7 @@ export class Account {
     });
   }
 
-  mv(from: string, to: string): Promise<void> {
+  async mv(from: string, to: string): Promise<void> {
     checkName(to);
     return this.mu.run(async () => {
       await this.update((x) => renameFile(x, from, to));

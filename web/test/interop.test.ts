@@ -212,6 +212,12 @@ test("an account created by either client logs in with the other; recovery and p
   const s = await resumed.status();
   assert.equal(s.files, 1);
   assert.equal(s.bytes, 3);
+  // bad input is a rejected promise with the kind blind exits by
+  await assert.rejects(resumed.get("nope"), (e: unknown) => e instanceof BlindError && e.kind === "not found" && e.exitCode === 4);
+  await assert.rejects(resumed.put("../escape", new Uint8Array([1])), (e: unknown) => e instanceof BlindError && e.kind === "invalid" && e.exitCode === 2);
+  await assert.rejects(resumed.mv("x", "a//b"), (e: unknown) => e instanceof BlindError && e.kind === "invalid");
+  await assert.rejects(resumed.rm("nope"), (e: unknown) => e instanceof BlindError && e.kind === "not found");
+  await assert.rejects(Account.resume(remote, "{}"), (e: unknown) => e instanceof BlindError && e.kind === "auth");
 });
 
 test("two sessions racing: the loser merges and both files survive", async () => {
