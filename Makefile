@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Race-enabled tests on a 2-core machine: bound the whole run.
 TESTFLAGS ?= -race -timeout 20m
 
-.PHONY: all build run test vet fmt-check tidy-check apilint bench bench-scale chaos clean
+.PHONY: all build run test vet fmt-check tidy-check apilint web-test bench bench-scale chaos clean
 
 all: build
 
@@ -44,10 +44,23 @@ $(APILINT)/node_modules/.package-lock.json: $(APILINT)/package.json $(APILINT)/p
 	cd $(APILINT) && npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+# The TypeScript client (web/): type checks, then its tests: every entry of
+# docs/vectors.json, and interop with blind over a real blindstored (the
+# binaries just built). npm ci installs from the lockfile, lifecycle
+# scripts off, when node_modules is missing or older than the lockfile.
+WEB := web
+web-test: build $(WEB)/node_modules/.package-lock.json
+	cd $(WEB) && npm run --silent typecheck && BLINDSTORE_BIN=$(CURDIR)/$(BIN) npm test
+
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "web-test: npm not found: install Node.js 20 or later and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	cd $(WEB) && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
 # Tests that need PostgreSQL or Redis skip when those are not reachable
 # (and fail under CI); the list of what was skipped is printed at the end.
 SKIPLOG := $(CURDIR)/.test-skipped.log
-test: vet fmt-check tidy-check apilint
+test: vet fmt-check tidy-check apilint web-test
 	@rm -f $(SKIPLOG)
 	@BLINDSTORE_SKIP_LOG=$(SKIPLOG) $(GO) test $(TESTFLAGS) ./...; rc=$$?; \
 	if [ -s $(SKIPLOG) ]; then \

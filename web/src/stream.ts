@@ -1,0 +1,40 @@
+// Sources and sinks of file content: Blob, ReadableStream or bytes in,
+// ReadableStream out, never holding a whole file.
+
+import { concat } from "./bytes.js";
+
+export type Source = Blob | ReadableStream<Uint8Array> | Uint8Array;
+
+/** The size of src when it is known before reading. */
+export function sourceSize(src: Source): number | undefined {
+  if (src instanceof Uint8Array) return src.length;
+  if (typeof Blob !== "undefined" && src instanceof Blob) return src.size;
+  return undefined;
+}
+
+/** The pieces of src, in order, as they come. */
+export async function* pieces(src: Source): AsyncGenerator<Uint8Array> {
+  if (src instanceof Uint8Array) {
+    // Slices keep a caller's huge array from being copied whole anywhere.
+    for (let o = 0; o < src.length; o += 1 << 20) yield src.subarray(o, Math.min(src.length, o + (1 << 20)));
+    return;
+  }
+  const stream = src instanceof ReadableStream ? src : (src as Blob).stream();
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      if (value.length > 0) yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/** Reads all of a stream into one array (for tests and small files). */
+export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const p of pieces(stream)) parts.push(p);
+  return concat(...parts);
+}
