@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-
 )
 
 // CORS for apps served from another origin (Options.CORSOrigins). A
