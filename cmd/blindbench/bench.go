@@ -137,6 +137,9 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 	if c.rows["files"] {
 		b.rep.add(b.filesRows(ctx)...)
 	}
+	if c.rows["web"] {
+		b.rep.add(b.webRows(ctx)...)
+	}
 	if c.rows["edit"] {
 		b.rep.add(b.editRows(ctx)...)
 	}

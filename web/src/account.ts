@@ -102,7 +102,7 @@ export interface RenewReport {
 export type Progress = (sent: number, total?: number) => void;
 
 const MAX_UPDATE_ATTEMPTS = 8;
-const UPLOADS_IN_FLIGHT = 4;
+const UPLOADS_IN_FLIGHT = 6; // as the Go client's uploaders: each batch waits the server's pool window
 const GET_WINDOW = 16;
 const SESSION_FORMAT = "blindstore-session-v1";
 

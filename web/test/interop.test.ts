@@ -6,7 +6,9 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createHash } from "node:crypto";
 import { Remote, signup, login, loginRecovery, fetchCapability, Account, BlindError, TokenWallet, readAll } from "../src/index.js";
+import { pieces } from "../src/stream.js";
 import { blind, blindOK, randomBytes, startProxy, startServer, tempDir, type Server, invite } from "./harness.js";
 
 const PASSWORD = "correct horse battery staple 42";
@@ -283,4 +285,47 @@ test("a server that charges Privacy Pass tokens works from TypeScript", async ()
   } finally {
     await paid.stop();
   }
+});
+
+test("put and get stream a large file with bounded memory", async () => {
+  const remote = new Remote(srv.url);
+  const { account } = await signup(remote, "streamer", PASSWORD);
+  const size = 48 << 20;
+  const piece = 1 << 20;
+  // The source makes its bytes as they are pulled: the file never exists whole.
+  const source = (seed: number) => {
+    let made = 0;
+    return new ReadableStream<Uint8Array>({
+      pull(ctl) {
+        if (made >= size) return ctl.close();
+        ctl.enqueue(randomBytes(piece, seed + made));
+        made += piece;
+      },
+    });
+  };
+  const digestOf = async (s: ReadableStream<Uint8Array>) => {
+    const h = createHash("sha256");
+    for await (const p of pieces(s)) h.update(p);
+    return h.digest("hex");
+  };
+  // Live memory, not garbage V8 has not collected yet: npm test runs node with --expose-gc.
+  const gc = (globalThis as { gc?: () => void }).gc;
+  assert.ok(gc, "run with node --expose-gc (npm test does)");
+  gc();
+  const base = process.memoryUsage();
+  let peak = 0;
+  const sample = setInterval(() => {
+    gc();
+    const m = process.memoryUsage();
+    peak = Math.max(peak, m.heapUsed + m.arrayBuffers - (base.heapUsed + base.arrayBuffers));
+  }, 5);
+  let got = "";
+  try {
+    await account.put("big.bin", source(100));
+    got = await digestOf(await account.get("big.bin"));
+  } finally {
+    clearInterval(sample);
+  }
+  assert.equal(got, await digestOf(source(100)));
+  assert.ok(peak < 32 << 20, `memory grew by ${(peak / 2 ** 20).toFixed(1)} MiB for a 48 MiB file`);
 });
