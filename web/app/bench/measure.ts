@@ -54,13 +54,10 @@ async function appUpload(page: Page, path: string, name: string): Promise<void> 
   await page.locator(`#list tbody tr[data-name="${name}"]`).waitFor({ timeout: 600_000 });
 }
 
-/** JSHeapUsedSize of a CDP target, through a session attached to it. */
-async function heapOf(s: CDPSession, sessionId?: string): Promise<number> {
-  if (!sessionId) {
-    const m = (await s.send("Performance.getMetrics")) as { metrics: { name: string; value: number }[] };
-    return m.metrics.find((x) => x.name === "JSHeapUsedSize")?.value ?? 0;
-  }
-  return 0;
+/** The page's JSHeapUsedSize (Performance.getMetrics). */
+async function heapOf(s: CDPSession): Promise<number> {
+  const m = (await s.send("Performance.getMetrics")) as { metrics: { name: string; value: number }[] };
+  return m.metrics.find((x) => x.name === "JSHeapUsedSize")?.value ?? 0;
 }
 
 async function main(): Promise<void> {
