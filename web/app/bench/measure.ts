@@ -2,8 +2,10 @@
 // prints the figures (it asserts nothing: speed is for reading, not for
 // tests). Run from web/app after make build:
 //
-//   BLINDSTORE_BIN=../../bin node --import tsx bench/measure.ts [MiB] [heap MiB]
+//   BLINDSTORE_BIN=../../bin node --import tsx bench/measure.ts [MiB] [heap MiB] [--json]
 //
+// --json prints the raw figures as one JSON object instead (make bench's
+// browser row reads it).
 // Rows: login in the app (Argon2id in WebAssembly, in the worker) against
 // `blind login`; a SIZE MiB random file uploaded and downloaded in the app
 // against `blind put` and `blind get`; the page's and the worker's JS heap
@@ -18,8 +20,10 @@ import type { CDPSession, Page } from "playwright-core";
 import { blindOK, tempDir } from "../../test/harness.ts";
 import { launch, serveWeb } from "../test/browser.ts";
 
-const size = Number(process.argv[2] ?? 64) << 20;
-const heapSize = Number(process.argv[3] ?? 256) << 20;
+const json = process.argv.includes("--json");
+const numbers = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const size = Number(numbers[0] ?? 64) << 20;
+const heapSize = Number(numbers[1] ?? 256) << 20;
 const ROUNDS = 3;
 const PASSWORD = "correct horse battery staple";
 
@@ -177,6 +181,19 @@ async function main(): Promise<void> {
     const gz = readdirSync(dist).reduce((s, n) => s + gzipSync(readFileSync(join(dist, n)), { level: 9 }).length, 0);
     rows.push(["bundle, gzip (Argon2 WebAssembly included)", `${(gz / 1024).toFixed(1)} KiB (target ≤ 300 KiB)`]);
 
+    if (json) {
+      console.log(
+        JSON.stringify({
+          rounds: ROUNDS, size, heap_size: heapSize,
+          blind_login_s: blindLogin, app_login_s: appLogins,
+          blind_put_s: blindPut, app_put_s: appPut, blind_get_s: blindGet, app_get_s: appGet,
+          page_heap_max_bytes: pageMax, worker_heap_max_bytes: wt ? workerMax : -1, heap_upload_s: heapUp,
+          bundle_gzip_bytes: gz,
+        }),
+      );
+      await ctx.close();
+      return;
+    }
     console.log(`medians of ${ROUNDS} rounds; blind and the app on one blindstored serve --web (embedded store, 64 KiB blocks)`);
     for (const [k, v] of rows) console.log(`${k.padEnd(48)} ${v}`);
     await ctx.close();
