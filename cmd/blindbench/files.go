@@ -93,17 +93,7 @@ func (b *bench) filesRows(ctx context.Context) []Row {
 		defer rs.stop()
 	}
 
-	type side struct {
-		took  time.Duration
-		rss   int64
-		times []string
-	}
-	var oursPut, oursGet, resticBackup, resticRestore side
-	record := func(s *side, st cmdStat) {
-		s.took += st.took
-		s.rss = max(s.rss, st.maxRSS)
-		s.times = append(s.times, fmt.Sprintf("%.2fs", st.took.Seconds()))
-	}
+	var oursPut, oursGet, resticBackup, resticRestore timedSide
 	for round := 0; round < c.fileRounds; round++ {
 		in := filepath.Join(work, fmt.Sprintf("in-%d.bin", round))
 		sum, err := writeRandomFile(in, c.fileSize)
@@ -113,10 +103,7 @@ func (b *bench) filesRows(ctx context.Context) []Row {
 		name := fmt.Sprintf("file-%d", round)
 		out := filepath.Join(work, fmt.Sprintf("out-%d.bin", round))
 		restoreDir := filepath.Join(work, fmt.Sprintf("restore-%d", round))
-		steps := []struct {
-			s   *side
-			run func() (cmdStat, error)
-		}{
+		steps := []timedStep{
 			{&oursPut, func() (cmdStat, error) { return profiled(fmt.Sprintf("files-put-%d", round), "put", in, "--as", name) }},
 			{&resticBackup, func() (cmdStat, error) { return rs.run(ctx, work, "backup", "--host", "blindbench", in) }},
 			{&oursGet, func() (cmdStat, error) {
@@ -134,34 +121,16 @@ func (b *bench) filesRows(ctx context.Context) []Row {
 				return st, err
 			}},
 		}
-		// Odd rounds run restic first, so neither side always follows
-		// the other (page cache, disk write-back).
-		order := []int{0, 1, 2, 3}
-		if round%2 == 1 {
-			order = []int{1, 0, 3, 2}
-		}
-		for _, i := range order {
-			if rs == nil && (i == 1 || i == 3) {
-				continue
-			}
-			st, err := steps[i].run()
-			if err != nil {
-				return fail(fmt.Errorf("round %d: %w", round+1, err))
-			}
-			record(steps[i].s, st)
+		if err := runRound(round, steps, rs == nil); err != nil {
+			return fail(err)
 		}
 		os.Remove(in)
 		os.Remove(out)
 		os.RemoveAll(restoreDir)
 	}
 	total := float64(c.fileSize) * float64(c.fileRounds) / mib
-	rate := func(s side) float64 {
-		if s.took <= 0 {
-			return 0
-		}
-		return total / s.took.Seconds()
-	}
-	mk := func(name string, ours, base side, baseName string, target float64) Row {
+	rate := func(s timedSide) float64 { return s.rate(total) }
+	mk := func(name string, ours, base timedSide, baseName string, target float64) Row {
 		r := Row{
 			Group: "files", Name: name, Figure: rate(ours), Unit: "MiB/s",
 			Target: &Target{On: "ratio", Op: ">=", Value: target},
@@ -181,6 +150,55 @@ func (b *bench) filesRows(ctx context.Context) []Row {
 		mk(putName, oursPut, resticBackup, "restic backup", 1.2),
 		mk(getName, oursGet, resticRestore, "restic restore", 2.0),
 	}
+}
+
+// timedSide sums one side of a comparison of two tools over its rounds.
+type timedSide struct {
+	took  time.Duration
+	rss   int64
+	times []string
+}
+
+func (s *timedSide) record(st cmdStat) {
+	s.took += st.took
+	s.rss = max(s.rss, st.maxRSS)
+	s.times = append(s.times, fmt.Sprintf("%.2fs", st.took.Seconds()))
+}
+
+// rate is MiB/s over all rounds, for total MiB moved.
+func (s timedSide) rate(total float64) float64 {
+	if s.took <= 0 {
+		return 0
+	}
+	return total / s.took.Seconds()
+}
+
+// timedStep is one command of a round and the side it counts for.
+type timedStep struct {
+	s   *timedSide
+	run func() (cmdStat, error)
+}
+
+// runRound runs a round's steps: ours put, baseline put, ours get,
+// baseline get. Odd rounds run the baseline first, so that neither side
+// always follows the other (page cache, disk write-back); noBaseline
+// leaves the baseline's steps out.
+func runRound(round int, steps []timedStep, noBaseline bool) error {
+	order := []int{0, 1, 2, 3}
+	if round%2 == 1 {
+		order = []int{1, 0, 3, 2}
+	}
+	for _, i := range order {
+		if noBaseline && (i == 1 || i == 3) {
+			continue
+		}
+		st, err := steps[i].run()
+		if err != nil {
+			return fmt.Errorf("round %d: %w", round+1, err)
+		}
+		steps[i].s.record(st)
+	}
+	return nil
 }
 
 // resticSide is a restic repository served by rclone serve restic on a

@@ -73,17 +73,7 @@ func (b *bench) webRows(ctx context.Context) []Row {
 		return fail(fmt.Errorf("TypeScript login: %w", err))
 	}
 
-	type side struct {
-		took  time.Duration
-		rss   int64
-		times []string
-	}
-	var tsPut, tsGet, blindPut, blindGet side
-	record := func(s *side, st cmdStat) {
-		s.took += st.took
-		s.rss = max(s.rss, st.maxRSS)
-		s.times = append(s.times, fmt.Sprintf("%.2fs", st.took.Seconds()))
-	}
+	var tsPut, tsGet, blindPut, blindGet timedSide
 	for round := 0; round < c.fileRounds; round++ {
 		in := filepath.Join(work, fmt.Sprintf("in-%d.bin", round))
 		sum, err := writeRandomFile(in, c.webSize)
@@ -92,10 +82,7 @@ func (b *bench) webRows(ctx context.Context) []Row {
 		}
 		tsName, blindName := fmt.Sprintf("ts-%d", round), fmt.Sprintf("blind-%d", round)
 		tsOut, blindOut := filepath.Join(work, fmt.Sprintf("ts-%d.out", round)), filepath.Join(work, fmt.Sprintf("blind-%d.out", round))
-		steps := []struct {
-			s   *side
-			run func() (cmdStat, error)
-		}{
+		steps := []timedStep{
 			{&tsPut, func() (cmdStat, error) { return ts("put", session, tsName, in) }},
 			{&blindPut, func() (cmdStat, error) { return blind("put", in, "--as", blindName) }},
 			{&tsGet, func() (cmdStat, error) {
@@ -113,32 +100,18 @@ func (b *bench) webRows(ctx context.Context) []Row {
 				return st, err
 			}},
 		}
-		order := []int{0, 1, 2, 3}
-		if round%2 == 1 {
-			order = []int{1, 0, 3, 2}
-		}
-		for _, i := range order {
-			st, err := steps[i].run()
-			if err != nil {
-				return fail(fmt.Errorf("round %d: %w", round+1, err))
-			}
-			record(steps[i].s, st)
+		if err := runRound(round, steps, false); err != nil {
+			return fail(err)
 		}
 		os.Remove(in)
 		os.Remove(tsOut)
 		os.Remove(blindOut)
 	}
 	total := float64(c.webSize) * float64(c.fileRounds) / mib
-	rate := func(s side) float64 {
-		if s.took <= 0 {
-			return 0
-		}
-		return total / s.took.Seconds()
-	}
-	mk := func(name string, ours, base side, baseName string) Row {
+	mk := func(name string, ours, base timedSide, baseName string) Row {
 		return Row{
-			Group: "web", Name: name, Figure: rate(ours), Unit: "MiB/s",
-			Baseline: rate(base), BaselineName: baseName,
+			Group: "web", Name: name, Figure: ours.rate(total), Unit: "MiB/s",
+			Baseline: base.rate(total), BaselineName: baseName,
 			Target: &Target{On: "ratio", Op: ">=", Value: 0.5},
 			Extra:  map[string]float64{"client_peak_rss_mib": float64(ours.rss) / mib, "baseline_peak_rss_mib": float64(base.rss) / mib},
 			Note: fmt.Sprintf("wall time of the command, process start included (node %s: %s, peak RSS %.0f MiB; %s: %s, peak RSS %.0f MiB); the TypeScript client encrypts with @noble/ciphers in one JavaScript thread",

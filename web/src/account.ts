@@ -3,7 +3,7 @@
 // committed by compare-and-swap of the head with a merge on a lost race,
 // put with the chunker and reuse of old chunks, streamed get, share,
 // renewal. docs/spec.md §12 and §13.
-import { b64url, equal, hex, unb64url } from "./bytes.js";
+import { b64url, concat, equal, hex, unb64url } from "./bytes.js";
 import { random, newFileHash, sha256, sha256Native } from "./crypto.js";
 import { BlindError, kindOf, wrap } from "./errors.js";
 import {
@@ -567,7 +567,7 @@ export class Account {
   }
 
   /** Stores data under name; an edit of an existing file sends only the chunks that changed. */
-  put(name: string, data: Source, opts?: { onProgress?: Progress; modified?: Date; mode?: number }): Promise<FileInfo> {
+  async put(name: string, data: Source, opts?: { onProgress?: Progress; modified?: Date; mode?: number }): Promise<FileInfo> {
     checkName(name);
     return this.mu.run(async () => {
       const cur = await this.remote.currentPeriod();
@@ -624,12 +624,7 @@ export class Account {
       headLen += r.value.length;
     }
     if (eof) {
-      const all = new Uint8Array(headLen);
-      let o = 0;
-      for (const p of head) {
-        all.set(p, o);
-        o += p.length;
-      }
+      const all = concat(...head);
       file.size = headLen;
       file.hash = sha256(all);
       if (headLen > 0) file.inline = all;
@@ -707,7 +702,7 @@ export class Account {
   }
 
   /** The content of name, streamed: each chunk is checked before any of it is given out. */
-  get(name: string, opts?: { onProgress?: Progress }): Promise<ReadableStream<Uint8Array>> {
+  async get(name: string, opts?: { onProgress?: Progress }): Promise<ReadableStream<Uint8Array>> {
     const f = this.lookupOrThrow(name);
     return download(this.remote, this.cfg, f, opts?.onProgress);
   }
@@ -720,7 +715,7 @@ export class Account {
     });
   }
 
-  mv(from: string, to: string): Promise<void> {
+  async mv(from: string, to: string): Promise<void> {
     checkName(to);
     return this.mu.run(async () => {
       await this.update((x) => renameFile(x, from, to));
@@ -898,10 +893,15 @@ export class Account {
     return rep;
   }
 
-  /** @internal Login's renewal: only when a period boundary has passed. */
+  /** @internal Login's renewal: only when a period boundary has passed; out of tokens, reading still works. */
   async renewIfStale(): Promise<void> {
     const cur = await this.remote.currentPeriod();
-    if (this.oldestRenewal() < cur) await this.renew();
+    if (this.oldestRenewal() >= cur) return;
+    try {
+      await this.renew();
+    } catch (e) {
+      if (kindOf(e) !== "quota") throw e;
+    }
   }
 }
 
@@ -935,6 +935,22 @@ function shuffle<T>(s: T[]): void {
   }
 }
 
+/** Reads and opens one block: a missing one is "not found" (gone says why), one that does not open is "tampered". */
+async function openBlock(remote: Remote, id: Uint8Array, key: Uint8Array, blockSize: number, gone: string, what: string, hash = true): Promise<{ payload: Uint8Array; etag: Uint8Array }> {
+  let got;
+  try {
+    got = await remote.get(id, { hash });
+  } catch (e) {
+    if (kindOf(e) === "not found") throw new BlindError("not found", gone);
+    throw e;
+  }
+  try {
+    return { payload: decryptBlock(key, id, got.data, blockSize), etag: got.etag };
+  } catch (e) {
+    throw wrap("tampered", what, e);
+  }
+}
+
 /** Streams a file's content; resolves once the first chunk is fetched and checked. */
 async function download(remote: Remote, cfg: ServerConfig, f: FileEntry, onProgress?: Progress): Promise<ReadableStream<Uint8Array>> {
   if (f.inline || f.size === 0) {
@@ -951,19 +967,7 @@ async function download(remote: Remote, cfg: ServerConfig, f: FileEntry, onProgr
   if (f.chunks.reduce((s, c) => s + c.size, 0) !== f.size) throw new BlindError("tampered", "the file's chunks do not add up to its recorded size");
   const bs = cfg.block_size;
   const fetchChunk = async (c: Chunk): Promise<Uint8Array> => {
-    let data: Uint8Array;
-    try {
-      data = (await remote.get(c.id)).data;
-    } catch (e) {
-      if (kindOf(e) === "not found") throw new BlindError("not found", "a block of the file is gone from the server (expired unrenewed, or deleted)");
-      throw e;
-    }
-    let p: Uint8Array;
-    try {
-      p = decryptBlock(f.key, c.id, data, bs);
-    } catch (e) {
-      throw wrap("tampered", "a block of the file", e);
-    }
+    const { payload: p } = await openBlock(remote, c.id, f.key, bs, "a block of the file is gone from the server (expired unrenewed, or deleted)", "a block of the file", false);
     if (p.length !== c.size || !equal(await sha256Native(p), c.hash)) throw new BlindError("tampered", "a block of the file holds another chunk than the index recorded (blocks swapped?)");
     return p;
   };
@@ -1057,31 +1061,13 @@ export async function fetchCapability(remote: Remote, cap: string, opts?: { onPr
 async function openCapability(remote: Remote, c: Capability): Promise<FileEntry> {
   const cfg = await remote.config();
   const bs = cfg.block_size;
-  let data: Uint8Array;
-  try {
-    data = (await remote.get(c.manifest)).data;
-  } catch (e) {
-    if (kindOf(e) === "not found") throw new BlindError("not found", "the shared file is gone: its owner removed or replaced it, or it expired");
-    throw e;
-  }
-  let ptr: Uint8Array;
-  try {
-    ptr = decryptBlock(c.key, c.manifest, data, bs);
-  } catch (e) {
-    throw wrap("tampered", "the share manifest (or a wrong capability key)", e);
-  }
+  const { payload: ptr } = await openBlock(remote, c.manifest, c.key, bs, "the shared file is gone: its owner removed or replaced it, or it expired", "the share manifest (or a wrong capability key)");
   const { version, encodedLen, refs } = unmarshalPointer(ptr, bs);
   const payloads: Uint8Array[] = new Array(refs.length);
   await parallel(refs.length, remote.parallel, async (i) => {
-    let got;
-    try {
-      got = await remote.get(refs[i]!.id);
-    } catch (e) {
-      if (kindOf(e) === "not found") throw new BlindError("not found", "part of the shared file's manifest is gone");
-      throw e;
-    }
+    const got = await openBlock(remote, refs[i]!.id, c.key, bs, "part of the shared file's manifest is gone", "the share manifest");
     if (!equal(got.etag, refs[i]!.etag)) throw new BlindError("tampered", "the server returned another block than the share manifest lists");
-    payloads[i] = decryptBlock(c.key, refs[i]!.id, got.data, bs);
+    payloads[i] = got.payload;
   });
   let files: FileEntry[];
   try {

@@ -3,7 +3,7 @@
 // (Tree.update, which shapes updates as the Go client does so that the
 // server sees the same block counts), and the three-way merge of §12.4.
 // The Go twin is the indexfile package.
-import { compareBytes, DecodeError, equal, fromUTF8, hex, Reader, toUTF8, uvarintLen, Writer } from "./bytes.js";
+import { compareBytes, concat, DecodeError, equal, fromUTF8, hex, Reader, toUTF8, uvarintLen, Writer } from "./bytes.js";
 import { BlindError, tampered } from "./errors.js";
 import { ETAG_SIZE, MAX_INLINE, type Ref, validID } from "./format.js";
 
@@ -556,13 +556,7 @@ async function inflateRaw(b: Uint8Array, limit: number): Promise<Uint8Array> {
     parts.push(value);
   }
   await done;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concat(...parts);
 }
 
 export async function decodeV1(b: Uint8Array): Promise<Index> {

@@ -1,6 +1,8 @@
 // Sources and sinks of file content: Blob, ReadableStream or bytes in,
 // ReadableStream out, never holding a whole file.
 
+import { concat } from "./bytes.js";
+
 export type Source = Blob | ReadableStream<Uint8Array> | Uint8Array;
 
 /** The size of src when it is known before reading. */
@@ -33,16 +35,6 @@ export async function* pieces(src: Source): AsyncGenerator<Uint8Array> {
 /** Reads all of a stream into one array (for tests and small files). */
 export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
-  let n = 0;
-  for await (const p of pieces(stream)) {
-    parts.push(p);
-    n += p.length;
-  }
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  for await (const p of pieces(stream)) parts.push(p);
+  return concat(...parts);
 }

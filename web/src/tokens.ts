@@ -179,11 +179,20 @@ export class TokenWallet {
     }
   }
 
-  /** At signup and login: fetch the period's allotment if it was not fetched under the newest key. */
+  /**
+   * At signup and login: fetch the period's allotment if it was not
+   * fetched under the newest key. As blind does, a hostile issuer (tampered)
+   * or an unknown invite (auth) fails; anything else leaves the tokens
+   * held, and a write that finds none says why.
+   */
   async refillAtLogin(remote: Remote): Promise<void> {
     const cfg = await remote.config();
     if (!cfg.tokens || !this.st.invite) return;
-    await this.refill(remote, cfg);
+    try {
+      await this.refill(remote, cfg);
+    } catch (e) {
+      if (e instanceof BlindError && (e.kind === "tampered" || e.kind === "auth")) throw e;
+    }
   }
 
   private newest(t: TokenConfig): string {
