@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Race-enabled tests on a 2-core machine: bound the whole run.
 TESTFLAGS ?= -race -timeout 20m
 
-.PHONY: all build run test vet fmt-check tidy-check apilint web-test bench bench-scale chaos clean
+.PHONY: all build run test vet fmt-check tidy-check apilint web-test app app-test bench bench-scale chaos clean
 
 all: build
 
@@ -57,10 +57,30 @@ $(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.
 	cd $(WEB) && npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+# The browser app (web/app): `make app` rebuilds its bundle into
+# internal/webapp/dist, which the binary embeds (commit it with the
+# sources). app-test type checks it, checks that the committed bundle is
+# the build of the committed sources (and within its gzip budget), then
+# drives the app in Debian's headless Chromium against the blindstored just
+# built, with and without a token issuer (screenshots in
+# web/app/test-output/). Without /usr/bin/chromium it skips, and fails
+# under CI.
+APP := web/app
+app: $(WEB)/node_modules/.package-lock.json $(APP)/node_modules/.package-lock.json
+	cd $(APP) && npm run --silent build
+
+app-test: build $(WEB)/node_modules/.package-lock.json $(APP)/node_modules/.package-lock.json
+	cd $(APP) && npm run --silent typecheck && npm run --silent check-bundle && BLINDSTORE_BIN=$(CURDIR)/$(BIN) npm test
+
+$(APP)/node_modules/.package-lock.json: $(APP)/package.json $(APP)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "app-test: npm not found: install Node.js 20 or later and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	cd $(APP) && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
 # Tests that need PostgreSQL or Redis skip when those are not reachable
 # (and fail under CI); the list of what was skipped is printed at the end.
 SKIPLOG := $(CURDIR)/.test-skipped.log
-test: vet fmt-check tidy-check apilint web-test
+test: vet fmt-check tidy-check apilint web-test app-test
 	@rm -f $(SKIPLOG)
 	@BLINDSTORE_SKIP_LOG=$(SKIPLOG) $(GO) test $(TESTFLAGS) ./...; rc=$$?; \
 	if [ -s $(SKIPLOG) ]; then \

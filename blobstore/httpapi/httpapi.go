@@ -73,6 +73,9 @@ type Options struct {
 	// WriteLimit bounds the blocks each address writes in an open store
 	// (ignored with Tokens). nil: no limit.
 	WriteLimit WriteLimiter
+	// CORSOrigins are the origins (https://app.example) whose browser
+	// apps may call the API (cors.go). nil: none, no CORS headers.
+	CORSOrigins []string
 
 	// Server timeouts used by NewServer and published in /v1/config.
 	// Zero takes the Default* value.
@@ -115,6 +118,7 @@ type api struct {
 	log    *slog.Logger
 	probe  ProbeLimiter
 	router *httprouter.Router
+	cors   *cors // nil: no origin allowed
 	// blocks recycles block-sized buffers (capacity block_size+1, so an
 	// oversized body is detected without a second read). A write's buffer
 	// goes back only after the service returned a decided outcome: this
@@ -155,6 +159,10 @@ func New(svc *blobstore.Service, opt Options) http.Handler {
 		r.Handle(rt.method, rt.path, a.handle(rt))
 	}
 	a.router = r
+	a.cors = newCORS(opt.CORSOrigins, func(method, path string) bool {
+		h, _, _ := r.Lookup(method, path)
+		return h != nil
+	})
 	return a
 }
 
@@ -314,6 +322,12 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				slog.Duration("duration", d),
 				slog.Int64("bytes", rec.bytes))
 		}()
+	}
+	// Before the header check, so that a script on an allowed origin
+	// can read that answer too.
+	if a.cors.handle(rec, r) {
+		rec.route = "cors_preflight"
+		return
 	}
 	if headerBytes(r) > a.opt.MaxHeaderBytes {
 		rec.route = "header_check"

@@ -140,6 +140,9 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 	if c.rows["web"] {
 		b.rep.add(b.webRows(ctx)...)
 	}
+	if c.rows["browser"] {
+		b.rep.add(b.browserRows(ctx)...)
+	}
 	if c.rows["edit"] {
 		b.rep.add(b.editRows(ctx)...)
 	}

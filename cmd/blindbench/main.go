@@ -78,7 +78,7 @@ type config struct {
 	clientProfile string
 }
 
-var allRows = []string{"block", "peer", "renew", "purge", "seal", "files", "web", "login", "edit", "scale", "sync"}
+var allRows = []string{"block", "peer", "renew", "purge", "seal", "files", "web", "browser", "login", "edit", "scale", "sync"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("blindbench", flag.ContinueOnError)
@@ -106,7 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Int64Var(&c.fileSize, "file-size", 256<<20, "`bytes` of the random file of the files row")
 	fs.IntVar(&c.fileRounds, "file-rounds", 2, "rounds of the files row (a fresh random file each)")
 	fs.Int64Var(&c.webSize, "web-size", 64<<20, "`bytes` of the random file of the web row (the TypeScript client in Node against blind)")
-	fs.StringVar(&c.webDir, "web", "web", "`directory` of the TypeScript client (its node_modules installed) for the web row")
+	fs.StringVar(&c.webDir, "web", "web", "`directory` of the TypeScript client (its node_modules installed) for the web row; the browser row runs the app in its app/ folder")
 	fs.IntVar(&c.loginFiles, "login-files", 10000, "files in the account of the login row")
 	fs.DurationVar(&c.loginBuild, "login-build", time.Minute, "most time spent building the account of the login row")
 	fs.DurationVar(&c.loginPeriod, "login-period", 20*time.Second, "period of the servers of the login and scale rows: short, so that the first login of a period is measured within the row, and long enough that the account is built within R-2 periods")

@@ -36,6 +36,8 @@ func issuerCommand(stdout, stderr io.Writer) *command {
 	period := c.flags.Duration("period", bucketer.DefaultPeriod, "token key rotation and allotment period (whole seconds); each invite gets its tokens anew every period")
 	logLevel := c.flags.String("log-level", "info", "log `level`: debug, info, warn or error (no level logs invite codes, tokens or addresses)")
 	shutdown := c.flags.Duration("shutdown-timeout", 30*time.Second, "how long to let requests finish on SIGINT or SIGTERM")
+	var origins originList
+	c.flags.Var(&origins, "cors-origin", "let browser apps on this `origin` (the blob server's app, https://store.example) fetch tokens; repeat it, or separate several with commas")
 	var tf tlsFlags
 	tf.register(c.flags)
 	c.subs = map[string]*command{"invite": inviteCommand(stdout)}
@@ -56,7 +58,7 @@ func issuerCommand(stdout, stderr io.Writer) *command {
 		go is.Run(rctx)
 
 		srv := &http.Server{
-			Handler:           is.Handler(),
+			Handler:           httpapi.CORS(origins, []string{http.MethodGet, http.MethodPost}, is.Handler()),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,

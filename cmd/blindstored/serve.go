@@ -103,6 +103,9 @@ func serveCommand(stdout, stderr io.Writer) *command {
 	// Client timeouts and the connection cap: timeouts.go, conns.go.
 	var tof timeoutFlags
 	tof.register(c.flags)
+	// The browser app and CORS: web.go.
+	var wf webFlags
+	wf.register(c.flags)
 	c.run = func(args []string) error {
 		log, tlsConfig, err := beginServer(args, stderr, *logLevel, &tf)
 		if err != nil {
@@ -175,10 +178,15 @@ func serveCommand(stdout, stderr io.Writer) *command {
 			PoolWindow:       pf.window,
 		}
 		q.apply(&opt)
+		wf.apply(&opt)
 		if err := tof.apply(&opt); err != nil {
 			return err
 		}
-		srv := httpapi.NewServer(httpapi.New(svc, opt), opt)
+		h, err := wf.wrap(httpapi.New(svc, opt), qf.issuer)
+		if err != nil {
+			return err
+		}
+		srv := httpapi.NewServer(h, opt)
 		srv.MaxHeaderBytes = hardHeaderCap(*maxHeader) // conns.go
 		srv.ConnState = ob.connState()
 		srv.TLSConfig = tlsConfig
@@ -194,7 +202,7 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		if sf.isPostgres() {
 			where = "PostgreSQL"
 		}
-		log.Info("blindstored serving", "url", urlScheme(tlsConfig)+"://"+ln.Addr().String(), "store", where, "version", versionString())
+		log.Info("blindstored serving", "url", urlScheme(tlsConfig)+"://"+ln.Addr().String(), "store", where, "version", versionString(), "web_app", wf.web)
 
 		if err := serveUntilDone(ctx, srv, ln, tlsConfig); err != nil {
 			return err

@@ -1,0 +1,157 @@
+// The Web Worker that runs the whole client: Argon2id, the keys, the
+// encryption and every request to the server happen here, off the page's
+// thread. It holds at most one account; the page asks by message
+// (protocol.ts).
+import { Account, BlindError, fetchCapability, login, loginRecovery, Remote, signup } from "../../src/index.js";
+import { TokenWallet } from "../../src/tokens.js";
+import type { OpName, Ops, Reply, Request } from "./protocol.js";
+
+declare const self: DedicatedWorkerGlobalScope;
+
+const server = self.location.origin;
+let remote: Remote | undefined;
+let account: Account | undefined;
+let remember = false;
+// Account keeps its user name private; the page shows the one logged in with.
+let userName = "";
+let shared: ReadableStream<Uint8Array> | undefined;
+
+/** A Remote with a wallet when the server charges; invite may be "" on a resumed session. */
+async function newRemote(invite: string): Promise<Remote> {
+  const r = new Remote(server);
+  const cfg = await r.config();
+  if (cfg.tokens) r.wallet = new TokenWallet(invite.trim() ? { invite } : undefined);
+  return r;
+}
+
+/** The session to keep in localStorage when "remember this device" is on. */
+function session(): string | undefined {
+  return remember && account ? account.exportState() : undefined;
+}
+
+function need(): Account {
+  if (!account) throw new BlindError("auth", "not logged in");
+  return account;
+}
+
+type Handlers = { [K in OpName]: (progress: (sent: number, total?: number) => void, ...args: Parameters<Ops[K]>) => Promise<ReturnType<Ops[K]>> };
+
+const handlers: Handlers = {
+  async config() {
+    const cfg = await new Remote(server).config();
+    return { charges: !!cfg.tokens };
+  },
+  async signup(_p, user, password, invite, keep) {
+    remote = await newRemote(invite);
+    const r = await signup(remote, user, password);
+    account = r.account;
+    userName = user;
+    remember = keep;
+    return { recoveryCode: r.recoveryCode, session: session() };
+  },
+  async login(_p, user, password, invite, keep) {
+    remote = await newRemote(invite);
+    account = await login(remote, user, password);
+    userName = user;
+    remember = keep;
+    return { session: session() };
+  },
+  async recover(_p, code, user, newPassword, invite, keep) {
+    remote = await newRemote(invite);
+    account = await loginRecovery(remote, code, user, newPassword);
+    userName = user;
+    remember = keep;
+    return { session: session() };
+  },
+  async resume(_p, state) {
+    remote = await newRemote("");
+    account = await Account.resume(remote, state);
+    userName = String((JSON.parse(state) as { user?: unknown }).user ?? "");
+    remember = true;
+    return { session: account.exportState() };
+  },
+  async overview() {
+    const a = need();
+    const [files, st] = await Promise.all([a.list(), a.status()]);
+    const cfg = await remote!.config();
+    return {
+      user: userName,
+      files: files.map((f) => ({ name: f.name, size: f.size, modified: f.modified.getTime() })),
+      bytes: st.bytes,
+      safeUntil: st.safeUntil.getTime(),
+      ...(st.tokensLeft !== undefined ? { tokensLeft: st.tokensLeft } : {}),
+      charges: !!cfg.tokens,
+    };
+  },
+  async put(progress, name, file) {
+    await need().put(name, file, {
+      onProgress: progress,
+      ...(file instanceof File && file.lastModified ? { modified: new Date(file.lastModified) } : {}),
+    });
+    return { session: session() };
+  },
+  async get(_p, name) {
+    const a = need();
+    const f = (await a.list()).find((x) => x.name === name);
+    return { body: await a.get(name), size: f?.size ?? 0 };
+  },
+  async rm(_p, name) {
+    await need().rm(name);
+    return { session: session() };
+  },
+  async mv(_p, from, to) {
+    await need().mv(from, to);
+    return { session: session() };
+  },
+  async share(_p, name) {
+    return { capability: await need().share(name) };
+  },
+  async openShared(_p, cap) {
+    const r = await fetchCapability(remote ?? new Remote(server), cap);
+    shared = r.body;
+    return { name: r.name, size: r.size };
+  },
+  async takeShared() {
+    if (!shared) throw new BlindError("invalid", "open the shared file first");
+    const body = shared;
+    shared = undefined;
+    return { body };
+  },
+  async logout() {
+    account = undefined;
+    remote = undefined;
+    userName = "";
+    remember = false;
+    return {};
+  },
+};
+
+/** Streams in an answer go to the page by transfer, not by copy. */
+function transferables(v: unknown): Transferable[] {
+  if (v && typeof v === "object") {
+    return Object.values(v).filter((x): x is ReadableStream => x instanceof ReadableStream);
+  }
+  return [];
+}
+
+self.onmessage = async (ev: MessageEvent<Request>) => {
+  const { id, op, args } = ev.data;
+  const post = (r: Reply, t: Transferable[] = []) => self.postMessage(r, t);
+  let last = 0;
+  const progress = (sent: number, total?: number) => {
+    // A message per block would flood the page; ten a second is smooth.
+    const now = performance.now();
+    if (now - last < 100 && sent !== total) return;
+    last = now;
+    post({ id, progress: { sent, ...(total !== undefined ? { total } : {}) } });
+  };
+  try {
+    const h = handlers[op] as (p: typeof progress, ...a: unknown[]) => Promise<unknown>;
+    const value = await h(progress, ...(args as unknown[]));
+    post({ id, ok: true, value }, transferables(value));
+  } catch (e) {
+    const kind = e instanceof BlindError ? e.kind : "other";
+    const message = e instanceof Error ? e.message : String(e);
+    post({ id, ok: false, kind, message });
+  }
+};
