@@ -28,6 +28,7 @@ type Account interface {
 	Generation() uint64
 	Refresh(ctx context.Context) error
 	Put(ctx context.Context, r io.Reader, info client.PutInfo, progress client.Progress) (indexfile.File, error)
+	PutMany(ctx context.Context, srcs []client.PutSource) ([]indexfile.File, error)
 	GetRange(ctx context.Context, name string, offset, length int64, w io.Writer) (indexfile.File, error)
 	Reshape(ctx context.Context, r client.Reshape) error
 }
@@ -49,11 +50,13 @@ type FS struct {
 
 	uploads sync.WaitGroup
 	open    atomic.Int64 // uploads in progress
+
+	small *batcher
 }
 
 // NewFS returns the file system over acc, as its index is now.
 func NewFS(acc Account) *FS {
-	f := &FS{acc: acc, props: map[string]map[xml.Name]webdav.Property{}}
+	f := &FS{acc: acc, props: map[string]map[xml.Name]webdav.Property{}, small: &batcher{acc: acc}}
 	f.rebuild()
 	return f
 }
@@ -90,9 +93,11 @@ func (f *FS) changed(apply func(t *tree)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	apply(f.t)
-	if gen == f.t.gen+1 {
+	switch gen {
+	case f.t.gen + 1:
 		f.t.gen = gen
-	} else {
+	case f.t.gen: // an update already applied: one batch of several files
+	default:
 		f.t.gen = 0
 	}
 }
@@ -324,16 +329,24 @@ func (f *FS) OpenFile(ctx context.Context, name string, flag int, perm os.FileMo
 	return f.create(ctx, n, perm), nil
 }
 
-// create starts the put of name; writeFile.Close commits it.
+// create starts the put of name; writeFile.Close commits it. A small
+// file of a PUT is held in memory and committed with the others that
+// close meanwhile (batcher): one index update each would cost a write
+// window of the server each, the most of a small file's time.
 func (f *FS) create(ctx context.Context, name string, perm os.FileMode) *writeFile {
-	pr, pw := io.Pipe()
-	w := &writeFile{handle: handle{fs: f, name: name}, pw: pw, done: make(chan struct{}), body: bodyOf(ctx),
+	w := &writeFile{handle: handle{fs: f, name: name}, done: make(chan struct{}), body: bodyOf(ctx),
 		mtime: time.Now(), mode: perm & 0o755 &^ 0o022}
 	if w.mode == 0 {
 		w.mode = 0o644
 	}
 	f.uploads.Add(1)
 	f.open.Add(1)
+	if w.body != nil && w.body.want >= 0 && w.body.want <= smallPut {
+		w.buf = make([]byte, 0, w.body.want)
+		return w
+	}
+	pr, pw := io.Pipe()
+	w.pw = pw
 	go func() {
 		defer f.uploads.Done()
 		defer f.open.Add(-1)
@@ -576,7 +589,8 @@ func (r *readFile) Close() error {
 // Close commits it as one index update.
 type writeFile struct {
 	handle
-	pw    *io.PipeWriter
+	pw    *io.PipeWriter // nil for a small file: buf holds it
+	buf   []byte
 	body  *bodyState
 	mtime time.Time
 	mode  fs.FileMode
@@ -608,6 +622,14 @@ func (w *writeFile) Stat() (fs.FileInfo, error) {
 }
 
 func (w *writeFile) Write(p []byte) (int, error) {
+	if w.pw == nil {
+		if len(w.buf)+len(p) > smallPut {
+			return 0, fmt.Errorf("storing /%s: more than the %d bytes the request announced", w.name, w.body.want)
+		}
+		w.buf = append(w.buf, p...)
+		w.n += int64(len(p))
+		return len(p), nil
+	}
 	n, err := w.pw.Write(p)
 	w.n += int64(n)
 	if err != nil {
@@ -623,12 +645,21 @@ func (w *writeFile) Close() error {
 		return w.err
 	}
 	w.shut = true
-	if err := w.body.failed(w.n); err != nil {
-		w.pw.CloseWithError(err)
+	if w.pw == nil {
+		defer w.fs.uploads.Done()
+		defer w.fs.open.Add(-1)
+		if w.err = w.body.failed(w.n); w.err != nil {
+			return w.err
+		}
+		w.file, w.err = w.fs.small.put(client.PutInfo{Name: w.name, Mode: w.mode, ModTime: w.mtime, Size: w.n}, w.buf)
 	} else {
-		w.pw.Close()
+		if err := w.body.failed(w.n); err != nil {
+			w.pw.CloseWithError(err)
+		} else {
+			w.pw.Close()
+		}
+		<-w.done
 	}
-	<-w.done
 	if w.err != nil {
 		return fsErr("put", w.name, w.err)
 	}
