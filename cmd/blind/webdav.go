@@ -30,8 +30,10 @@ func serveCommand() *command {
 		"which then needs --tls-cert and --tls-key. Folders are name prefixes, an empty\n"+
 		"one kept as sync keeps it; a move is a rename in the index (no data sent); an\n"+
 		"upload is committed when it completes, sending only the chunks that changed.\n"+
-		"Dead properties (PROPPATCH) and locks are kept in memory only. Ctrl-C stops it\n"+
-		"once the uploads in progress are committed (a second Ctrl-C abandons them).", nil)
+		"Dead properties (PROPPATCH) and locks are kept in memory only. While it runs it\n"+
+		"renews the account at each new period. Ctrl-C stops it once the uploads in\n"+
+		"progress are committed (a second Ctrl-C abandons them).", nil)
+	c.Complete = []string{"webdav"}
 	listen := c.Flags.String("listen", "127.0.0.1:8787", "`address` to listen on (host:port; port 0 picks a free one)")
 	readOnly := c.Flags.Bool("read-only", false, "refuse every change (PUT, DELETE, MKCOL, MOVE, COPY, PROPPATCH, LOCK)")
 	cert := c.Flags.String("tls-cert", "", "serve HTTPS with this certificate `file` (PEM); needed for a non-loopback --listen")
@@ -83,7 +85,12 @@ func (a *app) serveWebDAV(listen, cert, key string, opt davserver.Options) error
 		}
 		opt.Password, printed = base64.RawURLEncoding.EncodeToString(b), true
 	}
+	s, err := loadSession()
+	if err != nil {
+		return err
+	}
 	return a.withAccount(func(acc *client.Account) error {
+		go a.keepRenewed(acc, s.DeviceKeyFile)
 		ln, err := net.Listen("tcp", listen)
 		if err != nil {
 			return &client.Error{Kind: client.KindLocalIO, Msg: "listening on " + listen, Err: err}
@@ -137,4 +144,30 @@ func total(m map[string]int) int {
 		n += v
 	}
 	return n
+}
+
+// keepRenewed renews the account whenever a new period makes it stale,
+// as a running 'blind sync --watch' does: a server left running keeps
+// the data alive. It stops with the command.
+func (a *app) keepRenewed(acc *client.Account, deviceKeyFile string) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur, err := acc.Remote().CurrentPeriod(a.ctx)
+		if err != nil || !acc.Stale(cur) {
+			continue
+		}
+		if _, err := a.renewPaid(acc); err != nil {
+			fmt.Fprintf(a.stderr, "blind serve webdav: renewing: %v (trying again within the hour)\n", err)
+			continue
+		}
+		if err := a.saveAccount(acc, deviceKeyFile); err != nil {
+			fmt.Fprintf(a.stderr, "blind serve webdav: saving the session: %v\n", err)
+		}
+	}
 }
