@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"mime"
 	"os"
 	"path"
@@ -50,6 +51,10 @@ type FS struct {
 
 	uploads sync.WaitGroup
 	open    atomic.Int64 // uploads in progress
+	// markers is read-locked for each empty-folder marker Mkdir has not
+	// committed yet: a removal or rename write-locks it to wait for them,
+	// so that it finds them in the index.
+	markers sync.RWMutex
 
 	small *batcher
 }
@@ -178,11 +183,35 @@ func (f *FS) Mkdir(ctx context.Context, name string, perm os.FileMode) error {
 	if !f.isDir(parent(n)) {
 		return notExist("mkdir", parent(n))
 	}
-	if err := f.acc.Reshape(ctx, client.Reshape{Keep: []string{n}}); err != nil {
-		return fsErr("mkdir", n, err)
-	}
-	f.changed(func(t *tree) { keep(t, n) })
+	// The folder exists at once; its marker, an empty file, goes in the
+	// next batch of small files, and MKCOL does not wait for it: clients
+	// make folders one at a time (rclone before the first PUT into
+	// each), and an index update apiece would set their pace. A stop
+	// waits for it; a crash before it loses only this empty folder.
+	marker := path.Join(n, client.DirMarker)
+	now := time.Now()
+	f.mu.Lock()
+	f.t.add(marker, entry{mtime: now, mode: 0o644})
+	f.mu.Unlock()
+	f.uploads.Add(1)
+	f.markers.RLock()
+	go func() {
+		defer f.uploads.Done()
+		defer f.markers.RUnlock()
+		if _, err := f.small.put(client.PutInfo{Name: marker, Mode: 0o644, ModTime: now}, nil); err != nil {
+			slog.Warn("webdav: keeping an empty folder", "err", err)
+			f.mu.Lock()
+			f.t.remove(marker)
+			f.mu.Unlock()
+		}
+	}()
 	return nil
+}
+
+// waitMarkers returns once the markers Mkdir started are committed.
+func (f *FS) waitMarkers() {
+	f.markers.Lock()
+	defer f.markers.Unlock()
 }
 
 // keep adds dir's marker to t where nothing else holds the folder, as
@@ -214,6 +243,7 @@ func (f *FS) RemoveAll(ctx context.Context, name string) error {
 	if len(names) == 0 {
 		return notExist("remove", n)
 	}
+	f.waitMarkers()
 	up := parent(n)
 	r := client.Reshape{Remove: names}
 	if up != "" {
@@ -270,6 +300,7 @@ func (f *FS) Rename(ctx context.Context, oldName, newName string) error {
 	for i, x := range names {
 		moves[i] = [2]string{x, to + strings.TrimPrefix(x, from)}
 	}
+	f.waitMarkers()
 	up := parent(from)
 	r := client.Reshape{Rename: moves}
 	if up != "" {
