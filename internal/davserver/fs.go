@@ -233,31 +233,19 @@ func (f *FS) RemoveAll(ctx context.Context, name string) error {
 		return &os.PathError{Op: "remove", Path: "/", Err: os.ErrPermission}
 	}
 	f.mu.RLock()
-	var names []string
-	if _, ok := f.t.files[n]; ok && !client.Hidden(n) {
-		names = []string{n}
-	} else {
-		names = f.t.under(n)
-	}
+	names := f.t.named(n)
 	f.mu.RUnlock()
 	if len(names) == 0 {
 		return notExist("remove", n)
 	}
-	f.waitMarkers()
-	up := parent(n)
-	r := client.Reshape{Remove: names}
-	if up != "" {
-		r.Keep = []string{up}
-	}
-	if err := f.acc.Reshape(ctx, r); err != nil {
-		return fsErr("remove", n, err)
-	}
-	f.changed(func(t *tree) {
+	err := f.reshape(ctx, n, client.Reshape{Remove: names}, func(t *tree) {
 		for _, x := range names {
 			t.remove(x)
 		}
-		keep(t, up)
 	})
+	if err != nil {
+		return fsErr("remove", n, err)
+	}
 	f.propsMu.Lock()
 	for k := range f.props {
 		if client.Under(k, n) {
@@ -265,6 +253,24 @@ func (f *FS) RemoveAll(ctx context.Context, name string) error {
 		}
 	}
 	f.propsMu.Unlock()
+	return nil
+}
+
+// reshape commits r, which takes name (a file or folder) away from its
+// folder, keeping that folder, and applies the same to the tree.
+func (f *FS) reshape(ctx context.Context, name string, r client.Reshape, apply func(t *tree)) error {
+	f.waitMarkers()
+	up := parent(name)
+	if up != "" {
+		r.Keep = []string{up}
+	}
+	if err := f.acc.Reshape(ctx, r); err != nil {
+		return err
+	}
+	f.changed(func(t *tree) {
+		apply(t)
+		keep(t, up)
+	})
 	return nil
 }
 
@@ -281,12 +287,7 @@ func (f *FS) Rename(ctx context.Context, oldName, newName string) error {
 	f.mu.RLock()
 	_, exists := f.t.stat(to)
 	dirOK := parent(to) == "" || f.t.dirs[parent(to)] != nil
-	var names []string
-	if _, ok := f.t.files[from]; ok && !client.Hidden(from) {
-		names = []string{from}
-	} else {
-		names = f.t.under(from)
-	}
+	names := f.t.named(from)
 	f.mu.RUnlock()
 	switch {
 	case len(names) == 0:
@@ -300,23 +301,16 @@ func (f *FS) Rename(ctx context.Context, oldName, newName string) error {
 	for i, x := range names {
 		moves[i] = [2]string{x, to + strings.TrimPrefix(x, from)}
 	}
-	f.waitMarkers()
-	up := parent(from)
-	r := client.Reshape{Rename: moves}
-	if up != "" {
-		r.Keep = []string{up}
-	}
-	if err := f.acc.Reshape(ctx, r); err != nil {
-		return fsErr("rename", from, err)
-	}
-	f.changed(func(t *tree) {
+	err := f.reshape(ctx, from, client.Reshape{Rename: moves}, func(t *tree) {
 		for _, mv := range moves {
 			e := t.files[mv[0]]
 			t.remove(mv[0])
 			t.add(mv[1], e)
 		}
-		keep(t, up)
 	})
+	if err != nil {
+		return fsErr("rename", from, err)
+	}
 	f.propsMu.Lock()
 	for k, v := range f.props {
 		if client.Under(k, from) {

@@ -137,6 +137,15 @@ func (t *tree) under(dir string) []string {
 	return out
 }
 
+// named returns the index names that name stands for: the file, or
+// every file under the folder (markers included); none if neither.
+func (t *tree) named(name string) []string {
+	if _, ok := t.files[name]; ok && !client.Hidden(name) {
+		return []string{name}
+	}
+	return t.under(name)
+}
+
 // stat describes name: a file (not a marker), a folder, or nothing.
 func (t *tree) stat(name string) (*info, bool) {
 	if e, ok := t.files[name]; ok && !client.Hidden(name) {
