@@ -372,11 +372,15 @@ func (f *FS) create(ctx context.Context, name string, perm os.FileMode) *writeFi
 	}
 	pr, pw := io.Pipe()
 	w.pw = pw
+	var size int64 // unknown, unless the request says: it prices the put
+	if w.body != nil {
+		size = w.body.want
+	}
 	go func() {
 		defer f.uploads.Done()
 		defer f.open.Add(-1)
 		defer close(w.done)
-		w.file, w.err = f.acc.Put(ctx, pr, client.PutInfo{Name: name, Mode: w.mode, ModTime: w.mtime}, nil)
+		w.file, w.err = f.acc.Put(ctx, pr, client.PutInfo{Name: name, Mode: w.mode, ModTime: w.mtime, Size: size}, nil)
 		// A put that failed before it read everything leaves the writer
 		// blocked: its next Write fails instead.
 		pr.CloseWithError(errOr(w.err, io.ErrClosedPipe))
