@@ -157,7 +157,8 @@ func commands(a *app) map[string]*command {
 		c.run = func(a *app) error { return a.deleteAccount(c, *yes) }
 		add(c)
 	}
-	add(syncCommand()) // sync.go
+	add(syncCommand())  // sync.go
+	add(serveCommand()) // webdav.go
 
 	meta, finish := metaCommands() // meta.go
 	for _, c := range meta {

@@ -115,7 +115,8 @@ func TestCompletion(t *testing.T) {
 	}
 	for words, want := range map[string]string{
 		"blind pu":                     "put",
-		"blind s":                      "share signup status sync",
+		"blind s":                      "serve share signup status sync",
+		"blind serve ''":               "webdav",
 		"blind --json get --f":         "--force",
 		"blind sync --w":               "--watch",
 		"blind login --rec":            "--recover",

@@ -159,6 +159,9 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 	if c.rows["sync"] {
 		b.rep.add(b.syncRows(ctx)...)
 	}
+	if c.rows["webdav"] {
+		b.rep.add(b.webdavRows(ctx)...)
+	}
 	return b.rep, nil
 }
 

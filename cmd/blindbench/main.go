@@ -69,8 +69,11 @@ type config struct {
 	scaleFiles  int
 	scaleBuild  time.Duration
 	syncFiles   int
-	sealRounds  int
-	peerBlocks  int
+	// webdavFiles and webdavUploadSize shape the webdav rows.
+	webdavFiles      int
+	webdavUploadSize int64
+	sealRounds       int
+	peerBlocks       int
 
 	cpuProfile    string
 	memProfile    string
@@ -78,7 +81,7 @@ type config struct {
 	clientProfile string
 }
 
-var allRows = []string{"block", "peer", "renew", "purge", "seal", "files", "web", "browser", "login", "edit", "scale", "sync"}
+var allRows = []string{"block", "peer", "renew", "purge", "seal", "files", "web", "browser", "login", "edit", "scale", "sync", "webdav"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("blindbench", flag.ContinueOnError)
@@ -113,6 +116,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.scaleFiles, "scale-files", 100000, "files in the account of the scale row (it measures a one-file change and a login in a large account)")
 	fs.DurationVar(&c.scaleBuild, "scale-build", 3*time.Minute, "most time spent building the account of the scale row")
 	fs.IntVar(&c.syncFiles, "sync-files", 10000, "files in the folder of the sync row (it checks that an unchanged folder syncs within 2 s)")
+	fs.IntVar(&c.webdavFiles, "webdav-files", 10000, "small files the webdav row copies in with rclone (and with blind put, its baseline)")
+	fs.Int64Var(&c.webdavUploadSize, "webdav-upload-size", 256<<20, "`bytes` of each of the 8 concurrent uploads of the webdav memory row")
 	fs.IntVar(&c.peerBlocks, "peer-blocks", 1000, "random blocks that nginx and blindstored serve in the peer row (wrk reads them at random)")
 	fs.IntVar(&c.sealRounds, "seal-rounds", 3, "rounds of the seal benchmarks (each seals 128 MiB beside its raw baseline)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file`")
@@ -130,22 +135,24 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if c.quick {
 		// Each default is replaced only when the flag was not given.
 		quick := map[string]func(){
-			"duration":     func() { c.duration = 100 * time.Millisecond },
-			"rounds":       func() { c.rounds = 1 },
-			"levels":       func() { *levels = "1,4" },
-			"renew-blocks": func() { c.renewBlocks = 2000 },
-			"renew-period": func() { c.renewPeriod = time.Second },
-			"file-size":    func() { c.fileSize = 4 << 20 },
-			"file-rounds":  func() { c.fileRounds = 1 },
-			"login-files":  func() { c.loginFiles = 50 },
-			"login-build":  func() { c.loginBuild = 20 * time.Second },
-			"login-period": func() { c.loginPeriod = 3 * time.Second },
-			"scale-files":  func() { c.scaleFiles = 300 },
-			"scale-build":  func() { c.scaleBuild = 20 * time.Second },
-			"sync-files":   func() { c.syncFiles = 200 },
-			"seal-rounds":  func() { c.sealRounds = 1 },
-			"peer-blocks":  func() { c.peerBlocks = 64 },
-			"max-total":    func() { c.maxTotal = 2 * time.Minute },
+			"duration":           func() { c.duration = 100 * time.Millisecond },
+			"rounds":             func() { c.rounds = 1 },
+			"levels":             func() { *levels = "1,4" },
+			"renew-blocks":       func() { c.renewBlocks = 2000 },
+			"renew-period":       func() { c.renewPeriod = time.Second },
+			"file-size":          func() { c.fileSize = 4 << 20 },
+			"file-rounds":        func() { c.fileRounds = 1 },
+			"login-files":        func() { c.loginFiles = 50 },
+			"login-build":        func() { c.loginBuild = 20 * time.Second },
+			"login-period":       func() { c.loginPeriod = 3 * time.Second },
+			"scale-files":        func() { c.scaleFiles = 300 },
+			"scale-build":        func() { c.scaleBuild = 20 * time.Second },
+			"sync-files":         func() { c.syncFiles = 200 },
+			"webdav-files":       func() { c.webdavFiles = 200 },
+			"webdav-upload-size": func() { c.webdavUploadSize = 16 << 20 },
+			"seal-rounds":        func() { c.sealRounds = 1 },
+			"peer-blocks":        func() { c.peerBlocks = 64 },
+			"max-total":          func() { c.maxTotal = 2 * time.Minute },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -202,6 +209,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-scale-files must be 1 to 1,000,000")
 	case c.scaleBuild <= 0:
 		return nil, errors.New("-scale-build must be positive")
+	case c.webdavFiles < 1 || c.webdavFiles > 1_000_000:
+		return nil, errors.New("-webdav-files must be 1 to 1,000,000")
+	case c.webdavUploadSize < 1 || c.webdavUploadSize > 16<<30:
+		return nil, errors.New("-webdav-upload-size must be 1 byte to 16 GiB")
 	case c.peerBlocks < 1 || c.peerBlocks > 100_000:
 		return nil, errors.New("-peer-blocks must be 1 to 100,000")
 	}

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/blindstore/blindstore/internal/proc"
+)
+
+// webdavTransfers is rclone's --transfers for the rows of many files:
+// each PUT is answered once its file is committed, and files that arrive
+// together are committed together, so parallel transfers make batches.
+const webdavTransfers = 64
+
+// webdavUploaders is the number of concurrent uploads of the memory row.
+const webdavUploaders = 8
+
+// webdavRows measures blind serve webdav with rclone against the blind
+// CLI on the same server, in the same run: a large file in and out, a
+// folder of many small files in, and the server's peak memory while
+// webdavUploaders clients upload large files at once.
+func (b *bench) webdavRows(ctx context.Context) []Row {
+	c := b.cfg
+	size := fmtBytes(c.fileSize)
+	in, out := "webdav rclone copy in "+size, "webdav rclone copy out "+size
+	many := fmt.Sprintf("webdav rclone copy in %d small files", c.webdavFiles)
+	mem := fmt.Sprintf("webdav server peak RSS, %d uploads of %s", webdavUploaders, fmtBytes(c.webdavUploadSize))
+	names := []string{in, out, many, mem}
+	all := func(f func(string) Row) []Row {
+		rows := make([]Row, len(names))
+		for i, n := range names {
+			rows[i] = f(n)
+		}
+		return rows
+	}
+	fail := func(err error) []Row { return all(func(n string) Row { return failRow("webdav", n, err) }) }
+	rclone := lookPath("rclone")
+	switch {
+	case !b.bins.has("blind"):
+		return all(func(n string) Row { return skipRow("webdav", n, "blind CLI not built") })
+	case rclone == "":
+		return all(func(n string) Row { return skipRow("webdav", n, "rclone not installed: apt-get install rclone") })
+	}
+	need := time.Duration(4*c.fileSize/(20<<20))*time.Second + 30*time.Second
+	if why, ok := b.budget(ctx, need); !ok {
+		return all(func(n string) Row { return skipRow("webdav", n, why) })
+	}
+	work, err := tempDir("webdav")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(work)
+	srv, err := b.startChild(ctx, serverSpec{blockSize: blockSize, extra: c.serverArgs}, "webdav")
+	if err != nil {
+		return fail(err)
+	}
+	defer srv.cleanup()
+	env, blind, err := b.blindSignup(ctx, srv.url, work, "webdav-bench")
+	if err != nil {
+		return fail(err)
+	}
+	dav, err := startWebDAV(ctx, b.bins.path("blind"), env)
+	if err != nil {
+		return fail(err)
+	}
+	defer dav.stop()
+	conf := filepath.Join(work, "rclone.conf")
+	if err := dav.rcloneConfig(ctx, rclone, conf); err != nil {
+		return fail(err)
+	}
+	rc := func(args ...string) (cmdStat, error) {
+		return runTimed(ctx, append(childEnv("RCLONE_"), "RCLONE_CONFIG="+conf), work, rclone, args...)
+	}
+
+	// One large file, in and out, against blind put and get of it, in
+	// alternating order over the rounds.
+	b.logf("webdav: %s in and out through rclone, against blind put and get, %d rounds", size, c.fileRounds)
+	var putT, getT, inT, outT time.Duration
+	for round := 0; round < c.fileRounds; round++ {
+		src := filepath.Join(work, fmt.Sprintf("big-%d.bin", round))
+		sum, err := writeRandomFile(src, c.fileSize)
+		if err != nil {
+			return fail(err)
+		}
+		dir := filepath.Join(work, fmt.Sprintf("out-%d", round))
+		steps := []func() error{
+			func() error {
+				st, err := blind("put", src, "--as", fmt.Sprintf("blind/big-%d.bin", round))
+				putT += st.took
+				return err
+			},
+			func() error {
+				st, err := rc("copyto", src, fmt.Sprintf("bs:dav/big-%d.bin", round))
+				inT += st.took
+				return err
+			},
+			func() error {
+				p := filepath.Join(dir, "blind.bin")
+				st, err := blind("get", fmt.Sprintf("blind/big-%d.bin", round), "-o", p)
+				getT += st.took
+				if err == nil {
+					err = checkFile(p, c.fileSize, sum)
+				}
+				os.Remove(p)
+				return err
+			},
+			func() error {
+				p := filepath.Join(dir, "rclone.bin")
+				st, err := rc("copyto", fmt.Sprintf("bs:dav/big-%d.bin", round), p)
+				outT += st.took
+				if err == nil {
+					err = checkFile(p, c.fileSize, sum)
+				}
+				os.Remove(p)
+				return err
+			},
+		}
+		order := []int{0, 1, 2, 3}
+		if round%2 == 1 {
+			order = []int{1, 0, 3, 2}
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fail(err)
+		}
+		for _, i := range order {
+			if err := steps[i](); err != nil {
+				return fail(fmt.Errorf("round %d: %w", round+1, err))
+			}
+		}
+		os.Remove(src)
+	}
+	total := float64(c.fileSize) * float64(c.fileRounds) / mib
+	rate := func(d time.Duration) float64 { return total / d.Seconds() }
+	rowIn := Row{Group: "webdav", Name: in, Figure: rate(inT), Unit: "MiB/s", Baseline: rate(putT), BaselineName: "blind put",
+		Target: &Target{On: "ratio", Op: ">=", Value: 0.8},
+		Note:   "rclone copyto into blind serve webdav vs blind put of the same file, wall time of each command; blind put runs Argon2id to open the session, the server had it open already"}
+	rowIn.judge()
+	rowOut := Row{Group: "webdav", Name: out, Figure: rate(outT), Unit: "MiB/s", Baseline: rate(getT), BaselineName: "blind get",
+		Target: &Target{On: "ratio", Op: ">=", Value: 0.8},
+		Note:   "rclone copyto out of blind serve webdav vs blind get into a file, each verified"}
+	rowOut.judge()
+	rows := []Row{rowIn, rowOut}
+
+	// A folder of small files.
+	if why, ok := b.budget(ctx, time.Duration(c.webdavFiles/20)*time.Second+10*time.Second); !ok {
+		rows = append(rows, skipRow("webdav", many, why))
+	} else {
+		rows = append(rows, b.webdavManyRow(many, work, blind, rc))
+	}
+
+	// Memory while several clients upload large files.
+	rows = append(rows, b.webdavMemoryRow(ctx, mem, dav))
+	return rows
+}
+
+func (b *bench) webdavManyRow(name, work string, blind, rc func(args ...string) (cmdStat, error)) Row {
+	c := b.cfg
+	b.logf("webdav: %d small files through rclone (--transfers %d), against blind put of the folder", c.webdavFiles, webdavTransfers)
+	folder := filepath.Join(work, "many")
+	for i := range c.webdavFiles {
+		p := filepath.Join(folder, fmt.Sprintf("d%02d", i%50), fmt.Sprintf("f%05d.txt", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return failRow("webdav", name, err)
+		}
+		if err := os.WriteFile(p, randomKiB(), 0o644); err != nil {
+			return failRow("webdav", name, err)
+		}
+	}
+	put, err := blind("put", folder, "--as", "blind/many")
+	if err != nil {
+		return failRow("webdav", name, fmt.Errorf("blind put: %w", err))
+	}
+	in, err := rc("copy", "--transfers", fmt.Sprint(webdavTransfers), folder, "bs:dav/many")
+	if err != nil {
+		return failRow("webdav", name, fmt.Errorf("rclone copy: %w", err))
+	}
+	filesPerSec := func(d time.Duration) float64 { return float64(c.webdavFiles) / d.Seconds() }
+	r := Row{Group: "webdav", Name: name, Figure: filesPerSec(in.took), Unit: "files/s", Baseline: filesPerSec(put.took), BaselineName: "blind put FOLDER",
+		Target: &Target{On: "ratio", Op: ">=", Value: 0.5},
+		Note: fmt.Sprintf("rclone copy --transfers %d: %.1f s; blind put of the folder: %.1f s. Each PUT is answered once its file is committed, and the files that arrive while an index update is under way go in the next one; blind put commits the whole folder in one update",
+			webdavTransfers, in.took.Seconds(), put.took.Seconds())}
+	r.judge()
+	return r
+}
+
+// webdavMemoryRow uploads webdavUploaders files at once over plain HTTP
+// PUTs and polls the server's resident memory.
+func (b *bench) webdavMemoryRow(ctx context.Context, name string, dav *webdavProc) Row {
+	c := b.cfg
+	b.logf("webdav: %d uploads of %s at once, server memory", webdavUploaders, fmtBytes(c.webdavUploadSize))
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if m, err := readMemStatus(dav.p.Pid()); err == nil && m.rss > peak.Load() {
+				peak.Store(m.rss)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	before, _ := readMemStatus(dav.p.Pid())
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, webdavUploaders)
+	for i := range webdavUploaders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := io.LimitReader(mrand.NewChaCha8([32]byte{byte(i)}), c.webdavUploadSize)
+			req, err := http.NewRequestWithContext(ctx, http.MethodPut, fmt.Sprintf("%s/load-%d.bin", dav.url, i), body)
+			if err != nil {
+				errs <- err
+				return
+			}
+			req.ContentLength = c.webdavUploadSize
+			req.SetBasicAuth("blind", dav.pass)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusNoContent {
+				errs <- fmt.Errorf("PUT %d: %s", i, resp.Status)
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(t0)
+	close(stop)
+	<-polled
+	close(errs)
+	if err := <-errs; err != nil {
+		return failRow("webdav", name, err)
+	}
+	r := Row{Group: "webdav", Name: name, Figure: float64(peak.Load()) / mib, Unit: "MiB",
+		Note: fmt.Sprintf("resident memory of blind serve webdav polled every 10 ms (%.0f MiB before); %s sent in %.1f s (%.0f MiB/s); a streaming upload holds at most seven of the server's write batches whatever the file's size",
+			float64(before.rss)/mib, fmtBytes(webdavUploaders*c.webdavUploadSize), took.Seconds(), float64(webdavUploaders*c.webdavUploadSize)/mib/took.Seconds()),
+		Extra: map[string]float64{"before_mib": float64(before.rss) / mib}}
+	r.judge()
+	return r
+}
+
+// webdavProc is a running blind serve webdav.
+type webdavProc struct {
+	p    *proc.Process
+	url  string
+	pass string
+}
+
+func startWebDAV(ctx context.Context, blind string, env []string) (*webdavProc, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	pass := hex.EncodeToString(b)
+	cmd := exec.Command(blind, "serve", "webdav", "--listen", "127.0.0.1:0")
+	cmd.Env = append(append([]string(nil), env...), "BLIND_WEBDAV_PASSWORD="+pass)
+	var logs proc.Buffer
+	p, err := proc.Start(ctx, cmd, &logs, time.Minute)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, oneLine(logs.String()))
+	}
+	return &webdavProc{p: p, url: p.URL, pass: pass}, nil
+}
+
+func (d *webdavProc) stop() { d.p.Kill() }
+
+// rcloneConfig writes an rclone configuration whose remote "bs" is d.
+func (d *webdavProc) rcloneConfig(ctx context.Context, rclone, path string) error {
+	out, err := exec.CommandContext(ctx, rclone, "obscure", d.pass).Output()
+	if err != nil {
+		return fmt.Errorf("rclone obscure: %w", err)
+	}
+	text := fmt.Sprintf("[bs]\ntype = webdav\nurl = %s/\nvendor = other\nuser = blind\npass = %s\n", d.url, strings.TrimSpace(string(out)))
+	return os.WriteFile(path, []byte(text), 0o600)
+}
