@@ -3,6 +3,8 @@ package blobstore
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/blindstore/blindstore/bucketer"
 )
 
 // Sealing (docs/design.md §6) is optional for a Store: a store whose copy
@@ -51,4 +53,40 @@ func (w *Writers) Count() int64 { return w.n.Load() }
 func (w *Writers) Active() bool {
 	last := w.last.Load()
 	return last != 0 && time.Since(time.Unix(0, last)) < 100*time.Millisecond
+}
+
+// The period merge (docs/design.md §6): a seal leaves its own trace (the
+// rows it wrote share its transaction, its pages lie together), and on a
+// small store one seal window may hold one user's writes only. So once a
+// period closes, everything that the period's seals placed is rewritten
+// once more, in one random order, and a copy shows of it nothing finer
+// than "placed in that period". A store that merges records which closed
+// periods it merged, as a set of their buckets, never in order.
+
+// MergeReport says what one period merge did.
+type MergeReport struct {
+	Blocks   int64         // blocks whose data the merge rewrote
+	Leases   int64         // lease rows or records it rewrote
+	Bytes    int64         // bytes it rewrote: block data and lease rows or records
+	Stored   int64         // bytes of block data the store holds, for the cost
+	Resumed  bool          // it finished a merge that had been interrupted
+	Duration time.Duration // how long it took
+}
+
+// Cost is the merge's bytes rewritten per byte stored.
+func (r MergeReport) Cost() float64 {
+	if r.Stored == 0 {
+		return 0
+	}
+	return float64(r.Bytes) / float64(r.Stored)
+}
+
+// MergeState says where a store stands with the period merge.
+type MergeState struct {
+	// Merged holds the buckets of the closed periods merged, among those
+	// of the live set the store was last merged under.
+	Merged map[bucketer.Bucket]bool
+	// Pending counts the blocks (data or lease) that seals placed since
+	// the last merge: the current period's, unless a merge is owed.
+	Pending int64
 }

@@ -37,7 +37,7 @@ var (
 	// which share the store's database: one per token key, a nonce each.
 	spentRE         = regexp.MustCompile(`^spent_[0-9a-v]{52}$`)
 	spentColumns    = "nonce bytea"
-	designMetaKeys  = []string{metaBlockSize, metaFingerprint, metaHighestPeriod, metaHotSide, metaWritePool}
+	designMetaKeys  = []string{metaBlockSize, metaFingerprint, metaHighestPeriod, metaHotSide, metaWritePool, metaUnmerged, metaMerged}
 	designFunctions = []string{"blindstore_expect_rows", "blindstore_expect_side"}
 )
 

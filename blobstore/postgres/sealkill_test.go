@@ -39,6 +39,7 @@ func sealChild(url, fp string) {
 	}
 	c := sealtest.NewChild()
 	testHookSwitched = func() { c.Say("m") }
+	testHookMerging = func() { c.Say("k") }
 	c.Run(s, 100*time.Millisecond)
 }
 
@@ -62,7 +63,7 @@ func TestSealSurvivesKill(t *testing.T) {
 				checkSealed(t, connect(t, url))
 			}
 		},
-		Marks: []string{"m"},
+		Marks: []string{"m", "k"},
 		Rounds: []sealtest.KillRound{
 			{At: "m", MaxDelay: 10 * time.Millisecond},
 			{At: "m", MaxDelay: 10 * time.Millisecond},

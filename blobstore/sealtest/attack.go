@@ -45,6 +45,10 @@ type AttackConfig struct {
 	// they blur what the second period's commits show, and the figure is
 	// only logged.
 	LinkedAfterRenewals bool
+	// WindowsVisible requires the copy to show the seal windows before
+	// the period merge (SmallScale): where a seal's rows carry its
+	// transaction id, blocks of one period split by window.
+	WindowsVisible bool
 }
 
 // Attack runs simulated users through the service (files written in

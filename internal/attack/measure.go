@@ -102,6 +102,22 @@ type Features map[wire.ID][]Obs
 type Owner struct {
 	User   int
 	Window int // seal window in which the block's data was last written
+	Period int // period in which the block's data was last written
+	Lease  int // period in which the block was last written or renewed: its bucket
+}
+
+// ByPeriod returns owners with each block's Window replaced by its
+// period stratum: the period of its data and that of its bucket. After
+// the period merge a copy may show these (which merge rewrote the data,
+// which bucket and merge the lease), and nothing finer, so a measurement
+// compares blocks within one stratum only.
+func ByPeriod(owners map[wire.ID]Owner) map[wire.ID]Owner {
+	out := make(map[wire.ID]Owner, len(owners))
+	for id, o := range owners {
+		o.Window = o.Period<<16 | o.Lease
+		out[id] = o
+	}
+	return out
 }
 
 // Result is one strategy's figure.

@@ -1,0 +1,216 @@
+package sealtest
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/internal/attack"
+	"github.com/blindstore/blindstore/wire"
+)
+
+// Merger is a sealing store with the period merge (docs/design.md §6):
+// blobstore/bolt and blobstore/postgres both are.
+type Merger interface {
+	Store
+	Merge(ctx context.Context, live bucketer.LiveSet) (blobstore.MergeReport, error)
+	MergeState(ctx context.Context) (blobstore.MergeState, error)
+}
+
+// MaxMergedAdvantage is what the design tolerates of an attacker holding
+// a copy of the store after the period merge, comparing blocks of one
+// period (docs/design.md §6).
+const MaxMergedAdvantage = 0.02
+
+// SmallScaleConfig shapes SmallScale.
+type SmallScaleConfig struct {
+	Users     int // 5 to 50
+	PerWindow int // users active in one seal window
+	Seed      uint64
+}
+
+// SmallScaleFigures are what SmallScale measured, for a benchmark row.
+type SmallScaleFigures struct {
+	// AfterSeal is the largest advantage seen after any seal of a
+	// period, comparing blocks of one period: what the merge erases.
+	AfterSeal float64
+	// Renewal is that figure in the period of whole-account renewals.
+	Renewal float64
+	// AfterMerge is the largest advantage after a merge.
+	AfterMerge float64
+	// Chance is the largest chance level after a merge.
+	Chance float64
+	// Cost is the largest merge's bytes rewritten per byte stored.
+	Cost float64
+}
+
+// SmallScale is the attack on a small store: short seal windows, each
+// holding the writes of cfg.PerWindow users only; in the next period,
+// windows where those users log in, renew their whole account at once
+// and write more files. After each seal the attacker compares blocks of
+// one period (what the design promises once the period is merged) and
+// reads the seal windows; after each period's merge it must not do
+// better than MaxMergedAdvantage. Every block reads back after each
+// merge, and the store holds nothing awaiting a merge.
+func SmallScale(t *testing.T, ac AttackConfig, cfg SmallScaleConfig) SmallScaleFigures {
+	ctx := context.Background()
+	clock := bucketer.NewFakeClock(time.Date(2031, 3, 4, 5, 0, 0, 0, time.UTC))
+	key, err := bucketer.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk, err := bucketer.New(bucketer.Config{Key: key, Period: 24 * time.Hour, Retention: 4, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := ac.Open(t, blobstore.Params{BlockSize: AttackBlockSize, Fingerprint: bk.Fingerprint()}).(Merger)
+	if !ok {
+		t.Fatal("the store has no period merge")
+	}
+	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: s, Bucketer: bk, BlockSize: AttackBlockSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Larger accounts for fewer users, so that a period holds about as
+	// many blocks (and the measurement as many pairs) whatever the count.
+	files := max(2, 120/cfg.Users)
+	sim := attack.NewSim(svc, attack.SimConfig{Users: cfg.Users, Overlap: cfg.PerWindow, MinFiles: files, MaxFiles: files + 2, Seed: cfg.Seed})
+	rng := rand.New(rand.NewPCG(cfg.Seed, 7))
+	var fig SmallScaleFigures
+
+	measure := func(when string, byPeriod, verify bool) attack.Report {
+		t.Helper()
+		if verify {
+			if err := sim.Verify(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		owners := sim.Owners()
+		feat, err := ac.Copy(ctx, owners)
+		if err != nil {
+			t.Fatal(err)
+		}
+		truth := owners
+		if byPeriod {
+			truth = attack.ByPeriod(owners)
+		}
+		rep := attack.Measure(feat, truth, rng)
+		t.Logf("%s, %d users, %d per window, %s: %s", ac.Name, cfg.Users, cfg.PerWindow, when, rep)
+		if rep.Unseen > 0 || rep.Same == 0 {
+			t.Fatalf("%s: the copy shows %d of the live blocks, %d same-user pairs", when, rep.Blocks, rep.Same)
+		}
+		return rep
+	}
+	// windows runs one period: the users in a random order, PerWindow at
+	// a time, each group doing fn in a window of its own, then a seal.
+	windows := func(period string, fn func(which []int) error) float64 {
+		order := rng.Perm(cfg.Users)
+		var worst float64
+		for len(order) > 0 {
+			n := min(cfg.PerWindow, len(order))
+			if err := fn(order[:n]); err != nil {
+				t.Fatal(err)
+			}
+			order = order[n:]
+			mustSeal(t, s)
+			sim.NextWindow()
+			if len(order) == 0 || len(order) <= cfg.PerWindow {
+				// Measure after two seals and at the end: each measurement
+				// reads the whole copy.
+				rep := measure(period+", after a seal, blocks of one period compared", true, ac.VerifyAfterSeal)
+				worst = max(worst, rep.Best.Advantage)
+			}
+		}
+		return worst
+	}
+	merge := func(when string) {
+		t.Helper()
+		clock.Advance(24 * time.Hour)
+		sim.NextPeriod()
+		mustSeal(t, s)
+		rep, err := s.Merge(ctx, bk.Live())
+		if err != nil {
+			t.Fatalf("Merge: %v", err)
+		}
+		t.Logf("merge: %d blocks, %d leases, %d bytes rewritten, %.3f per byte stored, in %v", rep.Blocks, rep.Leases, rep.Bytes, rep.Cost(), rep.Duration)
+		fig.Cost = max(fig.Cost, rep.Cost())
+		st, err := s.MergeState(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pending != 0 || !st.Merged[bk.Bucket(bk.Current()-1)] {
+			t.Fatalf("after the merge: %d rows await a merge, the closed period merged: %v", st.Pending, st.Merged[bk.Bucket(bk.Current()-1)])
+		}
+		r := measure(when+", after the period merge", true, true)
+		fig.AfterMerge, fig.Chance = max(fig.AfterMerge, r.Best.Advantage), max(fig.Chance, r.Chance)
+		if r.Best.Advantage > MaxMergedAdvantage {
+			t.Errorf("%s, after the period merge: the attacker links blocks with advantage %.3f (%s), more than %.2f",
+				when, r.Best.Advantage, r.Best.Strategy, MaxMergedAdvantage)
+		}
+	}
+
+	fig.AfterSeal = windows("first period", func(which []int) error { return sim.WriteFilesOf(ctx, which) })
+	merge("first period")
+	fig.Renewal = windows("second period (whole-account renewals, more files)", func(which []int) error {
+		if err := sim.RenewAllOf(ctx, which); err != nil {
+			return err
+		}
+		return sim.WriteFilesOf(ctx, which)
+	})
+	fig.AfterSeal = max(fig.AfterSeal, fig.Renewal)
+	if ac.WindowsVisible && fig.AfterSeal < minAdvantageBefore/3 {
+		t.Errorf("after the seals, the attacker links blocks of one period with advantage %.3f only: it should see the seal windows", fig.AfterSeal)
+	}
+	merge("second period")
+	checkAllSealed(t, s, "after the merges")
+	return fig
+}
+
+// mergeLive is the live set the kill test's child merges under: a
+// bucket it never writes as the current one, so that everything sealed
+// is merged, and killBuckets[0] as the period that closed.
+var mergeLive = bucketer.LiveSet{Current: 2, Buckets: []bucketer.Bucket{{3}, killBuckets[0], killBuckets[1]}}
+
+// Marks of a child that merges.
+const (
+	markMergeStart = "g"
+	markMergeEnd   = "G"
+)
+
+// merge is the child's merge after a seal, when its store merges.
+func (c *Child) merge(ctx context.Context, s Store) {
+	m, ok := s.(Merger)
+	if !ok {
+		return
+	}
+	c.Say(markMergeStart)
+	if _, err := m.Merge(ctx, mergeLive); err != nil {
+		c.Say("e %v", err)
+	}
+	c.Say(markMergeEnd)
+}
+
+// afterKillMerge finishes the merge a kill may have interrupted and
+// checks that it left nothing awaiting one.
+func afterKillMerge(t *testing.T, s Store, acked map[wire.ID]byte) (blobstore.MergeReport, bool) {
+	m, ok := s.(Merger)
+	if !ok {
+		return blobstore.MergeReport{}, false
+	}
+	rep, err := m.Merge(context.Background(), mergeLive)
+	if err != nil {
+		t.Fatalf("Merge after the kill: %v", err)
+	}
+	checkAcked(t, s, acked)
+	st, err := m.MergeState(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != 0 || !st.Merged[mergeLive.Buckets[1]] {
+		t.Fatalf("after a merge: %d rows await a merge, the closed period merged: %v", st.Pending, st.Merged[mergeLive.Buckets[1]])
+	}
+	return rep, true
+}
