@@ -1,6 +1,9 @@
 package blobstore
 
 import (
+	"bytes"
+	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -89,4 +92,51 @@ type MergeState struct {
 	// Pending counts the blocks (data or lease) that seals placed since
 	// the last merge: the current period's, unless a merge is owed.
 	Pending int64
+}
+
+// MergedSet is a store's merged set after merging live's previous
+// period: the buckets of old still live, and that one, sorted by value
+// so that the set says nothing of the order periods were merged in. A
+// store's first merge rewrites everything it holds (all), and so merges
+// every closed period of the live set.
+func MergedSet(old []bucketer.Bucket, live bucketer.LiveSet, all bool) []bucketer.Bucket {
+	var out []bucketer.Bucket
+	for _, b := range old {
+		if live.Contains(b) {
+			out = append(out, b)
+		}
+	}
+	closed := live.Buckets[min(1, len(live.Buckets)):]
+	if !all {
+		closed = closed[:min(1, len(closed))]
+	}
+	for _, b := range closed {
+		if !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	slices.SortFunc(out, func(a, b bucketer.Bucket) int { return bytes.Compare(a[:], b[:]) })
+	return out
+}
+
+// EncodeBuckets is how a store keeps a merged set: the buckets one after
+// the other.
+func EncodeBuckets(bs []bucketer.Bucket) []byte {
+	out := make([]byte, 0, len(bs)*bucketer.BucketSize)
+	for _, b := range bs {
+		out = append(out, b[:]...)
+	}
+	return out
+}
+
+// DecodeBuckets reads what EncodeBuckets wrote.
+func DecodeBuckets(v []byte) ([]bucketer.Bucket, error) {
+	if len(v)%bucketer.BucketSize != 0 {
+		return nil, errors.New("the merged set is damaged")
+	}
+	out := make([]bucketer.Bucket, 0, len(v)/bucketer.BucketSize)
+	for i := 0; i < len(v); i += bucketer.BucketSize {
+		out = append(out, bucketer.Bucket(v[i:i+bucketer.BucketSize]))
+	}
+	return out, nil
 }

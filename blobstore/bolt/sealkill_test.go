@@ -25,9 +25,12 @@ func sealChild(path string) {
 	}
 	c := sealtest.NewChild()
 	testHookSealStep = func(step string) {
-		if step == "scrub" {
+		switch step {
+		case "scrub":
 			c.Say("z")
-		} else {
+		case "merge":
+			c.Say("k")
+		default:
 			c.Say("c")
 		}
 	}
@@ -46,7 +49,7 @@ func TestSealSurvivesKill(t *testing.T) {
 		Check: func(t *testing.T, s sealtest.Store, sealed bool) {
 			checkFile(t, s.(*Store))
 		},
-		Marks: []string{"c", "z"},
+		Marks: []string{"c", "z", "k"},
 		Rounds: []sealtest.KillRound{
 			{At: "c", MaxDelay: 2 * time.Millisecond},
 			{At: "z", MaxDelay: 2 * time.Millisecond},

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -70,9 +69,11 @@ const (
 	// counts every block row (the merge's cost is reported per byte
 	// stored). One scan of the heap, which holds ids, hashes and TOAST
 	// pointers only.
-	sqlMergeScan = `SELECT count(*), COALESCE(array_agg(id) FILTER (WHERE xmin = ANY($1::text[]::xid[])), '{}')
+	// $2: the store's first merge, which rewrites every row (rows sealed
+	// before the merge existed carry their seals' ids too).
+	sqlMergeScan = `SELECT count(*), COALESCE(array_agg(id) FILTER (WHERE $2 OR xmin = ANY($1::text[]::xid[])), '{}')
 		FROM blocks`
-	sqlMergePartitions = `SELECT DISTINCT tableoid::regclass::text FROM leases WHERE xmin = ANY($1::text[]::xid[])`
+	sqlMergePartitions = `SELECT DISTINCT tableoid::regclass::text FROM leases WHERE $2 OR xmin = ANY($1::text[]::xid[])`
 	// sqlMergeRewrite deletes and inserts again a chunk of block rows,
 	// in the order given: the inserted rows pass the primary key, since
 	// the rows they replace are deleted by this transaction.
@@ -120,9 +121,11 @@ func (s *Store) mergePeriod(ctx context.Context, conn *pgxpool.Conn, live bucket
 		return classify("merge: begin", err)
 	}
 	var rawX, rawMerged []byte
+	var first bool
 	b := &pgx.Batch{}
-	b.Queue("SELECT COALESCE((SELECT value FROM meta WHERE key = $1), ''), COALESCE((SELECT value FROM meta WHERE key = $2), '')",
-		metaUnmerged, metaMerged).QueryRow(func(r pgx.Row) error { return r.Scan(&rawX, &rawMerged) })
+	b.Queue(`SELECT COALESCE((SELECT value FROM meta WHERE key = $1), ''), COALESCE((SELECT value FROM meta WHERE key = $2), ''),
+		NOT EXISTS (SELECT 1 FROM meta WHERE key = $2)`,
+		metaUnmerged, metaMerged).QueryRow(func(r pgx.Row) error { return r.Scan(&rawX, &rawMerged, &first) })
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return classify("merge: read meta", err)
 	}
@@ -131,12 +134,12 @@ func (s *Store) mergePeriod(ctx context.Context, conn *pgxpool.Conn, live bucket
 		return err
 	}
 	var stored int64
-	if len(xids) > 0 {
+	if len(xids) > 0 || first {
 		var ids []pgtype.UUID
-		if err := conn.QueryRow(ctx, sqlMergeScan, xids).Scan(&stored, &ids); err != nil {
+		if err := conn.QueryRow(ctx, sqlMergeScan, xids, first).Scan(&stored, &ids); err != nil {
 			return classify("merge: list the period's block rows", err)
 		}
-		rows, err := conn.Query(ctx, sqlMergePartitions, xids)
+		rows, err := conn.Query(ctx, sqlMergePartitions, xids, first)
 		if err != nil {
 			return classify("merge: list the period's lease partitions", err)
 		}
@@ -164,7 +167,7 @@ func (s *Store) mergePeriod(ctx context.Context, conn *pgxpool.Conn, live bucket
 	} else if err := conn.QueryRow(ctx, "SELECT count(*) FROM blocks").Scan(&stored); err != nil {
 		return classify("merge: count blocks", err)
 	}
-	merged, err := decodeBuckets(rawMerged)
+	merged, err := blobstore.DecodeBuckets(rawMerged)
 	if err != nil {
 		return err
 	}
@@ -172,7 +175,7 @@ func (s *Store) mergePeriod(ctx context.Context, conn *pgxpool.Conn, live bucket
 	b = &pgx.Batch{}
 	b.Queue("DELETE FROM meta WHERE key = $1", metaUnmerged)
 	b.Queue(`INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
-		metaMerged, encodeBuckets(mergedSet(merged, live)))
+		metaMerged, blobstore.EncodeBuckets(blobstore.MergedSet(merged, live, first)))
 	b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error { tag = ct.String(); return nil })
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return classify("merge: commit", err)
@@ -191,41 +194,6 @@ func (s *Store) mergePeriod(ctx context.Context, conn *pgxpool.Conn, live bucket
 		return classify("merge: settle the sealed part", err)
 	}
 	return nil
-}
-
-// mergedSet is the merged set after merging live's previous period: the
-// buckets of old still live, and that one.
-func mergedSet(old []bucketer.Bucket, live bucketer.LiveSet) []bucketer.Bucket {
-	var out []bucketer.Bucket
-	for _, b := range old {
-		if live.Contains(b) {
-			out = append(out, b)
-		}
-	}
-	if len(live.Buckets) > 1 && !slices.Contains(out, live.Buckets[1]) {
-		out = append(out, live.Buckets[1])
-	}
-	slices.SortFunc(out, func(a, b bucketer.Bucket) int { return bytes.Compare(a[:], b[:]) })
-	return out
-}
-
-func encodeBuckets(bs []bucketer.Bucket) []byte {
-	out := make([]byte, 0, len(bs)*bucketer.BucketSize)
-	for _, b := range bs {
-		out = append(out, b[:]...)
-	}
-	return out
-}
-
-func decodeBuckets(v []byte) ([]bucketer.Bucket, error) {
-	if len(v)%bucketer.BucketSize != 0 {
-		return nil, errors.New("postgres: meta's merged set is damaged")
-	}
-	out := make([]bucketer.Bucket, 0, len(v)/bucketer.BucketSize)
-	for i := 0; i < len(v); i += bucketer.BucketSize {
-		out = append(out, bucketer.Bucket(v[i:i+bucketer.BucketSize]))
-	}
-	return out, nil
 }
 
 // decodeXids turns the unmerged list into the 32-bit transaction ids
@@ -266,7 +234,7 @@ func mergeState(ctx context.Context, q interface {
 		metaUnmerged, metaMerged).Scan(&rawX, &rawMerged); err != nil {
 		return st, classify("read the merge state", err)
 	}
-	merged, err := decodeBuckets(rawMerged)
+	merged, err := blobstore.DecodeBuckets(rawMerged)
 	if err != nil {
 		return st, err
 	}
