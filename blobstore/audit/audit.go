@@ -38,7 +38,7 @@ type Report struct {
 	// the last period merge.
 	AwaitingMerge int64    `json:"awaiting_merge"`
 	Findings      []string `json:"findings"`
-	Notes          []string             `json:"notes"`
+	Notes         []string `json:"notes"`
 	// ByBucket counts the blocks of each bucket for Classify. Never
 	// encoded: bucket values are not printed.
 	ByBucket map[bucketer.Bucket]int64 `json:"-"`
