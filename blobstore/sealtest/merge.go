@@ -76,7 +76,7 @@ func SmallScale(t *testing.T, ac AttackConfig, cfg SmallScaleConfig) SmallScaleF
 	}
 	// Larger accounts for fewer users, so that a period holds about as
 	// many blocks (and the measurement as many pairs) whatever the count.
-	files := max(2, 120/cfg.Users)
+	files := max(3, 120/cfg.Users)
 	sim := attack.NewSim(svc, attack.SimConfig{Users: cfg.Users, Overlap: cfg.PerWindow, MinFiles: files, MaxFiles: files + 2, Seed: cfg.Seed})
 	rng := rand.New(rand.NewPCG(cfg.Seed, 7))
 	var fig SmallScaleFigures
