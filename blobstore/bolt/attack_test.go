@@ -21,7 +21,7 @@ func TestSealingErasesWriteOrder(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "blocks.db")
 	sealtest.Attack(t, sealtest.AttackConfig{
 		Name: "bbolt",
-		Open: func(t *testing.T, p blobstore.Params) sealtest.Store {
+		Open: func(t testing.TB, p blobstore.Params) sealtest.Store {
 			s, err := Open(path, p)
 			if err != nil {
 				t.Fatal(err)

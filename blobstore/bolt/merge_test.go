@@ -26,7 +26,7 @@ func TestMergeAtSmallScale(t *testing.T) {
 			var s *Store
 			sealtest.SmallScale(t, sealtest.AttackConfig{
 				Name: "bbolt",
-				Open: func(t *testing.T, p blobstore.Params) sealtest.Store {
+				Open: func(t testing.TB, p blobstore.Params) sealtest.Store {
 					var err error
 					if s, err = Open(path, p); err != nil {
 						t.Fatal(err)

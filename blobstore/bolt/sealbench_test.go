@@ -2,18 +2,25 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/sealtest"
+	"github.com/blindstore/blindstore/internal/attack"
+	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 )
 
 // The seal's benchmarks. Run them with, e.g.
 //
 //	go test -run '^$' -bench 'Seal' -benchtime 4x ./blobstore/bolt/
+//
+// BenchmarkMerge and BenchmarkWritesDuringMerge do the same for the
+// period merge, beside the same baseline; BenchmarkMergeAttack reports
+// what the attacker reaches after the seals and after the merges.
 //
 // BenchmarkSeal sets a seal beside a raw bbolt rewrite of the same data:
 // nested buckets copied in a random order from one bucket to another in
@@ -23,14 +30,49 @@ import (
 
 // BenchmarkSeal runs sealtest.BenchSeal: a seal rewrites its blocks and
 // scrubs what it freed.
-func BenchmarkSeal(b *testing.B) {
+func BenchmarkSeal(b *testing.B) { sealtest.BenchSeal(b, sealBench(b)) }
+
+// BenchmarkMerge runs sealtest.BenchMerge beside the seal's raw baseline:
+// a merge rewrites its blocks as a seal does, and scrubs.
+func BenchmarkMerge(b *testing.B) { sealtest.BenchMerge(b, sealBench(b)) }
+
+// BenchmarkWritesDuringMerge runs sealtest.BenchWritesDuringMerge.
+func BenchmarkWritesDuringMerge(b *testing.B) {
+	f := newBenchStore(b, 1)
+	sealtest.BenchWritesDuringMerge(b, f.s, benchBlockSize)
+}
+
+// BenchmarkMergeAttack runs sealtest.BenchMergeAttack on the file.
+func BenchmarkMergeAttack(b *testing.B) {
+	var path string
+	sealtest.BenchMergeAttack(b, sealtest.AttackConfig{
+		Name: "bbolt",
+		Open: func(t testing.TB, p blobstore.Params) sealtest.Store {
+			path = filepath.Join(t.TempDir(), "blocks.db") // a fresh file each round
+			s, err := Open(path, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		},
+		Copy: func(_ context.Context, owners map[wire.ID]attack.Owner) (attack.Features, error) {
+			return attack.BoltCopy(path, sealtest.AttackBlockSize, owners)
+		},
+		VerifyAfterSeal: true,
+	})
+}
+
+// sealBench is a fresh store and the raw baseline of the seal's and the
+// merge's benchmarks.
+func sealBench(b *testing.B) sealtest.SealBench {
 	f := newBenchStore(b, 1) // for its store: sealtest brings its own blocks
 	raw, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, boltOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer raw.Close()
-	sealtest.BenchSeal(b, sealtest.SealBench{
+	b.Cleanup(func() { raw.Close() })
+	return sealtest.SealBench{
 		Store:     f.s,
 		BlockSize: benchBlockSize,
 		Raw: sealtest.SealBaseline{
@@ -63,7 +105,7 @@ func BenchmarkSeal(b *testing.B) {
 		},
 		Written:     bytesWritten,
 		WrittenName: "written",
-	})
+	}
 }
 
 // rawSeal moves every nested bucket of "hot" to "sealed" in a random

@@ -21,7 +21,7 @@ func TestSealingErasesWriteOrder(t *testing.T) {
 	url := pgtest.URL(t)
 	sealtest.Attack(t, sealtest.AttackConfig{
 		Name: "PostgreSQL",
-		Open: func(t *testing.T, p blobstore.Params) sealtest.Store { return openTest(t, url, p) },
+		Open: func(t testing.TB, p blobstore.Params) sealtest.Store { return openTest(t, url, p) },
 		Copy: func(ctx context.Context, _ map[wire.ID]attack.Owner) (attack.Features, error) {
 			return attack.PostgresCopy(ctx, url)
 		},

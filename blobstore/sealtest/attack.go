@@ -30,7 +30,7 @@ type AttackConfig struct {
 	// Name names the store in the log.
 	Name string
 	// Open opens a fresh store with p.
-	Open func(t *testing.T, p blobstore.Params) Store
+	Open func(t testing.TB, p blobstore.Params) Store
 	// Copy reads the store as a copy holder would, everything it leaves
 	// on disk included, and returns what it observes of each block.
 	Copy func(ctx context.Context, owners map[wire.ID]attack.Owner) (attack.Features, error)

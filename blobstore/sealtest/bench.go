@@ -144,6 +144,15 @@ func BenchSeal(b *testing.B, cfg SealBench) {
 // a seal rewrites SealBlocks blocks, then as long again with no seal,
 // and reports the median latency of each and their ratio.
 func BenchWritesDuringSeal(b *testing.B, s Store, blockSize int) {
+	benchWritesDuring(b, s, blockSize, "seal", nil, func() error {
+		_, err := s.Seal(context.Background())
+		return err
+	})
+}
+
+// benchWritesDuring is BenchWritesDuringSeal for work (named what in the
+// metrics), after prepare has run untimed on the blocks filled.
+func benchWritesDuring(b *testing.B, s Store, blockSize int, what string, prepare, work func() error) {
 	ctx := context.Background()
 	blocks := newBlockSet(64, blockSize)
 	bucket := randBucket()
@@ -181,11 +190,16 @@ func BenchWritesDuringSeal(b *testing.B, s Store, blockSize int) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		blocks.fill(b, s, SealBlocks, bucket)
+		if prepare != nil {
+			if err := prepare(); err != nil {
+				b.Fatal(err)
+			}
+		}
 		b.StartTimer()
 		var took time.Duration
 		run(&sealing, func() {
 			t0 := time.Now()
-			if _, err := s.Seal(ctx); err != nil {
+			if err := work(); err != nil {
 				b.Fatal(err)
 			}
 			took = time.Since(t0)
@@ -201,9 +215,9 @@ func BenchWritesDuringSeal(b *testing.B, s Store, blockSize int) {
 	ms := func(ds []time.Duration) float64 { return float64(median(ds).Microseconds()) / 1e3 }
 	mq, msl := ms(quiet), ms(sealing)
 	b.ReportMetric(mq, "ms-median-write")
-	b.ReportMetric(msl, "ms-median-write-during-seal")
+	b.ReportMetric(msl, "ms-median-write-during-"+what)
 	b.ReportMetric(msl/mq, "during/quiet")
-	b.ReportMetric(float64(len(sealing)), "writes-during-seals")
+	b.ReportMetric(float64(len(sealing)), "writes-during-"+what+"s")
 }
 
 // Renewal as make bench measures it: an account of RenewAccount blocks

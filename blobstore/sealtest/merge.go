@@ -3,6 +3,7 @@ package sealtest
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -55,7 +56,7 @@ type SmallScaleFigures struct {
 // reads the seal windows; after each period's merge it must not do
 // better than MaxMergedAdvantage. Every block reads back after each
 // merge, and the store holds nothing awaiting a merge.
-func SmallScale(t *testing.T, ac AttackConfig, cfg SmallScaleConfig) SmallScaleFigures {
+func SmallScale(t testing.TB, ac AttackConfig, cfg SmallScaleConfig) SmallScaleFigures {
 	ctx := context.Background()
 	clock := bucketer.NewFakeClock(time.Date(2031, 3, 4, 5, 0, 0, 0, time.UTC))
 	key, err := bucketer.NewKey()
@@ -213,4 +214,111 @@ func afterKillMerge(t *testing.T, s Store, acked map[wire.ID]byte) (blobstore.Me
 		t.Fatalf("after a merge: %d rows await a merge, the closed period merged: %v", st.Pending, st.Merged[mergeLive.Buckets[1]])
 	}
 	return rep, true
+}
+
+// BenchMerge merges a period of SealBlocks new blocks per round, sealed
+// in four windows untimed, and in the same rounds has the raw engine do
+// cfg.Raw's rewrite of as many blocks (the same baseline as BenchSeal).
+// It reports both rates, their ratio merge/raw (also as the median of
+// the rounds' ratios) and the merge's bytes rewritten per byte stored.
+func BenchMerge(b *testing.B, cfg SealBench) {
+	ctx := context.Background()
+	s, ok := cfg.Store.(Merger)
+	if !ok {
+		b.Fatal("the store has no period merge")
+	}
+	blocks := newBlockSet(64, cfg.BlockSize)
+	var mergeTime, rawTime time.Duration
+	var ratios []float64
+	var cost float64
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		bucket := randBucket()
+		ops := make([]blobstore.Op, SealBlocks)
+		for j := range ops {
+			ops[j] = blocks.create(j, bucket)
+		}
+		for w := 0; w < 4; w++ {
+			part := ops[w*len(ops)/4 : (w+1)*len(ops)/4]
+			for j := 0; j < len(part); j += 64 {
+				if _, err := s.Apply(ctx, part[j:min(j+64, len(part))]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			mustSeal(b, s)
+		}
+		cfg.Raw.Fill(b, ops)
+		if cfg.Settle != nil {
+			cfg.Settle(b)
+		}
+		live := bucketer.LiveSet{Current: uint64(i + 1), Buckets: []bucketer.Bucket{randBucket(), bucket}}
+		b.StartTimer()
+		merge := func() time.Duration {
+			t0 := time.Now()
+			rep, err := s.Merge(ctx, live)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if rep.Blocks < SealBlocks {
+				b.Fatalf("the merge rewrote %d blocks, want %d", rep.Blocks, SealBlocks)
+			}
+			cost = rep.Cost()
+			return time.Since(t0)
+		}
+		rewrite := func() time.Duration {
+			t0 := time.Now()
+			cfg.Raw.Rewrite(b)
+			return time.Since(t0)
+		}
+		var m, r time.Duration
+		if i%2 == 0 {
+			m, r = merge(), rewrite()
+		} else {
+			r, m = rewrite(), merge()
+		}
+		mergeTime, rawTime = mergeTime+m, rawTime+r
+		ratios = append(ratios, float64(r)/float64(m))
+	}
+	b.StopTimer()
+	data := float64(SealBlocks*cfg.BlockSize) * float64(b.N)
+	mergeRate, rawRate := data/1e6/mergeTime.Seconds(), data/1e6/rawTime.Seconds()
+	b.ReportMetric(mergeRate, "merge-MB/s")
+	b.ReportMetric(rawRate, "raw-MB/s")
+	b.ReportMetric(mergeRate/rawRate, "merge/raw")
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "merge/raw-median-round")
+	b.ReportMetric(cost, "bytes-per-byte-stored")
+}
+
+// BenchWritesDuringMerge times single-block creates (four writers) while
+// a merge rewrites SealBlocks blocks sealed before it, then as long again
+// with no merge, and reports the median latency of each and their ratio.
+func BenchWritesDuringMerge(b *testing.B, s Merger, blockSize int) {
+	var n uint64
+	benchWritesDuring(b, s, blockSize, "merge", func() error {
+		_, err := s.Seal(context.Background())
+		return err
+	}, func() error {
+		n++
+		_, err := s.Merge(context.Background(), bucketer.LiveSet{Current: n, Buckets: []bucketer.Bucket{randBucket(), randBucket()}})
+		return err
+	})
+}
+
+// BenchMergeAttack runs SmallScale once per round (10 users, 2 per seal
+// window) and reports what the attacker reached after the seals, in the
+// period of whole-account renewals, and after the merges, with the
+// chance level and the merges' cost.
+func BenchMergeAttack(b *testing.B, ac AttackConfig) {
+	var fig SmallScaleFigures
+	for i := 0; i < b.N; i++ {
+		f := SmallScale(b, ac, SmallScaleConfig{Users: 10, PerWindow: 2, Seed: uint64(i + 1)})
+		fig.AfterSeal, fig.Renewal = max(fig.AfterSeal, f.AfterSeal), max(fig.Renewal, f.Renewal)
+		fig.AfterMerge, fig.Chance, fig.Cost = max(fig.AfterMerge, f.AfterMerge), max(fig.Chance, f.Chance), max(fig.Cost, f.Cost)
+	}
+	b.ReportMetric(fig.AfterSeal, "advantage-after-seal")
+	b.ReportMetric(fig.Renewal, "advantage-renewals-after-seal")
+	b.ReportMetric(fig.AfterMerge, "advantage-after-merge")
+	b.ReportMetric(fig.Chance, "chance-after-merge")
+	b.ReportMetric(fig.Cost, "merge-bytes-per-byte-stored")
 }

@@ -134,6 +134,11 @@ func (b *bench) runAll(ctx context.Context) (*Report, error) {
 			b.rep.add(b.sealRows(ctx, st)...)
 		}
 	}
+	if c.rows["merge"] {
+		for _, st := range stores {
+			b.rep.add(b.mergeRows(ctx, st)...)
+		}
+	}
 	if c.rows["files"] {
 		b.rep.add(b.filesRows(ctx)...)
 	}

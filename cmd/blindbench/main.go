@@ -76,7 +76,7 @@ type config struct {
 	clientProfile string
 }
 
-var allRows = []string{"block", "peer", "renew", "purge", "seal", "files", "login", "edit", "scale", "sync"}
+var allRows = []string{"block", "peer", "renew", "purge", "seal", "merge", "files", "login", "edit", "scale", "sync"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("blindbench", flag.ContinueOnError)
@@ -110,7 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.scaleBuild, "scale-build", 3*time.Minute, "most time spent building the account of the scale row")
 	fs.IntVar(&c.syncFiles, "sync-files", 10000, "files in the folder of the sync row (it checks that an unchanged folder syncs within 2 s)")
 	fs.IntVar(&c.peerBlocks, "peer-blocks", 1000, "random blocks that nginx and blindstored serve in the peer row (wrk reads them at random)")
-	fs.IntVar(&c.sealRounds, "seal-rounds", 3, "rounds of the seal benchmarks (each seals 128 MiB beside its raw baseline)")
+	fs.IntVar(&c.sealRounds, "seal-rounds", 3, "rounds of the seal and merge benchmarks (each seals or merges 128 MiB beside its raw baseline)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file`")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of this process to `file` at the end")
 	fs.StringVar(&c.serverProfile, "server-profile", "", "`directory` for CPU and heap profiles of every blindstored the bench starts (through its --admin-listen pprof on loopback): LABEL-cpu-NNN.pb.gz slices and LABEL-heap.pb.gz")
