@@ -2,15 +2,12 @@ package bolt
 
 import (
 	"bytes"
-	"context"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/sealtest"
-	"github.com/blindstore/blindstore/internal/attack"
-	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 )
 
@@ -42,25 +39,10 @@ func BenchmarkWritesDuringMerge(b *testing.B) {
 	sealtest.BenchWritesDuringMerge(b, f.s, benchBlockSize)
 }
 
-// BenchmarkMergeAttack runs sealtest.BenchMergeAttack on the file.
+// BenchmarkMergeAttack runs sealtest.BenchMergeAttack on a fresh file
+// each round.
 func BenchmarkMergeAttack(b *testing.B) {
-	var path string
-	sealtest.BenchMergeAttack(b, sealtest.AttackConfig{
-		Name: "bbolt",
-		Open: func(t testing.TB, p blobstore.Params) sealtest.Store {
-			path = filepath.Join(t.TempDir(), "blocks.db") // a fresh file each round
-			s, err := Open(path, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = s.Close() })
-			return s
-		},
-		Copy: func(_ context.Context, owners map[wire.ID]attack.Owner) (attack.Features, error) {
-			return attack.BoltCopy(path, sealtest.AttackBlockSize, owners)
-		},
-		VerifyAfterSeal: true,
-	})
+	sealtest.BenchMergeAttack(b, attackConfig(func(t testing.TB) string { return filepath.Join(t.TempDir(), "blocks.db") }, nil))
 }
 
 // sealBench is a fresh store and the raw baseline of the seal's and the

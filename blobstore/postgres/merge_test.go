@@ -1,28 +1,11 @@
 package postgres
 
 import (
-	"context"
-	"encoding/hex"
 	"testing"
-	"time"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/sealtest"
-	"github.com/blindstore/blindstore/internal/attack"
 	"github.com/blindstore/blindstore/internal/pgtest"
-	"github.com/blindstore/blindstore/wire"
 )
-
-func attackConfig(url string) sealtest.AttackConfig {
-	return sealtest.AttackConfig{
-		Name: "PostgreSQL",
-		Open: func(t testing.TB, p blobstore.Params) sealtest.Store { return openTest(t, url, p) },
-		Copy: func(ctx context.Context, _ map[wire.ID]attack.Owner) (attack.Features, error) {
-			return attack.PostgresCopy(ctx, url)
-		},
-		WindowsVisible: true,
-	}
-}
 
 // TestMergeAtSmallScale runs sealtest.SmallScale with few and many users
 // per seal window. After each period's merge, every row the period's
@@ -36,7 +19,7 @@ func TestMergeAtSmallScale(t *testing.T) {
 	} {
 		t.Run("", func(t *testing.T) {
 			url := pgtest.URL(t)
-			sealtest.SmallScale(t, attackConfig(url), c)
+			sealtest.SmallScale(t, attackConfig(func(testing.TB) string { return url }), c)
 			conn := connect(t, url)
 			checkSealed(t, conn)
 			// Two periods merged: their data rows carry two transactions,
@@ -49,34 +32,4 @@ func TestMergeAtSmallScale(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestMergeSurvivesKill kills a writing, sealing and merging process
-// inside a merge: after its first chunk of block rows, and as it begins.
-// The merge is one transaction, so a kill rolls it back whole; the next
-// merge does it all, and every acknowledged block reads back with its
-// ETag (sealtest.Kill).
-func TestMergeSurvivesKill(t *testing.T) {
-	url := pgtest.URL(t)
-	p := testParams()
-	p.BlockSize = sealtest.KillBlockSize
-	openTest(t, url, p).Close()
-	sealtest.Kill(t, sealtest.KillConfig{
-		ChildEnv: []string{"PG_SEAL_CHILD=" + url, "PG_SEAL_CHILD_FP=" + hex.EncodeToString(p.Fingerprint[:])},
-		Open: func(t *testing.T) (sealtest.Store, error) {
-			return Open(context.Background(), url, p, Options{Logger: quietLogger()})
-		},
-		Check: func(t *testing.T, _ sealtest.Store, sealed bool) {
-			if sealed {
-				checkSealed(t, connect(t, url))
-			}
-		},
-		Marks: []string{"m", "k"},
-		Rounds: []sealtest.KillRound{
-			{At: "k", MaxDelay: 5 * time.Millisecond},
-			{At: "g", MaxDelay: 20 * time.Millisecond},
-		},
-		MinSeals:  3,
-		MinWrites: 200,
-	})
 }

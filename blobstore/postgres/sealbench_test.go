@@ -6,9 +6,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/sealtest"
-	"github.com/blindstore/blindstore/internal/attack"
 	"github.com/blindstore/blindstore/internal/pgtest"
-	"github.com/blindstore/blindstore/wire"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -46,18 +44,10 @@ func BenchmarkWritesDuringMerge(b *testing.B) {
 	sealtest.BenchWritesDuringMerge(b, e.s, benchBlockSize)
 }
 
-// BenchmarkMergeAttack runs sealtest.BenchMergeAttack on the database.
+// BenchmarkMergeAttack runs sealtest.BenchMergeAttack on a fresh
+// database each round.
 func BenchmarkMergeAttack(b *testing.B) {
-	var url string
-	cfg := attackConfig("")
-	cfg.Open = func(t testing.TB, p blobstore.Params) sealtest.Store {
-		url = pgtest.URL(t) // a fresh database each round
-		return openTest(t, url, p)
-	}
-	cfg.Copy = func(ctx context.Context, _ map[wire.ID]attack.Owner) (attack.Features, error) {
-		return attack.PostgresCopy(ctx, url)
-	}
-	sealtest.BenchMergeAttack(b, cfg)
+	sealtest.BenchMergeAttack(b, attackConfig(func(t testing.TB) string { return pgtest.URL(t) }))
 }
 
 // sealBench is a fresh store and the raw baseline of the seal's and the

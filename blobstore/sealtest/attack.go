@@ -81,22 +81,7 @@ func Attack(t *testing.T, cfg AttackConfig) Store {
 	// a store that lost blocks would mean nothing).
 	measure := func(when string, verify bool) attack.Report {
 		t.Helper()
-		if verify {
-			if err := sim.Verify(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		owners := sim.Owners()
-		feat, err := cfg.Copy(ctx, owners)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep := attack.Measure(feat, owners, rng)
-		t.Logf("%s, %s: %s", cfg.Name, when, rep)
-		if rep.Unseen > 0 || rep.Same == 0 {
-			t.Fatalf("%s: the copy shows %d of the live blocks, %d same-user pairs", when, rep.Blocks, rep.Same)
-		}
-		return rep
+		return measureCopy(t, cfg, sim, rng, cfg.Name+", "+when, verify, nil)
 	}
 	before := func(when string, check bool) {
 		t.Helper()
@@ -140,4 +125,35 @@ func Attack(t *testing.T, cfg AttackConfig) Store {
 	after("second period, after its seal")
 	checkAllSealed(t, s, "after the second seal")
 	return s
+}
+
+// measureCopy reads every block back first when verify is set (a
+// measurement of a store that lost blocks would mean nothing), then
+// measures the attacker on ac's copy of the store sim writes to, with
+// the blocks compared within the strata of sim's owners, or of what
+// strata makes of them.
+func measureCopy(t testing.TB, ac AttackConfig, sim *attack.Sim, rng *rand.Rand, when string, verify bool,
+	strata func(map[wire.ID]attack.Owner) map[wire.ID]attack.Owner) attack.Report {
+	t.Helper()
+	ctx := context.Background()
+	if verify {
+		if err := sim.Verify(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owners := sim.Owners()
+	feat, err := ac.Copy(ctx, owners)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth := owners
+	if strata != nil {
+		truth = strata(owners)
+	}
+	rep := attack.Measure(feat, truth, rng)
+	t.Logf("%s: %s", when, rep)
+	if rep.Unseen > 0 || rep.Same == 0 {
+		t.Fatalf("%s: the copy shows %d of the live blocks, %d same-user pairs", when, rep.Blocks, rep.Same)
+	}
+	return rep
 }

@@ -2,6 +2,7 @@ package sealtest
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -84,26 +85,11 @@ func SmallScale(t testing.TB, ac AttackConfig, cfg SmallScaleConfig) SmallScaleF
 
 	measure := func(when string, byPeriod, verify bool) attack.Report {
 		t.Helper()
-		if verify {
-			if err := sim.Verify(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		owners := sim.Owners()
-		feat, err := ac.Copy(ctx, owners)
-		if err != nil {
-			t.Fatal(err)
-		}
-		truth := owners
+		var strata func(map[wire.ID]attack.Owner) map[wire.ID]attack.Owner
 		if byPeriod {
-			truth = attack.ByPeriod(owners)
+			strata = attack.ByPeriod
 		}
-		rep := attack.Measure(feat, truth, rng)
-		t.Logf("%s, %d users, %d per window, %s: %s", ac.Name, cfg.Users, cfg.PerWindow, when, rep)
-		if rep.Unseen > 0 || rep.Same == 0 {
-			t.Fatalf("%s: the copy shows %d of the live blocks, %d same-user pairs", when, rep.Blocks, rep.Same)
-		}
-		return rep
+		return measureCopy(t, ac, sim, rng, fmt.Sprintf("%s, %d users, %d per window, %s", ac.Name, cfg.Users, cfg.PerWindow, when), verify, strata)
 	}
 	// windows runs one period: the users in a random order, PerWindow at
 	// a time, each group doing fn in a window of its own, then a seal.
