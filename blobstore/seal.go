@@ -72,7 +72,7 @@ type MergeReport struct {
 	Leases   int64         // lease rows or records it rewrote
 	Bytes    int64         // bytes it rewrote: block data and lease rows or records
 	Stored   int64         // bytes of block data the store holds, for the cost
-	Resumed  bool          // it finished a merge that had been interrupted
+	Resumed  bool          // it finished a merge that had been interrupted (never on PostgreSQL: a merge is one transaction)
 	Duration time.Duration // how long it took
 }
 

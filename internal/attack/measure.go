@@ -5,7 +5,8 @@
 // It has three parts:
 //
 //   - Sim drives simulated users through a blobstore.Service, as the
-//     client does: files written in overlapping bursts (one batch write
+//     client does (all of them at once, or a few per seal window with
+//     WriteFilesOf and RenewAllOf, as on a small store): files written in overlapping bursts (one batch write
 //     per file, then a compare-and-swap of the user's root block; a few
 //     users at a time, SimConfig.Overlap), some files deleted, files read
 //     back by half of the users, and, after the clock moves to the next
@@ -25,7 +26,11 @@
 //
 // What Measure computes, exactly: the blocks are split into strata by
 // seal window (the design allows a copy to show which seal wrote a row,
-// so only blocks last written in the same window are compared). Every
+// so only blocks last written in the same window are compared); after
+// the period merge, ByPeriod makes the strata the periods instead (a
+// merged copy may show in which period a block's data was placed and its
+// bucket, nothing finer), and on a small store the seal windows within a
+// period are what the attacker then reads before the merge. Every
 // pair of blocks of one user in one stratum is a "same" pair; "different"
 // pairs are drawn uniformly from the pairs of two users in one stratum
 // (at most diffPerSame times as many). Each strategy s gives a pair a
