@@ -83,3 +83,31 @@ func TestScheduledMerges(t *testing.T) {
 		})
 	}
 }
+
+// Two instances sharing a locker merge once per period between them.
+func TestScheduledMergeRunsOnceAcrossInstances(t *testing.T) {
+	d := newDeployment(t, stores()[1], t0.Add(50*time.Minute))
+	rl := sharedLocker{newLocalRunLocker()}
+	rec, skips := &mergeRecorder{}, &sealRecorder{}
+	for i := 0; i < 2; i++ {
+		startScheduler(t, Config{Sealer: d.store.(Sealer), Merger: d.store.(Merger), SealEvery: 30 * time.Minute, Bucketer: d.bk,
+			Locker: rl, Clock: d.clock, OnMerge: rec.onMerge, OnSkip: skips.onSkip})
+	}
+	rec.wait(t, 1) // at start: one merge; the other instance's run is taken
+	d.put(t, 2)
+	waitTimers(t, d.clock, 6)
+	d.clock.Advance(10 * time.Minute) // t0+60m: a period begins
+	rec.wait(t, 2)
+	time.Sleep(50 * time.Millisecond)
+	skips.mu.Lock()
+	defer skips.mu.Unlock()
+	var merges int
+	for _, j := range skips.skips {
+		if j == JobMerge {
+			merges++
+		}
+	}
+	if merges != 2 {
+		t.Errorf("%d merge runs skipped, want 2 (one at start, one at the period's start)", merges)
+	}
+}
