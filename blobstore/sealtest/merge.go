@@ -281,13 +281,20 @@ func BenchMerge(b *testing.B, cfg SealBench) {
 // with no merge, and reports the median latency of each and their ratio.
 func BenchWritesDuringMerge(b *testing.B, s Merger, blockSize int) {
 	var n uint64
-	benchWritesDuring(b, s, blockSize, "merge", func() error {
+	seal := func() error {
 		_, err := s.Seal(context.Background())
 		return err
-	}, func() error {
+	}
+	merge := func() error {
 		n++
 		_, err := s.Merge(context.Background(), bucketer.LiveSet{Current: n, Buckets: []bucketer.Bucket{randBucket(), randBucket()}})
 		return err
+	}
+	benchWritesDuring(b, s, blockSize, "merge", seal, merge, func() error {
+		if err := seal(); err != nil {
+			return err
+		}
+		return merge()
 	})
 }
 
