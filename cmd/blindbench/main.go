@@ -76,7 +76,7 @@ type config struct {
 	clientProfile string
 }
 
-var allRows = []string{"block", "peer", "renew", "purge", "seal", "merge", "files", "login", "edit", "scale", "sync"}
+var allRows = []string{"block", "peer", "renew", "purge", "seal", "files", "login", "edit", "scale", "sync", "merge"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("blindbench", flag.ContinueOnError)

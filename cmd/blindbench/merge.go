@@ -44,7 +44,7 @@ func (b *bench) mergeRows(ctx context.Context, st storeKind) []Row {
 		}
 		pkg, env = "./blobstore/postgres/", append(env, "BLINDSTORE_TEST_POSTGRES="+b.cfg.postgres)
 	}
-	if why, ok := b.budget(ctx, 150*time.Second); !ok {
+	if why, ok := b.budget(ctx, 180*time.Second); !ok {
 		return skip(why)
 	}
 	b.logf("merge on the %s store: go test -bench of %s", st.name, pkg)
