@@ -11,11 +11,7 @@ import (
 // few and many users per seal window; after the merges the file passes
 // bbolt's check.
 func TestMergeAtSmallScale(t *testing.T) {
-	for _, c := range []sealtest.SmallScaleConfig{
-		{Users: 5, PerWindow: 1, Seed: 1},
-		{Users: 10, PerWindow: 2, Seed: 2},
-		{Users: 50, PerWindow: 5, Seed: 3},
-	} {
+	for _, c := range sealtest.SmallScaleConfigs {
 		t.Run("", func(t *testing.T) {
 			var s *Store
 			sealtest.SmallScale(t, attackConfig(func(t testing.TB) string { return filepath.Join(t.TempDir(), "blocks.db") }, &s), c)

@@ -12,11 +12,7 @@ import (
 // seals placed carries the merge's transaction id: the block rows of one
 // period share one xmin, and so do the rows of each lease partition.
 func TestMergeAtSmallScale(t *testing.T) {
-	for _, c := range []sealtest.SmallScaleConfig{
-		{Users: 5, PerWindow: 1, Seed: 1},
-		{Users: 10, PerWindow: 2, Seed: 2},
-		{Users: 50, PerWindow: 5, Seed: 3},
-	} {
+	for _, c := range sealtest.SmallScaleConfigs {
 		t.Run("", func(t *testing.T) {
 			url := pgtest.URL(t)
 			sealtest.SmallScale(t, attackConfig(func(testing.TB) string { return url }), c)

@@ -61,20 +61,7 @@ type AttackConfig struct {
 // the store's test to check its own state.
 func Attack(t *testing.T, cfg AttackConfig) Store {
 	ctx := context.Background()
-	clock := bucketer.NewFakeClock(time.Date(2031, 3, 4, 5, 0, 0, 0, time.UTC))
-	key, err := bucketer.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bk, err := bucketer.New(bucketer.Config{Key: key, Period: 24 * time.Hour, Retention: 3, Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := cfg.Open(t, blobstore.Params{BlockSize: AttackBlockSize, Fingerprint: bk.Fingerprint()})
-	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: s, Bucketer: bk, BlockSize: AttackBlockSize})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, svc, clock, _ := attackStore(t, cfg, 3)
 	sim := attack.NewSim(svc, attack.SimConfig{Seed: 1, Overlap: 3})
 	rng := rand.New(rand.NewPCG(2, 3))
 	// measure reads every block back first when asked (a measurement of
@@ -156,4 +143,25 @@ func measureCopy(t testing.TB, ac AttackConfig, sim *attack.Sim, rng *rand.Rand,
 		t.Fatalf("%s: the copy shows %d of the live blocks, %d same-user pairs", when, rep.Blocks, rep.Same)
 	}
 	return rep
+}
+
+// attackStore opens ac's store with a bucket key of its own, periods of a
+// day on a fake clock and the given retention, and the service over it.
+func attackStore(t testing.TB, ac AttackConfig, retention int) (Store, *blobstore.Service, *bucketer.FakeClock, *bucketer.Bucketer) {
+	t.Helper()
+	clock := bucketer.NewFakeClock(time.Date(2031, 3, 4, 5, 0, 0, 0, time.UTC))
+	key, err := bucketer.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk, err := bucketer.New(bucketer.Config{Key: key, Period: 24 * time.Hour, Retention: retention, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ac.Open(t, blobstore.Params{BlockSize: AttackBlockSize, Fingerprint: bk.Fingerprint()})
+	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: s, Bucketer: bk, BlockSize: AttackBlockSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, svc, clock, bk
 }

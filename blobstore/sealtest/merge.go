@@ -34,6 +34,14 @@ type SmallScaleConfig struct {
 	Seed      uint64
 }
 
+// SmallScaleConfigs are the shapes the stores' tests run SmallScale in:
+// one, two and five users writing or renewing in each seal window.
+var SmallScaleConfigs = []SmallScaleConfig{
+	{Users: 5, PerWindow: 1, Seed: 1},
+	{Users: 10, PerWindow: 2, Seed: 2},
+	{Users: 50, PerWindow: 5, Seed: 3},
+}
+
 // SmallScaleFigures are what SmallScale measured, for a benchmark row.
 type SmallScaleFigures struct {
 	// AfterSeal is the largest advantage seen after any seal of a
@@ -59,22 +67,10 @@ type SmallScaleFigures struct {
 // merge, and the store holds nothing awaiting a merge.
 func SmallScale(t testing.TB, ac AttackConfig, cfg SmallScaleConfig) SmallScaleFigures {
 	ctx := context.Background()
-	clock := bucketer.NewFakeClock(time.Date(2031, 3, 4, 5, 0, 0, 0, time.UTC))
-	key, err := bucketer.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bk, err := bucketer.New(bucketer.Config{Key: key, Period: 24 * time.Hour, Retention: 4, Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, ok := ac.Open(t, blobstore.Params{BlockSize: AttackBlockSize, Fingerprint: bk.Fingerprint()}).(Merger)
+	st, svc, clock, bk := attackStore(t, ac, 4)
+	s, ok := st.(Merger)
 	if !ok {
 		t.Fatal("the store has no period merge")
-	}
-	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: s, Bucketer: bk, BlockSize: AttackBlockSize})
-	if err != nil {
-		t.Fatal(err)
 	}
 	// Larger accounts for fewer users, so that a period holds about as
 	// many blocks (and the measurement as many pairs) whatever the count.
