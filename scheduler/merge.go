@@ -59,6 +59,12 @@ func (s *Scheduler) mergeIfOwed(ctx context.Context) error {
 	if st.Merged[s.cfg.Bucketer.Bucket(cur-1)] {
 		return nil
 	}
+	if st.Pending == 0 {
+		// Nothing sealed awaits a merge (a new store): the merge only
+		// records the closed periods, and a seal now would take the
+		// first writes of this period along for nothing.
+		return s.mergeOnly(ctx)
+	}
 	return s.merge(ctx)
 }
 
@@ -67,6 +73,10 @@ func (s *Scheduler) merge(ctx context.Context) error {
 	if err := s.seal(ctx); err != nil {
 		return err
 	}
+	return s.mergeOnly(ctx)
+}
+
+func (s *Scheduler) mergeOnly(ctx context.Context) error {
 	s.mergeRuns.Add(1)
 	rep, err := s.cfg.Merger.Merge(ctx, s.cfg.Bucketer.Live())
 	if err != nil {
