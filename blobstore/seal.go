@@ -1,8 +1,13 @@
 package blobstore
 
 import (
+	"bytes"
+	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/blindstore/blindstore/bucketer"
 )
 
 // Sealing (docs/design.md §6) is optional for a Store: a store whose copy
@@ -51,4 +56,87 @@ func (w *Writers) Count() int64 { return w.n.Load() }
 func (w *Writers) Active() bool {
 	last := w.last.Load()
 	return last != 0 && time.Since(time.Unix(0, last)) < 100*time.Millisecond
+}
+
+// The period merge (docs/design.md §6): a seal leaves its own trace (the
+// rows it wrote share its transaction, its pages lie together), and on a
+// small store one seal window may hold one user's writes only. So once a
+// period closes, everything that the period's seals placed is rewritten
+// once more, in one random order, and a copy shows of it nothing finer
+// than "placed in that period". A store that merges records which closed
+// periods it merged, as a set of their buckets, never in order.
+
+// MergeReport says what one period merge did.
+type MergeReport struct {
+	Blocks   int64         // blocks whose data the merge rewrote
+	Leases   int64         // lease rows or records it rewrote
+	Bytes    int64         // bytes it rewrote: block data and lease rows or records
+	Stored   int64         // bytes of block data the store holds, for the cost
+	Resumed  bool          // it finished a merge that had been interrupted (never on PostgreSQL: a merge is one transaction)
+	Duration time.Duration // how long it took
+}
+
+// Cost is the merge's bytes rewritten per byte stored.
+func (r MergeReport) Cost() float64 {
+	if r.Stored == 0 {
+		return 0
+	}
+	return float64(r.Bytes) / float64(r.Stored)
+}
+
+// MergeState says where a store stands with the period merge.
+type MergeState struct {
+	// Merged holds the buckets of the closed periods merged, among those
+	// of the live set the store was last merged under.
+	Merged map[bucketer.Bucket]bool
+	// Pending counts the blocks (data or lease) that seals placed since
+	// the last merge: the current period's, unless a merge is owed.
+	Pending int64
+}
+
+// MergedSet is a store's merged set after merging live's previous
+// period: the buckets of old still live, and that one, sorted by value
+// so that the set says nothing of the order periods were merged in. A
+// store's first merge rewrites everything it holds (all), and so merges
+// every closed period of the live set.
+func MergedSet(old []bucketer.Bucket, live bucketer.LiveSet, all bool) []bucketer.Bucket {
+	var out []bucketer.Bucket
+	for _, b := range old {
+		if live.Contains(b) {
+			out = append(out, b)
+		}
+	}
+	closed := live.Buckets[min(1, len(live.Buckets)):]
+	if !all {
+		closed = closed[:min(1, len(closed))]
+	}
+	for _, b := range closed {
+		if !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	slices.SortFunc(out, func(a, b bucketer.Bucket) int { return bytes.Compare(a[:], b[:]) })
+	return out
+}
+
+// EncodeBuckets is how a store keeps a merged set: the buckets one after
+// the other.
+func EncodeBuckets(bs []bucketer.Bucket) []byte {
+	out := make([]byte, 0, len(bs)*bucketer.BucketSize)
+	for _, b := range bs {
+		out = append(out, b[:]...)
+	}
+	return out
+}
+
+// DecodeBuckets reads what EncodeBuckets wrote.
+func DecodeBuckets(v []byte) ([]bucketer.Bucket, error) {
+	if len(v)%bucketer.BucketSize != 0 {
+		return nil, errors.New("the merged set is damaged")
+	}
+	out := make([]bucketer.Bucket, 0, len(v)/bucketer.BucketSize)
+	for i := 0; i < len(v); i += bucketer.BucketSize {
+		out = append(out, bucketer.Bucket(v[i:i+bucketer.BucketSize]))
+	}
+	return out, nil
 }

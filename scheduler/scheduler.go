@@ -73,6 +73,11 @@ type Config struct {
 	Bucketer *bucketer.Bucketer
 	// OnSeal, if set, is called after each seal this instance ran.
 	OnSeal func(blobstore.SealReport, error)
+	// Merger, when set with a Sealer, merges each period once it closes
+	// (merge.go).
+	Merger Merger
+	// OnMerge, if set, is called after each merge this instance ran.
+	OnMerge func(blobstore.MergeReport, error)
 }
 
 // Stats are the scheduler's own running totals; the purge's are in
@@ -83,6 +88,8 @@ type Stats struct {
 	LockerErrored uint64 // runs skipped because the locker could not be asked (any job)
 	SealRuns      uint64 // seals this instance ran
 	SealFailed    uint64 // of which failed
+	MergeRuns     uint64 // period merges this instance ran
+	MergeFailed   uint64 // of which failed
 }
 
 // Scheduler runs the jobs. Create it with New, then Start and Shutdown
@@ -96,6 +103,7 @@ type Scheduler struct {
 
 	purgeRuns, skipped, lockerErrors atomic.Uint64
 	sealRuns, sealFailed             atomic.Uint64
+	mergeRuns, mergeFailed           atomic.Uint64
 }
 
 // New validates cfg and creates the scheduler with its jobs; nothing runs
@@ -158,6 +166,12 @@ func New(cfg Config) (*Scheduler, error) {
 			_ = gs.Shutdown()
 			return nil, err
 		}
+		if cfg.Merger != nil {
+			if err := s.addMerge(rl); err != nil {
+				_ = gs.Shutdown()
+				return nil, err
+			}
+		}
 	}
 	return s, nil
 }
@@ -200,6 +214,9 @@ func (s *Scheduler) Start() {
 	if s.cfg.Sealer != nil {
 		args = append(args, "seal_every", s.sealEvery)
 	}
+	if s.cfg.Sealer != nil && s.cfg.Merger != nil {
+		args = append(args, "period_merge", true)
+	}
 	s.log.Info("scheduler started", args...)
 	s.s.Start()
 }
@@ -215,7 +232,8 @@ func (s *Scheduler) Shutdown() error {
 // Stats returns a snapshot of the scheduler's running totals.
 func (s *Scheduler) Stats() Stats {
 	return Stats{PurgeRuns: s.purgeRuns.Load(), PurgeSkipped: s.skipped.Load(), LockerErrored: s.lockerErrors.Load(),
-		SealRuns: s.sealRuns.Load(), SealFailed: s.sealFailed.Load()}
+		SealRuns: s.sealRuns.Load(), SealFailed: s.sealFailed.Load(),
+		MergeRuns: s.mergeRuns.Load(), MergeFailed: s.mergeFailed.Load()}
 }
 
 // purge is the job: one guarded run with no override. Refusals and

@@ -31,8 +31,14 @@ type Report struct {
 	AwaitingSeal   *blobstore.SealStats `json:"awaiting_seal,omitempty"`
 	FreePages      *FreePages           `json:"free_pages,omitempty"`
 	Settings       map[string]string    `json:"settings,omitempty"` // PostgreSQL settings read
-	Findings       []string             `json:"findings"`
-	Notes          []string             `json:"notes"`
+	// ClosedPeriods says, for each closed period of the live set, newest
+	// first, whether the period merge rewrote it (docs/design.md §6).
+	ClosedPeriods []ClosedPeriod `json:"closed_periods,omitempty"`
+	// AwaitingMerge counts the rows or records that seals placed since
+	// the last period merge.
+	AwaitingMerge int64    `json:"awaiting_merge"`
+	Findings      []string `json:"findings"`
+	Notes         []string `json:"notes"`
 	// ByBucket counts the blocks of each bucket for Classify. Never
 	// encoded: bucket values are not printed.
 	ByBucket map[bucketer.Bucket]int64 `json:"-"`
@@ -43,6 +49,48 @@ type Report struct {
 type FreePages struct {
 	Free    int `json:"free"`
 	NonZero int `json:"not_scrubbed"` // still holding old bytes
+}
+
+// ClosedPeriod is one closed period of the live set. It is named by its
+// age, never by its bucket.
+type ClosedPeriod struct {
+	Age    int   `json:"age"`    // periods before the current one
+	Blocks int64 `json:"blocks"` // blocks in its bucket
+	Merged bool  `json:"merged"`
+}
+
+// Merges reports, per closed period of the live set, whether it was
+// merged, from the store's merge state (nil: the store has none yet, a
+// file from before the merge). A closed period that holds blocks and
+// was not merged is a finding: its seal windows still show in a copy.
+// So are blocks awaiting a merge while the period just closed was not
+// merged; in the current period they are a note.
+func (r *Report) Merges(bk *bucketer.Bucketer, st *blobstore.MergeState) {
+	if st == nil {
+		st = &blobstore.MergeState{}
+	}
+	cur := bk.Current()
+	r.AwaitingMerge = st.Pending
+	var unmerged []string
+	for age := 1; age < bk.Retention() && uint64(age) <= cur; age++ {
+		b := bk.Bucket(cur - uint64(age))
+		p := ClosedPeriod{Age: age, Blocks: r.ByBucket[b], Merged: st.Merged[b]}
+		r.ClosedPeriods = append(r.ClosedPeriods, p)
+		if !p.Merged && p.Blocks > 0 {
+			unmerged = append(unmerged, fmt.Sprintf("%d", age))
+		}
+	}
+	if len(unmerged) > 0 {
+		r.Finding("closed periods %s (periods ago) hold blocks and were not merged: a copy shows their seal windows, which on a small store say whose blocks are whose (blindstored merge merges the last one; is blindstored serve's scheduler running?)",
+			strings.Join(unmerged, ", "))
+	}
+	switch prev := bk.Bucket(cur - 1); {
+	case st.Pending == 0:
+	case cur > 0 && !st.Merged[prev]:
+		r.Finding("%d rows or records placed by seals await a merge, and the period just closed was not merged: run blindstored merge", st.Pending)
+	default:
+		r.Note("%d rows or records placed by this period's seals await its merge, after it closes: until then a copy shows which seal placed them", st.Pending)
+	}
 }
 
 // New returns an empty report of the store kind named. Findings and
@@ -139,6 +187,18 @@ func (r *Report) Print(w io.Writer) {
 			parts[i] = k + "=" + r.Settings[k]
 		}
 		fmt.Fprintf(w, "  settings                %s\n", strings.Join(parts, " "))
+	}
+	if len(r.ClosedPeriods) > 0 {
+		parts := make([]string, len(r.ClosedPeriods))
+		for i, p := range r.ClosedPeriods {
+			m := "merged"
+			if !p.Merged {
+				m = "not merged"
+			}
+			parts[i] = fmt.Sprintf("%d ago: %s (%d blocks)", p.Age, m, p.Blocks)
+		}
+		fmt.Fprintf(w, "  closed periods          %s\n", strings.Join(parts, "; "))
+		fmt.Fprintf(w, "  awaiting the merge      %d rows or records\n", r.AwaitingMerge)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)

@@ -35,9 +35,10 @@ func Audit(ctx context.Context, path string, bk *bucketer.Bucketer) (*audit.Repo
 	}
 	defer db.Close()
 	rep := audit.New("embedded")
+	var merges *blobstore.MergeState
 	err = db.View(func(tx *bbolt.Tx) error {
 		if err := tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
-			if !isOneOf(name, bucketData, bucketLeases, bucketMeta, bucketUnsealed) {
+			if !isOneOf(name, bucketData, bucketLeases, bucketMeta, bucketUnsealed, bucketUnmerged) {
 				rep.Finding("top-level bucket %q is beyond the design", printable(name))
 			}
 			return nil
@@ -59,7 +60,7 @@ func Audit(ctx context.Context, path string, bk *bucketer.Bucketer) (*audit.Repo
 			return errors.New("the store was created with another bucket key: give the key file it was created with (--bucket-key-file)")
 		}
 		_ = meta.ForEach(func(k, v []byte) error {
-			if v == nil || !isOneOf(k, keyBlockSize, keyFingerprint, keyHighestPeriod, keySchema) {
+			if v == nil || !isOneOf(k, keyBlockSize, keyFingerprint, keyHighestPeriod, keySchema, keyMerged, keyMerging) {
 				rep.Finding("meta key %q is beyond the design", printable(k))
 			}
 			return nil
@@ -73,12 +74,21 @@ func Audit(ctx context.Context, path string, bk *bucketer.Bucketer) (*audit.Repo
 		if err := auditUnsealed(tx, rep); err != nil {
 			return err
 		}
+		if tx.Bucket(bucketUnmerged) != nil {
+			st, err := mergeState(tx)
+			if err != nil {
+				rep.Finding("meta's merged set is damaged")
+			} else {
+				merges = &st
+			}
+		}
 		return auditFreePages(ctx, tx, path, rep)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("audit %s: %w", path, err)
 	}
 	rep.Classify(bk)
+	rep.Merges(bk, merges)
 	return rep, nil
 }
 

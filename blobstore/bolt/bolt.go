@@ -1,12 +1,13 @@
 // Package bolt is blindstore's embedded store: every block in one bbolt
 // file in the data directory, nothing else to install or run.
 //
-// The file holds four top-level buckets and nothing else:
+// The file holds five top-level buckets and nothing else:
 //
-//	meta      schema, block_size, fingerprint, highest_period
+//	meta      schema, block_size, fingerprint, highest_period, merged, merging
 //	leases    time bucket (16 bytes) → { id → proof_hash (32) ‖ etag (16) }
 //	data      time bucket (16 bytes) → { id → { id → ciphertext } }
 //	unsealed  id → flags (1) ‖ time buckets the block left (16 each)
+//	unmerged  id → the same, for blocks sealed since the last period merge
 //
 // Keys are only block IDs, time buckets and the four meta keys. There is
 // no timestamp, size, sequence or counter anywhere, and no value links two
@@ -84,8 +85,9 @@ var (
 )
 
 // schemaVersion is the layout this package writes and reads. Version 1
-// had no unsealed bucket; Open upgrades it (see upgrade).
-const schemaVersion = 2
+// had no unsealed bucket, version 2 no unmerged one; Open upgrades both
+// (see upgrade).
+const schemaVersion = 3
 
 // recordSize is the size of a lease record: the block's Meta less its
 // time bucket, which is the record's parent.
@@ -221,7 +223,7 @@ func initOrCheck(db *bbolt.DB, path string, p blobstore.Params) error {
 		if err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketLeases, bucketData, bucketUnsealed} {
+		for _, name := range [][]byte{bucketLeases, bucketData, bucketUnsealed, bucketUnmerged} {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return err
 			}
@@ -250,16 +252,19 @@ func checkMeta(tx *bbolt.Tx, meta *bbolt.Bucket, path string, p blobstore.Params
 	if len(v) != 4 {
 		return fmt.Errorf("bolt: %s has no valid schema version; the file is damaged", path)
 	}
-	if s := binary.BigEndian.Uint32(v); s != schemaVersion && s != 1 {
-		return fmt.Errorf("bolt: %s has schema version %d, this build reads versions 1 and %d: run the blindstored that created it", path, s, schemaVersion)
+	if s := binary.BigEndian.Uint32(v); s > schemaVersion || s < 1 {
+		return fmt.Errorf("bolt: %s has schema version %d, this build reads versions 1 to %d: run the blindstored that created it", path, s, schemaVersion)
 	}
 	for _, name := range [][]byte{bucketLeases, bucketData} {
 		if tx.Bucket(name) == nil {
 			return fmt.Errorf("bolt: %s lacks its %q bucket; the file is damaged", path, name)
 		}
 	}
-	if binary.BigEndian.Uint32(v) == schemaVersion && tx.Bucket(bucketUnsealed) == nil {
+	if binary.BigEndian.Uint32(v) >= 2 && tx.Bucket(bucketUnsealed) == nil {
 		return fmt.Errorf("bolt: %s lacks its %q bucket; the file is damaged", path, bucketUnsealed)
+	}
+	if binary.BigEndian.Uint32(v) >= 3 && tx.Bucket(bucketUnmerged) == nil {
+		return fmt.Errorf("bolt: %s lacks its %q bucket; the file is damaged", path, bucketUnmerged)
 	}
 	v = meta.Get(keyBlockSize)
 	fp := meta.Get(keyFingerprint)
@@ -287,14 +292,38 @@ func checkMeta(tx *bbolt.Tx, meta *bbolt.Bucket, path string, p blobstore.Params
 	return nil
 }
 
-// upgrade brings a version 1 file to version 2: it adds the unsealed
+// upgrade brings a version 1 file to version 3: it adds the unsealed
 // bucket and names every block in it, so that the first seal rewrites
-// the whole file out of the order it was written in.
+// the whole file out of the order it was written in (and names them in
+// the unmerged bucket); and a version 2 file to version 3: it adds the
+// unmerged bucket and names every sealed block in it, so that the first
+// merge rewrites them out of the windows of their seals.
 func upgrade(db *bbolt.DB, path string) error {
 	err := db.Update(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		if binary.BigEndian.Uint32(meta.Get(keySchema)) == schemaVersion {
+		v := binary.BigEndian.Uint32(meta.Get(keySchema))
+		if v == schemaVersion {
 			return nil
+		}
+		um, err := tx.CreateBucketIfNotExists(bucketUnmerged)
+		if err != nil {
+			return err
+		}
+		// Every block sealed so far is named in the unmerged bucket: the
+		// first merge rewrites the file out of its seals' windows.
+		if v >= 2 {
+			err = tx.Bucket(bucketData).ForEachBucket(func(tb []byte) error {
+				return tx.Bucket(bucketData).Bucket(tb).ForEachBucket(func(id []byte) error {
+					if tx.Bucket(bucketUnsealed).Get(id) != nil {
+						return nil
+					}
+					return um.Put(bytes.Clone(id), []byte{unsealedData})
+				})
+			})
+			if err != nil {
+				return err
+			}
+			return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, schemaVersion))
 		}
 		un, err := tx.CreateBucketIfNotExists(bucketUnsealed)
 		if err != nil {

@@ -530,6 +530,11 @@ func testFileShapes(t *testing.T, seal bool) {
 			t.Fatal(err)
 		}
 		t.Logf("seal: %+v", rep)
+		mrep, err := f.s.Merge(ctx, bucketer.LiveSet{Current: 5, Buckets: []bucketer.Bucket{{0xff}, {0xfe}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("merge: %+v", mrep)
 	}
 	if err := f.s.Close(); err != nil {
 		t.Fatal(err)
@@ -548,10 +553,10 @@ func testFileShapes(t *testing.T, seal bool) {
 		}); err != nil {
 			return err
 		}
-		if fmt.Sprint(tops) != "[data leases meta unsealed]" {
-			t.Errorf("top-level buckets %v, want exactly data, leases, meta, unsealed", tops)
+		if fmt.Sprint(tops) != "[data leases meta unmerged unsealed]" {
+			t.Errorf("top-level buckets %v, want exactly data, leases, meta, unmerged, unsealed", tops)
 		}
-		checkMetaShape(t, tx.Bucket(bucketMeta))
+		checkMetaShape(t, tx.Bucket(bucketMeta), seal)
 		records := checkLeasesShape(t, tx.Bucket(bucketLeases))
 		checkDataShape(t, tx.Bucket(bucketData), records, f.p.BlockSize)
 		n := checkUnsealedShape(t, tx.Bucket(bucketUnsealed))
@@ -561,7 +566,10 @@ func testFileShapes(t *testing.T, seal bool) {
 		if !seal && n < len(records) {
 			t.Errorf("%d blocks unsealed, fewer than the %d written since the store was created", n, len(records))
 		}
-		for _, name := range [][]byte{bucketMeta, bucketLeases, bucketData, bucketUnsealed} {
+		if n := checkUnsealedShape(t, tx.Bucket(bucketUnmerged)); seal && n != 0 {
+			t.Errorf("after a seal and a merge %d blocks are still unmerged", n)
+		}
+		for _, name := range [][]byte{bucketMeta, bucketLeases, bucketData, bucketUnsealed, bucketUnmerged} {
 			if seq := tx.Bucket(name).Sequence(); seq != 0 {
 				t.Errorf("bucket %s has sequence %d; no counter may be stored", name, seq)
 			}
@@ -623,9 +631,12 @@ func checkUnsealedShape(t *testing.T, un *bbolt.Bucket) int {
 	return n
 }
 
-func checkMetaShape(t *testing.T, meta *bbolt.Bucket) {
+func checkMetaShape(t *testing.T, meta *bbolt.Bucket, merged bool) {
 	t.Helper()
 	want := map[string]int{"schema": 4, "block_size": 8, "fingerprint": 32, "highest_period": 8}
+	if merged {
+		want["merged"] = 16 // the closed period of the live set merged
+	}
 	seen := 0
 	_ = meta.ForEach(func(k, v []byte) error {
 		n, ok := want[string(k)]

@@ -192,13 +192,14 @@ type txState struct {
 	leases   *bbolt.Bucket
 	data     *bbolt.Bucket
 	unsealed *bbolt.Bucket
+	unmerged *bbolt.Bucket
 	written  map[wire.ID]struct{}
 	copyAll  bool // move every block by copying: written is not complete
 }
 
 func newTxState(tx *bbolt.Tx) *txState {
 	return &txState{tx: tx, leases: tx.Bucket(bucketLeases), data: tx.Bucket(bucketData),
-		unsealed: tx.Bucket(bucketUnsealed), written: map[wire.ID]struct{}{}}
+		unsealed: tx.Bucket(bucketUnsealed), unmerged: tx.Bucket(bucketUnmerged), written: map[wire.ID]struct{}{}}
 }
 
 // applyOps decides ops against the state in st and writes the changes.

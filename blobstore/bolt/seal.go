@@ -120,16 +120,33 @@ func (s *Store) Seal(ctx context.Context) (blobstore.SealReport, error) {
 	if err != nil {
 		return rep, wrapErr("seal", err)
 	}
+	if err := s.steps(ctx, ids, sealOne, "commit", &rep); err != nil {
+		return rep, wrapErr("seal", err)
+	}
+	if testHookSealStep != nil {
+		testHookSealStep("scrub")
+	}
+	if err := s.scrub(ctx); err != nil {
+		return rep, err
+	}
+	rep.Duration = time.Since(t0)
+	return rep, nil
+}
+
+// steps shuffles ids with a cryptographic permutation and rewrites them
+// with one in commits of the group commit, as described above, calling
+// testHookSealStep(hook) after each.
+func (s *Store) steps(ctx context.Context, ids [][]byte, one func(*txState, []byte, *blobstore.SealReport) (int64, error), hook string, rep *blobstore.SealReport) error {
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
-		return rep, fmt.Errorf("bolt: seal: %w", err)
+		return err
 	}
 	rng := mrand.New(mrand.NewChaCha8(seed))
 	rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 
 	for len(ids) > 0 {
 		if err := ctx.Err(); err != nil {
-			return rep, err
+			return err
 		}
 		var n int
 		var step blobstore.SealReport
@@ -144,7 +161,7 @@ func (s *Store) Seal(ctx context.Context) (blobstore.SealReport, error) {
 			var bytes int64
 			n, step = 0, blobstore.SealReport{}
 			for n < len(ids) && n < maxBlocks && bytes < maxBytes {
-				b, err := sealOne(st, ids[n], &step)
+				b, err := one(st, ids[n], &step)
 				if err != nil {
 					return err
 				}
@@ -154,7 +171,7 @@ func (s *Store) Seal(ctx context.Context) (blobstore.SealReport, error) {
 			return nil
 		})
 		if err != nil {
-			return rep, wrapErr("seal", err)
+			return err
 		}
 		rep.Blocks += step.Blocks
 		rep.Leases += step.Leases
@@ -162,69 +179,81 @@ func (s *Store) Seal(ctx context.Context) (blobstore.SealReport, error) {
 		rep.Bytes += step.Bytes
 		ids = ids[n:]
 		if testHookSealStep != nil {
-			testHookSealStep("commit")
+			testHookSealStep(hook)
 		}
 		if len(ids) > 0 && s.writers.Count() != before {
 			if err := wait.Sleep(ctx, time.Since(t0)); err != nil {
-				return rep, err
+				return err
 			}
 		}
 	}
-	if testHookSealStep != nil {
-		testHookSealStep("scrub")
-	}
-	if err := s.scrub(ctx); err != nil {
-		return rep, err
-	}
-	rep.Duration = time.Since(t0)
-	return rep, nil
+	return nil
 }
 
 // sealOne rewrites one block's pages in the transaction (see above) and
 // returns the bytes of data it rewrote. rep is counted as if the
 // transaction commits.
+//
+// The block is then named in the unmerged bucket, with the same flags
+// and buckets left, for the period merge (merge.go) to rewrite once more.
 func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
-	tx := st.tx
-	un := st.unsealed
-	v := un.Get(id)
+	v := st.unsealed.Get(id)
 	if v == nil {
 		return 0, nil // sealed by an earlier commit of this seal's caller, or never unsealed
 	}
-	if len(v) < 1 || (len(v)-1)%len(wire.ETag{}) != 0 {
-		return 0, errors.New("an unsealed entry is malformed; the file is damaged")
+	v = bytes.Clone(v)
+	written, exists, err := rewriteOne(st, id, v, rep)
+	if err != nil {
+		return 0, err
 	}
-	flags, left := v[0], bytes.Clone(v[1:])
+	if exists {
+		if err := st.markUnmerged(id, v); err != nil {
+			return 0, err
+		}
+	}
+	return written, st.unsealed.Delete(id)
+}
+
+// rewriteOne rewrites one block's pages as a seal does, after the
+// entry v (flags ‖ buckets left) that names it in the unsealed or the
+// unmerged bucket, and reports whether the block exists.
+func rewriteOne(st *txState, id, v []byte, rep *blobstore.SealReport) (written int64, exists bool, err error) {
+	tx := st.tx
+	if len(v) < 1 || (len(v)-1)%len(wire.ETag{}) != 0 {
+		return 0, false, errors.New("an unsealed or unmerged entry is malformed; the file is damaged")
+	}
+	flags, left := v[0], v[1:]
 	leases, data := tx.Bucket(bucketLeases), tx.Bucket(bucketData)
-	var written int64
 	bucket, rec := find(tx, id)
 	if rec != nil {
+		exists = true
 		bucket = bytes.Clone(bucket)
 		if err := leases.Bucket(bucket).Put(bytes.Clone(id), bytes.Clone(rec)); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		rep.Leases++
 		tb := data.Bucket(bucket)
 		if tb == nil {
-			return 0, errors.New("a block has a record but no data; the file is damaged")
+			return 0, false, errors.New("a block has a record but no data; the file is damaged")
 		}
 		if flags&unsealedData != 0 {
 			nb := tb.Bucket(id)
 			if nb == nil {
-				return 0, errors.New("a block has a record but no data; the file is damaged")
+				return 0, false, errors.New("a block has a record but no data; the file is damaged")
 			}
 			d := bytes.Clone(nb.Get(id))
 			if d == nil {
-				return 0, errors.New("a block has a record but no data; the file is damaged")
+				return 0, false, errors.New("a block has a record but no data; the file is damaged")
 			}
 			if err := tb.DeleteBucket(id); err != nil {
-				return 0, err
+				return 0, false, err
 			}
 			nb, err := tb.CreateBucket(bytes.Clone(id))
 			if err != nil {
-				return 0, err
+				return 0, false, err
 			}
 			if err := nb.Put(bytes.Clone(id), d); err != nil {
-				return 0, err
+				return 0, false, err
 			}
 			// A writer later in this transaction must copy this data
 			// rather than move the subtree (see txState).
@@ -233,7 +262,7 @@ func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
 			rep.Blocks++
 			rep.Bytes += written
 		} else if err := touch(tb, id); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 	} else {
 		rep.Deleted++
@@ -246,12 +275,12 @@ func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
 		for _, parent := range []*bbolt.Bucket{leases, data} {
 			if b := parent.Bucket(l); b != nil {
 				if err := touch(b, id); err != nil {
-					return 0, err
+					return 0, false, err
 				}
 			}
 		}
 	}
-	return written, un.Delete(id)
+	return written, exists, nil
 }
 
 // touch makes bbolt rewrite the leaf of b where id lies or would lie: a

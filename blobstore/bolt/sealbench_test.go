@@ -15,6 +15,10 @@ import (
 //
 //	go test -run '^$' -bench 'Seal' -benchtime 4x ./blobstore/bolt/
 //
+// BenchmarkMerge and BenchmarkWritesDuringMerge do the same for the
+// period merge, beside the same baseline; BenchmarkMergeAttack reports
+// what the attacker reaches after the seals and after the merges.
+//
 // BenchmarkSeal sets a seal beside a raw bbolt rewrite of the same data:
 // nested buckets copied in a random order from one bucket to another in
 // one transaction. BenchmarkWritesDuringSeal times single writes with and
@@ -23,14 +27,34 @@ import (
 
 // BenchmarkSeal runs sealtest.BenchSeal: a seal rewrites its blocks and
 // scrubs what it freed.
-func BenchmarkSeal(b *testing.B) {
+func BenchmarkSeal(b *testing.B) { sealtest.BenchSeal(b, sealBench(b)) }
+
+// BenchmarkMerge runs sealtest.BenchMerge beside the seal's raw baseline:
+// a merge rewrites its blocks as a seal does, and scrubs.
+func BenchmarkMerge(b *testing.B) { sealtest.BenchMerge(b, sealBench(b)) }
+
+// BenchmarkWritesDuringMerge runs sealtest.BenchWritesDuringMerge.
+func BenchmarkWritesDuringMerge(b *testing.B) {
+	f := newBenchStore(b, 1)
+	sealtest.BenchWritesDuringMerge(b, f.s, benchBlockSize)
+}
+
+// BenchmarkMergeAttack runs sealtest.BenchMergeAttack on a fresh file
+// each round.
+func BenchmarkMergeAttack(b *testing.B) {
+	sealtest.BenchMergeAttack(b, attackConfig(func(t testing.TB) string { return filepath.Join(t.TempDir(), "blocks.db") }, nil))
+}
+
+// sealBench is a fresh store and the raw baseline of the seal's and the
+// merge's benchmarks.
+func sealBench(b *testing.B) sealtest.SealBench {
 	f := newBenchStore(b, 1) // for its store: sealtest brings its own blocks
 	raw, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, boltOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer raw.Close()
-	sealtest.BenchSeal(b, sealtest.SealBench{
+	b.Cleanup(func() { raw.Close() })
+	return sealtest.SealBench{
 		Store:     f.s,
 		BlockSize: benchBlockSize,
 		Raw: sealtest.SealBaseline{
@@ -63,7 +87,7 @@ func BenchmarkSeal(b *testing.B) {
 		},
 		Written:     bytesWritten,
 		WrittenName: "written",
-	})
+	}
 }
 
 // rawSeal moves every nested bucket of "hot" to "sealed" in a random

@@ -25,19 +25,25 @@ func sealChild(path string) {
 	}
 	c := sealtest.NewChild()
 	testHookSealStep = func(step string) {
-		if step == "scrub" {
+		switch step {
+		case "scrub":
 			c.Say("z")
-		} else {
+		case "merge":
+			c.Say("k")
+		default:
 			c.Say("c")
 		}
 	}
 	c.Run(s, 50*time.Millisecond)
 }
 
-// TestSealSurvivesKill kills a writing and sealing process inside a seal,
-// three times over on one file: between two of its commits, in its scrub,
-// and at a random instant. After each kill, and after the next seal, the
-// file passes bbolt's consistency check besides sealtest.Kill's checks.
+// TestSealSurvivesKill kills a writing, sealing and merging process
+// inside a seal or a period merge, five times over on one file: between
+// two of a seal's commits, in its scrub, at a random instant, and twice
+// between two of a merge's commits (each leaves a merge that the next
+// one resumes). After each kill, and after the next merge and seal, every
+// acknowledged block reads back with its ETag and the file passes bbolt's
+// consistency check (sealtest.Kill).
 func TestSealSurvivesKill(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "blocks.db")
 	sealtest.Kill(t, sealtest.KillConfig{
@@ -46,14 +52,17 @@ func TestSealSurvivesKill(t *testing.T) {
 		Check: func(t *testing.T, s sealtest.Store, sealed bool) {
 			checkFile(t, s.(*Store))
 		},
-		Marks: []string{"c", "z"},
+		Marks: []string{"c", "z", "k"},
 		Rounds: []sealtest.KillRound{
 			{At: "c", MaxDelay: 2 * time.Millisecond},
 			{At: "z", MaxDelay: 2 * time.Millisecond},
 			{At: "s", MaxDelay: 20 * time.Millisecond},
+			{At: "k", MaxDelay: 2 * time.Millisecond},
+			{At: "k", MaxDelay: 2 * time.Millisecond},
 		},
-		MinSeals:  3,
-		MinWrites: 300,
+		MinSeals:         3,
+		MinWrites:        300,
+		WantMergeResumed: true,
 	})
 }
 

@@ -37,7 +37,7 @@ var (
 	// which share the store's database: one per token key, a nonce each.
 	spentRE         = regexp.MustCompile(`^spent_[0-9a-v]{52}$`)
 	spentColumns    = "nonce bytea"
-	designMetaKeys  = []string{metaBlockSize, metaFingerprint, metaHighestPeriod, metaHotSide, metaWritePool}
+	designMetaKeys  = []string{metaBlockSize, metaFingerprint, metaHighestPeriod, metaHotSide, metaWritePool, metaUnmerged, metaMerged}
 	designFunctions = []string{"blindstore_expect_rows", "blindstore_expect_side"}
 )
 
@@ -98,6 +98,10 @@ func Audit(ctx context.Context, url string, bk *bucketer.Bucketer) (*audit.Repor
 	if err != nil {
 		return nil, err
 	}
+	merges, err := mergeState(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
@@ -133,6 +137,7 @@ func Audit(ctx context.Context, url string, bk *bucketer.Bucketer) (*audit.Repor
 		rep.Note("%d blocks changed since the last seal (%d rows on the hot sides): until the next seal, their rows keep the transactions that wrote them, so a copy shows which were written together and in which order", ss.Blocks, ss.Rows)
 	}
 	rep.Classify(bk)
+	rep.Merges(bk, &merges)
 	live := bk.Live()
 	var unknownParts int
 	for _, p := range parts {

@@ -231,6 +231,7 @@ func (s *Store) merge(ctx context.Context, conn *pgxpool.Conn, x side, rep *blob
 	b.Queue(expand(sqlMergeDeleteBlocks, x))
 	b.Queue(expand(sqlMergeDeleteLeases, x))
 	b.Queue(expand(sqlMergeLeases, x)).Exec(func(ct pgconn.CommandTag) error { leases = ct.RowsAffected(); return nil })
+	b.Queue(sqlRecordSeal, metaUnmerged)
 	b.Queue(expand(sqlMergeIDs, x)).Query(func(rows pgx.Rows) error {
 		var err error
 		ids, err = pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
@@ -301,21 +302,34 @@ const mergeChunkBytes = 4 << 20
 // 2× (BenchmarkWritesDuringSeal). With no writer about it goes at full
 // speed (BenchmarkSeal).
 func (s *Store) mergeBlocks(ctx context.Context, conn *pgxpool.Conn, x side, ids []pgtype.UUID) error {
-	var seed [32]byte
-	if _, err := rand.Read(seed[:]); err != nil {
-		return fmt.Errorf("postgres: seal: %w", err)
+	return s.rewritePermuted(ctx, conn, ids, 0, expand(sqlMergeBlocks, x), expand(sqlMergeChunk, x), nil)
+}
+
+// rewritePermuted runs the statements that rewrite the rows of ids, in
+// the order of a cryptographic permutation of ids, in the caller's
+// transaction: all at once with full while no writer is about (in
+// chunks of idleBytes of data, when idleBytes is not 0), and a chunk of
+// mergeChunkBytes at a time with chunk, pausing after each, while
+// writers are active. hook, when set, runs after the first statement.
+func (s *Store) rewritePermuted(ctx context.Context, conn *pgxpool.Conn, ids []pgtype.UUID, idleBytes int, full, chunk string, hook func()) error {
+	shuffle(ids)
+	per, idle := max(1, mergeChunkBytes/s.blockSize), len(ids)
+	if idleBytes > 0 {
+		idle = max(1, idleBytes/s.blockSize)
 	}
-	mrand.New(mrand.NewChaCha8(seed)).Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
-	per := max(1, mergeChunkBytes/s.blockSize)
 	for len(ids) > 0 {
 		before := s.writers.Count()
-		n, q := len(ids), expand(sqlMergeBlocks, x)
+		n, q := min(len(ids), idle), full
 		if n > per && (s.writers.Active() || othersActive(ctx, conn)) {
-			n, q = per, expand(sqlMergeChunk, x)
+			n, q = per, chunk
 		}
 		t0 := time.Now()
 		if _, err := conn.Exec(ctx, q, ids[:n]); err != nil {
-			return classify("seal: rewrite a hot side into the sealed part", err)
+			return classify("rewrite rows in a random order", err)
+		}
+		if hook != nil {
+			hook()
+			hook = nil
 		}
 		took := time.Since(t0)
 		ids = ids[n:]
@@ -326,6 +340,14 @@ func (s *Store) mergeBlocks(ctx context.Context, conn *pgxpool.Conn, x side, ids
 		}
 	}
 	return nil
+}
+
+// shuffle puts xs in the order of a ChaCha8 permutation keyed from
+// crypto/rand.
+func shuffle[T any](xs []T) {
+	var seed [32]byte
+	_, _ = rand.Read(seed[:]) // never fails: crypto/rand crashes the program instead
+	mrand.New(mrand.NewChaCha8(seed)).Shuffle(len(xs), func(i, j int) { xs[i], xs[j] = xs[j], xs[i] })
 }
 
 // othersActive reports whether another session of this database is

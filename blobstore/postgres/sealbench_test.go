@@ -6,6 +6,7 @@ import (
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/blobstore/sealtest"
+	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -25,13 +26,40 @@ import (
 // of block data moved; a CHECKPOINT after the fills keeps the fills'
 // full-page writes out of it.
 func BenchmarkSeal(b *testing.B) {
+	sealtest.BenchSeal(b, sealBench(b, "INSERT INTO raw_sealed SELECT * FROM raw_hot ORDER BY random()"))
+}
+
+// BenchmarkMerge runs sealtest.BenchMerge beside what PostgreSQL does to
+// rewrite the same rows in place with no store around it: a DELETE …
+// RETURNING feeding an INSERT … ORDER BY random() of the same table,
+// then a VACUUM, as the merge does.
+func BenchmarkMerge(b *testing.B) {
+	sealtest.BenchMerge(b, sealBench(b, `WITH d AS (DELETE FROM raw_hot RETURNING *) INSERT INTO raw_hot SELECT * FROM d ORDER BY random()`,
+		"VACUUM (TRUNCATE OFF) raw_hot"))
+}
+
+// BenchmarkWritesDuringMerge runs sealtest.BenchWritesDuringMerge.
+func BenchmarkWritesDuringMerge(b *testing.B) {
+	e := newBenchEnv(b)
+	sealtest.BenchWritesDuringMerge(b, e.s, benchBlockSize)
+}
+
+// BenchmarkMergeAttack runs sealtest.BenchMergeAttack on a fresh
+// database each round.
+func BenchmarkMergeAttack(b *testing.B) {
+	sealtest.BenchMergeAttack(b, attackConfig(func(t testing.TB) string { return pgtest.URL(t) }))
+}
+
+// sealBench is a fresh store and the raw baseline of the seal's and the
+// merge's benchmarks, whose timed rewrite runs the statements rewrite.
+func sealBench(b *testing.B, rewrite ...string) sealtest.SealBench {
 	e := newBenchEnv(b)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, e.s.pool.Config().ConnConfig.ConnString())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	b.Cleanup(func() { conn.Close(ctx) })
 	if _, err := conn.Exec(ctx, `CREATE TABLE raw_hot (LIKE blocks_hot_a INCLUDING ALL);
 		CREATE TABLE raw_sealed (LIKE blocks INCLUDING ALL)`); err != nil {
 		b.Fatal(err)
@@ -41,7 +69,7 @@ func BenchmarkSeal(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	sealtest.BenchSeal(b, sealtest.SealBench{
+	return sealtest.SealBench{
 		Store:     e.s,
 		BlockSize: benchBlockSize,
 		Raw: sealtest.SealBaseline{
@@ -57,7 +85,11 @@ func BenchmarkSeal(b *testing.B) {
 					}
 				}
 			},
-			Rewrite: func(b *testing.B) { exec("INSERT INTO raw_sealed SELECT * FROM raw_hot ORDER BY random()") },
+			Rewrite: func(b *testing.B) {
+				for _, q := range rewrite {
+					exec(q)
+				}
+			},
 		},
 		Settle: func(b *testing.B) { exec("CHECKPOINT") },
 		Written: func() int64 {
@@ -68,7 +100,7 @@ func BenchmarkSeal(b *testing.B) {
 			return n
 		},
 		WrittenName: "WAL",
-	})
+	}
 }
 
 // BenchmarkWritesDuringSeal runs sealtest.BenchWritesDuringSeal.

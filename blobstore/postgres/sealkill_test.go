@@ -39,14 +39,18 @@ func sealChild(url, fp string) {
 	}
 	c := sealtest.NewChild()
 	testHookSwitched = func() { c.Say("m") }
+	testHookMerging = func() { c.Say("k") }
 	c.Run(s, 100*time.Millisecond)
 }
 
-// TestSealSurvivesKill kills a writing and sealing process at a random
-// instant inside a seal, three times over on one database: twice in the
-// merge, after the switch, once anywhere. At least one kill must leave a
-// seal that the next one resumes, and after each next seal both hot sides
-// are empty besides sealtest.Kill's checks.
+// TestSealSurvivesKill kills a writing, sealing and merging process at a
+// random instant inside a seal or a period merge, four times over on one
+// database: twice in the seal's merge, after the switch, once anywhere,
+// and once in a period merge, after its first chunk of block rows (it is
+// one transaction, so the kill rolls it back whole and the next merge
+// does it all). At least one kill must leave a seal that the next one
+// resumes; after each next merge and seal both hot sides are empty, and
+// every acknowledged block reads back with its ETag (sealtest.Kill).
 func TestSealSurvivesKill(t *testing.T) {
 	url := pgtest.URL(t)
 	p := testParams()
@@ -62,11 +66,12 @@ func TestSealSurvivesKill(t *testing.T) {
 				checkSealed(t, connect(t, url))
 			}
 		},
-		Marks: []string{"m"},
+		Marks: []string{"m", "k"},
 		Rounds: []sealtest.KillRound{
 			{At: "m", MaxDelay: 10 * time.Millisecond},
 			{At: "m", MaxDelay: 10 * time.Millisecond},
 			{At: "s", MaxDelay: 40 * time.Millisecond},
+			{At: "k", MaxDelay: 5 * time.Millisecond},
 		},
 		MinSeals:    3,
 		MinWrites:   200,

@@ -30,7 +30,7 @@ type AttackConfig struct {
 	// Name names the store in the log.
 	Name string
 	// Open opens a fresh store with p.
-	Open func(t *testing.T, p blobstore.Params) Store
+	Open func(t testing.TB, p blobstore.Params) Store
 	// Copy reads the store as a copy holder would, everything it leaves
 	// on disk included, and returns what it observes of each block.
 	Copy func(ctx context.Context, owners map[wire.ID]attack.Owner) (attack.Features, error)
@@ -45,6 +45,10 @@ type AttackConfig struct {
 	// they blur what the second period's commits show, and the figure is
 	// only logged.
 	LinkedAfterRenewals bool
+	// WindowsVisible requires the copy to show the seal windows before
+	// the period merge (SmallScale): where a seal's rows carry its
+	// transaction id, blocks of one period split by window.
+	WindowsVisible bool
 }
 
 // Attack runs simulated users through the service (files written in
@@ -57,42 +61,14 @@ type AttackConfig struct {
 // the store's test to check its own state.
 func Attack(t *testing.T, cfg AttackConfig) Store {
 	ctx := context.Background()
-	clock := bucketer.NewFakeClock(time.Date(2031, 3, 4, 5, 0, 0, 0, time.UTC))
-	key, err := bucketer.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bk, err := bucketer.New(bucketer.Config{Key: key, Period: 24 * time.Hour, Retention: 3, Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := cfg.Open(t, blobstore.Params{BlockSize: AttackBlockSize, Fingerprint: bk.Fingerprint()})
-	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: s, Bucketer: bk, BlockSize: AttackBlockSize})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, svc, clock, _ := attackStore(t, cfg, 3)
 	sim := attack.NewSim(svc, attack.SimConfig{Seed: 1, Overlap: 3})
 	rng := rand.New(rand.NewPCG(2, 3))
 	// measure reads every block back first when asked (a measurement of
 	// a store that lost blocks would mean nothing).
 	measure := func(when string, verify bool) attack.Report {
 		t.Helper()
-		if verify {
-			if err := sim.Verify(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		owners := sim.Owners()
-		feat, err := cfg.Copy(ctx, owners)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep := attack.Measure(feat, owners, rng)
-		t.Logf("%s, %s: %s", cfg.Name, when, rep)
-		if rep.Unseen > 0 || rep.Same == 0 {
-			t.Fatalf("%s: the copy shows %d of the live blocks, %d same-user pairs", when, rep.Blocks, rep.Same)
-		}
-		return rep
+		return measureCopy(t, cfg, sim, rng, cfg.Name+", "+when, verify, nil)
 	}
 	before := func(when string, check bool) {
 		t.Helper()
@@ -136,4 +112,56 @@ func Attack(t *testing.T, cfg AttackConfig) Store {
 	after("second period, after its seal")
 	checkAllSealed(t, s, "after the second seal")
 	return s
+}
+
+// measureCopy reads every block back first when verify is set (a
+// measurement of a store that lost blocks would mean nothing), then
+// measures the attacker on ac's copy of the store sim writes to, with
+// the blocks compared within the strata of sim's owners, or of what
+// strata makes of them.
+func measureCopy(t testing.TB, ac AttackConfig, sim *attack.Sim, rng *rand.Rand, when string, verify bool,
+	strata func(map[wire.ID]attack.Owner) map[wire.ID]attack.Owner) attack.Report {
+	t.Helper()
+	ctx := context.Background()
+	if verify {
+		if err := sim.Verify(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owners := sim.Owners()
+	feat, err := ac.Copy(ctx, owners)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth := owners
+	if strata != nil {
+		truth = strata(owners)
+	}
+	rep := attack.Measure(feat, truth, rng)
+	t.Logf("%s: %s", when, rep)
+	if rep.Unseen > 0 || rep.Same == 0 {
+		t.Fatalf("%s: the copy shows %d of the live blocks, %d same-user pairs", when, rep.Blocks, rep.Same)
+	}
+	return rep
+}
+
+// attackStore opens ac's store with a bucket key of its own, periods of a
+// day on a fake clock and the given retention, and the service over it.
+func attackStore(t testing.TB, ac AttackConfig, retention int) (Store, *blobstore.Service, *bucketer.FakeClock, *bucketer.Bucketer) {
+	t.Helper()
+	clock := bucketer.NewFakeClock(time.Date(2031, 3, 4, 5, 0, 0, 0, time.UTC))
+	key, err := bucketer.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk, err := bucketer.New(bucketer.Config{Key: key, Period: 24 * time.Hour, Retention: retention, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ac.Open(t, blobstore.Params{BlockSize: AttackBlockSize, Fingerprint: bk.Fingerprint()})
+	svc, err := blobstore.NewService(blobstore.ServiceConfig{Store: s, Bucketer: bk, BlockSize: AttackBlockSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, svc, clock, bk
 }

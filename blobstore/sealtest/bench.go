@@ -144,6 +144,18 @@ func BenchSeal(b *testing.B, cfg SealBench) {
 // a seal rewrites SealBlocks blocks, then as long again with no seal,
 // and reports the median latency of each and their ratio.
 func BenchWritesDuringSeal(b *testing.B, s Store, blockSize int) {
+	seal := func() error {
+		_, err := s.Seal(context.Background())
+		return err
+	}
+	benchWritesDuring(b, s, blockSize, "seal", nil, seal, seal)
+}
+
+// benchWritesDuring is BenchWritesDuringSeal for work (named what in the
+// metrics), after prepare has run untimed on the blocks filled; settle
+// runs untimed after each round, so that what was written meanwhile is
+// not the next round's work.
+func benchWritesDuring(b *testing.B, s Store, blockSize int, what string, prepare, work, settle func() error) {
 	ctx := context.Background()
 	blocks := newBlockSet(64, blockSize)
 	bucket := randBucket()
@@ -181,11 +193,16 @@ func BenchWritesDuringSeal(b *testing.B, s Store, blockSize int) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		blocks.fill(b, s, SealBlocks, bucket)
+		if prepare != nil {
+			if err := prepare(); err != nil {
+				b.Fatal(err)
+			}
+		}
 		b.StartTimer()
 		var took time.Duration
 		run(&sealing, func() {
 			t0 := time.Now()
-			if _, err := s.Seal(ctx); err != nil {
+			if err := work(); err != nil {
 				b.Fatal(err)
 			}
 			took = time.Since(t0)
@@ -194,16 +211,18 @@ func BenchWritesDuringSeal(b *testing.B, s Store, blockSize int) {
 		// sealed next round, outside the timing.
 		run(&quiet, func() { time.Sleep(took) })
 		b.StopTimer()
-		mustSeal(b, s)
+		if err := settle(); err != nil {
+			b.Fatal(err)
+		}
 		b.StartTimer()
 	}
 	b.StopTimer()
 	ms := func(ds []time.Duration) float64 { return float64(median(ds).Microseconds()) / 1e3 }
 	mq, msl := ms(quiet), ms(sealing)
 	b.ReportMetric(mq, "ms-median-write")
-	b.ReportMetric(msl, "ms-median-write-during-seal")
+	b.ReportMetric(msl, "ms-median-write-during-"+what)
 	b.ReportMetric(msl/mq, "during/quiet")
-	b.ReportMetric(float64(len(sealing)), "writes-during-seals")
+	b.ReportMetric(float64(len(sealing)), "writes-during-"+what+"s")
 }
 
 // Renewal as make bench measures it: an account of RenewAccount blocks

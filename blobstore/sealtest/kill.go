@@ -77,12 +77,16 @@ func (c *Child) Run(s Store, pause time.Duration) {
 	deadline := time.Now().Add(60 * time.Second)
 	ctx := context.Background()
 	go func() {
+		seals := 0
 		for time.Now().Before(deadline) {
 			c.Say(markSealStart)
 			if _, err := s.Seal(ctx); err != nil {
 				c.Say("e %v", err)
 			}
 			c.Say(markSealEnd)
+			if seals++; seals%2 == 0 {
+				c.merge(ctx, s)
+			}
 			time.Sleep(pause)
 		}
 	}()
@@ -162,6 +166,9 @@ type KillConfig struct {
 	// WantResumed requires at least one kill to leave a seal that the
 	// next seal reports it resumed.
 	WantResumed bool
+	// WantMergeResumed requires at least one kill to leave a merge
+	// (a store's merge of several commits) that the next merge resumes.
+	WantMergeResumed bool
 }
 
 // Kill runs a process that writes and seals at once and kills it
@@ -176,7 +183,7 @@ func Kill(t *testing.T, cfg KillConfig) {
 	}
 	acked := map[wire.ID]byte{}
 	ctx := context.Background()
-	var resumed int
+	var resumed, mergesResumed int
 	for round, r := range cfg.Rounds {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), cfg.ChildEnv...)
@@ -202,7 +209,7 @@ func Kill(t *testing.T, cfg KillConfig) {
 				}
 				acked[wire.ID(id)] = v
 				writes++
-			case line == markSealStart || slices.Contains(cfg.Marks, line):
+			case line == markSealStart || line == markMergeStart || slices.Contains(cfg.Marks, line):
 				if line == markSealStart {
 					seals++
 				}
@@ -215,7 +222,7 @@ func Kill(t *testing.T, cfg KillConfig) {
 				}
 			case strings.HasPrefix(line, "e "):
 				t.Errorf("child's seal failed: %s", line)
-			case line == markSealEnd:
+			case line == markSealEnd || line == markMergeEnd:
 			default:
 				t.Fatalf("child said %q", line)
 			}
@@ -235,6 +242,12 @@ func Kill(t *testing.T, cfg KillConfig) {
 			t.Fatal(err)
 		}
 		checkAcked(t, s, acked)
+		// A store that merges finishes the merge the kill may have
+		// interrupted, before anything else.
+		mrep, merges := afterKillMerge(t, s, acked)
+		if mrep.Resumed {
+			mergesResumed++
+		}
 		rep := mustSeal(t, s)
 		if rep.Resumed {
 			resumed++
@@ -242,8 +255,11 @@ func Kill(t *testing.T, cfg KillConfig) {
 		checkAllSealed(t, s, "after the next seal")
 		checkAcked(t, s, acked)
 		cfg.Check(t, s, true)
-		t.Logf("round %d: killed %v after %q of a seal (%d seals, %d writes); %d blocks in %d rows awaited a seal, the next seal rewrote %d (resumed an interrupted one: %v)",
+		t.Logf("round %d: killed %v after %q (%d seals, %d writes); %d blocks in %d rows awaited a seal, the next seal rewrote %d (resumed an interrupted one: %v)",
 			round, delay, r.At, seals, writes, st.Blocks, st.Rows, rep.Blocks, rep.Resumed)
+		if merges {
+			t.Logf("round %d: the merge after the kill rewrote %d blocks and %d leases (resumed an interrupted one: %v)", round, mrep.Blocks, mrep.Leases, mrep.Resumed)
+		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -251,6 +267,9 @@ func Kill(t *testing.T, cfg KillConfig) {
 	t.Logf("%d acknowledged blocks intact; %d of %d kills left a seal to resume", len(acked), resumed, len(cfg.Rounds))
 	if cfg.WantResumed && resumed == 0 {
 		t.Error("no kill interrupted a seal where the next seal resumes it")
+	}
+	if cfg.WantMergeResumed && mergesResumed == 0 {
+		t.Error("no kill interrupted a merge where the next merge resumes it")
 	}
 }
 

@@ -81,7 +81,7 @@ type config struct {
 	clientProfile string
 }
 
-var allRows = []string{"block", "peer", "renew", "purge", "seal", "files", "web", "browser", "login", "edit", "scale", "sync", "webdav"}
+var allRows = []string{"block", "peer", "renew", "purge", "seal", "files", "web", "browser", "login", "edit", "scale", "sync", "webdav", "merge"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("blindbench", flag.ContinueOnError)
@@ -119,7 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.webdavFiles, "webdav-files", 10000, "small files the webdav row copies in with rclone (and with blind put, its baseline)")
 	fs.Int64Var(&c.webdavUploadSize, "webdav-upload-size", 256<<20, "`bytes` of each of the 8 concurrent uploads of the webdav memory row")
 	fs.IntVar(&c.peerBlocks, "peer-blocks", 1000, "random blocks that nginx and blindstored serve in the peer row (wrk reads them at random)")
-	fs.IntVar(&c.sealRounds, "seal-rounds", 3, "rounds of the seal benchmarks (each seals 128 MiB beside its raw baseline)")
+	fs.IntVar(&c.sealRounds, "seal-rounds", 3, "rounds of the seal and merge benchmarks (each seals or merges 128 MiB beside its raw baseline)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file`")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of this process to `file` at the end")
 	fs.StringVar(&c.serverProfile, "server-profile", "", "`directory` for CPU and heap profiles of every blindstored the bench starts (through its --admin-listen pprof on loopback): LABEL-cpu-NNN.pb.gz slices and LABEL-heap.pb.gz")

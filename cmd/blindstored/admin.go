@@ -55,6 +55,7 @@ type observability struct {
 	http   *httpapi.Metrics
 	commit *commitMetrics
 	seal   *sealMetrics
+	merge  *mergeMetrics
 	sched  atomic.Pointer[schedSource]
 }
 
@@ -98,6 +99,9 @@ func newObservability(o *opened) (*observability, error) {
 	if ob.seal, err = newSealMetrics(reg); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	if ob.merge, err = newMergeMetrics(reg); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	return ob, nil
 }
 
@@ -118,7 +122,8 @@ func (ob *observability) connState() func(net.Conn, http.ConnState) {
 	return ob.http.ConnState
 }
 
-// schedulerHooks makes the scheduler report each seal to the metrics.
+// schedulerHooks makes the scheduler report each seal and merge to the
+// metrics.
 func (ob *observability) schedulerHooks(cfg *scheduler.Config) {
 	if ob == nil {
 		return
@@ -128,6 +133,13 @@ func (ob *observability) schedulerHooks(cfg *scheduler.Config) {
 		ob.seal.observe(rep, err)
 		if prev != nil {
 			prev(rep, err)
+		}
+	}
+	prevMerge := cfg.OnMerge
+	cfg.OnMerge = func(rep blobstore.MergeReport, err error) {
+		ob.merge.observe(rep, err)
+		if prevMerge != nil {
+			prevMerge(rep, err)
 		}
 	}
 }
@@ -381,6 +393,48 @@ func (m *sealMetrics) observe(rep blobstore.SealReport, err error) {
 	m.blocks.Add(float64(rep.Blocks))
 	m.leases.Add(float64(rep.Leases))
 	m.bytes.Add(float64(rep.Bytes))
+}
+
+// mergeMetrics measure what the period merges cost: at most one more
+// write of what the period placed, reported per byte stored.
+type mergeMetrics struct {
+	runs    prometheus.Counter
+	failed  prometheus.Counter
+	seconds prometheus.Histogram
+	bytes   prometheus.Counter
+	cost    prometheus.Gauge
+}
+
+func newMergeMetrics(reg prometheus.Registerer) (*mergeMetrics, error) {
+	m := &mergeMetrics{
+		runs:   prometheus.NewCounter(prometheus.CounterOpts{Name: "blindstore_merge_runs_total", Help: "Period merges this instance ran."}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "blindstore_merge_failed_total", Help: "Period merges that failed (the next run does it again)."}),
+		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "blindstore_merge_duration_seconds",
+			Help:    "Time of the period merges that succeeded.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 18), // 10 ms to about 20 min
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "blindstore_merge_bytes_total", Help: "Bytes (block data and lease rows) period merges rewrote."}),
+		cost: prometheus.NewGauge(prometheus.GaugeOpts{Name: "blindstore_merge_bytes_per_byte_stored",
+			Help: "The last period merge's bytes rewritten per byte of block data stored."}),
+	}
+	for _, c := range []prometheus.Collector{m.runs, m.failed, m.seconds, m.bytes, m.cost} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *mergeMetrics) observe(rep blobstore.MergeReport, err error) {
+	m.runs.Inc()
+	if err != nil {
+		m.failed.Inc()
+		return
+	}
+	m.seconds.Observe(rep.Duration.Seconds())
+	m.bytes.Add(float64(rep.Bytes))
+	m.cost.Set(rep.Cost())
 }
 
 // purgeCollector exports the purger's and the scheduler's running totals

@@ -63,6 +63,7 @@ func commands(stdout, stderr io.Writer) map[string]*command {
 		migrateCommand(stdout, stderr),
 		purgeCommand(stdout, stderr),
 		sealCommand(stdout, stderr),
+		mergeCommand(stdout, stderr),
 		keygenCommand(stdout),
 		issuerCommand(stdout, stderr),
 		versionCommand(stdout),

@@ -5,7 +5,8 @@
 // It has three parts:
 //
 //   - Sim drives simulated users through a blobstore.Service, as the
-//     client does: files written in overlapping bursts (one batch write
+//     client does (all of them at once, or a few per seal window with
+//     WriteFilesOf and RenewAllOf, as on a small store): files written in overlapping bursts (one batch write
 //     per file, then a compare-and-swap of the user's root block; a few
 //     users at a time, SimConfig.Overlap), some files deleted, files read
 //     back by half of the users, and, after the clock moves to the next
@@ -25,7 +26,11 @@
 //
 // What Measure computes, exactly: the blocks are split into strata by
 // seal window (the design allows a copy to show which seal wrote a row,
-// so only blocks last written in the same window are compared). Every
+// so only blocks last written in the same window are compared); after
+// the period merge, ByPeriod makes the strata the periods instead (a
+// merged copy may show in which period a block's data was placed and its
+// bucket, nothing finer), and on a small store the seal windows within a
+// period are what the attacker then reads before the merge. Every
 // pair of blocks of one user in one stratum is a "same" pair; "different"
 // pairs are drawn uniformly from the pairs of two users in one stratum
 // (at most diffPerSame times as many). Each strategy s gives a pair a
@@ -102,6 +107,22 @@ type Features map[wire.ID][]Obs
 type Owner struct {
 	User   int
 	Window int // seal window in which the block's data was last written
+	Period int // period in which the block's data was last written
+	Lease  int // period in which the block was last written or renewed: its bucket
+}
+
+// ByPeriod returns owners with each block's Window replaced by its
+// period stratum: the period of its data and that of its bucket. After
+// the period merge a copy may show these (which merge rewrote the data,
+// which bucket and merge the lease), and nothing finer, so a measurement
+// compares blocks within one stratum only.
+func ByPeriod(owners map[wire.ID]Owner) map[wire.ID]Owner {
+	out := make(map[wire.ID]Owner, len(owners))
+	for id, o := range owners {
+		o.Window = o.Period<<16 | o.Lease
+		out[id] = o
+	}
+	return out
 }
 
 // Result is one strategy's figure.

@@ -94,3 +94,31 @@ func TestMeasureComparesWithinWindows(t *testing.T) {
 		t.Errorf("advantage %.3f from windows alone", rep.Best.Advantage)
 	}
 }
+
+// Seal windows of a few users each: blocks of one window compared, the
+// seal's transaction says nothing; blocks of one period compared, it says
+// whose they are, which is what the period merge must erase. ByPeriod
+// turns the first measurement into the second.
+func TestMeasureByPeriodSeesWindows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	feat, truth := Features{}, map[wire.ID]Owner{}
+	for w := 0; w < 8; w++ {
+		for u := 2 * w; u < 2*w+2; u++ { // two users a window
+			for k := 0; k < 20; k++ {
+				id := wire.NewID()
+				truth[id] = Owner{User: u, Window: w, Period: 1, Lease: 1}
+				feat[id] = []Obs{{Kind: "blocks", Rel: "blocks", Xmin: uint64(100 + w), Pos: rng.Int64N(1e6) + 1}}
+			}
+		}
+	}
+	byWindow := Measure(feat, truth, rand.New(rand.NewPCG(13, 14)))
+	byPeriod := Measure(feat, ByPeriod(truth), rand.New(rand.NewPCG(13, 14)))
+	t.Logf("by window: %s", byWindow)
+	t.Logf("by period: %s", byPeriod)
+	if byWindow.Best.Advantage > 0.1 {
+		t.Errorf("by window: advantage %.3f from the windows alone", byWindow.Best.Advantage)
+	}
+	if byPeriod.Best.Advantage < 0.5 {
+		t.Errorf("by period: advantage %.3f; the seal windows should show", byPeriod.Best.Advantage)
+	}
+}

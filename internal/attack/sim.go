@@ -58,6 +58,7 @@ type Sim struct {
 	cfg    SimConfig
 	svc    *blobstore.Service
 	window int
+	period int
 
 	mu     sync.Mutex
 	owners map[wire.ID]Owner // live blocks
@@ -109,7 +110,17 @@ func (s *Sim) block() []byte {
 
 func (s *Sim) own(id wire.ID, u *user) {
 	s.mu.Lock()
-	s.owners[id] = Owner{User: u.n, Window: s.window}
+	s.owners[id] = Owner{User: u.n, Window: s.window, Period: s.period, Lease: s.period}
+	s.mu.Unlock()
+}
+
+// renewed records that id's lease was stamped in the current period.
+func (s *Sim) renewed(id wire.ID) {
+	s.mu.Lock()
+	if o, ok := s.owners[id]; ok {
+		o.Lease = s.period
+		s.owners[id] = o
+	}
 	s.mu.Unlock()
 }
 
@@ -121,6 +132,13 @@ func (s *Sim) disown(id wire.ID) {
 
 // NextWindow starts a new seal window: call it right after a seal.
 func (s *Sim) NextWindow() { s.window++ }
+
+// NextPeriod starts a new period: call it when the clock passes a period
+// boundary.
+func (s *Sim) NextPeriod() { s.period++ }
+
+// Users is the number of users.
+func (s *Sim) Users() int { return len(s.users) }
 
 // Owners returns the ground truth of every live block.
 func (s *Sim) Owners() map[wire.ID]Owner {
@@ -137,10 +155,22 @@ func (s *Sim) Owners() map[wire.ID]Owner {
 // after a random pause of a few milliseconds, so that their bursts
 // overlap without starting in lockstep.
 func (s *Sim) each(ctx context.Context, fn func(ctx context.Context, u *user) error) error {
+	return s.some(ctx, nil, fn)
+}
+
+// some runs fn as each does, for the users numbered in which (nil: all).
+func (s *Sim) some(ctx context.Context, which []int, fn func(ctx context.Context, u *user) error) error {
+	users := s.users
+	if which != nil {
+		users = make([]*user, len(which))
+		for i, n := range which {
+			users[i] = s.users[n]
+		}
+	}
 	var wg sync.WaitGroup
-	errs := make([]error, len(s.users))
+	errs := make([]error, len(users))
 	slots := make(chan struct{}, s.cfg.Overlap)
-	for i, u := range s.users {
+	for i, u := range users {
 		wg.Add(1)
 		slots <- struct{}{}
 		go func() {
@@ -152,7 +182,7 @@ func (s *Sim) each(ctx context.Context, fn func(ctx context.Context, u *user) er
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return fmt.Errorf("user %d: %w", i, err)
+			return fmt.Errorf("user %d: %w", users[i].n, err)
 		}
 	}
 	return nil
@@ -162,8 +192,12 @@ func (s *Sim) each(ctx context.Context, fn func(ctx context.Context, u *user) er
 // one batch write, then the user's root block overwritten by
 // compare-and-swap (an index update), with short pauses between files.
 // Some users then delete one of their files, block by block.
-func (s *Sim) WriteFiles(ctx context.Context) error {
-	return s.each(ctx, func(ctx context.Context, u *user) error {
+func (s *Sim) WriteFiles(ctx context.Context) error { return s.WriteFilesOf(ctx, nil) }
+
+// WriteFilesOf is WriteFiles for the users numbered in which only (nil:
+// all): on a small store, a seal window often holds a few users' writes.
+func (s *Sim) WriteFilesOf(ctx context.Context, which []int) error {
+	return s.some(ctx, which, func(ctx context.Context, u *user) error {
 		nf := s.cfg.MinFiles + u.rng.IntN(s.cfg.MaxFiles-s.cfg.MinFiles+1)
 		for f := 0; f < nf; f++ {
 			size := 1 + u.rng.IntN(s.cfg.MaxFileSize)
@@ -226,8 +260,12 @@ func (s *Sim) writeRoot(ctx context.Context, u *user) error {
 
 // RenewAll has every user, at once, log in: renew every block they hold
 // in shuffled batches, as the client does at the first login of a period.
-func (s *Sim) RenewAll(ctx context.Context) error {
-	return s.each(ctx, func(ctx context.Context, u *user) error {
+func (s *Sim) RenewAll(ctx context.Context) error { return s.RenewAllOf(ctx, nil) }
+
+// RenewAllOf is RenewAll for the users numbered in which only (nil: all):
+// one login renews one whole account at once.
+func (s *Sim) RenewAllOf(ctx context.Context, which []int) error {
+	return s.some(ctx, which, func(ctx context.Context, u *user) error {
 		ids := []wire.ID{u.root}
 		for _, f := range u.files {
 			ids = append(ids, f...)
@@ -247,6 +285,7 @@ func (s *Sim) RenewAll(ctx context.Context) error {
 				if r.Status != blobstore.StatusRenewed && r.Status != blobstore.StatusCurrent {
 					return fmt.Errorf("renew: block %d: %s", i, r.Status)
 				}
+				s.renewed(items[i].ID)
 			}
 			ids = ids[n:]
 			time.Sleep(time.Duration(u.rng.IntN(2000)) * time.Microsecond)
