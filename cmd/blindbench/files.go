@@ -42,22 +42,13 @@ func (b *bench) filesRows(ctx context.Context) []Row {
 	if why, ok := b.budget(ctx, need); !ok {
 		return skip(why)
 	}
-	work, err := tempDir("files")
-	if err != nil {
-		return fail(err)
-	}
-	defer os.RemoveAll(work)
-
 	b.logf("files: %s through blind and restic, %d rounds", size, c.fileRounds)
-	srv, err := b.startChild(ctx, serverSpec{blockSize: blockSize, extra: c.serverArgs}, "files")
+	acc, err := b.newAccount(ctx, "files", "bench")
 	if err != nil {
 		return fail(err)
 	}
-	defer srv.cleanup()
-	env, blind, err := b.blindSignup(ctx, srv.url, work, "bench")
-	if err != nil {
-		return fail(err)
-	}
+	defer acc.close()
+	work, env, blind := acc.work, acc.env, acc.blind
 	// profiled runs blind like blind does, with a CPU profile of the
 	// command when -client-profile asks for one.
 	profiled := func(label string, args ...string) (cmdStat, error) {
@@ -289,6 +280,36 @@ type cmdStat struct {
 	took   time.Duration
 	maxRSS int64         // bytes
 	cpu    time.Duration // user and system time: on a shared machine, steadier than took
+}
+
+// benchAccount is a row's own working folder, blindstored and blind
+// account: the files, sync, web and webdav rows start from one.
+type benchAccount struct {
+	work  string
+	srv   *child
+	env   []string
+	blind func(args ...string) (cmdStat, error)
+	close func() // stops the server, then removes the folder
+}
+
+// newAccount makes a working folder for row, starts a server on the
+// row's flags and signs user up on it with the blind CLI.
+func (b *bench) newAccount(ctx context.Context, row, user string) (*benchAccount, error) {
+	work, err := tempDir(row)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := b.startChild(ctx, serverSpec{blockSize: blockSize, extra: b.cfg.serverArgs}, row)
+	if err != nil {
+		os.RemoveAll(work)
+		return nil, err
+	}
+	a := &benchAccount{work: work, srv: srv, close: func() { srv.cleanup(); os.RemoveAll(work) }}
+	if a.env, a.blind, err = b.blindSignup(ctx, srv.url, work, user); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
 }
 
 // blindSignup signs user up, with a random password, on the server at

@@ -32,20 +32,12 @@ func (b *bench) syncRows(ctx context.Context) []Row {
 	if why, ok := b.budget(ctx, 60*time.Second); !ok {
 		return both(func(n string) Row { return skipRow("sync", n, why) })
 	}
-	work, err := tempDir("sync")
+	acc, err := b.newAccount(ctx, "sync", "sync-bench")
 	if err != nil {
 		return fail(err)
 	}
-	defer os.RemoveAll(work)
-	srv, err := b.startChild(ctx, serverSpec{blockSize: blockSize, extra: c.serverArgs}, "sync")
-	if err != nil {
-		return fail(err)
-	}
-	defer srv.cleanup()
-	env, blind, err := b.blindSignup(ctx, srv.url, work, "sync-bench")
-	if err != nil {
-		return fail(err)
-	}
+	defer acc.close()
+	work, env, blind := acc.work, acc.env, acc.blind
 	folder := filepath.Join(work, "folder")
 	b.logf("sync: a folder of %d files", c.syncFiles)
 	for d := range 100 {

@@ -48,22 +48,14 @@ func (b *bench) webRows(ctx context.Context) []Row {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("building the TypeScript client: %v: %s", err, oneLine(string(out))))
 	}
-	work, err := tempDir("web")
-	if err != nil {
-		return fail(err)
-	}
-	defer os.RemoveAll(work)
-
 	b.logf("web: %s through the TypeScript client in Node and blind, %d rounds", size, c.fileRounds)
-	srv, err := b.startChild(ctx, serverSpec{blockSize: blockSize, extra: c.serverArgs}, "web")
+	acc, err := b.newAccount(ctx, "web", "webbench")
 	if err != nil {
 		return fail(err)
 	}
-	defer srv.cleanup()
-	env, blind, err := b.blindSignup(ctx, srv.url, work, "webbench")
-	if err != nil {
-		return fail(err)
-	}
+	defer acc.close()
+	work, env, blind := acc.work, acc.env, acc.blind
+	srv := acc.srv
 	script := filepath.Join(webDir, "bench", "putget.mjs")
 	session := filepath.Join(work, "ts-session.json")
 	ts := func(args ...string) (cmdStat, error) {

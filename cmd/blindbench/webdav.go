@@ -57,20 +57,12 @@ func (b *bench) webdavRows(ctx context.Context) []Row {
 	if why, ok := b.budget(ctx, need); !ok {
 		return all(func(n string) Row { return skipRow("webdav", n, why) })
 	}
-	work, err := tempDir("webdav")
+	acc, err := b.newAccount(ctx, "webdav", "webdav-bench")
 	if err != nil {
 		return fail(err)
 	}
-	defer os.RemoveAll(work)
-	srv, err := b.startChild(ctx, serverSpec{blockSize: blockSize, extra: c.serverArgs}, "webdav")
-	if err != nil {
-		return fail(err)
-	}
-	defer srv.cleanup()
-	env, blind, err := b.blindSignup(ctx, srv.url, work, "webdav-bench")
-	if err != nil {
-		return fail(err)
-	}
+	defer acc.close()
+	work, env, blind := acc.work, acc.env, acc.blind
 	dav, err := startWebDAV(ctx, b.bins.path("blind"), env)
 	if err != nil {
 		return fail(err)
