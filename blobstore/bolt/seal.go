@@ -65,7 +65,7 @@ const (
 	sealChunkBlocks     = 256
 	sealIdleChunkBytes  = 32 << 20
 	sealIdleChunkBlocks = 4096
-	scrubPages          = 4096 // pages examined per scrub step
+	scrubPages          = 4096 // page headers examined per scrub step
 )
 
 // testHookSealStep, when a test sets it, runs after each of a seal's
@@ -306,8 +306,15 @@ func touch(b *bbolt.Bucket, id []byte) error {
 // commits out, and lets readers go: those that begin now read the tree
 // as last committed, which references no free page. The step then writes
 // zeros through a file handle of its own over the free pages of its range
-// that are not all zeros, and rolls its transaction back. A step covers
+// that are not all zeros, and rolls its transaction back. A step examines
 // scrubPages pages, so commits wait for one step at most.
+//
+// The walk asks bbolt about the first page of each page run in use and
+// skips the rest of the run (see scrubRange): a 64 KiB block is a run of
+// 17 pages, so it reads one page header in 17, and a scrub's walk costs
+// a few milliseconds per hundred MiB of store rather than one header
+// read per page, which measured 25-45 ms for a 420 MiB file and grew
+// with the store.
 //
 // An interrupted scrub leaves some pages unscrubbed, never a page in use
 // zeroed; the next seal scrubs again.
@@ -320,7 +327,7 @@ func (s *Store) scrub(ctx context.Context) error {
 	pageSize := s.pageSize
 	buf := make([]byte, 64*pageSize)
 	zeros := make([]byte, len(buf))
-	for start := 2; ; start += scrubPages {
+	for start := 2; ; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -330,7 +337,7 @@ func (s *Store) scrub(ctx context.Context) error {
 		if err != nil {
 			return wrapErr("seal: scrub", err)
 		}
-		done, err := scrubRange(tx, f, start, start+scrubPages, pageSize, buf, zeros)
+		next, done, err := scrubRange(tx, f, start, scrubPages, pageSize, buf, zeros)
 		if rerr := tx.Rollback(); err == nil && rerr != nil && !errors.Is(rerr, berrors.ErrTxClosed) {
 			err = rerr
 		}
@@ -340,6 +347,7 @@ func (s *Store) scrub(ctx context.Context) error {
 		if done {
 			break
 		}
+		start = next
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("bolt: seal: scrub: %w", err)
@@ -347,13 +355,24 @@ func (s *Store) scrub(ctx context.Context) error {
 	return nil
 }
 
-// scrubRange zeroes the free pages among [from, to) that are not zero;
-// done reports that the range reached the end of the file's pages.
-func scrubRange(tx *bbolt.Tx, f *os.File, from, to, pageSize int, buf, zeros []byte) (done bool, err error) {
+// scrubRange zeroes the free pages that are not zero among the pages
+// from from on, examining up to limit of them, and returns the page to
+// go on from; done reports that it reached the end of the file's pages.
+//
+// A page in use that bbolt reports as a branch, leaf, meta or freelist
+// page is the first of a run that bbolt allocated whole, its header
+// written at the allocation; the OverflowCount pages after it are the
+// run's (a value's bytes, no header) and are in use too, so they are
+// skipped unread. Every page in use that the walk meets is then the
+// first of a run, but for the first page of a step: commits between two
+// steps may have placed a run across from. A page that is neither free
+// nor of a known type is such a run's inner page, and the walk goes on
+// with the next page. An inner page whose bytes happen to read as a
+// known type with an overflow count would make the walk skip pages that
+// may be free, never zero one in use (only pages bbolt reports free are
+// zeroed), and the next scrub starts elsewhere.
+func scrubRange(tx *bbolt.Tx, f *os.File, from, limit, pageSize int, buf, zeros []byte) (next int, done bool, err error) {
 	end := int(tx.Size()) / pageSize
-	if to >= end {
-		to, done = end, true
-	}
 	run := func(first, n int) error {
 		for n > 0 {
 			k := min(n, len(buf)/pageSize)
@@ -374,31 +393,43 @@ func scrubRange(tx *bbolt.Tx, f *os.File, from, to, pageSize int, buf, zeros []b
 		return nil
 	}
 	runStart, runLen := 0, 0
-	for id := from; id < to; id++ {
+	id := from
+	for examined := 0; id < end && examined < limit; examined++ {
 		info, err := tx.Page(id)
 		if err != nil {
-			return done, err
+			return id, false, err
 		}
-		if info != nil && info.Type == "free" {
+		if info == nil {
+			id = end // past the high water mark: nothing there to scrub
+			break
+		}
+		if info.Type == "free" {
 			if runLen == 0 {
 				runStart = id
 			}
 			runLen++
+			id++
 			continue
 		}
 		if runLen > 0 {
 			if err := run(runStart, runLen); err != nil {
-				return done, err
+				return id, false, err
 			}
 			runLen = 0
+		}
+		switch info.Type {
+		case "branch", "leaf", "meta", "freelist":
+			id += 1 + info.OverflowCount
+		default:
+			id++
 		}
 	}
 	if runLen > 0 {
 		if err := run(runStart, runLen); err != nil {
-			return done, err
+			return id, false, err
 		}
 	}
-	return done, nil
+	return id, id >= end, nil
 }
 
 // SealStats counts the blocks changed since the last seal.
