@@ -120,7 +120,7 @@ func (s *Store) Seal(ctx context.Context) (blobstore.SealReport, error) {
 	if err != nil {
 		return rep, wrapErr("seal", err)
 	}
-	if err := s.steps(ctx, ids, sealOne, "commit", &rep); err != nil {
+	if err := s.steps(ctx, ids, sealOne, "commit", &rep, nil, nil); err != nil {
 		return rep, wrapErr("seal", err)
 	}
 	if testHookSealStep != nil {
@@ -135,8 +135,10 @@ func (s *Store) Seal(ctx context.Context) (blobstore.SealReport, error) {
 
 // steps shuffles ids with a cryptographic permutation and rewrites them
 // with one in commits of the group commit, as described above, calling
-// testHookSealStep(hook) after each.
-func (s *Store) steps(ctx context.Context, ids [][]byte, one func(*txState, []byte, *blobstore.SealReport) (int64, error), hook string, rep *blobstore.SealReport) error {
+// testHookSealStep(hook) after each. begin, when set, runs in the
+// transaction of the first step, and end in that of the step that
+// rewrites the last id.
+func (s *Store) steps(ctx context.Context, ids [][]byte, one func(*txState, []byte, *blobstore.SealReport) (int64, error), hook string, rep *blobstore.SealReport, begin, end func(*txState) error) error {
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return err
@@ -144,6 +146,7 @@ func (s *Store) steps(ctx context.Context, ids [][]byte, one func(*txState, []by
 	rng := mrand.New(mrand.NewChaCha8(seed))
 	rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 
+	first := true
 	for len(ids) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -160,6 +163,11 @@ func (s *Store) steps(ctx context.Context, ids [][]byte, one func(*txState, []by
 		err := s.group.do(s, ctx, maxBlocks, func(st *txState) error {
 			var bytes int64
 			n, step = 0, blobstore.SealReport{}
+			if begin != nil && first {
+				if err := begin(st); err != nil {
+					return err
+				}
+			}
 			for n < len(ids) && n < maxBlocks && bytes < maxBytes {
 				b, err := one(st, ids[n], &step)
 				if err != nil {
@@ -168,11 +176,15 @@ func (s *Store) steps(ctx context.Context, ids [][]byte, one func(*txState, []by
 				bytes += b
 				n++
 			}
+			if end != nil && n == len(ids) {
+				return end(st)
+			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
+		first = false
 		rep.Blocks += step.Blocks
 		rep.Leases += step.Leases
 		rep.Deleted += step.Deleted
@@ -241,7 +253,15 @@ func rewriteOne(st *txState, id, v []byte, rep *blobstore.SealReport) (written i
 			if nb == nil {
 				return 0, false, errors.New("a block has a record but no data; the file is damaged")
 			}
-			d := bytes.Clone(nb.Get(id))
+			// d is not copied: it points into the memory map (or into a
+			// node of this transaction), and bbolt keeps a value until
+			// commit. The old pages it points into are freed by this
+			// transaction, so no commit reuses them before this one
+			// ends, and a remap during the commit copies every value of
+			// the transaction's nodes first (DB.mmap dereferences them).
+			// A copy cost a 64 KiB allocation and move per block, a
+			// fifth of a merge's time.
+			d := nb.Get(id)
 			if d == nil {
 				return 0, false, errors.New("a block has a record but no data; the file is damaged")
 			}
