@@ -400,13 +400,22 @@ func scrubRange(tx *bbolt.Tx, f *os.File, from, limit, pageSize int, buf, zeros 
 			if _, err := f.ReadAt(b, int64(first)*int64(pageSize)); err != nil {
 				return err
 			}
-			for i := 0; i < k; i++ {
-				p := b[i*pageSize : (i+1)*pageSize]
-				if !bytes.Equal(p, zeros[:pageSize]) {
-					if _, err := f.WriteAt(zeros[:pageSize], int64(first+i)*int64(pageSize)); err != nil {
-						return err
-					}
+			// Pages that are not zero are zeroed a stretch at a time:
+			// after a merge most free pages that hold anything lie in
+			// runs, the blocks' former places.
+			for i := 0; i < k; {
+				if bytes.Equal(b[i*pageSize:(i+1)*pageSize], zeros[:pageSize]) {
+					i++
+					continue
 				}
+				j := i + 1
+				for j < k && !bytes.Equal(b[j*pageSize:(j+1)*pageSize], zeros[:pageSize]) {
+					j++
+				}
+				if _, err := f.WriteAt(zeros[:(j-i)*pageSize], int64(first+i)*int64(pageSize)); err != nil {
+					return err
+				}
+				i = j
 			}
 			first, n = first+k, n-k
 		}
