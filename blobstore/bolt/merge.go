@@ -25,9 +25,10 @@ import (
 // written in the period, the lease record, the leaves around them),
 // shuffled with one cryptographic permutation over the whole period, in
 // commits of the group commit; each block leaves the unmerged bucket in
-// the commit that rewrote it. Then the unmerged bucket is dropped and
-// made anew (its pages, written by the seals, go), the closed period's
-// bucket joins meta's merged set, and the free pages are scrubbed.
+// the commit that rewrote it. In the commit of the last block the
+// unmerged bucket is dropped and made anew (its pages, written by the
+// seals, go) and the closed period's bucket joins meta's merged set;
+// then the free pages are scrubbed.
 //
 // A merge killed at any point loses nothing (each commit is atomic) and
 // leaves the rest in the unmerged bucket with meta's merging key set:
