@@ -25,9 +25,10 @@ import (
 // written in the period, the lease record, the leaves around them),
 // shuffled with one cryptographic permutation over the whole period, in
 // commits of the group commit; each block leaves the unmerged bucket in
-// the commit that rewrote it. Then the unmerged bucket is dropped and
-// made anew (its pages, written by the seals, go), the closed period's
-// bucket joins meta's merged set, and the free pages are scrubbed.
+// the commit that rewrote it. In the commit of the last block the
+// unmerged bucket is dropped and made anew (its pages, written by the
+// seals, go) and the closed period's bucket joins meta's merged set;
+// then the free pages are scrubbed.
 //
 // A merge killed at any point loses nothing (each commit is atomic) and
 // leaves the rest in the unmerged bucket with meta's merging key set:
@@ -78,73 +79,59 @@ func mergeOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) 
 // described above, and records live's previous period as merged. Call
 // it once a period has closed, after a seal: live is the live set of
 // the period that has begun.
+//
+// The merging key is set in the commit of the first step and the period
+// recorded in that of the last (finishMerge), rather than in commits of
+// their own: each commit costs two fsyncs, and either way the key is
+// set exactly while some of the period's blocks were rewritten and some
+// await it.
 func (s *Store) Merge(ctx context.Context, live bucketer.LiveSet) (blobstore.MergeReport, error) {
 	s.sealMu.Lock()
 	defer s.sealMu.Unlock()
 	t0 := time.Now()
 	var rep blobstore.MergeReport
 	var ids [][]byte
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		rep.Resumed = meta.Get(keyMerging) != nil
-		if err := tx.Bucket(bucketUnmerged).ForEach(func(k, _ []byte) error {
+	err := s.view(func(tx *bbolt.Tx) error {
+		rep.Resumed = tx.Bucket(bucketMeta).Get(keyMerging) != nil
+		return tx.Bucket(bucketUnmerged).ForEach(func(k, _ []byte) error {
 			ids = append(ids, bytes.Clone(k))
 			return nil
-		}); err != nil {
-			return err
-		}
-		if len(ids) == 0 || rep.Resumed {
-			return nil
-		}
-		return meta.Put(keyMerging, []byte{1})
+		})
 	})
 	if err != nil {
 		return rep, wrapErr("merge", err)
 	}
-	var step blobstore.SealReport
-	if err := s.steps(ctx, ids, mergeOne, "merge", &step); err != nil {
+	finish := func(st *txState) error { return finishMerge(st, live) }
+	if len(ids) == 0 {
+		err = s.db.Update(func(tx *bbolt.Tx) error { return finish(newTxState(tx)) })
+	} else {
+		begin := func(st *txState) error {
+			if rep.Resumed {
+				return nil
+			}
+			return st.tx.Bucket(bucketMeta).Put(keyMerging, []byte{1})
+		}
+		var step blobstore.SealReport
+		err = s.steps(ctx, ids, mergeOne, "merge", &step, begin, finish)
+		rep.Blocks, rep.Leases = step.Blocks, step.Leases
+		rep.Bytes = step.Bytes + step.Leases*(recordSize+16)
+	}
+	if err != nil {
 		return rep, wrapErr("merge", err)
 	}
-	rep.Blocks, rep.Leases = step.Blocks, step.Leases
-	rep.Bytes = step.Bytes + step.Leases*(recordSize+16)
-	err = s.db.Update(func(tx *bbolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		var stored int64
-		if err := tx.Bucket(bucketLeases).ForEachBucket(func(k []byte) error {
-			stored += int64(tx.Bucket(bucketLeases).Bucket(k).Stats().KeyN)
+	// Counted outside the merge's commits, so that writers do not wait
+	// for it: it reads every leaf of the lease subtrees.
+	err = s.view(func(tx *bbolt.Tx) error {
+		leases := tx.Bucket(bucketLeases)
+		return leases.ForEachBucket(func(k []byte) error {
+			rep.Stored += int64(leases.Bucket(k).Stats().KeyN)
 			return nil
-		}); err != nil {
-			return err
-		}
-		rep.Stored = stored * int64(s.blockSize)
-		// Whatever a seal added since the steps began stays for the next
-		// merge.
-		if k, _ := tx.Bucket(bucketUnmerged).Cursor().First(); k == nil {
-			if err := tx.DeleteBucket(bucketUnmerged); err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucket(bucketUnmerged); err != nil {
-				return err
-			}
-		}
-		// The first merge finds every block in the unmerged bucket: a new
-		// store's, or those upgrade named there.
-		first := meta.Get(keyMerged) == nil
-		merged, err := blobstore.DecodeBuckets(meta.Get(keyMerged))
-		if err != nil {
-			return err
-		}
-		if err := meta.Put(keyMerged, blobstore.EncodeBuckets(blobstore.MergedSet(merged, live, first))); err != nil {
-			return err
-		}
-		if err := meta.Delete(keyMerging); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-			return err
-		}
-		return nil
+		})
 	})
 	if err != nil {
 		return rep, wrapErr("merge", err)
 	}
+	rep.Stored *= int64(s.blockSize)
 	if len(ids) > 0 {
 		if testHookSealStep != nil {
 			testHookSealStep("scrub")
@@ -155,6 +142,42 @@ func (s *Store) Merge(ctx context.Context, live bucketer.LiveSet) (blobstore.Mer
 	}
 	rep.Duration = time.Since(t0)
 	return rep, nil
+}
+
+// finishMerge records live's previous period as merged, in the
+// transaction that rewrote the last block named in the unmerged bucket
+// (or one of its own when there was none).
+func finishMerge(st *txState, live bucketer.LiveSet) error {
+	tx := st.tx
+	meta := tx.Bucket(bucketMeta)
+	// The seals wrote the unmerged bucket's pages, in their windows:
+	// dropped and made anew, it keeps none of them. A seal cannot run
+	// during a merge (sealMu), so it is empty here but after a failure
+	// of the steps.
+	if k, _ := st.unmerged.Cursor().First(); k == nil {
+		if err := tx.DeleteBucket(bucketUnmerged); err != nil {
+			return err
+		}
+		u, err := tx.CreateBucket(bucketUnmerged)
+		if err != nil {
+			return err
+		}
+		st.unmerged = u
+	}
+	// The first merge finds every block in the unmerged bucket: a new
+	// store's, or those upgrade named there.
+	first := meta.Get(keyMerged) == nil
+	merged, err := blobstore.DecodeBuckets(meta.Get(keyMerged))
+	if err != nil {
+		return err
+	}
+	if err := meta.Put(keyMerged, blobstore.EncodeBuckets(blobstore.MergedSet(merged, live, first))); err != nil {
+		return err
+	}
+	if err := meta.Delete(keyMerging); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+		return err
+	}
+	return nil
 }
 
 // MergeState reads the merged set and counts the blocks awaiting the
