@@ -443,6 +443,35 @@ func DecodeLeaf(b []byte) ([]File, error) {
 	return files, nil
 }
 
+// LeafFirstName returns the name of the first file of the leaf whose
+// first block's payload is b (ok false for a leaf of no file): what
+// finding a name's leaf needs, without decrypting the rest of the leaf.
+// It checks only what it reads; DecodeLeaf checks the whole leaf.
+func LeafFirstName(b []byte) (name string, ok bool, err error) {
+	r := &reader{decoder{b: b}}
+	r.header(kindLeaf)
+	n := r.uvarint()
+	if r.err != nil {
+		return "", false, r.err
+	}
+	if n == 0 {
+		return "", false, nil
+	}
+	if p := r.uvarint(); r.err == nil && p != 0 {
+		return "", false, fmt.Errorf("%w: the first name of a leaf has a prefix", ErrCorrupt)
+	}
+	sl := r.uvarint()
+	suffix := r.bytes(int(min(sl, uint64(len(r.b)+1))))
+	if r.err != nil {
+		return "", false, r.err
+	}
+	name = string(suffix)
+	if err := ValidName(name); err != nil {
+		return "", false, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return name, true, nil
+}
+
 // DecodeDir parses a dir strictly, for leaves stored in payloads of
 // payload bytes.
 func DecodeDir(b []byte, payload int) (Dir, error) {
