@@ -50,6 +50,15 @@ type Account struct {
 	// since the last load.
 	cache   BlockCache
 	fetched atomic.Int64
+	// lazy: the index's leaves are read when needed (lazyindex.go);
+	// index is nil until then. openCtx is the context the account was
+	// opened with, for the methods without one that need the index.
+	// leafFiles and leafFirst keep the leaves read, and the first names
+	// of those probed, by their first block.
+	lazy      bool
+	openCtx   context.Context
+	leafFiles map[indexfile.Ref][]indexfile.File
+	leafFirst map[indexfile.Ref]string
 }
 
 func newAccount(ctx context.Context, remote Store, user string, root *format.Root, opts []Option) (*Account, error) {
@@ -57,7 +66,7 @@ func newAccount(ctx context.Context, remote Store, user string, root *format.Roo
 	if err != nil {
 		return nil, err
 	}
-	a := &Account{remote: remote, cfg: cfg, user: user, root: root, headLoc: root.HeadLocator(), table: format.ChunkerTable(root.AccountKey)}
+	a := &Account{remote: remote, cfg: cfg, user: user, root: root, headLoc: root.HeadLocator(), table: format.ChunkerTable(root.AccountKey), openCtx: context.WithoutCancel(ctx)}
 	for _, o := range opts {
 		o(a)
 	}

@@ -76,6 +76,11 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 		return nil, err
 	}
 	rep := &RenewReport{Period: cur}
+	if a.index == nil && a.due(cur) {
+		if err := a.needIndex(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if !a.due(cur) {
 		rep.Safe = a.safeUntil()
 		return rep, nil
@@ -200,6 +205,11 @@ func (a *Account) due(cur uint64) bool {
 	if a.renewed < cur {
 		return true
 	}
+	if a.index == nil {
+		// Unread leaves: every file was renewed when the index was,
+		// or they must be read (Renew does).
+		return a.indexRenewed() < cur
+	}
 	for i := range a.index.Files {
 		f := &a.index.Files[i]
 		if a.fileRenewed(f) < cur && !a.deferRenewal(f, cur) {
@@ -228,6 +238,10 @@ func (a *Account) deferRenewal(f *indexfile.File, cur uint64) bool {
 
 func (a *Account) oldestRenewal() uint64 {
 	oldest := a.renewed
+	if a.index == nil && a.indexRenewed() >= oldest {
+		return oldest // no file's is older: no leaf need be read
+	}
+	a.mustIndex()
 	for i := range a.index.Files {
 		oldest = min(oldest, a.fileRenewed(&a.index.Files[i]))
 	}
@@ -236,7 +250,7 @@ func (a *Account) oldestRenewal() uint64 {
 
 // fileRenewed is the last period in which every block of f was renewed
 // or written: its own record, or the index's of the whole account.
-func (a *Account) fileRenewed(f *indexfile.File) uint64 { return max(f.Renewed, a.index.Renewed) }
+func (a *Account) fileRenewed(f *indexfile.File) uint64 { return max(f.Renewed, a.indexRenewed()) }
 
 // SafeUntil returns when the account's oldest renewal expires: its data
 // is safe until then without another login or renewal.
@@ -277,6 +291,7 @@ const renewListFormat = "blindstore-renew-v1"
 func (a *Account) ExportRenewals() *RenewList {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.mustIndex()
 	l := &RenewList{Format: renewListFormat, Server: a.remote.URL(), Generation: a.head.Generation}
 	add := func(id wire.ID, p wire.RenewProof) {
 		l.Blocks = append(l.Blocks, RenewEntry{ID: id.String(), Proof: wire.EncodeProof(p)})

@@ -352,6 +352,13 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 // withAccount opens the session's account, renews it if a period
 // boundary passed since its last renewal, runs f, and saves the session.
 func (a *app) withAccount(f func(acc *client.Account) error) error {
+	return a.withAccountOpts(nil, f)
+}
+
+// withAccountOpts is withAccount with options for the account: a
+// command that reads or changes one file passes client.WithLazyIndex,
+// so that it reads only that file's leaves of the index.
+func (a *app) withAccountOpts(opts []client.Option, f func(acc *client.Account) error) error {
 	s, err := loadSession()
 	if err != nil {
 		return err
@@ -370,7 +377,7 @@ func (a *app) withAccount(f func(acc *client.Account) error) error {
 	if err != nil {
 		return err
 	}
-	acc, err := client.Resume(a.ctx, r, s.State, cache...)
+	acc, err := client.Resume(a.ctx, r, s.State, append(cache, opts...)...)
 	if err != nil {
 		return err
 	}
@@ -404,7 +411,7 @@ func (a *app) put(c *command, as string) error {
 		}
 		name = filepath.Base(src)
 	}
-	return a.withAccount(func(acc *client.Account) error {
+	return a.withAccountOpts([]client.Option{client.WithLazyIndex()}, func(acc *client.Account) error {
 		var f any
 		var size uint64
 		if src == "-" {
