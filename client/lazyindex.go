@@ -363,8 +363,10 @@ func (a *Account) updateRange(ctx context.Context, name string, change changeFun
 		return nil, err
 	}
 	s.unacked = unacked
+	before := a.indexDigest() // listing.go
 	err = a.swap(ctx, s, nil)
 	if err == nil {
+		a.updateListing(before, r, ours.Files)
 		return ours, nil
 	}
 	var pe *PreconditionError

@@ -269,5 +269,26 @@ func (c *Cache) trimLocked(evict bool) error {
 	return nil
 }
 
+// listingFile holds the client's sealed listing (client.ListingCache),
+// beside the blocks; not an entry, it is outside the bound.
+const listingFile = "listing"
+
+// Listing returns the sealed listing kept, or nil.
+func (c *Cache) Listing() []byte {
+	b, err := os.ReadFile(filepath.Join(c.dir, listingFile))
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// KeepListing replaces the sealed listing.
+func (c *Cache) KeepListing(sealed []byte) error {
+	if err := atomicfile.WriteFileUnsynced(filepath.Join(c.dir, listingFile), sealed, 0o600); err != nil {
+		return fmt.Errorf("blockcache: %w", err)
+	}
+	return nil
+}
+
 // Dir returns the cache's directory.
 func (c *Cache) Dir() string { return c.dir }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/blindstore/blindstore/client"
@@ -483,31 +483,59 @@ func (a *app) ls(c *command) error {
 	if len(c.Args) == 1 {
 		folder = c.Args[0]
 	}
-	return a.withAccount(func(acc *client.Account) error {
-		under := acc.FilesUnder(folder)
-		files := userFiles(under) // getfolder.go
-		if folder != "" && len(under) == 0 {
+	// The listing comes from the listing cache when it is that of the
+	// index the head lists: the index itself is then not read.
+	return a.withAccountOpts([]client.Option{client.WithLazyIndex()}, func(acc *client.Account) error {
+		all, err := acc.List(a.ctx)
+		if err != nil {
+			return err
+		}
+		found := false
+		files := all[:0]
+		for _, f := range all {
+			if !client.Under(f.Name, folder) {
+				continue
+			}
+			found = true // markers included: an empty folder is there
+			if !client.Hidden(f.Name) {
+				files = append(files, f)
+			}
+		}
+		if folder != "" && !found {
 			return &client.Error{Kind: client.KindNotFound, Msg: fmt.Sprintf("no file or folder %q in the account", folder)}
 		}
 		if a.g.json {
 			list := make([]fileOut, len(files))
 			for i := range files {
-				list[i] = fileJSON(&files[i])
+				list[i] = listedJSON(&files[i])
 			}
 			a.out(map[string]any{"files": list}, "")
 			return nil
 		}
-		var b strings.Builder
+		w := bufio.NewWriterSize(a.stdout, 64<<10)
+		var lastSize uint64
+		var lastSec int64
+		sizeText, timeText := "", ""
 		for i := range files {
 			f := &files[i]
-			shared := ""
-			if len(f.Manifest) > 0 {
-				shared = "  (shared)"
+			// Many files share a size or a second: format each once.
+			if i == 0 || f.Size != lastSize {
+				lastSize, sizeText = f.Size, fmt.Sprintf("%10s", humanBytes(f.Size))
 			}
-			fmt.Fprintf(&b, "%10s  %s  %s%s\n", humanBytes(f.Size), f.ModTime.Local().Format("2006-01-02 15:04"), f.Name, shared)
+			if sec := f.ModTime.Unix(); i == 0 || sec != lastSec {
+				lastSec, timeText = sec, f.ModTime.Local().Format("2006-01-02 15:04")
+			}
+			w.WriteString(sizeText)
+			w.WriteString("  ")
+			w.WriteString(timeText)
+			w.WriteString("  ")
+			w.WriteString(f.Name)
+			if f.Shared {
+				w.WriteString("  (shared)")
+			}
+			w.WriteByte('\n')
 		}
-		a.out(nil, b.String())
-		return nil
+		return w.Flush()
 	})
 }
 
@@ -757,6 +785,12 @@ type fileOut struct {
 func fileJSON(f *indexFile) fileOut {
 	return fileOut{Name: f.Name, Size: f.Size, Mode: fmt.Sprintf("%04o", uint32(f.Mode)), ModTime: f.ModTime,
 		SHA256: fmt.Sprintf("%x", f.Hash), Blocks: len(f.Chunks), Shared: len(f.Manifest) > 0, Renewed: f.Renewed}
+}
+
+// listedJSON is fileJSON of a listing's entry.
+func listedJSON(f *client.Listed) fileOut {
+	return fileOut{Name: f.Name, Size: f.Size, Mode: fmt.Sprintf("%04o", uint32(f.Mode)), ModTime: f.ModTime,
+		SHA256: fmt.Sprintf("%x", f.Hash), Blocks: f.Blocks, Shared: f.Shared, Renewed: f.Renewed}
 }
 
 func humanBytes(n uint64) string { return client.FormatSize(n) }
