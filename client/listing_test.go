@@ -1,0 +1,139 @@
+package client
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/blindstore/blindstore/client/blockcache"
+	"github.com/blindstore/blindstore/internal/seeded"
+)
+
+// wantListing checks that l shows what Files shows of b's index.
+func wantListing(t *testing.T, l []Listed, b *Account) {
+	t.Helper()
+	files := b.Files()
+	if len(l) != len(files) {
+		t.Fatalf("the listing has %d files, the index %d", len(l), len(files))
+	}
+	for i := range files {
+		f := &files[i]
+		want := Listed{Name: f.Name, Size: f.Size, Mode: f.Mode, ModTime: f.ModTime, Hash: f.Hash, Blocks: len(f.Chunks), Shared: len(f.Manifest) > 0, Renewed: f.Renewed}
+		got := l[i]
+		if !got.ModTime.Equal(want.ModTime) {
+			t.Fatalf("listing entry %d has the time %v, want %v", i, got.ModTime, want.ModTime)
+		}
+		got.ModTime = want.ModTime
+		if got != want {
+			t.Fatalf("listing entry %d is %+v, want %+v", i, got, want)
+		}
+	}
+}
+
+// listReads opens st lazily with cache through p and lists it, and
+// returns the listing and the blocks read from the server.
+func listReads(t *testing.T, s *testServer, p countingProxy, st State, cache BlockCache) ([]Listed, int) {
+	t.Helper()
+	p.Take()
+	b, err := Resume(context.Background(), s.remoteAt(t, p.url), st, WithBlockCache(cache), WithLazyIndex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := b.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, reads := p.counts()
+	return l, reads
+}
+
+// The listing cache: a second ls reads neither the server's index nor
+// the cached blocks, a lazy put keeps it current, a change by another
+// device makes it stale (then built again), and it holds no plaintext.
+func TestListingCache(t *testing.T) {
+	a, s, p, cache := cachedAccount(t)
+	ctx := context.Background()
+	st := a.State()
+	l, reads := listReads(t, s, p, st, cache)
+	if reads != 1+len(a.IndexBlocks()) {
+		t.Fatalf("the first listing read %d blocks", reads)
+	}
+	wantListing(t, l, a)
+	sealed := cache.Listing()
+	if sealed == nil {
+		t.Fatal("no listing kept")
+	}
+	for _, f := range a.Files() {
+		if len(f.Name) > 4 && containsBytes(sealed, f.Name) {
+			t.Fatalf("the kept listing holds the name %q in clear", f.Name)
+		}
+	}
+	// Without the cached blocks, the listing still comes whole from its
+	// own cache: only the head and the dirs are read, from the server.
+	blk, _ := filepath.Glob(filepath.Join(cache.Dir(), "*.blk"))
+	for _, e := range blk {
+		if err := os.Remove(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, reads = listReads(t, s, p, st, cache)
+	if reads != 1+len(a.head.Index) {
+		t.Fatalf("a listing from the listing cache read %d blocks, want the head and the dirs", reads)
+	}
+	wantListing(t, l, a)
+
+	// A lazy put splices its file in.
+	b, err := Resume(ctx, s.remoteAt(t, p.url), st, WithBlockCache(cache), WithLazyIndex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	putBytes(t, b, "d2/new", seeded.Bytes(5, 40))
+	putBytes(t, b, "d3/f0003", seeded.Bytes(6, 50))
+	l, _ = listReads(t, s, p, b.State(), cache)
+	fresh := memLoginRemote(t, s.remote(t), b)
+	wantListing(t, l, fresh)
+	if cache.Listing() == nil {
+		t.Fatal("the put dropped the listing")
+	}
+
+	// Another device's change: the listing is of another index now.
+	putBytes(t, fresh, "d5/other", seeded.Bytes(7, 30))
+	l, reads = listReads(t, s, p, b.State(), cache)
+	if reads < 2 {
+		t.Fatalf("after another device's change the listing read %d blocks: it was not built again", reads)
+	}
+	wantListing(t, l, fresh)
+
+	// A damaged listing, and another account's, are built again.
+	damaged := cache.Listing()
+	damaged[len(damaged)/2] ^= 1
+	if err := cache.KeepListing(damaged); err != nil {
+		t.Fatal(err)
+	}
+	l, _ = listReads(t, s, p, b.State(), cache)
+	wantListing(t, l, fresh)
+	otherAcc, _, _ := countedSignup(t, s, "other")
+	putBytes(t, otherAcc, "x", []byte("another account's file"))
+	other, err := blockcache.Open(filepath.Join(t.TempDir(), "other"), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listReads(t, s, p, otherAcc.State(), other); other.Listing() == nil {
+		t.Fatal("no listing kept for the other account")
+	}
+	if err := cache.KeepListing(other.Listing()); err != nil {
+		t.Fatal(err)
+	}
+	l, _ = listReads(t, s, p, b.State(), cache)
+	wantListing(t, l, fresh)
+}
+
+func containsBytes(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if string(b[i:i+len(s)]) == s {
+			return true
+		}
+	}
+	return false
+}
