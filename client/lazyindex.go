@@ -366,7 +366,7 @@ func (a *Account) updateRange(ctx context.Context, name string, change changeFun
 	before := a.indexDigest() // listing.go
 	err = a.swap(ctx, s, nil)
 	if err == nil {
-		a.updateListing(before, r, ours.Files)
+		a.updateListing(before, base.Files, ours.Files)
 		return ours, nil
 	}
 	var pe *PreconditionError

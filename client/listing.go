@@ -13,12 +13,17 @@ package client
 // only when that digest is the one of the dirs the head lists as just
 // read and authenticated; a listing of another index, damaged, or of
 // another account does not open or does not match, and is built again
-// from the index. A one-file put (lazyindex.go) updates it in place.
+// from the index. A one-file put (lazyindex.go) appends a sealed record
+// of its change to a log beside it ("the index of digest B is that of
+// digest A with these entries changed"), rather than sealing the whole
+// listing again; the next listing applies the records that chain from
+// its digest to the head's, and keeps the result, emptying the log.
 // What it reveals to whoever holds the configuration directory is what
 // the session file beside it already reveals: the session's key opens
 // the index itself.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -27,9 +32,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"slices"
+	"strings"
 	"time"
-	"unsafe"
 
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/hkdf"
@@ -42,8 +48,14 @@ import (
 type ListingCache interface {
 	// Listing returns the sealed listing kept, or nil.
 	Listing() []byte
-	// KeepListing replaces it.
+	// KeepListing replaces it, and empties the log.
 	KeepListing(sealed []byte) error
+	// ListingLog returns the records appended since, each as
+	// AppendListingLog was given it, in order; a torn last record is
+	// left out.
+	ListingLog() [][]byte
+	// AppendListingLog appends a sealed record to the log.
+	AppendListingLog(record []byte) error
 }
 
 // Listed is what a listing shows of one file.
@@ -75,7 +87,10 @@ func (a *Account) List(ctx context.Context) ([]Listed, error) {
 	defer a.mu.Unlock()
 	keep := false
 	if a.index == nil && a.tree != nil {
-		if l, ok := a.cachedListing(); ok {
+		if l, applied, ok := a.cachedListing(); ok {
+			if applied {
+				a.keepListing(l)
+			}
 			return l.files(a.indexRenewed()), nil
 		}
 		if err := a.needIndex(ctx); err != nil {
@@ -142,48 +157,88 @@ type cipherAEAD interface {
 	Overhead() int
 }
 
-// cachedListing opens the kept listing if it is that of the index the
-// head lists.
-func (a *Account) cachedListing() (*listing, bool) {
+// cachedListing opens the kept listing and applies the log's records
+// that chain from it, and returns it if it is then that of the index the
+// head lists (applied: records were applied, so the listing is worth
+// keeping again).
+func (a *Account) cachedListing() (l *listing, applied, ok bool) {
 	lc := a.listingCache()
 	if lc == nil {
-		return nil, false
+		return nil, false, false
 	}
 	sealed := lc.Listing()
 	if sealed == nil {
-		return nil, false
+		return nil, false, false
 	}
-	l, err := a.openListing(sealed, a.indexDigest())
+	p, err := a.openPlain(sealed, nil)
 	if err != nil {
-		return nil, false
+		return nil, false, false
 	}
-	return l, true
+	cur := [32]byte(p[1:33])
+	want := a.indexDigest()
+	var changes map[string]*Listed
+	if cur != want {
+		// Each record is this client's, sealed after its commit: applying
+		// those that chain from cur gives the listing of where they lead.
+		changes = map[string]*Listed{}
+		for _, rec := range lc.ListingLog() {
+			r, err := a.openRecord(rec)
+			if err != nil || r.from != cur {
+				continue
+			}
+			maps.Copy(changes, r.changes)
+			cur = r.to
+		}
+		if cur != want {
+			return nil, false, false
+		}
+	}
+	if l, err = decodeListing(p, [32]byte(p[1:33])); err != nil {
+		return nil, false, false
+	}
+	if changes != nil {
+		l.apply(changes)
+	}
+	return l, changes != nil, true
 }
 
-func (a *Account) openListing(sealed []byte, digest [32]byte) (*listing, error) {
-	p, err := a.openPlain(sealed, digest)
-	if err != nil {
-		return nil, err
+// apply replaces, adds (an entry) or removes (nil) the files named.
+func (l *listing) apply(changes map[string]*Listed) {
+	var added []Listed
+	out := l.files0[:0:0]
+	out = slices.Grow(out, len(l.files0)+len(changes))
+	seen := make(map[string]bool, len(changes))
+	for _, f := range l.files0 {
+		c, ok := changes[f.Name]
+		if !ok {
+			out = append(out, f)
+			continue
+		}
+		seen[f.Name] = true
+		if c != nil {
+			out = append(out, *c)
+		}
 	}
-	return decodeListing(p, digest)
+	for n, c := range changes {
+		if c != nil && !seen[n] {
+			added = append(added, *c)
+		}
+	}
+	if len(added) > 0 {
+		out = append(out, added...)
+		slices.SortFunc(out, func(a, b Listed) int { return strings.Compare(a.Name, b.Name) })
+	}
+	l.files0 = out
 }
 
 // openPlain opens a sealed listing and checks that it is of the index
-// digest names.
-func (a *Account) openPlain(sealed []byte, digest [32]byte) ([]byte, error) {
-	aead, err := a.listingAEAD()
+// digest names (nil: of any).
+func (a *Account) openPlain(sealed []byte, digest *[32]byte) ([]byte, error) {
+	p, err := a.open(sealed, listingAD)
 	if err != nil {
 		return nil, err
 	}
-	ns := aead.NonceSize()
-	if len(sealed) < ns {
-		return nil, errors.New("client: listing cache too short")
-	}
-	p, err := aead.Open(nil, sealed[:ns], sealed[ns:], []byte(listingAD))
-	if err != nil {
-		return nil, err
-	}
-	if len(p) < 1+32 || p[0] != listingVersion || [32]byte(p[1:33]) != digest {
+	if len(p) < 1+32 || p[0] != listingVersion || (digest != nil && [32]byte(p[1:33]) != *digest) {
 		return nil, fmt.Errorf("client: listing cache of another index")
 	}
 	return p, nil
@@ -194,80 +249,122 @@ func (a *Account) openPlain(sealed []byte, digest [32]byte) ([]byte, error) {
 func (a *Account) keepListing(l *listing) { a.sealListing(encodeListing(l, a.indexDigest())) }
 
 func (a *Account) sealListing(p []byte) {
-	lc := a.listingCache()
-	if lc == nil {
-		return
+	if lc := a.listingCache(); lc != nil {
+		if sealed := a.seal(p, listingAD); sealed != nil {
+			_ = lc.KeepListing(sealed)
+		}
 	}
+}
+
+// seal seals p under the listing key with ad, or returns nil.
+func (a *Account) seal(p []byte, ad string) []byte {
 	aead, err := a.listingAEAD()
 	if err != nil {
-		return
+		return nil
 	}
 	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(p)+aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
-		return
+		return nil
 	}
-	_ = lc.KeepListing(aead.Seal(nonce, nonce, p, []byte(listingAD)))
+	return aead.Seal(nonce, nonce, p, []byte(ad))
 }
 
-// updateListing applies a range update (lazyindex.go) to the kept
-// listing, if it was that of the index before it (digest before): its
-// entries of the range's names become those of next. The entries are
-// spliced as encoded, not decoded: a put into a large account pays for
-// one pass over the listing's bytes, not for every file's fields.
-func (a *Account) updateListing(before [32]byte, r *leafRange, next []indexfile.File) {
+// open opens what seal sealed with ad.
+func (a *Account) open(sealed []byte, ad string) ([]byte, error) {
+	aead, err := a.listingAEAD()
+	if err != nil {
+		return nil, err
+	}
+	ns := aead.NonceSize()
+	if len(sealed) < ns {
+		return nil, errors.New("client: listing cache too short")
+	}
+	return aead.Open(nil, sealed[:ns], sealed[ns:], []byte(ad))
+}
+
+// listingRecordAD is the additional data of the log's records, which
+// another version or a listing cannot be taken for.
+const listingRecordAD = "blindstore listing cache record v1"
+
+// listingRecord says that the index of digest to is that of digest from
+// with the files of changes replaced, added, or removed (nil).
+type listingRecord struct {
+	from, to [32]byte
+	changes  map[string]*Listed
+}
+
+// updateListing appends the record of a range update (lazyindex.go) from
+// the index of digest before to the head's: the files of old (the range
+// before) that next changed or dropped, and those it added. A few hundred
+// bytes, whatever the account's size.
+func (a *Account) updateListing(before [32]byte, old, next []indexfile.File) {
 	lc := a.listingCache()
 	if lc == nil {
 		return
 	}
-	sealed := lc.Listing()
-	if sealed == nil {
-		return
+	after := a.indexDigest()
+	b := append([]byte{listingVersion}, before[:]...)
+	b = append(b, after[:]...)
+	var body []byte
+	n := 0
+	was := make(map[string][]byte, len(old))
+	for i := range old {
+		l := listed(&old[i])
+		was[old[i].Name] = appendEntry(nil, &l)
 	}
-	p, err := a.openPlain(sealed, before)
-	if err != nil {
-		return
-	}
-	c := cursor{b: p[1+32:]}
-	count := c.uv()
-	entries := c.b
-	below := func(n string) bool { return r.lo > 0 && n < r.files[0].Name }
-	above := func(n string) bool { return r.hasUpper && n >= r.upper }
-	start, end, removed := -1, -1, uint64(0)
-	for range count {
-		at := len(entries) - len(c.b)
-		name, ok := c.entry(nil)
-		if !ok {
-			return
-		}
-		if start < 0 && !below(name) {
-			start = at
-		}
-		if start >= 0 && above(name) {
-			end = at
-			break
-		}
-		if start >= 0 {
-			removed++
-		}
-	}
-	if c.bad {
-		return
-	}
-	at := len(entries) - len(c.b)
-	if start < 0 {
-		start = at
-	}
-	if end < 0 {
-		end = at
-	}
-	out := listingHeader(make([]byte, 0, len(p)+len(next)*96), a.indexDigest(), count-removed+uint64(len(next)))
-	out = append(out, entries[:start]...)
 	for i := range next {
 		l := listed(&next[i])
-		out = appendEntry(out, &l)
+		e := appendEntry(nil, &l)
+		if w, ok := was[next[i].Name]; !ok || !bytes.Equal(w, e) {
+			body = append(append(body, 1), e...)
+			n++
+		}
+		delete(was, next[i].Name)
 	}
-	out = append(out, entries[end:]...)
-	a.sealListing(out)
+	for name := range was {
+		body = binary.AppendUvarint(append(body, 0), uint64(len(name)))
+		body = append(body, name...)
+		n++
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	if sealed := a.seal(append(b, body...), listingRecordAD); sealed != nil {
+		_ = lc.AppendListingLog(sealed)
+	}
+}
+
+// openRecord opens and parses a record of the log.
+func (a *Account) openRecord(sealed []byte) (*listingRecord, error) {
+	p, err := a.open(sealed, listingRecordAD)
+	if err != nil {
+		return nil, err
+	}
+	bad := errors.New("client: listing record does not parse")
+	if len(p) < 1+64 || p[0] != listingVersion {
+		return nil, bad
+	}
+	r := &listingRecord{from: [32]byte(p[1:33]), to: [32]byte(p[33:65]), changes: map[string]*Listed{}}
+	c := cursor{b: p[65:]}
+	n := c.uv()
+	for range n {
+		kind := c.bytes(1)
+		if c.bad {
+			return nil, bad
+		}
+		if kind[0] == 0 {
+			name := c.bytes(c.uv())
+			r.changes[string(name)] = nil
+			continue
+		}
+		var l Listed
+		if _, ok := c.entry(&l); !ok {
+			return nil, bad
+		}
+		r.changes[l.Name] = &l
+	}
+	if c.bad || len(c.b) != 0 {
+		return nil, bad
+	}
+	return r, nil
 }
 
 func listingHeader(b []byte, digest [32]byte, count uint64) []byte {
@@ -328,16 +425,9 @@ func (c *cursor) bytes(n uint64) []byte {
 	return v
 }
 
-// entry reads one entry into f (nil: skips it) and returns its name, as
-// a string only when f is set (else aliasing the listing's bytes).
+// entry reads one entry into f and returns its name.
 func (c *cursor) entry(f *Listed) (string, bool) {
-	nb := c.bytes(c.uv())
-	var name string
-	if f != nil {
-		name = string(nb)
-	} else {
-		name = unsafeString(nb)
-	}
+	name := string(c.bytes(c.uv()))
 	size, mode := c.uv(), c.uv()
 	sec, n := binary.Varint(c.b)
 	if n <= 0 {
@@ -353,9 +443,7 @@ func (c *cursor) entry(f *Listed) (string, bool) {
 	if c.bad {
 		return "", false
 	}
-	if f != nil {
-		*f = Listed{Name: name, Size: size, Mode: fs.FileMode(mode), ModTime: time.Unix(sec, int64(nsec)).UTC(), Hash: [indexfile.HashSize]byte(hash), Blocks: int(blocks), Shared: shared[0] == 1, Renewed: renewed}
-	}
+	*f = Listed{Name: name, Size: size, Mode: fs.FileMode(mode), ModTime: time.Unix(sec, int64(nsec)).UTC(), Hash: [indexfile.HashSize]byte(hash), Blocks: int(blocks), Shared: shared[0] == 1, Renewed: renewed}
 	return name, true
 }
 
@@ -381,7 +469,3 @@ func decodeListing(p []byte, digest [32]byte) (*listing, error) {
 	}
 	return l, nil
 }
-
-// unsafeString views b as a string without copying, for comparisons
-// while b is not changed.
-func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -83,18 +84,53 @@ func TestListingCache(t *testing.T) {
 	}
 	wantListing(t, l, a)
 
-	// A lazy put splices its file in.
+	// Lazy puts log their changes, sealed, each a few hundred bytes; the
+	// next listing applies them and keeps the result.
 	b, err := Resume(ctx, s.remoteAt(t, p.url), st, WithBlockCache(cache), WithLazyIndex())
 	if err != nil {
 		t.Fatal(err)
 	}
+	kept := cache.Listing()
 	putBytes(t, b, "d2/new", seeded.Bytes(5, 40))
 	putBytes(t, b, "d3/f0003", seeded.Bytes(6, 50))
-	l, _ = listReads(t, s, p, b.State(), cache)
+	log := cache.ListingLog()
+	if len(log) != 2 || !bytes.Equal(cache.Listing(), kept) {
+		t.Fatalf("two puts logged %d records (and the listing changed: %v)", len(log), !bytes.Equal(cache.Listing(), kept))
+	}
+	for _, rec := range log {
+		if len(rec) > 1024 || containsBytes(rec, "d2/new") {
+			t.Fatalf("a record of %d bytes, or with a name in clear", len(rec))
+		}
+	}
+	l, reads = listReads(t, s, p, b.State(), cache)
+	if reads != 1 { // the dirs the puts wrote are in the block cache
+		t.Fatalf("a listing through the log read %d blocks, want the head alone", reads)
+	}
 	fresh := memLoginRemote(t, s.remote(t), b)
 	wantListing(t, l, fresh)
-	if cache.Listing() == nil {
-		t.Fatal("the put dropped the listing")
+	if len(cache.ListingLog()) != 0 || bytes.Equal(cache.Listing(), kept) {
+		t.Fatal("the listing did not keep the log's changes")
+	}
+	// A damaged record breaks the chain: the listing is built again.
+	putBytes(t, b, "d2/new", seeded.Bytes(8, 40))
+	putBytes(t, b, "d1/f0001", seeded.Bytes(9, 40))
+	log = cache.ListingLog()
+	log[0][len(log[0])/2] ^= 1
+	if err := cache.KeepListing(cache.Listing()); err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range log {
+		if err := cache.AppendListingLog(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, reads = listReads(t, s, p, b.State(), cache)
+	fresh = memLoginRemote(t, s.remote(t), b)
+	wantListing(t, l, fresh)
+	// The leaves whose cached blocks were removed above come from the
+	// server again.
+	if reads <= 1 {
+		t.Fatalf("with a damaged record, the listing read %d blocks: it was not built again", reads)
 	}
 
 	// Another device's change: the listing is of another index now.
