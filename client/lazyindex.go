@@ -363,10 +363,16 @@ func (a *Account) updateRange(ctx context.Context, name string, change changeFun
 		return nil, err
 	}
 	s.unacked = unacked
-	before := a.indexDigest() // listing.go
+	at := a.tree.DataLeaves()
+	had := map[[32]byte]bool{}
+	for k := r.lo; k < r.hi; k++ {
+		had[leafKey(a.leafAt(at[k]))] = true
+	}
 	err = a.swap(ctx, s, nil)
 	if err == nil {
-		a.updateListing(before, base.Files, ours.Files)
+		// The range's leaves are now the data leaves from lo on, as
+		// many more or fewer as the update made (listing.go).
+		a.logListing(r.lo, len(a.tree.DataLeaves())-len(at)+r.hi-r.lo, ours.Files, had)
 		return ours, nil
 	}
 	var pe *PreconditionError

@@ -5,36 +5,33 @@ package client
 // block cache, so that listing an account of 100,000 small files does
 // not decrypt and decode its 110 MB of index, most of it inline content.
 //
-// It never holds plaintext on disk: it is sealed with XChaCha20-Poly1305
-// under a key derived from the account key (HKDF-SHA256, an info of its
-// own), so that only the account's sessions can open it, and it names
-// the index it was built from by a digest of the dirs the head listed
-// (their IDs and ETags, which fix every byte of the index). It is used
-// only when that digest is the one of the dirs the head lists as just
-// read and authenticated; a listing of another index, damaged, or of
-// another account does not open or does not match, and is built again
-// from the index. A one-file put (lazyindex.go) appends a sealed record
-// of its change to a log beside it ("the index of digest B is that of
-// digest A with these entries changed"), rather than sealing the whole
-// listing again; the next listing applies the records that chain from
-// its digest to the head's, and keeps the result, emptying the log.
-// What it reveals to whoever holds the configuration directory is what
-// the session file beside it already reveals: the session's key opens
-// the index itself.
+// It is kept by leaf: each segment holds the entries of one leaf of the
+// index, named by a digest of that leaf's length and blocks (their IDs
+// and ETags, which fix every byte of it). A listing takes the segment of
+// each leaf the authenticated dirs list, and decrypts only the leaves it
+// has none for (those another device wrote); it then keeps exactly the
+// segments of the index as it is. A one-file put (lazyindex.go) appends
+// the segments of the leaves it wrote to a log beside the listing (a few
+// kilobytes) rather than sealing the whole listing again; the next
+// listing takes them from there and folds them in.
+//
+// It never holds plaintext on disk: the listing and each record of the
+// log are sealed with XChaCha20-Poly1305 under a key derived from the
+// account key (HKDF-SHA256, an info of its own), so that only the
+// account's sessions can open them; anything that does not open, or
+// parse, is ignored and built again from the index. What it reveals to
+// whoever holds the configuration directory is what the session file
+// beside it already reveals: the session's key opens the index itself.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -73,54 +70,110 @@ type Listed struct {
 }
 
 const (
-	listingVersion = 1
-	listingInfo    = "blindstore/v1/client-listing-cache"
-	listingAD      = "blindstore listing cache v1"
+	listingVersion  = 2
+	listingInfo     = "blindstore/v1/client-listing-cache"
+	listingAD       = "blindstore listing cache v2"
+	listingRecordAD = "blindstore listing cache record v2"
+	// listingLeavesAlone is the most leaves a listing decrypts one at a
+	// time; more, and it reads the whole index, in parallel.
+	listingLeavesAlone = 32
 )
 
-// List returns what a listing shows of every file, sorted by name: from
-// the listing cache when it matches the index the head lists, else from
-// the index (which a lazy account then reads), keeping the listing for
-// the next time.
+// segments are leaves' entries by leafKey.
+type segments map[[32]byte][]Listed
+
+// List returns what a listing shows of every file, sorted by name. A
+// lazy account takes it from the listing cache, reading only the leaves
+// the cache lacks, and keeps it there.
 func (a *Account) List(ctx context.Context) ([]Listed, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	keep := false
+	var out []Listed
 	if a.index == nil && a.tree != nil {
-		if l, applied, ok := a.cachedListing(); ok {
-			if applied {
-				a.keepListing(l)
+		segs, logged := a.cachedSegments()
+		at := a.tree.DataLeaves()
+		var missing []int
+		for k, p := range at {
+			if _, ok := segs[leafKey(a.leafAt(p))]; !ok {
+				missing = append(missing, k)
 			}
-			return l.files(a.indexRenewed()), nil
 		}
-		if err := a.needIndex(ctx); err != nil {
-			return nil, err
+		if len(missing) > listingLeavesAlone {
+			if err := a.needIndex(ctx); err != nil {
+				return nil, err
+			}
+			segs = a.indexSegments()
+		} else {
+			for _, k := range missing {
+				files, err := a.openLeaf(ctx, a.leafAt(at[k]))
+				if err != nil {
+					return nil, err
+				}
+				segs[leafKey(a.leafAt(at[k]))] = listedAll(files)
+			}
 		}
-		keep = true
+		if a.index != nil {
+			at = a.tree.DataLeaves() // the tree read with the index
+		}
+		keep := make([][32]byte, len(at))
+		n := 0
+		for k, p := range at {
+			keep[k] = leafKey(a.leafAt(p))
+			n += len(segs[keep[k]])
+		}
+		out = make([]Listed, 0, n)
+		for _, key := range keep {
+			out = append(out, segs[key]...)
+		}
+		if len(missing) > 0 || logged || len(segs) != len(keep) {
+			a.keepListing(keep, segs)
+		}
+	} else {
+		out = listedAll(a.index.Files)
 	}
-	l := &listing{files0: make([]Listed, len(a.index.Files))}
-	for i := range a.index.Files {
-		l.files0[i] = listed(&a.index.Files[i])
-	}
-	if keep {
-		a.keepListing(l)
-	}
-	return l.files(a.indexRenewed()), nil
-}
-
-// listing is a decoded listing: files0 hold each file's own Renewed.
-type listing struct{ files0 []Listed }
-
-func (l *listing) files(indexRenewed uint64) []Listed {
-	out := slices.Clone(l.files0)
+	r := a.indexRenewed()
 	for i := range out {
-		out[i].Renewed = max(out[i].Renewed, indexRenewed)
+		out[i].Renewed = max(out[i].Renewed, r)
 	}
-	return out
+	return out, nil
 }
 
 func listed(f *indexfile.File) Listed {
 	return Listed{Name: f.Name, Size: f.Size, Mode: f.Mode, ModTime: f.ModTime, Hash: f.Hash, Blocks: len(f.Chunks), Shared: len(f.Manifest) > 0, Renewed: f.Renewed}
+}
+
+func listedAll(files []indexfile.File) []Listed {
+	out := make([]Listed, len(files))
+	for i := range files {
+		out[i] = listed(&files[i])
+	}
+	return out
+}
+
+// leafKey names a leaf by its length and blocks, which fix its content.
+func leafKey(l *indexfile.LeafRef) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(listingAD))
+	h.Write(binary.AppendUvarint(nil, uint64(l.Len)))
+	for _, r := range l.Blocks {
+		h.Write(r.ID[:])
+		h.Write(r.ETag[:])
+	}
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// indexSegments cuts the read index into its leaves' segments.
+func (a *Account) indexSegments() segments {
+	segs := segments{}
+	off := 0
+	for _, p := range a.tree.DataLeaves() {
+		l := a.leafAt(p)
+		segs[leafKey(l)] = listedAll(a.index.Files[off : off+l.Files])
+		off += l.Files
+	}
+	return segs
 }
 
 // listingCache returns the account's listing cache, if any.
@@ -129,17 +182,71 @@ func (a *Account) listingCache() ListingCache {
 	return lc
 }
 
-// indexDigest names the index the head lists: its dirs' IDs and ETags.
-func (a *Account) indexDigest() [32]byte {
-	h := sha256.New()
-	h.Write([]byte(listingAD))
-	for _, r := range a.head.Index {
-		h.Write(r.ID[:])
-		h.Write(r.ETag[:])
+// cachedSegments returns the segments of the kept listing and of its
+// log, and whether the log held any.
+func (a *Account) cachedSegments() (segments, bool) {
+	segs := segments{}
+	lc := a.listingCache()
+	if lc == nil {
+		return segs, false
 	}
-	var d [32]byte
-	h.Sum(d[:0])
-	return d
+	if sealed := lc.Listing(); sealed != nil {
+		if p, err := a.open(sealed, listingAD); err == nil {
+			_ = decodeSegments(p, segs)
+		}
+	}
+	logged := false
+	for _, rec := range lc.ListingLog() {
+		if p, err := a.open(rec, listingRecordAD); err == nil {
+			logged = decodeSegments(p, segs) == nil || logged
+		}
+	}
+	return segs, logged
+}
+
+// keepListing seals the segments of keys, in order, as the listing. A
+// listing not kept is only built again next time.
+func (a *Account) keepListing(keys [][32]byte, segs segments) {
+	lc := a.listingCache()
+	if lc == nil {
+		return
+	}
+	if sealed := a.seal(encodeSegments(keys, segs), listingAD); sealed != nil {
+		_ = lc.KeepListing(sealed)
+	}
+}
+
+// logListing appends the segments of the leaves a range update wrote
+// (lazyindex.go): the data leaves lo to lo+n-1 of the tree, which hold
+// files, in order, but for those it kept (had: their keys).
+func (a *Account) logListing(lo, n int, files []indexfile.File, had map[[32]byte]bool) {
+	lc := a.listingCache()
+	if lc == nil {
+		return
+	}
+	at := a.tree.DataLeaves()
+	if lo < 0 || n < 0 || lo+n > len(at) {
+		return
+	}
+	keys := make([][32]byte, n)
+	segs := segments{}
+	off := 0
+	for k := range n {
+		l := a.leafAt(at[lo+k])
+		if l.Files < 0 || off+l.Files > len(files) {
+			return
+		}
+		keys[k] = leafKey(l)
+		segs[keys[k]] = listedAll(files[off : off+l.Files])
+		off += l.Files
+	}
+	if off != len(files) {
+		return
+	}
+	keys = slices.DeleteFunc(keys, func(k [32]byte) bool { return had[k] })
+	if sealed := a.seal(encodeSegments(keys, segs), listingRecordAD); sealed != nil {
+		_ = lc.AppendListingLog(sealed)
+	}
 }
 
 func (a *Account) listingAEAD() (cipherAEAD, error) {
@@ -155,105 +262,6 @@ type cipherAEAD interface {
 	Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error)
 	NonceSize() int
 	Overhead() int
-}
-
-// cachedListing opens the kept listing and applies the log's records
-// that chain from it, and returns it if it is then that of the index the
-// head lists (applied: records were applied, so the listing is worth
-// keeping again).
-func (a *Account) cachedListing() (l *listing, applied, ok bool) {
-	lc := a.listingCache()
-	if lc == nil {
-		return nil, false, false
-	}
-	sealed := lc.Listing()
-	if sealed == nil {
-		return nil, false, false
-	}
-	p, err := a.openPlain(sealed, nil)
-	if err != nil {
-		return nil, false, false
-	}
-	cur := [32]byte(p[1:33])
-	want := a.indexDigest()
-	var changes map[string]*Listed
-	if cur != want {
-		// Each record is this client's, sealed after its commit: applying
-		// those that chain from cur gives the listing of where they lead.
-		changes = map[string]*Listed{}
-		for _, rec := range lc.ListingLog() {
-			r, err := a.openRecord(rec)
-			if err != nil || r.from != cur {
-				continue
-			}
-			maps.Copy(changes, r.changes)
-			cur = r.to
-		}
-		if cur != want {
-			return nil, false, false
-		}
-	}
-	if l, err = decodeListing(p, [32]byte(p[1:33])); err != nil {
-		return nil, false, false
-	}
-	if changes != nil {
-		l.apply(changes)
-	}
-	return l, changes != nil, true
-}
-
-// apply replaces, adds (an entry) or removes (nil) the files named.
-func (l *listing) apply(changes map[string]*Listed) {
-	var added []Listed
-	out := l.files0[:0:0]
-	out = slices.Grow(out, len(l.files0)+len(changes))
-	seen := make(map[string]bool, len(changes))
-	for _, f := range l.files0 {
-		c, ok := changes[f.Name]
-		if !ok {
-			out = append(out, f)
-			continue
-		}
-		seen[f.Name] = true
-		if c != nil {
-			out = append(out, *c)
-		}
-	}
-	for n, c := range changes {
-		if c != nil && !seen[n] {
-			added = append(added, *c)
-		}
-	}
-	if len(added) > 0 {
-		out = append(out, added...)
-		slices.SortFunc(out, func(a, b Listed) int { return strings.Compare(a.Name, b.Name) })
-	}
-	l.files0 = out
-}
-
-// openPlain opens a sealed listing and checks that it is of the index
-// digest names (nil: of any).
-func (a *Account) openPlain(sealed []byte, digest *[32]byte) ([]byte, error) {
-	p, err := a.open(sealed, listingAD)
-	if err != nil {
-		return nil, err
-	}
-	if len(p) < 1+32 || p[0] != listingVersion || (digest != nil && [32]byte(p[1:33]) != *digest) {
-		return nil, fmt.Errorf("client: listing cache of another index")
-	}
-	return p, nil
-}
-
-// keepListing seals l as the listing of the index the head lists. A
-// listing not kept is only built again next time.
-func (a *Account) keepListing(l *listing) { a.sealListing(encodeListing(l, a.indexDigest())) }
-
-func (a *Account) sealListing(p []byte) {
-	if lc := a.listingCache(); lc != nil {
-		if sealed := a.seal(p, listingAD); sealed != nil {
-			_ = lc.KeepListing(sealed)
-		}
-	}
 }
 
 // seal seals p under the listing key with ad, or returns nil.
@@ -282,103 +290,64 @@ func (a *Account) open(sealed []byte, ad string) ([]byte, error) {
 	return aead.Open(nil, sealed[:ns], sealed[ns:], []byte(ad))
 }
 
-// listingRecordAD is the additional data of the log's records, which
-// another version or a listing cannot be taken for.
-const listingRecordAD = "blindstore listing cache record v1"
-
-// listingRecord says that the index of digest to is that of digest from
-// with the files of changes replaced, added, or removed (nil).
-type listingRecord struct {
-	from, to [32]byte
-	changes  map[string]*Listed
-}
-
-// updateListing appends the record of a range update (lazyindex.go) from
-// the index of digest before to the head's: the files of old (the range
-// before) that next changed or dropped, and those it added. A few hundred
-// bytes, whatever the account's size.
-func (a *Account) updateListing(before [32]byte, old, next []indexfile.File) {
-	lc := a.listingCache()
-	if lc == nil {
-		return
-	}
-	after := a.indexDigest()
-	b := append([]byte{listingVersion}, before[:]...)
-	b = append(b, after[:]...)
-	var body []byte
+// The encoding of a listing and of a record (integers as in the index):
+//
+//	listing = uint8 version ‖ uvarint segment_count ‖ segment × segment_count
+//	segment = key[32] ‖ uvarint entry_count ‖ entry × entry_count
+//	entry   = uvarint name_len ‖ name ‖ uvarint size ‖ uvarint mode
+//	        ‖ varint mtime_sec ‖ uvarint mtime_nsec ‖ hash[32]
+//	        ‖ uvarint blocks ‖ uint8 shared ‖ uvarint renewed
+func encodeSegments(keys [][32]byte, segs segments) []byte {
 	n := 0
-	was := make(map[string][]byte, len(old))
-	for i := range old {
-		l := listed(&old[i])
-		was[old[i].Name] = appendEntry(nil, &l)
+	for _, k := range keys {
+		n += len(segs[k])
 	}
-	for i := range next {
-		l := listed(&next[i])
-		e := appendEntry(nil, &l)
-		if w, ok := was[next[i].Name]; !ok || !bytes.Equal(w, e) {
-			body = append(append(body, 1), e...)
-			n++
-		}
-		delete(was, next[i].Name)
-	}
-	for name := range was {
-		body = binary.AppendUvarint(append(body, 0), uint64(len(name)))
-		body = append(body, name...)
-		n++
-	}
-	b = binary.AppendUvarint(b, uint64(n))
-	if sealed := a.seal(append(b, body...), listingRecordAD); sealed != nil {
-		_ = lc.AppendListingLog(sealed)
-	}
-}
-
-// openRecord opens and parses a record of the log.
-func (a *Account) openRecord(sealed []byte) (*listingRecord, error) {
-	p, err := a.open(sealed, listingRecordAD)
-	if err != nil {
-		return nil, err
-	}
-	bad := errors.New("client: listing record does not parse")
-	if len(p) < 1+64 || p[0] != listingVersion {
-		return nil, bad
-	}
-	r := &listingRecord{from: [32]byte(p[1:33]), to: [32]byte(p[33:65]), changes: map[string]*Listed{}}
-	c := cursor{b: p[65:]}
-	n := c.uv()
-	for range n {
-		kind := c.bytes(1)
-		if c.bad {
-			return nil, bad
-		}
-		if kind[0] == 0 {
-			name := c.bytes(c.uv())
-			r.changes[string(name)] = nil
-			continue
-		}
-		var l Listed
-		if _, ok := c.entry(&l); !ok {
-			return nil, bad
-		}
-		r.changes[l.Name] = &l
-	}
-	if c.bad || len(c.b) != 0 {
-		return nil, bad
-	}
-	return r, nil
-}
-
-func listingHeader(b []byte, digest [32]byte, count uint64) []byte {
+	b := make([]byte, 0, 16+len(keys)*40+n*80)
 	b = append(b, listingVersion)
-	b = append(b, digest[:]...)
-	return binary.AppendUvarint(b, count)
-}
-
-func encodeListing(l *listing, digest [32]byte) []byte {
-	b := listingHeader(make([]byte, 0, 64+len(l.files0)*80), digest, uint64(len(l.files0)))
-	for i := range l.files0 {
-		b = appendEntry(b, &l.files0[i])
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = append(b, k[:]...)
+		b = binary.AppendUvarint(b, uint64(len(segs[k])))
+		for i := range segs[k] {
+			b = appendEntry(b, &segs[k][i])
+		}
 	}
 	return b
+}
+
+// decodeSegments adds the segments of p to segs, all or none.
+func decodeSegments(p []byte, segs segments) error {
+	bad := errors.New("client: listing cache does not parse")
+	if len(p) < 1 || p[0] != listingVersion {
+		return bad
+	}
+	c := cursor{b: p[1:]}
+	n := c.uv()
+	if n > uint64(len(c.b))/33 {
+		return bad
+	}
+	got := make(segments, n)
+	for range n {
+		key := c.bytes(32)
+		m := c.uv()
+		if c.bad || m > uint64(len(c.b)) {
+			return bad
+		}
+		es := make([]Listed, m)
+		for i := range es {
+			if !c.entry(&es[i]) {
+				return bad
+			}
+		}
+		got[[32]byte(key)] = es
+	}
+	if len(c.b) != 0 {
+		return bad
+	}
+	for k, es := range got {
+		segs[k] = es
+	}
+	return nil
 }
 
 func appendEntry(b []byte, f *Listed) []byte {
@@ -425,14 +394,14 @@ func (c *cursor) bytes(n uint64) []byte {
 	return v
 }
 
-// entry reads one entry into f and returns its name.
-func (c *cursor) entry(f *Listed) (string, bool) {
+// entry reads one entry into f.
+func (c *cursor) entry(f *Listed) bool {
 	name := string(c.bytes(c.uv()))
 	size, mode := c.uv(), c.uv()
 	sec, n := binary.Varint(c.b)
 	if n <= 0 {
 		c.bad, c.b = true, nil
-		return "", false
+		return false
 	}
 	c.b = c.b[n:]
 	nsec := c.uv()
@@ -440,32 +409,9 @@ func (c *cursor) entry(f *Listed) (string, bool) {
 	blocks := c.uv()
 	shared := c.bytes(1)
 	renewed := c.uv()
-	if c.bad {
-		return "", false
+	if c.bad || nsec >= 1e9 {
+		return false
 	}
 	*f = Listed{Name: name, Size: size, Mode: fs.FileMode(mode), ModTime: time.Unix(sec, int64(nsec)).UTC(), Hash: [indexfile.HashSize]byte(hash), Blocks: int(blocks), Shared: shared[0] == 1, Renewed: renewed}
-	return name, true
-}
-
-// decodeListing parses a listing this client sealed; any mismatch is an
-// error, and the listing is built again.
-func decodeListing(p []byte, digest [32]byte) (*listing, error) {
-	if len(p) < 1+32 || p[0] != listingVersion || [32]byte(p[1:33]) != digest {
-		return nil, fmt.Errorf("client: listing cache of another index")
-	}
-	c := cursor{b: p[33:]}
-	n := c.uv()
-	if n > uint64(len(c.b)) {
-		return nil, errors.New("client: listing cache does not parse")
-	}
-	l := &listing{files0: make([]Listed, n)}
-	for i := range l.files0 {
-		if _, ok := c.entry(&l.files0[i]); !ok {
-			return nil, errors.New("client: listing cache does not parse")
-		}
-	}
-	if len(c.b) != 0 {
-		return nil, errors.New("client: listing cache does not parse")
-	}
-	return l, nil
+	return true
 }
