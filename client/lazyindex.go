@@ -323,10 +323,12 @@ func (a *Account) updateRange(ctx context.Context, name string, change changeFun
 	if !r.holds(name) {
 		return nil, errWholeIndex
 	}
-	// What Index.Put checks beyond the range: no parent folder of name
-	// is a file (parents sort before it), name is no folder of others
-	// (they sort right after name+"/").
-	for i := 0; i < len(name); i++ {
+	// What Index.Put checks beyond the range, for a new name (a file of
+	// a valid index is neither): no parent folder of name is a file
+	// (parents sort before it), name is no folder of others (they sort
+	// right after name+"/").
+	_, exists := slices.BinarySearchFunc(r.files, name, func(f indexfile.File, n string) int { return strings.Compare(f.Name, n) })
+	for i := 0; i < len(name) && !exists; i++ {
 		if name[i] != '/' || r.holds(name[:i]) {
 			continue
 		}
@@ -338,10 +340,14 @@ func (a *Account) updateRange(ctx context.Context, name string, change changeFun
 			return nil, wrap(KindConflict, "put", fmt.Errorf("%w: %q is a file", indexfile.ErrBadName, name[:i]))
 		}
 	}
-	if n, ok, err := a.ceilingLazy(ctx, name+"/"); err != nil {
-		return nil, err
-	} else if ok && strings.HasPrefix(n, name+"/") && !r.holds(n) {
-		return nil, wrap(KindConflict, "put", fmt.Errorf("%w: %q is a directory", indexfile.ErrBadName, name))
+	if !exists {
+		n, ok, err := a.ceilingLazy(ctx, name+"/")
+		if err != nil {
+			return nil, err
+		}
+		if ok && strings.HasPrefix(n, name+"/") && !r.holds(n) {
+			return nil, wrap(KindConflict, "put", fmt.Errorf("%w: %q is a directory", indexfile.ErrBadName, name))
+		}
 	}
 	base := &indexfile.Index{Generation: a.head.Generation, Files: r.files, Renewed: a.tree.Renewed}
 	ours := base.Clone()
