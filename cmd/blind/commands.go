@@ -504,15 +504,24 @@ func (a *app) ls(c *command) error {
 		if folder != "" && !found {
 			return &client.Error{Kind: client.KindNotFound, Msg: fmt.Sprintf("no file or folder %q in the account", folder)}
 		}
-		if a.g.json {
-			list := make([]fileOut, len(files))
-			for i := range files {
-				list[i] = listedJSON(&files[i])
-			}
-			a.out(map[string]any{"files": list}, "")
-			return nil
-		}
 		w := bufio.NewWriterSize(a.stdout, 64<<10)
+		if a.g.json {
+			// What a.out prints of {"files": [...]}, an entry at a time
+			// rather than in one buffer of the whole account.
+			w.WriteString(`{"files":[`)
+			for i := range files {
+				b, err := json.Marshal(listedJSON(&files[i]))
+				if err != nil {
+					return err
+				}
+				if i > 0 {
+					w.WriteByte(',')
+				}
+				w.Write(b)
+			}
+			w.WriteString("]}\n")
+			return w.Flush()
+		}
 		var lastSize uint64
 		var lastSec int64
 		sizeText, timeText := "", ""
