@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -146,31 +147,60 @@ func (a *Account) firstName(ctx context.Context, l *indexfile.LeafRef) (string, 
 // openLeaf reads and decodes a data leaf, and records its file count in
 // the tree.
 func (a *Account) openLeaf(ctx context.Context, l *indexfile.LeafRef) ([]indexfile.File, error) {
-	if fs, ok := a.leafFiles[l.Blocks[0]]; ok {
-		l.Files = len(fs)
-		return fs, nil
-	}
-	ps, err := a.readBlocks(ctx, l.Blocks, true)
+	fs, err := a.openLeaves(ctx, []*indexfile.LeafRef{l})
 	if err != nil {
 		return nil, err
 	}
-	enc, err := indexfile.JoinLeaf(ps, l.Len, format.PayloadCapacity(a.cfg.BlockSize))
-	var files []indexfile.File
-	if err == nil {
-		files, err = indexfile.DecodeLeaf(enc)
+	return fs[0], nil
+}
+
+// openLeaves is openLeaf of several leaves, whose blocks are read in
+// parallel and decoded on every core.
+func (a *Account) openLeaves(ctx context.Context, ls []*indexfile.LeafRef) ([][]indexfile.File, error) {
+	out := make([][]indexfile.File, len(ls))
+	var refs []indexfile.Ref
+	var todo []int
+	first := make([]int, len(ls))
+	for i, l := range ls {
+		if fs, ok := a.leafFiles[l.Blocks[0]]; ok {
+			out[i] = fs
+			continue
+		}
+		todo = append(todo, i)
+		first[i] = len(refs)
+		refs = append(refs, l.Blocks...)
 	}
-	if err == nil && len(files) == 0 {
-		err = fmt.Errorf("%w: a leaf of %d bytes holds no file", indexfile.ErrCorrupt, l.Len)
-	}
+	ps, err := a.readBlocks(ctx, refs, true)
 	if err != nil {
-		return nil, wrap(KindTampered, "the account's index", err)
+		return nil, err
+	}
+	payload := format.PayloadCapacity(a.cfg.BlockSize)
+	err = parallel(ctx, len(todo), runtime.GOMAXPROCS(0), func(_ context.Context, k int) error {
+		i := todo[k]
+		l := ls[i]
+		enc, err := indexfile.JoinLeaf(ps[first[i]:first[i]+len(l.Blocks)], l.Len, payload)
+		if err == nil {
+			out[i], err = indexfile.DecodeLeaf(enc)
+		}
+		if err == nil && len(out[i]) == 0 {
+			err = fmt.Errorf("%w: a leaf of %d bytes holds no file", indexfile.ErrCorrupt, l.Len)
+		}
+		if err != nil {
+			return wrap(KindTampered, "the account's index", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if a.leafFiles == nil {
 		a.leafFiles = map[indexfile.Ref][]indexfile.File{}
 	}
-	a.leafFiles[l.Blocks[0]] = files
-	l.Files = len(files)
-	return files, nil
+	for i, l := range ls {
+		a.leafFiles[l.Blocks[0]] = out[i]
+		l.Files = len(out[i])
+	}
+	return out, nil
 }
 
 // leafOf returns the position in at (DataLeaves) of the leaf that holds

@@ -74,9 +74,6 @@ const (
 	listingInfo     = "blindstore/v1/client-listing-cache"
 	listingAD       = "blindstore listing cache v2"
 	listingRecordAD = "blindstore listing cache record v2"
-	// listingLeavesAlone is the most leaves a listing decrypts one at a
-	// time; more, and it reads the whole index, in parallel.
-	listingLeavesAlone = 32
 )
 
 // segments are leaves' entries by leafKey.
@@ -92,28 +89,18 @@ func (a *Account) List(ctx context.Context) ([]Listed, error) {
 	if a.index == nil && a.tree != nil {
 		segs, logged := a.cachedSegments()
 		at := a.tree.DataLeaves()
-		var missing []int
-		for k, p := range at {
-			if _, ok := segs[leafKey(a.leafAt(p))]; !ok {
-				missing = append(missing, k)
+		var missing []*indexfile.LeafRef
+		for _, p := range at {
+			if l := a.leafAt(p); !hasKey(segs, leafKey(l)) {
+				missing = append(missing, l)
 			}
 		}
-		if len(missing) > listingLeavesAlone {
-			if err := a.needIndex(ctx); err != nil {
-				return nil, err
-			}
-			segs = a.indexSegments()
-		} else {
-			for _, k := range missing {
-				files, err := a.openLeaf(ctx, a.leafAt(at[k]))
-				if err != nil {
-					return nil, err
-				}
-				segs[leafKey(a.leafAt(at[k]))] = listedAll(files)
-			}
+		files, err := a.openLeaves(ctx, missing) // lazyindex.go
+		if err != nil {
+			return nil, err
 		}
-		if a.index != nil {
-			at = a.tree.DataLeaves() // the tree read with the index
+		for i, l := range missing {
+			segs[leafKey(l)] = listedAll(files[i])
 		}
 		keep := make([][32]byte, len(at))
 		n := 0
@@ -136,6 +123,11 @@ func (a *Account) List(ctx context.Context) ([]Listed, error) {
 		out[i].Renewed = max(out[i].Renewed, r)
 	}
 	return out, nil
+}
+
+func hasKey(segs segments, k [32]byte) bool {
+	_, ok := segs[k]
+	return ok
 }
 
 func listed(f *indexfile.File) Listed {
