@@ -9,6 +9,7 @@ import (
 	"context"
 	cryptorand "crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +60,11 @@ type Account struct {
 	openCtx   context.Context
 	leafFiles map[indexfile.Ref][]indexfile.File
 	leafFirst map[indexfile.Ref]string
+	// quietPeriod and quietIndex record that in that period the index of
+	// that digest (indexDigest) had nothing to renew: a lazy account then
+	// need not read its leaves to know (renew.go).
+	quietPeriod uint64
+	quietIndex  [32]byte
 }
 
 func newAccount(ctx context.Context, remote Store, user string, root *format.Root, opts []Option) (*Account, error) {
@@ -253,6 +259,17 @@ type State struct {
 	Generation uint64 `json:"generation"`
 	// Renewed is the last period in which this client renewed the roots.
 	Renewed uint64 `json:"renewed"`
+	// Quiet records a period in which the index of a digest (of the
+	// dirs the head listed) had nothing to renew, as found by reading
+	// it: a later command of that period on the same index need not read
+	// it again to know (Account.Stale).
+	Quiet *QuietRecord `json:"quiet,omitempty"`
+}
+
+// QuietRecord is State.Quiet.
+type QuietRecord struct {
+	Period uint64 `json:"period"`
+	Index  string `json:"index"` // hex
 }
 
 // State returns the session state of a.
@@ -266,6 +283,7 @@ func (a *Account) State() State {
 		OwnerSecret: base64.RawURLEncoding.EncodeToString(a.root.OwnerSecret[:]),
 		Generation:  a.seenGen,
 		Renewed:     a.renewed,
+		Quiet:       a.quietRecord(),
 	}
 }
 
@@ -297,6 +315,11 @@ func Resume(ctx context.Context, remote Store, st State, opts ...Option) (*Accou
 		return nil, err
 	}
 	a.seenGen, a.renewed = st.Generation, st.Renewed
+	if q := st.Quiet; q != nil {
+		if d, err := hex.DecodeString(q.Index); err == nil && len(d) == len(a.quietIndex) {
+			a.quietPeriod, a.quietIndex = q.Period, [32]byte(d)
+		}
+	}
 	if err := a.load(ctx); err != nil {
 		return nil, err
 	}

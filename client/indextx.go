@@ -585,10 +585,17 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []format.RootRef) e
 		}
 		return wrap(KindNetwork, "updating the account's head", err)
 	}
+	var before [32]byte
+	if a.quietPeriod != 0 {
+		before = a.indexDigest()
+	}
 	a.head, a.etag, a.seenGen = h, head.ETag, h.Generation
 	if s != nil {
 		// s.next nil: a range update; the index stays unread.
 		a.index, a.tree = s.next, s.tree
+		if s.next != nil && a.quietPeriod != 0 && before == a.quietIndex {
+			_ = a.due(a.quietPeriod) // renew.go: the quiet record follows the index
+		}
 		for i := range s.blocks {
 			a.keep(indexfile.Ref{ID: s.blocks[i].ID, ETag: s.blocks[i].etag()}, s.blocks[i].Data)
 		}

@@ -21,6 +21,7 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -105,6 +106,20 @@ func (a *Account) mustIndex() {
 	if err := a.needIndex(a.openCtx); err != nil {
 		panic(fmt.Sprintf("client: the account's index could not be read (call LoadIndex first to handle this): %v", err))
 	}
+}
+
+// indexDigest names the index the head lists by its dirs' IDs and
+// ETags, which fix every byte of it.
+func (a *Account) indexDigest() [32]byte {
+	h := sha256.New()
+	h.Write([]byte("blindstore index digest v1"))
+	for _, r := range a.head.Index {
+		h.Write(r.ID[:])
+		h.Write(r.ETag[:])
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
 }
 
 // indexRenewed is the index's Renewed, known from the first dir alone.
@@ -404,11 +419,13 @@ func (a *Account) updateRange(ctx context.Context, name string, change changeFun
 	for k := r.lo; k < r.hi; k++ {
 		had[leafKey(a.leafAt(at[k]))] = true
 	}
+	before := a.indexDigest()
 	err = a.swap(ctx, s, nil)
 	if err == nil {
 		// The range's leaves are now the data leaves from lo on, as
 		// many more or fewer as the update made (listing.go).
 		a.logListing(r.lo, len(a.tree.DataLeaves())-len(at)+r.hi-r.lo, ours.Files, had)
+		a.keepQuiet(before, ours.Files) // renew.go
 		return ours, nil
 	}
 	var pe *PreconditionError

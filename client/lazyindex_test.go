@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/internal/seeded"
 )
 
@@ -190,4 +191,77 @@ func TestLazyPutTamperedLeaf(t *testing.T) {
 	m.mu.Unlock()
 	_, err := b.Put(context.Background(), bytes.NewReader([]byte("x")), PutInfo{Name: "f0150", ModTime: time.Now()}, nil)
 	wantKind(t, err, KindTampered)
+}
+
+// In a period whose renewal deferred files to the next (spread), the
+// index does not record that nothing is left to renew; the session does
+// (State.Quiet), so that a lazy command reads no leaf to know, until the
+// index changes otherwise than by this device's lazy puts.
+func TestLazyQuietPeriod(t *testing.T) {
+	s := newTestServer(t)
+	a, loc := newTestAccount(t, s)
+	for i := range 24 { // files of a block each: a renewal may defer them
+		putBytes(t, a, fmt.Sprintf("f%02d", i), randomBytes(format.PayloadCapacity(testBlockSize)))
+	}
+	ctx := context.Background()
+	var st State
+	for round := 0; ; round++ {
+		if round == 8 {
+			t.Fatal("no renewal deferred a file in 8 periods")
+		}
+		s.advance()
+		b, err := login(ctx, s.remote(t), "", loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.cfg.RetentionPeriods = 13 // room to spread
+		if _, err := b.Renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if b.index.Renewed < b.cfg.CurrentPeriod {
+			st = b.State()
+			break // some files deferred: the index records no renewal
+		}
+	}
+	if st.Quiet == nil {
+		t.Fatal("the renewal kept no quiet record")
+	}
+	open := func(st State) *Account {
+		c, err := Resume(ctx, s.remote(t), st, WithLazyIndex())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.cfg.RetentionPeriods = 13
+		return c
+	}
+	c := open(st)
+	if c.Stale(c.cfg.CurrentPeriod) || c.index != nil {
+		t.Fatal("with the quiet record, a lazy account reads its leaves to know it has nothing to renew")
+	}
+	// This device's puts: a new file (a range update) and a replaced one
+	// (its block dropped: the whole index).
+	for _, name := range []string{"g-new", "f03"} {
+		putBytes(t, c, name, []byte("changed"))
+		st = c.State()
+		c = open(st)
+		if c.Stale(c.cfg.CurrentPeriod) {
+			t.Fatalf("after this device's put of %s, the quiet record was lost", name)
+		}
+	}
+	// Another device's change: the record no longer names the index.
+	other, err := login(ctx, s.remote(t), "", loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putBytes(t, other, "f04", []byte("theirs"))
+	c = open(st)
+	if !c.Stale(c.cfg.CurrentPeriod) {
+		t.Fatal("a quiet record of another index was taken")
+	}
+	if rep, err := c.Renew(ctx); err != nil || rep.Sent != 0 {
+		t.Fatalf("the renewal after another device's change: %+v, %v; want nothing sent", rep, err)
+	}
+	if c = open(c.State()); c.Stale(c.cfg.CurrentPeriod) {
+		t.Fatal("the reading of the index kept no quiet record")
+	}
 }

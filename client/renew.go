@@ -45,6 +45,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -184,6 +185,10 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 	if err != nil {
 		return nil, wrap(KindOther, "recording the renewal in the index", err)
 	}
+	// With files deferred to the next period, the index does not say
+	// that nothing is left to renew in this one: the quiet record does,
+	// for the commands that follow.
+	_ = a.due(cur)
 	rep.Safe = a.safeUntil()
 	return rep, nil
 }
@@ -206,9 +211,10 @@ func (a *Account) due(cur uint64) bool {
 		return true
 	}
 	if a.index == nil {
-		// Unread leaves: every file was renewed when the index was,
-		// or they must be read (Renew does).
-		return a.indexRenewed() < cur
+		// Unread leaves: every file was renewed when the index was, or
+		// a reading of this index found none due in this period, or
+		// they must be read (Renew does).
+		return a.indexRenewed() < cur && !(a.quietPeriod == cur && a.quietIndex == a.indexDigest())
 	}
 	for i := range a.index.Files {
 		f := &a.index.Files[i]
@@ -216,7 +222,34 @@ func (a *Account) due(cur uint64) bool {
 			return true
 		}
 	}
+	if a.tree != nil {
+		a.quietPeriod, a.quietIndex = cur, a.indexDigest()
+	}
 	return false
+}
+
+// quietRecord is State.Quiet.
+func (a *Account) quietRecord() *QuietRecord {
+	if a.quietPeriod == 0 {
+		return nil
+	}
+	return &QuietRecord{Period: a.quietPeriod, Index: hex.EncodeToString(a.quietIndex[:])}
+}
+
+// keepQuiet carries the quiet record over a range update of this
+// device's (lazyindex.go) from the index of digest before: true still if
+// no file of the range's new version is due.
+func (a *Account) keepQuiet(before [32]byte, files []indexfile.File) {
+	if a.quietIndex != before || a.quietPeriod == 0 {
+		return
+	}
+	for i := range files {
+		if f := &files[i]; a.fileRenewed(f) < a.quietPeriod && !a.deferRenewal(f, a.quietPeriod) {
+			a.quietPeriod = 0
+			return
+		}
+	}
+	a.quietIndex = a.indexDigest()
 }
 
 // deferRenewal reports whether f, stale in period cur, waits for the next
