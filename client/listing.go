@@ -130,6 +130,25 @@ func hasKey(segs segments, k [32]byte) bool {
 	return ok
 }
 
+// KeepListing writes the listing cache from the index the account has
+// read whole (a login): the first listing then decrypts nothing. It does
+// nothing for an account without a listing cache or with the index
+// unread.
+func (a *Account) KeepListing() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.index == nil || a.tree == nil || a.listingCache() == nil {
+		return
+	}
+	segs := a.indexSegments()
+	at := a.tree.DataLeaves()
+	keys := make([][32]byte, len(at))
+	for k, p := range at {
+		keys[k] = leafKey(a.leafAt(p))
+	}
+	a.keepListing(keys, segs)
+}
+
 func listed(f *indexfile.File) Listed {
 	return Listed{Name: f.Name, Size: f.Size, Mode: f.Mode, ModTime: f.ModTime, Hash: f.Hash, Blocks: len(f.Chunks), Shared: len(f.Manifest) > 0, Renewed: f.Renewed}
 }

@@ -200,3 +200,30 @@ func TestListingManyLeaves(t *testing.T) {
 		t.Fatalf("the second listing read %d blocks, want the head alone", reads)
 	}
 }
+
+// A login reads the whole index: KeepListing writes the listing from it,
+// and the first listing after takes every leaf from there.
+func TestKeepListingAfterLogin(t *testing.T) {
+	a, s, p, cache := cachedAccount(t)
+	b, err := Resume(context.Background(), s.remoteAt(t, p.url), a.State(), WithBlockCache(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.KeepListing()
+	if cache.Listing() == nil {
+		t.Fatal("no listing kept")
+	}
+	// Without the cached blocks: a leaf read would have to come from
+	// the server.
+	blk, _ := filepath.Glob(filepath.Join(cache.Dir(), "*.blk"))
+	for _, e := range blk {
+		if err := os.Remove(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, reads := listReads(t, s, p, b.State(), cache)
+	wantListing(t, l, a)
+	if reads != 1+len(b.head.Index) {
+		t.Fatalf("the first listing after KeepListing read %d blocks, want the head and the dirs", reads)
+	}
+}

@@ -340,6 +340,9 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 	if err := a.saveAccount(acc, deviceFile); err != nil {
 		return err
 	}
+	// The login read the whole index: the listing ls reads is built
+	// from it now, rather than by decrypting the index again.
+	acc.KeepListing()
 	for _, name := range rep.Damaged {
 		fmt.Fprintf(a.stderr, "warning: %s has blocks the server no longer has; it cannot be fetched\n", name)
 	}
