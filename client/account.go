@@ -9,6 +9,7 @@ import (
 	"context"
 	cryptorand "crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +51,20 @@ type Account struct {
 	// since the last load.
 	cache   BlockCache
 	fetched atomic.Int64
+	// lazy: the index's leaves are read when needed (lazyindex.go);
+	// index is nil until then. openCtx is the context the account was
+	// opened with, for the methods without one that need the index.
+	// leafFiles and leafFirst keep the leaves read, and the first names
+	// of those probed, by their first block.
+	lazy      bool
+	openCtx   context.Context
+	leafFiles map[indexfile.Ref][]indexfile.File
+	leafFirst map[indexfile.Ref]string
+	// quietPeriod and quietIndex record that in that period the index of
+	// that digest (indexDigest) had nothing to renew: a lazy account then
+	// need not read its leaves to know (renew.go).
+	quietPeriod uint64
+	quietIndex  [32]byte
 }
 
 func newAccount(ctx context.Context, remote Store, user string, root *format.Root, opts []Option) (*Account, error) {
@@ -57,7 +72,7 @@ func newAccount(ctx context.Context, remote Store, user string, root *format.Roo
 	if err != nil {
 		return nil, err
 	}
-	a := &Account{remote: remote, cfg: cfg, user: user, root: root, headLoc: root.HeadLocator(), table: format.ChunkerTable(root.AccountKey)}
+	a := &Account{remote: remote, cfg: cfg, user: user, root: root, headLoc: root.HeadLocator(), table: format.ChunkerTable(root.AccountKey), openCtx: context.WithoutCancel(ctx)}
 	for _, o := range opts {
 		o(a)
 	}
@@ -244,6 +259,17 @@ type State struct {
 	Generation uint64 `json:"generation"`
 	// Renewed is the last period in which this client renewed the roots.
 	Renewed uint64 `json:"renewed"`
+	// Quiet records a period in which the index of a digest (of the
+	// dirs the head listed) had nothing to renew, as found by reading
+	// it: a later command of that period on the same index need not read
+	// it again to know (Account.Stale).
+	Quiet *QuietRecord `json:"quiet,omitempty"`
+}
+
+// QuietRecord is State.Quiet.
+type QuietRecord struct {
+	Period uint64 `json:"period"`
+	Index  string `json:"index"` // hex
 }
 
 // State returns the session state of a.
@@ -257,6 +283,7 @@ func (a *Account) State() State {
 		OwnerSecret: base64.RawURLEncoding.EncodeToString(a.root.OwnerSecret[:]),
 		Generation:  a.seenGen,
 		Renewed:     a.renewed,
+		Quiet:       a.quietRecord(),
 	}
 }
 
@@ -288,6 +315,11 @@ func Resume(ctx context.Context, remote Store, st State, opts ...Option) (*Accou
 		return nil, err
 	}
 	a.seenGen, a.renewed = st.Generation, st.Renewed
+	if q := st.Quiet; q != nil {
+		if d, err := hex.DecodeString(q.Index); err == nil && len(d) == len(a.quietIndex) {
+			a.quietPeriod, a.quietIndex = q.Period, [32]byte(d)
+		}
+	}
 	if err := a.load(ctx); err != nil {
 		return nil, err
 	}

@@ -17,6 +17,9 @@
 //	             it, commit by compare-and-swap of the head, merge on a lost race
 //	cache.go     BlockCache: index blocks kept between commands (blockcache/
 //	             keeps them on disk), used only when they check out
+//	lazyindex.go WithLazyIndex: the leaves a command needs, read when needed;
+//	             a one-file put reads and writes its name's leaves alone
+//	listing.go   List, and the sealed listing cache that serves it
 //	account.go   signup, login, recovery, resume, passwd, account deletion
 //	put.go       streaming put: format/chunker.go cuts, encpipe.go encrypts, batches
 //	             upload; localput.go puts local files in batches

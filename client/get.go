@@ -44,7 +44,7 @@ const getWindow = 32
 // comment. It returns the file's index entry.
 func (a *Account) Get(ctx context.Context, name string, w io.Writer, progress Progress) (indexfile.File, error) {
 	a.mu.Lock()
-	f, err := a.lookup(name)
+	f, err := a.lookupCtx(ctx, name)
 	a.mu.Unlock()
 	if err != nil {
 		return f, err
@@ -57,7 +57,7 @@ func (a *Account) Get(ctx context.Context, name string, w io.Writer, progress Pr
 // each verified against its chunk in the index.
 func (a *Account) GetRange(ctx context.Context, name string, offset, length int64, w io.Writer) (indexfile.File, error) {
 	a.mu.Lock()
-	f, err := a.lookup(name)
+	f, err := a.lookupCtx(ctx, name)
 	a.mu.Unlock()
 	if err != nil {
 		return f, err

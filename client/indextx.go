@@ -92,9 +92,15 @@ func (a *Account) load(ctx context.Context) error {
 		}
 		var idx *indexfile.Index
 		var tree *indexfile.Tree
-		if h.FormatVersion() == format.HeadV1 {
+		switch {
+		case h.FormatVersion() == format.HeadV1:
 			idx, err = a.readIndexV1(ctx, h)
-		} else {
+		case a.lazy:
+			tree, err = a.readDirs(ctx, h) // lazyindex.go
+			if err == nil && len(tree.DataLeaves()) == 0 {
+				idx = &indexfile.Index{Generation: h.Generation, Renewed: tree.Renewed}
+			}
+		default:
 			idx, tree, err = a.readTree(ctx, h)
 		}
 		if err != nil {
@@ -108,7 +114,7 @@ func (a *Account) load(ctx context.Context) error {
 		a.seenGen = max(a.seenGen, h.Generation)
 		// Whichever device renewed the account's own blocks recorded it
 		// in the index: a login in that period need not renew them.
-		a.renewed = max(a.renewed, idx.Renewed)
+		a.renewed = max(a.renewed, a.indexRenewed())
 		if tree == nil {
 			return a.upgrade(ctx)
 		}
@@ -263,6 +269,7 @@ func (a *Account) IndexBlocks() []indexfile.Ref {
 func (a *Account) Files() []indexfile.File {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.mustIndex()
 	files := a.index.Clone().Files
 	for i := range files {
 		files[i].Renewed = a.fileRenewed(&files[i])
@@ -279,6 +286,7 @@ func (a *Account) Lookup(name string) (indexfile.File, error) {
 }
 
 func (a *Account) lookup(name string) (indexfile.File, error) {
+	a.mustIndex()
 	p := a.index.Lookup(name)
 	if p == nil {
 		return indexfile.File{}, &Error{Kind: KindNotFound, Msg: fmt.Sprintf("no file %q in the account", name)}
@@ -308,6 +316,9 @@ func (a *Account) update(ctx context.Context, change changeFunc) (*indexfile.Ind
 // cannot check, or when a check fails, it returns an error of
 // errUnacked: the caller waits for those requests and updates again.
 func (a *Account) updateChecked(ctx context.Context, change changeFunc, unacked []indexfile.Ref) (*indexfile.Index, error) {
+	if err := a.needIndex(ctx); err != nil {
+		return nil, err
+	}
 	ours, err := a.changed(change)
 	if err != nil {
 		return nil, err
@@ -328,8 +339,13 @@ func (a *Account) changed(change changeFunc) (*indexfile.Index, error) {
 // updateTo is update of ours, the index as changed (by changed); pre,
 // when not nil, is ours staged already, for the first attempt.
 func (a *Account) updateTo(ctx context.Context, ours *indexfile.Index, pre *staged, unacked []indexfile.Ref) (*indexfile.Index, error) {
-	base := a.index
-	firstOurs := ours
+	return a.updateFrom(ctx, a.index, ours, ours, pre, unacked)
+}
+
+// updateFrom is updateTo of ours, merged already from firstOurs, a
+// change of base (both as whole indexes, or as the same range of
+// names: lazyindex.go).
+func (a *Account) updateFrom(ctx context.Context, base, firstOurs, ours *indexfile.Index, pre *staged, unacked []indexfile.Ref) (*indexfile.Index, error) {
 	var lastErr error
 	for range maxUpdateAttempts {
 		var err error
@@ -354,7 +370,7 @@ func (a *Account) updateTo(ctx context.Context, ours *indexfile.Index, pre *stag
 		lastErr = err
 		// Another device committed first: merge its change with ours.
 		theirsBase := a.index
-		if err := a.load(ctx); err != nil {
+		if err := a.loadFull(ctx); err != nil {
 			return nil, err
 		}
 		ours = indexfile.Merge(theirsBase, ours, a.index)
@@ -407,7 +423,7 @@ func (a *Account) commit(ctx context.Context, next *indexfile.Index, roots []for
 // refers to yet: the first half of a commit. Its blocks are written
 // (written) or still to write (pending).
 type staged struct {
-	next    *indexfile.Index
+	next    *indexfile.Index // nil for a range update (lazyindex.go)
 	tree    *indexfile.Tree
 	pending []BatchItem
 	written []indexfile.Ref
@@ -424,16 +440,7 @@ type staged struct {
 // and writes nothing. It reads the account and changes nothing of it.
 func (a *Account) encryptIndex(next *indexfile.Index) (*staged, error) {
 	var items []BatchItem
-	encrypt := func(p []byte) (indexfile.Ref, error) {
-		id := wire.NewID()
-		data, err := format.Encrypt(a.root.AccountKey, id, p, a.cfg.BlockSize)
-		if err != nil {
-			return indexfile.Ref{}, err
-		}
-		etag := wire.ETagOf(data)
-		items = append(items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data, ETag: etag})
-		return indexfile.Ref{ID: id, ETag: etag}, nil
-	}
+	encrypt := a.encryptInto(&items)
 	var obsolete []indexfile.Ref
 	from, held := a.tree, a.index
 	if from == nil { // a version 1 head: everything is written anew
@@ -445,6 +452,21 @@ func (a *Account) encryptIndex(next *indexfile.Index) (*staged, error) {
 		return nil, wrap(KindOther, "encrypting the index", err)
 	}
 	return &staged{next: next, tree: t, pending: items, blocks: items, obsolete: append(obsolete, gone...)}, nil
+}
+
+// encryptInto returns the EncryptFunc of index blocks, which adds each
+// block to items.
+func (a *Account) encryptInto(items *[]BatchItem) indexfile.EncryptFunc {
+	return func(p []byte) (indexfile.Ref, error) {
+		id := wire.NewID()
+		data, err := format.Encrypt(a.root.AccountKey, id, p, a.cfg.BlockSize)
+		if err != nil {
+			return indexfile.Ref{}, err
+		}
+		etag := wire.ETagOf(data)
+		*items = append(*items, BatchItem{ID: id, Proof: a.root.OwnerSecret.WriteProof(id), Data: data, ETag: etag})
+		return indexfile.Ref{ID: id, ETag: etag}, nil
+	}
 }
 
 // stage is encryptIndex, then writes the index blocks. Like it, it changes
@@ -505,8 +527,10 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []format.RootRef) e
 	etag := a.etag
 	var gone, obsolete []indexfile.Ref
 	if s != nil {
-		gone = append(slices.Clip(s.obsolete), indexfile.Unreferenced(a.index, s.next)...)
-		obsolete = s.obsolete
+		gone, obsolete = slices.Clip(s.obsolete), s.obsolete
+		if s.next != nil { // nil: a range update, which drops no block (lazyindex.go)
+			gone = append(gone, indexfile.Unreferenced(a.index, s.next)...)
+		}
 	}
 	head := CommitItem{ID: a.headLoc.ID, Proof: a.headLoc.Proof, Data: data, Cond: Cond{IfMatch: &etag}, ETag: wire.ETagOf(data)}
 	var checks []CommitItem
@@ -561,9 +585,17 @@ func (a *Account) swap(ctx context.Context, s *staged, roots []format.RootRef) e
 		}
 		return wrap(KindNetwork, "updating the account's head", err)
 	}
+	var before [32]byte
+	if a.quietPeriod != 0 {
+		before = a.indexDigest()
+	}
 	a.head, a.etag, a.seenGen = h, head.ETag, h.Generation
 	if s != nil {
+		// s.next nil: a range update; the index stays unread.
 		a.index, a.tree = s.next, s.tree
+		if s.next != nil && a.quietPeriod != 0 && before == a.quietIndex {
+			_ = a.due(a.quietPeriod) // renew.go: the quiet record follows the index
+		}
 		for i := range s.blocks {
 			a.keep(indexfile.Ref{ID: s.blocks[i].ID, ETag: s.blocks[i].etag()}, s.blocks[i].Data)
 		}

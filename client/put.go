@@ -88,8 +88,11 @@ func (a *Account) Put(ctx context.Context, r io.Reader, info PutInfo, progress P
 		return indexfile.File{}, err
 	}
 	a.mu.Lock()
-	prev, _ := a.lookup(info.Name)
+	prev, err := a.lookupCtx(ctx, info.Name) // lazyindex.go: its leaf alone
 	a.mu.Unlock()
+	if err != nil && KindOf(err) != KindNotFound {
+		return indexfile.File{}, err
+	}
 	f, written, tail, err := a.upload(ctx, r, &prev, progress)
 	if err != nil {
 		return indexfile.File{}, err
@@ -120,14 +123,14 @@ func (a *Account) Put(ctx context.Context, r io.Reader, info PutInfo, progress P
 		a.deleteRefs(ctx, written)
 		return indexfile.File{}, err
 	}
-	_, err = a.updateChecked(ctx, change, unacked)
+	_, err = a.updateNamed(ctx, info.Name, change, unacked)
 	werr := tail.Wait() // done already, unless the commit went beside
 	if errors.Is(err, errUnacked) {
 		if werr != nil {
 			a.deleteRefs(ctx, written)
 			return indexfile.File{}, werr
 		}
-		_, err = a.update(ctx, change)
+		_, err = a.updateNamed(ctx, info.Name, change, nil)
 	}
 	// A commit that checked the blocks found every one in place, even
 	// those whose write answered an error (an unknown outcome that had
@@ -586,6 +589,12 @@ func (a *Account) PutMany(ctx context.Context, srcs []PutSource) ([]indexfile.Fi
 // that commits them: sync journals its uploads there.
 func (a *Account) putMany(ctx context.Context, srcs []PutSource, uploaded func(i int, f indexfile.File)) ([]indexfile.File, error) {
 	cur, err := a.remote.CurrentPeriod(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	err = a.needIndex(ctx)
+	a.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}

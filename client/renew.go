@@ -45,6 +45,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -76,6 +77,11 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 		return nil, err
 	}
 	rep := &RenewReport{Period: cur}
+	if a.index == nil && a.due(cur) {
+		if err := a.needIndex(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if !a.due(cur) {
 		rep.Safe = a.safeUntil()
 		return rep, nil
@@ -179,6 +185,10 @@ func (a *Account) Renew(ctx context.Context) (*RenewReport, error) {
 	if err != nil {
 		return nil, wrap(KindOther, "recording the renewal in the index", err)
 	}
+	// With files deferred to the next period, the index does not say
+	// that nothing is left to renew in this one: the quiet record does,
+	// for the commands that follow.
+	_ = a.due(cur)
 	rep.Safe = a.safeUntil()
 	return rep, nil
 }
@@ -200,13 +210,46 @@ func (a *Account) due(cur uint64) bool {
 	if a.renewed < cur {
 		return true
 	}
+	if a.index == nil {
+		// Unread leaves: every file was renewed when the index was, or
+		// a reading of this index found none due in this period, or
+		// they must be read (Renew does).
+		return a.indexRenewed() < cur && !(a.quietPeriod == cur && a.quietIndex == a.indexDigest())
+	}
 	for i := range a.index.Files {
 		f := &a.index.Files[i]
 		if a.fileRenewed(f) < cur && !a.deferRenewal(f, cur) {
 			return true
 		}
 	}
+	if a.tree != nil {
+		a.quietPeriod, a.quietIndex = cur, a.indexDigest()
+	}
 	return false
+}
+
+// quietRecord is State.Quiet.
+func (a *Account) quietRecord() *QuietRecord {
+	if a.quietPeriod == 0 {
+		return nil
+	}
+	return &QuietRecord{Period: a.quietPeriod, Index: hex.EncodeToString(a.quietIndex[:])}
+}
+
+// keepQuiet carries the quiet record over a range update of this
+// device's (lazyindex.go) from the index of digest before: true still if
+// no file of the range's new version is due.
+func (a *Account) keepQuiet(before [32]byte, files []indexfile.File) {
+	if a.quietIndex != before || a.quietPeriod == 0 {
+		return
+	}
+	for i := range files {
+		if f := &files[i]; a.fileRenewed(f) < a.quietPeriod && !a.deferRenewal(f, a.quietPeriod) {
+			a.quietPeriod = 0
+			return
+		}
+	}
+	a.quietIndex = a.indexDigest()
 }
 
 // deferRenewal reports whether f, stale in period cur, waits for the next
@@ -228,6 +271,10 @@ func (a *Account) deferRenewal(f *indexfile.File, cur uint64) bool {
 
 func (a *Account) oldestRenewal() uint64 {
 	oldest := a.renewed
+	if a.index == nil && a.indexRenewed() >= oldest {
+		return oldest // no file's is older: no leaf need be read
+	}
+	a.mustIndex()
 	for i := range a.index.Files {
 		oldest = min(oldest, a.fileRenewed(&a.index.Files[i]))
 	}
@@ -236,7 +283,7 @@ func (a *Account) oldestRenewal() uint64 {
 
 // fileRenewed is the last period in which every block of f was renewed
 // or written: its own record, or the index's of the whole account.
-func (a *Account) fileRenewed(f *indexfile.File) uint64 { return max(f.Renewed, a.index.Renewed) }
+func (a *Account) fileRenewed(f *indexfile.File) uint64 { return max(f.Renewed, a.indexRenewed()) }
 
 // SafeUntil returns when the account's oldest renewal expires: its data
 // is safe until then without another login or renewal.
@@ -277,6 +324,7 @@ const renewListFormat = "blindstore-renew-v1"
 func (a *Account) ExportRenewals() *RenewList {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.mustIndex()
 	l := &RenewList{Format: renewListFormat, Server: a.remote.URL(), Generation: a.head.Generation}
 	add := func(id wire.ID, p wire.RenewProof) {
 		l.Blocks = append(l.Blocks, RenewEntry{ID: id.String(), Proof: wire.EncodeProof(p)})

@@ -49,6 +49,9 @@ func ParseCapability(s string) (format.Capability, error) {
 func (a *Account) Share(ctx context.Context, name string) (format.Capability, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if err := a.needIndex(ctx); err != nil {
+		return format.Capability{}, err
+	}
 	f, err := a.lookup(name)
 	if err != nil {
 		return format.Capability{}, err

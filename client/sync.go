@@ -275,6 +275,10 @@ func (a *Account) Sync(ctx context.Context, opt SyncOptions) (*SyncReport, error
 		return nil, err
 	}
 	a.mu.Lock()
+	if err := a.needIndex(ctx); err != nil {
+		a.mu.Unlock()
+		return nil, err
+	}
 	r.remote = make(map[string]indexfile.File, len(a.index.Files))
 	for _, f := range a.index.Files {
 		r.remote[f.Name] = f

@@ -98,8 +98,9 @@ var ErrTree = errors.New("indexfile: index tree is malformed")
 type LeafRef struct {
 	Len    int   // bytes of the leaf's encoding
 	Blocks []Ref // ⌈Len/payload⌉ blocks holding it, in order
-	// Files is how many files the leaf holds (0: a padding leaf). It is
-	// not in the dir: Assemble and Update set it.
+	// Files is how many files the leaf holds (0: a padding leaf; -1:
+	// not known, the leaf not read, see AssembleDirs). It is not in the
+	// dir: Assemble and Update set it.
 	Files int
 }
 
@@ -443,6 +444,35 @@ func DecodeLeaf(b []byte) ([]File, error) {
 	return files, nil
 }
 
+// LeafFirstName returns the name of the first file of the leaf whose
+// first block's payload is b (ok false for a leaf of no file): what
+// finding a name's leaf needs, without decrypting the rest of the leaf.
+// It checks only what it reads; DecodeLeaf checks the whole leaf.
+func LeafFirstName(b []byte) (name string, ok bool, err error) {
+	r := &reader{decoder{b: b}}
+	r.header(kindLeaf)
+	n := r.uvarint()
+	if r.err != nil {
+		return "", false, r.err
+	}
+	if n == 0 {
+		return "", false, nil
+	}
+	if p := r.uvarint(); r.err == nil && p != 0 {
+		return "", false, fmt.Errorf("%w: the first name of a leaf has a prefix", ErrCorrupt)
+	}
+	sl := r.uvarint()
+	suffix := r.bytes(int(min(sl, uint64(len(r.b)+1))))
+	if r.err != nil {
+		return "", false, r.err
+	}
+	name = string(suffix)
+	if err := ValidName(name); err != nil {
+		return "", false, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return name, true, nil
+}
+
 // DecodeDir parses a dir strictly, for leaves stored in payloads of
 // payload bytes.
 func DecodeDir(b []byte, payload int) (Dir, error) {
@@ -575,6 +605,47 @@ func Assemble(generation uint64, dirBlocks []Ref, dirs []Dir, leafFiles [][][]Fi
 		return nil, nil, err
 	}
 	return x, t, nil
+}
+
+// AssembleDirs builds the tree of decoded dirs (in head order) without
+// their leaves, checking what Assemble checks of the dirs: only the
+// first records a renewal, none is empty, no block is listed twice. The
+// leaves' Files are unknown (-1), but for padding leaves (0), told apart
+// by their length (see DataLeaves).
+func AssembleDirs(dirBlocks []Ref, dirs []Dir) (*Tree, error) {
+	if len(dirBlocks) != len(dirs) {
+		return nil, fmt.Errorf("%w: %d dir blocks, %d dirs", ErrTree, len(dirBlocks), len(dirs))
+	}
+	t := &Tree{Dirs: make([]DirRef, len(dirs))}
+	if len(dirs) > 0 {
+		t.Renewed = dirs[0].Renewed
+	}
+	seen := map[wire.ID]struct{}{}
+	for i := range dirs {
+		leaves := dirs[i].Leaves
+		if i > 0 && dirs[i].Renewed != 0 {
+			return nil, fmt.Errorf("%w: dir %d records a renewal, which only the first may", ErrTree, i)
+		}
+		if len(leaves) == 0 {
+			return nil, fmt.Errorf("%w: dir %d lists no leaf", ErrTree, i)
+		}
+		for _, r := range append([]Ref{dirBlocks[i]}, blocksOf(leaves)...) {
+			if _, dup := seen[r.ID]; dup {
+				return nil, fmt.Errorf("%w: a block is listed twice", ErrTree)
+			}
+			seen[r.ID] = struct{}{}
+		}
+		d := DirRef{Block: dirBlocks[i], Leaves: slices.Clone(leaves)}
+		for j := range d.Leaves {
+			if d.Leaves[j].Len == len(emptyLeaf) {
+				d.Leaves[j].Files = 0
+			} else {
+				d.Leaves[j].Files = -1
+			}
+		}
+		t.Dirs[i] = d
+	}
+	return t, nil
 }
 
 func blocksOf(leaves []LeafRef) []Ref {

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"sort"
 	"testing"
 	"time"
 
@@ -436,4 +439,114 @@ func FuzzDecodeTree(f *testing.F) {
 			t.Fatalf("accepted a dir that is not canonical: %v", err)
 		}
 	})
+}
+
+// clone copies what commit changes, so that one state can be updated
+// twice.
+func (m *memStore) clone() *memStore {
+	c := &memStore{blocks: make(map[Ref][]byte, len(m.blocks)), written: m.written, n: m.n}
+	for r, b := range m.blocks {
+		c.blocks[r] = b
+	}
+	return c
+}
+
+// UpdateRange, given only the leaf a one-file change falls in and the one
+// after it (the other leaves' file counts unknown, as in a tree read
+// without its leaves), writes exactly the blocks Update writes; the range
+// is found by the leaves' first names (LeafFirstName), and a change
+// outside the range is refused.
+func TestUpdateRangeMatchesUpdate(t *testing.T) {
+	const payload = 4096 - 44
+	m := newMemStore()
+	x := &Index{Renewed: 5}
+	for i := range 3000 {
+		x.Files = append(x.Files, smallFile(2*i))
+	}
+	tr := m.commit(t, &Tree{}, &Index{}, x, payload)
+	for step := range 60 {
+		next := x.Clone()
+		i := (step * 7919) % len(next.Files)
+		name := next.Files[i].Name
+		switch step % 4 {
+		case 0:
+			next.Files[i].Renewed++
+		case 1:
+			name = smallFile(2*i + 1).Name
+			if err := next.Put(smallFile(2*i + 1)); err != nil {
+				t.Fatal(err)
+			}
+		case 2:
+			next.Remove(name)
+		case 3:
+			f := next.Files[i]
+			f.Inline = bytes.Repeat([]byte("x"), 3000)
+			f.Size = 3000
+			next.Files[i] = f
+		}
+		// The leaves, as a lazy reader sees them.
+		at := tr.DataLeaves()
+		first := make([]string, len(at))
+		lazy := &Tree{Renewed: tr.Renewed}
+		for _, d := range tr.Dirs {
+			lazy.Dirs = append(lazy.Dirs, DirRef{Block: d.Block, Leaves: slices.Clone(d.Leaves)})
+		}
+		for k, p := range at {
+			n, ok, err := LeafFirstName(m.blocks[tr.Dirs[p[0]].Leaves[p[1]].Blocks[0]])
+			if err != nil || !ok {
+				t.Fatalf("leaf %d: first name: %v %v", k, ok, err)
+			}
+			first[k] = n
+		}
+		lo := max(0, sort.SearchStrings(first, name+"\x00")-1)
+		hi := min(len(at), lo+2)
+		upper, hasUpper := "", hi < len(at)
+		if hasUpper {
+			upper = first[hi]
+		}
+		var old []File
+		off := 0
+		for k, p := range at {
+			l := &lazy.Dirs[p[0]].Leaves[p[1]]
+			if k >= lo && k < hi {
+				old = append(old, x.Files[off:off+l.Files]...)
+			}
+			off += l.Files
+			if k < lo || k >= hi {
+				l.Files = -1
+			}
+		}
+		lowName := old[0].Name
+		var win []File
+		for _, f := range next.Files {
+			if (lo == 0 || f.Name >= lowName) && (!hasUpper || f.Name < upper) {
+				win = append(win, f)
+			}
+		}
+		b := m.clone()
+		want := m.commit(t, tr, x, next, payload)
+		got, obsolete, err := lazy.UpdateRange(lo, hi, old, win, upper, hasUpper, next.Renewed, payload, b.encrypt)
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		for _, r := range obsolete {
+			delete(b.blocks, r)
+		}
+		if !reflect.DeepEqual(got.DirBlocks(), want.DirBlocks()) || len(b.blocks) != len(m.blocks) {
+			t.Fatalf("step %d: UpdateRange wrote another tree than Update", step)
+		}
+		if back, _ := b.load(t, got.DirBlocks(), payload); !reflect.DeepEqual(back.Files, next.Files) {
+			t.Fatalf("step %d: the range update does not read back as the index", step)
+		}
+		tr, x = want, next
+	}
+	// A name beyond the range is refused before anything is written.
+	at := tr.DataLeaves()
+	l := tr.Dirs[at[0][0]].Leaves[at[0][1]]
+	old := x.Files[:l.Files]
+	beyond := append(slices.Clone(old), smallFile(2*2999+1))
+	n := m.n
+	if _, _, err := tr.UpdateRange(0, 1, old, beyond, x.Files[l.Files].Name, true, x.Renewed, payload, m.encrypt); !errors.Is(err, ErrOutsideRange) || m.n != n {
+		t.Fatalf("a change beyond the range: %v, %d blocks encrypted", err, m.n-n)
+	}
 }

@@ -5,6 +5,7 @@ package indexfile
 // caller's (the EncryptFunc), so this file does no I/O and sees no key.
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -33,11 +34,6 @@ func (t *Tree) Update(old, next *Index, payload int, encrypt EncryptFunc) (*Tree
 		return nil, nil, err
 	}
 	// The old leaves, with their files.
-	type oldLeaf struct {
-		dir   int
-		leaf  LeafRef
-		files []File
-	}
 	var data []oldLeaf
 	var pads []slot
 	off := 0
@@ -47,7 +43,7 @@ func (t *Tree) Update(old, next *Index, payload int, encrypt EncryptFunc) (*Tree
 				pads = append(pads, slot{dir: i, leaf: l})
 				continue
 			}
-			if off+l.Files > len(old.Files) {
+			if l.Files < 0 || off+l.Files > len(old.Files) {
 				return nil, nil, fmt.Errorf("%w: the tree does not hold the index it is updated from", ErrTree)
 			}
 			data = append(data, oldLeaf{dir: i, leaf: l, files: old.Files[off : off+l.Files]})
@@ -64,20 +60,137 @@ func (t *Tree) Update(old, next *Index, payload int, encrypt EncryptFunc) (*Tree
 			data[0].dir = -1
 		}
 	}
-
 	// Which of next's files fall in each old leaf's name range.
+	pos := 0
+	for k := range data {
+		end := len(next.Files)
+		if k+1 < len(data) {
+			end = pos + searchFrom(next.Files[pos:], data[k+1].files[0].Name)
+		}
+		data[k].next = next.Files[pos:end]
+		pos = end
+	}
+	return t.update(data, pads, next.Renewed, payload, encrypt)
+}
+
+// ErrOutsideRange is returned by UpdateRange for a change that reaches
+// beyond the leaves it was given: the caller updates the whole index
+// instead.
+var ErrOutsideRange = errors.New("indexfile: the change reaches beyond the leaves read")
+
+// DataLeaves returns the leaves of t that hold files, in order, as
+// (dir, leaf) positions: padding leaves, whose encoding is that of no
+// file, are left out. A tree read without its leaves (Files unknown)
+// tells them apart by length alone, which is exact: a leaf of one file
+// or more is longer than an empty one.
+func (t *Tree) DataLeaves() [][2]int {
+	var out [][2]int
+	for i, d := range t.Dirs {
+		for j, l := range d.Leaves {
+			if l.Len != len(emptyLeaf) {
+				out = append(out, [2]int{i, j})
+			}
+		}
+	}
+	return out
+}
+
+// EmptyLeafLen is the length of a leaf of no file (a padding leaf).
+func EmptyLeafLen() int { return len(emptyLeaf) }
+
+// UpdateRange is Update for a change confined to the data leaves lo to
+// hi-1 (positions in DataLeaves), whose files old holds in order and
+// which become next: the other leaves are neither read nor needed, and
+// stay as they are. Every name of next must sort at or after the first
+// name of leaf lo (when lo > 0) and before upper, the first name of leaf
+// hi (when there is one: hasUpper). A change that would reshape a leaf
+// outside the range (a shrunk leaf taking in the files of the one after
+// the range) returns ErrOutsideRange, having encrypted nothing.
+// The leaves of the range must have their Files counts set (those of
+// the rest may be unknown: -1).
+func (t *Tree) UpdateRange(lo, hi int, old, next []File, upper string, hasUpper bool, renewed uint64, payload int, encrypt EncryptFunc) (*Tree, []Ref, error) {
+	if payload < 512 {
+		return nil, nil, fmt.Errorf("indexfile: payload of %d bytes is too small for an index", payload)
+	}
+	at := t.DataLeaves()
+	if lo < 0 || hi > len(at) || lo >= hi {
+		return nil, nil, fmt.Errorf("%w: leaves %d to %d of %d", ErrTree, lo, hi, len(at))
+	}
+	nx := &Index{Files: next}
+	if err := nx.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if len(next) > 0 {
+		if lo > 0 && len(old) > 0 && next[0].Name < old[0].Name {
+			return nil, nil, ErrOutsideRange
+		}
+		if hasUpper && next[len(next)-1].Name >= upper {
+			return nil, nil, ErrOutsideRange
+		}
+	}
+	var data []oldLeaf
+	var pads []slot
+	off, k := 0, 0
+	for i, d := range t.Dirs {
+		for _, l := range d.Leaves {
+			if l.Len == len(emptyLeaf) {
+				pads = append(pads, slot{dir: i, leaf: l})
+				continue
+			}
+			ol := oldLeaf{dir: i, leaf: l, opaque: k < lo || k >= hi}
+			if !ol.opaque {
+				if l.Files <= 0 || off+l.Files > len(old) {
+					return nil, nil, fmt.Errorf("%w: the leaves given do not hold the files given", ErrTree)
+				}
+				ol.files = old[off : off+l.Files]
+				off += l.Files
+			}
+			data = append(data, ol)
+			k++
+		}
+	}
+	if off != len(old) {
+		return nil, nil, fmt.Errorf("%w: the leaves given do not hold the files given", ErrTree)
+	}
+	pos := 0
+	for k := lo; k < hi; k++ {
+		end := len(next)
+		if k+1 < hi {
+			end = pos + searchFrom(next[pos:], data[k+1].files[0].Name)
+		}
+		data[k].next = next[pos:end]
+		pos = end
+	}
+	return t.update(data, pads, renewed, payload, encrypt)
+}
+
+// oldLeaf is one data leaf of the tree being updated: its files before
+// (files) and after (next) the change, or neither when it is opaque
+// (not read, and unchanged).
+type oldLeaf struct {
+	dir    int
+	leaf   LeafRef
+	files  []File
+	next   []File
+	opaque bool
+}
+
+// update is the part of Update and UpdateRange that follows the split of
+// the new files over the old leaves.
+func (t *Tree) update(data []oldLeaf, pads []slot, renewed uint64, payload int, encrypt EncryptFunc) (*Tree, []Ref, error) {
+	lastDir := len(t.Dirs) - 1
 	var obsolete []Ref
 	var out []slot
 	var carry []File
-	pos := 0
 	for k, ol := range data {
-		end := len(next.Files)
-		if k+1 < len(data) {
-			bound := data[k+1].files[0].Name
-			end = pos + searchFrom(next.Files[pos:], bound)
+		if ol.opaque {
+			if carry != nil {
+				return nil, nil, ErrOutsideRange
+			}
+			out = append(out, slot{dir: ol.dir, leaf: ol.leaf})
+			continue
 		}
-		files := next.Files[pos:end]
-		pos = end
+		files := ol.next
 		if carry == nil && ol.leaf.Files > 0 && sameFiles(ol.files, files) {
 			out = append(out, slot{dir: ol.dir, leaf: ol.leaf})
 			continue
@@ -175,16 +288,16 @@ func (t *Tree) Update(old, next *Index, payload int, encrypt EncryptFunc) (*Tree
 	usedOld := map[int]bool{}
 	for gi, g := range groupDirs(all, t, payload) {
 		// Only the first dir records the renewal (see Index.Renewed).
-		var renewed uint64
+		var rn uint64
 		if gi == 0 {
-			renewed, nt.Renewed = next.Renewed, next.Renewed
+			rn, nt.Renewed = renewed, renewed
 		}
-		if g.from >= 0 && !g.split && sameLeaves(t.Dirs[g.from].Leaves, g.leaves) && t.dirRenewed(g.from) == renewed {
+		if g.from >= 0 && !g.split && sameLeaves(t.Dirs[g.from].Leaves, g.leaves) && t.dirRenewed(g.from) == rn {
 			nt.Dirs = append(nt.Dirs, t.Dirs[g.from])
 			usedOld[g.from] = true
 			continue
 		}
-		enc, err := EncodeDir(Dir{Renewed: renewed, Leaves: g.leaves}, payload)
+		enc, err := EncodeDir(Dir{Renewed: rn, Leaves: g.leaves}, payload)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -18,6 +18,7 @@
 package blockcache
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -265,6 +266,81 @@ func (c *Cache) trimLocked(evict bool) error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("blockcache: evicting: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// listingFile holds the client's sealed listing (client.ListingCache),
+// beside the blocks, and listingLog the sealed records of the changes
+// made since; neither is an entry, and both are outside the bound, which
+// maxListingLog keeps the log within.
+const (
+	listingFile   = "listing"
+	listingLog    = "listing.log"
+	maxListingLog = 16 << 20
+)
+
+// Listing returns the sealed listing kept, or nil.
+func (c *Cache) Listing() []byte {
+	b, err := os.ReadFile(filepath.Join(c.dir, listingFile))
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// KeepListing replaces the sealed listing and empties the log, whose
+// records it includes.
+func (c *Cache) KeepListing(sealed []byte) error {
+	if err := atomicfile.WriteFileUnsynced(filepath.Join(c.dir, listingFile), sealed, 0o600); err != nil {
+		return fmt.Errorf("blockcache: %w", err)
+	}
+	if err := os.Remove(filepath.Join(c.dir, listingLog)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("blockcache: %w", err)
+	}
+	return nil
+}
+
+// ListingLog returns the records of the log in order. A torn record (a
+// crash while one was appended) ends it.
+func (c *Cache) ListingLog() [][]byte {
+	b, err := os.ReadFile(filepath.Join(c.dir, listingLog))
+	if err != nil {
+		return nil
+	}
+	var out [][]byte
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			break
+		}
+		out = append(out, b[k:k+int(n)])
+		b = b[k+int(n):]
+	}
+	return out
+}
+
+// AppendListingLog appends a record to the log, in one write (so that
+// two processes appending at once do not interleave). A log grown past
+// its bound is removed with the listing instead: the next listing is
+// built again from the index.
+func (c *Cache) AppendListingLog(record []byte) error {
+	p := filepath.Join(c.dir, listingLog)
+	if fi, err := os.Stat(p); err == nil && fi.Size()+int64(len(record)) > maxListingLog {
+		_ = os.Remove(filepath.Join(c.dir, listingFile))
+		_ = os.Remove(p)
+		return nil
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("blockcache: %w", err)
+	}
+	_, err = f.Write(append(binary.AppendUvarint(nil, uint64(len(record))), record...))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("blockcache: %w", err)
 	}
 	return nil
 }

@@ -163,3 +163,60 @@ func TestRetain(t *testing.T) {
 		t.Fatalf("size %d, %v; want the one entry's %d", n, err, len(data1))
 	}
 }
+
+// The listing and its log: records come back in order, a torn last one
+// is left out, keeping a listing empties the log, and a log past its
+// bound goes with the listing. Neither counts as a block entry.
+func TestListingAndLog(t *testing.T) {
+	c, err := Open(filepath.Join(t.TempDir(), "c"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listing() != nil || c.ListingLog() != nil {
+		t.Fatal("an empty cache has a listing")
+	}
+	if err := c.KeepListing([]byte("sealed listing")); err != nil {
+		t.Fatal(err)
+	}
+	recs := [][]byte{[]byte("one"), bytes.Repeat([]byte("b"), 300), []byte("three")}
+	for _, r := range recs {
+		if err := c.AppendListingLog(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.ListingLog(); len(got) != 3 || !bytes.Equal(got[1], recs[1]) || !bytes.Equal(got[2], recs[2]) {
+		t.Fatalf("the log reads back as %q", got)
+	}
+	log := filepath.Join(c.Dir(), listingLog)
+	fi, err := os.Stat(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(log, fi.Size()-2); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ListingLog(); len(got) != 2 {
+		t.Fatalf("a torn last record: %d records read", len(got))
+	}
+	if n, err := c.Size(); err != nil || n != 0 {
+		t.Fatalf("the listing counts as %d bytes of blocks (%v)", n, err)
+	}
+	if err := c.KeepListing([]byte("sealed listing 2")); err != nil {
+		t.Fatal(err)
+	}
+	if c.ListingLog() != nil || string(c.Listing()) != "sealed listing 2" {
+		t.Fatal("keeping a listing did not empty the log")
+	}
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	for range maxListingLog>>20 + 1 {
+		if err := c.AppendListingLog(big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Listing() != nil {
+		t.Fatal("a log past its bound left the listing")
+	}
+	if fi, err := os.Stat(log); err == nil && fi.Size() > maxListingLog {
+		t.Fatalf("the log grew to %d bytes", fi.Size())
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/blindstore/blindstore/client"
@@ -340,6 +340,9 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 	if err := a.saveAccount(acc, deviceFile); err != nil {
 		return err
 	}
+	// The login read the whole index: the listing ls reads is built
+	// from it now, rather than by decrypting the index again.
+	acc.KeepListing()
 	for _, name := range rep.Damaged {
 		fmt.Fprintf(a.stderr, "warning: %s has blocks the server no longer has; it cannot be fetched\n", name)
 	}
@@ -352,6 +355,13 @@ func (a *app) login(c *command, user, deviceFile string, recovery bool) error {
 // withAccount opens the session's account, renews it if a period
 // boundary passed since its last renewal, runs f, and saves the session.
 func (a *app) withAccount(f func(acc *client.Account) error) error {
+	return a.withAccountOpts(nil, f)
+}
+
+// withAccountOpts is withAccount with options for the account: a
+// command that reads or changes one file passes client.WithLazyIndex,
+// so that it reads only that file's leaves of the index.
+func (a *app) withAccountOpts(opts []client.Option, f func(acc *client.Account) error) error {
 	s, err := loadSession()
 	if err != nil {
 		return err
@@ -370,7 +380,7 @@ func (a *app) withAccount(f func(acc *client.Account) error) error {
 	if err != nil {
 		return err
 	}
-	acc, err := client.Resume(a.ctx, r, s.State, cache...)
+	acc, err := client.Resume(a.ctx, r, s.State, append(cache, opts...)...)
 	if err != nil {
 		return err
 	}
@@ -404,7 +414,7 @@ func (a *app) put(c *command, as string) error {
 		}
 		name = filepath.Base(src)
 	}
-	return a.withAccount(func(acc *client.Account) error {
+	return a.withAccountOpts([]client.Option{client.WithLazyIndex()}, func(acc *client.Account) error {
 		var f any
 		var size uint64
 		if src == "-" {
@@ -476,31 +486,68 @@ func (a *app) ls(c *command) error {
 	if len(c.Args) == 1 {
 		folder = c.Args[0]
 	}
-	return a.withAccount(func(acc *client.Account) error {
-		under := acc.FilesUnder(folder)
-		files := userFiles(under) // getfolder.go
-		if folder != "" && len(under) == 0 {
+	// The listing comes from the listing cache when it is that of the
+	// index the head lists: the index itself is then not read.
+	return a.withAccountOpts([]client.Option{client.WithLazyIndex()}, func(acc *client.Account) error {
+		all, err := acc.List(a.ctx)
+		if err != nil {
+			return err
+		}
+		found := false
+		files := all[:0]
+		for _, f := range all {
+			if !client.Under(f.Name, folder) {
+				continue
+			}
+			found = true // markers included: an empty folder is there
+			if !client.Hidden(f.Name) {
+				files = append(files, f)
+			}
+		}
+		if folder != "" && !found {
 			return &client.Error{Kind: client.KindNotFound, Msg: fmt.Sprintf("no file or folder %q in the account", folder)}
 		}
+		w := bufio.NewWriterSize(a.stdout, 64<<10)
 		if a.g.json {
-			list := make([]fileOut, len(files))
+			// What a.out prints of {"files": [...]}, an entry at a time
+			// rather than in one buffer of the whole account.
+			w.WriteString(`{"files":[`)
 			for i := range files {
-				list[i] = fileJSON(&files[i])
+				b, err := json.Marshal(listedJSON(&files[i]))
+				if err != nil {
+					return err
+				}
+				if i > 0 {
+					w.WriteByte(',')
+				}
+				w.Write(b)
 			}
-			a.out(map[string]any{"files": list}, "")
-			return nil
+			w.WriteString("]}\n")
+			return w.Flush()
 		}
-		var b strings.Builder
+		var lastSize uint64
+		var lastSec int64
+		sizeText, timeText := "", ""
 		for i := range files {
 			f := &files[i]
-			shared := ""
-			if len(f.Manifest) > 0 {
-				shared = "  (shared)"
+			// Many files share a size or a second: format each once.
+			if i == 0 || f.Size != lastSize {
+				lastSize, sizeText = f.Size, fmt.Sprintf("%10s", humanBytes(f.Size))
 			}
-			fmt.Fprintf(&b, "%10s  %s  %s%s\n", humanBytes(f.Size), f.ModTime.Local().Format("2006-01-02 15:04"), f.Name, shared)
+			if sec := f.ModTime.Unix(); i == 0 || sec != lastSec {
+				lastSec, timeText = sec, f.ModTime.Local().Format("2006-01-02 15:04")
+			}
+			w.WriteString(sizeText)
+			w.WriteString("  ")
+			w.WriteString(timeText)
+			w.WriteString("  ")
+			w.WriteString(f.Name)
+			if f.Shared {
+				w.WriteString("  (shared)")
+			}
+			w.WriteByte('\n')
 		}
-		a.out(nil, b.String())
-		return nil
+		return w.Flush()
 	})
 }
 
@@ -750,6 +797,12 @@ type fileOut struct {
 func fileJSON(f *indexFile) fileOut {
 	return fileOut{Name: f.Name, Size: f.Size, Mode: fmt.Sprintf("%04o", uint32(f.Mode)), ModTime: f.ModTime,
 		SHA256: fmt.Sprintf("%x", f.Hash), Blocks: len(f.Chunks), Shared: len(f.Manifest) > 0, Renewed: f.Renewed}
+}
+
+// listedJSON is fileJSON of a listing's entry.
+func listedJSON(f *client.Listed) fileOut {
+	return fileOut{Name: f.Name, Size: f.Size, Mode: fmt.Sprintf("%04o", uint32(f.Mode)), ModTime: f.ModTime,
+		SHA256: fmt.Sprintf("%x", f.Hash), Blocks: f.Blocks, Shared: f.Shared, Renewed: f.Renewed}
 }
 
 func humanBytes(n uint64) string { return client.FormatSize(n) }

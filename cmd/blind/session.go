@@ -130,6 +130,9 @@ func (a *app) blockCache() ([]client.Option, error) {
 	return nil, nil
 }
 
+// The block cache keeps the listing too (client/listing.go).
+var _ client.ListingCache = (*blockcache.Cache)(nil)
+
 // maxCacheMiB bounds --cache-mib (1 TiB), far above any index.
 const maxCacheMiB = 1 << 20
 

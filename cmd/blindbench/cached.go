@@ -144,14 +144,14 @@ func (b *bench) cachedRows(ctx context.Context, srv *child, user, pw string, fil
 			Group: "cache", Name: names[1], Figure: beyond(puts), Unit: "ms beyond process start",
 			Target: target("<=", cachedPutMs),
 			Extra:  map[string]float64{"wall_ms": ms(wall(puts)), "cpu_ms": cpu(puts), "process_start_ms": ms(base), "beyond_start_with_default_window_ms": beyond(windowPuts)},
-			Note: fmt.Sprintf("blind put of a new 1 KiB file replacing one of the account's (CPU %.0f ms): the index read from the cache and decrypted whole, a leaf and a dir rewritten, the head swapped; %s. With the server's default pool window the same put takes %.0f ms beyond process start (median of %d): the window's wait, the mixing that hides whose writes these are, comes on top",
+			Note: fmt.Sprintf("blind put of a new 1 KiB file replacing one of the account's (CPU %.0f ms): the head read, the dirs and the leaves the file's name falls in (found by their first names) read from the cache, a leaf and a dir rewritten, the head swapped, the listing's entries of the leaves written appended, sealed, to its log; %s. With the server's default pool window the same put takes %.0f ms beyond process start (median of %d): the window's wait, the mixing that hides whose writes these are, comes on top",
 				cpu(puts), how, beyond(windowPuts), len(windowPuts)),
 		},
 		{
 			Group: "cache", Name: names[2], Figure: beyond(lss), Unit: "ms beyond process start",
 			Target: target("<=", cachedLsMs),
 			Extra:  map[string]float64{"wall_ms": ms(wall(lss)), "cpu_ms": cpu(lss), "process_start_ms": ms(base)},
-			Note:   fmt.Sprintf("blind ls of the whole account, printed to a pipe (CPU %.0f ms); %s", cpu(lss), how),
+			Note:   fmt.Sprintf("blind ls of the whole account, printed to a pipe (CPU %.0f ms): the head and the dirs read, then the sealed listing, by leaf (the first ls after the puts folds in the leaves they logged), not the index; %s", cpu(lss), how),
 		},
 	}, nil
 }
