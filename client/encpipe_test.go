@@ -163,9 +163,10 @@ func TestPutFailingMidwayLeavesNoBlock(t *testing.T) {
 	} {
 		before := s.blocks(t)
 		landed := 0
-		// Batch writes are refused (retries too) once three have landed.
-		p.Refuse(func(r *http.Request, _ *countproxy.Manifest) bool {
-			if r.Method != http.MethodPost || r.URL.Path != "/v1/blocks" {
+		// Batch writes are refused (retries too) once three have landed;
+		// batches of deletions only (the cleanup) pass.
+		p.Refuse(func(r *http.Request, m *countproxy.Manifest) bool {
+			if r.Method != http.MethodPost || r.URL.Path != "/v1/blocks" || m == nil || len(m.Writes) == 0 {
 				return false
 			}
 			landed++

@@ -614,12 +614,11 @@ func (a *Account) deleteRefs(ctx context.Context, refs []indexfile.Ref) {
 	if len(refs) == 0 {
 		return
 	}
-	ctx = context.WithoutCancel(ctx)
-	_ = parallel(ctx, len(refs), a.remote.parallelism(), func(ctx context.Context, i int) error {
-		r := refs[i]
-		_ = a.remote.Delete(ctx, r.ID, a.root.OwnerSecret.WriteProof(r.ID), &r.ETag)
-		return nil
-	})
+	items := make([]CommitItem, len(refs))
+	for i, r := range refs {
+		items[i] = CommitItem{ID: r.ID, Proof: a.root.OwnerSecret.WriteProof(r.ID), Cond: Cond{IfMatch: &refs[i].ETag}}
+	}
+	_ = a.remote.DeleteMany(context.WithoutCancel(ctx), items)
 }
 
 // Remove deletes a file from the index, then its blocks.

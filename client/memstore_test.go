@@ -186,6 +186,18 @@ func (m *MemoryRemote) Delete(_ context.Context, id wire.ID, w wire.WriteProof, 
 	return resultErr(r)
 }
 
+// DeleteMany deletes items one by one, each whatever the others' fate,
+// as the server's non-atomic batch does.
+func (m *MemoryRemote) DeleteMany(ctx context.Context, items []CommitItem) error {
+	var first error
+	for _, it := range items {
+		if err := m.Delete(ctx, it.ID, it.Proof, it.Cond.IfMatch); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // resultErr is the error Remote makes of the answer to one op.
 func resultErr(r blobstore.Result) error {
 	switch r.Status {

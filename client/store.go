@@ -25,6 +25,10 @@ type Store interface {
 	Put(ctx context.Context, id wire.ID, w wire.WriteProof, data []byte, c Cond) (wire.ETag, error)
 	// Delete removes a block; one already gone is not an error.
 	Delete(ctx context.Context, id wire.ID, w wire.WriteProof, ifMatch *wire.ETag) error
+	// DeleteMany removes blocks (items without Data, IfMatch their only
+	// condition) in as few requests as the server takes; like Delete,
+	// one already gone is not an error.
+	DeleteMany(ctx context.Context, items []CommitItem) error
 	// PutBatch creates new blocks.
 	PutBatch(ctx context.Context, items []BatchItem) error
 	// Commit applies items as one atomic batch (ServerConfig.CanCommit).
