@@ -286,7 +286,9 @@ func (a *Account) Lookup(name string) (indexfile.File, error) {
 }
 
 func (a *Account) lookup(name string) (indexfile.File, error) {
-	a.mustIndex()
+	if err := a.needIndex(a.openCtx); err != nil {
+		return indexfile.File{}, err
+	}
 	p := a.index.Lookup(name)
 	if p == nil {
 		return indexfile.File{}, &Error{Kind: KindNotFound, Msg: fmt.Sprintf("no file %q in the account", name)}
