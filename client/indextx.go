@@ -289,7 +289,12 @@ func (a *Account) lookup(name string) (indexfile.File, error) {
 	if err := a.needIndex(a.openCtx); err != nil {
 		return indexfile.File{}, err
 	}
-	p := a.index.Lookup(name)
+	return a.fileCopy(name, a.index.Lookup(name))
+}
+
+// fileCopy returns a copy of the index's entry p for name, with its
+// Renewed, or an error of KindNotFound when p is nil.
+func (a *Account) fileCopy(name string, p *indexfile.File) (indexfile.File, error) {
 	if p == nil {
 		return indexfile.File{}, &Error{Kind: KindNotFound, Msg: fmt.Sprintf("no file %q in the account", name)}
 	}

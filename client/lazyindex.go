@@ -292,14 +292,7 @@ func (a *Account) lookupCtx(ctx context.Context, name string) (indexfile.File, e
 	if err != nil {
 		return indexfile.File{}, err
 	}
-	if p == nil {
-		return indexfile.File{}, &Error{Kind: KindNotFound, Msg: fmt.Sprintf("no file %q in the account", name)}
-	}
-	f := *p
-	f.Chunks = slices.Clone(p.Chunks)
-	f.Manifest = slices.Clone(p.Manifest)
-	f.Renewed = a.fileRenewed(p)
-	return f, nil
+	return a.fileCopy(name, p)
 }
 
 // leafRange is the run of data leaves a change of one name is confined
