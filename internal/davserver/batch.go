@@ -45,7 +45,7 @@ type batcher struct {
 	mu       sync.Mutex
 	cond     *sync.Cond // a commit ended
 	queue    []*pending
-	busy     bool            // a goroutine is committing
+	busy     bool              // a goroutine is committing
 	inflight map[string]uint64 // name → sequence of the batch being committed
 	latest   map[string]*pending
 	held     int64  // bytes of journaled files not committed
