@@ -354,7 +354,9 @@ func (d *webdavProc) putFiles(ctx context.Context, dir, folder string, rels []st
 				}
 				body, err := os.ReadFile(filepath.Join(folder, filepath.FromSlash(rels[i])))
 				if err == nil {
-					err = call("MKCOL", dir+"/"+path.Dir(rels[i])+"/", nil, nil, http.StatusCreated, http.StatusMethodNotAllowed)
+					// 423: another worker's MKCOL of the folder holds its
+					// lock this moment; rclone takes it as made, too.
+					err = call("MKCOL", dir+"/"+path.Dir(rels[i])+"/", nil, nil, http.StatusCreated, http.StatusMethodNotAllowed, http.StatusLocked)
 				}
 				if err == nil {
 					err = call(http.MethodPut, dir+"/"+rels[i], body, nil, http.StatusCreated, http.StatusNoContent)
