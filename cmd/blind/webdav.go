@@ -148,7 +148,7 @@ func (a *app) serveWebDAV(listen, cert, key string, opt davserver.Options) error
 		}()
 		if err := srv.Shutdown(ctx); err != nil {
 			srv.Close()
-			return &client.Error{Kind: client.KindOther, Msg: "stopped with uploads in progress; they were not committed", Err: err}
+			return &client.Error{Kind: client.KindOther, Msg: "stopped before every upload was committed: those in progress were not; small files already answered stay in the journal for the next start", Err: err}
 		}
 		<-served
 		counts := srv.Counts()
