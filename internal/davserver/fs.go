@@ -67,6 +67,8 @@ type FS struct {
 func NewFS(acc Account, j *journal, replay []journalEntry) *FS {
 	f := &FS{acc: acc, props: map[string]map[xml.Name]webdav.Property{}, small: newBatcher(acc, j)}
 	f.small.committed = f.committed
+	// The tree first: a replayed file's commit applies to it.
+	f.rebuild()
 	if len(replay) > 0 {
 		have := map[string]indexfile.File{}
 		for _, x := range acc.Files() {
@@ -81,8 +83,8 @@ func NewFS(acc Account, j *journal, replay []journalEntry) *FS {
 			live = append(live, e)
 		}
 		f.small.replay(live)
+		f.rebuild() // lays them over the index
 	}
-	f.rebuild()
 	return f
 }
 
