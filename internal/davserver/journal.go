@@ -148,7 +148,7 @@ func readJournal(path string, key [32]byte) ([]journalEntry, error) {
 		}
 		p, err := aead.Open(sealed[:0], nonce(n), sealed, nil)
 		if err != nil {
-			return nil, fmt.Errorf("the journal %s does not open with this account's key (record %d): another account's, or damaged", path, n)
+			return nil, fmt.Errorf("the journal %s does not open with this account's key (record %d): damaged; --journal=false starts without it, and moving it away loses the files it holds", path, n)
 		}
 		switch {
 		case len(p) >= 1+8 && p[0] == recDone:
