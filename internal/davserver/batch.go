@@ -86,8 +86,10 @@ func (b *batcher) put(info client.PutInfo, data []byte) (indexfile.File, error) 
 
 // journal makes the file durable in the journal and queues it for the
 // next batch; it returns once the journal is synced, before the commit.
-// Reads see the file at once (held).
-func (b *batcher) journal(info client.PutInfo, data []byte) error {
+// Reads see the file at once (lookup); queued is called once it is
+// queued, before the sync, so that a client that goes on without
+// waiting for this answer (a MKCOL's 423 taken as done) finds it.
+func (b *batcher) journal(info client.PutInfo, data []byte, queued func()) error {
 	b.mu.Lock()
 	for b.held > maxHeld {
 		b.cond.Wait()
@@ -96,6 +98,7 @@ func (b *batcher) journal(info client.PutInfo, data []byte) error {
 	// Written under mu, so that the journal's order is the queue's.
 	off := b.j.put(journalEntry{seq: p.seq, name: p.name, mode: info.Mode, mtime: info.ModTime, data: data})
 	b.mu.Unlock()
+	queued()
 	return b.j.sync(off)
 }
 

@@ -255,18 +255,21 @@ func (f *FS) Mkdir(ctx context.Context, name string, perm os.FileMode) error {
 	// waits for it; a crash before it loses only this empty folder.
 	marker := path.Join(n, client.DirMarker)
 	now := time.Now()
-	if f.journaled() {
-		if err := f.small.journal(client.PutInfo{Name: marker, Mode: 0o644, ModTime: now}, nil); err != nil {
-			return &os.PathError{Op: "mkdir", Path: "/" + n, Err: err}
-		}
-		f.mu.Lock()
-		f.t.add(marker, entry{mtime: now, mode: 0o644})
-		f.mu.Unlock()
-		return nil
-	}
+	// In the tree before anything else: a client whose own MKCOL of the
+	// folder met this one's lock (423) takes the folder as made, and
+	// PUTs into it at once.
 	f.mu.Lock()
 	f.t.add(marker, entry{mtime: now, mode: 0o644})
 	f.mu.Unlock()
+	if f.journaled() {
+		if err := f.small.journal(client.PutInfo{Name: marker, Mode: 0o644, ModTime: now}, nil, func() {}); err != nil {
+			f.mu.Lock()
+			f.t.remove(marker)
+			f.mu.Unlock()
+			return &os.PathError{Op: "mkdir", Path: "/" + n, Err: err}
+		}
+		return nil
+	}
 	f.uploads.Add(1)
 	f.markers.RLock()
 	go func() {
@@ -762,13 +765,15 @@ func (w *writeFile) Close() error {
 		}
 		info := client.PutInfo{Name: w.name, Mode: w.mode, ModTime: w.mtime, Size: w.n}
 		if w.fs.journaled() {
-			if err := w.fs.small.journal(info, w.buf); err != nil {
+			e := entry{size: w.n, mtime: w.mtime, mode: w.mode}
+			err := w.fs.small.journal(info, w.buf, func() {
+				w.fs.mu.Lock()
+				w.fs.t.add(w.name, e)
+				w.fs.mu.Unlock()
+			})
+			if err != nil {
 				return fmt.Errorf("put /%s: %w", w.name, err)
 			}
-			e := entry{size: w.n, mtime: w.mtime, mode: w.mode}
-			w.fs.mu.Lock()
-			w.fs.t.add(w.name, e)
-			w.fs.mu.Unlock()
 			return nil
 		}
 		w.file, w.err = w.fs.small.put(info, w.buf)
