@@ -187,3 +187,33 @@ func TestJournalLocked(t *testing.T) {
 		t.Errorf("a second server of the journal: %v", err)
 	}
 }
+
+// Clients that make a folder at the same time, as rclone's transfers
+// do before each PUT, take its MKCOL's 405 (made) or 423 (being made by
+// another) as done and PUT into it at once: the folder must be there.
+func TestJournalFolderRace(t *testing.T) {
+	f := journalFixture(t, t.TempDir(), randomKey(t))
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 1500; i += 64 {
+				// A new folder every 16 files: each is made while the
+				// others' PUTs keep the journal busy.
+				dir := fmt.Sprintf("/r%03d/", i/16)
+				switch code, _ := f.do(t, "MKCOL", dir, nil); code {
+				case http.StatusCreated, http.StatusMethodNotAllowed, http.StatusLocked:
+				default:
+					t.Errorf("MKCOL %s: %d", dir, code)
+					return
+				}
+				if code, _ := f.do(t, "PUT", fmt.Sprintf("%sf%04d", dir, i), []byte("x")); code != http.StatusCreated {
+					t.Errorf("PUT into %s right after its MKCOL: %d", dir, code)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -60,6 +60,8 @@ type Server struct {
 
 	mu     sync.Mutex
 	counts map[string]int // requests by method
+
+	mkcols keyedMutex
 }
 
 // New returns a server over acc. With a journal it commits the files an
@@ -217,7 +219,51 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			ctx = context.WithValue(ctx, rangeKey{}, br)
 		}
 	}
+	if r.Method == "MKCOL" && r.Header.Get("If") == "" {
+		// Concurrent MKCOLs of one folder (rclone's transfers each make
+		// the folder of their file) go one after the other: the later
+		// ones find it made (405), where x/net/webdav's lock would
+		// answer them 423 while the first may not have made it yet,
+		// and their PUTs into it would fail.
+		unlock := s.mkcols.lock(clean(r.URL.Path))
+		defer unlock()
+	}
 	s.dav.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// keyedMutex is a mutex per key, kept only while it is held or waited
+// for.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 // badName says why a request's target, or its Destination, cannot be
