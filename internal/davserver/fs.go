@@ -249,15 +249,14 @@ func (f *FS) Mkdir(ctx context.Context, name string, perm os.FileMode) error {
 		return notExist("mkdir", parent(n))
 	}
 	// The folder exists at once; its marker, an empty file, goes in the
-	// next batch of small files, and MKCOL does not wait for it: clients
-	// make folders one at a time (rclone before the first PUT into
-	// each), and an index update apiece would set their pace. A stop
-	// waits for it; a crash before it loses only this empty folder.
+	// next batch of small files, and MKCOL does not wait for its commit:
+	// clients make folders one at a time (rclone before each PUT), and
+	// an index update apiece would set their pace. With a journal, MKCOL
+	// waits for the marker to be in it, as a small PUT does; without, a
+	// stop waits for it and a crash before it loses only this empty
+	// folder.
 	marker := path.Join(n, client.DirMarker)
 	now := time.Now()
-	// In the tree before anything else: a client whose own MKCOL of the
-	// folder met this one's lock (423) takes the folder as made, and
-	// PUTs into it at once.
 	f.mu.Lock()
 	f.t.add(marker, entry{mtime: now, mode: 0o644})
 	f.mu.Unlock()
