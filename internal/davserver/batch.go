@@ -132,7 +132,7 @@ func (b *batcher) kick() {
 	}
 }
 
-// held returns the data of the newest uncommitted version of name.
+// lookup returns the data of the newest uncommitted version of name.
 func (b *batcher) lookup(name string) ([]byte, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
