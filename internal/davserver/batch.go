@@ -2,9 +2,11 @@ package davserver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +20,11 @@ const smallPut = 256 << 10
 
 // maxBatch bounds the files of one batch, as blind put bounds its own.
 const maxBatch = 4096
+
+// maxJournal is the journal's size beyond which it is rewritten with
+// only the files not yet committed, for a server never idle long enough
+// for it to be emptied.
+var maxJournal int64 = 4 * maxHeld // a variable for the tests
 
 // maxHeld bounds the data of journaled files not yet committed: a PUT
 // beyond it waits for a commit, so that memory stays bounded whatever
@@ -124,6 +131,30 @@ func (b *batcher) replay(entries []journalEntry) {
 	}
 }
 
+// live returns the files not committed yet, batch (being committed)
+// included, oldest first; b.mu is held.
+func (b *batcher) live(batch []*pending) []journalEntry {
+	seen := map[uint64]bool{}
+	var out []journalEntry
+	add := func(p *pending) {
+		if !seen[p.seq] {
+			seen[p.seq] = true
+			out = append(out, journalEntry{seq: p.seq, name: p.name, mode: p.info.Mode, mtime: p.info.ModTime, data: p.data})
+		}
+	}
+	for _, p := range batch {
+		add(p)
+	}
+	for _, p := range b.queue {
+		add(p)
+	}
+	for _, p := range b.latest { // those the account refused among them
+		add(p)
+	}
+	slices.SortFunc(out, func(x, y journalEntry) int { return cmp.Compare(x.seq, y.seq) })
+	return out
+}
+
 // kick starts a committing goroutine if none runs; b.mu is held.
 func (b *batcher) kick() {
 	if !b.busy {
@@ -219,7 +250,7 @@ func (b *batcher) run() {
 			b.busy = false
 			if b.j != nil && len(b.latest) == 0 && !b.refused {
 				// Everything the journal held is in the account.
-				if err := b.j.reset(); err != nil {
+				if err := b.j.reset(nil); err != nil {
 					slog.Warn("webdav: emptying the journal", "err", err)
 				}
 			}
@@ -229,6 +260,13 @@ func (b *batcher) run() {
 		}
 		for _, p := range batch {
 			b.inflight[p.name] = p.seq
+		}
+		if b.j != nil && b.j.size() > maxJournal {
+			// Never idle long enough to be emptied: rewritten with the
+			// files not yet committed alone.
+			if err := b.j.reset(b.live(batch)); err != nil {
+				slog.Warn("webdav: compacting the journal", "err", err)
+			}
 		}
 		b.mu.Unlock()
 		retry := b.commit(batch)

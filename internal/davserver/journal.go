@@ -320,13 +320,21 @@ func (j *journal) sync(off int64) error {
 	return nil
 }
 
-// reset starts an empty journal: every put it held is committed.
-func (j *journal) reset() error {
+// reset starts a journal of live alone: every other put it held is
+// committed.
+func (j *journal) reset(live []journalEntry) error {
 	j.syncMu.Lock()
 	defer j.syncMu.Unlock()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.start(nil)
+	return j.start(live)
+}
+
+// size is the journal's length in bytes.
+func (j *journal) size() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.off
 }
 
 // close flushes the journal and lets it go; empty (every put committed)
