@@ -24,7 +24,7 @@ const maxBatch = 4096
 // maxJournal is the journal's size beyond which it is rewritten with
 // only the files not yet committed, for a server never idle long enough
 // for it to be emptied.
-var maxJournal int64 = 4 * maxHeld // a variable for the tests
+const maxJournal = 4 * maxHeld
 
 // maxHeld bounds the data of journaled files not yet committed: a PUT
 // beyond it waits for a commit, so that memory stays bounded whatever
@@ -58,6 +58,7 @@ type batcher struct {
 	held     int64  // bytes of journaled files not committed
 	seq      uint64 // the last sequence number given
 	refused  bool   // a journaled file the account refused stays in the journal
+	compact  int64  // maxJournal, but for tests
 }
 
 type pending struct {
@@ -72,7 +73,7 @@ type pending struct {
 }
 
 func newBatcher(acc Account, j *journal) *batcher {
-	b := &batcher{acc: acc, j: j, inflight: map[string]uint64{}, latest: map[string]*pending{}}
+	b := &batcher{acc: acc, j: j, inflight: map[string]uint64{}, latest: map[string]*pending{}, compact: maxJournal}
 	b.cond = sync.NewCond(&b.mu)
 	return b
 }
@@ -261,7 +262,7 @@ func (b *batcher) run() {
 		for _, p := range batch {
 			b.inflight[p.name] = p.seq
 		}
-		if b.j != nil && b.j.size() > maxJournal {
+		if b.j != nil && b.j.size() > b.compact {
 			// Never idle long enough to be emptied: rewritten with the
 			// files not yet committed alone.
 			if err := b.j.reset(b.live(batch)); err != nil {

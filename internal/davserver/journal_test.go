@@ -222,11 +222,9 @@ func TestJournalFolderRace(t *testing.T) {
 // to be idle; here at every batch) keeps them: all are read back, and
 // all are in the account after the stop.
 func TestJournalCompact(t *testing.T) {
-	old := maxJournal
-	maxJournal = 1
-	t.Cleanup(func() { maxJournal = old })
 	dir, key := t.TempDir(), randomKey(t)
 	f := journalFixture(t, dir, key)
+	f.FS().small.compact = 1 // before any request starts its goroutine
 	files := map[string][]byte{}
 	for i := range 200 {
 		files[fmt.Sprintf("/c%03d", i)] = randomData(700+i, uint64(100+i))
