@@ -431,13 +431,20 @@ func TestWebDAVSafety(t *testing.T) {
 	conn.Close()
 
 	// SIGTERM during an upload: the server stops once it is committed.
+	// The body waits for the server's 100 Continue, which it sends once
+	// the handler reads the body: otherwise the first MiB may lie in the
+	// sockets' buffers of a connection the busy server has not accepted
+	// yet when the signal closes its listener.
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
+	own := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Minute}}
+	defer own.CloseIdleConnections()
 	go func() {
 		req, _ := http.NewRequest(http.MethodPut, d.url+"/slow.bin", pr)
 		req.SetBasicAuth(webdavUser, davPass)
+		req.Header.Set("Expect", "100-continue")
 		req.ContentLength = 3 << 20
-		resp, err := c.Do(req)
+		resp, err := own.Do(req)
 		if err != nil {
 			done <- 0
 			return
