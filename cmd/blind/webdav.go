@@ -30,9 +30,13 @@ func serveCommand() *command {
 		"which then needs --tls-cert and --tls-key. Folders are name prefixes, an empty\n"+
 		"one kept as sync keeps it; a move is a rename in the index (no data sent); an\n"+
 		"upload is committed when it completes, sending only the chunks that changed.\n"+
-		"Dead properties (PROPPATCH) and locks are kept in memory only. While it runs it\n"+
-		"renews the account at each new period. Ctrl-C stops it once the uploads in\n"+
-		"progress are committed (a second Ctrl-C abandons them).", nil)
+		"Dead properties (PROPPATCH) and locks are kept in memory only. A small file\n"+
+		"(up to 256 KiB) is answered once it is in an encrypted journal in the\n"+
+		"configuration directory and committed in batches in the background; a crash\n"+
+		"leaves it there, committed at the next start (--journal=false: answered once\n"+
+		"committed). While it runs it renews the account at each new period. Ctrl-C\n"+
+		"stops it once the uploads in progress are committed (a second Ctrl-C abandons\n"+
+		"them; journaled files wait for the next start).", nil)
 	c.Complete = []string{"webdav"}
 	listen := c.Flags.String("listen", "127.0.0.1:8787", "`address` to listen on (host:port; port 0 picks a free one)")
 	readOnly := c.Flags.Bool("read-only", false, "refuse every change (PUT, DELETE, MKCOL, MOVE, COPY, PROPPATCH, LOCK)")
@@ -40,6 +44,7 @@ func serveCommand() *command {
 	key := c.Flags.String("tls-key", "", "the certificate's private key `file` (PEM)")
 	refresh := c.Flags.Duration("refresh", 30*time.Second, "how often to look for other devices' changes")
 	logRequests := c.Flags.Bool("log-requests", false, "log each request (method, path, status) to standard error")
+	useJournal := c.Flags.Bool("journal", true, "answer a small PUT once it is in the encrypted journal, not once it is committed (off with --read-only)")
 	c.run = func(a *app) error {
 		if len(c.Args) != 1 || c.Args[0] != "webdav" {
 			return cli.Usagef("want 'serve webdav'")
@@ -56,6 +61,13 @@ func serveCommand() *command {
 		opt := davserver.Options{User: webdavUser, Password: os.Getenv(envPrefix + "WEBDAV_PASSWORD"), ReadOnly: *readOnly, Refresh: *refresh}
 		if *logRequests {
 			opt.Log = slog.New(slog.NewTextHandler(a.stderr, nil))
+		}
+		if *useJournal && !*readOnly {
+			dir, err := configDir()
+			if err != nil {
+				return err
+			}
+			opt.JournalDir = dir
 		}
 		return a.serveWebDAV(*listen, *cert, *key, opt)
 	}
@@ -95,7 +107,14 @@ func (a *app) serveWebDAV(listen, cert, key string, opt davserver.Options) error
 		if err != nil {
 			return &client.Error{Kind: client.KindLocalIO, Msg: "listening on " + listen, Err: err}
 		}
-		srv := davserver.New(acc, opt)
+		if opt.JournalDir != "" {
+			opt.JournalKey = acc.LocalKey("webdav-journal")
+		}
+		srv, err := davserver.New(acc, opt)
+		if err != nil {
+			ln.Close()
+			return &client.Error{Kind: client.KindLocalIO, Msg: "opening the WebDAV journal", Err: err}
+		}
 		scheme := "http"
 		if cert != "" {
 			scheme = "https"
@@ -129,7 +148,7 @@ func (a *app) serveWebDAV(listen, cert, key string, opt davserver.Options) error
 		}()
 		if err := srv.Shutdown(ctx); err != nil {
 			srv.Close()
-			return &client.Error{Kind: client.KindOther, Msg: "stopped with uploads in progress; they were not committed", Err: err}
+			return &client.Error{Kind: client.KindOther, Msg: "stopped before every upload was committed: those in progress were not; small files already answered stay in the journal for the next start", Err: err}
 		}
 		<-served
 		counts := srv.Counts()

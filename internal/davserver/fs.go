@@ -1,6 +1,7 @@
 package davserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
@@ -59,20 +60,66 @@ type FS struct {
 	small *batcher
 }
 
-// NewFS returns the file system over acc, as its index is now.
-func NewFS(acc Account) *FS {
-	f := &FS{acc: acc, props: map[string]map[xml.Name]webdav.Property{}, small: &batcher{acc: acc}}
+// NewFS returns the file system over acc, as its index is now. With a
+// journal (journal.go; nil: none), small files are answered once they
+// are in it, and those it holds from an earlier run are committed
+// again, all but the ones the index shows already.
+func NewFS(acc Account, j *journal, replay []journalEntry) *FS {
+	f := &FS{acc: acc, props: map[string]map[xml.Name]webdav.Property{}, small: newBatcher(acc, j)}
+	f.small.committed = f.committed
+	// The tree first: a replayed file's commit applies to it.
 	f.rebuild()
+	if len(replay) > 0 {
+		have := map[string]indexfile.File{}
+		for _, x := range acc.Files() {
+			have[x.Name] = x
+		}
+		live := replay[:0]
+		for _, e := range replay {
+			// Committed just before a crash, before its done record.
+			if x, ok := have[e.name]; ok && x.Size == uint64(len(e.data)) && x.ModTime.Equal(e.mtime) {
+				continue
+			}
+			live = append(live, e)
+		}
+		f.small.replay(live)
+		f.rebuild() // lays them over the index
+	}
 	return f
 }
 
+// journaled reports whether small PUTs are answered from the journal.
+func (f *FS) journaled() bool { return f.small.j != nil }
+
 // rebuild reads the whole index again. It holds mu while it reads, so
 // that a change the server commits meanwhile lands in the new tree.
+// Files in the journal but not yet in the index are laid over it.
 func (f *FS) rebuild() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	gen := f.acc.Generation()
 	f.t = newTree(f.acc.Files(), gen)
+	for _, p := range f.small.pendingFiles() {
+		f.t.add(p.name, entry{size: int64(len(p.data)), mtime: p.info.ModTime, mode: p.info.Mode})
+	}
+}
+
+// committed applies a journaled file's commit to the tree: the entry the
+// index holds now, unless a later version waits; with no name (another
+// device's version kept it) the tree is stale.
+func (f *FS) committed(p *pending, file indexfile.File, newest bool) {
+	if file.Name == "" {
+		f.mu.Lock()
+		f.t.gen = 0
+		f.mu.Unlock()
+		return
+	}
+	e := entryOf(&file)
+	f.changed(func(t *tree) {
+		if newest {
+			t.add(p.name, e)
+		}
+	})
 }
 
 // Refresh picks up changes made by other devices.
@@ -111,8 +158,26 @@ func (f *FS) changed(apply func(t *tree)) {
 // failed.
 func (f *FS) WaitUploads() { f.uploads.Wait() }
 
-// OpenUploads is the number of uploads in progress.
-func (f *FS) OpenUploads() int64 { return f.open.Load() }
+// OpenUploads is the number of uploads in progress, journaled files not
+// yet committed included.
+func (f *FS) OpenUploads() int64 { return f.open.Load() + int64(len(f.small.pendingFiles())) }
+
+// Close waits, until ctx is done, for the journaled files to be
+// committed, then closes the journal: removed if it holds nothing more,
+// kept for the next start otherwise.
+func (f *FS) Close(ctx context.Context) error {
+	if f.small.j == nil {
+		return nil
+	}
+	empty := f.small.drain(ctx)
+	if err := f.small.j.close(empty); err != nil {
+		return fmt.Errorf("closing the journal: %w", err)
+	}
+	if !empty {
+		return errors.New("files written are not all committed: the journal keeps them for the next start")
+	}
+	return nil
+}
 
 // clean turns a WebDAV path into an index name ("" is the root).
 func clean(name string) string {
@@ -184,15 +249,26 @@ func (f *FS) Mkdir(ctx context.Context, name string, perm os.FileMode) error {
 		return notExist("mkdir", parent(n))
 	}
 	// The folder exists at once; its marker, an empty file, goes in the
-	// next batch of small files, and MKCOL does not wait for it: clients
-	// make folders one at a time (rclone before the first PUT into
-	// each), and an index update apiece would set their pace. A stop
-	// waits for it; a crash before it loses only this empty folder.
+	// next batch of small files, and MKCOL does not wait for its commit:
+	// clients make folders one at a time (rclone before each PUT), and
+	// an index update apiece would set their pace. With a journal, MKCOL
+	// waits for the marker to be in it, as a small PUT does; without, a
+	// stop waits for it and a crash before it loses only this empty
+	// folder.
 	marker := path.Join(n, client.DirMarker)
 	now := time.Now()
 	f.mu.Lock()
 	f.t.add(marker, entry{mtime: now, mode: 0o644})
 	f.mu.Unlock()
+	if f.journaled() {
+		if err := f.small.journal(client.PutInfo{Name: marker, Mode: 0o644, ModTime: now}, nil, func() {}); err != nil {
+			f.mu.Lock()
+			f.t.remove(marker)
+			f.mu.Unlock()
+			return &os.PathError{Op: "mkdir", Path: "/" + n, Err: err}
+		}
+		return nil
+	}
 	f.uploads.Add(1)
 	f.markers.RLock()
 	go func() {
@@ -260,6 +336,8 @@ func (f *FS) RemoveAll(ctx context.Context, name string) error {
 // folder, keeping that folder, and applies the same to the tree.
 func (f *FS) reshape(ctx context.Context, name string, r client.Reshape, apply func(t *tree)) error {
 	f.waitMarkers()
+	f.small.flush("") // what it changes must be in the index
+
 	up := parent(name)
 	if up != "" {
 		r.Keep = []string{up}
@@ -337,6 +415,10 @@ func (f *FS) OpenFile(ctx context.Context, name string, flag int, perm os.FileMo
 		h := handle{fs: f, name: n}
 		if fi.dir {
 			return &dirFile{handle: h, fi: fi}, nil
+		}
+		if data, ok := f.small.lookup(n); ok {
+			// Answered, not yet in the index: read your writes.
+			return &memFile{handle: h, fi: fi, Reader: bytes.NewReader(data)}, nil
 		}
 		return &readFile{handle: h, ctx: ctx, fi: fi, hint: rangeHint(ctx)}, nil
 	}
@@ -680,11 +762,27 @@ func (w *writeFile) Close() error {
 		if w.err = w.body.failed(w.n); w.err != nil {
 			return w.err
 		}
-		w.file, w.err = w.fs.small.put(client.PutInfo{Name: w.name, Mode: w.mode, ModTime: w.mtime, Size: w.n}, w.buf)
+		info := client.PutInfo{Name: w.name, Mode: w.mode, ModTime: w.mtime, Size: w.n}
+		if w.fs.journaled() {
+			e := entry{size: w.n, mtime: w.mtime, mode: w.mode}
+			err := w.fs.small.journal(info, w.buf, func() {
+				w.fs.mu.Lock()
+				w.fs.t.add(w.name, e)
+				w.fs.mu.Unlock()
+			})
+			if err != nil {
+				return fmt.Errorf("put /%s: %w", w.name, err)
+			}
+			return nil
+		}
+		w.file, w.err = w.fs.small.put(info, w.buf)
 	} else {
 		if err := w.body.failed(w.n); err != nil {
 			w.pw.CloseWithError(err)
 		} else {
+			// A smaller version of the name still in the journal is
+			// committed first, so that it does not replace this one.
+			w.fs.small.flush(w.name)
 			w.pw.Close()
 		}
 		<-w.done
@@ -695,4 +793,21 @@ func (w *writeFile) Close() error {
 	e := entryOf(&w.file)
 	w.fs.changed(func(t *tree) { t.add(w.name, e) })
 	return nil
+}
+
+// memFile is a file open for reading whose data is held here: written,
+// answered, and not yet in the index.
+type memFile struct {
+	handle
+	*bytes.Reader
+	fi *info
+}
+
+func (m *memFile) Stat() (fs.FileInfo, error) { return m.fi, nil }
+func (m *memFile) Close() error               { return nil }
+func (m *memFile) Readdir(int) ([]fs.FileInfo, error) {
+	return nil, &os.PathError{Op: "readdir", Path: "/" + m.name, Err: errors.New("not a folder")}
+}
+func (m *memFile) Write([]byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "/" + m.name, Err: os.ErrPermission}
 }

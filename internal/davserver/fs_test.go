@@ -64,7 +64,7 @@ type fixture struct {
 	url   string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...func(*Options)) *fixture {
 	t.Helper()
 	logs := &proc.Buffer{}
 	cmd := exec.Command(blindstored(t), "serve", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--probe-burst", "10000", "--probe-rate", "1000")
@@ -86,7 +86,14 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(acc, Options{User: "u", Password: "p"})
+	opt := Options{User: "u", Password: "p"}
+	for _, o := range opts {
+		o(&opt)
+	}
+	srv, err := New(acc, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	return &fixture{Server: srv, acc: acc, proxy: px, url: hs.URL}

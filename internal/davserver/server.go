@@ -42,6 +42,13 @@ type Options struct {
 	// Log, if set, gets one line per request (method, path, status,
 	// duration): names of the user's files, so off by default.
 	Log *slog.Logger
+	// JournalDir, if set, is where small PUTs are made durable, sealed
+	// under JournalKey, before they are answered; they are committed to
+	// the account in the background, and those a crash left are
+	// committed at the next start (journal.go). Unset, each PUT is
+	// answered once it is committed.
+	JournalDir string
+	JournalKey [32]byte
 }
 
 // Server is the WebDAV server over one account.
@@ -53,17 +60,31 @@ type Server struct {
 
 	mu     sync.Mutex
 	counts map[string]int // requests by method
+
+	mkcols keyedMutex
 }
 
-// New returns a server over acc.
-func New(acc Account, opt Options) *Server {
+// New returns a server over acc. With a journal it commits the files an
+// earlier run left in it, in the background.
+func New(acc Account, opt Options) (*Server, error) {
 	if opt.Refresh <= 0 {
 		opt.Refresh = 30 * time.Second
 	}
-	s := &Server{fs: NewFS(acc), opt: opt, counts: map[string]int{}}
+	var j *journal
+	var replay []journalEntry
+	if opt.JournalDir != "" {
+		var err error
+		if j, replay, err = openJournal(journalPath(opt.JournalDir, opt.JournalKey), opt.JournalKey); err != nil {
+			return nil, err
+		}
+		if len(replay) > 0 {
+			slog.Info("webdav: committing the files an earlier run left in the journal", "files", len(replay))
+		}
+	}
+	s := &Server{fs: NewFS(acc, j, replay), opt: opt, counts: map[string]int{}}
 	s.dav = &webdav.Handler{FileSystem: s.fs, LockSystem: etagLS{LockSystem: webdav.NewMemLS(), fs: s.fs}}
 	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second}
-	return s
+	return s, nil
 }
 
 // FS is the server's file system.
@@ -104,7 +125,8 @@ func (s *Server) refreshLoop(ctx context.Context) {
 }
 
 // Shutdown stops accepting requests and waits, until ctx is done, for
-// those in progress (uploads commit) to end.
+// those in progress (uploads commit) to end, and for the journal's files
+// to be committed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	done := make(chan struct{})
@@ -116,12 +138,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
+	if cerr := s.fs.Close(ctx); err == nil {
+		err = cerr
+	}
 	return err
 }
 
 // Close stops at once; uploads in progress are abandoned (nothing refers
-// to their blocks, which expire).
-func (s *Server) Close() error { return s.http.Close() }
+// to their blocks, which expire), and files in the journal stay there
+// for the next start.
+func (s *Server) Close() error {
+	err := s.http.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.fs.Close(ctx)
+	return err
+}
 
 // Counts returns the number of requests served, by method.
 func (s *Server) Counts() map[string]int {
@@ -187,7 +219,51 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			ctx = context.WithValue(ctx, rangeKey{}, br)
 		}
 	}
+	if r.Method == "MKCOL" && r.Header.Get("If") == "" {
+		// Concurrent MKCOLs of one folder (rclone's transfers each make
+		// the folder of their file) go one after the other: the later
+		// ones find it made (405), where x/net/webdav's lock would
+		// answer them 423 while the first may not have made it yet,
+		// and their PUTs into it would fail.
+		unlock := s.mkcols.lock(clean(r.URL.Path))
+		defer unlock()
+	}
 	s.dav.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// keyedMutex is a mutex per key, kept only while it is held or waited
+// for.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 // badName says why a request's target, or its Destination, cannot be
