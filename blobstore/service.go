@@ -296,6 +296,19 @@ func (s *Service) Get(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire
 	return s.store.Read(ctx, id, dst)
 }
 
+// Lend calls fn with a block's data in place when the store can lend it
+// (see Lender), and reports false without calling fn when it cannot.
+func (s *Service) Lend(ctx context.Context, id wire.ID, fn func(data []byte, etag wire.ETag) error) (bool, error) {
+	l, ok := s.store.(Lender)
+	if !ok {
+		return false, nil
+	}
+	if err := id.Validate(); err != nil {
+		return true, err
+	}
+	return true, l.Lend(ctx, id, fn)
+}
+
 // Head returns a block's ETag.
 func (s *Service) Head(ctx context.Context, id wire.ID) (wire.ETag, error) {
 	if err := id.Validate(); err != nil {

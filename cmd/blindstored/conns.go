@@ -73,3 +73,7 @@ func (c *limitConn) Close() error {
 	c.once.Do(c.release)
 	return err
 }
+
+// NetConn returns the accepted connection, so that the API can ask the
+// kernel about its send buffer (httpapi's roomFor).
+func (c *limitConn) NetConn() net.Conn { return c.Conn }
