@@ -97,20 +97,28 @@ func (a *api) readFailed(x *exchange, err error) {
 	x.fail(a, err)
 }
 
+// The values of a block answer's fixed headers, shared by every answer:
+// net/http only reads them, and Set would allocate a slice per header
+// per request. Keys are in canonical form.
+var (
+	valBlockType = []string{wire.MediaBlock}
+	valNoStore   = []string{"no-store"}
+)
+
 func blockHeaders(w http.ResponseWriter, etag wire.ETag, n int) {
 	h := w.Header()
-	h.Set("Content-Type", wire.MediaBlock)
-	h.Set("Content-Length", strconv.Itoa(n))
-	h.Set("ETag", etag.String())
+	h["Content-Type"] = valBlockType
+	h["Content-Length"] = []string{strconv.Itoa(n)}
+	h["Etag"] = []string{etag.String()}
 	// Ciphertext by ID is useless to a shared cache and would tell its
 	// operator which blocks are read; the client keeps ETags itself.
-	h.Set("Cache-Control", "no-store")
+	h["Cache-Control"] = valNoStore
 }
 
 func notModified(w http.ResponseWriter, etag wire.ETag) {
 	h := w.Header()
-	h.Set("ETag", etag.String())
-	h.Set("Cache-Control", "no-store")
+	h["Etag"] = []string{etag.String()}
+	h["Cache-Control"] = valNoStore
 	w.WriteHeader(http.StatusNotModified)
 }
 
