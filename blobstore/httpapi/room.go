@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"net"
 )
 
@@ -25,22 +26,29 @@ const lendMargin = 2
 // transaction, which must never wait on a client: a slow one would hold
 // back every commit that grows the file, and a seal. false when unsure
 // (no connection known, not TCP, not Linux): the caller copies instead.
-func roomFor(ctx context.Context, n int) bool {
+// sendfile reports whether, beside, net/http would send a file given to
+// the response's ReadFrom with sendfile(2).
+func roomFor(ctx context.Context, n int) (room, sendfile bool) {
 	c, _ := ctx.Value(connKey{}).(net.Conn)
 	if c == nil {
-		return false
+		return false, false
 	}
+	// net/http hands an io.Reader to the connection it serves only if
+	// that connection is an io.ReaderFrom; TLS's is not (the kernel
+	// cannot encrypt), a plain TCP connection sends a file's pages.
+	_, rf := c.(io.ReaderFrom)
 	// TLS, and wrappers such as blindstored's connection limiter, name
 	// the connection below them this way; TLS records add little.
 	for range 4 {
 		if tc, ok := c.(*net.TCPConn); ok {
-			return sendRoom(tc) >= n
+			room := sendRoom(tc) >= n
+			return room, room && rf
 		}
 		u, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
-			return false
+			return false, false
 		}
 		c = u.NetConn()
 	}
-	return false
+	return false, false
 }

@@ -66,7 +66,7 @@ func TestStalledReaderHoldsNoReadTransaction(t *testing.T) {
 }
 
 func TestRoomFor(t *testing.T) {
-	if roomFor(context.Background(), 1) {
+	if room, _ := roomFor(context.Background(), 1); room {
 		t.Error("room reported without a connection")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -85,7 +85,7 @@ func TestRoomFor(t *testing.T) {
 	}
 	defer server.Close()
 	ctx := withConn(context.Background(), server)
-	if !roomFor(ctx, 4096) {
+	if room, _ := roomFor(ctx, 4096); !room {
 		t.Fatal("no room on an idle connection")
 	}
 	// Fill the buffers: the client reads nothing.
@@ -96,7 +96,7 @@ func TestRoomFor(t *testing.T) {
 			break
 		}
 	}
-	if roomFor(ctx, wire.DefaultBlockSize) {
+	if room, _ := roomFor(ctx, wire.DefaultBlockSize); room {
 		t.Error("room reported on a connection whose client reads nothing")
 	}
 }
