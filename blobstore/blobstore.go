@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/wire"
@@ -409,6 +410,24 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store.
 	Close() error
+}
+
+// Lender is an optional interface of a Store that can hand a block's
+// data to its reader in place (bbolt's memory map), sparing a copy. The
+// slice is valid only while fn runs, and fn must return promptly: the
+// store may hold a read transaction, and with it writers, meanwhile.
+// fn's error is returned as it is; a missing block is an error of
+// KindNotFound, and fn is not called.
+type Lender interface {
+	Lend(ctx context.Context, id wire.ID, fn func(data []byte, etag wire.ETag) error) error
+}
+
+// FileLender is an optional interface of a Lender whose blocks lie whole
+// in a file: fn also gets a read-only handle of it and the offset of the
+// block's first byte, the handle fn's alone until fn returns, so that the
+// kernel can send the block from its page cache.
+type FileLender interface {
+	LendFile(ctx context.Context, id wire.ID, fn func(data []byte, f *os.File, off int64, etag wire.ETag) error) error
 }
 
 // Stats are aggregate counts; they never name a block.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -294,6 +295,32 @@ func (s *Service) Get(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire
 		return nil, wire.ETag{}, err
 	}
 	return s.store.Read(ctx, id, dst)
+}
+
+// Lend calls fn with a block's data in place when the store can lend it
+// (see Lender), and reports false without calling fn when it cannot.
+func (s *Service) Lend(ctx context.Context, id wire.ID, fn func(data []byte, etag wire.ETag) error) (bool, error) {
+	l, ok := s.store.(Lender)
+	if !ok {
+		return false, nil
+	}
+	if err := id.Validate(); err != nil {
+		return true, err
+	}
+	return true, l.Lend(ctx, id, fn)
+}
+
+// LendFile is Lend for a store whose blocks lie in a file (see
+// FileLender); false without calling fn when the store's do not.
+func (s *Service) LendFile(ctx context.Context, id wire.ID, fn func(data []byte, f *os.File, off int64, etag wire.ETag) error) (bool, error) {
+	l, ok := s.store.(FileLender)
+	if !ok {
+		return false, nil
+	}
+	if err := id.Validate(); err != nil {
+		return true, err
+	}
+	return true, l.LendFile(ctx, id, fn)
 }
 
 // Head returns a block's ETag.

@@ -50,10 +50,27 @@ func find(tx *bbolt.Tx, id []byte) (bucket, record []byte) {
 // read transaction: bbolt's slices point into the memory map, which a
 // later write may remap.
 func (s *Store) Read(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error) {
-	if err := ctx.Err(); err != nil {
+	var etag wire.ETag
+	err := s.Lend(ctx, id, func(data []byte, e wire.ETag) error {
+		dst, etag = append(dst[:0], data...), e
+		return nil
+	})
+	if err != nil {
 		return nil, wire.ETag{}, err
 	}
-	var etag wire.ETag
+	return dst, etag, nil
+}
+
+// Lend calls fn with the block's data where it lies in the memory map,
+// inside the read transaction, and returns fn's error as it is. While fn
+// runs, the transaction holds back a remap of a growing file (so every
+// commit that grows it) and a seal's scrub (so every new reader): fn
+// must not wait on anything slow, a client least of all.
+func (s *Store) Lend(ctx context.Context, id wire.ID, fn func(data []byte, etag wire.ETag) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var fnErr error
 	err := s.view(func(tx *bbolt.Tx) error {
 		bucket, rec := find(tx, id[:])
 		if rec == nil {
@@ -63,7 +80,6 @@ func (s *Store) Read(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.
 		if err != nil {
 			return err
 		}
-		etag = m.ETag
 		var data []byte
 		if tb := tx.Bucket(bucketData).Bucket(bucket); tb != nil {
 			if nb := tb.Bucket(id[:]); nb != nil {
@@ -73,13 +89,13 @@ func (s *Store) Read(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.
 		if data == nil {
 			return errors.New("a block has a record but no data; the file is damaged")
 		}
-		dst = append(dst[:0], data...)
+		fnErr = fn(data, m.ETag)
 		return nil
 	})
 	if err != nil {
-		return nil, wire.ETag{}, wrapErr("read", err)
+		return wrapErr("read", err)
 	}
-	return dst, etag, nil
+	return fnErr
 }
 
 // Stat returns the block's ETag.

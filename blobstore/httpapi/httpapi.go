@@ -13,6 +13,7 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -376,6 +377,26 @@ func (rec *recorder) Write(p []byte) (int, error) {
 	rec.bytes += int64(n)
 	return n, err
 }
+
+// ReadFrom passes a block's file on to net/http, which sends it with
+// sendfile(2) where it can.
+func (rec *recorder) ReadFrom(r io.Reader) (int64, error) {
+	if !rec.wroteHeader {
+		rec.code, rec.wroteHeader = http.StatusOK, true
+	}
+	var n int64
+	var err error
+	if rf, ok := rec.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(writerOnly{rec.ResponseWriter}, r)
+	}
+	rec.bytes += n
+	return n, err
+}
+
+// writerOnly hides a writer's ReadFrom, so that io.Copy does not call it.
+type writerOnly struct{ io.Writer }
 
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }

@@ -25,6 +25,7 @@ func NewServer(h http.Handler, opt Options) *http.Server {
 		IdleTimeout:       opt.IdleTimeout,
 		MaxHeaderBytes:    HardMaxHeaderBytes,
 		ErrorLog:          log.New(serverLog{opt.Logger}, "", 0),
+		ConnContext:       withConn,
 	}
 }
 

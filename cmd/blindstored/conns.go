@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net"
 	"sync"
 
@@ -72,4 +73,17 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
+}
+
+// NetConn returns the accepted connection, so that the API can ask the
+// kernel about its send buffer (httpapi's roomFor).
+func (c *limitConn) NetConn() net.Conn { return c.Conn }
+
+// ReadFrom lets net/http send a file (a block from the embedded store)
+// with sendfile(2), as it does on the bare connection.
+func (c *limitConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
