@@ -211,29 +211,12 @@ func (b *bench) webdavManyRows(ctx context.Context, name, unpacedName, work stri
 }
 
 // webdavMemoryRow uploads webdavUploaders files at once over plain HTTP
-// PUTs and polls the server's resident memory.
+// PUTs and follows the server's resident memory with a memSampler.
 func (b *bench) webdavMemoryRow(ctx context.Context, name string, dav *webdavProc) Row {
 	c := b.cfg
 	b.logf("webdav: %d uploads of %s at once, server memory", webdavUploaders, fmtBytes(c.webdavUploadSize))
-	var peak atomic.Int64
-	stop := make(chan struct{})
-	polled := make(chan struct{})
-	go func() {
-		defer close(polled)
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if m, err := readMemStatus(dav.p.Pid()); err == nil && m.rss > peak.Load() {
-				peak.Store(m.rss)
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
 	before, _ := readMemStatus(dav.p.Pid())
+	mem := startMemSampler(dav.p.Pid())
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	t0 := time.Now()
@@ -264,14 +247,13 @@ func (b *bench) webdavMemoryRow(ctx context.Context, name string, dav *webdavPro
 	}
 	wg.Wait()
 	took := time.Since(t0)
-	close(stop)
-	<-polled
+	peak, _ := mem.stop()
 	close(errs)
 	if err := <-errs; err != nil {
 		return failRow("webdav", name, err)
 	}
-	r := Row{Group: "webdav", Name: name, Figure: float64(peak.Load()) / mib, Unit: "MiB",
-		Note: fmt.Sprintf("resident memory of blind serve webdav polled every 10 ms (%.0f MiB before); %s sent in %.1f s (%.0f MiB/s); a streaming upload holds at most seven of the server's write batches whatever the file's size",
+	r := Row{Group: "webdav", Name: name, Figure: float64(peak) / mib, Unit: "MiB",
+		Note: fmt.Sprintf("peak resident memory of blind serve webdav (the kernel's high-water mark since the uploads began, and polls; %.0f MiB before); %s sent in %.1f s (%.0f MiB/s); a streaming upload holds at most seven of the server's write batches whatever the file's size",
 			float64(before.rss)/mib, fmtBytes(webdavUploaders*c.webdavUploadSize), took.Seconds(), float64(webdavUploaders*c.webdavUploadSize)/mib/took.Seconds()),
 		Extra: map[string]float64{"before_mib": float64(before.rss) / mib}}
 	r.judge()
