@@ -25,17 +25,16 @@ package client
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"io"
 	"io/fs"
 	"slices"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
-	"golang.org/x/crypto/hkdf"
 
 	"github.com/blindstore/blindstore/indexfile"
 )
@@ -201,14 +200,15 @@ func (a *Account) cachedSegments() (segments, bool) {
 	if lc == nil {
 		return segs, false
 	}
+	aead := a.listingAEAD()
 	if sealed := lc.Listing(); sealed != nil {
-		if p, err := a.open(sealed, listingAD); err == nil {
+		if p, err := openListing(aead, sealed, listingAD); err == nil {
 			_ = decodeSegments(p, segs)
 		}
 	}
 	logged := false
 	for _, rec := range lc.ListingLog() {
-		if p, err := a.open(rec, listingRecordAD); err == nil {
+		if p, err := openListing(aead, rec, listingRecordAD); err == nil {
 			logged = decodeSegments(p, segs) == nil || logged
 		}
 	}
@@ -260,27 +260,19 @@ func (a *Account) logListing(lo, n int, files []indexfile.File, had map[[32]byte
 	}
 }
 
-func (a *Account) listingAEAD() (cipherAEAD, error) {
-	key := make([]byte, chacha20poly1305.KeySize)
-	if _, err := io.ReadFull(hkdf.New(sha256.New, a.root.AccountKey[:], nil, []byte(listingInfo)), key); err != nil {
-		return nil, err
+// listingAEAD is the listing's cipher, under the account's listing key.
+func (a *Account) listingAEAD() cipher.AEAD {
+	k := a.localKey(listingInfo)
+	aead, err := chacha20poly1305.NewX(k[:])
+	if err != nil {
+		panic("client: a 32-byte key refused: " + err.Error()) // KeySize is 32
 	}
-	return chacha20poly1305.NewX(key)
-}
-
-type cipherAEAD interface {
-	Seal(dst, nonce, plaintext, additionalData []byte) []byte
-	Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error)
-	NonceSize() int
-	Overhead() int
+	return aead
 }
 
 // seal seals p under the listing key with ad, or returns nil.
 func (a *Account) seal(p []byte, ad string) []byte {
-	aead, err := a.listingAEAD()
-	if err != nil {
-		return nil
-	}
+	aead := a.listingAEAD()
 	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(p)+aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
 		return nil
@@ -288,12 +280,9 @@ func (a *Account) seal(p []byte, ad string) []byte {
 	return aead.Seal(nonce, nonce, p, []byte(ad))
 }
 
-// open opens what seal sealed with ad.
-func (a *Account) open(sealed []byte, ad string) ([]byte, error) {
-	aead, err := a.listingAEAD()
-	if err != nil {
-		return nil, err
-	}
+// openListing opens what seal sealed with ad, under aead (listingAEAD, made
+// once for all the records of a read).
+func openListing(aead cipher.AEAD, sealed []byte, ad string) ([]byte, error) {
 	ns := aead.NonceSize()
 	if len(sealed) < ns {
 		return nil, errors.New("client: listing cache too short")

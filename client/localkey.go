@@ -11,10 +11,15 @@ import (
 // different key for each purpose.
 func (a *Account) LocalKey(purpose string) [32]byte {
 	a.mu.Lock()
-	secret := a.root.AccountKey
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	return a.localKey("blindstore/v1/local/" + purpose)
+}
+
+// localKey derives the key that info names from the account key (which
+// no operation of the account changes); the caller may hold a.mu.
+func (a *Account) localKey(info string) [32]byte {
 	var k [32]byte
-	b, err := hkdf.Key(sha256.New, secret[:], nil, "blindstore/v1/local/"+purpose, len(k))
+	b, err := hkdf.Key(sha256.New, a.root.AccountKey[:], nil, info, len(k))
 	if err != nil {
 		// HKDF-SHA256 yields up to 8160 bytes; 32 are asked for.
 		panic("client: hkdf: " + err.Error())
