@@ -78,16 +78,14 @@ func newObservability(o *opened) (*observability, error) {
 		ConstLabels: prometheus.Labels{"version": versionString()},
 	})
 	build.Set(1)
-	for _, c := range []prometheus.Collector{
+	if err := register(reg,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		build,
 		&purgeCollector{ob: ob},
 		newStoreCollector(o.store, o.bucketer),
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("metrics: %w", err)
-		}
+	); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	var err error
 	if ob.http, err = httpapi.NewMetrics(reg); err != nil {
@@ -306,10 +304,8 @@ func newCommitMetrics(reg prometheus.Registerer) (*commitMetrics, error) {
 			Help: "Commits of the write pool, by result: ok, or error (store down, fenced off, or refused).",
 		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.ops, m.seconds, m.commits} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := register(reg, m.ops, m.seconds, m.commits); err != nil {
+		return nil, err
 	}
 	m.commits.WithLabelValues("ok")
 	m.commits.WithLabelValues("error")
@@ -357,6 +353,16 @@ func (s observedFencedStore) ApplyFenced(ctx context.Context, token, prev, batch
 	return rs, err
 }
 
+// register registers cs with reg, stopping at the first refused.
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // sealMetrics measure what seals cost: the design's price of erasing
 // write order is one more write of each block.
 type sealMetrics struct {
@@ -377,10 +383,8 @@ func newSealMetrics(reg prometheus.Registerer) (*sealMetrics, error) {
 		leases: prometheus.NewCounter(prometheus.CounterOpts{Name: "blindstore_seal_leases_total", Help: "Lease records scheduled seals rewrote."}),
 		bytes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "blindstore_seal_bytes_total", Help: "Bytes of block data scheduled seals rewrote."}),
 	}
-	for _, c := range []prometheus.Collector{m.seconds, m.blocks, m.leases, m.bytes} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := register(reg, m.seconds, m.blocks, m.leases, m.bytes); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -418,10 +422,8 @@ func newMergeMetrics(reg prometheus.Registerer) (*mergeMetrics, error) {
 		cost: prometheus.NewGauge(prometheus.GaugeOpts{Name: "blindstore_merge_bytes_per_byte_stored",
 			Help: "The last period merge's bytes rewritten per byte of block data stored."}),
 	}
-	for _, c := range []prometheus.Collector{m.runs, m.failed, m.seconds, m.bytes, m.cost} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := register(reg, m.runs, m.failed, m.seconds, m.bytes, m.cost); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
