@@ -6,13 +6,14 @@ import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { hkdf as nobleHkdf } from "@noble/hashes/hkdf.js";
 import { hchacha, xchacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { argon2id, createSHA256 } from "hash-wasm";
+// hash-wasm is loaded when first needed (see wasm.ts).
+const hashWasm = () => import("./wasm.js");
 import { concat, toUTF8 } from "./bytes.js";
+import { nodeBuiltin } from "./platform.js";
 
 /**
  * The parts of node:crypto the Node fast path uses (OpenSSL's
- * ChaCha20-Poly1305 and SHA-256). Reached through process.getBuiltinModule
- * (Node 20.16 and later) so that no bundler sees an import of it: in
+ * ChaCha20-Poly1305 and SHA-256), found by nodeBuiltin (platform.ts): in
  * browsers, and in older Node, it is undefined and noble does the work.
  */
 interface NodeAEAD {
@@ -32,10 +33,8 @@ interface NodeCrypto {
 }
 
 function findNodeCrypto(): NodeCrypto | undefined {
-  const p = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  if (typeof p?.getBuiltinModule !== "function") return undefined;
+  const c = nodeBuiltin<NodeCrypto>("node:crypto");
   try {
-    const c = p.getBuiltinModule("node:crypto") as NodeCrypto | undefined;
     return c && c.getCiphers().includes("chacha20-poly1305") ? c : undefined;
   } catch {
     return undefined;
@@ -80,6 +79,23 @@ export async function sha256Native(b: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", b as Uint8Array<ArrayBuffer>));
 }
 
+/**
+ * A synchronous SHA-256 for the data paths, which hash every chunk and
+ * every block: node:crypto's in Node, else hash-wasm's WebAssembly one.
+ * WebCrypto's digest is native but asynchronous, and an upload that awaits
+ * it twice a chunk spends its time waiting for the answers, not hashing.
+ */
+export async function sha256Hasher(): Promise<(b: Uint8Array) => Uint8Array> {
+  const nc = nodeCrypto;
+  if (nc) return (b) => plain(nc.createHash("sha256").update(b).digest());
+  const h = await (await hashWasm()).createSHA256();
+  return (b) => {
+    h.init();
+    h.update(b);
+    return h.digest("binary");
+  };
+}
+
 /** An incremental SHA-256 for a whole file (node:crypto's in Node, else hash-wasm's WebAssembly one: WebCrypto has no incremental hash). */
 export async function newFileHash(): Promise<{ update(b: Uint8Array): void; digest(): Uint8Array }> {
   if (nodeCrypto) {
@@ -91,7 +107,7 @@ export async function newFileHash(): Promise<{ update(b: Uint8Array): void; dige
       digest: () => plain(nh.digest()),
     };
   }
-  const h = await createSHA256();
+  const h = await (await hashWasm()).createSHA256();
   h.init();
   return {
     update: (b) => {
@@ -115,7 +131,7 @@ export function hkdf(ikm: Uint8Array, info: string | Uint8Array, n = 32): Uint8A
 export const ARGON2 = { time: 3, memoryKiB: 65536, threads: 4, length: 32 } as const;
 
 export async function argon2(password: Uint8Array, salt: Uint8Array): Promise<Uint8Array> {
-  return argon2id({
+  return (await hashWasm()).argon2id({
     password,
     salt,
     iterations: ARGON2.time,

@@ -2,6 +2,7 @@
 // own fetch) go through fetch. Node goes through node:http: its fetch
 // (undici) spends more CPU per request than the request's crypto does for
 // a 64 KiB block, and a get is one request per block.
+import { nodeBuiltin } from "./platform.js";
 
 /** A request of the block API: the body is sent as the concatenation of its parts. */
 export interface Req {
@@ -69,16 +70,9 @@ interface NodeHTTP {
 // the request (which is then retried) instead of hanging.
 const NODE_TIMEOUT_MS = 300_000;
 
-/** The node:http transport, or undefined outside Node (or in a Node without process.getBuiltinModule). */
+/** The node:http transport, or undefined outside Node (see platform.ts). */
 export function nodeTransport(url: string): Transport | undefined {
-  const p = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  if (typeof p?.getBuiltinModule !== "function") return undefined;
-  let mod: NodeHTTP | undefined;
-  try {
-    mod = p.getBuiltinModule(url.startsWith("https:") ? "node:https" : "node:http") as NodeHTTP | undefined;
-  } catch {
-    return undefined;
-  }
+  const mod = nodeBuiltin<NodeHTTP>(url.startsWith("https:") ? "node:https" : "node:http");
   if (!mod || typeof mod.request !== "function") return undefined;
   const http = mod;
   // Idle keep-alive sockets do not keep the process alive (Node unrefs them).

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { hex, unhex, toUTF8, b64url } from "../src/bytes.js";
-import { sha256, argon2, hkdf, aeadBackend, aeadOpen, aeadSeal, random, sha256Native, newFileHash, useNodeCrypto } from "../src/crypto.js";
+import { sha256, argon2, hkdf, aeadBackend, aeadOpen, aeadSeal, random, sha256Native, sha256Hasher, newFileHash, useNodeCrypto } from "../src/crypto.js";
 import * as F from "../src/format.js";
 import * as X from "../src/indexfile.js";
 import { Chunker, gearTable, tableValues, MarkSet, chunkMin } from "../src/chunker.js";
@@ -359,6 +359,7 @@ test("node:crypto's XChaCha20-Poly1305 and SHA-256 are noble's, byte for byte", 
       const a = aeadSeal(key, nonce, msg, ad);
       const ha = sha256(msg);
       const hna = await sha256Native(msg);
+      const hs = (await sha256Hasher())(msg);
       const fa = await newFileHash();
       fa.update(msg.subarray(0, n >> 1));
       fa.update(msg.subarray(n >> 1));
@@ -367,6 +368,9 @@ test("node:crypto's XChaCha20-Poly1305 and SHA-256 are noble's, byte for byte", 
       assert.equal(hex(a), hex(b), `seal of ${n} bytes`);
       assert.equal(hex(ha), hex(sha256(msg)), `sha256 of ${n} bytes`);
       assert.equal(hex(hna), hex(await sha256Native(msg)), `platform sha256 of ${n} bytes`);
+      const wasm = await sha256Hasher();
+      assert.equal(hex(hs), hex(wasm(msg)), `synchronous sha256 of ${n} bytes`);
+      assert.equal(hex(wasm(msg.subarray(0, n >> 1))), hex(sha256(msg.subarray(0, n >> 1))), "the WebAssembly hasher starts afresh each time");
       const fb = await newFileHash();
       fb.update(msg);
       assert.equal(hex(fa.digest()), hex(fb.digest()), `incremental sha256 of ${n} bytes`);
