@@ -17,10 +17,10 @@ let userName = "";
 let shared: ReadableStream<Uint8Array> | undefined;
 
 // A download leaves this worker as a transferred stream that the page
-// hands on to the Service Worker: every chunk crosses two threads, and
-// each crossing waits for the next pull. Pieces of a block (64 KiB) make
-// that hand-over, not the decryption, the bottleneck; pieces of 1 MiB, two
-// of them queued ahead, keep the memory bound at a few MiB.
+// hands on to the Service Worker: every piece is a message across two
+// threads. Pieces of 1 MiB instead of one per block (64 KiB) make 64
+// messages of a 64 MiB file instead of about a thousand; two of them
+// queued ahead keep the memory bound at a few MiB.
 const PIECE = 1 << 20;
 
 /** src in pieces of PIECE bytes (the last one shorter). */
