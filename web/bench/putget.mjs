@@ -34,7 +34,30 @@ switch (cmd) {
     const a = await resume(session);
     const fh = await open(file, "w", 0o600);
     try {
-      for await (const piece of await a.get(name)) await fh.write(piece);
+      // One write in flight; the pieces that come meanwhile go out together
+      // in the next writev (a write per 64 KiB piece costs a thread-pool
+      // round trip each).
+      let held = [];
+      let inflight; // the write under way
+      let failed;
+      const start = () => {
+        const out = held;
+        held = [];
+        inflight = fh.writev(out).then(
+          () => (inflight = undefined),
+          (e) => ((failed = e), (inflight = undefined)),
+        );
+      };
+      for await (const piece of await a.get(name)) {
+        if (failed) throw failed;
+        held.push(piece);
+        if (held.length >= 64 && inflight) await inflight;
+        if (!inflight) start();
+      }
+      if (inflight) await inflight;
+      if (held.length > 0) start();
+      if (inflight) await inflight;
+      if (failed) throw failed;
     } finally {
       await fh.close();
     }

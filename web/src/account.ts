@@ -4,7 +4,7 @@
 // put with the chunker and reuse of old chunks, streamed get, share,
 // renewal. docs/spec.md §12 and §13.
 import { b64url, concat, equal, hex, unb64url } from "./bytes.js";
-import { random, newFileHash, sha256, sha256Native } from "./crypto.js";
+import { random, newFileHash, sha256, sha256Hasher } from "./crypto.js";
 import { BlindError, kindOf, wrap } from "./errors.js";
 import {
   type Capability,
@@ -662,13 +662,14 @@ export class Account {
     };
     try {
       const sum = await newFileHash();
+      const hashOf = await sha256Hasher();
       const ch = new Chunker(rest(), this.table, payloadCapacity(bs), marks);
       for (let r = await ch.next(); r; r = await ch.next()) {
         if (failed !== undefined) break;
         const { chunk, mark } = r;
         sum.update(chunk);
         file.size += chunk.length;
-        const hash = await sha256Native(chunk);
+        const hash = hashOf(chunk);
         const old = reuse.get(chunk.length + ":" + hex(hash));
         if (old && old.length > 0) {
           const o = old.shift()!;
@@ -681,7 +682,7 @@ export class Account {
         ch.matched(false);
         const id = newID();
         const data = encryptBlock(key, id, chunk, bs);
-        const etag = (await sha256Native(data)).subarray(0, ETAG_SIZE);
+        const etag = hashOf(data).subarray(0, ETAG_SIZE);
         batch.push({ id, proof: writeProof(this.root.ownerSecret, id), data, etag });
         batchBytes += chunk.length;
         written.push({ id, etag });
@@ -966,9 +967,10 @@ async function download(remote: Remote, cfg: ServerConfig, f: FileEntry, onProgr
   }
   if (f.chunks.reduce((s, c) => s + c.size, 0) !== f.size) throw new BlindError("tampered", "the file's chunks do not add up to its recorded size");
   const bs = cfg.block_size;
+  const hashOf = await sha256Hasher();
   const fetchChunk = async (c: Chunk): Promise<Uint8Array> => {
     const { payload: p } = await openBlock(remote, c.id, f.key, bs, "a block of the file is gone from the server (expired unrenewed, or deleted)", "a block of the file", false);
-    if (p.length !== c.size || !equal(await sha256Native(p), c.hash)) throw new BlindError("tampered", "a block of the file holds another chunk than the index recorded (blocks swapped?)");
+    if (p.length !== c.size || !equal(hashOf(p), c.hash)) throw new BlindError("tampered", "a block of the file holds another chunk than the index recorded (blocks swapped?)");
     return p;
   };
   const queue: Promise<Uint8Array>[] = [];

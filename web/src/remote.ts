@@ -7,6 +7,7 @@ import { BlindError, kindOf, wrap } from "./errors.js";
 import { sha256Native } from "./crypto.js";
 import { ETAG_SIZE, etagHeader, etagOf, idString, parseETag, parseID, validBlockSize, type ID } from "./format.js";
 import type { TokenWallet } from "./tokens.js";
+import { fetchTransport, nodeTransport, type Req, type Resp, type Transport } from "./transport.js";
 
 export interface TokenKeyInfo {
   token_key: string;
@@ -113,8 +114,8 @@ function retryAfter(h: string | null): number {
   return Number.isInteger(n) && n >= 0 ? n * 1000 : 0;
 }
 
-function mediaType(resp: Response): string {
-  return (resp.headers.get("Content-Type") ?? "").split(";")[0]!.trim().toLowerCase();
+function mediaType(resp: Resp): string {
+  return (resp.header("Content-Type") ?? "").split(";")[0]!.trim().toLowerCase();
 }
 
 /** Maps a problem code to the client's kind, as wire.problemCodes do. */
@@ -130,32 +131,32 @@ const clientKinds: Record<string, BlindError["kind"]> = {
   token_spent: "quota",
 };
 
-async function problemError(resp: Response): Promise<Error> {
+async function problemError(resp: Resp): Promise<Error> {
   let p: { code?: string; detail?: string } = {};
   const mt = mediaType(resp);
   if (mt === "application/problem+json") {
     try {
-      p = await resp.json();
+      p = JSON.parse(await resp.text());
     } catch {
       /* keep p empty */
     }
   } else {
-    await resp.body?.cancel();
+    await resp.discard();
   }
   switch (resp.status) {
     case 429:
-      return new RateLimited(retryAfter(resp.headers.get("Retry-After")));
+      return new RateLimited(retryAfter(resp.header("Retry-After")));
     case 502:
     case 503:
     case 504:
-      return new Transient(`the server is unavailable (${resp.status})`, retryAfter(resp.headers.get("Retry-After")));
+      return new Transient(`the server is unavailable (${resp.status})`, retryAfter(resp.header("Retry-After")));
   }
   if (mt !== "application/problem+json" || !p.code) {
     return new BlindError("network", `the server answered ${resp.status}, which is not the blindstore API`);
   }
   switch (p.code) {
     case "precondition_failed":
-      return preconditionError("the block changed (precondition failed)", parseETag(resp.headers.get("ETag")));
+      return preconditionError("the block changed (precondition failed)", parseETag(resp.header("ETag")));
     case "token_spent":
     case "token_invalid":
       return new TokenRejected(`the server refused the token (${p.code})`);
@@ -170,7 +171,7 @@ async function problemError(resp: Response): Promise<Error> {
 /** A blindstore server: its URL, and how to reach it. */
 export class Remote {
   readonly url: string;
-  private readonly fetchFn: typeof fetch;
+  private readonly transport: Transport;
   private cfg: Promise<ServerConfig> | undefined;
   parallel = DEFAULT_PARALLEL;
   /** Pays for writes on a server that charges (spec §14). */
@@ -187,7 +188,11 @@ export class Remote {
       throw new BlindError("invalid", `server address ${JSON.stringify(url)} is not an http:// or https:// URL`);
     }
     this.url = url.replace(/\/+$/, "");
-    this.fetchFn = opts?.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    // A caller's fetch is used as given; otherwise Node's own HTTP client
+    // where there is one (see transport.ts), else the platform's fetch.
+    this.transport = opts?.fetch
+      ? fetchTransport(opts.fetch)
+      : (nodeTransport(this.url) ?? fetchTransport((input, init) => globalThis.fetch(input, init)));
     this.wallet = opts?.wallet;
   }
 
@@ -212,7 +217,7 @@ export class Remote {
 
   private async readConfig(): Promise<ServerConfig> {
     let c: ServerConfig | undefined;
-    await this.do("reading the server's configuration", async () => new Request(this.endpoint("/v1/config")), async (resp) => {
+    await this.do("reading the server's configuration", async () => ({ method: "GET", url: this.endpoint("/v1/config"), headers: {} }), async (resp) => {
       if (resp.status !== 200) throw await problemError(resp);
       c = await this.json(resp);
     });
@@ -228,31 +233,31 @@ export class Remote {
   /** The server's current period, asked now. */
   async currentPeriod(): Promise<number> {
     let c: ServerConfig | undefined;
-    await this.do("reading the server's period", async () => new Request(this.endpoint("/v1/config")), async (resp) => {
+    await this.do("reading the server's period", async () => ({ method: "GET", url: this.endpoint("/v1/config"), headers: {} }), async (resp) => {
       if (resp.status !== 200) throw await problemError(resp);
       c = await this.json(resp);
     });
     return c!.current_period;
   }
 
-  private async json<T>(resp: Response): Promise<T> {
+  private async json<T>(resp: Resp): Promise<T> {
     if (mediaType(resp) !== "application/json") {
-      await resp.body?.cancel();
+      await resp.discard();
       throw new BlindError("network", "the server answered something other than JSON: it is not a blindstore server");
     }
     try {
-      return (await resp.json()) as T;
+      return JSON.parse(await resp.text()) as T;
     } catch (e) {
       throw new BlindError("network", "the server's answer is not valid JSON: it is not a blindstore server, or the connection broke", { cause: e });
     }
   }
 
-  private async pay(headers: Headers, charged: boolean): Promise<void> {
+  private async pay(headers: Record<string, string>, charged: boolean): Promise<void> {
     if (!charged) return;
     const cfg = await this.config();
     if (!cfg.tokens) return;
     if (!this.wallet) throw new BlindError("quota", "this server charges for writes with Privacy Pass tokens: give an invite code to get them");
-    headers.set("Authorization", await this.wallet.token(this, cfg));
+    headers["Authorization"] = await this.wallet.token(this, cfg);
   }
 
   /**
@@ -264,16 +269,16 @@ export class Remote {
     const hash = opts?.hash ?? true;
     const cfg = await this.config();
     let out: { data: Uint8Array; etag: Uint8Array } | undefined;
-    await this.do("reading a block", async () => new Request(this.endpoint("/v1/blocks/" + idString(id))), async (resp) => {
+    await this.do("reading a block", async () => ({ method: "GET", url: this.endpoint("/v1/blocks/" + idString(id)), headers: {} }), async (resp) => {
       if (resp.status !== 200) throw await problemError(resp);
-      const len = resp.headers.get("Content-Length");
+      const len = resp.header("Content-Length");
       if (len !== null && Number(len) !== cfg.block_size) {
-        await resp.body?.cancel();
+        await resp.discard();
         throw new BlindError("tampered", `the server answered a block of ${len} bytes, not ${cfg.block_size}`);
       }
       let data: Uint8Array;
       try {
-        data = new Uint8Array(await resp.arrayBuffer());
+        data = await resp.bytes();
       } catch (e) {
         throw new Transient("reading a block: " + (e instanceof Error ? e.message : String(e)), 0, { cause: e });
       }
@@ -283,7 +288,7 @@ export class Remote {
         return;
       }
       const etag = (await sha256Native(data)).subarray(0, ETAG_SIZE);
-      const h = resp.headers.get("ETag");
+      const h = resp.header("ETag");
       if (h) {
         const claimed = parseETag(h);
         if (!claimed || hex(claimed) !== hex(etag)) throw new BlindError("tampered", "the server's ETag does not match the block it sent");
@@ -299,16 +304,16 @@ export class Remote {
     await this.do(
       "writing a block",
       async () => {
-        const headers = new Headers({ "Content-Type": "application/octet-stream", "Blind-Proof": b64url(proof) });
-        if (c.createOnly) headers.set("If-None-Match", "*");
-        if (c.ifMatch) headers.set("If-Match", etagHeader(c.ifMatch));
+        const headers: Record<string, string> = { "Content-Type": "application/octet-stream", "Blind-Proof": b64url(proof) };
+        if (c.createOnly) headers["If-None-Match"] = "*";
+        if (c.ifMatch) headers["If-Match"] = etagHeader(c.ifMatch);
         await this.pay(headers, !c.ifMatch);
-        return new Request(this.endpoint("/v1/blocks/" + idString(id)), { method: "PUT", headers, body: data as Uint8Array<ArrayBuffer> });
+        return { method: "PUT", url: this.endpoint("/v1/blocks/" + idString(id)), headers, body: [data] };
       },
       async (resp) => {
         if (resp.status === 201 || resp.status === 204) {
-          await resp.body?.cancel();
-          const got = parseETag(resp.headers.get("ETag"));
+          await resp.discard();
+          const got = parseETag(resp.header("ETag"));
           if (!got || hex(got) !== hex(want)) throw new BlindError("tampered", "the server acknowledged a write with an ETag that is not the data's");
           return;
         }
@@ -326,13 +331,13 @@ export class Remote {
       await this.do(
         "deleting a block",
         async () => {
-          const headers = new Headers({ "Blind-Proof": b64url(proof) });
-          if (ifMatch) headers.set("If-Match", etagHeader(ifMatch));
-          return new Request(this.endpoint("/v1/blocks/" + idString(id)), { method: "DELETE", headers });
+          const headers: Record<string, string> = { "Blind-Proof": b64url(proof) };
+          if (ifMatch) headers["If-Match"] = etagHeader(ifMatch);
+          return { method: "DELETE", url: this.endpoint("/v1/blocks/" + idString(id)), headers };
         },
         async (resp) => {
           if (resp.status === 204) {
-            await resp.body?.cancel();
+            await resp.discard();
             return;
           }
           throw await problemError(resp);
@@ -352,13 +357,13 @@ export class Remote {
     results: (rs: { id: string; status: number; code?: string; etag?: string }[]) => void,
   ): Promise<void> {
     const m = toUTF8(JSON.stringify(manifest));
-    const body = new Blob([concat(u32be(m.length), m) as Uint8Array<ArrayBuffer>, ...(data as Uint8Array<ArrayBuffer>[])]);
+    const body = [concat(u32be(m.length), m), ...data];
     await this.do(
       what,
       async () => {
-        const headers = new Headers({ "Content-Type": "application/vnd.blindstore.batch" });
+        const headers: Record<string, string> = { "Content-Type": "application/vnd.blindstore.batch" };
         await this.pay(headers, pay);
-        return new Request(this.endpoint("/v1/blocks"), { method: "POST", headers, body });
+        return { method: "POST", url: this.endpoint("/v1/blocks"), headers, body };
       },
       async (resp) => {
         if (resp.status !== 200) throw await problemError(resp);
@@ -454,13 +459,13 @@ export class Remote {
     const total: RenewResult = { renewed: 0, current: 0, missing: [], refused: [] };
     await parallel(parts.length, this.parallel, async (i) => {
       const part = parts[i]!;
-      const body = JSON.stringify({ blocks: part.map((it) => ({ id: idString(it.id), proof: b64url(it.proof) })) });
+      const body = toUTF8(JSON.stringify({ blocks: part.map((it) => ({ id: idString(it.id), proof: b64url(it.proof) })) }));
       await this.do(
         "renewing blocks",
         async () => {
-          const headers = new Headers({ "Content-Type": "application/json" });
+          const headers: Record<string, string> = { "Content-Type": "application/json" };
           await this.pay(headers, true);
-          return new Request(this.endpoint("/v1/renew"), { method: "POST", headers, body });
+          return { method: "POST", url: this.endpoint("/v1/renew"), headers, body: [body] };
         },
         async (resp) => {
           if (resp.status !== 200) throw await problemError(resp);
@@ -482,16 +487,16 @@ export class Remote {
   }
 
   /** Sends a request, retrying what may pass on another try (client.Remote.do). */
-  async do(what: string, build: () => Promise<Request>, handle: (resp: Response) => Promise<void>): Promise<void> {
+  async do(what: string, build: () => Promise<Req>, handle: (resp: Resp) => Promise<void>): Promise<void> {
     let waited = 0;
     let tokenTries = 0;
     for (let attempt = 0; ; attempt++) {
       let err: unknown;
       try {
         const req = await build();
-        let resp: Response;
+        let resp: Resp;
         try {
-          resp = await this.fetchFn(req);
+          resp = await this.transport(req);
         } catch (e) {
           if (e instanceof BlindError) throw e;
           throw new Transient(`cannot reach the server at ${this.url}: ${e instanceof Error ? e.message : String(e)}`, 0, { cause: e });

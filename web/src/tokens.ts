@@ -5,7 +5,6 @@
 // one per charged request, never twice. The same checks as client/tokens.go
 // run before fetching: the challenge names this issuer and server, and the
 // issuer's key is one the server publishes.
-import { RSABSSA } from "@cloudflare/blindrsa-ts";
 import { b64url, concat, equal, Reader, toUTF8, unb64url, Writer } from "./bytes.js";
 import { random, sha256 } from "./crypto.js";
 import { BlindError } from "./errors.js";
@@ -282,6 +281,8 @@ export class TokenWallet {
       throw new BlindError("network", "the issuer's directory and its allotment name different keys (a rotation in flight?): try again in a minute");
     }
     const pk = await importTokenKey(spki);
+    // Loaded when tokens are first fetched: only servers that charge need it.
+    const { RSABSSA } = await import("@cloudflare/blindrsa-ts");
     const suite = RSABSSA.SHA384.PSS.Deterministic();
     const digest = sha256(challenge);
     const encChallenge = b64url(challenge, true);

@@ -1,6 +1,8 @@
 // The client runs in a browser's Web Worker: it bundles for the browser
 // platform with no Node built-in, and its sources use neither the DOM nor
-// Node's globals.
+// Node's globals. Node's fast paths (node:crypto, node:http) are reached
+// only through platform.ts's nodeBuiltin, which answers undefined in a
+// browser.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
@@ -27,5 +29,6 @@ test("sources use no DOM and no Node globals", () => {
     for (const bad of [/\bdocument\./, /\bwindow\./, /from "node:/, /\bprocess\./, /\bBuffer\./, /\brequire\(/]) {
       assert.doesNotMatch(text, bad, `${f} uses ${bad}`);
     }
+    if (f !== "platform.ts") assert.doesNotMatch(text, /getBuiltinModule/, `${f} reaches a Node built-in other than through platform.ts`);
   }
 });

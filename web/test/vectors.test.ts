@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { hex, unhex, toUTF8, b64url } from "../src/bytes.js";
-import { sha256, argon2, hkdf } from "../src/crypto.js";
+import { sha256, argon2, hkdf, aeadBackend, aeadOpen, aeadSeal, random, sha256Native, sha256Hasher, newFileHash, useNodeCrypto } from "../src/crypto.js";
 import * as F from "../src/format.js";
 import * as X from "../src/indexfile.js";
 import { Chunker, gearTable, tableValues, MarkSet, chunkMin } from "../src/chunker.js";
@@ -27,8 +27,26 @@ function checkLocator(got: F.Locator, want: Any, what: string): void {
   assert.equal(hex(got.key), want.key, what + " key");
 }
 
-/** A block vector: encrypting gives the block exactly, opening gives the payload. */
+/** The AEAD and hash implementations this Node has: node:crypto's fast path (when present) and noble's, the browsers' one. */
+const backends: boolean[] = (() => {
+  useNodeCrypto(true);
+  const node = aeadBackend() === "node";
+  return node ? [true, false] : [false];
+})();
+
+/** A block vector, with each implementation: encrypting gives the block exactly, opening gives the payload. */
 function checkBlock(v: Any): void {
+  try {
+    for (const on of backends) {
+      useNodeCrypto(on);
+      checkBlockWith(v);
+    }
+  } finally {
+    useNodeCrypto(true);
+  }
+}
+
+function checkBlockWith(v: Any): void {
   const bid = id(v.id);
   const key = unhex(v.key);
   assert.equal(hex(F.blockAD(bid)), v.ad, v.role + " ad");
@@ -322,5 +340,58 @@ test("capability strings (§11.1)", () => {
   for (const c of V.capability_strings) {
     if (c.valid) assert.equal(F.capabilityString(F.parseCapability(c.input)), c.input.trim(), c.input);
     else assert.throws(() => F.parseCapability(c.input), (e: Any) => e.kind === "invalid", c.input);
+  }
+});
+
+test("node:crypto's XChaCha20-Poly1305 and SHA-256 are noble's, byte for byte", async (t) => {
+  if (backends.length < 2) {
+    // Node before 20.16 has no process.getBuiltinModule: noble is the only path, and the vectors above checked it.
+    t.diagnostic("no node:crypto fast path in this Node: noble only");
+    return;
+  }
+  try {
+    for (const n of [0, 1, 15, 16, 17, 63, 64, 65, 1000, 16340, 65492, 1 << 20]) {
+      const key = random(32);
+      const nonce = random(24);
+      const ad = random(n % 40);
+      const msg = random(n);
+      useNodeCrypto(true);
+      const a = aeadSeal(key, nonce, msg, ad);
+      const ha = sha256(msg);
+      const hna = await sha256Native(msg);
+      const hs = (await sha256Hasher())(msg);
+      const fa = await newFileHash();
+      fa.update(msg.subarray(0, n >> 1));
+      fa.update(msg.subarray(n >> 1));
+      useNodeCrypto(false);
+      const b = aeadSeal(key, nonce, msg, ad);
+      assert.equal(hex(a), hex(b), `seal of ${n} bytes`);
+      assert.equal(hex(ha), hex(sha256(msg)), `sha256 of ${n} bytes`);
+      assert.equal(hex(hna), hex(await sha256Native(msg)), `platform sha256 of ${n} bytes`);
+      const wasm = await sha256Hasher();
+      assert.equal(hex(hs), hex(wasm(msg)), `synchronous sha256 of ${n} bytes`);
+      assert.equal(hex(wasm(msg.subarray(0, n >> 1))), hex(sha256(msg.subarray(0, n >> 1))), "the WebAssembly hasher starts afresh each time");
+      const fb = await newFileHash();
+      fb.update(msg);
+      assert.equal(hex(fa.digest()), hex(fb.digest()), `incremental sha256 of ${n} bytes`);
+      // Each opens what the other sealed, and refuses it altered.
+      assert.equal(hex(aeadOpen(key, nonce, a, ad)), hex(msg));
+      useNodeCrypto(true);
+      assert.equal(hex(aeadOpen(key, nonce, b, ad)), hex(msg));
+      // A caller's output buffer, as encryptBlock passes one.
+      const out = new Uint8Array(n + 16 + 7);
+      aeadSeal(key, nonce, msg, ad, out.subarray(7));
+      assert.equal(hex(out.subarray(7)), hex(a));
+      for (const on of [true, false]) {
+        useNodeCrypto(on);
+        const bad = a.slice();
+        bad[(n * 7) % bad.length]! ^= 0x20;
+        assert.throws(() => aeadOpen(key, nonce, bad, ad), `${on ? "node" : "noble"} refuses an altered seal of ${n} bytes`);
+        const otherAD = new Uint8Array(ad.length + 1);
+        assert.throws(() => aeadOpen(key, nonce, a, otherAD), `${on ? "node" : "noble"} refuses another AD`);
+      }
+    }
+  } finally {
+    useNodeCrypto(true);
   }
 });
