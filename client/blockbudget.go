@@ -10,31 +10,38 @@ package client
 // write must never wait for a buffer another upload holds, or uploads
 // that each hold part of a batch would wait on each other for good), up
 // to budgetBatches batches for the account, and keeps the buffers given
-// back for the next upload, so that a long-running process allocates
-// them once.
+// back for the next upload, so that uploads one after the other (a
+// folder of large files) allocate them once; once none is lent for
+// budgetIdle, it lets them go, so that an idle server does not hold them.
 
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // budgetBatches bounds the batches of block buffers lent at once across
 // an account's uploads: two uploads at full depth.
 const budgetBatches = 2 * (uploaders + 1)
 
+// budgetIdle is how long the budget keeps its buffers with none lent.
+const budgetIdle = 30 * time.Second
+
 // blockBudget lends block buffers of one size, at most limit at once.
 type blockBudget struct {
 	size  int
 	limit int
+	keep  time.Duration // budgetIdle, but in tests
 
 	mu   sync.Mutex
 	lent int           // buffers lent and not yet given back (or forgotten)
 	free [][]byte      // buffers given back, for the next take
 	wake chan struct{} // closed when buffers come back
+	idle *time.Timer   // lets free go once nothing was lent for budgetIdle
 }
 
 func newBlockBudget(size, limit int) *blockBudget {
-	return &blockBudget{size: size, limit: max(limit, 1), wake: make(chan struct{})}
+	return &blockBudget{size: size, limit: max(limit, 1), keep: budgetIdle, wake: make(chan struct{})}
 }
 
 // blockBudget returns the account's budget, made on first use.
@@ -108,4 +115,22 @@ func (b *blockBudget) release(n int) {
 	}
 	close(b.wake)
 	b.wake = make(chan struct{})
+	if b.lent == 0 && len(b.free) > 0 {
+		if b.idle == nil {
+			b.idle = time.AfterFunc(b.keep, b.trim)
+		} else {
+			b.idle.Reset(b.keep)
+		}
+	}
+}
+
+// trim lets the kept buffers go, unless some are lent again: those
+// uploads give theirs back, and the timer is set again then.
+func (b *blockBudget) trim() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.lent == 0 {
+		clear(b.free)
+		b.free = nil
+	}
 }

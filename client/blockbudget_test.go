@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Uploads at once share the account's budget of block buffers: more of
@@ -90,6 +91,44 @@ func TestBlockBudgetWaits(t *testing.T) {
 	b.forget(1) // first[2], dropped
 	if b.lent != 0 {
 		t.Fatalf("%d still lent", b.lent)
+	}
+}
+
+// The buffers given back are kept for the next take, and let go once
+// none was lent for a while.
+func TestBlockBudgetLetsIdleBuffersGo(t *testing.T) {
+	b := newBlockBudget(16, 4)
+	b.keep = 50 * time.Millisecond
+	ctx := context.Background()
+	bufs, err := b.take(ctx, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.give(bufs[:2])
+	b.mu.Lock()
+	kept := len(b.free)
+	b.mu.Unlock()
+	if kept != 2 {
+		t.Fatalf("%d buffers kept after 2 given back", kept)
+	}
+	again, err := b.take(ctx, 2)
+	if err != nil || &again[0][0] != &bufs[1][0] && &again[0][0] != &bufs[0][0] {
+		t.Fatalf("a take after a give did not reuse the buffers given (%v)", err)
+	}
+	b.give(again)
+	b.give(bufs[2:])
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.mu.Lock()
+		kept = len(b.free)
+		b.mu.Unlock()
+		if kept == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d buffers still kept long after none was lent", kept)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -48,8 +48,8 @@ func newHTTPClient(tc *tls.Config) *http.Client {
 	return &http.Client{
 		Timeout: requestTimeout,
 		Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			Proxy:       http.ProxyFromEnvironment,
+			DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			// Each get or put keeps up to Parallel requests in flight, and
 			// a process may run several (blind serve webdav: a client's
 			// ranged reads and uploads at once): a connection beyond the
