@@ -65,6 +65,9 @@ type Account struct {
 	// need not read its leaves to know (renew.go).
 	quietPeriod uint64
 	quietIndex  [32]byte
+	// budget lends the block buffers of uploads (blockbudget.go).
+	budgetOnce sync.Once
+	budget     *blockBudget
 }
 
 func newAccount(ctx context.Context, remote Store, user string, root *format.Root, opts []Option) (*Account, error) {

@@ -6,10 +6,14 @@ package client
 // cache that costs a copy and the kernel's page handling (on some
 // machines most of a get's CPU); with O_DIRECT the disk reads the data
 // from our buffer. stagedWriter copies what it is given into a few large
-// aligned buffers and a goroutine of its own writes them, so that the
+// aligned buffers and goroutines of its own write them, so that the
 // caller (fetchChunks' ordered loop) goes on decrypting the next chunks
 // while the disk writes: the caller waits only when all buffers are
-// full.
+// full. Direct writes go directWriters at a time, each at its own file
+// offset: a direct write returns only once the device has the data, and
+// one at a time leaves the device idle between them (dd on this machine,
+// 256 MiB in 1 MiB direct writes: 1.05 s from one writer, 0.74 s from
+// two, 0.55 s from four).
 //
 // Small files stay in the page cache: a file that fits in the staging
 // buffers (directMin) is written through it at the end, in one or a few
@@ -28,8 +32,10 @@ package client
 
 import (
 	"errors"
+	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -38,11 +44,16 @@ const (
 	// stageSize is one staging buffer: one write system call. Larger
 	// direct writes gain little (dd: 1.6 GB/s at 1 MiB, 1.9 at 4 MiB).
 	stageSize = 1 << 20
-	// stageBufs bounds the writer's memory: stageBufs × stageSize.
-	stageBufs = 4
-	// directMin: a file shorter than all the staging buffers together is
-	// written buffered; see the file comment.
-	directMin = stageBufs * stageSize
+	// stageBufs bounds the writer's memory: stageBufs × stageSize. It
+	// leaves buffers to fill while directWriters are written.
+	stageBufs = 8
+	// directWriters is the number of direct writes in flight.
+	directWriters = 4
+	// directHeld is the number of full buffers the writer holds before it
+	// decides: a file shorter than directMin is written buffered; see
+	// the file comment.
+	directHeld = 4
+	directMin  = directHeld * stageSize
 	// stageAlign is the memory alignment of staging buffers: a page,
 	// what O_DIRECT asks of memory on every common file system. A file
 	// whose statx report asks for more is written buffered.
@@ -81,11 +92,16 @@ type stagedWriter struct {
 	// buffered write, as if there were no goroutine.
 	started bool
 
-	// Owned by the goroutine.
-	mayDirect   bool // O_DIRECT may be tried
-	direct      bool // O_DIRECT is set on f
-	align       int  // file offset and length alignment of direct writes
-	directBytes int64
+	mayDirect bool // O_DIRECT may be tried
+
+	// Owned by the goroutine, and shared with its direct writers while
+	// they run.
+	positional  bool        // buffers are written at their offsets (WriteAt), from where f was; else in order at f's offset
+	off         int64       // the file offset of the next buffer handed out
+	direct      atomic.Bool // O_DIRECT is set on f
+	dmu         sync.Mutex  // serialises clearing O_DIRECT
+	align       int         // file offset and length alignment of direct writes
+	directBytes atomic.Int64
 }
 
 // newStagedWriter writes to f from its current offset (a new file's is
@@ -204,61 +220,117 @@ func (w *stagedWriter) fail(err error) {
 	w.mu.Unlock()
 }
 
-// run writes the buffers handed to it, in order. It holds the first
-// stageBufs buffers until it knows whether the file reaches directMin;
-// after a failure it only hands buffers back, so Write never blocks for
-// good.
+// run writes the buffers handed to it, each at its place in the file.
+// It holds the first directHeld buffers until it knows whether the file
+// reaches directMin; direct, it hands full buffers to directWriters
+// goroutines. After a failure it only hands buffers back, so Write never
+// blocks for good.
 func (w *stagedWriter) run() {
 	defer close(w.done)
+	if off, err := w.f.Seek(0, io.SeekCurrent); err == nil {
+		w.positional, w.off = true, off
+	}
 	var held [][]byte
 	decided := false
+	var jobs chan stagedJob
+	var writers sync.WaitGroup
+	// drain waits for the direct writes in flight: before a short (last)
+	// buffer, whose unaligned tail clears O_DIRECT, and at the end.
+	drain := func() {
+		if jobs != nil {
+			close(jobs)
+			writers.Wait()
+			jobs = nil
+		}
+	}
+	put := func(b []byte) {
+		j := stagedJob{b: b, off: w.off}
+		w.off += int64(len(b))
+		if jobs != nil && len(b) == stageSize && w.failure() == nil {
+			jobs <- j
+			return
+		}
+		drain()
+		w.writeOne(j)
+	}
 	for b := range w.full {
 		if w.failure() != nil {
 			w.free <- b[:0]
 			continue
 		}
-		if !decided {
-			held = append(held, b)
-			if len(b) == stageSize && len(held) < stageBufs {
-				continue
-			}
-			// A short buffer is the last one: the file is smaller than
-			// directMin, unless the held buffers fill it exactly.
-			decided = true
-			if len(held) == stageBufs && len(b) == stageSize {
-				w.startDirect()
-			}
-			w.writeAll(held)
-			held = nil
+		if decided {
+			put(b)
 			continue
 		}
-		w.writeAll([][]byte{b})
+		held = append(held, b)
+		if len(b) == stageSize && len(held) < directHeld {
+			continue
+		}
+		// A short buffer is the last one: the file is smaller than
+		// directMin, unless the held buffers fill it exactly.
+		decided = true
+		if len(held) == directHeld && len(b) == stageSize {
+			w.startDirect()
+		}
+		if w.direct.Load() {
+			jobs = make(chan stagedJob)
+			for range directWriters {
+				writers.Go(func() {
+					for j := range jobs {
+						w.writeOne(j)
+					}
+				})
+			}
+		}
+		for _, h := range held {
+			put(h)
+		}
+		held = nil
 	}
+	drain()
 	// The file ended before filling the held buffers (or before any).
-	w.writeAll(held)
-	if w.direct && w.failure() == nil {
+	for _, h := range held {
+		put(h)
+	}
+	if w.failure() != nil {
+		return
+	}
+	if w.direct.Load() {
 		// Leave f as it was opened: the caller may write or fsync it.
-		if err := setDirect(w.f, false); err != nil {
+		if err := w.clearDirect(); err != nil {
+			w.fail(err)
+			return
+		}
+	}
+	if w.positional {
+		// WriteAt left f's offset where it was: move it past what was
+		// written, as sequential writes would have.
+		if _, err := w.f.Seek(w.off, io.SeekStart); err != nil {
 			w.fail(err)
 		}
-		w.direct = false
 	}
 }
 
-func (w *stagedWriter) writeAll(bs [][]byte) {
-	for _, b := range bs {
-		if w.failure() == nil {
-			if err := w.write(b); err != nil {
-				w.fail(err)
-			}
+// stagedJob is a buffer to write at a file offset.
+type stagedJob struct {
+	b   []byte
+	off int64
+}
+
+// writeOne writes j unless a write failed already, and hands its buffer
+// back.
+func (w *stagedWriter) writeOne(j stagedJob) {
+	if w.failure() == nil {
+		if err := w.write(j.b, j.off); err != nil {
+			w.fail(err)
 		}
-		w.free <- b[:0]
 	}
+	w.free <- j.b[:0]
 }
 
 // startDirect sets O_DIRECT on f if its file system takes it.
 func (w *stagedWriter) startDirect() {
-	if !w.mayDirect {
+	if !w.mayDirect || !w.positional {
 		return
 	}
 	align, ok := directAlign(w.f)
@@ -268,18 +340,21 @@ func (w *stagedWriter) startDirect() {
 	if setDirect(w.f, true) != nil {
 		return // refused: buffered writes, as without O_DIRECT
 	}
-	w.direct, w.align = true, align
+	w.align = align
+	w.direct.Store(true)
 }
 
-// write writes b at f's offset: its aligned part directly when O_DIRECT
-// is on, the rest (only a file's last buffer has any) after clearing it.
-func (w *stagedWriter) write(b []byte) error {
-	if w.direct {
+// write writes b at offset off (at f's offset unless positional): its
+// aligned part directly when O_DIRECT is on, the rest (only a file's
+// last buffer has any, or a buffer the kernel refused direct) after
+// clearing it.
+func (w *stagedWriter) write(b []byte, off int64) error {
+	if w.direct.Load() {
 		n := len(b) &^ (w.align - 1)
 		if n > 0 {
-			k, err := w.f.Write(b[:n])
-			w.directBytes += int64(k)
-			b = b[k:]
+			k, err := w.f.WriteAt(b[:n], off)
+			w.directBytes.Add(int64(k))
+			b, off = b[k:], off+int64(k)
 			if err != nil && !errors.Is(err, syscall.EINVAL) {
 				return err
 			}
@@ -287,15 +362,32 @@ func (w *stagedWriter) write(b []byte) error {
 			// nothing of what is left, which goes buffered below.
 		}
 		if len(b) > 0 {
-			if err := setDirect(w.f, false); err != nil {
+			if err := w.clearDirect(); err != nil {
 				return err
 			}
-			w.direct = false
 		}
 	}
 	if len(b) == 0 {
 		return nil
 	}
-	_, err := w.f.Write(b)
+	if !w.positional {
+		_, err := w.f.Write(b)
+		return err
+	}
+	_, err := w.f.WriteAt(b, off)
 	return err
+}
+
+// clearDirect clears O_DIRECT on f, once, whichever writer asks first.
+func (w *stagedWriter) clearDirect() error {
+	w.dmu.Lock()
+	defer w.dmu.Unlock()
+	if !w.direct.Load() {
+		return nil
+	}
+	if err := setDirect(w.f, false); err != nil {
+		return err
+	}
+	w.direct.Store(false)
+	return nil
 }

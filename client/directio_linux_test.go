@@ -49,10 +49,10 @@ func TestStagedWriterDirect(t *testing.T) {
 				t.Fatalf("%s, %d bytes: the file holds %d other bytes", dir, n, len(got))
 			}
 			switch {
-			case direct && w.directBytes < int64(n-4096):
-				t.Fatalf("%s, %d bytes: only %d written direct", dir, n, w.directBytes)
-			case !direct && w.directBytes != 0:
-				t.Fatalf("%s refuses O_DIRECT, yet %d bytes went direct", dir, w.directBytes)
+			case direct && w.directBytes.Load() < int64(n-4096):
+				t.Fatalf("%s, %d bytes: only %d written direct", dir, n, w.directBytes.Load())
+			case !direct && w.directBytes.Load() != 0:
+				t.Fatalf("%s refuses O_DIRECT, yet %d bytes went direct", dir, w.directBytes.Load())
 			}
 		}
 	}
@@ -83,8 +83,8 @@ func TestStagedWriterFallsBackWhenTheKernelRefuses(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatalf("a refused direct write surfaced: %v", err)
 	}
-	if w.directBytes != 0 {
-		t.Fatalf("%d bytes written direct at an unaligned offset", w.directBytes)
+	if w.directBytes.Load() != 0 {
+		t.Fatalf("%d bytes written direct at an unaligned offset", w.directBytes.Load())
 	}
 	fl, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
 	if err != nil || fl&unix.O_DIRECT != 0 {

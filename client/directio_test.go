@@ -41,6 +41,11 @@ func writeStaged(t *testing.T, dir string, data []byte, mayDirect bool) (*staged
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// The writers write at offsets; the file's own offset must still
+	// end past the data, as after sequential writes.
+	if at, err := f.Seek(0, io.SeekCurrent); err != nil || at != int64(len(data)) {
+		t.Fatalf("the file's offset is %d after %d bytes (%v)", at, len(data), err)
+	}
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -60,11 +65,11 @@ func TestStagedWriterWritesEveryByteInOrder(t *testing.T) {
 			if !bytes.Equal(got, data[:n]) {
 				t.Fatalf("mayDirect %v, %d bytes: the file holds %d other bytes", mayDirect, n, len(got))
 			}
-			if !mayDirect && w.directBytes != 0 {
-				t.Fatalf("%d bytes written direct though O_DIRECT was not to be tried", w.directBytes)
+			if !mayDirect && w.directBytes.Load() != 0 {
+				t.Fatalf("%d bytes written direct though O_DIRECT was not to be tried", w.directBytes.Load())
 			}
-			if n < directMin && w.directBytes != 0 {
-				t.Fatalf("a file of %d bytes, under directMin, had %d written direct", n, w.directBytes)
+			if n < directMin && w.directBytes.Load() != 0 {
+				t.Fatalf("a file of %d bytes, under directMin, had %d written direct", n, w.directBytes.Load())
 			}
 		}
 	}

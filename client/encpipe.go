@@ -34,9 +34,12 @@ type encTask struct {
 	reused bool            // chunk.Ref is a block of prev: nothing to encrypt
 	frame  []byte          // the chunk's frame, payload at frame[format.LengthSize:]; the encryptor's until done
 	block  []byte          // the block buffer to encrypt into
-	item   BatchItem       // the encrypted block
-	err    error
-	done   chan struct{}
+	// endsBatch: block is the last of the batch of buffers lent with
+	// it, so the collector ends a batch write with this chunk.
+	endsBatch bool
+	item      BatchItem // the encrypted block
+	err       error
+	done      chan struct{}
 }
 
 // encrypt encrypts t's frame under key into t.block, under a fresh ID.

@@ -23,7 +23,9 @@ package client
 //
 // Memory is bounded whatever the file's size: a put keeps at most
 // (uploaders+1) × write_batch blocks in flight and never holds a file
-// whole (get.go bounds a get).
+// whole, and the puts of one account at once share a budget of
+// budgetBatches × write_batch blocks (blockbudget.go; get.go bounds a
+// get).
 
 import (
 	"bytes"
@@ -37,6 +39,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/blindstore/blindstore/wire"
@@ -93,7 +96,7 @@ func (a *Account) Put(ctx context.Context, r io.Reader, info PutInfo, progress P
 	if err != nil && KindOf(err) != KindNotFound {
 		return indexfile.File{}, err
 	}
-	f, written, tail, err := a.upload(ctx, r, &prev, progress)
+	f, written, tail, err := a.upload(ctx, r, &prev, info.Size, progress)
 	if err != nil {
 		return indexfile.File{}, err
 	}
@@ -238,7 +241,9 @@ func (a *Account) putInfo(src *os.File, name string, before fs.FileInfo) PutInfo
 // entry without name, mode, time and renewal, and the blocks it wrote.
 // prev, if it has a key (a file of that name exists), is the version it
 // replaces: see the file comment.
-func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File, progress Progress) (f indexfile.File, written []indexfile.Ref, tail *uploadTail, err error) {
+// size, if positive, is the stream's expected length: it sizes the
+// batches of buffers taken near the end (see lendBatch).
+func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File, size int64, progress Progress) (f indexfile.File, written []indexfile.Ref, tail *uploadTail, err error) {
 	reuse := map[chunkID][]indexfile.Chunk{}
 	var marks map[uint64]struct{}
 	if prev != nil && prev.Key != ([format.KeySize]byte{}) && !prev.KeyShared {
@@ -282,14 +287,16 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 		}
 	}()
 
-	// A fixed set of block buffers circulates from the chunker (here)
-	// through the encryptors and the collector to the uploaders: memory is
-	// bounded by their number. The chunker takes them in file order, so
-	// that the chunk the collector waits for always has one.
-	free := make(chan []byte, (uploaders+1)*batch)
-	for range cap(free) {
-		free <- make([]byte, bs)
-	}
+	// Block buffers go from the chunker (here) through the encryptors and
+	// the collector to the uploaders, and back to the account's budget
+	// (blockbudget.go), which lends them a batch at a time: memory is
+	// bounded by the budget, and by uploaders+1 batches per upload
+	// (depth). The chunker takes them in file order, so that the chunk
+	// the collector waits for always has one, and each batch lent
+	// becomes one batch write, so that no write waits for a buffer.
+	budget := a.blockBudget()
+	depth := make(chan struct{}, uploaders+1)
+	var out atomic.Int64 // buffers lent to this upload and not given back
 	type job struct {
 		items []BatchItem
 		bytes int64
@@ -323,9 +330,13 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 					}
 					mu.Unlock()
 				}
-				for _, it := range j.items {
-					free <- it.Data
+				bufs := make([][]byte, len(j.items))
+				for i, it := range j.items {
+					bufs[i] = it.Data
 				}
+				budget.give(bufs)
+				out.Add(-int64(len(bufs)))
+				<-depth
 			}
 		}()
 	}
@@ -347,7 +358,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 		frames <- make([]byte, format.FrameSize(bs))
 	}
 	tasks := make(chan *encTask, cap(frames))
-	order := make(chan *encTask, cap(free))
+	order := make(chan *encTask, (uploaders+1)*batch)
 	var encryptors sync.WaitGroup
 	for range nencryptors {
 		encryptors.Go(func() { runEncryptor(tasks, frames, format.Key(key), a.root.OwnerSecret) })
@@ -395,7 +406,7 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 			written = append(written, t.chunk.Ref)
 			cur.items = append(cur.items, t.item)
 			cur.bytes += int64(t.chunk.Size)
-			if len(cur.items) == batch && !send() {
+			if (len(cur.items) == batch || t.endsBatch) && !send() {
 				stopped = true
 			}
 		}
@@ -411,6 +422,32 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	sizes := make(map[uint32]struct{}, len(reuse))
 	for id := range reuse {
 		sizes[id.size] = struct{}{}
+	}
+	// lent is what is left of the batch of buffers lent last; a batch
+	// is asked for as the first of its blocks is needed, of fewer
+	// buffers than write_batch when the file's size says fewer blocks
+	// remain (a chunk holds at least ChunkMin bytes, but the last).
+	var lent [][]byte
+	lendBatch := func() bool {
+		select {
+		case depth <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+		// f.Size counts the chunk that asks. Past the expected size
+		// (a wrong guess) nothing is known: a whole batch.
+		n := batch
+		if left := size - int64(f.Size); left >= 0 {
+			least := int64(format.ChunkMin(format.PayloadCapacity(bs)))
+			n = min(n, int((left+least-1)/least)+1)
+		}
+		bufs, err := budget.take(ctx, n)
+		if err != nil {
+			return false
+		}
+		out.Add(int64(len(bufs)))
+		lent = bufs
+		return true
 	}
 	sum := sha256.New()
 	ch := format.NewChunker(r, a.table, format.PayloadCapacity(bs))
@@ -456,13 +493,11 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 			close(t.done)
 			spare = frame
 		} else {
-			select {
-			case t.block = <-free:
-			case <-ctx.Done():
-			}
-			if t.block == nil {
+			if len(lent) == 0 && !lendBatch() {
 				break
 			}
+			t.block, lent = lent[0], lent[1:]
+			t.endsBatch = len(lent) == 0
 			t.frame = frame
 			tasks <- t
 		}
@@ -473,6 +508,9 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 		}
 		break
 	}
+	budget.give(lent)
+	out.Add(-int64(len(lent)))
+	lent = nil
 	close(tasks)
 	close(order)
 	<-collected
@@ -482,6 +520,9 @@ func (a *Account) upload(ctx context.Context, r io.Reader, prev *indexfile.File,
 	finish := func() error {
 		close(jobs)
 		wg.Wait()
+		// Buffers of tasks that never reached a batch write (a failed
+		// upload) are back as far as the budget is concerned.
+		budget.forget(int(out.Swap(0)))
 		defer cancel(nil)
 		switch {
 		case upErr != nil:
@@ -627,7 +668,7 @@ func (a *Account) putMany(ctx context.Context, srcs []PutSource, uploaded func(i
 		a.mu.Lock()
 		prev, _ := a.lookup(src.Name)
 		a.mu.Unlock()
-		f, w, tail, err := a.upload(ctx, src.R, &prev, nil)
+		f, w, tail, err := a.upload(ctx, src.R, &prev, src.Size, nil)
 		if err == nil {
 			err = tail.Wait()
 		}

@@ -58,7 +58,7 @@ func (a *Account) Reshape(ctx context.Context, r Reshape) error {
 			}
 			// An empty stream: a fresh key and no blocks, as sync's
 			// markers are put.
-			f, _, _, err := a.upload(ctx, bytes.NewReader(nil), nil, nil)
+			f, _, _, err := a.upload(ctx, bytes.NewReader(nil), nil, 0, nil)
 			if err != nil {
 				return err
 			}

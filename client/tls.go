@@ -48,9 +48,14 @@ func newHTTPClient(tc *tls.Config) *http.Client {
 	return &http.Client{
 		Timeout: requestTimeout,
 		Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 2 * DefaultParallel,
+			Proxy:       http.ProxyFromEnvironment,
+			DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			// Each get or put keeps up to Parallel requests in flight, and
+			// a process may run several (blind serve webdav: a client's
+			// ranged reads and uploads at once): a connection beyond the
+			// idle ones is closed after its request, and the next one
+			// dials again. An idle connection costs two small buffers.
+			MaxIdleConnsPerHost: 8 * DefaultParallel,
 			IdleConnTimeout:     60 * time.Second,
 			TLSHandshakeTimeout: 10 * time.Second,
 			TLSClientConfig:     tc,

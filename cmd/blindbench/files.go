@@ -544,6 +544,13 @@ func writeRandomFile(path string, size int64) ([32]byte, error) {
 	fillRandom(seed[:])
 	h := sha256.New()
 	_, err = io.Copy(io.MultiWriter(f, h), io.LimitReader(rand.NewChaCha8(seed), size))
+	// On the disk before any command is timed: left dirty, its writeback
+	// runs under whichever command comes first, and weighs most on one
+	// whose server syncs its writes (blindstored does; rclone serve restic
+	// does not).
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

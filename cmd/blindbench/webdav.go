@@ -253,7 +253,7 @@ func (b *bench) webdavMemoryRow(ctx context.Context, name string, dav *webdavPro
 		return failRow("webdav", name, err)
 	}
 	r := Row{Group: "webdav", Name: name, Figure: float64(peak) / mib, Unit: "MiB",
-		Note: fmt.Sprintf("peak resident memory of blind serve webdav (the kernel's high-water mark since the uploads began, and polls; %.0f MiB before); %s sent in %.1f s (%.0f MiB/s); a streaming upload holds at most seven of the server's write batches whatever the file's size",
+		Note: fmt.Sprintf("peak resident memory of blind serve webdav (the kernel's high-water mark since the uploads began, and polls; %.0f MiB before); %s sent in %.1f s (%.0f MiB/s); the uploads share a budget of at most 14 of the server's write batches of block buffers (56 MiB with its default 4 MiB batches), kept for the next uploads for 30 s, whatever the files' sizes and number",
 			float64(before.rss)/mib, fmtBytes(webdavUploaders*c.webdavUploadSize), took.Seconds(), float64(webdavUploaders*c.webdavUploadSize)/mib/took.Seconds()),
 		Extra: map[string]float64{"before_mib": float64(before.rss) / mib}}
 	r.judge()
