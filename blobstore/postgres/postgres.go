@@ -125,6 +125,11 @@ func Open(ctx context.Context, url string, p blobstore.Params, opt Options) (*St
 		// read of an Apply.
 		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	}
+	if plainTCP(cfg.ConnConfig) {
+		// Under TLS, reads of the socket are the TLS layer's, in sizes
+		// that say nothing of the message (lowat_linux.go).
+		cfg.ConnConfig.DialFunc = lowatDial(cfg.ConnConfig.DialFunc)
+	}
 	log := opt.Logger
 	if log == nil {
 		log = slog.Default()
@@ -139,6 +144,19 @@ func Open(ctx context.Context, url string, p blobstore.Params, opt Options) (*St
 		return nil, err
 	}
 	return s, nil
+}
+
+// plainTCP reports whether no connection attempt of cfg uses TLS.
+func plainTCP(cfg *pgx.ConnConfig) bool {
+	if cfg.TLSConfig != nil {
+		return false
+	}
+	for _, f := range cfg.Fallbacks {
+		if f.TLSConfig != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Store) start(ctx context.Context, p blobstore.Params, opt Options) error {
