@@ -91,6 +91,7 @@ type readGroup struct {
 	mu      sync.Mutex
 	queue   []*readCall
 	running int // grouped statements out, at most slots
+	largest int // the most reads one statement carried, for tests
 }
 
 // Read appends the block's data to dst[:0].
@@ -135,6 +136,7 @@ func (s *Store) sendReads(ctx context.Context, inline bool) {
 	for {
 		g.mu.Lock()
 		n := min(len(g.queue), readGroupMax)
+		g.largest = max(g.largest, n)
 		calls := make([]*readCall, n)
 		copy(calls, g.queue)
 		// The queue's array is kept for the next ones unless it grew
