@@ -138,7 +138,7 @@ func Open(ctx context.Context, url string, p blobstore.Params, opt Options) (*St
 	if err != nil {
 		return nil, classify("connect", err)
 	}
-	s := &Store{pool: pool, log: log, blockSize: p.BlockSize, purgeChunk: defaultPurgeChunk, reads: readGroup{slots: readSlots}}
+	s := &Store{pool: pool, log: log, blockSize: p.BlockSize, purgeChunk: defaultPurgeChunk, reads: readGroup{slots: readSlots(cfg.MaxConns)}}
 	if err := s.start(ctx, p, opt); err != nil {
 		pool.Close()
 		return nil, err

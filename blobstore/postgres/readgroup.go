@@ -23,12 +23,14 @@ import (
 // that sees them all; the group keeps nothing and logs nothing about
 // which ones were.
 
+// readSlots is how many grouped read statements may be out at once:
+// half the pool's connections, leaving the rest to writes. With the
+// default pool of 4 that is two, which keep both cores of a small server
+// busy (one backend runs while the other's rows are copied); more would
+// make the groups smaller, and on 2 cores measured no faster.
+func readSlots(maxConns int32) int { return max(1, int(maxConns)/2) }
+
 const (
-	// readSlots is how many grouped read statements may be out at once.
-	// Two keep both cores of a small server busy (one backend runs while
-	// the other's rows are copied) and leave the pool's other connections
-	// to writes; more would only make the groups smaller.
-	readSlots = 2
 	// readGroupMax bounds the blocks one statement asks for: 64 blocks of
 	// 64 KiB are 4 MiB streaming through one connection.
 	readGroupMax = 64
@@ -86,7 +88,7 @@ func (c *readCall) leave() (set bool) {
 
 // readGroup queues reads for grouped statements.
 type readGroup struct {
-	slots int // readSlots; tests vary it
+	slots int // readSlots of the pool; tests vary it
 
 	mu      sync.Mutex
 	queue   []*readCall
