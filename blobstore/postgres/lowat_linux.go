@@ -16,10 +16,12 @@ import (
 // profile, more time than PostgreSQL spent finding the block. pgx
 // reads a message longer than its 8 KiB buffer into a buffer of exactly
 // the message's length, so a read asking for more than that is a read of
-// bytes certainly on their way; for it, SO_RCVLOWAT has the kernel wake
-// the reader once they are all there. Any other read lowers the mark to
-// one byte again first, so a read is never held for bytes that may not
-// come.
+// bytes certainly on their way. When such a read comes back short, the
+// next one, of the rest, sets SO_RCVLOWAT to the rest's length, and the
+// kernel wakes the reader once it is all there. (Setting the mark costs
+// a system call, so a read that finds the whole message waiting does not
+// set it.) Any other read lowers the mark to one byte again first, so a
+// read is never held for bytes that may not come.
 
 // chunkBuf is pgx's smallest read buffer (pgproto3's chunkReader): a
 // read into more than this is of the rest of one message.
@@ -49,13 +51,14 @@ func lowatDial(dial pgconn.DialFunc) pgconn.DialFunc {
 
 type lowatConn struct {
 	net.Conn
-	raw  syscall.RawConn
-	mark atomic.Int64 // the mark set, 0 when unknown
+	raw   syscall.RawConn
+	mark  atomic.Int64 // the mark set, 0 when unknown
+	short atomic.Bool  // the last read was of the rest of a message and came back short
 }
 
 func (c *lowatConn) Read(p []byte) (int, error) {
 	want := 1
-	if len(p) > chunkBuf {
+	if len(p) > chunkBuf && c.short.Load() {
 		want = len(p)
 	}
 	if c.mark.Load() != int64(want) {
@@ -71,7 +74,9 @@ func (c *lowatConn) Read(p []byte) (int, error) {
 			}
 		}
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	c.short.Store(len(p) > chunkBuf && n < len(p))
+	return n, err
 }
 
 func (c *lowatConn) setMark(n int) error {
