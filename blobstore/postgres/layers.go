@@ -65,7 +65,7 @@ type layerSQL struct {
 	lockHot    string // first statement of every write transaction
 	lockRows   string
 	readState  string
-	read       string
+	readMany   string
 	stat       string
 	createOne  string
 	insertHot  string
@@ -113,26 +113,6 @@ const (
 		LEFT JOIN blocks_hot_{S} sb ON sb.id = q.id
 		LEFT JOIN blocks_hot_{O} ob ON ob.id = q.id
 		LEFT JOIN blocks b ON b.id = q.id`
-
-	// sqlRead resolves one block in one statement, so in one snapshot,
-	// and returns the active side as that snapshot saw it: a reader that
-	// assumed the other one runs again.
-	//
-	// It asks each layer only as far as needed. The newest lease row
-	// decides liveness (a NULL bucket is a tombstone; with no hot row, a
-	// sealed lease in any partition means live): COALESCE stops at the
-	// first layer holding a row, since a row's bucket IS NOT NULL is never
-	// NULL, so the sealed leases, one index per bucket partition, are
-	// probed only for a block with no hot lease. The data comes from the
-	// newest layer holding a block row: each branch of the UNION ALL
-	// admits its row only if no newer layer has one, so at most one
-	// branch yields a row whatever order they run in, and LIMIT 1 stops
-	// at the first, leaving the older layers unread for a hot block.
-	// Joining every layer instead cost a GET half again the server time
-	// of reading the row alone, probing every partition each time.
-	sqlRead = `SELECT m.value, ` + sqlLive + `, x.etag, x.data
-		FROM meta m LEFT JOIN LATERAL (` + sqlNewestBlock + `) x ON true
-		WHERE m.key = 'hot_side'`
 
 	sqlStat = `SELECT m.value, ` + sqlLive + `, x.etag
 		FROM meta m LEFT JOIN LATERAL (` + sqlNewestBlock + `) x ON true
@@ -196,6 +176,33 @@ const (
 		) x GROUP BY bucket`
 )
 
+var (
+	// sqlReadMany resolves the blocks of $1, one row each (readgroup.go),
+	// in one statement, so in one snapshot, and returns the active side as
+	// that snapshot saw it: a reader that assumed the other one runs again.
+	//
+	// It asks each layer only as far as needed. The newest lease row
+	// decides liveness (a NULL bucket is a tombstone; with no hot row, a
+	// sealed lease in any partition means live): COALESCE stops at the
+	// first layer holding a row, since a row's bucket IS NOT NULL is never
+	// NULL, so the sealed leases, one index per bucket partition, are
+	// probed only for a block with no hot lease. The data comes from the
+	// newest layer holding a block row: each branch of the UNION ALL
+	// admits its row only if no newer layer has one, so at most one
+	// branch yields a row whatever order they run in, and LIMIT 1 stops
+	// at the first, leaving the older layers unread for a hot block.
+	// Joining every layer instead cost a GET half again the server time
+	// of reading the row alone, probing every partition each time.
+	sqlReadMany = `SELECT q.id, m.value, ` + perID(sqlLive) + `, x.etag, x.data
+		FROM unnest($1::uuid[]) AS q(id)
+		CROSS JOIN meta m
+		LEFT JOIN LATERAL (` + perID(sqlNewestBlock) + `) x ON true
+		WHERE m.key = 'hot_side'`
+)
+
+// perID makes a statement about the block $1 one about each q.id.
+func perID(sql string) string { return strings.ReplaceAll(sql, "$1", "q.id") }
+
 var layers = [2]*layerSQL{newLayerSQL(0), newLayerSQL(1)}
 
 func newLayerSQL(s side) *layerSQL {
@@ -209,7 +216,7 @@ func newLayerSQL(s side) *layerSQL {
 		lockHot:    e(sqlLockHot),
 		lockRows:   e(sqlLockRows),
 		readState:  e(sqlReadState),
-		read:       e(sqlRead),
+		readMany:   e(sqlReadMany),
 		stat:       e(sqlStat),
 		createOne:  e(sqlCreateOne),
 		insertHot:  e(sqlInsertHot),

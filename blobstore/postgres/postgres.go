@@ -72,6 +72,7 @@ type Store struct {
 
 	side    sideCache         // the hot side believed to take writes
 	writers blobstore.Writers // a seal paces itself by them (seal.go)
+	reads   readGroup         // reads waiting to go out together (readgroup.go)
 }
 
 var _ blobstore.Store = (*Store)(nil)
@@ -124,6 +125,11 @@ func Open(ctx context.Context, url string, p blobstore.Params, opt Options) (*St
 		// read of an Apply.
 		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	}
+	if plainTCP(cfg.ConnConfig) {
+		// Under TLS, reads of the socket are the TLS layer's, in sizes
+		// that say nothing of the message (lowat_linux.go).
+		cfg.ConnConfig.DialFunc = lowatDial(cfg.ConnConfig.DialFunc)
+	}
 	log := opt.Logger
 	if log == nil {
 		log = slog.Default()
@@ -132,12 +138,25 @@ func Open(ctx context.Context, url string, p blobstore.Params, opt Options) (*St
 	if err != nil {
 		return nil, classify("connect", err)
 	}
-	s := &Store{pool: pool, log: log, blockSize: p.BlockSize, purgeChunk: defaultPurgeChunk}
+	s := &Store{pool: pool, log: log, blockSize: p.BlockSize, purgeChunk: defaultPurgeChunk, reads: readGroup{slots: readSlots(cfg.MaxConns)}}
 	if err := s.start(ctx, p, opt); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// plainTCP reports whether no connection attempt of cfg uses TLS.
+func plainTCP(cfg *pgx.ConnConfig) bool {
+	if cfg.TLSConfig != nil {
+		return false
+	}
+	for _, f := range cfg.Fallbacks {
+		if f.TLSConfig != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Store) start(ctx context.Context, p blobstore.Params, opt Options) error {
@@ -227,74 +246,6 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 func uuidOf(id wire.ID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
-
-// Read appends the block's data to dst[:0].
-func (s *Store) Read(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error) {
-	var out []byte
-	var e wire.ETag
-	err := retryBroken(ctx, func() error {
-		var err error
-		out, e, err = s.read(ctx, id, dst)
-		return err
-	})
-	if err != nil {
-		return nil, wire.ETag{}, classify("read block", err)
-	}
-	return out, e, nil
-}
-
-func (s *Store) read(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error) {
-	var e wire.ETag
-	for attempt := 0; ; attempt++ {
-		l := s.layer()
-		rows, err := s.pool.Query(ctx, l.read, uuidOf(id))
-		if err != nil {
-			return nil, e, err
-		}
-		if !rows.Next() {
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return nil, e, err
-			}
-			return nil, e, errors.New("meta has no hot side")
-		}
-		// DriverBytes point into pgx's read buffer: copied into dst before
-		// the next call on rows, with no allocation when dst is large
-		// enough.
-		var sideV, etag, data pgtype.DriverBytes
-		var live bool
-		if err := rows.Scan(&sideV, &live, &etag, &data); err != nil {
-			rows.Close()
-			return nil, e, err
-		}
-		sd, err := sideOf(sideV)
-		if err != nil {
-			rows.Close()
-			return nil, e, err
-		}
-		if sd != l.side {
-			// A seal switched sides: the layers' order was read wrong.
-			rows.Close()
-			s.side.set(sd)
-			if attempt < maxSideAttempts {
-				continue
-			}
-			return nil, e, errSidesMoving
-		}
-		if !live {
-			rows.Close()
-			return nil, e, blobstore.ErrNotFound
-		}
-		if len(etag) != len(e) || data == nil {
-			rows.Close()
-			return nil, e, fmt.Errorf("a block has a lease but a malformed or missing row (%d-byte ETag)", len(etag))
-		}
-		copy(e[:], etag)
-		dst = append(dst[:0], data...)
-		rows.Close()
-		return dst, e, rows.Err()
-	}
-}
 
 // Stat returns the block's ETag.
 func (s *Store) Stat(ctx context.Context, id wire.ID) (wire.ETag, error) {

@@ -146,6 +146,20 @@ func TestReadResolvesLayers(t *testing.T) {
 				t.Errorf("%s, %s: read another version of the block than the newest", when, w.name)
 			}
 		}
+		// The same, every block in one grouped statement.
+		ids := make([]wire.ID, len(cases))
+		for i, w := range cases {
+			ids[i] = w.o.id
+		}
+		for i, c := range readTogether(s, ids...) {
+			w := cases[i]
+			switch {
+			case w.data == nil && !blobstore.IsNotFound(c.err):
+				t.Errorf("%s, %s, read with the others: %v; want not found", when, w.name, c.err)
+			case w.data != nil && (c.err != nil || !bytes.Equal(c.out, w.data) || c.etag != wire.ETagOf(w.data)):
+				t.Errorf("%s, %s, read with the others: %v, or another version than the newest", when, w.name, c.err)
+			}
+		}
 	}
 	check("with both sides full")
 	checkInvariants(t, conn)
