@@ -17,7 +17,11 @@ import (
 // Otherwise every commit that grows the file would wait for the client,
 // up to the write timeout.
 func TestStalledReaderHoldsNoReadTransaction(t *testing.T) {
-	e := newEnv(t, func(c *envConfig) { c.blockSize = wire.DefaultBlockSize })
+	testStalledReader(t, func(c *envConfig) { c.blockSize = wire.DefaultBlockSize })
+}
+
+func testStalledReader(t *testing.T, adjust func(*envConfig)) {
+	e := newEnv(t, adjust)
 	blk := e.newBlock()
 	e.mustPut(blk)
 
