@@ -40,12 +40,6 @@ const routeBlock = "/v1/blocks/:id"
 // request that does not fit in one read of it goes to net/http.
 const fastBufSize = 4 << 10
 
-// idleRefresh is how stale a fast connection's idle deadline may get
-// before it is set again: setting it at every request costs a timer
-// update, and an idle timeout between IdleTimeout-1s and IdleTimeout
-// is as good.
-const idleRefresh = time.Second
-
 // FastReads returns ln for srv.Serve with the fast path for block reads
 // in front of h, which must be New's handler; any other handler, a
 // store that cannot lend its pages, CORS origins (whose answers vary by
@@ -212,11 +206,10 @@ type fastConn struct {
 	rc    syscall.RawConn
 	state atomic.Int32
 
-	buf      [fastBufSize]byte
-	hdr      []byte
-	rest     []byte // what the socket did not take at once
-	deadline time.Time
-	first    bool // the connection's first request is still to come
+	buf   [fastBufSize]byte
+	hdr   []byte
+	rest  []byte // what the socket did not take at once
+	first bool   // the connection's first request is still to come
 
 	// The raw write's arguments and results; write is writeOnce as a
 	// method value made once, so that a request allocates nothing.
@@ -269,24 +262,18 @@ func (c *fastConn) serve() {
 }
 
 // read waits for the next request's first bytes: at most
-// ReadHeaderTimeout for a new connection's first, as net/http gives it,
-// then IdleTimeout. false: the connection is done (timeout, closed by
-// either side, or the listener closing).
+// ReadHeaderTimeout for a new connection's first, IdleTimeout after an
+// answer, as net/http does. false: the connection is done (timeout,
+// closed by either side, or the listener closing).
 func (c *fastConn) read() (int, bool) {
 	opt := &c.l.a.opt
-	now := time.Now()
-	switch {
-	case c.first:
+	d := opt.IdleTimeout
+	if c.first {
 		c.first = false
-		c.deadline = now.Add(opt.ReadHeaderTimeout)
-		if err := c.conn.SetReadDeadline(c.deadline); err != nil {
-			return 0, false
-		}
-	case c.deadline.Sub(now) < opt.IdleTimeout-idleRefresh:
-		c.deadline = now.Add(opt.IdleTimeout)
-		if err := c.conn.SetReadDeadline(c.deadline); err != nil {
-			return 0, false
-		}
+		d = opt.ReadHeaderTimeout
+	}
+	if err := c.conn.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return 0, false
 	}
 	c.state.Store(fastIdle)
 	if c.l.closed.Load() {
@@ -371,6 +358,9 @@ func (c *fastConn) answer(b []byte) (int, int) {
 			// fail the next answer.
 			failed = werr != nil || c.conn.SetWriteDeadline(time.Time{}) != nil
 		}
+		// Only slow readers need it: a block per idle connection would
+		// be a block per connection.
+		c.rest = nil
 	}
 	if m != nil {
 		m.inFlight.Dec()
