@@ -177,10 +177,20 @@ func TestFastMetrics(t *testing.T) {
 	e := newEnv(t, func(c *envConfig) { c.fast = true; c.opt.Metrics = m })
 	a := e.newBlock()
 	e.mustPut(a)
-	// The put's connection is net/http's for good.
-	e.hc.CloseIdleConnections()
+	// The put's connection is net/http's for good: the reads go on
+	// another one.
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
 	for range 3 {
-		e.do("GET", "/v1/blocks/"+a.id, nil, nil).wantStatus(t, http.StatusOK)
+		res, err := hc.Get(e.url + "/v1/blocks/" + a.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != http.StatusOK || !bytes.Equal(body, a.data) {
+			t.Fatalf("GET: status %d, %d bytes, %v", res.StatusCode, len(body), err)
+		}
 	}
 	if n := e.fastLn.answered.Load(); n != 3 {
 		t.Fatalf("fast path answered %d, want 3", n)
