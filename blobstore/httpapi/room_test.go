@@ -70,7 +70,7 @@ func testStalledReader(t *testing.T, adjust func(*envConfig)) {
 }
 
 func TestRoomFor(t *testing.T) {
-	if room, _ := roomFor(context.Background(), 1); room {
+	if room := roomFor(context.Background(), 1); room {
 		t.Error("room reported without a connection")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -89,7 +89,7 @@ func TestRoomFor(t *testing.T) {
 	}
 	defer server.Close()
 	ctx := withConn(context.Background(), server)
-	if room, _ := roomFor(ctx, 4096); !room {
+	if room := roomFor(ctx, 4096); !room {
 		t.Fatal("no room on an idle connection")
 	}
 	// Fill the buffers: the client reads nothing.
@@ -100,7 +100,7 @@ func TestRoomFor(t *testing.T) {
 			break
 		}
 	}
-	if room, _ := roomFor(ctx, wire.DefaultBlockSize); room {
+	if room := roomFor(ctx, wire.DefaultBlockSize); room {
 		t.Error("room reported on a connection whose client reads nothing")
 	}
 }
