@@ -20,10 +20,10 @@ import (
 
 // The fast path for block reads. Profiles of the peer row (blindbench,
 // wrk against nginx) showed a GET through net/http costing about twice
-// nginx's CPU: half in the syscalls around the answer (a read, a write
-// of the header, the room check's getsockopt and ioctl, a seek, a
-// sendfile), half in net/http's per-request work (its goroutine
-// hand-offs, header maps, contexts, deadlines). A plain keep-alive
+// nginx's CPU: half in the syscalls around the answer (a read, the room
+// check's getsockopt and ioctl, a write of the header, more for the
+// block), half in net/http's per-request work (its goroutine hand-offs,
+// header maps, contexts, deadlines). A plain keep-alive
 // `GET /v1/blocks/{id}` of a block that exists needs none of it: the
 // listener that FastReads returns answers exactly those requests on the
 // connection itself, header and block in one writev from the store's
