@@ -81,6 +81,7 @@ type fastListener struct {
 	done    chan struct{}
 	once    sync.Once
 	closed  atomic.Bool
+	rests   sync.Pool // *[]byte: see getRest
 	// answered counts the requests the fast path answered (tests).
 	answered atomic.Int64
 
@@ -163,6 +164,22 @@ func (l *fastListener) acceptLoop() {
 		l.mu.Unlock()
 		l.state(c, http.StateNew)
 		go fc.serve()
+	}
+}
+
+// getRest returns an empty buffer that holds a block's answer; putRest
+// takes it back. Under load many answers wait for their clients at
+// once, and a fresh block for each is garbage that grows the heap.
+func (l *fastListener) getRest() []byte {
+	if b, ok := l.rests.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, l.a.svc.BlockSize()+fastBufSize)
+}
+
+func (l *fastListener) putRest(b []byte) {
+	if cap(b) >= l.a.svc.BlockSize()+fastBufSize {
+		l.rests.Put(&b)
 	}
 }
 
@@ -321,7 +338,6 @@ func (c *fastConn) answer(b []byte) (int, int) {
 		m.inFlight.Inc()
 	}
 	sent, failed := false, false
-	c.rest = c.rest[:0]
 	_, _ = a.svc.Lend(context.Background(), id, func(data []byte, etag wire.ETag) error {
 		c.hdr = appendBlockHeader(c.hdr[:0], etag, len(data))
 		c.iov = [2][]byte{c.hdr, data}
@@ -333,10 +349,13 @@ func (c *fastConn) answer(b []byte) (int, int) {
 		sent = true
 		// The rest waits for the client outside the read transaction,
 		// which must never wait on one (room.go).
-		if w := c.wrote; w < len(c.hdr) {
-			c.rest = append(append(c.rest, c.hdr[w:]...), data...)
-		} else {
-			c.rest = append(c.rest, data[w-len(c.hdr):]...)
+		if w := c.wrote; w < len(c.hdr)+len(data) {
+			c.rest = c.l.getRest()
+			if w < len(c.hdr) {
+				c.rest = append(append(c.rest, c.hdr[w:]...), data...)
+			} else {
+				c.rest = append(c.rest, data[w-len(c.hdr):]...)
+			}
 		}
 		return nil
 	})
@@ -360,6 +379,7 @@ func (c *fastConn) answer(b []byte) (int, int) {
 		}
 		// Only slow readers need it: a block per idle connection would
 		// be a block per connection.
+		c.l.putRest(c.rest)
 		c.rest = nil
 	}
 	if m != nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -262,4 +263,79 @@ func FuzzParseFastGet(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A client that reads slowly gets every answer whole: what the socket
+// does not take at once is sent after the read transaction, in order.
+func TestFastSlowReaderGetsWholeAnswers(t *testing.T) {
+	e := newEnv(t, func(c *envConfig) { c.fast = true; c.blockSize = wire.DefaultBlockSize })
+	a, b := e.newBlock(), e.newBlock()
+	e.mustPut(a)
+	e.mustPut(b)
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	// Groups of requests that each fit in one read of the fast path's
+	// buffer, so that none is split between reads (which would hand the
+	// connection to net/http), and whose answers overfill the buffers.
+	const group, groups = 50, 3
+	const n = group * groups
+	br := bufio.NewReaderSize(c, 1024)
+	buf := make([]byte, 700)
+	for g := range groups {
+		var req strings.Builder
+		for i := range group {
+			id := a.id
+			if (g*group+i)%3 == 1 {
+				id = b.id
+			}
+			req.WriteString("GET /v1/blocks/" + id + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		}
+		if _, err := io.WriteString(c, req.String()); err != nil {
+			t.Fatal(err)
+		}
+		// Let the server fill the buffers before anything is read.
+		time.Sleep(200 * time.Millisecond)
+		for i := range group {
+			want := a.data
+			if (g*group+i)%3 == 1 {
+				want = b.data
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("answer %d: %v", g*group+i, err)
+			}
+			var body bytes.Buffer
+			// Slowly: small reads.
+			for {
+				k, err := resp.Body.Read(buf)
+				body.Write(buf[:k])
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("answer %d body: %v", g*group+i, err)
+				}
+			}
+			if resp.StatusCode != 200 || !bytes.Equal(body.Bytes(), want) {
+				t.Fatalf("answer %d: status %d, %d bytes, want the block's %d", g*group+i, resp.StatusCode, body.Len(), len(want))
+			}
+		}
+	}
+	if got := answeredSoon(e.fastLn, n); got != n {
+		t.Errorf("fast path answered %d of %d", got, n)
+	}
 }
