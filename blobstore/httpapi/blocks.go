@@ -5,7 +5,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 
@@ -48,25 +47,18 @@ func (a *api) getBlock(x *exchange) {
 	// answer fits in the connection's send buffer, so that writing it
 	// never waits on the client inside the store's read transaction
 	// (room.go); otherwise through a copy, which the client may take as
-	// slowly as the write timeout lets it.
-	if room, sendfile := roomFor(ctx, a.svc.BlockSize()); room {
+	// slowly as the write timeout lets it. The kernel copies the block
+	// before the write returns, inside the transaction: sendfile(2)
+	// would leave it references to the file's pages, which a commit may
+	// rewrite with another block once the transaction has ended, while
+	// the answer still waits in a socket buffer.
+	if roomFor(ctx, a.svc.BlockSize()) {
 		answered := false
-		var lent bool
-		var err error
-		if sendfile {
-			lent, err = a.svc.LendFile(ctx, id, func(data []byte, f *os.File, off int64, etag wire.ETag) error {
-				answered = true
-				answerBlockFile(x.w, inm, etag, data, f, off)
-				return nil
-			})
-		}
-		if !lent {
-			lent, err = a.svc.Lend(ctx, id, func(data []byte, etag wire.ETag) error {
-				answered = true
-				answerBlock(x.w, inm, etag, data)
-				return nil
-			})
-		}
+		lent, err := a.svc.Lend(ctx, id, func(data []byte, etag wire.ETag) error {
+			answered = true
+			answerBlock(x.w, inm, etag, data)
+			return nil
+		})
 		if lent {
 			if err != nil && !answered {
 				a.readFailed(x, err)
@@ -95,35 +87,6 @@ func answerBlock(w http.ResponseWriter, inm *noneMatch, etag wire.ETag, data []b
 	blockHeaders(w, etag, len(data))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
-}
-
-// sendfileAfter is how much of a block goes out with the header before
-// the rest is sent from the file: more than the response's own buffer
-// (2 KiB), so that the header is out and net/http sniffs nothing, and
-// with the header less than the connection's (4 KiB), so that header and
-// head leave in one write.
-const sendfileAfter = 3 << 10
-
-// answerBlockFile is answerBlock that lets the kernel send the block's
-// bytes past sendfileAfter from f, where the block begins at off.
-func answerBlockFile(w http.ResponseWriter, inm *noneMatch, etag wire.ETag, data []byte, f *os.File, off int64) {
-	rf, ok := w.(io.ReaderFrom)
-	if inm.matches(etag) || !ok || len(data) <= sendfileAfter {
-		answerBlock(w, inm, etag, data)
-		return
-	}
-	blockHeaders(w, etag, len(data))
-	w.WriteHeader(http.StatusOK)
-	if _, err := w.Write(data[:sendfileAfter]); err != nil {
-		return
-	}
-	if _, err := f.Seek(off+sendfileAfter, io.SeekStart); err != nil {
-		// Still in the read transaction with room to spare: the map
-		// holds the rest.
-		_, _ = w.Write(data[sendfileAfter:])
-		return
-	}
-	_, _ = rf.ReadFrom(&io.LimitedReader{R: f, N: int64(len(data) - sendfileAfter)})
 }
 
 func (a *api) readFailed(x *exchange, err error) {

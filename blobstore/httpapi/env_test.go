@@ -106,6 +106,10 @@ type envConfig struct {
 	maxBlocks int64 // the service's capacity cap (0: none)
 	opt       Options
 	hook      func(*api) // adds test-only routes before serving
+	// fast serves through FastReads, with the access log off (at debug
+	// level every request would go to net/http), and the same handler
+	// on a second, plain listener (env.plainAddr).
+	fast bool
 }
 
 // env is a real server over a real bolt store on a loopback listener.
@@ -120,6 +124,10 @@ type env struct {
 	logs  *logBuffer
 	bs    int
 	hc    *http.Client
+	// With envConfig.fast: the fast listener, and the address of the
+	// same handler served by net/http alone.
+	fastLn    *fastListener
+	plainAddr string
 
 	mu      sync.Mutex
 	secrets []string // every form of every id, proof and ETag the test used
@@ -138,7 +146,11 @@ func newEnv(t testing.TB, adjust ...func(*envConfig)) *env {
 		f(&cfg)
 	}
 	logs := &logBuffer{}
-	cfg.opt.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	level := slog.LevelDebug
+	if cfg.fast {
+		level = slog.LevelInfo
+	}
+	cfg.opt.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))
 
 	key := make([]byte, bucketer.KeySize)
 	_, _ = rand.Read(key)
@@ -164,11 +176,28 @@ func newEnv(t testing.TB, adjust ...func(*envConfig)) *env {
 		cfg.hook(h.(*api))
 	}
 	srv := NewServer(h, cfg.opt)
-	go func() { _ = srv.Serve(ln) }()
 	e := &env{
 		t: t, url: "http://" + ln.Addr().String(), addr: ln.Addr().String(),
 		svc: svc, store: store, clock: clock, srv: srv, logs: logs, bs: cfg.blockSize,
 		hc: &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second},
+	}
+	var plain *http.Server
+	if cfg.fast {
+		fl, ok := FastReads(ln, h, nil).(*fastListener)
+		if !ok {
+			t.Fatal("FastReads did not take the listener")
+		}
+		e.fastLn = fl
+		pln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.plainAddr = pln.Addr().String()
+		plain = NewServer(h, cfg.opt)
+		go func() { _ = plain.Serve(pln) }()
+		go func() { _ = srv.Serve(fl) }()
+	} else {
+		go func() { _ = srv.Serve(ln) }()
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -177,6 +206,12 @@ func newEnv(t testing.TB, adjust ...func(*envConfig)) *env {
 		// is written before the logs are read.
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
+		}
+		if plain != nil {
+			if err := plain.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			e.fastLn.wait()
 		}
 		e.hc.CloseIdleConnections()
 		_ = store.Close()

@@ -378,23 +378,6 @@ func (rec *recorder) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// ReadFrom passes a block's file on to net/http, which sends it with
-// sendfile(2) where it can.
-func (rec *recorder) ReadFrom(r io.Reader) (int64, error) {
-	if !rec.wroteHeader {
-		rec.code, rec.wroteHeader = http.StatusOK, true
-	}
-	var n int64
-	var err error
-	if rf, ok := rec.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(r)
-	} else {
-		n, err = io.Copy(writerOnly{rec.ResponseWriter}, r)
-	}
-	rec.bytes += n
-	return n, err
-}
-
 // writerOnly hides a writer's ReadFrom, so that io.Copy does not call it.
 type writerOnly struct{ io.Writer }
 

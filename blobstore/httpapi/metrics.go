@@ -125,3 +125,9 @@ func methodLabel(m string) string {
 	}
 	return "other"
 }
+
+// observe records one answered request of the series.
+func (s *series) observe(d time.Duration) {
+	s.requests.Inc()
+	s.duration.Observe(d.Seconds())
+}

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"io"
 	"net"
 )
 
@@ -26,29 +25,13 @@ const lendMargin = 2
 // transaction, which must never wait on a client: a slow one would hold
 // back every commit that grows the file, and a seal. false when unsure
 // (no connection known, not TCP, not Linux): the caller copies instead.
-// sendfile reports whether, beside, net/http would send a file given to
-// the response's ReadFrom with sendfile(2).
-func roomFor(ctx context.Context, n int) (room, sendfile bool) {
+func roomFor(ctx context.Context, n int) bool {
 	c, _ := ctx.Value(connKey{}).(net.Conn)
 	if c == nil {
-		return false, false
+		return false
 	}
-	// net/http hands an io.Reader to the connection it serves only if
-	// that connection is an io.ReaderFrom; TLS's is not (the kernel
-	// cannot encrypt), a plain TCP connection sends a file's pages.
-	_, rf := c.(io.ReaderFrom)
 	// TLS, and wrappers such as blindstored's connection limiter, name
 	// the connection below them this way; TLS records add little.
-	for range 4 {
-		if tc, ok := c.(*net.TCPConn); ok {
-			room := sendRoom(tc) >= n
-			return room, room && rf
-		}
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			return false, false
-		}
-		c = u.NetConn()
-	}
-	return false, false
+	tc := tcpConnOf(c)
+	return tc != nil && sendRoom(tc) >= n
 }

@@ -17,7 +17,11 @@ import (
 // Otherwise every commit that grows the file would wait for the client,
 // up to the write timeout.
 func TestStalledReaderHoldsNoReadTransaction(t *testing.T) {
-	e := newEnv(t, func(c *envConfig) { c.blockSize = wire.DefaultBlockSize })
+	testStalledReader(t, func(c *envConfig) { c.blockSize = wire.DefaultBlockSize })
+}
+
+func testStalledReader(t *testing.T, adjust func(*envConfig)) {
+	e := newEnv(t, adjust)
 	blk := e.newBlock()
 	e.mustPut(blk)
 
@@ -66,7 +70,7 @@ func TestStalledReaderHoldsNoReadTransaction(t *testing.T) {
 }
 
 func TestRoomFor(t *testing.T) {
-	if room, _ := roomFor(context.Background(), 1); room {
+	if room := roomFor(context.Background(), 1); room {
 		t.Error("room reported without a connection")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -85,7 +89,7 @@ func TestRoomFor(t *testing.T) {
 	}
 	defer server.Close()
 	ctx := withConn(context.Background(), server)
-	if room, _ := roomFor(ctx, 4096); !room {
+	if room := roomFor(ctx, 4096); !room {
 		t.Fatal("no room on an idle connection")
 	}
 	// Fill the buffers: the client reads nothing.
@@ -96,7 +100,7 @@ func TestRoomFor(t *testing.T) {
 			break
 		}
 	}
-	if room, _ := roomFor(ctx, wire.DefaultBlockSize); room {
+	if room := roomFor(ctx, wire.DefaultBlockSize); room {
 		t.Error("room reported on a connection whose client reads nothing")
 	}
 }

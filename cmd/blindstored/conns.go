@@ -79,8 +79,8 @@ func (c *limitConn) Close() error {
 // kernel about its send buffer (httpapi's roomFor).
 func (c *limitConn) NetConn() net.Conn { return c.Conn }
 
-// ReadFrom lets net/http send a file (a block from the embedded store)
-// with sendfile(2), as it does on the bare connection.
+// ReadFrom lets net/http send a file with sendfile(2), as it does on
+// the bare connection.
 func (c *limitConn) ReadFrom(r io.Reader) (int64, error) {
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)

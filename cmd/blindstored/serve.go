@@ -182,7 +182,8 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		if err := tof.apply(&opt); err != nil {
 			return err
 		}
-		h, err := wf.wrap(httpapi.New(svc, opt), qf.issuer)
+		api := httpapi.New(svc, opt)
+		h, err := wf.wrap(api, qf.issuer)
 		if err != nil {
 			return err
 		}
@@ -191,6 +192,12 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		srv.ConnState = ob.connState()
 		srv.TLSConfig = tlsConfig
 		ln = newLimitListener(ln, tof.maxConns) // conns.go; tof.apply checked the count
+		if tlsConfig == nil && !wf.web {
+			// Plain block reads are answered before net/http (httpapi's
+			// fast.go): over TLS the listener's bytes are records, and
+			// the web app's handler stands in front of the API's.
+			ln = httpapi.FastReads(ln, api, srv.ConnState)
+		}
 		// The scheduler stops before the store closes: explicitly below,
 		// and by this defer (which runs before the store's) on errors.
 		stopSched, err := sched.start(ctx, log, o)
