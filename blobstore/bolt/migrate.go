@@ -34,8 +34,8 @@ var (
 
 // migrateChunk bounds the blocks one transaction of the move takes, so
 // that its memory and the time it holds the file stay bounded on a store
-// of any size.
-const migrateChunk = 8192
+// of any size. A variable so that tests can take small steps.
+var migrateChunk = 8192
 
 // testHookMigrateStep, when a test sets it, runs after each committed
 // step of a move; an error stops the move there, as a crash would.
