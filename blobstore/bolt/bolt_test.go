@@ -363,10 +363,11 @@ func TestGroupCommitAbandon(t *testing.T) {
 	f.apply(renewOp(kept, f.bk.Bucket(2)))
 }
 
-// TestMoveBucketLosesUncommittedWrites pins down the bbolt behaviour that
-// txState works around: MoveBucket of a subtree written in the same
-// transaction moves the subtree as last committed. If this test fails,
-// bbolt has changed and the copy in writeChange may no longer be needed.
+// TestMoveBucketLosesUncommittedWrites pins down a bbolt behaviour that
+// the move from schema 3 (migrate.go) must not meet: MoveBucket of a
+// subtree written in the same transaction moves the subtree as last
+// committed. The move only moves data subtrees committed before it, and
+// writes nothing else in its transactions.
 func TestMoveBucketLosesUncommittedWrites(t *testing.T) {
 	db, err := bbolt.Open(filepath.Join(t.TempDir(), "move.db"), 0o600, nil)
 	if err != nil {
@@ -394,9 +395,10 @@ func TestMoveBucketLosesUncommittedWrites(t *testing.T) {
 }
 
 // TestGroupCommitWriteThenMove has callers that share one transaction
-// write, renew, rewrite and renew the same blocks again, the sequences
-// where MoveBucket alone would lose data. Every block must read back as
-// last written, in the right time bucket, before and after a reopen.
+// write, renew, rewrite and renew the same blocks again (the sequences
+// where schema 3, which moved data subtrees, could lose data). Every
+// block must read back as last written, in the right time bucket, before
+// and after a reopen.
 func TestGroupCommitWriteThenMove(t *testing.T) {
 	f := newFixture(t, wire.MinBlockSize)
 	ctx := context.Background()
