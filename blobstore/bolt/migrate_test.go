@@ -1,13 +1,19 @@
 package bolt
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	mrand "math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/bucketer"
@@ -324,4 +330,95 @@ func TestMigrateInterrupted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// migrateChild opens the schema 3 file at path with small steps, saying
+// "s" after each committed one, until TestMigrateSurvivesKill kills it.
+func migrateChild(path string) {
+	fp, err := hex.DecodeString(os.Getenv("BOLT_MIGRATE_FP"))
+	if err != nil || len(fp) != len(bucketer.Fingerprint{}) {
+		fmt.Println("bad fingerprint")
+		os.Exit(2)
+	}
+	p := blobstore.Params{BlockSize: wire.MinBlockSize}
+	copy(p.Fingerprint[:], fp)
+	migrateChunk = 50
+	testHookMigrateStep = func() error {
+		fmt.Println("s")
+		return nil
+	}
+	s, err := Open(path, p)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(2)
+	}
+	_ = s.Close()
+	fmt.Println("done")
+	os.Exit(0)
+}
+
+// TestMigrateSurvivesKill kills a process in the middle of the move to
+// schema 4, three times over on one file (once right after a step
+// committed, twice at a random instant of the step after it), then lets
+// Open finish the move: every block reads back with its ETag, proof hash
+// and time bucket, and the file passes bbolt's check after each kill.
+func TestMigrateSurvivesKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process to kill")
+	}
+	f := newFixture(t, wire.MinBlockSize)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "old", "blocks.db")
+	blocks, unmerged := oldBlocks(f, 2000)
+	writeSchema3(t, path, f.p, blocks, unmerged)
+	fp := f.p.Fingerprint
+	for round, delay := range []time.Duration{0, time.Duration(mrand.IntN(3000)) * time.Microsecond, time.Duration(mrand.IntN(3000)) * time.Microsecond} {
+		cmd := exec.Command(os.Args[0], "-test.run", "^$")
+		cmd.Env = append(os.Environ(), "BOLT_MIGRATE_CHILD="+path, "BOLT_MIGRATE_FP="+hex.EncodeToString(fp[:]))
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stdout)
+		steps := 0
+		for sc.Scan() && steps < 3 {
+			if sc.Text() != "s" {
+				t.Fatalf("round %d: the child said %q", round+1, sc.Text())
+			}
+			steps++
+		}
+		time.Sleep(delay)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if steps < 3 {
+			t.Fatalf("round %d: the child finished the move in %d steps before the kill; want more steps", round+1, steps)
+		}
+		db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.View(func(tx *bbolt.Tx) error {
+			for err := range tx.Check() {
+				return err
+			}
+			return nil
+		})
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatalf("round %d: the file fails bbolt's check after the kill: %v", round+1, err)
+		}
+	}
+	s, err := Open(path, f.p)
+	if err != nil {
+		t.Fatalf("Open after the kills: %v", err)
+	}
+	defer s.Close()
+	checkMigrated(t, f, s, blocks, unmerged)
 }
