@@ -38,7 +38,7 @@ func Audit(ctx context.Context, path string, bk *bucketer.Bucketer) (*audit.Repo
 	var merges *blobstore.MergeState
 	err = db.View(func(tx *bbolt.Tx) error {
 		if err := tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
-			if !isOneOf(name, bucketData, bucketLeases, bucketMeta, bucketUnsealed, bucketUnmerged) {
+			if !isOneOf(name, bucketRecords, bucketBlocks, bucketSets, bucketMeta, bucketUnsealed, bucketUnmerged) {
 				rep.Finding("top-level bucket %q is beyond the design", printable(name))
 			}
 			return nil
@@ -60,7 +60,7 @@ func Audit(ctx context.Context, path string, bk *bucketer.Bucketer) (*audit.Repo
 			return errors.New("the store was created with another bucket key: give the key file it was created with (--bucket-key-file)")
 		}
 		_ = meta.ForEach(func(k, v []byte) error {
-			if v == nil || !isOneOf(k, keyBlockSize, keyFingerprint, keyHighestPeriod, keySchema, keyMerged, keyMerging) {
+			if v == nil || !isOneOf(k, keyBlockSize, keyFingerprint, keyHighestPeriod, keySchema, keyMerged, keyMerging, keyMigrating) {
 				rep.Finding("meta key %q is beyond the design", printable(k))
 			}
 			return nil
@@ -113,70 +113,86 @@ func printable(b []byte) string {
 }
 
 func auditLeases(tx *bbolt.Tx, rep *audit.Report) error {
-	leases := tx.Bucket(bucketLeases)
-	if leases == nil {
-		rep.Finding("the leases bucket is missing")
+	sets, records := tx.Bucket(bucketSets), tx.Bucket(bucketRecords)
+	if sets == nil || records == nil {
+		rep.Finding("the buckets or records bucket is missing (a file of schema 3 or older: run blindstored serve once to move it to schema 4)")
 		return nil
 	}
-	bad := 0
-	err := leases.ForEach(func(k, v []byte) error {
+	bad, orphans := 0, 0
+	err := sets.ForEach(func(k, v []byte) error {
 		if v != nil || len(k) != bucketer.BucketSize {
-			rep.Finding("the leases bucket holds an entry that is not a 16-byte bucket")
+			rep.Finding("the buckets bucket holds an entry that is not a 16-byte time bucket")
 			return nil
 		}
 		var b bucketer.Bucket
 		copy(b[:], k)
-		return leases.Bucket(k).ForEach(func(id, rec []byte) error {
-			if rec == nil || len(id) != 16 || len(rec) != recordSize || wire.ID(id).Validate() != nil {
+		set := sets.Bucket(k)
+		return set.ForEach(func(id, v []byte) error {
+			if v == nil || len(v) != 0 || len(id) != 16 || wire.ID(id).Validate() != nil {
 				bad++
 				return nil
+			}
+			if records.Get(id) == nil {
+				orphans++
 			}
 			rep.ByBucket[b]++
 			rep.Blocks++
 			return nil
 		})
 	})
+	if err != nil {
+		return err
+	}
 	if bad > 0 {
-		rep.Finding("%d lease entries are not a v4 block id with a %d-byte record", bad, recordSize)
+		rep.Finding("%d entries of time buckets' sets are not a v4 block id with no value", bad)
+	}
+	bad = 0
+	n := int64(0)
+	err = records.ForEach(func(id, rec []byte) error {
+		if rec == nil || len(id) != 16 || len(rec) != recordSize || wire.ID(id).Validate() != nil {
+			bad++
+			return nil
+		}
+		n++
+		return nil
+	})
+	if bad > 0 {
+		rep.Finding("%d records are not a v4 block id with a %d-byte record", bad, recordSize)
+	}
+	if orphans > 0 || n != rep.Blocks {
+		rep.Note("%d blocks have a record and %d are in a time bucket, %d of them without a record: the file is inconsistent (run blindstored serve to see whether it opens)", n, rep.Blocks, orphans)
 	}
 	return err
 }
 
 func auditData(tx *bbolt.Tx, rep *audit.Report, blockSize int) error {
-	data := tx.Bucket(bucketData)
+	data := tx.Bucket(bucketBlocks)
 	if data == nil {
-		rep.Finding("the data bucket is missing")
+		rep.Finding("the blocks bucket is missing")
 		return nil
 	}
 	var bad int
 	var blocks int64
-	err := data.ForEach(func(k, v []byte) error {
-		if v != nil || len(k) != bucketer.BucketSize {
+	err := data.ForEach(func(id, v []byte) error {
+		nb := data.Bucket(id)
+		if v != nil || nb == nil || len(id) != 16 {
 			bad++
 			return nil
 		}
-		tb := data.Bucket(k)
-		return tb.ForEach(func(id, v []byte) error {
-			nb := tb.Bucket(id)
-			if v != nil || nb == nil || len(id) != 16 {
+		return nb.ForEach(func(k2, v2 []byte) error {
+			switch {
+			case v2 == nil || !bytes.Equal(k2, id):
 				bad++
-				return nil
+			case len(v2) != blockSize:
+				rep.OtherSize++
+			default:
+				blocks++
 			}
-			return nb.ForEach(func(k2, v2 []byte) error {
-				switch {
-				case v2 == nil || !bytes.Equal(k2, id):
-					bad++
-				case len(v2) != blockSize:
-					rep.OtherSize++
-				default:
-					blocks++
-				}
-				return nil
-			})
+			return nil
 		})
 	})
 	if bad > 0 {
-		rep.Finding("%d entries of the data bucket are not a block's ciphertext under its id", bad)
+		rep.Finding("%d entries of the blocks bucket are not a block's ciphertext under its id", bad)
 	}
 	if rep.OtherSize > 0 {
 		rep.Finding("%d blocks are not %d bytes long: their size says something of their content", rep.OtherSize, blockSize)

@@ -140,14 +140,14 @@ func rawDB(b *testing.B) *bbolt.DB {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = db.Close() })
-	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket(bucketData); return err }); err != nil {
+	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket(bucketBlocks); return err }); err != nil {
 		b.Fatal(err)
 	}
 	return db
 }
 
 func rawPut(tx *bbolt.Tx, nested bool, id, data []byte) error {
-	bk := tx.Bucket(bucketData)
+	bk := tx.Bucket(bucketBlocks)
 	if !nested {
 		return bk.Put(id, data)
 	}
@@ -159,7 +159,7 @@ func rawPut(tx *bbolt.Tx, nested bool, id, data []byte) error {
 }
 
 func rawGet(tx *bbolt.Tx, nested bool, id []byte) []byte {
-	bk := tx.Bucket(bucketData)
+	bk := tx.Bucket(bucketBlocks)
 	if !nested {
 		return bk.Get(id)
 	}

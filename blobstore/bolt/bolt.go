@@ -1,16 +1,17 @@
 // Package bolt is blindstore's embedded store: every block in one bbolt
 // file in the data directory, nothing else to install or run.
 //
-// The file holds five top-level buckets and nothing else:
+// The file holds six top-level buckets and nothing else:
 //
 //	meta      schema, block_size, fingerprint, highest_period, merged, merging
-//	leases    time bucket (16 bytes) → { id → proof_hash (32) ‖ etag (16) }
-//	data      time bucket (16 bytes) → { id → { id → ciphertext } }
+//	records   id → proof_hash (32) ‖ etag (16)
+//	blocks    id → { id → ciphertext }
+//	buckets   time bucket (16 bytes) → { id → (empty) }
 //	unsealed  id → flags (1) ‖ time buckets the block left (16 each)
 //	unmerged  id → the same, for blocks sealed since the last period merge
 //
-// Keys are only block IDs, time buckets and the four meta keys. There is
-// no timestamp, size, sequence or counter anywhere, and no value links two
+// Keys are only block IDs, time buckets and the meta keys. There is no
+// timestamp, size, sequence or counter anywhere, and no value links two
 // blocks beyond sharing a time bucket, which the design allows.
 //
 // Sealing (seal.go, docs/design.md §6): bbolt allocates the pages of one
@@ -23,30 +24,40 @@
 // of randomly chosen blocks, then overwrites the freed pages with zeros:
 // after it, under 0.02.
 //
-// Why this shape (figures from bench_test.go on the development machine):
-//   - Blocks live under their time bucket, so a purge drops each expired
-//     time bucket's two subtrees whole: it frees their pages and writes
-//     almost nothing, whatever the live data (8–16 KiB written to purge
-//     256 blocks, beside 0 or beside 2560 live ones). With one global
-//     tree keyed by id, as first built, deleting an expired id rewrites a
-//     leaf page shared with live ids: the same purge took 3.3 times as
-//     long beside 2560 live blocks as beside none, and wrote 597 KiB
-//     against 8 KiB.
-//   - A lookup by id probes each time bucket present: R of them (13 by
-//     default) plus any expired bucket not yet purged. That is a few
-//     microseconds (Stat: under 1 µs with one time bucket, about 3 µs with
-//     14), paid so that no index from id to time bucket has to be kept,
-//     rewritten by renewals, or purged.
-//   - A renewal moves the block's data subtree to the new time bucket
-//     with bbolt's MoveBucket, which moves the subtree's root pointer and
-//     never rewrites ciphertext pages.
+// Why this shape (schema 4; figures from renewbench_test.go and
+// bench_test.go on the development machine):
+//   - A renewal writes only the block's membership of a time bucket: it
+//     deletes the id from the set of the bucket it leaves and adds it to
+//     the current one's, each entry 32 bytes of a leaf (a 16-byte key, no
+//     value, bbolt's 16-byte element header). Records and ciphertext are
+//     keyed by id alone and never move. A batch of thousands of random
+//     ids dirties nearly every leaf of each tree it touches, so what a
+//     renewal costs is the size of the trees it touches: schema 3 kept
+//     the record (80 bytes a leaf entry) and the data subtree's header
+//     (48) under the time bucket and moved both: 6,490 bytes written per
+//     renewal against 2,980 now, in batches of 4,096 renewals of a
+//     100,000-block store, where bbolt rewriting 48-byte records in place
+//     in one flat bucket writes 2,670.
+//   - A lookup of a block's time bucket (to plan a batch) probes each
+//     time bucket's set present: R of them (13 by default) plus any
+//     expired set not yet purged, a few microseconds, paid so that no
+//     index from id to time bucket is rewritten by renewals. Reads and
+//     Stat need no time bucket: one lookup in records and one in blocks.
+//   - A purge walks each expired time bucket's set and deletes those
+//     blocks' records and ciphertext from the trees keyed by id, then
+//     drops the set. Those deletes rewrite leaves shared with live blocks
+//     (schema 3 dropped whole subtrees and wrote almost nothing: 16 KiB
+//     to purge 256 blocks of 64 KiB beside 2,560 live ones, against 522
+//     KiB now): a purge costs about one more renewal batch's worth of
+//     writes per expired bucket, once a period, against a renewal of the
+//     whole store every period.
 //   - Each block's ciphertext sits alone in its own nested bucket,
 //     because bbolt keeps two to four values in a leaf node: in one flat
 //     bucket, writing a 64 KiB block rewrites its neighbours' 64 KiB too
 //     (measured: 114–278 KiB written per put in a flat bucket against
 //     68–82 KiB in nested ones).
-//   - Records are apart from data so that Stats, Stat and the planning of
-//     a batch read small pages only.
+//   - Records are apart from data so that Stat and the planning of a
+//     batch read small pages only.
 //
 // The package must never log block IDs, proofs, ETags or bucket values,
 // and must never give bbolt a logger: bbolt's debug logging prints keys.
@@ -74,8 +85,9 @@ import (
 // in the file.
 var (
 	bucketMeta     = []byte("meta")
-	bucketLeases   = []byte("leases")
-	bucketData     = []byte("data")
+	bucketRecords  = []byte("records")
+	bucketBlocks   = []byte("blocks")
+	bucketSets     = []byte("buckets")
 	bucketUnsealed = []byte("unsealed")
 
 	keySchema        = []byte("schema")
@@ -84,13 +96,14 @@ var (
 	keyHighestPeriod = []byte("highest_period")
 )
 
-// schemaVersion is the layout this package writes and reads. Version 1
-// had no unsealed bucket, version 2 no unmerged one; Open upgrades both
-// (see upgrade).
-const schemaVersion = 3
+// schemaVersion is the layout this package writes and reads. Versions 1
+// to 3 kept records and data under their time bucket (see migrate.go);
+// version 1 had no unsealed bucket, version 2 no unmerged one. Open
+// upgrades them all.
+const schemaVersion = 4
 
-// recordSize is the size of a lease record: the block's Meta less its
-// time bucket, which is the record's parent.
+// recordSize is the size of a block's record: its Meta less its time
+// bucket, which the sets of the buckets bucket give.
 const recordSize = wire.HashSize + wire.ETagSize
 
 // lockTimeout bounds the wait for bbolt's file lock, so a second server
@@ -190,9 +203,10 @@ func Open(path string, p blobstore.Params) (*Store, error) {
 }
 
 // initOrCheck writes the meta of a new store, or checks an existing
-// store's against p without writing anything.
+// store's against p, and brings a store of an older schema to this one
+// (see upgrade and migrate).
 func initOrCheck(db *bbolt.DB, path string, p blobstore.Params) error {
-	fresh, old := false, false
+	fresh, version, migrating := false, uint32(0), false
 	err := db.View(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
@@ -207,14 +221,20 @@ func initOrCheck(db *bbolt.DB, path string, p blobstore.Params) error {
 		if err := checkMeta(tx, meta, path, p); err != nil {
 			return err
 		}
-		old = binary.BigEndian.Uint32(meta.Get(keySchema)) != schemaVersion
+		version = binary.BigEndian.Uint32(meta.Get(keySchema))
+		migrating = meta.Get(keyMigrating) != nil
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if old {
-		return upgrade(db, path)
+	if version != 0 && version < 3 {
+		if err := upgrade(db, path); err != nil {
+			return err
+		}
+	}
+	if version != 0 && (version < schemaVersion || migrating) {
+		return migrate(db, path)
 	}
 	if !fresh {
 		return nil
@@ -224,7 +244,7 @@ func initOrCheck(db *bbolt.DB, path string, p blobstore.Params) error {
 		if err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketLeases, bucketData, bucketUnsealed, bucketUnmerged} {
+		for _, name := range [][]byte{bucketRecords, bucketBlocks, bucketSets, bucketUnsealed, bucketUnmerged} {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return err
 			}
@@ -253,19 +273,27 @@ func checkMeta(tx *bbolt.Tx, meta *bbolt.Bucket, path string, p blobstore.Params
 	if len(v) != 4 {
 		return fmt.Errorf("bolt: %s has no valid schema version; the file is damaged", path)
 	}
-	if s := binary.BigEndian.Uint32(v); s > schemaVersion || s < 1 {
-		return fmt.Errorf("bolt: %s has schema version %d, this build reads versions 1 to %d: run the blindstored that created it", path, s, schemaVersion)
+	version := binary.BigEndian.Uint32(v)
+	if version > schemaVersion || version < 1 {
+		return fmt.Errorf("bolt: %s has schema version %d, this build reads versions 1 to %d: run the blindstored that created it", path, version, schemaVersion)
 	}
-	for _, name := range [][]byte{bucketLeases, bucketData} {
+	need := [][]byte{bucketRecords, bucketBlocks, bucketSets, bucketUnsealed, bucketUnmerged}
+	switch {
+	case version < schemaVersion:
+		need = [][]byte{bucketOldLeases, bucketOldData}
+		if version >= 2 {
+			need = append(need, bucketUnsealed)
+		}
+		if version >= 3 {
+			need = append(need, bucketUnmerged)
+		}
+	case meta.Get(keyMigrating) != nil:
+		need = append(need, bucketOldLeases, bucketOldData)
+	}
+	for _, name := range need {
 		if tx.Bucket(name) == nil {
 			return fmt.Errorf("bolt: %s lacks its %q bucket; the file is damaged", path, name)
 		}
-	}
-	if binary.BigEndian.Uint32(v) >= 2 && tx.Bucket(bucketUnsealed) == nil {
-		return fmt.Errorf("bolt: %s lacks its %q bucket; the file is damaged", path, bucketUnsealed)
-	}
-	if binary.BigEndian.Uint32(v) >= 3 && tx.Bucket(bucketUnmerged) == nil {
-		return fmt.Errorf("bolt: %s lacks its %q bucket; the file is damaged", path, bucketUnmerged)
 	}
 	v = meta.Get(keyBlockSize)
 	fp := meta.Get(keyFingerprint)
@@ -289,59 +317,6 @@ func checkMeta(tx *bbolt.Tx, meta *bbolt.Bucket, path string, p blobstore.Params
 			msg += "; and " + problems[1]
 		}
 		return fmt.Errorf("bolt: refusing to open %s: %s: %w", path, msg, blobstore.ErrParamsMismatch)
-	}
-	return nil
-}
-
-// upgrade brings a version 1 file to version 3: it adds the unsealed
-// bucket and names every block in it, so that the first seal rewrites
-// the whole file out of the order it was written in (and names them in
-// the unmerged bucket); and a version 2 file to version 3: it adds the
-// unmerged bucket and names every sealed block in it, so that the first
-// merge rewrites them out of the windows of their seals.
-func upgrade(db *bbolt.DB, path string) error {
-	err := db.Update(func(tx *bbolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		v := binary.BigEndian.Uint32(meta.Get(keySchema))
-		if v == schemaVersion {
-			return nil
-		}
-		um, err := tx.CreateBucketIfNotExists(bucketUnmerged)
-		if err != nil {
-			return err
-		}
-		// Every block sealed so far is named in the unmerged bucket: the
-		// first merge rewrites the file out of its seals' windows.
-		if v >= 2 {
-			err = tx.Bucket(bucketData).ForEachBucket(func(tb []byte) error {
-				return tx.Bucket(bucketData).Bucket(tb).ForEachBucket(func(id []byte) error {
-					if tx.Bucket(bucketUnsealed).Get(id) != nil {
-						return nil
-					}
-					return um.Put(bytes.Clone(id), []byte{unsealedData})
-				})
-			})
-			if err != nil {
-				return err
-			}
-			return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, schemaVersion))
-		}
-		un, err := tx.CreateBucketIfNotExists(bucketUnsealed)
-		if err != nil {
-			return err
-		}
-		err = tx.Bucket(bucketData).ForEachBucket(func(tb []byte) error {
-			return tx.Bucket(bucketData).Bucket(tb).ForEachBucket(func(id []byte) error {
-				return un.Put(bytes.Clone(id), []byte{unsealedData})
-			})
-		})
-		if err != nil {
-			return err
-		}
-		return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, schemaVersion))
-	})
-	if err != nil {
-		return fmt.Errorf("bolt: upgrade %s to schema version %d: %w", path, schemaVersion, err)
 	}
 	return nil
 }

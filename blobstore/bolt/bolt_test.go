@@ -363,10 +363,11 @@ func TestGroupCommitAbandon(t *testing.T) {
 	f.apply(renewOp(kept, f.bk.Bucket(2)))
 }
 
-// TestMoveBucketLosesUncommittedWrites pins down the bbolt behaviour that
-// txState works around: MoveBucket of a subtree written in the same
-// transaction moves the subtree as last committed. If this test fails,
-// bbolt has changed and the copy in writeChange may no longer be needed.
+// TestMoveBucketLosesUncommittedWrites pins down a bbolt behaviour that
+// the move from schema 3 (migrate.go) must not meet: MoveBucket of a
+// subtree written in the same transaction moves the subtree as last
+// committed. The move only moves data subtrees committed before it, and
+// writes nothing else in its transactions.
 func TestMoveBucketLosesUncommittedWrites(t *testing.T) {
 	db, err := bbolt.Open(filepath.Join(t.TempDir(), "move.db"), 0o600, nil)
 	if err != nil {
@@ -394,9 +395,10 @@ func TestMoveBucketLosesUncommittedWrites(t *testing.T) {
 }
 
 // TestGroupCommitWriteThenMove has callers that share one transaction
-// write, renew, rewrite and renew the same blocks again, the sequences
-// where MoveBucket alone would lose data. Every block must read back as
-// last written, in the right time bucket, before and after a reopen.
+// write, renew, rewrite and renew the same blocks again (the sequences
+// where schema 3, which moved data subtrees, could lose data). Every
+// block must read back as last written, in the right time bucket, before
+// and after a reopen.
 func TestGroupCommitWriteThenMove(t *testing.T) {
 	f := newFixture(t, wire.MinBlockSize)
 	ctx := context.Background()
@@ -553,12 +555,12 @@ func testFileShapes(t *testing.T, seal bool) {
 		}); err != nil {
 			return err
 		}
-		if fmt.Sprint(tops) != "[data leases meta unmerged unsealed]" {
-			t.Errorf("top-level buckets %v, want exactly data, leases, meta, unmerged, unsealed", tops)
+		if fmt.Sprint(tops) != "[blocks buckets meta records unmerged unsealed]" {
+			t.Errorf("top-level buckets %v, want exactly blocks, buckets, meta, records, unmerged, unsealed", tops)
 		}
 		checkMetaShape(t, tx.Bucket(bucketMeta), seal)
-		records := checkLeasesShape(t, tx.Bucket(bucketLeases))
-		checkDataShape(t, tx.Bucket(bucketData), records, f.p.BlockSize)
+		records := checkLeasesShape(t, tx.Bucket(bucketSets), tx.Bucket(bucketRecords))
+		checkDataShape(t, tx.Bucket(bucketBlocks), records, f.p.BlockSize)
 		n := checkUnsealedShape(t, tx.Bucket(bucketUnsealed))
 		if seal && n != 0 {
 			t.Errorf("after a seal %d blocks are still unsealed", n)
@@ -569,7 +571,7 @@ func testFileShapes(t *testing.T, seal bool) {
 		if n := checkUnsealedShape(t, tx.Bucket(bucketUnmerged)); seal && n != 0 {
 			t.Errorf("after a seal and a merge %d blocks are still unmerged", n)
 		}
-		for _, name := range [][]byte{bucketMeta, bucketLeases, bucketData, bucketUnsealed, bucketUnmerged} {
+		for _, name := range [][]byte{bucketMeta, bucketRecords, bucketBlocks, bucketSets, bucketUnsealed, bucketUnmerged} {
 			if seq := tx.Bucket(name).Sequence(); seq != 0 {
 				t.Errorf("bucket %s has sequence %d; no counter may be stored", name, seq)
 			}
@@ -657,84 +659,94 @@ func checkMetaShape(t *testing.T, meta *bbolt.Bucket, merged bool) {
 	}
 }
 
-// checkLeasesShape checks leases/{time bucket}/{id} → record and returns
-// the time bucket of every block.
-func checkLeasesShape(t *testing.T, leases *bbolt.Bucket) map[wire.ID][]byte {
+// checkLeasesShape checks buckets/{time bucket}/{id} → (empty) and
+// records/{id} → record: every block in exactly one time bucket, with a
+// record, and no record without a time bucket. It returns the time
+// bucket of every block.
+func checkLeasesShape(t *testing.T, sets, recs *bbolt.Bucket) map[wire.ID][]byte {
 	t.Helper()
 	records := map[wire.ID][]byte{}
-	_ = leases.ForEach(func(k, v []byte) error {
-		lb := leases.Bucket(k)
-		if len(k) != bucketer.BucketSize || lb == nil {
-			t.Errorf("leases holds a %d-byte key that is not a time bucket", len(k))
+	_ = sets.ForEach(func(k, v []byte) error {
+		set := sets.Bucket(k)
+		if len(k) != bucketer.BucketSize || set == nil {
+			t.Errorf("buckets holds a %d-byte key that is not a time bucket", len(k))
 			return nil
 		}
-		if lb.Sequence() != 0 {
-			t.Error("a lease bucket has a sequence")
+		if set.Sequence() != 0 {
+			t.Error("a time bucket's set has a sequence")
 		}
 		inner := 0
-		_ = lb.ForEach(func(id, rec []byte) error {
+		_ = set.ForEach(func(id, v []byte) error {
 			inner++
 			switch {
 			case len(id) != 16 || wire.ID(id).Validate() != nil:
-				t.Errorf("a lease bucket holds a %d-byte key that is not a v4 block id", len(id))
-			case lb.Bucket(id) != nil || len(rec) != recordSize:
-				t.Errorf("a lease record holds %d bytes (or is a bucket), want exactly %d", len(rec), recordSize)
+				t.Errorf("a time bucket's set holds a %d-byte key that is not a v4 block id", len(id))
+			case set.Bucket(id) != nil || len(v) != 0:
+				t.Errorf("a time bucket's set holds a value of %d bytes (or a bucket), want none", len(v))
 			case records[wire.ID(id)] != nil:
-				t.Error("a block has records in two time buckets")
+				t.Error("a block is in two time buckets")
 			default:
 				records[wire.ID(id)] = bytes.Clone(k)
 			}
 			return nil
 		})
 		if inner == 0 {
-			t.Error("an empty lease bucket was left behind")
+			t.Error("an empty time bucket's set was left behind")
 		}
 		return nil
 	})
+	n := 0
+	_ = recs.ForEach(func(id, rec []byte) error {
+		n++
+		switch {
+		case len(id) != 16 || wire.ID(id).Validate() != nil:
+			t.Errorf("records holds a %d-byte key that is not a v4 block id", len(id))
+		case recs.Bucket(id) != nil || len(rec) != recordSize:
+			t.Errorf("a record holds %d bytes (or is a bucket), want exactly %d", len(rec), recordSize)
+		case records[wire.ID(id)] == nil:
+			t.Error("a record's block is in no time bucket")
+		}
+		return nil
+	})
+	if recs.Sequence() != 0 {
+		t.Error("records has a sequence")
+	}
+	if n != len(records) {
+		t.Errorf("%d records, %d blocks in time buckets", n, len(records))
+	}
 	return records
 }
 
-// checkDataShape checks data/{time bucket}/{id}/{id} → ciphertext against
-// the records.
+// checkDataShape checks blocks/{id}/{id} → ciphertext against the
+// blocks in time buckets.
 func checkDataShape(t *testing.T, data *bbolt.Bucket, records map[wire.ID][]byte, blockSize int) {
 	t.Helper()
 	n := 0
-	_ = data.ForEach(func(tk, v []byte) error {
-		tb := data.Bucket(tk)
-		if len(tk) != bucketer.BucketSize || tb == nil {
-			t.Errorf("data holds a %d-byte key that is not a time bucket", len(tk))
+	_ = data.ForEach(func(k, v []byte) error {
+		n++
+		nb := data.Bucket(k)
+		if len(k) != 16 || nb == nil || records[wire.ID(k)] == nil {
+			t.Errorf("blocks holds a %d-byte key that is not the data bucket of a block in a time bucket", len(k))
 			return nil
 		}
-		if tb.Sequence() != 0 {
-			t.Error("a data time bucket has a sequence")
+		if nb.Sequence() != 0 {
+			t.Error("a block's data bucket has a sequence")
 		}
-		_ = tb.ForEach(func(k, v []byte) error {
-			n++
-			nb := tb.Bucket(k)
-			if len(k) != 16 || nb == nil || !bytes.Equal(records[wire.ID(k)], tk) {
-				t.Errorf("data holds a %d-byte key that is not the data bucket of a block with its record in the same time bucket", len(k))
-				return nil
-			}
-			if nb.Sequence() != 0 {
-				t.Error("a block's data bucket has a sequence")
-			}
-			inner := 0
-			_ = nb.ForEach(func(k2, v2 []byte) error {
-				inner++
-				if !bytes.Equal(k2, k) || nb.Bucket(k2) != nil || len(v2) != blockSize {
-					t.Errorf("a block's data bucket holds a %d-byte key with %d bytes, want its own id with %d bytes", len(k2), len(v2), blockSize)
-				}
-				return nil
-			})
-			if inner != 1 {
-				t.Errorf("a block's data bucket holds %d keys, want 1", inner)
+		inner := 0
+		_ = nb.ForEach(func(k2, v2 []byte) error {
+			inner++
+			if !bytes.Equal(k2, k) || nb.Bucket(k2) != nil || len(v2) != blockSize {
+				t.Errorf("a block's data bucket holds a %d-byte key with %d bytes, want its own id with %d bytes", len(k2), len(v2), blockSize)
 			}
 			return nil
 		})
+		if inner != 1 {
+			t.Errorf("a block's data bucket holds %d keys, want 1", inner)
+		}
 		return nil
 	})
 	if n != len(records) {
-		t.Errorf("data holds %d blocks, leases %d", n, len(records))
+		t.Errorf("blocks holds %d blocks, the time buckets %d", n, len(records))
 	}
 }
 

@@ -32,14 +32,18 @@ func crashData(id wire.ID) []byte {
 var crashParams = blobstore.Params{BlockSize: wire.MinBlockSize}
 
 // TestMain runs the test binary as the writer that
-// TestAcknowledgedWritesSurviveKill kills, or the writer and sealer that
-// TestSealSurvivesKill kills, when asked to.
+// TestAcknowledgedWritesSurviveKill kills, the writer and sealer that
+// TestSealSurvivesKill kills, or the store moving to schema 4 that
+// TestMigrateSurvivesKill kills, when asked to.
 func TestMain(m *testing.M) {
 	if path := os.Getenv("BOLT_CRASH_CHILD"); path != "" {
 		crashChild(path)
 	}
 	if path := os.Getenv("BOLT_SEAL_CHILD"); path != "" {
 		sealChild(path)
+	}
+	if path := os.Getenv("BOLT_MIGRATE_CHILD"); path != "" {
+		migrateChild(path)
 	}
 	os.Exit(m.Run())
 }

@@ -23,7 +23,7 @@ func encodeRecord(m *blobstore.Meta) []byte {
 func decodeRecord(v []byte, bucket []byte) (blobstore.Meta, error) {
 	var m blobstore.Meta
 	if len(v) != recordSize || len(bucket) != bucketer.BucketSize {
-		return m, fmt.Errorf("a lease record has %d bytes, want %d; the file is damaged", len(v), recordSize)
+		return m, fmt.Errorf("a block's record has %d bytes, want %d; the file is damaged", len(v), recordSize)
 	}
 	copy(m.ProofHash[:], v)
 	copy(m.ETag[:], v[wire.HashSize:])
@@ -31,19 +31,31 @@ func decodeRecord(v []byte, bucket []byte) (blobstore.Meta, error) {
 	return m, nil
 }
 
-// find returns the time bucket holding id and its lease record, probing
-// every time bucket present. The slices point into the transaction.
-func find(tx *bbolt.Tx, id []byte) (bucket, record []byte) {
-	c := tx.Bucket(bucketLeases).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if v != nil {
-			continue // not a bucket; checkShape would report it
-		}
-		if rec := c.Bucket().Bucket(k).Get(id); rec != nil {
-			return k, rec
-		}
+// etagOf returns the ETag in a block's record.
+func etagOf(rec []byte) (wire.ETag, error) {
+	if len(rec) != recordSize {
+		return wire.ETag{}, fmt.Errorf("a block's record has %d bytes, want %d; the file is damaged", len(rec), recordSize)
 	}
-	return nil, nil
+	return wire.ETag(rec[wire.HashSize:]), nil
+}
+
+// errNoBucket reports a record whose block is in no time bucket's set.
+var errNoBucket = errors.New("a block has a record but no time bucket; the file is damaged")
+
+// errNoData reports a record whose block has no ciphertext.
+var errNoData = errors.New("a block has a record but no data; the file is damaged")
+
+// has reports whether the set b holds id. Set entries have no value, so
+// membership is the key's presence, not Get's answer.
+func has(b *bbolt.Bucket, id []byte) bool {
+	k, _ := b.Cursor().Seek(id)
+	return bytes.Equal(k, id)
+}
+
+// find returns the time bucket whose set holds id, probing every set
+// present; nil if none. The slice points into the transaction.
+func find(tx *bbolt.Tx, id []byte) []byte {
+	return newProbe(tx).find(id)
 }
 
 // Read appends the block's data to dst[:0]. The copy is made inside the
@@ -72,24 +84,22 @@ func (s *Store) Lend(ctx context.Context, id wire.ID, fn func(data []byte, etag 
 	}
 	var fnErr error
 	err := s.view(func(tx *bbolt.Tx) error {
-		bucket, rec := find(tx, id[:])
+		rec := tx.Bucket(bucketRecords).Get(id[:])
 		if rec == nil {
 			return blobstore.ErrNotFound
 		}
-		m, err := decodeRecord(rec, bucket)
+		etag, err := etagOf(rec)
 		if err != nil {
 			return err
 		}
 		var data []byte
-		if tb := tx.Bucket(bucketData).Bucket(bucket); tb != nil {
-			if nb := tb.Bucket(id[:]); nb != nil {
-				data = nb.Get(id[:])
-			}
+		if nb := tx.Bucket(bucketBlocks).Bucket(id[:]); nb != nil {
+			data = nb.Get(id[:])
 		}
 		if data == nil {
-			return errors.New("a block has a record but no data; the file is damaged")
+			return errNoData
 		}
-		fnErr = fn(data, m.ETag)
+		fnErr = fn(data, etag)
 		return nil
 	})
 	if err != nil {
@@ -105,12 +115,12 @@ func (s *Store) Stat(ctx context.Context, id wire.ID) (wire.ETag, error) {
 	}
 	var etag wire.ETag
 	err := s.view(func(tx *bbolt.Tx) error {
-		bucket, rec := find(tx, id[:])
+		rec := tx.Bucket(bucketRecords).Get(id[:])
 		if rec == nil {
 			return blobstore.ErrNotFound
 		}
-		m, err := decodeRecord(rec, bucket)
-		etag = m.ETag
+		var err error
+		etag, err = etagOf(rec)
 		return err
 	})
 	if err != nil {
@@ -161,14 +171,9 @@ func (s *Store) Apply(ctx context.Context, ops []blobstore.Op) ([]blobstore.Resu
 		var rs []blobstore.Result
 		// Batch may run fn more than once; each run recomputes rs from
 		// the transaction it is given, so the last run's results stand.
-		// Callers share the transaction without sharing a txState, so
-		// every renewal copies data rather than move a subtree another
-		// caller may have written (see txState).
 		err := s.db.Batch(func(tx *bbolt.Tx) error {
-			st := newTxState(tx)
-			st.copyAll = true
 			var err error
-			rs, err, _ = applyOps(ctx, st, ops)
+			rs, err, _ = applyOps(ctx, newTxState(tx), ops)
 			return err
 		})
 		if err != nil {
@@ -196,26 +201,18 @@ func (s *Store) checkOp(op *blobstore.Op) error {
 }
 
 // txState is one write transaction as the ops applied in it see it.
-//
-// written holds the blocks whose data subtree was created or written in
-// this transaction. bbolt's MoveBucket moves a subtree by copying its
-// root pointer as last committed, so moving a subtree written in the same
-// transaction would silently lose the write (checked by
-// TestMoveBucketLosesUncommittedWrites). Such a block is moved by copying
-// its data instead; it is being written anyway.
 type txState struct {
 	tx       *bbolt.Tx
-	leases   *bbolt.Bucket
-	data     *bbolt.Bucket
+	records  *bbolt.Bucket
+	blocks   *bbolt.Bucket
+	sets     *bbolt.Bucket
 	unsealed *bbolt.Bucket
 	unmerged *bbolt.Bucket
-	written  map[wire.ID]struct{}
-	copyAll  bool // move every block by copying: written is not complete
 }
 
 func newTxState(tx *bbolt.Tx) *txState {
-	return &txState{tx: tx, leases: tx.Bucket(bucketLeases), data: tx.Bucket(bucketData),
-		unsealed: tx.Bucket(bucketUnsealed), unmerged: tx.Bucket(bucketUnmerged), written: map[wire.ID]struct{}{}}
+	return &txState{tx: tx, records: tx.Bucket(bucketRecords), blocks: tx.Bucket(bucketBlocks), sets: tx.Bucket(bucketSets),
+		unsealed: tx.Bucket(bucketUnsealed), unmerged: tx.Bucket(bucketUnmerged)}
 }
 
 // applyOps decides ops against the state in st and writes the changes.
@@ -241,13 +238,19 @@ func applyOps(ctx context.Context, st *txState, ops []blobstore.Op) (rs []blobst
 	current := make(map[wire.ID]blobstore.Meta, len(ids))
 	probe := newProbe(st.tx)
 	for _, id := range ids {
-		if bucket, rec := probe.find(id[:]); rec != nil {
-			m, err := decodeRecord(rec, bucket)
-			if err != nil {
-				return nil, err, false
-			}
-			current[id] = m
+		rec := st.records.Get(id[:])
+		if rec == nil {
+			continue
 		}
+		bucket := probe.find(id[:])
+		if bucket == nil {
+			return nil, errNoBucket, false
+		}
+		m, err := decodeRecord(rec, bucket)
+		if err != nil {
+			return nil, err, false
+		}
+		current[id] = m
 	}
 	rs, changes := blobstore.Plan(ops, current)
 	slices.SortFunc(changes, func(a, b blobstore.Change) int { return bytes.Compare(a.ID[:], b.ID[:]) })
@@ -259,11 +262,11 @@ func applyOps(ctx context.Context, st *txState, ops []blobstore.Op) (rs []blobst
 	return rs, nil, false
 }
 
-// probe looks blocks up in the time buckets present when it was made,
-// trying first the one where it last found a block: a batch's blocks
-// mostly share a time bucket (an account's blocks were last renewed
-// together). It must not outlive a write that creates or drops a time
-// bucket.
+// probe looks blocks up in the time buckets' sets present when it was
+// made, trying first the one where it last found a block: a batch's
+// blocks mostly share a time bucket (an account's blocks were last
+// renewed together). It must not outlive a write that creates or drops a
+// time bucket.
 type probe struct {
 	names   [][]byte
 	buckets []*bbolt.Bucket
@@ -272,27 +275,28 @@ type probe struct {
 
 func newProbe(tx *bbolt.Tx) *probe {
 	p := &probe{}
-	c := tx.Bucket(bucketLeases).Cursor()
+	sets := tx.Bucket(bucketSets)
+	c := sets.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if v != nil {
-			continue // not a bucket; checkShape would report it
+			continue // not a bucket; the audit reports it
 		}
 		p.names = append(p.names, k)
-		p.buckets = append(p.buckets, tx.Bucket(bucketLeases).Bucket(k))
+		p.buckets = append(p.buckets, sets.Bucket(k))
 	}
 	return p
 }
 
-// find does what the function find does, over the probe's time buckets.
-func (p *probe) find(id []byte) (bucket, record []byte) {
+// find returns the time bucket whose set holds id, or nil.
+func (p *probe) find(id []byte) []byte {
 	for j := range p.buckets {
 		i := (p.last + j) % len(p.buckets)
-		if rec := p.buckets[i].Get(id); rec != nil {
+		if has(p.buckets[i], id) {
 			p.last = i
-			return p.names[i], rec
+			return p.names[i]
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // testHookAfterRecord, when set by a test, runs after a change's record
@@ -300,16 +304,21 @@ func (p *probe) find(id []byte) (bucket, record []byte) {
 var testHookAfterRecord func(*blobstore.Change) error
 
 // writeChange writes one block's net change and names the block in the
-// unsealed bucket. bbolt keeps references to values until commit: ch.Data
-// is the caller's op data, which the caller holds until Apply returns, and
-// every other value is freshly allocated.
+// unsealed bucket. A renewal writes the block's membership of time
+// buckets only: its record and ciphertext are keyed by id and stay where
+// they are. bbolt keeps references to keys and values until commit:
+// ch.ID and ch.Data are the caller's, held until Apply returns and never
+// changed, and every other value is freshly allocated.
 func (st *txState) writeChange(ch *blobstore.Change) error {
 	id := ch.ID[:]
 	if ch.New == nil {
-		if err := st.unlease(ch.Old.Bucket[:], id); err != nil {
+		if err := st.leave(ch.Old.Bucket[:], id); err != nil {
 			return err
 		}
-		if err := st.deleteData(ch.Old.Bucket[:], id); err != nil {
+		if err := st.records.Delete(id); err != nil {
+			return err
+		}
+		if err := st.blocks.DeleteBucket(id); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
 		return st.markUnsealed(id, false, ch.Old.Bucket[:])
@@ -318,115 +327,56 @@ func (st *txState) writeChange(ch *blobstore.Change) error {
 	var left []byte
 	if moved {
 		left = ch.Old.Bucket[:]
-		if err := st.unlease(ch.Old.Bucket[:], id); err != nil {
+		if err := st.leave(left, id); err != nil {
 			return err
 		}
 	}
-	lb, db, err := st.timeBucket(ch.New.Bucket[:])
-	if err != nil {
-		return err
+	if ch.Old == nil || moved {
+		set, err := st.sets.CreateBucketIfNotExists(ch.New.Bucket[:])
+		if err != nil {
+			return err
+		}
+		if err := set.Put(id, []byte{}); err != nil {
+			return err
+		}
 	}
-	if err := lb.Put(id, encodeRecord(ch.New)); err != nil {
-		return err
+	if ch.Old == nil || ch.Old.ProofHash != ch.New.ProofHash || ch.Old.ETag != ch.New.ETag {
+		if err := st.records.Put(id, encodeRecord(ch.New)); err != nil {
+			return err
+		}
 	}
 	if testHookAfterRecord != nil {
 		if err := testHookAfterRecord(ch); err != nil {
 			return err
 		}
 	}
-	data := ch.Data
-	if moved && data == nil {
-		// A renewal into another time bucket: Plan gives every put data.
-		if _, ok := st.written[ch.ID]; !ok && !st.copyAll {
-			tb := st.data.Bucket(ch.Old.Bucket[:])
-			if tb == nil {
-				return errors.New("a block has a record but no data; the file is damaged")
-			}
-			if err := tb.MoveBucket(id, db); err != nil {
-				return err
-			}
-			if err := st.dropIfEmpty(ch.Old.Bucket[:]); err != nil {
-				return err
-			}
-			return st.markUnsealed(id, false, left)
-		}
-		if tb := st.data.Bucket(ch.Old.Bucket[:]); tb != nil {
-			if nb := tb.Bucket(id); nb != nil {
-				data = bytes.Clone(nb.Get(id))
-			}
-		}
-		if data == nil {
-			return errors.New("a block has a record but no data; the file is damaged")
-		}
-	}
-	if data == nil {
+	if ch.Data == nil {
 		return st.markUnsealed(id, false, left)
 	}
-	if moved {
-		if err := st.deleteData(ch.Old.Bucket[:], id); err != nil {
-			return err
-		}
-	}
-	nb, err := db.CreateBucketIfNotExists(id)
+	nb, err := st.blocks.CreateBucketIfNotExists(id)
 	if err != nil {
 		return err
 	}
-	st.written[ch.ID] = struct{}{}
-	if err := nb.Put(id, data); err != nil {
+	if err := nb.Put(id, ch.Data); err != nil {
 		return err
 	}
 	return st.markUnsealed(id, true, left)
 }
 
-// timeBucket returns the lease and data subtrees of a time bucket,
-// creating them if needed.
-func (st *txState) timeBucket(bucket []byte) (lb, db *bbolt.Bucket, err error) {
-	if lb, err = st.leases.CreateBucketIfNotExists(bucket); err != nil {
-		return nil, nil, err
-	}
-	if db, err = st.data.CreateBucketIfNotExists(bucket); err != nil {
-		return nil, nil, err
-	}
-	return lb, db, nil
-}
-
-// unlease removes id's record from its time bucket.
-func (st *txState) unlease(bucket, id []byte) error {
-	if lb := st.leases.Bucket(bucket); lb != nil {
-		return lb.Delete(id)
-	}
-	return nil
-}
-
-// deleteData removes id's data from its time bucket, and the time bucket
-// once empty.
-func (st *txState) deleteData(bucket, id []byte) error {
-	tb := st.data.Bucket(bucket)
-	if tb == nil {
+// leave removes id from the set of the time bucket it leaves, and drops
+// the set once empty, so Stats and lookups never meet empty ones.
+func (st *txState) leave(bucket, id []byte) error {
+	set := st.sets.Bucket(bucket)
+	if set == nil {
 		return nil
 	}
-	if err := tb.DeleteBucket(id); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+	if err := set.Delete(id); err != nil {
 		return err
 	}
-	return st.dropIfEmpty(bucket)
-}
-
-// dropIfEmpty deletes a time bucket that holds no more blocks, so Stats
-// and lookups never meet empty ones.
-func (st *txState) dropIfEmpty(bucket []byte) error {
-	lb := st.leases.Bucket(bucket)
-	if lb != nil {
-		if k, _ := lb.Cursor().First(); k != nil {
-			return nil
-		}
-		if err := st.leases.DeleteBucket(bucket); err != nil {
-			return err
-		}
+	if k, _ := set.Cursor().First(); k != nil {
+		return nil
 	}
-	if err := st.data.DeleteBucket(bucket); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-		return err
-	}
-	return nil
+	return st.sets.DeleteBucket(bucket)
 }
 
 // errDamagedBucket reports a time bucket name of the wrong size. Nothing
@@ -436,7 +386,7 @@ var errDamagedBucket = errors.New("a time bucket name has the wrong size; the fi
 // expiredBuckets lists the time buckets present and not in live.
 func expiredBuckets(tx *bbolt.Tx, live bucketer.LiveSet) ([][]byte, error) {
 	var out [][]byte
-	err := tx.Bucket(bucketLeases).ForEachBucket(func(k []byte) error {
+	err := tx.Bucket(bucketSets).ForEachBucket(func(k []byte) error {
 		if len(k) != bucketer.BucketSize {
 			return errDamagedBucket
 		}
@@ -448,10 +398,11 @@ func expiredBuckets(tx *bbolt.Tx, live bucketer.LiveSet) ([][]byte, error) {
 	return out, err
 }
 
-// Purge drops every time bucket outside live, one transaction per time
-// bucket. Dropping a subtree frees its pages without rewriting any page
-// of the live ones, so the cost follows the expired blocks alone: bbolt
-// reads one page header per expired block to free its pages.
+// Purge deletes the blocks of every time bucket outside live, one
+// transaction per time bucket: it walks the bucket's set, deletes each
+// block's record and ciphertext subtree, and drops the set. Freeing a
+// block's ciphertext reads one page header; the deletes rewrite the
+// leaves of the records and blocks trees that held the expired ids.
 func (s *Store) Purge(ctx context.Context, live bucketer.LiveSet, dryRun bool) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -459,10 +410,10 @@ func (s *Store) Purge(ctx context.Context, live bucketer.LiveSet, dryRun bool) (
 	var total int64
 	if dryRun {
 		err := s.view(func(tx *bbolt.Tx) error {
-			leases := tx.Bucket(bucketLeases)
+			sets := tx.Bucket(bucketSets)
 			expired, err := expiredBuckets(tx, live)
 			for _, name := range expired {
-				total += int64(leases.Bucket(name).Stats().KeyN)
+				total += int64(sets.Bucket(name).Stats().KeyN)
 			}
 			return err
 		})
@@ -487,19 +438,22 @@ func (s *Store) Purge(ctx context.Context, live bucketer.LiveSet, dryRun bool) (
 		var n int64
 		err := s.db.Update(func(tx *bbolt.Tx) error {
 			n = 0
-			leases, data := tx.Bucket(bucketLeases), tx.Bucket(bucketData)
-			lb := leases.Bucket(name)
-			if lb == nil {
+			st := newTxState(tx)
+			set := st.sets.Bucket(name)
+			if set == nil {
 				return nil // emptied since it was listed
 			}
-			n = int64(lb.Stats().KeyN)
-			if err := leases.DeleteBucket(name); err != nil {
-				return err
+			c := set.Cursor()
+			for id, _ := c.First(); id != nil; id, _ = c.Next() {
+				if err := st.records.Delete(id); err != nil {
+					return err
+				}
+				if err := st.blocks.DeleteBucket(id); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+					return err
+				}
+				n++
 			}
-			if err := data.DeleteBucket(name); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-				return err
-			}
-			return nil
+			return st.sets.DeleteBucket(name)
 		})
 		if err != nil {
 			return total, wrapErr("purge", err)
@@ -509,20 +463,20 @@ func (s *Store) Purge(ctx context.Context, live bucketer.LiveSet, dryRun bool) (
 	return total, nil
 }
 
-// Stats counts blocks per time bucket from the page headers of the lease
-// subtrees, without reading records.
+// Stats counts blocks per time bucket from the page headers of the
+// buckets' sets, without reading records.
 func (s *Store) Stats(ctx context.Context) (blobstore.Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return blobstore.Stats{}, err
 	}
 	st := blobstore.Stats{Buckets: map[bucketer.Bucket]int64{}}
 	err := s.view(func(tx *bbolt.Tx) error {
-		leases := tx.Bucket(bucketLeases)
-		return leases.ForEachBucket(func(k []byte) error {
+		sets := tx.Bucket(bucketSets)
+		return sets.ForEachBucket(func(k []byte) error {
 			if len(k) != bucketer.BucketSize {
 				return errDamagedBucket
 			}
-			n := int64(leases.Bucket(k).Stats().KeyN)
+			n := int64(sets.Bucket(k).Stats().KeyN)
 			st.Buckets[bucketer.Bucket(k)] = n
 			st.Blocks += n
 			return nil

@@ -21,8 +21,8 @@ import (
 // holds one user's writes. A seal names every block it rewrote in the
 // unmerged bucket, with the flags and buckets left of its unsealed
 // entry. Once a period closes, Merge rewrites all of them again exactly
-// as a seal does (sealOne's pages: the data subtree when the data was
-// written in the period, the lease record, the leaves around them),
+// as a seal does (sealOne's pages: the record and data subtree when the
+// data was written in the period, the set entry, the leaves around them),
 // shuffled with one cryptographic permutation over the whole period, in
 // commits of the group commit; each block leaves the unmerged bucket in
 // the commit that rewrote it. In the commit of the last block the
@@ -120,13 +120,10 @@ func (s *Store) Merge(ctx context.Context, live bucketer.LiveSet) (blobstore.Mer
 		return rep, wrapErr("merge", err)
 	}
 	// Counted outside the merge's commits, so that writers do not wait
-	// for it: it reads every leaf of the lease subtrees.
+	// for it: it reads every page header of the records tree.
 	err = s.view(func(tx *bbolt.Tx) error {
-		leases := tx.Bucket(bucketLeases)
-		return leases.ForEachBucket(func(k []byte) error {
-			rep.Stored += int64(leases.Bucket(k).Stats().KeyN)
-			return nil
-		})
+		rep.Stored = int64(tx.Bucket(bucketRecords).Stats().KeyN)
+		return nil
 	})
 	if err != nil {
 		return rep, wrapErr("merge", err)

@@ -3,29 +3,29 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
+	"path/filepath"
 	"testing"
 
-	"github.com/blindstore/blindstore/blobstore"
 	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
 )
 
 // TestUpgradeFromVersion1 opens a file as the release before sealing left
-// it (schema 1, no unsealed bucket): Open upgrades it, names every block
-// unsealed so that the first seal rewrites the whole file out of its
-// write order, and every block reads back before and after that seal.
+// it (schema 1: the layout of schema 3, with no unsealed bucket): Open
+// upgrades it, names every block unsealed so that the first seal
+// rewrites the whole file out of its write order, moves it to schema 4,
+// and every block reads back before and after that seal.
 func TestUpgradeFromVersion1(t *testing.T) {
 	f := newFixture(t, wire.MinBlockSize)
-	var blocks []testBlock
-	var ops []blobstore.Op
-	for i := 0; i < 40; i++ {
-		b := newTestBlock()
-		blocks = append(blocks, b)
-		ops = append(ops, f.putOp(b, uint64(1+i%2)))
-	}
-	f.apply(ops...)
 	if err := f.s.Close(); err != nil {
 		t.Fatal(err)
+	}
+	f.path = filepath.Join(t.TempDir(), "v1", "blocks.db")
+	old, _ := oldBlocks(f, 40)
+	writeSchema3(t, f.path, f.p, old, nil)
+	var blocks []testBlock
+	for _, b := range old {
+		blocks = append(blocks, testBlock{id: b.id, w: b.w})
 	}
 	// Make it a version 1 file.
 	db, err := bbolt.Open(f.path, 0o600, boltOptions())
@@ -33,8 +33,10 @@ func TestUpgradeFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		if err := tx.DeleteBucket(bucketUnsealed); err != nil {
-			return err
+		for _, name := range [][]byte{bucketUnsealed, bucketUnmerged} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, 1))
 	})

@@ -39,7 +39,7 @@ func BenchmarkRenew(b *testing.B) {
 				err := raw.Update(func(tx *bbolt.Tx) error {
 					rec := make([]byte, recordSize)
 					for _, id := range sorted {
-						if err := tx.Bucket(bucketData).Put(id[:], rec); err != nil {
+						if err := tx.Bucket(bucketBlocks).Put(id[:], rec); err != nil {
 							return err
 						}
 					}
@@ -51,7 +51,7 @@ func BenchmarkRenew(b *testing.B) {
 			},
 			Renew: func(b *testing.B, ids []wire.ID, bucket bucketer.Bucket) {
 				err := raw.Update(func(tx *bbolt.Tx) error {
-					bk := tx.Bucket(bucketData)
+					bk := tx.Bucket(bucketBlocks)
 					for _, id := range ids {
 						rec := make([]byte, recordSize)
 						copy(rec, bucket[:])

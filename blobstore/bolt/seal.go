@@ -30,10 +30,11 @@ import (
 // its data was written anew and the time buckets it left. A seal shuffles
 // the unsealed blocks with a cryptographic permutation and rewrites them
 // in steps of a bounded size, each a call of the group commit, which
-// writers' calls may share: for each
-// block, its data subtree anew (when its data changed), its lease record,
-// the leaf holding its data subtree's header, and the leaves of the time
-// buckets it left (which a commit also rewrote: a one-key put and delete
+// writers' calls may share: for each block, its entry in its time
+// bucket's set; its record and its data subtree anew (when its data
+// changed); the leaves of the sets of the time buckets it left, and for
+// a block deleted since, the leaves where its record and data subtree's
+// header were (which a commit also rewrote: a one-key put and delete
 // makes bbolt rewrite a leaf in place of a key that is gone). Within one
 // commit bbolt lays pages out in key order and child buckets in map
 // order, neither of which depends on who wrote what; which blocks share a
@@ -230,28 +231,31 @@ func sealOne(st *txState, id []byte, rep *blobstore.SealReport) (int64, error) {
 // entry v (flags ‖ buckets left) that names it in the unsealed or the
 // unmerged bucket, and reports whether the block exists.
 func rewriteOne(st *txState, id, v []byte, rep *blobstore.SealReport) (written int64, exists bool, err error) {
-	tx := st.tx
 	if len(v) < 1 || (len(v)-1)%len(wire.ETag{}) != 0 {
 		return 0, false, errors.New("an unsealed or unmerged entry is malformed; the file is damaged")
 	}
 	flags, left := v[0], v[1:]
-	leases, data := tx.Bucket(bucketLeases), tx.Bucket(bucketData)
-	bucket, rec := find(tx, id)
-	if rec != nil {
+	var bucket []byte
+	if rec := st.records.Get(id); rec != nil {
 		exists = true
+		if bucket = find(st.tx, id); bucket == nil {
+			return 0, false, errNoBucket
+		}
 		bucket = bytes.Clone(bucket)
-		if err := leases.Bucket(bucket).Put(bytes.Clone(id), bytes.Clone(rec)); err != nil {
+		// The block's membership of its time bucket: a renewal or a
+		// put wrote it.
+		if err := st.sets.Bucket(bucket).Put(bytes.Clone(id), []byte{}); err != nil {
 			return 0, false, err
 		}
 		rep.Leases++
-		tb := data.Bucket(bucket)
-		if tb == nil {
-			return 0, false, errors.New("a block has a record but no data; the file is damaged")
-		}
 		if flags&unsealedData != 0 {
-			nb := tb.Bucket(id)
+			// Its record and ciphertext, which only a put writes.
+			if err := st.records.Put(bytes.Clone(id), bytes.Clone(rec)); err != nil {
+				return 0, false, err
+			}
+			nb := st.blocks.Bucket(id)
 			if nb == nil {
-				return 0, false, errors.New("a block has a record but no data; the file is damaged")
+				return 0, false, errNoData
 			}
 			// d is not copied: it points into the memory map (or into a
 			// node of this transaction), and bbolt keeps a value until
@@ -263,40 +267,40 @@ func rewriteOne(st *txState, id, v []byte, rep *blobstore.SealReport) (written i
 			// fifth of a merge's time.
 			d := nb.Get(id)
 			if d == nil {
-				return 0, false, errors.New("a block has a record but no data; the file is damaged")
+				return 0, false, errNoData
 			}
-			if err := tb.DeleteBucket(id); err != nil {
+			if err := st.blocks.DeleteBucket(id); err != nil {
 				return 0, false, err
 			}
-			nb, err := tb.CreateBucket(bytes.Clone(id))
+			nb, err := st.blocks.CreateBucket(bytes.Clone(id))
 			if err != nil {
 				return 0, false, err
 			}
 			if err := nb.Put(bytes.Clone(id), d); err != nil {
 				return 0, false, err
 			}
-			// A writer later in this transaction must copy this data
-			// rather than move the subtree (see txState).
-			st.written[wire.ID(id)] = struct{}{}
 			written = int64(len(d))
 			rep.Blocks++
 			rep.Bytes += written
-		} else if err := touch(tb, id); err != nil {
-			return 0, false, err
 		}
 	} else {
+		// Deleted or purged: the leaves where its record and its data
+		// subtree's header were.
 		rep.Deleted++
+		for _, b := range []*bbolt.Bucket{st.records, st.blocks} {
+			if err := touch(b, id); err != nil {
+				return 0, false, err
+			}
+		}
 	}
 	for i := 0; i < len(left); i += len(wire.ETag{}) {
 		l := left[i : i+len(wire.ETag{})]
 		if bytes.Equal(l, bucket) {
 			continue
 		}
-		for _, parent := range []*bbolt.Bucket{leases, data} {
-			if b := parent.Bucket(l); b != nil {
-				if err := touch(b, id); err != nil {
-					return 0, false, err
-				}
+		if b := st.sets.Bucket(l); b != nil {
+			if err := touch(b, id); err != nil {
+				return 0, false, err
 			}
 		}
 	}

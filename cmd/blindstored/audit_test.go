@@ -47,7 +47,7 @@ func writeBlocks(t *testing.T, url string, n, bs int) ([]wire.ID, []wire.WritePr
 	return ids, proofs
 }
 
-// boltRecordSize is the size of a lease record in the embedded store's
+// boltRecordSize is the size of a block's record in the embedded store's
 // file, for planting one.
 const boltRecordSize = wire.HashSize + wire.ETagSize
 
@@ -117,15 +117,19 @@ func TestAuditEmbedded(t *testing.T) {
 		if err := tx.Bucket([]byte("meta")).Put([]byte("created_at"), []byte("2026-01-01")); err != nil {
 			return err
 		}
-		// A block of 100 bytes, and one in a bucket of no period.
-		leases, blocks := tx.Bucket([]byte("leases")), tx.Bucket([]byte("data"))
+		// A block of 100 bytes, and one in a bucket of no period (with
+		// a record and no data).
+		sets, records, blocks := tx.Bucket([]byte("buckets")), tx.Bucket([]byte("records")), tx.Bucket([]byte("blocks"))
 		var live []byte
-		_ = leases.ForEach(func(k, _ []byte) error { live = append([]byte(nil), k...); return nil })
+		_ = sets.ForEach(func(k, _ []byte) error { live = append([]byte(nil), k...); return nil })
 		odd := wire.NewID()
-		if err := leases.Bucket(live).Put(odd[:], make([]byte, boltRecordSize)); err != nil {
+		if err := sets.Bucket(live).Put(odd[:], []byte{}); err != nil {
 			return err
 		}
-		nb, err := blocks.Bucket(live).CreateBucket(odd[:])
+		if err := records.Put(odd[:], make([]byte, boltRecordSize)); err != nil {
+			return err
+		}
+		nb, err := blocks.CreateBucket(odd[:])
 		if err != nil {
 			return err
 		}
@@ -134,12 +138,15 @@ func TestAuditEmbedded(t *testing.T) {
 		}
 		stray := make([]byte, 16)
 		rand.Read(stray)
-		sl, err := leases.CreateBucket(stray)
+		sl, err := sets.CreateBucket(stray)
 		if err != nil {
 			return err
 		}
 		lost := wire.NewID()
-		return sl.Put(lost[:], make([]byte, boltRecordSize))
+		if err := sl.Put(lost[:], []byte{}); err != nil {
+			return err
+		}
+		return records.Put(lost[:], make([]byte, boltRecordSize))
 	})
 	db.Close()
 	if err != nil {

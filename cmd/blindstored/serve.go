@@ -249,7 +249,7 @@ func migrateCommand(stdout, stderr io.Writer) *command {
 		}
 		sf := storeFlags{store: *store}
 		if !sf.isPostgres() {
-			return usageError{fmt.Errorf("--store must be a postgres:// URL; the embedded store needs no migration")}
+			return usageError{fmt.Errorf("--store must be a postgres:// URL; the embedded store brings its file to the current layout itself when serve (or any command) opens it")}
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
