@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/wire"
@@ -420,14 +419,6 @@ type Store interface {
 // KindNotFound, and fn is not called.
 type Lender interface {
 	Lend(ctx context.Context, id wire.ID, fn func(data []byte, etag wire.ETag) error) error
-}
-
-// FileLender is an optional interface of a Lender whose blocks lie whole
-// in a file: fn also gets a read-only handle of it and the offset of the
-// block's first byte, the handle fn's alone until fn returns, so that the
-// kernel can send the block from its page cache.
-type FileLender interface {
-	LendFile(ctx context.Context, id wire.ID, fn func(data []byte, f *os.File, off int64, etag wire.ETag) error) error
 }
 
 // Stats are aggregate counts; they never name a block.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -308,19 +307,6 @@ func (s *Service) Lend(ctx context.Context, id wire.ID, fn func(data []byte, eta
 		return true, err
 	}
 	return true, l.Lend(ctx, id, fn)
-}
-
-// LendFile is Lend for a store whose blocks lie in a file (see
-// FileLender); false without calling fn when the store's do not.
-func (s *Service) LendFile(ctx context.Context, id wire.ID, fn func(data []byte, f *os.File, off int64, etag wire.ETag) error) (bool, error) {
-	l, ok := s.store.(FileLender)
-	if !ok {
-		return false, nil
-	}
-	if err := id.Validate(); err != nil {
-		return true, err
-	}
-	return true, l.LendFile(ctx, id, fn)
 }
 
 // Head returns a block's ETag.

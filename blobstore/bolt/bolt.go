@@ -154,7 +154,6 @@ type Store struct {
 	group     group
 	closeOnce sync.Once
 	closeErr  error
-	files     chan *os.File // LendFile's idle handles of the file
 
 	// readers is held shared by every read transaction, so that a seal's
 	// scrub can wait for those that may still read pages freed before it
@@ -199,7 +198,7 @@ func Open(path string, p blobstore.Params) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	return &Store{db: db, path: path, blockSize: p.BlockSize, pageSize: db.Info().PageSize, files: make(chan *os.File, filesKept)}, nil
+	return &Store{db: db, path: path, blockSize: p.BlockSize, pageSize: db.Info().PageSize}, nil
 }
 
 // initOrCheck writes the meta of a new store, or checks an existing
@@ -328,7 +327,6 @@ func (s *Store) Close() error {
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("bolt: close: %w", err)
 		}
-		s.closeFiles()
 	})
 	return s.closeErr
 }
