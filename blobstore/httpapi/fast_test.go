@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -272,20 +271,7 @@ func TestFastSlowReaderGetsWholeAnswers(t *testing.T) {
 	a, b := e.newBlock(), e.newBlock()
 	e.mustPut(a)
 	e.mustPut(b)
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	c, err := d.Dial("tcp", e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialSmallWindow(t, e.addr)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	// Groups of requests that each fit in one read of the fast path's

@@ -26,20 +26,7 @@ func testStalledReader(t *testing.T, adjust func(*envConfig)) {
 	e.mustPut(blk)
 
 	// A small receive window, so that the server's buffer fills soon.
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	c, err := d.Dial("tcp", e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialSmallWindow(t, e.addr)
 	defer c.Close()
 	req := "GET /v1/blocks/" + blk.id + " HTTP/1.1\r\nHost: x\r\n\r\n"
 	if _, err := c.Write([]byte(strings.Repeat(req, 400))); err != nil {
@@ -103,4 +90,25 @@ func TestRoomFor(t *testing.T) {
 	if room := roomFor(ctx, wire.DefaultBlockSize); room {
 		t.Error("room reported on a connection whose client reads nothing")
 	}
+}
+
+// dialSmallWindow connects to addr with a 4 KiB receive buffer, so that
+// the server's answers wait in its send buffer almost at once.
+func dialSmallWindow(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
