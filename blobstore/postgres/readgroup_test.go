@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -179,15 +180,22 @@ func TestConcurrentReadsGroup(t *testing.T) {
 // its callers.
 func waitIdle(t *testing.T, s *Store) {
 	t.Helper()
+	waitReads(t, s, "no read statement out and no read queued", func(running, queued int) bool { return running == 0 && queued == 0 })
+}
+
+// waitReads polls the read group until ok holds of its statements out and
+// its reads queued, for at most 10 s.
+func waitReads(t *testing.T, s *Store, want string, ok func(running, queued int) bool) {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		s.reads.mu.Lock()
 		running, queued := s.reads.running, len(s.reads.queue)
 		s.reads.mu.Unlock()
-		if running == 0 && queued == 0 {
+		if ok(running, queued) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d read statements out, %d reads queued; want none", running, queued)
+			t.Fatalf("%d read statements out, %d reads queued; want %s", running, queued, want)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -234,18 +242,7 @@ func TestCancelledReadLeavesItsBuffer(t *testing.T) {
 
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		s.reads.mu.Lock()
-		q := len(s.reads.queue)
-		s.reads.mu.Unlock()
-		if q >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d reads queued, want %d", q, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitReads(t, s, fmt.Sprintf("%d queued", n), func(_, queued int) bool { return queued >= n })
 }
 
 // TestReadGroupFailsEveryCaller closes the pool under queued reads: each

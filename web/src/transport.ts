@@ -2,6 +2,7 @@
 // own fetch) go through fetch. Node goes through node:http: its fetch
 // (undici) spends more CPU per request than the request's crypto does for
 // a 64 KiB block, and a get is one request per block.
+import { concat } from "./bytes.js";
 import { nodeBuiltin } from "./platform.js";
 
 /** A request of the block API: the body is sent as the concatenation of its parts. */
@@ -128,13 +129,7 @@ export function nodeTransport(url: string): Transport | undefined {
         const bytes = async () => {
           await finished();
           if (whole) return got === whole.length ? whole : whole.subarray(0, got);
-          const out = new Uint8Array(got);
-          let o = 0;
-          for (const b of parts) {
-            out.set(b, o);
-            o += b.length;
-          }
-          return out;
+          return concat(...parts);
         };
         resolve({
           status: res.statusCode ?? 0,
