@@ -83,7 +83,7 @@ func TestAdminListenerMetricsNameNothing(t *testing.T) {
 	data := t.TempDir()
 	const bs = 4096
 	s := startServer(t, nil, "--data", data, "--block-size", strconv.Itoa(bs), "--admin-listen", "127.0.0.1:0",
-		"--trust-proxy-header", "X-Forwarded-For", "--pool-window", "20ms")
+		"--trust-proxy-header", "X-Forwarded-For", "--pool-window", "20ms", "--seal-every", "0")
 	admin := adminURL(t, s)
 	var sec secrets
 	const forged = "198.51.100.23"

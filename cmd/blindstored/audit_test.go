@@ -67,7 +67,9 @@ func hasFinding(rep auditReport, part string) bool {
 func TestAuditEmbedded(t *testing.T) {
 	data := t.TempDir()
 	const bs = 4096
-	s := startServer(t, nil, "--data", data, "--block-size", "4096", "--purge-every", "0", "--pool-window", "0")
+	// No scheduled seal: the one at start, when late, would seal some of
+	// the writes the counts below expect to await one.
+	s := startServer(t, nil, "--data", data, "--block-size", "4096", "--purge-every", "0", "--pool-window", "0", "--seal-every", "0")
 	ids, proofs := writeBlocks(t, s.url, 6, bs)
 	// A delete frees pages that keep the block's ciphertext until a seal.
 	req, _ := http.NewRequest("DELETE", s.url+"/v1/blocks/"+ids[5].String(), nil)
@@ -174,7 +176,7 @@ func TestAuditPostgres(t *testing.T) {
 	c := pgtest.StartCluster(t)
 	const bs = 4096
 	data := t.TempDir()
-	s := startServer(t, nil, "--store", c.URL(), "--data", data, "--block-size", "4096", "--purge-every", "0", "--pool-window", "0")
+	s := startServer(t, nil, "--store", c.URL(), "--data", data, "--block-size", "4096", "--purge-every", "0", "--pool-window", "0", "--seal-every", "0")
 	writeBlocks(t, s.url, 4, bs)
 	s.kill(t)
 	args := []string{"--store", c.URL(), "--data", data}
