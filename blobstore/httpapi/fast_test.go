@@ -136,6 +136,14 @@ func TestFastAnswersAsNetHTTP(t *testing.T) {
 			}
 		})
 	}
+	// Once the client that failed a probe has its allowance back (one
+	// failure at the default 5/s: 200 ms), reads are fast again.
+	time.Sleep(300 * time.Millisecond)
+	before := e.fastLn.answered.Load()
+	rawExchange(t, e.addr, []string{get(a.id)}, []bool{false})
+	if got := answeredSoon(e.fastLn, before+1) - before; got != 1 {
+		t.Errorf("after the probe limiter's allowance came back, the fast path answered %d reads, want 1", got)
+	}
 }
 
 // A reader that stops reading must not hold the store's read

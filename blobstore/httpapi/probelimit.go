@@ -83,13 +83,21 @@ type memoryProbeLimiter struct {
 	// tracked is len(keys), readable without mu: while no client has
 	// failed a probe, a request need not even work out its key.
 	tracked atomic.Int64
+	// whole is when (Unix nanoseconds) every tracked key's allowance is
+	// whole again: from then on nobody is blocked, although the keys
+	// stay in the map until the next sweep. Without it, one failed probe
+	// (a signup checks that its name is free) would keep quiet false
+	// until another client failed one a minute later.
+	whole atomic.Int64
 }
 
 // quietLimiter is an optional fast path of a ProbeLimiter: quiet reports
 // that no key is blocked now, so Blocked need not be asked.
 type quietLimiter interface{ quiet() bool }
 
-func (m *memoryProbeLimiter) quiet() bool { return m.tracked.Load() == 0 }
+func (m *memoryProbeLimiter) quiet() bool {
+	return m.tracked.Load() == 0 || m.now().UnixNano() >= m.whole.Load()
+}
 
 // Bounds of the in-process limiter's memory and of its longest block.
 const (
@@ -160,6 +168,15 @@ func (m *memoryProbeLimiter) FailedN(_ context.Context, key string, n int) {
 		k := min(n, m.burst)
 		lim.ReserveN(now, k)
 		n -= k
+	}
+	// The key is whole once the owed and the spent tokens are back.
+	short := float64(m.burst) - lim.TokensAt(now)
+	at := now.Add(time.Duration(math.Ceil(short / float64(m.limit) * float64(time.Second)))).UnixNano()
+	for {
+		old := m.whole.Load()
+		if at <= old || m.whole.CompareAndSwap(old, at) {
+			break
+		}
 	}
 }
 

@@ -131,3 +131,44 @@ func TestClientKey(t *testing.T) {
 		}
 	}
 }
+
+// quiet, which lets block reads skip the limiter (fast.go), holds again
+// once every key that failed is whole, without waiting for a sweep: one
+// failed probe must not turn the fast path off for good.
+func TestMemoryProbeLimiterQuietAgain(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeNow{t: time.Unix(1_700_000_000, 0)}
+	m := newMemoryProbeLimiter(2, 3, clock.now)
+	if !m.quiet() {
+		t.Fatal("a new limiter is not quiet")
+	}
+	m.Failed(ctx, "a")
+	if m.quiet() {
+		t.Fatal("quiet right after a failure")
+	}
+	// 1 spent token of 3 is back after 500 ms at 2/s.
+	clock.add(499 * time.Millisecond)
+	if m.quiet() {
+		t.Fatal("quiet before the key is whole")
+	}
+	clock.add(time.Millisecond)
+	if !m.quiet() {
+		t.Fatal("not quiet once the only key is whole")
+	}
+	// The latest of several keys decides: 13 failures at 2/s are whole
+	// after 6.5 s (blocked for 5.5 s, then the burst comes back).
+	m.FailedN(ctx, "c", 13)
+	clock.add(time.Second)
+	m.Failed(ctx, "b")
+	clock.add(5499 * time.Millisecond)
+	if m.quiet() {
+		t.Fatal("quiet while a key still owes")
+	}
+	clock.add(time.Millisecond)
+	if !m.quiet() {
+		t.Fatal("not quiet once every key is whole")
+	}
+	if _, blocked := m.Blocked(ctx, "c"); blocked {
+		t.Fatal("quiet while a key is blocked")
+	}
+}
