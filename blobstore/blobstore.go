@@ -412,9 +412,10 @@ type Store interface {
 }
 
 // Lender is an optional interface of a Store that can hand a block's
-// data to its reader in place (bbolt's memory map), sparing a copy. The
-// slice is valid only while fn runs, and fn must return promptly: the
-// store may hold a read transaction, and with it writers, meanwhile.
+// data to its reader in place (bbolt's memory map, PostgreSQL's read
+// cache), sparing a copy. The slice is valid only while fn runs, and fn
+// must return promptly: the store may hold a read transaction, and with
+// it writers, meanwhile.
 // fn's error is returned as it is; a missing block is an error of
 // KindNotFound, and fn is not called.
 type Lender interface {

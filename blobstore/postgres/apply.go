@@ -113,6 +113,11 @@ func (s *Store) apply(ctx context.Context, ops []blobstore.Op, f *fence) ([]blob
 	ids := make([]pgtype.UUID, 0, len(ops))
 	for i := range ops {
 		ids = append(ids, uuidOf(ops[i].ID))
+		// Not needed for fresh reads (each one checks the ETag), but
+		// data about to be replaced or deleted is memory better spent.
+		if ops[i].Kind != blobstore.OpRenew {
+			s.cache.remove(ops[i].ID)
+		}
 	}
 	slices.SortFunc(ids, func(a, b pgtype.UUID) int { return bytes.Compare(a.Bytes[:], b.Bytes[:]) })
 	ids = slices.CompactFunc(ids, func(a, b pgtype.UUID) bool { return a.Bytes == b.Bytes })

@@ -193,8 +193,13 @@ var (
 	// at the first, leaving the older layers unread for a hot block.
 	// Joining every layer instead cost a GET half again the server time
 	// of reading the row alone, probing every partition each time.
-	sqlReadMany = `SELECT q.id, m.value, ` + perID(sqlLive) + `, x.etag, x.data
-		FROM unnest($1::uuid[]) AS q(id)
+	//
+	// $2 holds, for each id, the ETag of the data the read cache holds,
+	// or NULL: a block whose ETag is still that one comes back without
+	// its data, which is then never fetched (readcache.go).
+	sqlReadMany = `SELECT q.id, m.value, ` + perID(sqlLive) + `, x.etag,
+			CASE WHEN x.etag = q.have THEN NULL ELSE x.data END
+		FROM unnest($1::uuid[], $2::bytea[]) AS q(id, have)
 		CROSS JOIN meta m
 		LEFT JOIN LATERAL (` + perID(sqlNewestBlock) + `) x ON true
 		WHERE m.key = 'hot_side'`

@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
@@ -61,6 +62,9 @@ type Options struct {
 	// ConnectTimeout bounds each connection attempt; 0 means 5 s unless
 	// the URL sets connect_timeout.
 	ConnectTimeout time.Duration
+	// ReadCache is the most bytes of block data kept in memory for reads
+	// (readcache.go); less than two blocks keeps none.
+	ReadCache int64
 }
 
 // Store is a blobstore.Store on PostgreSQL. It is safe for concurrent use.
@@ -73,6 +77,8 @@ type Store struct {
 	side    sideCache         // the hot side believed to take writes
 	writers blobstore.Writers // a seal paces itself by them (seal.go)
 	reads   readGroup         // reads waiting to go out together (readgroup.go)
+	cache   *readCache        // recently read blocks, or nil (readcache.go)
+	lendBuf sync.Pool         // *[]byte of blockSize, for Lend without a cache
 }
 
 var _ blobstore.Store = (*Store)(nil)
@@ -138,7 +144,8 @@ func Open(ctx context.Context, url string, p blobstore.Params, opt Options) (*St
 	if err != nil {
 		return nil, classify("connect", err)
 	}
-	s := &Store{pool: pool, log: log, blockSize: p.BlockSize, purgeChunk: defaultPurgeChunk, reads: readGroup{slots: readSlots(cfg.MaxConns)}}
+	s := &Store{pool: pool, log: log, blockSize: p.BlockSize, purgeChunk: defaultPurgeChunk, reads: readGroup{slots: readSlots(cfg.MaxConns)},
+		cache: newReadCache(opt.ReadCache, p.BlockSize)}
 	if err := s.start(ctx, p, opt); err != nil {
 		pool.Close()
 		return nil, err

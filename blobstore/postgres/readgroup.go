@@ -43,6 +43,7 @@ const (
 // readCall is one caller's read, waiting in a group.
 type readCall struct {
 	id   wire.ID
+	lend bool          // the caller takes a cached block's own slice (Lend)
 	done chan struct{} // closed once the result is set
 
 	mu   sync.Mutex
@@ -56,8 +57,9 @@ type readCall struct {
 
 // finish sets the result unless it is set or the caller left. data, if
 // not nil, is copied into the caller's buffer: it points into the
-// connection's read buffer, which the next row overwrites.
-func (c *readCall) finish(data []byte, etag wire.ETag, err error) {
+// connection's read buffer, which the next row overwrites. A cached
+// block (stable) is handed as it is to a caller that lends it.
+func (c *readCall) finish(data []byte, stable bool, etag wire.ETag, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.set {
@@ -66,7 +68,11 @@ func (c *readCall) finish(data []byte, etag wire.ETag, err error) {
 	c.set = true
 	if !c.gone {
 		if err == nil {
-			c.out = append(c.dst[:0], data...)
+			if c.lend && stable {
+				c.out = data
+			} else {
+				c.out = append(c.dst[:0], data...)
+			}
 			c.etag = etag
 		}
 		c.err = err
@@ -98,7 +104,31 @@ type readGroup struct {
 
 // Read appends the block's data to dst[:0].
 func (s *Store) Read(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.ETag, error) {
-	c := &readCall{id: id, dst: dst, done: make(chan struct{})}
+	return s.read(ctx, &readCall{id: id, dst: dst, done: make(chan struct{})})
+}
+
+// Lend calls fn with the block's data: the read cache's own copy when
+// there is a cache, else a buffer of the store's that is reused once fn
+// returns. Nothing is held while fn runs, but fn must not keep the slice.
+func (s *Store) Lend(ctx context.Context, id wire.ID, fn func(data []byte, etag wire.ETag) error) error {
+	c := &readCall{id: id, lend: true, done: make(chan struct{})}
+	var bufp *[]byte
+	if s.cache == nil {
+		if bufp, _ = s.lendBuf.Get().(*[]byte); bufp == nil {
+			b := make([]byte, 0, s.blockSize)
+			bufp = &b
+		}
+		defer s.lendBuf.Put(bufp)
+		c.dst = *bufp
+	}
+	data, etag, err := s.read(ctx, c)
+	if err != nil {
+		return err
+	}
+	return fn(data, etag)
+}
+
+func (s *Store) read(ctx context.Context, c *readCall) ([]byte, wire.ETag, error) {
 	g := &s.reads
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
@@ -178,7 +208,7 @@ func (s *Store) readGroup(ctx context.Context, calls []*readCall) {
 		gone := c.gone
 		c.mu.Unlock()
 		if gone {
-			c.finish(nil, wire.ETag{}, context.Canceled)
+			c.finish(nil, false, wire.ETag{}, context.Canceled)
 			continue
 		}
 		pending[c.id] = append(pending[c.id], c)
@@ -192,7 +222,7 @@ func (s *Store) readGroup(ctx context.Context, calls []*readCall) {
 	}
 	for _, cs := range pending {
 		for _, c := range cs {
-			c.finish(nil, wire.ETag{}, err)
+			c.finish(nil, false, wire.ETag{}, err)
 		}
 	}
 }
@@ -202,12 +232,26 @@ func (s *Store) readGroup(ctx context.Context, calls []*readCall) {
 // a retry after a broken connection asks only for the rest.
 func (s *Store) readMany(ctx context.Context, pending map[wire.ID][]*readCall) error {
 	ids := make([]pgtype.UUID, 0, len(pending))
+	// The ETag of each block the cache holds, or NULL; cached keeps
+	// those blocks for the rows that say they are unchanged.
+	haves := make([][]byte, 0, len(pending))
+	var cached map[wire.ID]cachedBlock
 	for id := range pending {
 		ids = append(ids, uuidOf(id))
+		b, ok := s.cache.get(id)
+		if !ok {
+			haves = append(haves, nil)
+			continue
+		}
+		if cached == nil {
+			cached = make(map[wire.ID]cachedBlock, len(pending))
+		}
+		cached[id] = b
+		haves = append(haves, b.etag[:])
 	}
 	for attempt := 0; ; attempt++ {
 		l := s.layer()
-		moved, err := s.readRows(ctx, l, ids, pending)
+		moved, err := s.readRows(ctx, l, ids, haves, cached, pending)
 		if err != nil || !moved {
 			return err
 		}
@@ -219,8 +263,8 @@ func (s *Store) readMany(ctx context.Context, pending map[wire.ID][]*readCall) e
 
 // readRows runs l's grouped read. moved reports that a seal switched
 // sides, seen on the first row, before any call was finished.
-func (s *Store) readRows(ctx context.Context, l *layerSQL, ids []pgtype.UUID, pending map[wire.ID][]*readCall) (moved bool, err error) {
-	rows, err := s.pool.Query(ctx, l.readMany, ids)
+func (s *Store) readRows(ctx context.Context, l *layerSQL, ids []pgtype.UUID, haves [][]byte, cached map[wire.ID]cachedBlock, pending map[wire.ID][]*readCall) (moved bool, err error) {
+	rows, err := s.pool.Query(ctx, l.readMany, ids, haves)
 	if err != nil {
 		return false, err
 	}
@@ -258,16 +302,29 @@ func (s *Store) readRows(ctx context.Context, l *layerSQL, ids []pgtype.UUID, pe
 		delete(pending, id)
 		var e wire.ETag
 		var rerr error
+		stable := false
+		hit, isCached := cached[id]
 		switch {
 		case !live:
 			rerr = blobstore.ErrNotFound
-		case len(etag) != len(e) || data == nil:
+			s.cache.remove(id)
+		case len(etag) != len(e):
 			rerr = fmt.Errorf("postgres: a block has a lease but a malformed or missing row (%d-byte ETag)", len(etag))
+		case data == nil && isCached && wire.ETag(etag) == hit.etag:
+			// Unchanged since it was cached: the statement left its
+			// data unread.
+			e, data, stable = hit.etag, hit.data, true
+			s.cache.hits.Add(1)
+		case data == nil:
+			rerr = fmt.Errorf("postgres: a block has a lease but no data row")
 		default:
 			copy(e[:], etag)
+			if s.cache != nil {
+				data, stable = s.cache.add(id, e, data).data, true
+			}
 		}
 		for _, c := range cs {
-			c.finish(data, e, rerr)
+			c.finish(data, stable, e, rerr)
 		}
 	}
 	if err := rows.Err(); err != nil {

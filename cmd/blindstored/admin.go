@@ -100,7 +100,32 @@ func newObservability(o *opened) (*observability, error) {
 	if ob.merge, err = newMergeMetrics(reg); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	if rc, ok := o.store.(readCacher); ok {
+		if _, _, _, on := rc.ReadCacheStats(); on {
+			stat := func(pick func(hits, misses uint64, blocks int) float64) func() float64 {
+				return func() float64 { h, m, b, _ := rc.ReadCacheStats(); return pick(h, m, b) }
+			}
+			if err := register(reg,
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "blindstore_read_cache_hits_total",
+					Help: "Block reads answered from the read cache (PostgreSQL sent the unchanged ETag only)."},
+					stat(func(h, _ uint64, _ int) float64 { return float64(h) })),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "blindstore_read_cache_misses_total",
+					Help: "Block reads whose data PostgreSQL sent (not cached, or changed)."},
+					stat(func(_, m uint64, _ int) float64 { return float64(m) })),
+				prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "blindstore_read_cache_blocks",
+					Help: "Blocks in the read cache (at most --read-cache-mib of them)."},
+					stat(func(_, _ uint64, b int) float64 { return float64(b) })),
+			); err != nil {
+				return nil, fmt.Errorf("metrics: %w", err)
+			}
+		}
+	}
 	return ob, nil
+}
+
+// readCacher is the PostgreSQL store's read cache, for its metrics.
+type readCacher interface {
+	ReadCacheStats() (hits, misses uint64, blocks int, ok bool)
 }
 
 // httpMetrics returns the API's metrics, nil when nothing is measured.

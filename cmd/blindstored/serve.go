@@ -86,6 +86,7 @@ func serveCommand(stdout, stderr io.Writer) *command {
 	probeBurst := c.flags.Int("probe-burst", 50, "failed probes allowed in a burst per client address")
 	trustProxy := c.flags.String("trust-proxy-header", "", "take the client address for rate limits from this `header` (e.g. X-Forwarded-For), set only behind a proxy you trust")
 	shutdown := c.flags.Duration("shutdown-timeout", 30*time.Second, "how long to let requests finish on SIGINT or SIGTERM")
+	readCache := c.flags.Int("read-cache-mib", 256, "on PostgreSQL, `MiB` of recently read blocks kept in memory; each read still asks PostgreSQL, which sends an unchanged block's ETag instead of its data (0 keeps none; the embedded store reads from the kernel's page cache)")
 	// Scheduled jobs (purge): flags and start/stop live in purge.go.
 	var sched schedFlags
 	sched.register(c.flags)
@@ -126,6 +127,10 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 
+		if *readCache < 0 {
+			return usageError{fmt.Errorf("--read-cache-mib must be 0 or more, got %d", *readCache)}
+		}
+		sf.readCache = int64(*readCache) << 20
 		o, err := sf.open(ctx, log, true)
 		if err != nil {
 			return err

@@ -30,6 +30,9 @@ type storeFlags struct {
 	retention int
 	key       string
 	keyFile   string
+	// readCache is the PostgreSQL store's read cache in bytes; only
+	// serve sets it (--read-cache-mib).
+	readCache int64
 }
 
 func (s *storeFlags) register(fs *flag.FlagSet) {
@@ -83,7 +86,7 @@ func (s *storeFlags) open(ctx context.Context, log *slog.Logger, create bool) (*
 	params := blobstore.Params{BlockSize: s.blockSize, Fingerprint: bk.Fingerprint()}
 	var st blobstore.Store
 	if s.isPostgres() {
-		st, err = postgres.Open(ctx, s.store, params, postgres.Options{Logger: log})
+		st, err = postgres.Open(ctx, s.store, params, postgres.Options{Logger: log, ReadCache: s.readCache})
 	} else {
 		if err := os.MkdirAll(s.data, 0o700); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
