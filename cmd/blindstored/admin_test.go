@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/blindstore/blindstore/bucketer"
+	"github.com/blindstore/blindstore/internal/pgtest"
 	"github.com/blindstore/blindstore/internal/wait"
 	"github.com/blindstore/blindstore/wire"
 )
@@ -307,4 +308,37 @@ func grepLines(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// On PostgreSQL the read cache counts its hits and misses, and a read of
+// a cached block is answered from it: the first GET of a block misses,
+// the next ones hit. A server with --read-cache-mib 0 has no such series.
+func TestReadCacheMetricsOnPostgres(t *testing.T) {
+	c := pgtest.StartCluster(t)
+	data := t.TempDir() // the bucket key of both servers
+	s := startServer(t, nil, "--store", c.URL(), "--data", data, "--block-size", "4096", "--purge-every", "0",
+		"--seal-every", "0", "--pool-window", "0", "--admin-listen", "127.0.0.1:0")
+	admin := adminURL(t, s)
+	ids, _ := writeBlocks(t, s.url, 2, 4096)
+	for range 3 {
+		if code, _ := httpGet(t, s.url+"/v1/blocks/"+ids[0].String()); code != http.StatusOK {
+			t.Fatalf("GET: %d", code)
+		}
+	}
+	_, text := httpGet(t, admin+"/metrics")
+	if h, m := sample(text, "blindstore_read_cache_hits_total"), sample(text, "blindstore_read_cache_misses_total"); h != 2 || m != 1 {
+		t.Errorf("after three reads of one block: %v hits and %v misses, want 2 and 1\n%s", h, m, grepLines(text, "read_cache"))
+	}
+	if b := sample(text, "blindstore_read_cache_blocks"); b != 1 {
+		t.Errorf("the cache holds %v blocks, want 1", b)
+	}
+
+	off := startServer(t, nil, "--store", c.URL(), "--data", data, "--block-size", "4096", "--purge-every", "0",
+		"--seal-every", "0", "--read-cache-mib", "0", "--admin-listen", "127.0.0.1:0")
+	if _, text := httpGet(t, adminURL(t, off)+"/metrics"); strings.Contains(text, "read_cache") {
+		t.Errorf("a server without a read cache reports one:\n%s", grepLines(text, "read_cache"))
+	}
+	if out, code := runCLI(t, nil, "serve", "--read-cache-mib", "-1", "--data", t.TempDir()); code != exitUsage || !strings.Contains(out, "--read-cache-mib") {
+		t.Errorf("--read-cache-mib -1: exit %d\n%s", code, out)
+	}
 }

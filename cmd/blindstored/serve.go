@@ -112,6 +112,10 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		if err != nil {
 			return err
 		}
+		if *readCache < 0 {
+			return usageError{fmt.Errorf("--read-cache-mib must be 0 or more, got %d", *readCache)}
+		}
+		sf.readCache = int64(*readCache) << 20
 		// Bind both listeners before anything is created: a port in use
 		// must not leave a new bucket key and an empty store behind.
 		ln, err := net.Listen("tcp", *listen)
@@ -127,10 +131,6 @@ func serveCommand(stdout, stderr io.Writer) *command {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 
-		if *readCache < 0 {
-			return usageError{fmt.Errorf("--read-cache-mib must be 0 or more, got %d", *readCache)}
-		}
-		sf.readCache = int64(*readCache) << 20
 		o, err := sf.open(ctx, log, true)
 		if err != nil {
 			return err
