@@ -1,8 +1,10 @@
 // How a request reaches the server. Browsers (and any caller that gives its
-// own fetch) go through fetch. Node goes through node:http: its fetch
-// (undici) spends more CPU per request than the request's crypto does for
-// a 64 KiB block, and a get is one request per block.
+// own fetch) go through fetch. Node goes through a plain socket to an
+// http:// server (nodehttp.ts) and node:https to an https:// one: its
+// fetch (undici) spends more CPU per request than the request's crypto
+// does for a 64 KiB block, and a get is one request per block.
 import { concat } from "./bytes.js";
+import { netTransport, type NodeNet } from "./nodehttp.js";
 import { nodeBuiltin } from "./platform.js";
 
 /** A request of the block API: the body is sent as the concatenation of its parts. */
@@ -71,8 +73,18 @@ interface NodeHTTP {
 // the request (which is then retried) instead of hanging.
 const NODE_TIMEOUT_MS = 300_000;
 
-/** The node:http transport, or undefined outside Node (see platform.ts). */
+/** Node's transport for url, or undefined outside Node (see platform.ts). */
 export function nodeTransport(url: string): Transport | undefined {
+  if (url.startsWith("http:")) {
+    const net = nodeBuiltin<NodeNet>("node:net");
+    const t = net && typeof net.connect === "function" ? netTransport(net, url, NODE_TIMEOUT_MS) : undefined;
+    if (t) return t;
+  }
+  return nodeHTTPTransport(url);
+}
+
+/** The node:http(s) transport, or undefined outside Node. */
+export function nodeHTTPTransport(url: string): Transport | undefined {
   const mod = nodeBuiltin<NodeHTTP>(url.startsWith("https:") ? "node:https" : "node:http");
   if (!mod || typeof mod.request !== "function") return undefined;
   const http = mod;
