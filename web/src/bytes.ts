@@ -52,10 +52,11 @@ export function isZero(a: Uint8Array): boolean {
 }
 
 const HEX = "0123456789abcdef";
+const HEX2 = Array.from({ length: 256 }, (_, x) => HEX[x >> 4]! + HEX[x & 15]!);
 
 export function hex(b: Uint8Array): string {
   let s = "";
-  for (const x of b) s += HEX[x >> 4]! + HEX[x & 15]!;
+  for (let i = 0; i < b.length; i++) s += HEX2[b[i]!]!;
   return s;
 }
 
