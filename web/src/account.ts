@@ -956,6 +956,9 @@ async function openBlock(remote: Remote, id: Uint8Array, key: Uint8Array, blockS
     return { payload: decryptBlock(key, id, got.data, blockSize), etag: got.etag };
   } catch (e) {
     throw wrap("tampered", what, e);
+  } finally {
+    // The payload is a copy (the AEAD's output), so the block is done with.
+    remote.recycle(got.data);
   }
 }
 

@@ -41,10 +41,30 @@ const MAX_HEAD = 1 << 20;
 /** Bodies that declare their length up to this are read into one array of that length. */
 const MAX_SIZED = 1 << 26;
 const READ_BUFFER = 128 << 10;
+/** The most bodies kept for reuse: a get's window of blocks in flight, and some. */
+const POOLED = 64;
 const latin1 = new TextDecoder("latin1");
 const utf8 = new TextDecoder();
 
 type State = "reading" | "done" | "failed";
+
+/** Bodies handed back by their readers (Transport.recycle), of one size at a time. */
+class BufferPool {
+  private free: Uint8Array[] = [];
+  private size = 0;
+  take(n: number): Uint8Array {
+    return n === this.size && this.free.length > 0 ? this.free.pop()! : new Uint8Array(n);
+  }
+  give(b: Uint8Array): void {
+    // Only whole arrays: a view would hand out memory that others share.
+    if (b.byteOffset !== 0 || b.byteLength !== b.buffer.byteLength || b.length < 4096) return;
+    if (b.length !== this.size) {
+      this.size = b.length;
+      this.free = [];
+    }
+    if (this.free.length < POOLED) this.free.push(b);
+  }
+}
 
 /** An answer being read: the Resp the caller holds, and where its body goes. */
 class Answer {
@@ -58,8 +78,10 @@ class Answer {
   private failure: Error | undefined;
   private waiters: [() => void, (e: Error) => void][] = [];
 
+  constructor(private readonly pool: BufferPool) {}
+
   sizeHint(n: number): void {
-    if (n <= MAX_SIZED) this.whole = new Uint8Array(n);
+    if (n <= MAX_SIZED) this.whole = this.pool.take(n);
   }
 
   /** Takes bytes of the body; b is the connection's read buffer, reused after this returns. */
@@ -136,6 +158,7 @@ class Conn {
     private readonly timeoutMs: number,
     private readonly release: (c: Conn) => void,
     private readonly drop: (c: Conn) => void,
+    private readonly pool: BufferPool,
   ) {
     this.sock = net.connect({
       host,
@@ -293,7 +316,7 @@ class Conn {
     const m = /^HTTP\/1\.([01]) ([0-9]{3})(?: .*)?$/.exec(lines[0]!);
     if (!m) throw new Error("the server's answer is not HTTP/1.1");
     const status = Number(m[2]);
-    const a = new Answer();
+    const a = new Answer(this.pool);
     a.status = status;
     for (const l of lines.slice(1)) {
       const c = l.indexOf(":");
@@ -395,7 +418,8 @@ export function netTransport(net: NodeNet, url: string, timeoutMs: number): Tran
     const i = idle.indexOf(c);
     if (i >= 0) idle.splice(i, 1);
   };
-  return async (r) => {
+  const pool = new BufferPool();
+  const t: Transport = async (r) => {
     // Requests of the API all go to the server's origin; the path is what follows it.
     let path: string;
     if (r.url.startsWith(origin) && r.url[origin.length] === "/") path = r.url.slice(origin.length);
@@ -407,7 +431,9 @@ export function netTransport(net: NodeNet, url: string, timeoutMs: number): Tran
     const head = requestHead(r, path, u.host);
     let c = idle.pop();
     while (c?.dead) c = idle.pop();
-    c ??= new Conn(net, host, port, timeoutMs, release, drop);
+    c ??= new Conn(net, host, port, timeoutMs, release, drop, pool);
     return c.send(r, head);
   };
+  t.recycle = (b) => pool.give(b);
+  return t;
 }
