@@ -220,3 +220,30 @@ test("a connection cut mid-body fails the body; malformed answers fail the reque
     await Promise.all([close(cut.srv), close(bad.srv), close(notHTTP.srv), close(badChunk.srv)]);
   }
 });
+
+test("a recycled body reads a later answer of its size; views and other sizes are not taken", async () => {
+  const srv = http.createServer((req, res) => {
+    const n = req.url === "/other" ? 5000 : 8192;
+    res.writeHead(200, { "Content-Length": n });
+    res.end(Buffer.alloc(n, req.url === "/b" ? 2 : 1));
+  });
+  const url = await listen(srv);
+  try {
+    const t = transport(url);
+    const get = async (p: string) => (await t({ method: "GET", url: url + p, headers: {} })).bytes();
+    const a = await get("/a");
+    t.recycle!(a);
+    const b = await get("/b");
+    assert.equal(b, a, "the recycled array is read into again");
+    assert.ok(b.every((x) => x === 2));
+    t.recycle!(b.subarray(1));
+    const c = await get("/a");
+    assert.notEqual(c.buffer, b.buffer, "a view is never handed out again");
+    t.recycle!(c);
+    const d = await get("/other");
+    assert.equal(d.length, 5000);
+    assert.notEqual(d.buffer, c.buffer);
+  } finally {
+    await close(srv);
+  }
+});
