@@ -151,7 +151,24 @@ export async function argon2(password: Uint8Array, salt: Uint8Array): Promise<Ui
   });
 }
 
+// Small requests (an upload takes a block ID and a nonce per block) are cut
+// from 4 KiB of randomness fetched at once: a getRandomValues call costs
+// more than the bytes. Bytes handed out are zeroed in the pool.
+let pool = new Uint8Array(0);
+let poolAt = 0;
+
 export function random(n: number): Uint8Array {
+  if (n <= 64) {
+    if (poolAt + n > pool.length) {
+      pool = new Uint8Array(4096);
+      globalThis.crypto.getRandomValues(pool);
+      poolAt = 0;
+    }
+    const out = pool.slice(poolAt, poolAt + n);
+    pool.fill(0, poolAt, poolAt + n);
+    poolAt += n;
+    return out;
+  }
   const b = new Uint8Array(n);
   // getRandomValues fills at most 65536 bytes a call.
   for (let o = 0; o < n; o += 65536) globalThis.crypto.getRandomValues(b.subarray(o, Math.min(n, o + 65536)));
