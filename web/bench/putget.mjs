@@ -5,7 +5,6 @@
 //   node bench/putget.mjs login URL USER SESSION   (password in BLIND_PASSWORD)
 //   node bench/putget.mjs put   SESSION NAME FILE
 //   node bench/putget.mjs get   SESSION NAME FILE
-import { openAsBlob } from "node:fs";
 import { readFile, writeFile, open } from "node:fs/promises";
 import { Remote, login, Account } from "../dist/index.js";
 
@@ -14,6 +13,25 @@ const [cmd, ...args] = process.argv.slice(2);
 async function resume(path) {
   const state = await readFile(path, "utf8");
   return Account.resume(new Remote(JSON.parse(state).server), state);
+}
+
+// The file's content as the client's Source takes it: one 1 MiB buffer,
+// read into again for each piece (the client uses up a piece before it
+// asks for the next). A Blob of the file (fs.openAsBlob) does the same
+// job for about 0.25 s more CPU per 64 MiB: Node's file Blob reads in
+// 64 KiB pieces, each fresh memory.
+async function* fileContent(path) {
+  const fh = await open(path, "r");
+  try {
+    const buf = new Uint8Array(1 << 20);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) return;
+      yield buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
 }
 
 switch (cmd) {
@@ -26,7 +44,7 @@ switch (cmd) {
   case "put": {
     const [session, name, file] = args;
     const a = await resume(session);
-    await a.put(name, await openAsBlob(file));
+    await a.put(name, fileContent(file));
     break;
   }
   case "get": {

@@ -52,10 +52,11 @@ export function isZero(a: Uint8Array): boolean {
 }
 
 const HEX = "0123456789abcdef";
+const HEX2 = Array.from({ length: 256 }, (_, x) => HEX[x >> 4]! + HEX[x & 15]!);
 
 export function hex(b: Uint8Array): string {
   let s = "";
-  for (const x of b) s += HEX[x >> 4]! + HEX[x & 15]!;
+  for (let i = 0; i < b.length; i++) s += HEX2[b[i]!]!;
   return s;
 }
 
@@ -199,6 +200,7 @@ export class DecodeError extends Error {}
 /** A cursor over bytes for decoders: every read checks the length. */
 export class Reader {
   off = 0;
+  private dv: DataView | undefined;
   constructor(readonly b: Uint8Array) {}
   get left(): number {
     return this.b.length - this.off;
@@ -210,7 +212,9 @@ export class Reader {
     return v;
   }
   byte(): number {
-    return this.bytes(1)[0]!;
+    // Read in place: an index holds a few varints per chunk, and a view per byte was most of its decoding.
+    if (this.off >= this.b.length) throw new DecodeError("truncated");
+    return this.b[this.off++]!;
   }
   u16(): number {
     const v = this.bytes(2);
@@ -221,8 +225,11 @@ export class Reader {
     return new DataView(v.buffer, v.byteOffset, 4).getUint32(0);
   }
   u64(): bigint {
-    const v = this.bytes(8);
-    return new DataView(v.buffer, v.byteOffset, 8).getBigUint64(0);
+    if (this.left < 8) throw new DecodeError("truncated");
+    this.dv ??= new DataView(this.b.buffer, this.b.byteOffset, this.b.length);
+    const v = this.dv.getBigUint64(this.off);
+    this.off += 8;
+    return v;
   }
   i64(): bigint {
     const v = this.bytes(8);
@@ -230,6 +237,20 @@ export class Reader {
   }
   /** A minimal uvarint of at most 64 bits. */
   uvarint(): bigint {
+    // Most are small: up to 7 bytes (49 bits) in a number, exactly.
+    const start = this.off;
+    let n = 0;
+    let mul = 1;
+    for (let i = 0; i < 7; i++) {
+      const c = this.byte();
+      n += (c & 0x7f) * mul;
+      if (c < 0x80) {
+        if (i > 0 && c === 0) throw new DecodeError("non-minimal varint");
+        return BigInt(n);
+      }
+      mul *= 128;
+    }
+    this.off = start;
     let x = 0n;
     let shift = 0n;
     for (let i = 0; i < 10; i++) {

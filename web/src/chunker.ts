@@ -59,20 +59,27 @@ export function chacha8rand(seed: Uint8Array, count: number): bigint[] {
   }
 }
 
-/** The gear table, split into low and high 32-bit halves. */
+/**
+ * The gear table, split into low and high 32-bit halves; slo and shi are
+ * the same words read as signed (the hash loops below work in int32,
+ * which the JIT keeps in registers: uint32 values above 2^31 are doubles).
+ */
 export interface GearTable {
   lo: Uint32Array;
   hi: Uint32Array;
+  slo: Int32Array;
+  shi: Int32Array;
 }
 
 export function gearTable(accountKey: Uint8Array): GearTable {
   const vals = chacha8rand(chunkerSeed(accountKey), 256);
-  const t = { lo: new Uint32Array(256), hi: new Uint32Array(256) };
+  const lo = new Uint32Array(256);
+  const hi = new Uint32Array(256);
   vals.forEach((v, i) => {
-    t.lo[i] = Number(v & 0xffffffffn);
-    t.hi[i] = Number(v >> 32n);
+    lo[i] = Number(v & 0xffffffffn);
+    hi[i] = Number(v >> 32n);
   });
-  return t;
+  return { lo, hi, slo: new Int32Array(lo.buffer), shi: new Int32Array(hi.buffer) };
 }
 
 export function tableValues(t: GearTable): bigint[] {
@@ -86,56 +93,76 @@ export function chunkMin(capacity: number): number {
   return capacity - Math.floor(capacity / 4);
 }
 
+// The 64-bit gear hash h = (h << 1) + G[x] on two int32 halves. The carry
+// out of the low half's sum s + g is the top bit of
+// (s & g) | ((s | g) & ~(s + g)): bit operations only, no unsigned
+// compare (which would take the JIT's int32 values through doubles).
+// Unsigned order of the halves is signed order of (v ^ 0x80000000).
+// This loop is written out in each function below: a call per byte, or
+// an object for the pair, costs more than the hash.
+
 /** The gear hash of the last 64 bytes of chunk (all of it if shorter), from 0. */
 export function markOf(chunk: Uint8Array, t: GearTable): bigint {
   let lo = 0;
   let hi = 0;
-  const { lo: tl, hi: th } = t;
+  const { slo: tl, shi: th } = t;
   for (let i = Math.max(0, chunk.length - GEAR_WINDOW); i < chunk.length; i++) {
     const x = chunk[i]!;
-    const l2 = ((lo << 1) >>> 0) + tl[x]!;
-    hi = (((hi << 1) | (lo >>> 31)) + th[x]! + (l2 > 0xffffffff ? 1 : 0)) >>> 0;
-    lo = l2 >>> 0;
+    const g = tl[x]!;
+    const s = lo << 1;
+    const l2 = (s + g) | 0;
+    hi = ((hi << 1) + (lo >>> 31) + th[x]! + (((s & g) | ((s | g) & ~l2)) >>> 31)) | 0;
+    lo = l2;
   }
-  return (BigInt(hi) << 32n) | BigInt(lo);
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
 }
 
 /** The cut position in b (of capacity bytes) by the rule of §10.2. */
 export function cut(b: Uint8Array, min: number, t: GearTable): number {
-  const { lo: tl, hi: th } = t;
+  const { slo: tl, shi: th } = t;
   let lo = 0;
   let hi = 0;
   for (let i = min - GEAR_WINDOW; i < min; i++) {
     const x = b[i]!;
-    const l2 = ((lo << 1) >>> 0) + tl[x]!;
-    hi = (((hi << 1) | (lo >>> 31)) + th[x]! + (l2 > 0xffffffff ? 1 : 0)) >>> 0;
-    lo = l2 >>> 0;
+    const g = tl[x]!;
+    const s = lo << 1;
+    const l2 = (s + g) | 0;
+    hi = ((hi << 1) + (lo >>> 31) + th[x]! + (((s & g) | ((s | g) & ~l2)) >>> 31)) | 0;
+    lo = l2;
   }
-  let bhi = hi;
-  let blo = lo;
+  // The best hash so far, its halves flipped for signed compares.
+  let bhi = hi ^ -0x80000000;
+  let blo = lo ^ -0x80000000;
   let at = min;
-  for (let i = min; i < b.length; i++) {
+  const n = b.length;
+  for (let i = min; i < n; i++) {
     const x = b[i]!;
-    const l2 = ((lo << 1) >>> 0) + tl[x]!;
-    hi = (((hi << 1) | (lo >>> 31)) + th[x]! + (l2 > 0xffffffff ? 1 : 0)) >>> 0;
-    lo = l2 >>> 0;
-    if (hi > bhi || (hi === bhi && lo >= blo)) {
-      bhi = hi;
-      blo = lo;
-      at = i + 1;
+    const g = tl[x]!;
+    const s = lo << 1;
+    const l2 = (s + g) | 0;
+    hi = ((hi << 1) + (lo >>> 31) + th[x]! + (((s & g) | ((s | g) & ~l2)) >>> 31)) | 0;
+    lo = l2;
+    const fh = hi ^ -0x80000000;
+    if (fh >= bhi) {
+      const fl = lo ^ -0x80000000;
+      if (fh > bhi || fl >= blo) {
+        bhi = fh;
+        blo = fl;
+        at = i + 1;
+      }
     }
   }
   return at;
 }
 
-/** A set of old marks with a 64 Ki-bit prefilter on the low 16 bits. */
+/** A set of old marks with a 64 Ki-bit prefilter on the low 16 bits; halves kept as int32. */
 export class MarkSet {
   private bits = new Uint8Array(8192);
   private byLo = new Map<number, number[]>();
   size = 0;
   add(mark: bigint): void {
-    const lo = Number(mark & 0xffffffffn);
-    const hi = Number(mark >> 32n);
+    const lo = Number(mark & 0xffffffffn) | 0;
+    const hi = Number((mark >> 32n) & 0xffffffffn) | 0;
     const l16 = lo & 0xffff;
     this.bits[l16 >> 3]! |= 1 << (l16 & 7);
     const hs = this.byLo.get(lo);
@@ -143,31 +170,36 @@ export class MarkSet {
     else this.byLo.set(lo, [hi]);
     this.size++;
   }
+  /** Whether the mark of halves lo and hi (as int32) is in the set. */
   has(lo: number, hi: number): boolean {
     const l16 = lo & 0xffff;
     if ((this.bits[l16 >> 3]! & (1 << (l16 & 7))) === 0) return false;
-    return this.byLo.get(lo)?.includes(hi) ?? false;
+    return this.byLo.get(lo | 0)?.includes(hi | 0) ?? false;
   }
 }
 
 /** The first position p in [64, len(b)] whose h(p) is an old mark, or 0. */
 export function resync(b: Uint8Array, marks: MarkSet, t: GearTable): number {
-  const { lo: tl, hi: th } = t;
+  const { slo: tl, shi: th } = t;
   let lo = 0;
   let hi = 0;
   for (let i = 0; i < GEAR_WINDOW; i++) {
     const x = b[i]!;
-    const l2 = ((lo << 1) >>> 0) + tl[x]!;
-    hi = (((hi << 1) | (lo >>> 31)) + th[x]! + (l2 > 0xffffffff ? 1 : 0)) >>> 0;
-    lo = l2 >>> 0;
+    const g = tl[x]!;
+    const s = lo << 1;
+    const l2 = (s + g) | 0;
+    hi = ((hi << 1) + (lo >>> 31) + th[x]! + (((s & g) | ((s | g) & ~l2)) >>> 31)) | 0;
+    lo = l2;
   }
   for (let i = GEAR_WINDOW; ; i++) {
     if (marks.has(lo, hi)) return i;
     if (i === b.length) return 0;
     const x = b[i]!;
-    const l2 = ((lo << 1) >>> 0) + tl[x]!;
-    hi = (((hi << 1) | (lo >>> 31)) + th[x]! + (l2 > 0xffffffff ? 1 : 0)) >>> 0;
-    lo = l2 >>> 0;
+    const g = tl[x]!;
+    const s = lo << 1;
+    const l2 = (s + g) | 0;
+    hi = ((hi << 1) + (lo >>> 31) + th[x]! + (((s & g) | ((s | g) & ~l2)) >>> 31)) | 0;
+    lo = l2;
   }
 }
 
@@ -225,7 +257,11 @@ export class Chunker {
     }
   }
 
-  /** The next chunk (a copy) and its mark, or undefined at the end. */
+  /**
+   * The next chunk and its mark, or undefined at the end. The chunk is a
+   * view of the chunker's buffer, good until the next call (a caller that
+   * keeps it copies it): an upload only hashes and seals it.
+   */
   async next(): Promise<{ chunk: Uint8Array; mark: bigint } | undefined> {
     await this.fill();
     const avail = this.buf.subarray(this.off, this.end);
@@ -236,7 +272,7 @@ export class Chunker {
       if (this.marks && this.marks.size > 0 && this.drift <= MAX_DRIFT) n = resync(avail.subarray(0, this.max), this.marks, this.table);
       if (n === 0) n = cut(avail.subarray(0, this.max), this.min, this.table);
     }
-    const chunk = avail.slice(0, n);
+    const chunk = avail.subarray(0, n);
     this.off += n;
     return { chunk, mark: markOf(chunk, this.table) };
   }

@@ -26,6 +26,7 @@ interface NodeHash {
   digest(): Uint8Array;
 }
 interface NodeCrypto {
+  createHmac(alg: "sha256", key: Uint8Array): NodeHash;
   createCipheriv(alg: "chacha20-poly1305", key: Uint8Array, iv: Uint8Array, opts: { authTagLength: 16 }): NodeAEAD & { getAuthTag(): Uint8Array };
   createDecipheriv(alg: "chacha20-poly1305", key: Uint8Array, iv: Uint8Array, opts: { authTagLength: 16 }): NodeAEAD & { setAuthTag(t: Uint8Array): unknown };
   createHash(alg: "sha256"): NodeHash;
@@ -59,10 +60,12 @@ export function useNodeCrypto(on: boolean): void {
 }
 
 export function sha256(...parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) {
-    if (nodeCrypto) return plain(nodeCrypto.createHash("sha256").update(parts[0]!).digest());
-    return nobleSha256(parts[0]!);
+  if (nodeCrypto) {
+    const h = nodeCrypto.createHash("sha256");
+    for (const p of parts) h.update(p);
+    return plain(h.digest());
   }
+  if (parts.length === 1) return nobleSha256(parts[0]!);
   const h = nobleSha256.create();
   for (const p of parts) h.update(p);
   return h.digest();
@@ -118,6 +121,12 @@ export async function newFileHash(): Promise<{ update(b: Uint8Array): void; dige
 }
 
 export function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
+  // node:crypto's where there is one: an upload computes one per block.
+  if (nodeCrypto) {
+    const h = nodeCrypto.createHmac("sha256", key);
+    for (const p of parts) h.update(p);
+    return plain(h.digest());
+  }
   const h = hmac.create(nobleSha256, key);
   for (const p of parts) h.update(p);
   return h.digest();
@@ -142,7 +151,24 @@ export async function argon2(password: Uint8Array, salt: Uint8Array): Promise<Ui
   });
 }
 
+// Small requests (an upload takes a block ID and a nonce per block) are cut
+// from 4 KiB of randomness fetched at once: a getRandomValues call costs
+// more than the bytes. Bytes handed out are zeroed in the pool.
+let pool = new Uint8Array(0);
+let poolAt = 0;
+
 export function random(n: number): Uint8Array {
+  if (n <= 64) {
+    if (poolAt + n > pool.length) {
+      pool = new Uint8Array(4096);
+      globalThis.crypto.getRandomValues(pool);
+      poolAt = 0;
+    }
+    const out = pool.slice(poolAt, poolAt + n);
+    pool.fill(0, poolAt, poolAt + n);
+    poolAt += n;
+    return out;
+  }
   const b = new Uint8Array(n);
   // getRandomValues fills at most 65536 bytes a call.
   for (let o = 0; o < n; o += 65536) globalThis.crypto.getRandomValues(b.subarray(o, Math.min(n, o + 65536)));

@@ -274,19 +274,29 @@ export function blockAD(id: ID): Uint8Array {
   return concat(toUTF8(BLOCK_AD_PREFIX), id);
 }
 
-/** Encrypts payload into a block of exactly blockSize bytes. */
-export function encryptBlock(key: Uint8Array, id: ID, payload: Uint8Array, blockSize: number, nonce: Uint8Array = random(NONCE_SIZE)): Uint8Array {
+/** Encrypts payload into a block of exactly blockSize bytes (into out, every byte of it, when given one of that size). */
+export function encryptBlock(key: Uint8Array, id: ID, payload: Uint8Array, blockSize: number, nonce: Uint8Array = random(NONCE_SIZE), into?: Uint8Array): Uint8Array {
   if (!validBlockSize(blockSize)) throw new BlindError("invalid", `block size ${blockSize} is not a power of two from 1024 to 4 MiB`);
   if (payload.length > payloadCapacity(blockSize)) {
     throw new BlindError("invalid", `payload of ${payload.length} bytes exceeds the block capacity of ${payloadCapacity(blockSize)}`);
   }
-  const out = new Uint8Array(blockSize);
+  const out = into?.length === blockSize ? into : new Uint8Array(blockSize);
   out.set(nonce, 0);
-  const frame = new Uint8Array(blockSize - NONCE_SIZE - TAG_SIZE);
-  new DataView(frame.buffer).setUint32(0, payload.length);
+  const frame = frameScratch(blockSize - NONCE_SIZE - TAG_SIZE);
+  new DataView(frame.buffer, frame.byteOffset).setUint32(0, payload.length);
   frame.set(payload, LENGTH_SIZE);
+  frame.fill(0, LENGTH_SIZE + payload.length);
   aeadSeal(key, nonce, frame, blockAD(id), out.subarray(NONCE_SIZE));
   return out;
+}
+
+// The plaintext frame of the block being sealed: one buffer, reused (the
+// seal is synchronous and keeps nothing of it), instead of 64 KiB of fresh
+// memory per block of an upload.
+let scratch: Uint8Array | undefined;
+function frameScratch(n: number): Uint8Array {
+  if (!scratch || scratch.length !== n) scratch = new Uint8Array(n);
+  return scratch;
 }
 
 /** Opens a block strictly (spec §6); every failure is a tampered error. */

@@ -191,6 +191,7 @@ export function refsOf(f: FileEntry): Ref[] {
 
 /** The blocks old refers to and cur does not, sorted by ID (indexfile.Unreferenced). */
 export function unreferenced(old: Index, cur: Index): Ref[] {
+  if (old === cur) return []; // an update that needed no merge: nothing to walk
   const keep = new Set<string>();
   for (const f of cur.files) for (const r of refsOf(f)) keep.add(hex(r.id));
   const seen = new Set<string>();

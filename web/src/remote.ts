@@ -298,6 +298,11 @@ export class Remote {
     return out!;
   }
 
+  /** Takes back a block that get returned and that its reader is done with: nothing may refer to it after this. */
+  recycle(data: Uint8Array): void {
+    this.transport.recycle?.(data);
+  }
+
   /** Writes one block under a precondition; returns its ETag. */
   async put(id: ID, proof: Uint8Array, data: Uint8Array, c: Cond = {}): Promise<Uint8Array> {
     const want = etagOf(data);

@@ -1,8 +1,10 @@
 // How a request reaches the server. Browsers (and any caller that gives its
-// own fetch) go through fetch. Node goes through node:http: its fetch
-// (undici) spends more CPU per request than the request's crypto does for
-// a 64 KiB block, and a get is one request per block.
+// own fetch) go through fetch. Node goes through a plain socket to an
+// http:// server (nodehttp.ts) and node:https to an https:// one: its
+// fetch (undici) spends more CPU per request than the request's crypto
+// does for a 64 KiB block, and a get is one request per block.
 import { concat } from "./bytes.js";
+import { netTransport, type NodeNet } from "./nodehttp.js";
 import { nodeBuiltin } from "./platform.js";
 
 /** A request of the block API: the body is sent as the concatenation of its parts. */
@@ -24,7 +26,15 @@ export interface Resp {
   discard(): Promise<void>;
 }
 
-export type Transport = (r: Req) => Promise<Resp>;
+export type Transport = ((r: Req) => Promise<Resp>) & {
+  /**
+   * Takes back an answer's body that its reader is done with (no
+   * reference to it remains), to read a later answer of the same size
+   * into: fresh memory costs a page fault per 4 KiB, and a get reads a
+   * 64 KiB block per request. Transports without it let the GC have it.
+   */
+  recycle?(b: Uint8Array): void;
+};
 
 /** A transport over a fetch function. */
 export function fetchTransport(fetchFn: typeof fetch): Transport {
@@ -71,8 +81,18 @@ interface NodeHTTP {
 // the request (which is then retried) instead of hanging.
 const NODE_TIMEOUT_MS = 300_000;
 
-/** The node:http transport, or undefined outside Node (see platform.ts). */
+/** Node's transport for url, or undefined outside Node (see platform.ts). */
 export function nodeTransport(url: string): Transport | undefined {
+  if (url.startsWith("http:")) {
+    const net = nodeBuiltin<NodeNet>("node:net");
+    const t = net && typeof net.connect === "function" ? netTransport(net, url, NODE_TIMEOUT_MS) : undefined;
+    if (t) return t;
+  }
+  return nodeHTTPTransport(url);
+}
+
+/** The node:http(s) transport, or undefined outside Node. */
+export function nodeHTTPTransport(url: string): Transport | undefined {
   const mod = nodeBuiltin<NodeHTTP>(url.startsWith("https:") ? "node:https" : "node:http");
   if (!mod || typeof mod.request !== "function") return undefined;
   const http = mod;
