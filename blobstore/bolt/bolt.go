@@ -168,6 +168,7 @@ type Store struct {
 	pageSize  int // bbolt's, read at Open: DB.Info races with a commit's remap
 	mode      commitMode
 	group     group
+	wb        *writeback // starts a commit's writes to disk early (writeback.go)
 	closeOnce sync.Once
 	closeErr  error
 
@@ -214,7 +215,7 @@ func Open(path string, p blobstore.Params) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	return &Store{db: db, path: path, blockSize: p.BlockSize, pageSize: db.Info().PageSize}, nil
+	return &Store{db: db, path: path, blockSize: p.BlockSize, pageSize: db.Info().PageSize, wb: openWriteback(path)}, nil
 }
 
 // initOrCheck writes the meta of a new store, or checks an existing
@@ -340,6 +341,7 @@ func checkMeta(tx *bbolt.Tx, meta *bbolt.Bucket, path string, p blobstore.Params
 // the first return its result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		defer s.wb.close()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("bolt: close: %w", err)
 		}
