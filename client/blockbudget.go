@@ -21,8 +21,11 @@ import (
 )
 
 // budgetBatches bounds the batches of block buffers lent at once across
-// an account's uploads: two uploads at full depth.
-const budgetBatches = 2 * (uploaders + 1)
+// an account's uploads: one upload at full depth (uploaders+1), and room
+// for another to go on meanwhile. It was two uploads at full depth when
+// that was seven batches; it stayed at fourteen when one upload's depth
+// grew, so that many uploads at once hold no more than before.
+const budgetBatches = 14
 
 // budgetIdle is how long the budget keeps its buffers with none lent.
 const budgetIdle = 30 * time.Second

@@ -52,9 +52,14 @@ import (
 const (
 	// uploaders is the number of batch writes in flight. A server's write
 	// pool holds each for its window (250 ms by default) to mix it with
-	// others, so throughput grows with this; memory too, by one batch
-	// (write_batch blocks: 4 MiB by default) each.
-	uploaders = 6
+	// others, or until 16 MiB wait (four batches of 4 MiB), and answers
+	// them only once their commit is durable, so throughput grows with
+	// this; memory too, by one batch (write_batch blocks: 4 MiB by
+	// default) each. With six, four were in the commit and two waited:
+	// the server then idled while the next 16 MiB came in, and this
+	// process idled through each commit, and a put took their sum. Ten
+	// keep the next commit's batches arriving while one commits.
+	uploaders = 10
 )
 
 // InlineMax is format.InlineMax.

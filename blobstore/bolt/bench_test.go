@@ -91,7 +91,7 @@ func (f *benchFixture) putOp(slot int) (blobstore.Op, wire.WriteProof) {
 	return blobstore.Op{Kind: blobstore.OpPut, ID: wire.NewID(), ProofHash: w.Hash(), Data: f.data[slot], ETag: f.etags[slot], Bucket: f.bucket}, w
 }
 
-var batchSizes = []int{1, 16, 64}
+var batchSizes = []int{1, 16, 64, 256}
 
 // BenchmarkApplyPut writes new 64 KiB blocks through Apply, batch blocks
 // per call; an op is one block.

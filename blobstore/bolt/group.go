@@ -125,7 +125,7 @@ func (g *group) lead(s *Store) {
 	}
 	g.mu.Unlock()
 
-	commitGuarded(s, batch)
+	s.wb.during(func() { commitGuarded(s, batch) })
 	for _, c := range batch[1:] {
 		close(c.wake)
 	}

@@ -154,9 +154,9 @@ func (b *bench) filesRows(ctx context.Context) []Row {
 // note says of its write pool. The row judges the server as it ships:
 // a default blindstored holds every write batch up to its pool window
 // (250 ms) for other users' writes to mix with, which on one user's put
-// of one file is only waiting (the pool commits once 16 MiB wait, so the
-// store idles while the next 16 MiB come in, and the last batches wait
-// the window), while restic's server, rclone serve restic, writes each
+// of one file is only waiting (the pool commits once 16 MiB wait, and
+// the last batches wait the window unless the store is behind), while
+// restic's server, rclone serve restic, writes each
 // pack as it arrives and syncs none. -server-args "--pool-window 0"
 // measures the server without the wait; the note says which ran.
 func (b *bench) filesServerArgs() (extra []string, window string) {
