@@ -61,16 +61,7 @@ func TestReadCacheAcrossInstances(t *testing.T) {
 	if got, err := read(o); err != nil || !bytes.Equal(got, o.data) {
 		t.Fatalf("read of an unchanged ETag did not come from the cache: %v", err)
 	}
-	var lent []byte
-	if err := reader.Lend(ctx, o.id, func(data []byte, etag wire.ETag) error {
-		if etag != wire.ETagOf(o.data) {
-			return errors.New("Lend's ETag is not the block's")
-		}
-		lent = append(lent, data...)
-		return nil
-	}); err != nil || !bytes.Equal(lent, o.data) {
-		t.Fatalf("Lend: %v, same data %v", err, bytes.Equal(lent, o.data))
-	}
+	mustLend(t, reader, o)
 
 	// Deleted through the other instance: not found, and forgotten.
 	mustApply(t, writer, o.del())
@@ -100,20 +91,26 @@ func TestReadCacheAcrossInstances(t *testing.T) {
 // Without a cache, Lend reads into the store's own buffers.
 func TestLendWithoutCache(t *testing.T) {
 	url := pgtest.URL(t)
-	ctx := context.Background()
 	s := openTest(t, url, testParams())
 	o := newOwned(t, testBlockSize)
 	mustApply(t, s, o.put(randBucket(t)))
 	for range 3 {
-		var got []byte
-		if err := s.Lend(ctx, o.id, func(data []byte, etag wire.ETag) error {
-			if etag != wire.ETagOf(o.data) {
-				return errors.New("wrong ETag")
-			}
-			got = append(got, data...)
-			return nil
-		}); err != nil || !bytes.Equal(got, o.data) {
-			t.Fatalf("Lend: %v", err)
+		mustLend(t, s, o)
+	}
+}
+
+// mustLend checks that Lend hands o's data with its ETag.
+func mustLend(t *testing.T, s *Store, o owned) {
+	t.Helper()
+	var lent []byte
+	err := s.Lend(context.Background(), o.id, func(data []byte, etag wire.ETag) error {
+		if etag != wire.ETagOf(o.data) {
+			return errors.New("Lend's ETag is not the block's")
 		}
+		lent = append(lent, data...)
+		return nil
+	})
+	if err != nil || !bytes.Equal(lent, o.data) {
+		t.Fatalf("Lend: %v, same data %v", err, bytes.Equal(lent, o.data))
 	}
 }
