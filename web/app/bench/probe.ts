@@ -240,10 +240,14 @@ async function main(): Promise<void> {
     await ev("performance.setResourceTimingBufferSize(100000)");
     if (process.env.DOUBLE) console.log("a second Network.enable on the worker:", JSON.stringify(await ws("Network.enable")));
     // The pool's workers (blocks.js), which make the block requests of a download.
-    const { targetInfos } = (await bcdp.send("Target.getTargets")) as { targetInfos: { type: string; url: string }[] };
     const pool: ((method: string, params?: object) => Promise<any>)[] = [];
-    for (let i = 0; i < targetInfos.filter((t) => t.type === "worker" && t.url.endsWith("/blocks.js")).length; i++) pool.push(await workerSession(bcdp, "/blocks.js", i));
+    // They start at the first put or get: found when first asked for.
     const evAll = async (expr: string) => {
+      if (pool.length === 0) {
+        const { targetInfos } = (await bcdp.send("Target.getTargets")) as { targetInfos: { type: string; url: string }[] };
+        const n = targetInfos.filter((t) => t.type === "worker" && t.url.endsWith("/blocks.js")).length;
+        for (let i = 0; i < n; i++) pool.push(await workerSession(bcdp, "/blocks.js", i));
+      }
       const out: any[] = [await ev(expr)];
       for (const w of pool) out.push(((await w("Runtime.evaluate", { expression: expr, returnByValue: true })) as { result: { value: any } }).result.value);
       return out;

@@ -20,12 +20,20 @@ export class Pool implements BlockWork {
   private seq = 0;
   private hasher: Promise<(b: Uint8Array) => Uint8Array> | undefined;
 
-  /** n workers; remote reads blocks in line when none is left (see onerror). */
+  private started = false;
+
+  /**
+   * n workers, started at the first job (a login needs none of them);
+   * remote reads blocks in line when none is left (see onerror).
+   */
   constructor(
-    n: number,
+    private readonly n: number,
     private readonly remote: Remote,
-  ) {
-    for (let i = 0; i < n; i++) {
+  ) {}
+
+  private start(): void {
+    this.started = true;
+    for (let i = 0; i < this.n; i++) {
       const m: Member = { w: new Worker("/blocks.js"), jobs: new Map() };
       m.w.onmessage = (ev: MessageEvent<BlockReply>) => {
         const r = ev.data;
@@ -54,6 +62,7 @@ export class Pool implements BlockWork {
   }
 
   private run(job: Job, transfer: Transferable[]): Promise<BlockReply & { ok: true }> | undefined {
+    if (!this.started) this.start();
     if (this.members.length === 0) return undefined;
     // The member with the fewest jobs; the first of them on a tie.
     let m = this.members[0]!;

@@ -58,7 +58,7 @@ function coalesce(src: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
 }
 
 // The pool that seals and reads file blocks beside this worker: one
-// worker a core (at most 4), started when first needed.
+// worker a core (at most 4), started at the first put or get.
 let pool: Pool | undefined;
 function withPool(r: Remote): Remote {
   if (typeof Worker === "function") r.work = pool ??= new Pool(Math.min(4, Math.max(1, navigator.hardwareConcurrency || 2)), new Remote(server));
