@@ -36,7 +36,7 @@ func TestEmbeddedBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"/", "/index.html", "/app.js", "/worker.js", "/sw.js", "/app.css"}
+	want := []string{"/", "/index.html", "/app.js", "/worker.js", "/blocks.js", "/sw.js", "/app.css"}
 	for _, p := range want {
 		if app.files[p] == nil {
 			t.Errorf("the bundle has no %s (paths: %v)", p, app.Paths())

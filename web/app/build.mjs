@@ -1,5 +1,6 @@
 // Builds the app into internal/webapp/dist, which the Go binary embeds:
-// app.js (the page), worker.js (the client, in a Web Worker), sw.js (the
+// app.js (the page), worker.js (the client, in a Web Worker), blocks.js
+// (its pool of workers that seal and read file blocks), sw.js (the
 // Service Worker that streams downloads), index.html and app.css. The
 // output depends only on the sources and the locked versions, so that
 // `node build.mjs --check` (make app-test) can tell whether the committed
@@ -23,7 +24,7 @@ async function buildInto(out) {
   mkdirSync(out, { recursive: true });
   await build({
     absWorkingDir: here,
-    entryPoints: { app: "src/main.ts", worker: "src/worker.ts", sw: "src/sw.ts" },
+    entryPoints: { app: "src/main.ts", worker: "src/worker.ts", blocks: "src/blocks.ts", sw: "src/sw.ts" },
     outdir: out,
     bundle: true,
     format: "iife",

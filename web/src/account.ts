@@ -12,7 +12,6 @@ import {
   capabilityString,
   decryptBlock,
   encryptBlock,
-  ETAG_SIZE,
   etagOf,
   headLocator,
   HEAD_V1,
@@ -75,6 +74,7 @@ import {
 import { Chunker, gearTable, type GearTable, MarkSet } from "./chunker.js";
 import { type BatchItem, type CommitItem, commitManifest, isPrecondition, parallel, Remote, type RenewItem, type ServerConfig } from "./remote.js";
 import { pieces, type Source, sourceSize } from "./stream.js";
+import { readChunk, sealChunk } from "./blockwork.js";
 
 export interface FileInfo {
   name: string;
@@ -105,6 +105,7 @@ const MAX_UPDATE_ATTEMPTS = 8;
 const UPLOADS_IN_FLIGHT = 6; // as the Go client's uploaders: each batch waits the server's pool window
 const GET_WINDOW = 16;
 const SESSION_FORMAT = "blindstore-session-v1";
+const EMPTY = new Uint8Array();
 
 const ERR_AUTH = "wrong user name or password, or no such account";
 
@@ -641,8 +642,12 @@ export class Account {
     // Sealed blocks of the batches the server took, reused for the next
     // blocks: fresh memory costs a page fault per 4 KiB, and 64 KiB
     // arrays that die young are what most of an upload's GC time was.
+    // (Blocks a worker seals come back in its own buffers.)
     const spare: Uint8Array[] = [];
     const spareMax = (UPLOADS_IN_FLIGHT + 1) * this.cfg.limits.write_batch;
+    const work = this.remote.work;
+    // The blocks of the batch being filled that a worker is sealing.
+    let sealing: Promise<void>[] = [];
     let batch: BatchItem[] = [];
     let batchBytes = 0;
     let sent = 0;
@@ -651,19 +656,23 @@ export class Account {
       if (batch.length === 0) return;
       const items = batch;
       const bytes = batchBytes;
+      const sealed = sealing;
       batch = [];
       batchBytes = 0;
-      const p = this.remote.putBatch(items).then(
-        () => {
-          sent += bytes;
-          onProgress?.(sent, total);
-          // The server has all of these blocks: their buffers seal the next ones.
-          for (const it of items) if (spare.length < spareMax) spare.push(it.data);
-        },
-        (e) => {
-          failed ??= e;
-        },
-      );
+      sealing = [];
+      const p = Promise.all(sealed)
+        .then(() => this.remote.putBatch(items))
+        .then(
+          () => {
+            sent += bytes;
+            onProgress?.(sent, total);
+            // The server has all of these blocks: their buffers seal the next ones.
+            if (!work) for (const it of items) if (spare.length < spareMax) spare.push(it.data);
+          },
+          (e) => {
+            failed ??= e;
+          },
+        );
       inFlight.push(p);
       if (inFlight.length >= UPLOADS_IN_FLIGHT) await inFlight.shift();
     };
@@ -688,12 +697,23 @@ export class Account {
         }
         ch.matched(false);
         const id = newID();
-        const data = encryptBlock(key, id, chunk, bs, undefined, spare.pop());
-        const etag = hashOf(data).subarray(0, ETAG_SIZE);
-        batch.push({ id, proof: writeProof(this.root.ownerSecret, id), data, etag });
+        const item: BatchItem = { id, proof: writeProof(this.root.ownerSecret, id), data: EMPTY, etag: EMPTY };
+        const ref: Ref = { id, etag: EMPTY };
+        const entry: Chunk = { id, etag: EMPTY, size: chunk.length, hash, mark };
+        const set = (b: { data: Uint8Array; etag: Uint8Array }) => {
+          item.data = b.data;
+          item.etag = ref.etag = entry.etag = b.etag;
+        };
+        // The chunk is a view of the chunker's buffer: a worker gets a copy.
+        if (work) {
+          const p = work.seal(key, id, chunk.slice(), bs).then(set);
+          p.catch(() => {}); // surfaced by its batch's flush
+          sealing.push(p);
+        } else set(sealChunk(hashOf, key, id, chunk, bs, spare.pop()));
+        batch.push(item);
         batchBytes += chunk.length;
-        written.push({ id, etag });
-        file.chunks.push({ id, etag, size: chunk.length, hash, mark });
+        written.push(ref);
+        file.chunks.push(entry);
         if (batch.length >= this.cfg.limits.write_batch) await flush();
       }
       if (failed === undefined) await flush();
@@ -701,7 +721,7 @@ export class Account {
       if (failed !== undefined) throw wrap("network", "uploading", failed);
       file.hash = sum.digest();
     } catch (e) {
-      await Promise.allSettled(inFlight);
+      await Promise.allSettled([...inFlight, ...sealing]);
       this.deleteRefs(written);
       if (e instanceof BlindError) throw e;
       throw wrap("local i/o", "reading the file", e);
@@ -977,12 +997,9 @@ async function download(remote: Remote, cfg: ServerConfig, f: FileEntry, onProgr
   }
   if (f.chunks.reduce((s, c) => s + c.size, 0) !== f.size) throw new BlindError("tampered", "the file's chunks do not add up to its recorded size");
   const bs = cfg.block_size;
-  const hashOf = await sha256Hasher();
-  const fetchChunk = async (c: Chunk): Promise<Uint8Array> => {
-    const { payload: p } = await openBlock(remote, c.id, f.key, bs, "a block of the file is gone from the server (expired unrenewed, or deleted)", "a block of the file", false);
-    if (p.length !== c.size || !equal(hashOf(p), c.hash)) throw new BlindError("tampered", "a block of the file holds another chunk than the index recorded (blocks swapped?)");
-    return p;
-  };
+  const work = remote.work;
+  const hashOf = work ? undefined : await sha256Hasher();
+  const fetchChunk = (c: Chunk): Promise<Uint8Array> => (work ? work.readChunk(c.id, f.key, bs, c.size, c.hash) : readChunk(remote, hashOf!, c.id, f.key, bs, c.size, c.hash));
   const queue: Promise<Uint8Array>[] = [];
   let next = 0;
   let cancelled = false;

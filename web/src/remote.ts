@@ -7,6 +7,7 @@ import { BlindError, kindOf, wrap } from "./errors.js";
 import { sha256Native } from "./crypto.js";
 import { ETAG_SIZE, etagHeader, etagOf, idString, parseETag, parseID, validBlockSize, type ID } from "./format.js";
 import type { TokenWallet } from "./tokens.js";
+import type { BlockWork } from "./blockwork.js";
 import { fetchTransport, nodeTransport, type Req, type Resp, type Transport } from "./transport.js";
 
 export interface TokenKeyInfo {
@@ -176,6 +177,8 @@ export class Remote {
   parallel = DEFAULT_PARALLEL;
   /** Pays for writes on a server that charges (spec §14). */
   wallet: TokenWallet | undefined;
+  /** Where put and get do their per-block work, when not in line (blockwork.ts). */
+  work: BlockWork | undefined;
 
   constructor(url: string, opts?: { fetch?: typeof fetch; wallet?: TokenWallet }) {
     let u: URL;

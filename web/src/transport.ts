@@ -36,12 +36,16 @@ export type Transport = ((r: Req) => Promise<Resp>) & {
   recycle?(b: Uint8Array): void;
 };
 
-/** A transport over a fetch function. */
+/**
+ * A transport over a fetch function. Every answer of the API is no-store,
+ * and so is every request: a browser then skips its HTTP cache (a lookup
+ * on the network service's threads for each block otherwise).
+ */
 export function fetchTransport(fetchFn: typeof fetch): Transport {
   return async (r) => {
     let body: BodyInit | undefined;
     if (r.body) body = r.body.length === 1 ? (r.body[0] as Uint8Array<ArrayBuffer>) : new Blob(r.body as Uint8Array<ArrayBuffer>[]);
-    const resp = await fetchFn(new Request(r.url, { method: r.method, headers: r.headers, ...(body !== undefined ? { body } : {}) }));
+    const resp = await fetchFn(new Request(r.url, { method: r.method, headers: r.headers, cache: "no-store", ...(body !== undefined ? { body } : {}) }));
     return {
       status: resp.status,
       header: (name) => resp.headers.get(name),

@@ -42,12 +42,12 @@ function listen(w: Worker): void {
 }
 listen(worker);
 
-function call<K extends OpName>(op: K, args: Parameters<Ops[K]>, progress?: (sent: number, total?: number) => void): Promise<ReturnType<Ops[K]>> {
+function call<K extends OpName>(op: K, args: Parameters<Ops[K]>, progress?: (sent: number, total?: number) => void, transfer: Transferable[] = []): Promise<ReturnType<Ops[K]>> {
   const id = nextID++;
   return new Promise((resolve, reject) => {
     waiting.set(id, { resolve: resolve as (v: unknown) => void, reject, ...(progress ? { progress } : {}) });
     const req: Request<K> = { id, op, args };
-    worker.postMessage(req);
+    worker.postMessage(req, transfer);
   });
 }
 
@@ -117,29 +117,48 @@ function formatDate(ms: number): string {
 
 // --- saving a download -------------------------------------------------
 
+// The Service Worker's scope is /_download/ only: it controls the hidden
+// frames that save downloads and nothing else. A worker in control of the
+// page would also sit in the path of every request the client makes (the
+// client's worker belongs to the page), and Chromium then runs each block
+// request through it, which cost more than the request itself.
+const DOWNLOADS = "/_download/";
+let downloads: ServiceWorkerRegistration | undefined;
+
 /**
- * Writes body to the user's downloads. With a Service Worker in control
- * (every Chromium, Firefox and Safari on https or localhost), the stream
- * goes to it and a hidden frame opens it as an attachment: the file flows
- * to disk as it is decrypted. Without one (a private window that refuses
- * Service Workers, say), the last resort is a Blob, which holds the file.
+ * Saves a file to the user's downloads; open asks the client's worker for
+ * its content, into a port or, without one, in its answer. With the
+ * Service Worker active (every Chromium, Firefox and Safari on https or
+ * localhost), the worker streams the content to it through a port, and a
+ * hidden frame in its scope opens it as an attachment: the file flows to
+ * disk as it is decrypted, and never through this page. Without one (a
+ * private window that refuses Service Workers, say), the last resort is a
+ * Blob, which holds the file.
  */
-async function save(body: ReadableStream<Uint8Array>, name: string, size: number): Promise<void> {
-  const sw = navigator.serviceWorker?.controller;
+async function save(name: string, size: number | undefined, open: (to?: MessagePort) => Promise<ReadableStream<Uint8Array> | undefined>): Promise<void> {
+  const sw = downloads?.active;
   if (sw) {
     const id = crypto.randomUUID();
-    const ch = new MessageChannel();
-    const ready = new Promise<void>((resolve) => (ch.port1.onmessage = () => resolve()));
-    sw.postMessage({ type: "download", id, body, name, size }, [body, ch.port2]);
+    const data = new MessageChannel();
+    const ack = new MessageChannel();
+    const ready = new Promise<void>((resolve) => (ack.port1.onmessage = () => resolve()));
+    sw.postMessage({ type: "download", id, name, ...(size !== undefined ? { size } : {}), port: data.port1, ack: ack.port2 }, [data.port1, ack.port2]);
     await ready;
+    try {
+      await open(data.port2);
+    } catch (e) {
+      sw.postMessage({ type: "cancel", id });
+      throw e;
+    }
     const frame = document.createElement("iframe");
     frame.hidden = true;
-    frame.src = "/_download/" + id;
+    frame.src = DOWNLOADS + id;
     document.body.append(frame);
     // The download outlives the frame once it has started.
     setTimeout(() => frame.remove(), 60_000);
     return;
   }
+  const body = await open();
   const blob = await new Response(body).blob();
   const url = URL.createObjectURL(blob);
   const a = document.createElement("a");
@@ -151,17 +170,30 @@ async function save(body: ReadableStream<Uint8Array>, name: string, size: number
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
+/** Resolves once reg has an active worker, or after ms. */
+function activated(reg: ServiceWorkerRegistration, ms: number): Promise<void> {
+  if (reg.active) return Promise.resolve();
+  const sw = reg.installing ?? reg.waiting;
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    sw?.addEventListener("statechange", () => {
+      if (sw.state === "activated" || sw.state === "redundant") {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+}
+
 async function startServiceWorker(): Promise<void> {
   if (!("serviceWorker" in navigator)) return;
   try {
-    await navigator.serviceWorker.register("/sw.js", { scope: "/" });
-    if (!navigator.serviceWorker.controller) {
-      // clients.claim() in sw.ts takes this page over once it is active.
-      await Promise.race([
-        new Promise((r) => navigator.serviceWorker.addEventListener("controllerchange", r, { once: true })),
-        new Promise((r) => setTimeout(r, 3000)),
-      ]);
+    // Earlier versions of the app registered it for the whole origin.
+    for (const r of await navigator.serviceWorker.getRegistrations()) {
+      if (new URL(r.scope).pathname !== DOWNLOADS) await r.unregister();
     }
+    downloads = await navigator.serviceWorker.register("/sw.js", { scope: DOWNLOADS });
+    await activated(downloads, 3000);
   } catch {
     // Downloads fall back to a Blob.
   }
@@ -218,8 +250,7 @@ function row(f: Overview["files"][number]): HTMLTableRowElement {
 async function onRowAction(action: string, name: string, b: HTMLButtonElement): Promise<void> {
   switch (action) {
     case "download": {
-      const { body, size } = await call("get", [name]);
-      await save(body, name, size);
+      await save(name, undefined, async (to) => (await call("get", to ? [name, to] : [name], undefined, to ? [to] : [])).body);
       return;
     }
     case "share": {
@@ -340,8 +371,7 @@ async function openShared(cap: string): Promise<void> {
   get.onclick = () =>
     void busy(async () => {
       get.disabled = true;
-      const { body } = await call("takeShared", []);
-      await save(body, name, size);
+      await save(name, size, async (to) => (await call("takeShared", to ? [to] : [], undefined, to ? [to] : [])).body);
       say(`Downloading ${name}.`);
     }).catch(fail);
 }

@@ -26,16 +26,27 @@ export interface Ops {
   resume(session: string): { session: string };
   overview(): Overview;
   put(name: string, file: Blob): { session?: string };
-  get(name: string): { body: ReadableStream<Uint8Array>; size: number };
+  /** With to, the body goes there as a Download, not in the answer. */
+  get(name: string, to?: MessagePort): { body?: ReadableStream<Uint8Array>; size: number };
   rm(name: string): { session?: string };
   mv(from: string, to: string): { session?: string };
   share(name: string): { capability: string };
   openShared(capability: string): { name: string; size: number };
-  takeShared(): { body: ReadableStream<Uint8Array> };
+  takeShared(to?: MessagePort): { body?: ReadableStream<Uint8Array> };
   logout(): Record<string, never>;
 }
 
 export type OpName = keyof Ops;
+
+/**
+ * A file's content on its way from the client's worker to the Service
+ * Worker (sw.ts), over a port that the page gave each of them: the
+ * chunks then pass between those two threads only, not through the page.
+ */
+export interface Download {
+  body: ReadableStream<Uint8Array>;
+  size?: number;
+}
 
 export interface Request<K extends OpName = OpName> {
   id: number;
@@ -47,3 +58,12 @@ export type Reply =
   | { id: number; ok: true; value: unknown }
   | { id: number; ok: false; kind: string; message: string }
   | { id: number; progress: { sent: number; total?: number } };
+
+// The messages between the client's worker and the workers of its pool
+// (blocks.ts), which seal chunks and read file blocks beside it. Byte
+// arrays whose buffers are listed go by transfer, not by copy.
+export type BlockJob =
+  | { n: number; op: "seal"; key: Uint8Array; id: Uint8Array; payload: Uint8Array; blockSize: number }
+  | { n: number; op: "read"; key: Uint8Array; id: Uint8Array; blockSize: number; size: number; hash: Uint8Array };
+
+export type BlockReply = { n: number; ok: true; data: Uint8Array; etag?: Uint8Array } | { n: number; ok: false; kind: string; message: string };

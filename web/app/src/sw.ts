@@ -1,16 +1,19 @@
-// The Service Worker that streams downloads to disk: the page hands it a
-// file's ReadableStream (decrypted by the client's worker as it comes)
-// and opens /_download/<id> in a hidden frame; the answer is that stream
+// The Service Worker that streams downloads to disk: the page hands it one
+// end of a port, on which the client's worker sends the file's
+// ReadableStream (decrypted as it comes), and opens /_download/<id> in a
+// hidden frame; the answer is that stream
 // with Content-Disposition: attachment, so the browser writes it to the
 // downloads folder piece by piece and no tab ever holds the whole file.
-// Every other request passes through untouched.
-export {};
+// It is registered for /_download/ only (main.ts), so that the client's
+// requests to the API never pass through it.
+import type { Download } from "./protocol.js";
 declare const self: ServiceWorkerGlobalScope;
 
 interface Pending {
-  body: ReadableStream<Uint8Array>;
   name: string;
   size: number;
+  /** The content, once the client's worker has sent it to the port. */
+  content: Promise<Download>;
 }
 
 const pending = new Map<string, Pending>();
@@ -25,10 +28,21 @@ self.addEventListener("activate", (ev) => {
 });
 
 self.addEventListener("message", (ev) => {
-  const m = ev.data as { type?: string; id?: string } & Partial<Pending>;
-  if (m.type !== "download" || !m.id || !(m.body instanceof ReadableStream)) return;
-  pending.set(m.id, { body: m.body, name: m.name ?? "download", size: m.size ?? 0 });
-  ev.ports[0]?.postMessage("ready");
+  const m = ev.data as { type?: string; id?: string; name?: string; size?: number; port?: unknown; ack?: unknown };
+  if (m.type === "cancel" && m.id) {
+    pending.delete(m.id);
+    return;
+  }
+  if (m.type !== "download" || !m.id || !(m.port instanceof MessagePort)) return;
+  const port = m.port;
+  const content = new Promise<Download>((resolve) => {
+    port.onmessage = (e: MessageEvent<Download>) => {
+      if (e.data?.body instanceof ReadableStream) resolve(e.data);
+      port.close();
+    };
+  });
+  pending.set(m.id, { name: m.name ?? "download", size: m.size ?? 0, content });
+  if (m.ack instanceof MessagePort) m.ack.postMessage("ready");
 });
 
 /** filename* of RFC 6266 (UTF-8, percent-encoded), plus an ASCII fallback. */
@@ -48,11 +62,16 @@ self.addEventListener("fetch", (ev) => {
     ev.respondWith(new Response("this download is gone: start it again from the app", { status: 404, headers: { "Content-Type": "text/plain; charset=utf-8" } }));
     return;
   }
-  const headers = new Headers({
-    "Content-Type": "application/octet-stream",
-    "Content-Disposition": disposition(p.name),
-    "X-Content-Type-Options": "nosniff",
-  });
-  if (p.size > 0) headers.set("Content-Length", String(p.size));
-  ev.respondWith(new Response(p.body, { headers }));
+  ev.respondWith(
+    p.content.then((c) => {
+      const headers = new Headers({
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": disposition(p.name),
+        "X-Content-Type-Options": "nosniff",
+      });
+      const size = c.size ?? p.size;
+      if (size > 0) headers.set("Content-Length", String(size));
+      return new Response(c.body, { headers });
+    }),
+  );
 });

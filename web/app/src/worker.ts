@@ -4,7 +4,8 @@
 // (protocol.ts).
 import { Account, BlindError, fetchCapability, login, loginRecovery, Remote, signup } from "../../src/index.js";
 import { TokenWallet } from "../../src/tokens.js";
-import type { OpName, Ops, Reply, Request } from "./protocol.js";
+import { Pool } from "./pool.js";
+import type { Download, OpName, Ops, Reply, Request } from "./protocol.js";
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -56,9 +57,17 @@ function coalesce(src: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
   );
 }
 
+// The pool that seals and reads file blocks beside this worker: one
+// worker a core (at most 4), started at the first put or get.
+let pool: Pool | undefined;
+function withPool(r: Remote): Remote {
+  if (typeof Worker === "function") r.work = pool ??= new Pool(Math.min(4, Math.max(1, navigator.hardwareConcurrency || 2)), new Remote(server));
+  return r;
+}
+
 /** A Remote with a wallet when the server charges; invite may be "" on a resumed session. */
 async function newRemote(invite: string): Promise<Remote> {
-  const r = new Remote(server);
+  const r = withPool(new Remote(server));
   const cfg = await r.config();
   if (cfg.tokens) r.wallet = new TokenWallet(invite.trim() ? { invite } : undefined);
   return r;
@@ -130,10 +139,14 @@ const handlers: Handlers = {
     });
     return { session: session() };
   },
-  async get(_p, name) {
+  async get(_p, name, to) {
     const a = need();
     const f = (await a.list()).find((x) => x.name === name);
-    return { body: coalesce(await a.get(name)), size: f?.size ?? 0 };
+    const body = coalesce(await a.get(name));
+    const size = f?.size ?? 0;
+    if (!to) return { body, size };
+    send(to, { body, size });
+    return { size };
   },
   async rm(_p, name) {
     await need().rm(name);
@@ -147,15 +160,17 @@ const handlers: Handlers = {
     return { capability: await need().share(name) };
   },
   async openShared(_p, cap) {
-    const r = await fetchCapability(remote ?? new Remote(server), cap);
+    const r = await fetchCapability(remote ?? withPool(new Remote(server)), cap);
     shared = coalesce(r.body);
     return { name: r.name, size: r.size };
   },
-  async takeShared() {
+  async takeShared(_p, to) {
     if (!shared) throw new BlindError("invalid", "open the shared file first");
     const body = shared;
     shared = undefined;
-    return { body };
+    if (!to) return { body };
+    send(to, { body });
+    return {};
   },
   async logout() {
     account = undefined;
@@ -165,6 +180,11 @@ const handlers: Handlers = {
     return {};
   },
 };
+
+/** A download straight to the Service Worker's end of a port (see Download). */
+function send(to: MessagePort, d: Download): void {
+  to.postMessage(d, [d.body]);
+}
 
 /** Streams in an answer go to the page by transfer, not by copy. */
 function transferables(v: unknown): Transferable[] {

@@ -1,0 +1,49 @@
+// The per-block work of put and get (sealing a chunk; reading, opening and
+// checking one), by itself, so that a host can run it on other threads:
+// the browser app spreads it over a pool of Web Workers (web/app), where a
+// single worker spent its time on one block after another. Remote.work is
+// how a host hands its pool to the client; without it the client does the
+// same work in line.
+import { equal } from "./bytes.js";
+import { BlindError, kindOf, wrap } from "./errors.js";
+import { decryptBlock, encryptBlock, ETAG_SIZE, type ID } from "./format.js";
+import type { Remote } from "./remote.js";
+
+export interface BlockWork {
+  /**
+   * encryptBlock(key, id, payload, blockSize) and the block's ETag.
+   * payload is the worker's to keep (the caller gives it away).
+   */
+  seal(key: Uint8Array, id: ID, payload: Uint8Array, blockSize: number): Promise<{ data: Uint8Array; etag: Uint8Array }>;
+  /** readChunk's answer for a chunk of size bytes whose SHA-256 is hash. */
+  readChunk(id: ID, key: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Promise<Uint8Array>;
+}
+
+/** seal's work: the block and its ETag (hashOf is a SHA-256). */
+export function sealChunk(hashOf: (b: Uint8Array) => Uint8Array, key: Uint8Array, id: ID, payload: Uint8Array, blockSize: number, into?: Uint8Array): { data: Uint8Array; etag: Uint8Array } {
+  const data = encryptBlock(key, id, payload, blockSize, undefined, into);
+  return { data, etag: hashOf(data).subarray(0, ETAG_SIZE) };
+}
+
+/**
+ * A chunk of a file: its block read, opened with the file's key, and held
+ * to the size and SHA-256 that the index recorded. A missing block is
+ * "not found", one that does not open or holds another chunk "tampered".
+ */
+export async function readChunk(remote: Remote, hashOf: (b: Uint8Array) => Uint8Array, id: ID, key: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Promise<Uint8Array> {
+  let got;
+  try {
+    got = await remote.get(id, { hash: false });
+  } catch (e) {
+    if (kindOf(e) === "not found") throw new BlindError("not found", "a block of the file is gone from the server (expired unrenewed, or deleted)");
+    throw e;
+  }
+  let p: Uint8Array;
+  try {
+    p = decryptBlock(key, id, got.data, blockSize);
+  } catch (e) {
+    throw wrap("tampered", "a block of the file", e);
+  }
+  if (p.length !== size || !equal(hashOf(p), hash)) throw new BlindError("tampered", "a block of the file holds another chunk than the index recorded (blocks swapped?)");
+  return p;
+}
