@@ -11,14 +11,13 @@
 // against `blind put` and `blind get`; the page's and the worker's JS heap
 // (the DevTools protocol's Performance.getMetrics JSHeapUsedSize, sampled
 // every 100 ms) during an upload of HEAP MiB; and the bundle's gzip size.
-import { randomBytes } from "node:crypto";
-import { createWriteStream, readdirSync, readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { once } from "node:events";
 import { gzipSync } from "node:zlib";
 import type { CDPSession, Page } from "playwright-core";
 import { blindOK, tempDir } from "../../test/harness.ts";
 import { launch, serveWeb } from "../test/browser.ts";
+import { randomFile, downloadFile, deleteFile } from "./common.ts";
 
 const json = process.argv.includes("--json");
 const numbers = process.argv.slice(2).filter((a) => !a.startsWith("--"));
@@ -27,14 +26,6 @@ const heapSize = Number(numbers[1] ?? 256) << 20;
 const ROUNDS = 3;
 const PASSWORD = "correct horse battery staple";
 
-async function randomFile(path: string, n: number): Promise<void> {
-  const w = createWriteStream(path);
-  for (let left = n; left > 0; left -= 1 << 20) {
-    if (!w.write(randomBytes(Math.min(left, 1 << 20)))) await once(w, "drain");
-  }
-  w.end();
-  await once(w, "finish");
-}
 
 async function timed(f: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
@@ -114,20 +105,12 @@ async function main(): Promise<void> {
       appPut.push(await timed(() => appUpload(page, file, name)));
       appGet.push(
         await timed(async () => {
-          const [dl] = await Promise.all([
-            page.waitForEvent("download", { timeout: 600_000 }),
-            page.locator(`#list tbody tr[data-name="${name}"] button[data-action=download]`).click(),
-          ]);
-          await dl.path();
-          await dl.delete();
+          await downloadFile(page, name);
         }),
       );
       // The next round uploads a file of the same name: delete it so that
       // no chunk is reused.
-      const del = page.locator(`#list tbody tr[data-name="${name}"] button[data-action=delete]`);
-      await del.click();
-      await del.click();
-      await page.locator(`#list tbody tr[data-name="${name}"]`).waitFor({ state: "detached" });
+      await deleteFile(page, name);
     }
     const bl = median(blindLogin), al = median(appLogins);
     rows.push(["login: app / blind login", `${al.toFixed(2)} s / ${bl.toFixed(2)} s = ${(al / bl).toFixed(2)}× (target ≤ 3×)`]);

@@ -14,14 +14,13 @@
 // For reading, not for tests. From web/app after make build:
 //
 //   ROUNDS=1 node --import tsx bench/probe.ts [MiB] [--profile]
-import { randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { createWriteStream, readdirSync, readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { once } from "node:events";
 import type { CDPSession, Page } from "playwright-core";
 import { startProc, tempDir } from "../../test/harness.ts";
 import { freePort, launch } from "../test/browser.ts";
+import { deleteFile, downloadFile, randomFile, topSelf, type ProfileNode } from "./common.ts";
 
 const numbers = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const size = Number(numbers[0] ?? 64) << 20;
@@ -30,14 +29,6 @@ const rounds = Number(process.env.ROUNDS ?? 1);
 const PASSWORD = "correct horse battery staple";
 const TICK = 100; // clock ticks a second (getconf CLK_TCK)
 
-async function randomFile(path: string, n: number): Promise<void> {
-  const w = createWriteStream(path);
-  for (let left = n; left > 0; left -= 1 << 20) {
-    if (!w.write(randomBytes(Math.min(left, 1 << 20)))) await once(w, "drain");
-  }
-  w.end();
-  await once(w, "finish");
-}
 
 /** user+sys seconds of pid and its descendants. */
 function cpuOf(root: number): number {
@@ -193,27 +184,6 @@ async function workerSession(browserCdp: CDPSession, suffix = "/worker.js", nth 
     });
 }
 
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
-  children?: number[];
-}
-function topSelf(p: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }, n = 25): void {
-  const self = new Map<number, number>();
-  p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
-  const byName = new Map<string, number>();
-  let total = 0;
-  for (const node of p.nodes) {
-    const t = self.get(node.id) ?? 0;
-    total += t;
-    const cf = node.callFrame;
-    const k = `${cf.functionName || "(anon)"} ${cf.url.split("/").pop()}:${cf.lineNumber}:${cf.columnNumber}`;
-    byName.set(k, (byName.get(k) ?? 0) + t);
-  }
-  const rows = [...byName].sort((a, b) => b[1] - a[1]).slice(0, n);
-  console.log(`  worker profile: ${(total / 1000).toFixed(0)} ms sampled`);
-  for (const [k, t] of rows) console.log(`   ${(t / 1000).toFixed(0).padStart(7)} ms ${((100 * t) / total).toFixed(1).padStart(5)}%  ${k}`);
-}
 
 async function main(): Promise<void> {
   const dir = tempDir("blindstored-probe-");
@@ -294,17 +264,9 @@ async function main(): Promise<void> {
         await page.locator(`#list tbody tr[data-name="data.bin"]`).waitFor({ timeout: 600_000 });
       });
       await measure("download", async () => {
-        const [dl] = await Promise.all([
-          page.waitForEvent("download", { timeout: 600_000 }),
-          page.locator(`#list tbody tr[data-name="data.bin"] button[data-action=download]`).click(),
-        ]);
-        await dl.path();
-        await dl.delete();
+        await downloadFile(page, "data.bin");
       });
-      const del = page.locator(`#list tbody tr[data-name="data.bin"] button[data-action=delete]`);
-      await del.click();
-      await del.click();
-      await page.locator(`#list tbody tr[data-name="data.bin"]`).waitFor({ state: "detached" });
+      await deleteFile(page, "data.bin");
     }
     if (process.env.MICRO) {
       // Bare fetches from the client's worker: per-request cost without the client's work.

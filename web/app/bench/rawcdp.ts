@@ -5,27 +5,19 @@
 //
 //   node --import tsx bench/rawcdp.ts [MiB] [--micro]
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { createWriteStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { once } from "node:events";
 import type { Readable, Writable } from "node:stream";
 import { startProc, tempDir } from "../../test/harness.ts";
 import { freePort } from "../test/browser.ts";
+import { randomFile, topSelf } from "./common.ts";
 
 const numbers = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const size = Number(numbers[0] ?? 64) << 20;
 const rounds = Number(process.env.ROUNDS ?? 2);
 const PASSWORD = "correct horse battery staple";
 
-async function randomFile(path: string, n: number): Promise<void> {
-  const w = createWriteStream(path);
-  for (let left = n; left > 0; left -= 1 << 20) {
-    if (!w.write(randomBytes(Math.min(left, 1 << 20)))) await once(w, "drain");
-  }
-  w.end();
-  await once(w, "finish");
-}
 
 type Handler = (params: any, sessionId?: string) => void;
 
@@ -65,26 +57,6 @@ class CDP {
   }
 }
 
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
-}
-function topSelf(p: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }, n = 30): void {
-  const self = new Map<number, number>();
-  p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
-  const byName = new Map<string, number>();
-  let total = 0;
-  for (const node of p.nodes) {
-    const t = self.get(node.id) ?? 0;
-    total += t;
-    const cf = node.callFrame;
-    const k = `${cf.functionName || "(anon)"} ${cf.url.split("/").pop()}:${cf.lineNumber}:${cf.columnNumber}`;
-    byName.set(k, (byName.get(k) ?? 0) + t);
-  }
-  const rows = [...byName].sort((a, b) => b[1] - a[1]).slice(0, n);
-  console.log(`  worker profile: ${(total / 1000).toFixed(0)} ms sampled`);
-  for (const [k, t] of rows) console.log(`   ${(t / 1000).toFixed(0).padStart(7)} ms ${((100 * t) / total).toFixed(1).padStart(5)}%  ${k}`);
-}
 
 async function main(): Promise<void> {
   const dir = tempDir("blindstored-raw-");
