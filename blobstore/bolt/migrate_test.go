@@ -1,7 +1,6 @@
 package bolt
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -10,12 +9,12 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/blindstore/blindstore/blobstore"
+	"github.com/blindstore/blindstore/blobstore/sealtest"
 	"github.com/blindstore/blindstore/bucketer"
 	"github.com/blindstore/blindstore/wire"
 	"go.etcd.io/bbolt"
@@ -375,16 +374,7 @@ func TestMigrateSurvivesKill(t *testing.T) {
 	writeSchema3(t, path, f.p, blocks, unmerged)
 	fp := f.p.Fingerprint
 	for round, delay := range []time.Duration{0, time.Duration(mrand.IntN(3000)) * time.Microsecond, time.Duration(mrand.IntN(3000)) * time.Microsecond} {
-		cmd := exec.Command(os.Args[0], "-test.run", "^$")
-		cmd.Env = append(os.Environ(), "BOLT_MIGRATE_CHILD="+path, "BOLT_MIGRATE_FP="+hex.EncodeToString(fp[:]))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(stdout)
+		cmd, sc := sealtest.StartChild(t, "BOLT_MIGRATE_CHILD="+path, "BOLT_MIGRATE_FP="+hex.EncodeToString(fp[:]))
 		steps := 0
 		for sc.Scan() && steps < 3 {
 			if sc.Text() != "s" {

@@ -185,16 +185,7 @@ func Kill(t *testing.T, cfg KillConfig) {
 	ctx := context.Background()
 	var resumed, mergesResumed int
 	for round, r := range cfg.Rounds {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), cfg.ChildEnv...)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(stdout)
+		cmd, sc := StartChild(t, cfg.ChildEnv...)
 		var seals, writes int
 		killed := false
 		delay := time.Duration(mrand.Int64N(int64(r.MaxDelay)))
@@ -288,4 +279,21 @@ func checkAcked(t *testing.T, s Store, acked map[wire.ID]byte) {
 		}
 		buf = got
 	}
+}
+
+// StartChild runs this test binary again with no test selected and env
+// added, for a child process that a test kills part way; the scanner
+// reads the lines the child prints as it goes.
+func StartChild(t testing.TB, env ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(stdout)
 }
