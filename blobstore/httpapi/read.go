@@ -3,8 +3,8 @@ package httpapi
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 
