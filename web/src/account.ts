@@ -74,7 +74,7 @@ import {
 import { Chunker, gearTable, type GearTable, MarkSet } from "./chunker.js";
 import { type BatchItem, type CommitItem, commitManifest, isPrecondition, parallel, Remote, type RenewItem, type ServerConfig } from "./remote.js";
 import { pieces, type Source, sourceSize } from "./stream.js";
-import { readChunk, sealChunk } from "./blockwork.js";
+import { readChunk, type Sealed, sealChunk } from "./blockwork.js";
 
 export interface FileInfo {
   name: string;
@@ -685,8 +685,12 @@ export class Account {
         const { chunk, mark } = r;
         sum.update(chunk);
         file.size += chunk.length;
-        const hash = hashOf(chunk);
-        const old = reuse.get(chunk.length + ":" + hex(hash));
+        // The chunk's hash picks chunks of the old version to reuse;
+        // a new file has none, and a pool hashes its chunks as it seals
+        // them, off this thread.
+        const inPool = work !== undefined && reuse.size === 0;
+        const hash = inPool ? EMPTY : hashOf(chunk);
+        const old = inPool ? undefined : reuse.get(chunk.length + ":" + hex(hash));
         if (old && old.length > 0) {
           const o = old.shift()!;
           ch.matched(true);
@@ -700,13 +704,17 @@ export class Account {
         const item: BatchItem = { id, proof: writeProof(this.root.ownerSecret, id), data: EMPTY, etag: EMPTY };
         const ref: Ref = { id, etag: EMPTY };
         const entry: Chunk = { id, etag: EMPTY, size: chunk.length, hash, mark };
-        const set = (b: { data: Uint8Array; etag: Uint8Array }) => {
+        const set = (b: Sealed) => {
           item.data = b.data;
           item.etag = ref.etag = entry.etag = b.etag;
+          if (inPool) {
+            if (b.hash?.length !== 32) throw new BlindError("other", "the client's pool sealed a chunk without its hash");
+            entry.hash = b.hash;
+          }
         };
         // The chunk is a view of the chunker's buffer: a worker gets a copy.
         if (work) {
-          const p = work.seal(key, id, chunk.slice(), bs).then(set);
+          const p = work.seal(key, id, chunk.slice(), bs, inPool).then(set);
           p.catch(() => {}); // surfaced by its batch's flush
           sealing.push(p);
         } else set(sealChunk(hashOf, key, id, chunk, bs, spare.pop()));

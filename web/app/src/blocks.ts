@@ -2,7 +2,7 @@
 // and reads, opens and checks the blocks of a download beside the client's
 // worker, so that a put or get uses more than one thread. It holds no
 // account: each job brings the file's key.
-import { readChunk, sealChunk } from "../../src/blockwork.js";
+import { readChunk, sealChunkAsync } from "../../src/blockwork.js";
 import { sha256Hasher } from "../../src/crypto.js";
 import { BlindError } from "../../src/errors.js";
 import { Remote } from "../../src/remote.js";
@@ -19,8 +19,8 @@ self.onmessage = async (ev: MessageEvent<BlockJob>) => {
   try {
     const hashOf = await hasher;
     if (j.op === "seal") {
-      const { data, etag } = sealChunk(hashOf, j.key, j.id, j.payload, j.blockSize);
-      post({ n: j.n, ok: true, data, etag }, [data.buffer]);
+      const { data, etag, hash } = await sealChunkAsync(hashOf, j.key, j.id, j.payload, j.blockSize, j.hashPayload);
+      post({ n: j.n, ok: true, data, etag, ...(hash ? { hash } : {}) }, [data.buffer]);
     } else {
       const p = await readChunk(remote, hashOf, j.id, j.key, j.blockSize, j.size, j.hash);
       post({ n: j.n, ok: true, data: p }, [p.buffer]);

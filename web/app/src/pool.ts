@@ -2,7 +2,7 @@
 // per-block work (Remote.work) so that sealing, and reading, opening and
 // checking blocks, run on as many threads as the machine has cores
 // instead of one after another on the client's worker.
-import { type BlockWork, readChunk, sealChunk } from "../../src/blockwork.js";
+import { type BlockWork, readChunk, type Sealed, sealChunkAsync } from "../../src/blockwork.js";
 import { sha256Hasher } from "../../src/crypto.js";
 import { BlindError, type Kind } from "../../src/errors.js";
 import type { Remote } from "../../src/remote.js";
@@ -74,11 +74,11 @@ export class Pool implements BlockWork {
     });
   }
 
-  async seal(key: Uint8Array, id: Uint8Array, payload: Uint8Array, blockSize: number): Promise<{ data: Uint8Array; etag: Uint8Array }> {
-    const r = this.run({ op: "seal", key, id, payload, blockSize }, [payload.buffer as ArrayBuffer]);
-    if (!r) return sealChunk(await this.inline(), key, id, payload, blockSize);
-    const { data, etag } = await r;
-    return { data, etag: etag! };
+  async seal(key: Uint8Array, id: Uint8Array, payload: Uint8Array, blockSize: number, hashPayload = false): Promise<Sealed> {
+    const r = this.run({ op: "seal", key, id, payload, blockSize, hashPayload }, [payload.buffer as ArrayBuffer]);
+    if (!r) return sealChunkAsync(await this.inline(), key, id, payload, blockSize, hashPayload);
+    const { data, etag, hash } = await r;
+    return hash ? { data, etag: etag!, hash } : { data, etag: etag! };
   }
 
   async readChunk(id: Uint8Array, key: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Promise<Uint8Array> {
