@@ -422,6 +422,16 @@ type Lender interface {
 	Lend(ctx context.Context, id wire.ID, fn func(data []byte, etag wire.ETag) error) error
 }
 
+// ManyReader is an optional interface of a Store that reads several
+// blocks better together than one by one (PostgreSQL: in one statement
+// rather than one round trip each). ReadMany calls fn once per id, in
+// order, with the block's data (valid only while fn runs) and ETag, or
+// with an error of KindNotFound for a missing block; any other failure,
+// or an error fn returns, ends it and is returned.
+type ManyReader interface {
+	ReadMany(ctx context.Context, ids []wire.ID, fn func(i int, data []byte, etag wire.ETag, err error) error) error
+}
+
 // Stats are aggregate counts; they never name a block.
 type Stats struct {
 	Blocks  int64                     // all blocks

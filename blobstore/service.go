@@ -309,6 +309,37 @@ func (s *Service) Lend(ctx context.Context, id wire.ID, fn func(data []byte, eta
 	return true, l.Lend(ctx, id, fn)
 }
 
+// ReadBatch is the most blocks one ReadMany may read: about 4 MiB of
+// them (wire.ReadBatchFor).
+func (s *Service) ReadBatch() int { return wire.ReadBatchFor(s.blockSize) }
+
+// ReadMany reads up to ReadBatch blocks, calling fn for each in order as
+// ManyReader says; buf, of the block size, holds each block in turn for a
+// store that reads one at a time.
+func (s *Service) ReadMany(ctx context.Context, ids []wire.ID, buf []byte, fn func(i int, data []byte, etag wire.ETag, err error) error) error {
+	if len(ids) > s.ReadBatch() {
+		return wire.E(wire.KindInvalid, wire.CodeBatchTooLarge, fmt.Sprintf("read request names %d blocks, the limit is %d", len(ids), s.ReadBatch()))
+	}
+	for i, id := range ids {
+		if err := id.Validate(); err != nil {
+			return fmt.Errorf("block %d of the request: %w", i, err)
+		}
+	}
+	if m, ok := s.store.(ManyReader); ok {
+		return m.ReadMany(ctx, ids, fn)
+	}
+	for i, id := range ids {
+		data, etag, err := s.store.Read(ctx, id, buf[:0])
+		if err != nil && wire.KindOf(err) != wire.KindNotFound {
+			return err
+		}
+		if err := fn(i, data, etag, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Head returns a block's ETag.
 func (s *Service) Head(ctx context.Context, id wire.ID) (wire.ETag, error) {
 	if err := id.Validate(); err != nil {

@@ -29,6 +29,7 @@ const (
 	PathBlocks  = "/v1/blocks"  // POST: a batch write
 	PathBlock   = "/v1/blocks/" // + id: GET, HEAD, PUT, DELETE one block
 	PathRenew   = "/v1/renew"
+	PathRead    = "/v1/read" // POST: several blocks in one answer
 	PathOpenAPI = "/v1/openapi.json"
 )
 
@@ -40,6 +41,7 @@ const (
 	MediaBlock   = "application/octet-stream"
 	MediaJSON    = "application/json"
 	MediaBatch   = "application/vnd.blindstore.batch"
+	MediaBlocks  = "application/vnd.blindstore.blocks" // the answer of POST /v1/read
 	MediaProblem = "application/problem+json"
 )
 
@@ -80,6 +82,10 @@ type ConfigLimits struct {
 	MaxManifestBytes  int   `json:"max_manifest_bytes"`   // JSON manifest of POST /v1/blocks
 	MaxBatchBodyBytes int64 `json:"max_batch_body_bytes"` // whole body of POST /v1/blocks
 	MaxRenewBodyBytes int64 `json:"max_renew_body_bytes"` // whole body of POST /v1/renew
+	// ReadBatch is the most ids one POST /v1/read may name; absent on
+	// servers without that route, whose clients read block by block.
+	ReadBatch        int   `json:"read_batch,omitempty"`
+	MaxReadBodyBytes int64 `json:"max_read_body_bytes,omitempty"` // whole body of POST /v1/read
 	// Failed probes allowed per client address; absent when the limiter
 	// does not say.
 	ProbeRatePerSecond *float64 `json:"probe_rate_per_second,omitempty"`
@@ -152,6 +158,12 @@ type BatchResult struct {
 // BatchResponse is the answer of POST /v1/blocks.
 type BatchResponse struct {
 	Results []BatchResult `json:"results"`
+}
+
+// ReadRequest is the body of POST /v1/read: the blocks to read, in the
+// order of the answer's records (read.go).
+type ReadRequest struct {
+	IDs []string `json:"ids"`
 }
 
 // RenewRequest is the body of POST /v1/renew.

@@ -214,6 +214,8 @@ func routeTable() []route {
 		{method: "PUT", path: "/v1/blocks/:id", probed: true, statuses: join(block, 201, 204, 401, 403, 408, 412, 413, 415, 507), handle: (*api).putBlock},
 		{method: "DELETE", path: "/v1/blocks/:id", probed: true, statuses: join(block, 204, 403, 404, 412), handle: (*api).deleteBlock},
 		{method: "POST", path: "/v1/blocks", probed: true, statuses: join(block, 200, 401, 408, 413, 415, 507), handle: (*api).putBatch},
+		// A missing block is a record of the answer, not a 404.
+		{method: "POST", path: "/v1/read", probed: true, statuses: join(block, 200, 408, 413, 415), handle: (*api).readMany},
 		{method: "POST", path: "/v1/renew", probed: true, statuses: join(block, 200, 401, 408, 413, 415), handle: (*api).renew},
 	})
 }

@@ -88,6 +88,7 @@ func TestStoreClosed(t *testing.T) {
 		{"DELETE", path, nil, hdr{"Blind-Proof", b.proof}},
 		{"POST", "/v1/blocks", batch, hdr{"Content-Type", "application/vnd.blindstore.batch"}},
 		{"POST", "/v1/renew", renew, hdr{"Content-Type", "application/json"}},
+		{"POST", "/v1/read", readBody(b), hdr{"Content-Type", "application/json"}},
 	}
 	for _, q := range reqs {
 		r := e.do(q.method, q.path, q.body, q.h)
@@ -195,6 +196,7 @@ func TestSlowAndCutBodies(t *testing.T) {
 		{"put", fmt.Sprintf("PUT /v1/blocks/%s HTTP/1.1\r\nHost: x\r\nBlind-Proof: %s\r\nContent-Length: %d\r\n\r\n", b.id, b.proof, e.bs), next},
 		{"batch", fmt.Sprintf("POST /v1/blocks HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.blindstore.batch\r\nContent-Length: %d\r\n\r\n", len(batch)), batch},
 		{"renew", fmt.Sprintf("POST /v1/renew HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(renew)), renew},
+		{"read", fmt.Sprintf("POST /v1/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(readBody(b))), readBody(b)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -305,6 +307,9 @@ func TestProbeLimit(t *testing.T) {
 			wrong := &block{id: b.id, renew: stranger.renew}
 			e.do("POST", "/v1/renew", renewBody(wrong), hdr{"X-Forwarded-For", from}).wantStatus(t, 200)
 		}},
+		{"read missing", func(from string) {
+			e.do("POST", "/v1/read", readBody(missing()), hdr{"X-Forwarded-For", from, "Content-Type", "application/json"}).wantStatus(t, 200)
+		}},
 		{"batch forbidden", func(from string) {
 			e.do("POST", "/v1/blocks", batchOf(stranger), hdr{"X-Forwarded-For", from, "Content-Type", "application/vnd.blindstore.batch"}).wantStatus(t, 200)
 		}},
@@ -343,6 +348,7 @@ func TestProbeLimit(t *testing.T) {
 		{"DELETE", path, nil, with("Blind-Proof", b.proof, "If-Match", etag)},
 		{"POST", "/v1/blocks", batchOf(b), with("Content-Type", "application/vnd.blindstore.batch")},
 		{"POST", "/v1/renew", renewBody(b), with("Content-Type", "application/json")},
+		{"POST", "/v1/read", readBody(b), with("Content-Type", "application/json")},
 	} {
 		r := e.do(q.method, q.path, q.body, q.h)
 		r.wantProblem(t, http.StatusTooManyRequests, wire.CodeRateLimited)

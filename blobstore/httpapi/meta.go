@@ -73,6 +73,8 @@ func (a *api) config(x *exchange) {
 			MaxManifestBytes:         MaxManifestBytes,
 			MaxBatchBodyBytes:        a.maxBatchBody(),
 			MaxRenewBodyBytes:        a.maxRenewBody(),
+			ReadBatch:                a.svc.ReadBatch(),
+			MaxReadBodyBytes:         a.maxReadBody(),
 			ReadHeaderTimeoutSeconds: a.opt.ReadHeaderTimeout.Seconds(),
 			ReadTimeoutSeconds:       a.opt.ReadTimeout.Seconds(),
 			WriteTimeoutSeconds:      a.opt.WriteTimeout.Seconds(),
