@@ -313,24 +313,33 @@ export class Account {
     return { head, etag: got.etag };
   }
 
+  /** Index blocks, several a request where the server reads them so (Remote.readMany), each held to the ETag its ref records. */
   private async readBlocks(refs: Ref[], open: boolean): Promise<Uint8Array[]> {
     const out: Uint8Array[] = new Array(refs.length);
-    await parallel(refs.length, this.remote.parallel, async (i) => {
+    if (refs.length === 0) return out;
+    const take = (i: number, data: Uint8Array, etag: Uint8Array) => {
       const r = refs[i]!;
-      let got;
-      try {
-        got = await this.remote.get(r.id);
-      } catch (e) {
-        if (kindOf(e) === "not found") throw new BlindError("not found", "a block of the account's index is missing (the index changed meanwhile, or expired)");
-        throw wrap("network", "reading the account's index", e);
-      }
       if (!open) {
-        out[i] = got.data;
+        out[i] = data.slice(); // data is readMany's again after this returns
         return;
       }
-      if (!equal(got.etag, r.etag)) throw new BlindError("tampered", "the server returned an index block that is not the version the account refers to");
-      out[i] = decryptBlock(this.root.accountKey, r.id, got.data, this.cfg.block_size);
-    });
+      if (!equal(etag, r.etag)) throw new BlindError("tampered", "the server returned an index block that is not the version the account refers to");
+      out[i] = decryptBlock(this.root.accountKey, r.id, data, this.cfg.block_size);
+    };
+    // Without read_batch, readMany reads block by block, parallel GETs at a time.
+    const batch = (await this.remote.readBatch()) || refs.length;
+    const groups = Math.ceil(refs.length / batch);
+    try {
+      await parallel(groups, READS_IN_FLIGHT, (g) =>
+        this.remote.readMany(
+          refs.slice(g * batch, (g + 1) * batch).map((r) => r.id),
+          (k, data, etag) => take(g * batch + k, data, etag),
+        ),
+      );
+    } catch (e) {
+      if (kindOf(e) === "not found") throw new BlindError("not found", "a block of the account's index is missing (the index changed meanwhile, or expired)");
+      throw wrap("network", "reading the account's index", e);
+    }
     return out;
   }
 

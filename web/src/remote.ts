@@ -4,7 +4,7 @@
 // jitter, 429 waits for Retry-After, a refused token re-reads the config.
 import { b64url, concat, hex, toUTF8, u32be } from "./bytes.js";
 import { BlindError, kindOf, wrap } from "./errors.js";
-import { sha256, sha256Native } from "./crypto.js";
+import { sha256Hasher, sha256Native } from "./crypto.js";
 import { ETAG_SIZE, etagHeader, etagOf, idString, parseETag, parseID, validBlockSize, type ID } from "./format.js";
 import type { TokenWallet } from "./tokens.js";
 import type { BlockWork } from "./blockwork.js";
@@ -432,9 +432,10 @@ export class Remote {
       });
       return;
     }
-    const check: OnBlock = hash
+    const hashOf = hash ? await sha256Hasher() : undefined;
+    const check: OnBlock = hashOf
       ? (i, data, etag) => {
-          if (hex(sha256(data).subarray(0, ETAG_SIZE)) !== hex(etag)) throw new BlindError("tampered", "the server's ETag does not match the block it sent");
+          if (hex(hashOf(data).subarray(0, ETAG_SIZE)) !== hex(etag)) throw new BlindError("tampered", "the server's ETag does not match the block it sent");
           onBlock(i, data, etag);
         }
       : onBlock;

@@ -4,7 +4,7 @@
 //
 // Then over a real blindstored (through the counting proxy of the
 // harness): a get reads a file with a few POST /v1/read instead of a GET
-// a chunk and gets it back byte for byte; a missing block is not found; a
+// a chunk and gets it back byte for byte (the index too is read so); a missing block is not found; a
 // tampered one is caught; an answer cut short is retried for the rest; a
 // server that does not advertise read_batch is read block by block.
 import { test, before, after } from "node:test";
@@ -166,6 +166,7 @@ test("the server advertises read_batch; a get of a file of 64+ chunks reads them
   const proxy = await startProxy(srv!.url);
   try {
     const a = await Account.resume(new Remote(proxy.url), owner.exportState());
+    assert.ok(proxy.counts.reads >= 1, "the index blocks came by POST /v1/read too");
     proxy.reset();
     const got = await readAll(await a.get("big.bin"));
     assert.deepEqual(got, content);
