@@ -169,6 +169,7 @@ class Conn {
   private resolve: ((r: Resp) => void) | undefined;
   private reject: ((e: Error) => void) | undefined;
   private noBody = false; // a HEAD request: its answers have none
+  private streamed = false; // the answer will be streamed: no array of its length
   private keep = true;
   private line: number[] = []; // a chunk-size or trailer line in progress
   dead = false;
@@ -211,6 +212,7 @@ class Conn {
       this.reject = reject;
       this.phase = "head";
       this.noBody = r.method === "HEAD";
+      this.streamed = !!r.streamed;
       this.keep = true;
       this.sock.ref();
       this.sock.setTimeout(this.timeoutMs);
@@ -370,7 +372,9 @@ class Conn {
       if (!/^[0-9]{1,15}$/.test(cl)) throw new Error("the server's answer has a malformed Content-Length");
       this.left = Number(cl);
       this.phase = "sized";
-      a.sizeHint(this.left);
+      // The start of the body may come with the head, before the reader
+      // can say it streams: the request said so.
+      if (!this.streamed) a.sizeHint(this.left);
     } else {
       this.phase = "until-close";
       this.keep = false;

@@ -453,6 +453,7 @@ export class Remote {
         url: this.endpoint("/v1/read"),
         headers: { "Content-Type": "application/json" },
         body: [toUTF8(JSON.stringify({ ids: ids.slice(from).map(idString) }))],
+        streamed: true,
       }),
       async (resp) => {
         if (resp.status !== 200) throw await problemError(resp);

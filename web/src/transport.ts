@@ -13,6 +13,8 @@ export interface Req {
   url: string;
   headers: Record<string, string>;
   body?: Uint8Array[];
+  /** The answer will be read with stream, not gathered: the transport then sets no array aside for it. */
+  streamed?: boolean;
 }
 
 /** What the client reads of an answer. */
@@ -131,7 +133,7 @@ export function nodeHTTPTransport(url: string): Transport | undefined {
         const sized = Number.isSafeInteger(declared) && declared >= 0 && declared <= 1 << 26;
         // Allocated at the first byte: a streamed body never needs it.
         let whole: Uint8Array | undefined;
-        let pending = sized;
+        let pending = sized && !r.streamed;
         const parts: Uint8Array[] = [];
         let got = 0;
         let state: "reading" | "done" | "failed" = "reading";
