@@ -477,8 +477,12 @@ export class Remote {
         }
         from += rr.done;
         if (rr.failure) throw rr.failure;
-        const short = broke ?? rr.end();
-        if (short) throw new Transient("reading blocks: " + (short instanceof Error ? short.message : String(short)), 0, { cause: short });
+        // Every record whole is the whole answer, whatever the connection did after it.
+        const incomplete = rr.end();
+        if (incomplete) {
+          const detail = broke === undefined ? "" : ": " + (broke instanceof Error ? broke.message : String(broke));
+          throw new Transient(`reading blocks: ${incomplete.message}${detail}`, 0, { cause: broke ?? incomplete });
+        }
       },
     );
   }
