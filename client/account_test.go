@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -211,8 +212,49 @@ func newTamperProxy(t testing.TB, upstream string) *tamperProxy {
 			}
 			p.mu.Unlock()
 		}
+		if r.URL.Path == wire.PathRead && r.Method == http.MethodPost {
+			// The same tampering, record by record: the ids asked for
+			// travel in a header to ModifyResponse.
+			var req wire.ReadRequest
+			raw, _ := io.ReadAll(r.Body)
+			_ = json.Unmarshal(raw, &req)
+			r.Header.Set("X-Tamper-Ids", strings.Join(req.IDs, ","))
+			p.mu.Lock()
+			for i, id := range req.IDs {
+				if other, ok := p.redirect[id]; ok {
+					req.IDs[i] = other
+				}
+			}
+			p.mu.Unlock()
+			raw, _ = json.Marshal(req)
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(raw)), int64(len(raw))
+		}
 	}
 	rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.URL.Path == wire.PathRead && resp.StatusCode == http.StatusOK {
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			ids := strings.Split(resp.Request.Header.Get("X-Tamper-Ids"), ",")
+			rec := len(body) / len(ids)
+			p.mu.Lock()
+			for i, id := range ids {
+				r := body[i*rec : (i+1)*rec]
+				if fixed, ok := p.fixed[id]; ok && len(fixed) == rec-1-wire.ETagSize {
+					r[0] = wire.ReadFound
+					etag := wire.ETagOf(fixed)
+					copy(r[1:], etag[:])
+					copy(r[1+wire.ETagSize:], fixed)
+				}
+				if p.flip[id] {
+					r[len(r)/2] ^= 1
+				}
+			}
+			p.mu.Unlock()
+			resp.Body = io.NopCloser(bytes.NewReader(body))
+			return nil
+		}
 		id, ok := strings.CutPrefix(resp.Request.URL.Path, "/v1/blocks/")
 		if !ok || resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
 			return nil

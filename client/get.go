@@ -34,11 +34,21 @@ import (
 
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/wire"
 )
 
 // getWindow bounds the blocks a get has fetched or is fetching ahead of
 // the one it writes.
 const getWindow = 32
+
+// readGroup is how many chunks one POST /v1/read asks for, and
+// readWorkers how many such requests a get keeps out: 16 blocks (1 MiB at
+// the default size) spread the request's cost thin, and four requests
+// keep the server and the client's two cores busy while each waits.
+const (
+	readGroup   = 16
+	readWorkers = 4
+)
 
 // Get writes the file name to w, verified block by block; see the file
 // comment. It returns the file's index entry.
@@ -181,56 +191,124 @@ func fetchChunks(ctx context.Context, remote Store, cfg *ServerConfig, f *indexf
 		err error
 	}
 	bs := cfg.BlockSize
-	plainBufs := make(chan []byte, getWindow)
-	for range getWindow {
+	// A server that reads several blocks per request (POST /v1/read) gets
+	// groups of readGroup consecutive chunks from fewer workers; the
+	// window grows to keep as many groups in flight. Otherwise each
+	// worker reads one chunk per request, as GET does.
+	mr, batch, cerr := readBatchOf(ctx, remote)
+	if cerr != nil {
+		return cerr
+	}
+	group, workers, window := 1, remote.parallelism(), getWindow
+	if mr != nil {
+		group = min(batch, readGroup)
+		workers = min(workers, readWorkers)
+		// Beside the groups being read, one more: the groups after the
+		// first unfinished one hold at most group*(workers-1) buffers,
+		// so its worker always finds one.
+		window = max(window, group*(workers+1))
+	}
+	plainBufs := make(chan []byte, window)
+	for range window {
 		plainBufs <- make([]byte, 0, bs)
 	}
 	// pending holds one result channel per chunk, in file order; its
 	// capacity is the window.
-	pending := make(chan chan result, max(1, getWindow-remote.parallelism()))
+	// A group's channels all go in before its job, so that the in-order
+	// loop below never waits for a job not yet sent; window-workers
+	// leaves room for every worker's group.
+	pending := make(chan chan result, max(group, window-workers))
 	type job struct {
-		i   int
-		out chan result
+		lo  int // the group's first chunk
+		out []chan result
 	}
 	jobs := make(chan job)
 	var wg sync.WaitGroup
-	for range remote.parallelism() {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cipher := make([]byte, bs+1)
+			var cipher []byte
+			if mr != nil {
+				cipher = make([]byte, wire.ReadRecordSize(bs))
+			} else {
+				cipher = make([]byte, bs+1)
+			}
+			key := format.Key(f.Key)
 			for j := range jobs {
-				c := &f.Chunks[j.i]
-				var buf []byte
-				select {
-				case buf = <-plainBufs:
-				case <-ctx.Done():
-					j.out <- result{err: context.Cause(ctx)}
+				if mr == nil {
+					c := &f.Chunks[j.lo]
+					buf, ok := takeBuf(ctx, plainBufs)
+					if !ok {
+						j.out[0] <- result{err: context.Cause(ctx)}
+						continue
+					}
+					p, err := fetchChunk(ctx, remote, bs, key, c, cipher, buf)
+					if err != nil {
+						plainBufs <- buf
+						buf = nil
+					}
+					j.out[0] <- result{plain: p, buf: buf, err: err}
 					continue
 				}
-				p, err := fetchChunk(ctx, remote, bs, format.Key(f.Key), c, cipher, buf)
-				if err != nil {
-					plainBufs <- buf
-					buf = nil
+				ids := make([]wire.ID, len(j.out))
+				for i := range ids {
+					ids[i] = f.Chunks[j.lo+i].ID
 				}
-				j.out <- result{plain: p, buf: buf, err: err}
+				sent := 0
+				err := mr.readMany(ctx, ids, cipher, func(i int, data []byte, err error) error {
+					c := &f.Chunks[j.lo+i]
+					buf, ok := takeBuf(ctx, plainBufs)
+					if !ok {
+						return context.Cause(ctx)
+					}
+					var p []byte
+					if err == nil {
+						p, err = openChunk(bs, key, c, data, buf)
+					} else {
+						err = chunkReadError(err)
+					}
+					if err != nil {
+						plainBufs <- buf
+						buf = nil
+					}
+					j.out[i] <- result{plain: p, buf: buf, err: err}
+					sent = i + 1
+					return err
+				})
+				if err == nil && sent < len(j.out) {
+					err = fmt.Errorf("client: a read answered %d of %d blocks", sent, len(j.out))
+				}
+				for _, out := range j.out[sent:] {
+					out <- result{err: err}
+				}
 			}
 		}()
 	}
 	go func() {
 		defer close(pending)
 		defer close(jobs)
-		for i := range f.Chunks {
-			out := make(chan result, 1)
-			select {
-			case pending <- out:
-			case <-ctx.Done():
-				return
+		for lo := 0; lo < len(f.Chunks); lo += group {
+			outs := make([]chan result, min(group, len(f.Chunks)-lo))
+			for i := range outs {
+				outs[i] = make(chan result, 1)
+				select {
+				case pending <- outs[i]:
+				case <-ctx.Done():
+					// The group's job is never sent: answer what of it
+					// is already pending, which the loop below waits for.
+					for _, out := range outs[:i] {
+						out <- result{err: context.Cause(ctx)}
+					}
+					return
+				}
 			}
 			select {
-			case jobs <- job{i: i, out: out}:
+			case jobs <- job{lo: lo, out: outs}:
 			case <-ctx.Done():
-				out <- result{err: context.Cause(ctx)}
+				for _, out := range outs {
+					out <- result{err: context.Cause(ctx)}
+				}
 				return
 			}
 		}
@@ -283,11 +361,32 @@ func fetchChunks(ctx context.Context, remote Store, cfg *ServerConfig, f *indexf
 func fetchChunk(ctx context.Context, remote Store, bs int, key format.Key, c *indexfile.Chunk, cipher, plain []byte) ([]byte, error) {
 	data, err := remote.getUnhashed(ctx, c.ID, cipher)
 	if err != nil {
-		if KindOf(err) == KindNotFound {
-			return nil, &Error{Kind: KindNotFound, Msg: "a block of the file is gone from the server (expired unrenewed, or deleted)"}
-		}
-		return nil, err
+		return nil, chunkReadError(err)
 	}
+	return openChunk(bs, key, c, data, plain)
+}
+
+// takeBuf takes a plaintext buffer, or reports false once ctx ends.
+func takeBuf(ctx context.Context, bufs chan []byte) ([]byte, bool) {
+	select {
+	case b := <-bufs:
+		return b, true
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
+// chunkReadError says what a missing block means to a get.
+func chunkReadError(err error) error {
+	if KindOf(err) == KindNotFound {
+		return &Error{Kind: KindNotFound, Msg: "a block of the file is gone from the server (expired unrenewed, or deleted)"}
+	}
+	return err
+}
+
+// openChunk opens a chunk's block, read by whatever request, into plain:
+// the checks fetchChunk's comment explains.
+func openChunk(bs int, key format.Key, c *indexfile.Chunk, data, plain []byte) ([]byte, error) {
 	if len(data) != bs {
 		return nil, &Error{Kind: KindTampered, Msg: "the server returned a block of the wrong size"}
 	}

@@ -81,7 +81,10 @@ type Store struct {
 	lendBuf sync.Pool         // *[]byte of blockSize, for Lend without a cache
 }
 
-var _ blobstore.Store = (*Store)(nil)
+var (
+	_ blobstore.Store      = (*Store)(nil)
+	_ blobstore.ManyReader = (*Store)(nil)
+)
 
 // defaultTimeout bounds clean-up work done after the caller's context has
 // ended (rolling back, releasing a lock).

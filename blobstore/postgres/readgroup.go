@@ -128,13 +128,65 @@ func (s *Store) Lend(ctx context.Context, id wire.ID, fn func(data []byte, etag 
 	return fn(data, etag)
 }
 
+// ReadMany reads ids through the group, all queued at once, so that
+// they go out in as few statements as readGroupMax allows rather than one
+// group each (blobstore.ManyReader). Without a cache each block lands in
+// a pooled buffer of its own, back in the pool once fn has seen it.
+func (s *Store) ReadMany(ctx context.Context, ids []wire.ID, fn func(i int, data []byte, etag wire.ETag, err error) error) error {
+	calls := make([]*readCall, len(ids))
+	bufs := make([]*[]byte, len(ids))
+	for i, id := range ids {
+		c := &readCall{id: id, lend: true, done: make(chan struct{})}
+		if s.cache == nil {
+			if bufs[i], _ = s.lendBuf.Get().(*[]byte); bufs[i] == nil {
+				b := make([]byte, 0, s.blockSize)
+				bufs[i] = &b
+			}
+			c.dst = *bufs[i]
+		}
+		calls[i] = c
+	}
+	// Every call is waited for or left before its buffer goes back, so
+	// that a statement still out never writes into a buffer reused.
+	next := 0
+	defer func() {
+		for i := next; i < len(calls); i++ {
+			calls[i].leave()
+		}
+		for _, b := range bufs {
+			if b != nil {
+				s.lendBuf.Put(b)
+			}
+		}
+	}()
+	s.enqueue(ctx, calls...)
+	for i, c := range calls {
+		next = i + 1
+		data, etag, err := s.wait(ctx, c)
+		if err != nil && wire.KindOf(err) != wire.KindNotFound {
+			return err
+		}
+		if err := fn(i, data, etag, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *Store) read(ctx context.Context, c *readCall) ([]byte, wire.ETag, error) {
+	s.enqueue(ctx, c)
+	return s.wait(ctx, c)
+}
+
+// enqueue queues calls, and sends a statement for them at once, in this
+// goroutine, if a slot is free.
+func (s *Store) enqueue(ctx context.Context, calls ...*readCall) {
 	g := &s.reads
 	g.mu.Lock()
-	g.queue = append(g.queue, c)
+	g.queue = append(g.queue, calls...)
 	// A statement that finds the queue not empty when it ends sends the
-	// next one, so when a slot is free the queue was empty and this read
-	// goes out now, in this goroutine.
+	// next one, so when a slot is free the queue was empty and these
+	// reads go out now.
 	lead := g.running < g.slots
 	if lead {
 		g.running++
@@ -143,6 +195,10 @@ func (s *Store) read(ctx context.Context, c *readCall) ([]byte, wire.ETag, error
 	if lead {
 		s.sendReads(ctx, true)
 	}
+}
+
+// wait waits for c's result, or leaves it when ctx ends first.
+func (s *Store) wait(ctx context.Context, c *readCall) ([]byte, wire.ETag, error) {
 	select {
 	case <-c.done:
 	case <-ctx.Done():

@@ -47,6 +47,7 @@ func Run(t *testing.T, newLocation func(t *testing.T) Opener) {
 		{"PutWrongProof", testPutWrongProof},
 		{"ReadReusesDst", testReadReusesDst},
 		{"Missing", testMissing},
+		{"ReadMany", testReadMany},
 		{"CreateOnly", testCreateOnly},
 		{"IfMatch", testIfMatch},
 		{"Delete", testDelete},

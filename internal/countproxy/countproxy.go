@@ -30,6 +30,9 @@ type Counts struct {
 	Checked int // checks in batches
 	Puts    int // overwrites (heads, roots): PUT /v1/blocks/{id}, or a batch entry with if_match
 	Reads   int // single-block reads (GET /v1/blocks/{id})
+	// ReadRequests are the POST /v1/read requests, which read ReadMany
+	// blocks in all.
+	ReadRequests, ReadMany int
 }
 
 // Proxy is a counting reverse proxy; Start makes one.
@@ -84,6 +87,15 @@ func (p *Proxy) count(r *http.Request) bool {
 	if r.Method == http.MethodPost && r.URL.Path == "/v1/blocks" {
 		m = readManifest(r)
 	}
+	many := -1
+	if r.Method == http.MethodPost && r.URL.Path == wire.PathRead {
+		// Small (ids only): read whole and put back for the server.
+		raw, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		r.Body = io.NopCloser(bytes.NewReader(raw))
+		var req wire.ReadRequest
+		_ = json.Unmarshal(raw, &req)
+		many = len(req.IDs)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.refuse != nil && p.refuse(r, m) {
@@ -100,6 +112,9 @@ func (p *Proxy) count(r *http.Request) bool {
 		p.counts.Puts++
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/blocks/"):
 		p.counts.Reads++
+	case many >= 0:
+		p.counts.ReadRequests++
+		p.counts.ReadMany += many
 	}
 	return true
 }
