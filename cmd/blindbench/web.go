@@ -106,7 +106,7 @@ func (b *bench) webRows(ctx context.Context) []Row {
 			Baseline: base.rate(total), BaselineName: baseName,
 			Target: &Target{On: "ratio", Op: ">=", Value: 0.5},
 			Extra:  map[string]float64{"client_peak_rss_mib": float64(ours.rss) / mib, "baseline_peak_rss_mib": float64(base.rss) / mib},
-			Note: fmt.Sprintf("wall time of the command, process start included (node %s: %s, peak RSS %.0f MiB; %s: %s, peak RSS %.0f MiB); in Node the TypeScript client seals and opens blocks with node:crypto's ChaCha20-Poly1305 (OpenSSL) and sends its requests through node:http, in one JavaScript thread",
+			Note: fmt.Sprintf("wall time of the command, process start included (node %s: %s, peak RSS %.0f MiB; %s: %s, peak RSS %.0f MiB); in Node the TypeScript client seals and opens blocks with node:crypto's ChaCha20-Poly1305 (OpenSSL) and sends its requests over plain sockets (its own HTTP/1.1 client, web/src/nodehttp.ts), reading blocks several a request where the server offers POST /v1/read, in one JavaScript thread",
 				nodeVersion(node), strings.Join(ours.times, ", "), float64(ours.rss)/mib, baseName, strings.Join(base.times, ", "), float64(base.rss)/mib),
 		}
 	}

@@ -74,7 +74,7 @@ import {
 import { Chunker, gearTable, type GearTable, MarkSet } from "./chunker.js";
 import { type BatchItem, type CommitItem, commitManifest, isPrecondition, parallel, Remote, type RenewItem, type ServerConfig } from "./remote.js";
 import { pieces, type Source, sourceSize } from "./stream.js";
-import { readChunk, type Sealed, sealChunk } from "./blockwork.js";
+import { readChunk, readChunks, type Sealed, sealChunk } from "./blockwork.js";
 
 export interface FileInfo {
   name: string;
@@ -104,6 +104,12 @@ export type Progress = (sent: number, total?: number) => void;
 const MAX_UPDATE_ATTEMPTS = 8;
 const UPLOADS_IN_FLIGHT = 6; // as the Go client's uploaders: each batch waits the server's pool window
 const GET_WINDOW = 16;
+// Where the server reads several blocks a request (POST /v1/read): the
+// blocks a get holds, in flight or read and not yet given out, are at
+// most READ_WINDOW_BYTES, in READS_IN_FLIGHT requests, so that the
+// server, the network and the client's opening of blocks overlap.
+const READ_WINDOW_BYTES = 8 << 20;
+const READS_IN_FLIGHT = 4;
 const SESSION_FORMAT = "blindstore-session-v1";
 const EMPTY = new Uint8Array();
 
@@ -307,24 +313,33 @@ export class Account {
     return { head, etag: got.etag };
   }
 
+  /** Index blocks, several a request where the server reads them so (Remote.readMany), each held to the ETag its ref records. */
   private async readBlocks(refs: Ref[], open: boolean): Promise<Uint8Array[]> {
     const out: Uint8Array[] = new Array(refs.length);
-    await parallel(refs.length, this.remote.parallel, async (i) => {
+    if (refs.length === 0) return out;
+    const take = (i: number, data: Uint8Array, etag: Uint8Array) => {
       const r = refs[i]!;
-      let got;
-      try {
-        got = await this.remote.get(r.id);
-      } catch (e) {
-        if (kindOf(e) === "not found") throw new BlindError("not found", "a block of the account's index is missing (the index changed meanwhile, or expired)");
-        throw wrap("network", "reading the account's index", e);
-      }
       if (!open) {
-        out[i] = got.data;
+        out[i] = data.slice(); // data is readMany's again after this returns
         return;
       }
-      if (!equal(got.etag, r.etag)) throw new BlindError("tampered", "the server returned an index block that is not the version the account refers to");
-      out[i] = decryptBlock(this.root.accountKey, r.id, got.data, this.cfg.block_size);
-    });
+      if (!equal(etag, r.etag)) throw new BlindError("tampered", "the server returned an index block that is not the version the account refers to");
+      out[i] = decryptBlock(this.root.accountKey, r.id, data, this.cfg.block_size);
+    };
+    // Without read_batch, readMany reads block by block, parallel GETs at a time.
+    const batch = (await this.remote.readBatch()) || refs.length;
+    const groups = Math.ceil(refs.length / batch);
+    try {
+      await parallel(groups, READS_IN_FLIGHT, (g) =>
+        this.remote.readMany(
+          refs.slice(g * batch, (g + 1) * batch).map((r) => r.id),
+          (k, data, etag) => take(g * batch + k, data, etag),
+        ),
+      );
+    } catch (e) {
+      if (kindOf(e) === "not found") throw new BlindError("not found", "a block of the account's index is missing (the index changed meanwhile, or expired)");
+      throw wrap("network", "reading the account's index", e);
+    }
     return out;
   }
 
@@ -1007,15 +1022,29 @@ async function download(remote: Remote, cfg: ServerConfig, f: FileEntry, onProgr
   const bs = cfg.block_size;
   const work = remote.work;
   const hashOf = work ? undefined : await sha256Hasher();
-  const fetchChunk = (c: Chunk): Promise<Uint8Array> => (work ? work.readChunk(c.id, f.key, bs, c.size, c.hash) : readChunk(remote, hashOf!, c.id, f.key, bs, c.size, c.hash));
+  // Chunks are read in groups: one request each where the server reads
+  // several blocks a request, else one GET a chunk.
+  const batch = Math.min(await remote.readBatch(), Math.max(1, Math.floor(READ_WINDOW_BYTES / READS_IN_FLIGHT / bs)));
+  const group = batch > 1 ? batch : 1;
+  const window = batch > 1 ? group * READS_IN_FLIGHT : Math.min(GET_WINDOW, remote.parallel * 2);
+  const fetchGroup = (cs: Chunk[]): Promise<Uint8Array[]> => {
+    if (group > 1) return work ? work.readChunks(f.key, bs, cs) : readChunks(remote, hashOf!, f.key, bs, cs);
+    const c = cs[0]!;
+    return (work ? work.readChunk(c.id, f.key, bs, c.size, c.hash) : readChunk(remote, hashOf!, c.id, f.key, bs, c.size, c.hash)).then((p) => [p]);
+  };
   const queue: Promise<Uint8Array>[] = [];
   let next = 0;
   let cancelled = false;
   const fill = () => {
-    while (!cancelled && queue.length < Math.min(GET_WINDOW, remote.parallel * 2) && next < f.chunks.length) {
-      const p = fetchChunk(f.chunks[next++]!);
-      p.catch(() => {}); // surfaced when its turn comes
-      queue.push(p);
+    while (!cancelled && next < f.chunks.length && queue.length + Math.min(group, f.chunks.length - next) <= window) {
+      const cs = f.chunks.slice(next, next + group);
+      next += cs.length;
+      const g = fetchGroup(cs);
+      for (let k = 0; k < cs.length; k++) {
+        const p = g.then((a) => a[k]!);
+        p.catch(() => {}); // surfaced when its turn comes
+        queue.push(p);
+      }
     }
   };
   fill();

@@ -17,6 +17,15 @@ export interface BlockWork {
   seal(key: Uint8Array, id: ID, payload: Uint8Array, blockSize: number, hashPayload?: boolean): Promise<Sealed>;
   /** readChunk's answer for a chunk of size bytes whose SHA-256 is hash. */
   readChunk(id: ID, key: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Promise<Uint8Array>;
+  /** readChunks's answer: the chunks of one file (of key), read with as few requests as the server allows. */
+  readChunks(key: Uint8Array, blockSize: number, chunks: ChunkRef[]): Promise<Uint8Array[]>;
+}
+
+/** A chunk of a file as the index records it: its block, its size and SHA-256. */
+export interface ChunkRef {
+  id: ID;
+  size: number;
+  hash: Uint8Array;
 }
 
 /** A sealed chunk: its block, the block's ETag and, when asked for, the chunk's SHA-256. */
@@ -49,6 +58,20 @@ export function sealChunk(hashOf: (b: Uint8Array) => Uint8Array, key: Uint8Array
   return { data, etag: hashOf(data).subarray(0, ETAG_SIZE) };
 }
 
+const GONE = "a block of the file is gone from the server (expired unrenewed, or deleted)";
+
+/** A chunk's block opened with the file's key and held to the chunk's size and SHA-256. */
+function openChunk(hashOf: (b: Uint8Array) => Uint8Array, id: ID, key: Uint8Array, data: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Uint8Array {
+  let p: Uint8Array;
+  try {
+    p = decryptBlock(key, id, data, blockSize);
+  } catch (e) {
+    throw wrap("tampered", "a block of the file", e);
+  }
+  if (p.length !== size || !equal(hashOf(p), hash)) throw new BlindError("tampered", "a block of the file holds another chunk than the index recorded (blocks swapped?)");
+  return p;
+}
+
 /**
  * A chunk of a file: its block read, opened with the file's key, and held
  * to the size and SHA-256 that the index recorded. A missing block is
@@ -59,15 +82,33 @@ export async function readChunk(remote: Remote, hashOf: (b: Uint8Array) => Uint8
   try {
     got = await remote.get(id, { hash: false });
   } catch (e) {
-    if (kindOf(e) === "not found") throw new BlindError("not found", "a block of the file is gone from the server (expired unrenewed, or deleted)");
+    if (kindOf(e) === "not found") throw new BlindError("not found", GONE);
     throw e;
   }
-  let p: Uint8Array;
+  return openChunk(hashOf, id, key, got.data, blockSize, size, hash);
+}
+
+/**
+ * Chunks of a file, as readChunk reads one, read with Remote.readMany:
+ * one POST /v1/read for up to the server's read_batch of them (block by
+ * block where the server has no such route). Each block is opened as it
+ * comes in, so that the answer's blocks are never held beside their
+ * chunks.
+ */
+export async function readChunks(remote: Remote, hashOf: (b: Uint8Array) => Uint8Array, key: Uint8Array, blockSize: number, chunks: ChunkRef[]): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = new Array(chunks.length);
   try {
-    p = decryptBlock(key, id, got.data, blockSize);
+    await remote.readMany(
+      chunks.map((c) => c.id),
+      (i, data) => {
+        const c = chunks[i]!;
+        out[i] = openChunk(hashOf, c.id, key, data, blockSize, c.size, c.hash);
+      },
+      { hash: false },
+    );
   } catch (e) {
-    throw wrap("tampered", "a block of the file", e);
+    if (kindOf(e) === "not found") throw new BlindError("not found", GONE);
+    throw e;
   }
-  if (p.length !== size || !equal(hashOf(p), hash)) throw new BlindError("tampered", "a block of the file holds another chunk than the index recorded (blocks swapped?)");
-  return p;
+  return out;
 }

@@ -74,6 +74,8 @@ class Answer {
   private parts: Uint8Array[] = [];
   private got = 0;
   private dropped = false;
+  private want = -1; // the body's declared length, until its array is taken
+  private sink: ((b: Uint8Array) => void) | undefined;
   state: State = "reading";
   private failure: Error | undefined;
   private waiters: [() => void, (e: Error) => void][] = [];
@@ -81,12 +83,21 @@ class Answer {
   constructor(private readonly pool: BufferPool) {}
 
   sizeHint(n: number): void {
-    if (n <= MAX_SIZED) this.whole = this.pool.take(n);
+    // Taken at the first byte of the body: a streamed one never needs it.
+    if (n <= MAX_SIZED) this.want = n;
   }
 
   /** Takes bytes of the body; b is the connection's read buffer, reused after this returns. */
   take(b: Uint8Array): void {
     if (this.dropped || b.length === 0) return;
+    if (this.sink) {
+      this.sink(b);
+      return;
+    }
+    if (this.want >= 0) {
+      this.whole = this.pool.take(this.want);
+      this.want = -1;
+    }
     const w = this.whole;
     if (w && this.got + b.length <= w.length) {
       w.set(b, this.got);
@@ -124,11 +135,22 @@ class Answer {
       header: (name) => this.headers.get(name.toLowerCase()) ?? null,
       bytes,
       text: async () => utf8.decode(await bytes()),
+      stream: async (sink) => {
+        // What came before the sink did goes to it first.
+        const held = this.whole ? [this.whole.subarray(0, this.got)] : this.parts;
+        this.whole = undefined;
+        this.parts = [];
+        this.want = -1;
+        for (const b of held) if (b.length > 0) sink(b);
+        if (!this.dropped) this.sink = sink;
+        await this.finished();
+      },
       discard: async () => {
         // The rest is read and dropped, so that the connection stays usable.
         this.dropped = true;
         this.whole = undefined;
         this.parts = [];
+        this.want = -1;
       },
     };
   }
@@ -147,6 +169,7 @@ class Conn {
   private resolve: ((r: Resp) => void) | undefined;
   private reject: ((e: Error) => void) | undefined;
   private noBody = false; // a HEAD request: its answers have none
+  private streamed = false; // the answer will be streamed: no array of its length
   private keep = true;
   private line: number[] = []; // a chunk-size or trailer line in progress
   dead = false;
@@ -189,6 +212,7 @@ class Conn {
       this.reject = reject;
       this.phase = "head";
       this.noBody = r.method === "HEAD";
+      this.streamed = !!r.streamed;
       this.keep = true;
       this.sock.ref();
       this.sock.setTimeout(this.timeoutMs);
@@ -348,7 +372,9 @@ class Conn {
       if (!/^[0-9]{1,15}$/.test(cl)) throw new Error("the server's answer has a malformed Content-Length");
       this.left = Number(cl);
       this.phase = "sized";
-      a.sizeHint(this.left);
+      // The start of the body may come with the head, before the reader
+      // can say it streams: the request said so.
+      if (!this.streamed) a.sizeHint(this.left);
     } else {
       this.phase = "until-close";
       this.keep = false;

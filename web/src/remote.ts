@@ -4,7 +4,7 @@
 // jitter, 429 waits for Retry-After, a refused token re-reads the config.
 import { b64url, concat, hex, toUTF8, u32be } from "./bytes.js";
 import { BlindError, kindOf, wrap } from "./errors.js";
-import { sha256Native } from "./crypto.js";
+import { sha256Hasher, sha256Native } from "./crypto.js";
 import { ETAG_SIZE, etagHeader, etagOf, idString, parseETag, parseID, validBlockSize, type ID } from "./format.js";
 import type { TokenWallet } from "./tokens.js";
 import type { BlockWork } from "./blockwork.js";
@@ -37,6 +37,9 @@ export interface ServerConfig {
     max_manifest_bytes: number;
     max_batch_body_bytes: number;
     pool_window_seconds: number;
+    /** The most ids one POST /v1/read may name; absent (or 0) where the server has no such route. */
+    read_batch?: number;
+    max_read_body_bytes?: number;
     [k: string]: unknown;
   };
   tokens?: TokenConfig;
@@ -80,6 +83,92 @@ export const DEFAULT_PARALLEL = 8;
 const RETRIES = 4;
 const MAX_WAIT_MS = 30_000;
 const BACKOFF_MS = 100;
+
+/** What a record of a POST /v1/read answer begins with: its status byte (found, or not), then the block's ETag. */
+const RECORD_FOUND = 0;
+const RECORD_MISSING = 1;
+const RECORD_HEAD = 1 + ETAG_SIZE;
+/** The media type of a POST /v1/read answer. */
+const BLOCKS_TYPE = "application/vnd.blindstore.blocks";
+
+/** A block of a read of several: valid only while the callback runs (its memory is reused after). */
+export type OnBlock = (i: number, data: Uint8Array, etag: Uint8Array) => void;
+
+/**
+ * Splits the body of a POST /v1/read answer into its records as the body
+ * comes in, piece by piece: count records of 1 + 16 + blockSize bytes,
+ * each handed to onRecord as soon as it is whole (a record within one
+ * piece without a copy). It never throws: the first failure is kept in
+ * failure and the rest of the body is ignored. A record that says "not
+ * found" fails as a GET's 404 does; any other status byte, or more bytes
+ * than count records, is not the blindstore API.
+ */
+export class RecordReader {
+  /** Records handed to onRecord so far. */
+  done = 0;
+  failure: Error | undefined;
+  private readonly size: number;
+  private rec: Uint8Array | undefined; // a record that straddles pieces
+  private fill = 0;
+
+  constructor(
+    readonly count: number,
+    readonly blockSize: number,
+    private readonly onRecord: OnBlock,
+  ) {
+    this.size = RECORD_HEAD + blockSize;
+  }
+
+  push(piece: Uint8Array): void {
+    let o = 0;
+    while (this.failure === undefined && o < piece.length) {
+      if (this.done >= this.count) {
+        this.failure = new BlindError("network", `the server answered more than the ${this.count} blocks asked for: it is not the blindstore API`);
+        return;
+      }
+      if (this.fill === 0 && piece.length - o >= this.size) {
+        this.record(piece.subarray(o, o + this.size));
+        o += this.size;
+        continue;
+      }
+      this.rec ??= new Uint8Array(this.size);
+      const k = Math.min(this.size - this.fill, piece.length - o);
+      this.rec.set(piece.subarray(o, o + k), this.fill);
+      this.fill += k;
+      o += k;
+      if (this.fill === this.size) {
+        this.fill = 0;
+        this.record(this.rec);
+      }
+    }
+  }
+
+  /** The body ended: an error unless every record came whole (and none failed). */
+  end(): Error | undefined {
+    if (this.failure) return this.failure;
+    if (this.done < this.count || this.fill > 0) return new Error(`the answer broke off after ${this.done} of ${this.count} blocks`);
+    return undefined;
+  }
+
+  private record(r: Uint8Array): void {
+    const status = r[0]!;
+    if (status === RECORD_MISSING) {
+      this.failure = new BlindError("not found", "no such block");
+      return;
+    }
+    if (status !== RECORD_FOUND) {
+      this.failure = new BlindError("network", `the server answered a block with status ${status}: it is not the blindstore API`);
+      return;
+    }
+    try {
+      this.onRecord(this.done, r.subarray(RECORD_HEAD), r.subarray(1, RECORD_HEAD));
+    } catch (e) {
+      this.failure = e instanceof Error ? e : new Error(String(e));
+      return;
+    }
+    this.done++;
+  }
+}
 
 /** A 412: the block changed (or exists); current is its ETag when the server said. */
 export function preconditionError(msg: string, current?: Uint8Array): BlindError {
@@ -299,6 +388,103 @@ export class Remote {
       out = { data, etag };
     });
     return out!;
+  }
+
+  /**
+   * How many blocks one request of readMany reads: the server's
+   * read_batch (bounded by its max_read_body_bytes), or 0 where the
+   * server reads only block by block.
+   */
+  async readBatch(): Promise<number> {
+    const l = (await this.config()).limits;
+    let n = l.read_batch;
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n <= 0) return 0;
+    const cap = l.max_read_body_bytes;
+    // {"ids":[...]}: 10 bytes, and 39 a quoted id with its comma.
+    if (typeof cap === "number" && cap > 0) n = Math.min(n, Math.floor((cap - 10) / 39));
+    return Math.max(n, 0);
+  }
+
+  /**
+   * Reads the blocks ids (repeats allowed), calling onBlock(i, data, etag)
+   * for each as it comes in, in order of ids when the server reads
+   * several a request (POST /v1/read, read_batch at a time), in any order
+   * when it reads only block by block (GETs, parallel at a time). data
+   * and etag are onBlock's only while it runs. With hash (the default)
+   * each block is held to its ETag; without it (file chunks, which the
+   * caller checks against the index) the ETag is the server's word. A
+   * missing block fails the read as get does ("not found"); so does an
+   * error that onBlock throws. A request that breaks off is retried for
+   * the blocks not yet handed out.
+   */
+  async readMany(ids: ID[], onBlock: OnBlock, opts?: { hash?: boolean }): Promise<void> {
+    const hash = opts?.hash ?? true;
+    const cfg = await this.config();
+    const batch = await this.readBatch();
+    if (batch === 0) {
+      await parallel(ids.length, this.parallel, async (i) => {
+        const got = await this.get(ids[i]!, { hash });
+        try {
+          onBlock(i, got.data, got.etag);
+        } finally {
+          this.recycle(got.data);
+        }
+      });
+      return;
+    }
+    const hashOf = hash ? await sha256Hasher() : undefined;
+    const check: OnBlock = hashOf
+      ? (i, data, etag) => {
+          if (hex(hashOf(data).subarray(0, ETAG_SIZE)) !== hex(etag)) throw new BlindError("tampered", "the server's ETag does not match the block it sent");
+          onBlock(i, data, etag);
+        }
+      : onBlock;
+    for (let o = 0; o < ids.length; o += batch) await this.readRecords(ids.slice(o, o + batch), o, cfg.block_size, check);
+  }
+
+  /** One POST /v1/read of ids (ids[k] is block base + k of the caller's read); a retry asks for the rest only. */
+  private async readRecords(ids: ID[], base: number, blockSize: number, onBlock: OnBlock): Promise<void> {
+    let from = 0;
+    const recSize = RECORD_HEAD + blockSize;
+    await this.do(
+      "reading blocks",
+      async () => ({
+        method: "POST",
+        url: this.endpoint("/v1/read"),
+        headers: { "Content-Type": "application/json" },
+        body: [toUTF8(JSON.stringify({ ids: ids.slice(from).map(idString) }))],
+        streamed: true,
+      }),
+      async (resp) => {
+        if (resp.status !== 200) throw await problemError(resp);
+        const n = ids.length - from;
+        if (mediaType(resp) !== BLOCKS_TYPE) {
+          await resp.discard();
+          throw new BlindError("network", `the server answered a read of blocks with ${mediaType(resp) || "no media type"}: it is not the blindstore API`);
+        }
+        const len = resp.header("Content-Length");
+        if (len !== null && Number(len) !== n * recSize) {
+          await resp.discard();
+          throw new BlindError("network", `the server answered ${len} bytes for ${n} blocks of ${blockSize}: it is not the blindstore API`);
+        }
+        const start = from;
+        const rr = new RecordReader(n, blockSize, (i, data, etag) => onBlock(base + start + i, data, etag));
+        let broke: unknown;
+        try {
+          await resp.stream((p) => rr.push(p));
+        } catch (e) {
+          broke = e;
+        }
+        from += rr.done;
+        if (rr.failure) throw rr.failure;
+        // Every record whole is the whole answer, whatever the connection did after it.
+        const incomplete = rr.end();
+        if (incomplete) {
+          const detail = broke === undefined ? "" : ": " + (broke instanceof Error ? broke.message : String(broke));
+          throw new Transient(`reading blocks: ${incomplete.message}${detail}`, 0, { cause: broke ?? incomplete });
+        }
+      },
+    );
   }
 
   /** Takes back a block that get returned and that its reader is done with: nothing may refer to it after this. */

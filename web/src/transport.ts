@@ -13,6 +13,8 @@ export interface Req {
   url: string;
   headers: Record<string, string>;
   body?: Uint8Array[];
+  /** The answer will be read with stream, not gathered: the transport then sets no array aside for it. */
+  streamed?: boolean;
 }
 
 /** What the client reads of an answer. */
@@ -22,6 +24,14 @@ export interface Resp {
   /** The whole body. */
   bytes(): Promise<Uint8Array>;
   text(): Promise<string>;
+  /**
+   * The body as it comes, piece by piece, instead of whole: an answer of
+   * many blocks is then read and checked while the rest is on its way,
+   * and never held whole. A piece is the sink's only until it returns
+   * (the transport may reuse its memory); the sink must not throw.
+   * Resolves at the end of the body, rejects when it breaks off.
+   */
+  stream(sink: (piece: Uint8Array) => void): Promise<void>;
   /** Drops the body unread (so that the connection can be reused). */
   discard(): Promise<void>;
 }
@@ -51,6 +61,15 @@ export function fetchTransport(fetchFn: typeof fetch): Transport {
       header: (name) => resp.headers.get(name),
       bytes: async () => new Uint8Array(await resp.arrayBuffer()),
       text: () => resp.text(),
+      stream: async (sink) => {
+        if (!resp.body) return;
+        const reader = resp.body.getReader();
+        for (;;) {
+          const r = await reader.read();
+          if (r.done) return;
+          sink(r.value);
+        }
+      },
       discard: async () => {
         await resp.body?.cancel();
       },
@@ -112,16 +131,27 @@ export function nodeHTTPTransport(url: string): Transport | undefined {
         // The body is read as it comes, into one array when its length is known.
         const declared = Number(res.headers["content-length"]);
         const sized = Number.isSafeInteger(declared) && declared >= 0 && declared <= 1 << 26;
-        let whole: Uint8Array | undefined = sized ? new Uint8Array(declared) : undefined;
+        // Allocated at the first byte: a streamed body never needs it.
+        let whole: Uint8Array | undefined;
+        let pending = sized && !r.streamed;
         const parts: Uint8Array[] = [];
         let got = 0;
         let state: "reading" | "done" | "failed" = "reading";
         let failure: Error | undefined;
         const waiters: [() => void, (e: Error) => void][] = [];
+        let sink: ((b: Uint8Array) => void) | undefined;
         const settle = () => {
           for (const [ok, bad] of waiters.splice(0)) state === "done" ? ok() : bad(failure!);
         };
         res.on("data", (b) => {
+          if (sink) {
+            sink(b);
+            return;
+          }
+          if (pending) {
+            pending = false;
+            whole = new Uint8Array(declared);
+          }
           if (whole && got + b.length <= whole.length) whole.set(b, got);
           else {
             if (whole) {
@@ -163,6 +193,15 @@ export function nodeHTTPTransport(url: string): Transport | undefined {
           },
           bytes,
           text: async () => new TextDecoder().decode(await bytes()),
+          stream: async (f) => {
+            // What came before the sink did goes to it first.
+            const held = whole ? [whole.subarray(0, got)] : parts.splice(0);
+            whole = undefined;
+            pending = false;
+            for (const b of held) if (b.length > 0) f(b);
+            sink = f;
+            await finished();
+          },
           discard: async () => {
             if (state === "reading") res.resume();
           },

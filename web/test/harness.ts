@@ -163,22 +163,39 @@ export async function blindOK(configDir: string, args: string[], env: Record<str
   return r.stdout;
 }
 
-/** What went through a proxy: block writes (data entries of batches and PUTs). */
+/** What went through a proxy: block writes (data entries of batches and PUTs), and reads. */
 export interface Counts {
   blockPuts: number; // blocks created by non-atomic batches and PUTs without If-Match
   atomicWrites: number; // blocks written in atomic batches (index and head)
-  gets: number;
+  gets: number; // GET /v1/blocks/{id}
+  reads: number; // POST /v1/read requests
+  readBlocks: number; // ids they named
+}
+
+export interface Proxy {
+  url: string;
+  counts: Counts;
+  reset(): void;
+  /** Flips one byte of every block served (by GET, or in a record of POST /v1/read). */
+  tamper: boolean;
+  /** The next this many answers of POST /v1/read are cut off halfway (the connection closed). */
+  cutReads: number;
+  /** Takes read_batch out of the server's configuration, as a server without POST /v1/read has none. */
+  hideReadBatch: boolean;
+  close(): Promise<void>;
 }
 
 /**
- * A proxy to target on 127.0.0.1 that counts block writes and, once
- * tamper is set, flips one byte of every block it serves.
+ * A proxy to target on 127.0.0.1 that counts block writes and reads and
+ * can tamper with what it serves (see Proxy).
  */
-export async function startProxy(target: string): Promise<{ url: string; counts: Counts; reset(): void; tamper: boolean; close(): Promise<void> }> {
+export async function startProxy(target: string): Promise<Proxy> {
   const t = new URL(target);
   const state = {
-    counts: { blockPuts: 0, atomicWrites: 0, gets: 0 } as Counts,
+    counts: { blockPuts: 0, atomicWrites: 0, gets: 0, reads: 0, readBlocks: 0 } as Counts,
     tamper: false,
+    cutReads: 0,
+    hideReadBatch: false,
   };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -198,6 +215,16 @@ export async function startProxy(target: string): Promise<{ url: string; counts:
           /* the server will refuse it */
         }
       }
+      let readIDs = 0;
+      if (req.method === "POST" && path === "/v1/read") {
+        state.counts.reads++;
+        try {
+          readIDs = (JSON.parse(body.toString()) as { ids: unknown[] }).ids.length;
+          state.counts.readBlocks += readIDs;
+        } catch {
+          /* the server will refuse it */
+        }
+      }
       const up = http.request(
         { host: t.hostname, port: t.port, method: req.method, path, headers: { ...req.headers, host: t.host } },
         (ur) => {
@@ -210,6 +237,25 @@ export async function startProxy(target: string): Promise<{ url: string; counts:
               if (state.tamper && ur.statusCode === 200 && out.length > 100) {
                 out = Buffer.from(out);
                 out[out.length >> 1]! ^= 0x01;
+              }
+            }
+            if (req.method === "GET" && path === "/v1/config" && state.hideReadBatch && ur.statusCode === 200) {
+              const c = JSON.parse(out.toString()) as { limits: Record<string, unknown> };
+              delete c.limits.read_batch;
+              out = Buffer.from(JSON.stringify(c));
+            }
+            if (req.method === "POST" && path === "/v1/read" && ur.statusCode === 200 && readIDs > 0) {
+              const rec = out.length / readIDs;
+              if (state.tamper) {
+                out = Buffer.from(out);
+                for (let i = 0; i < readIDs; i++) if (out[i * rec] === 0) out[i * rec + 17 + ((rec - 17) >> 1)]! ^= 0x01;
+              }
+              if (state.cutReads > 0) {
+                state.cutReads--;
+                // The whole length announced, half the body sent: as a server whose store fails mid-answer.
+                res.writeHead(200, { ...ur.headers, "content-length": String(out.length) });
+                res.write(out.subarray(0, out.length >> 1), () => res.destroy());
+                return;
               }
             }
             const headers = { ...ur.headers };
@@ -238,6 +284,20 @@ export async function startProxy(target: string): Promise<{ url: string; counts:
       state.counts.blockPuts = 0;
       state.counts.atomicWrites = 0;
       state.counts.gets = 0;
+      state.counts.reads = 0;
+      state.counts.readBlocks = 0;
+    },
+    get cutReads() {
+      return state.cutReads;
+    },
+    set cutReads(v: number) {
+      state.cutReads = v;
+    },
+    get hideReadBatch() {
+      return state.hideReadBatch;
+    },
+    set hideReadBatch(v: boolean) {
+      state.hideReadBatch = v;
     },
     get tamper() {
       return state.tamper;

@@ -2,7 +2,7 @@
 // per-block work (Remote.work) so that sealing, and reading, opening and
 // checking blocks, run on as many threads as the machine has cores
 // instead of one after another on the client's worker.
-import { type BlockWork, readChunk, type Sealed, sealChunkAsync } from "../../src/blockwork.js";
+import { type BlockWork, type ChunkRef, readChunk, readChunks, type Sealed, sealChunkAsync } from "../../src/blockwork.js";
 import { sha256Hasher } from "../../src/crypto.js";
 import { BlindError, type Kind } from "../../src/errors.js";
 import type { Remote } from "../../src/remote.js";
@@ -77,13 +77,25 @@ export class Pool implements BlockWork {
   async seal(key: Uint8Array, id: Uint8Array, payload: Uint8Array, blockSize: number, hashPayload = false): Promise<Sealed> {
     const r = this.run({ op: "seal", key, id, payload, blockSize, hashPayload }, [payload.buffer as ArrayBuffer]);
     if (!r) return sealChunkAsync(await this.inline(), key, id, payload, blockSize, hashPayload);
-    const { data, etag, hash } = await r;
-    return hash ? { data, etag: etag!, hash } : { data, etag: etag! };
+    const a = await r;
+    if (!("data" in a)) throw new BlindError("other", "a worker of the client's pool answered a seal with chunks");
+    return a.hash ? { data: a.data, etag: a.etag!, hash: a.hash } : { data: a.data, etag: a.etag! };
   }
 
   async readChunk(id: Uint8Array, key: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Promise<Uint8Array> {
     const r = this.run({ op: "read", key, id, blockSize, size, hash }, []);
     if (!r) return readChunk(this.remote, await this.inline(), id, key, blockSize, size, hash);
-    return (await r).data;
+    const a = await r;
+    if (!("data" in a)) throw new BlindError("other", "a worker of the client's pool answered a read with chunks");
+    return a.data;
+  }
+
+  /** A job of several chunks: the worker reads them with one request and opens them. */
+  async readChunks(key: Uint8Array, blockSize: number, chunks: ChunkRef[]): Promise<Uint8Array[]> {
+    const r = this.run({ op: "reads", key, blockSize, chunks: chunks.map((c) => ({ id: c.id, size: c.size, hash: c.hash })) }, []);
+    if (!r) return readChunks(this.remote, await this.inline(), key, blockSize, chunks);
+    const a = await r;
+    if (!("chunks" in a)) throw new BlindError("other", "a worker of the client's pool answered a read of chunks with one");
+    return a.chunks;
   }
 }

@@ -64,6 +64,10 @@ export type Reply =
 // arrays whose buffers are listed go by transfer, not by copy.
 export type BlockJob =
   | { n: number; op: "seal"; key: Uint8Array; id: Uint8Array; payload: Uint8Array; blockSize: number; hashPayload: boolean }
-  | { n: number; op: "read"; key: Uint8Array; id: Uint8Array; blockSize: number; size: number; hash: Uint8Array };
+  | { n: number; op: "read"; key: Uint8Array; id: Uint8Array; blockSize: number; size: number; hash: Uint8Array }
+  | { n: number; op: "reads"; key: Uint8Array; blockSize: number; chunks: { id: Uint8Array; size: number; hash: Uint8Array }[] };
 
-export type BlockReply = { n: number; ok: true; data: Uint8Array; etag?: Uint8Array; hash?: Uint8Array } | { n: number; ok: false; kind: string; message: string };
+export type BlockReply =
+  | { n: number; ok: true; data: Uint8Array; etag?: Uint8Array; hash?: Uint8Array }
+  | { n: number; ok: true; chunks: Uint8Array[] }
+  | { n: number; ok: false; kind: string; message: string };

@@ -135,8 +135,19 @@ async function flow(t: { skip(msg: string): void }, opts: { issuer: boolean; sho
     mkdirSync(OUT, { recursive: true });
     await page.locator("main").screenshot({ path: join(OUT, opts.shot) });
 
-    // Download and compare.
+    // Download and compare. The blocks come a few dozen to a request
+    // (POST /v1/read, read by the block workers), not one GET each.
+    const reads = { post: 0, get: 0 };
+    const countReads = (r: { method(): string; url(): string }) => {
+      const path = new URL(r.url()).pathname;
+      if (r.method() === "POST" && path === "/v1/read") reads.post++;
+      if (r.method() === "GET" && path.startsWith("/v1/blocks/")) reads.get++;
+    };
+    ctx.on("request", countReads);
     assert.ok(big.equals(await download(page, "big.bin")), "big.bin downloads byte for byte");
+    ctx.off("request", countReads);
+    // 6 MiB is 97 blocks of 64 KiB: read by GET they would be 97 requests.
+    assert.ok(reads.post >= 1 && reads.post <= 8 && reads.get === 0, `big.bin was read with ${reads.post} POST /v1/read and ${reads.get} block GETs`);
     assert.ok(notes.equals(await download(page, "notes.txt")), "notes.txt downloads byte for byte");
     assert.ok(
       await page.evaluate(async () => !!(await navigator.serviceWorker.getRegistration("/_download/x"))?.active && !navigator.serviceWorker.controller),
