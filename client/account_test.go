@@ -3,7 +3,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/blindstore/blindstore/client/format"
 	"github.com/blindstore/blindstore/indexfile"
+	"github.com/blindstore/blindstore/internal/tamperproxy"
 )
 
 func wantKind(t *testing.T, err error, k Kind) {
@@ -199,101 +199,18 @@ type tamperProxy struct {
 
 func newTamperProxy(t testing.TB, upstream string) *tamperProxy {
 	t.Helper()
-	u, _ := url.Parse(upstream)
-	p := &tamperProxy{redirect: map[string]string{}, fixed: map[string][]byte{}, flip: map[string]bool{}}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	director := rp.Director
-	rp.Director = func(r *http.Request) {
-		director(r)
-		if id, ok := strings.CutPrefix(r.URL.Path, "/v1/blocks/"); ok && r.Method == http.MethodGet {
-			p.mu.Lock()
-			if other, ok := p.redirect[id]; ok {
-				r.URL.Path = "/v1/blocks/" + other
-			}
-			p.mu.Unlock()
-		}
-		if r.URL.Path == wire.PathRead && r.Method == http.MethodPost {
-			// The same tampering, record by record: the ids asked for
-			// travel in a header to ModifyResponse.
-			var req wire.ReadRequest
-			raw, _ := io.ReadAll(r.Body)
-			_ = json.Unmarshal(raw, &req)
-			r.Header.Set("X-Tamper-Ids", strings.Join(req.IDs, ","))
-			p.mu.Lock()
-			for i, id := range req.IDs {
-				if other, ok := p.redirect[id]; ok {
-					req.IDs[i] = other
-				}
-			}
-			p.mu.Unlock()
-			raw, _ = json.Marshal(req)
-			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(raw)), int64(len(raw))
-		}
-	}
-	rp.ModifyResponse = func(resp *http.Response) error {
-		if resp.Request.URL.Path == wire.PathRead && resp.StatusCode == http.StatusOK {
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				return err
-			}
-			ids := strings.Split(resp.Request.Header.Get("X-Tamper-Ids"), ",")
-			rec := len(body) / len(ids)
-			p.mu.Lock()
-			for i, id := range ids {
-				r := body[i*rec : (i+1)*rec]
-				if fixed, ok := p.fixed[id]; ok && len(fixed) == rec-1-wire.ETagSize {
-					r[0] = wire.ReadFound
-					etag := wire.ETagOf(fixed)
-					copy(r[1:], etag[:])
-					copy(r[1+wire.ETagSize:], fixed)
-				}
-				if p.flip[id] {
-					r[len(r)/2] ^= 1
-				}
-			}
-			p.mu.Unlock()
-			resp.Body = io.NopCloser(bytes.NewReader(body))
-			return nil
-		}
-		id, ok := strings.CutPrefix(resp.Request.URL.Path, "/v1/blocks/")
-		if !ok || resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
-			return nil
-		}
-		p.mu.Lock()
-		flip := p.flip[id]
-		p.mu.Unlock()
-		if flip {
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				return err
-			}
-			body[len(body)/2] ^= 1
-			resp.Body = io.NopCloser(bytes.NewReader(body))
-		}
-		return nil
-	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if id, ok := strings.CutPrefix(r.URL.Path, "/v1/blocks/"); ok && r.Method == http.MethodGet {
-			p.mu.Lock()
-			body, ok := p.fixed[id]
-			p.mu.Unlock()
-			if ok {
-				w.Header().Set("Content-Type", "application/octet-stream")
-				w.Header().Set("ETag", wire.ETagOf(body).String())
-				_, _ = w.Write(body)
-				return
-			}
-		}
-		rp.ServeHTTP(w, r)
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	tp, err := tamperproxy.Start(upstream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: h}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	p.url = "http://" + ln.Addr().String()
+	t.Cleanup(func() { _ = tp.Close() })
+	p := &tamperProxy{url: tp.URL, redirect: map[string]string{}, fixed: map[string][]byte{}, flip: map[string]bool{}}
+	// The proxy asks under its own lock; the maps are the test's, under p.mu.
+	tp.SetPolicy(func(id string) tamperproxy.Lie {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return tamperproxy.Lie{Other: p.redirect[id], Fixed: p.fixed[id], Flip: p.flip[id]}
+	})
 	return p
 }
 

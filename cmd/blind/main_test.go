@@ -6,11 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +21,7 @@ import (
 	"github.com/blindstore/blindstore/client"
 	"github.com/blindstore/blindstore/internal/proc"
 	"github.com/blindstore/blindstore/internal/seeded"
+	"github.com/blindstore/blindstore/internal/tamperproxy"
 	"github.com/blindstore/blindstore/wire"
 )
 
@@ -431,58 +429,13 @@ func garbageServer(t testing.TB) string {
 	return "http://" + ln.Addr().String()
 }
 
-// tamperProxy sits between blind and a real server and lies about blocks.
-type tamperProxy struct {
-	url  string
-	mu   sync.Mutex
-	mode func(id string) (other string, flip bool)
-	seen func(id string) // told of every block read, once
-}
-
-func newTamperProxy(t testing.TB, upstream string) *tamperProxy {
-	u, _ := url.Parse(upstream)
-	p := &tamperProxy{mode: func(string) (string, bool) { return "", false }, seen: func(string) {}}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ErrorLog = log.New(io.Discard, "", 0) // clients that hang up on a lie are expected
-	director := rp.Director
-	rp.Director = func(r *http.Request) {
-		director(r)
-		if id, ok := strings.CutPrefix(r.URL.Path, "/v1/blocks/"); ok && r.Method == http.MethodGet {
-			p.mu.Lock()
-			p.seen(id)
-			other, _ := p.mode(id)
-			p.mu.Unlock()
-			if other != "" {
-				r.URL.Path = "/v1/blocks/" + other
-			}
-		}
-	}
-	rp.ModifyResponse = func(resp *http.Response) error {
-		id, ok := strings.CutPrefix(resp.Request.URL.Path, "/v1/blocks/")
-		if !ok || resp.StatusCode != http.StatusOK || resp.Request.Method != http.MethodGet {
-			return nil
-		}
-		p.mu.Lock()
-		_, flip := p.mode(id)
-		p.mu.Unlock()
-		if flip {
-			b, err := io.ReadAll(resp.Body)
-			if err != nil {
-				return err
-			}
-			b[100] ^= 0x80
-			resp.Body = io.NopCloser(bytes.NewReader(b))
-		}
-		return nil
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// newTamperProxy stands a lying proxy between blind and a real server.
+func newTamperProxy(t testing.TB, upstream string) *tamperproxy.Proxy {
+	p, err := tamperproxy.Start(upstream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: rp}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	p.url = "http://" + ln.Addr().String()
+	t.Cleanup(func() { _ = p.Close() })
 	return p
 }
 
@@ -497,7 +450,7 @@ type recorder struct {
 func TestTamperingProxy(t *testing.T) {
 	srv := startServer(t)
 	p := newTamperProxy(t, srv.url)
-	u := newUser(t, p.url, "mallory-victim")
+	u := newUser(t, p.URL, "mallory-victim")
 	u.signup()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "f")
@@ -509,13 +462,11 @@ func TestTamperingProxy(t *testing.T) {
 
 	// Learn which blocks a get of f reads, through the proxy's eyes.
 	var rec recorder
-	p.mu.Lock()
-	p.seen = func(id string) {
+	p.SetSeen(func(id string) {
 		rec.mu.Lock()
 		rec.ids = append(rec.ids, id)
 		rec.mu.Unlock()
-	}
-	p.mu.Unlock()
+	})
 	u.must("get", "g", "-o", filepath.Join(dir, "g.out"))
 	rec.mu.Lock()
 	gStart := len(rec.ids)
@@ -535,35 +486,31 @@ func TestTamperingProxy(t *testing.T) {
 	gBlock := rec.ids[gStart-1]                                       // g's one data block: read last by the first get
 	fBlocks := append([]string(nil), rec.ids[len(rec.ids)-fData:]...) // f's data blocks, read last
 	rec.mu.Unlock()
-	p.mu.Lock()
-	p.seen = func(string) {}
-	p.mu.Unlock()
+	p.SetSeen(nil)
 
 	for _, tc := range []struct {
 		name string
-		mode func(id string) (string, bool)
+		lie  func(id string) tamperproxy.Lie
 	}{
-		{"another block's data", func(id string) (string, bool) {
+		{"another block's data", func(id string) tamperproxy.Lie {
 			if id == fBlocks[2] {
-				return gBlock, false
+				return tamperproxy.Lie{Other: gBlock}
 			}
-			return "", false
+			return tamperproxy.Lie{}
 		}},
-		{"two blocks swapped", func(id string) (string, bool) {
+		{"two blocks swapped", func(id string) tamperproxy.Lie {
 			switch id {
 			case fBlocks[1]:
-				return fBlocks[3], false
+				return tamperproxy.Lie{Other: fBlocks[3]}
 			case fBlocks[3]:
-				return fBlocks[1], false
+				return tamperproxy.Lie{Other: fBlocks[1]}
 			}
-			return "", false
+			return tamperproxy.Lie{}
 		}},
-		{"a flipped bit", func(id string) (string, bool) { return "", id == fBlocks[4] }},
+		{"a flipped bit", func(id string) tamperproxy.Lie { return tamperproxy.Lie{Flip: id == fBlocks[4]} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p.mu.Lock()
-			p.mode = tc.mode
-			p.mu.Unlock()
+			p.SetPolicy(tc.lie)
 			out := filepath.Join(dir, "tampered")
 			r := u.run(nil, "get", "f", "-o", out)
 			if r.code != wire.ExitTampered {

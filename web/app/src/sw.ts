@@ -6,7 +6,7 @@
 // downloads folder piece by piece and no tab ever holds the whole file.
 // It is registered for /_download/ only (main.ts), so that the client's
 // requests to the API never pass through it.
-import type { Download } from "./protocol.js";
+import type { Download, PortCredit, PortPiece } from "./protocol.js";
 declare const self: ServiceWorkerGlobalScope;
 
 interface Pending {
@@ -34,16 +34,55 @@ self.addEventListener("message", (ev) => {
     return;
   }
   if (m.type !== "download" || !m.id || !(m.port instanceof MessagePort)) return;
-  const port = m.port;
-  const content = new Promise<Download>((resolve) => {
-    port.onmessage = (e: MessageEvent<Download>) => {
-      if (e.data?.body instanceof ReadableStream) resolve(e.data);
-      port.close();
-    };
-  });
+  const content = fromPort(m.port);
   pending.set(m.id, { name: m.name ?? "download", size: m.size ?? 0, content });
   if (m.ack instanceof MessagePort) m.ack.postMessage("ready");
 });
+
+/**
+ * The download the client's worker sends over port (PortPiece): it
+ * resolves at its first message, with the size and a stream of the
+ * pieces, and gives credit back as the stream hands them on.
+ */
+function fromPort(port: MessagePort): Promise<Download> {
+  return new Promise<Download>((resolve) => {
+    const queued: Uint8Array[] = [];
+    let ended = false;
+    let failed: Error | undefined;
+    let wake: (() => void) | undefined;
+    // One piece a pull: the browser pulls as it writes the file, and the
+    // credit goes back as each piece leaves for it.
+    const body = new ReadableStream<Uint8Array>(
+      {
+        async pull(ctl) {
+          while (queued.length === 0 && !ended && !failed) await new Promise<void>((r) => (wake = r));
+          if (failed) throw failed;
+          const p = queued.shift();
+          if (p) {
+            ctl.enqueue(p);
+            port.postMessage({ credit: p.length } satisfies PortCredit);
+          } else {
+            ctl.close();
+            port.close();
+          }
+        },
+        cancel() {
+          port.close();
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    port.onmessage = (e: MessageEvent<PortPiece>) => {
+      const m = e.data;
+      if ("head" in m) resolve({ body, ...(m.size !== undefined ? { size: m.size } : {}) });
+      else if ("piece" in m) queued.push(m.piece);
+      else if ("end" in m) ended = true;
+      else failed = new Error(m.error);
+      wake?.();
+      wake = undefined;
+    };
+  });
+}
 
 /** filename* of RFC 6266 (UTF-8, percent-encoded), plus an ASCII fallback. */
 function disposition(name: string): string {

@@ -5,7 +5,7 @@
 import { Account, BlindError, fetchCapability, login, loginRecovery, Remote, signup } from "../../src/index.js";
 import { TokenWallet } from "../../src/tokens.js";
 import { Pool } from "./pool.js";
-import type { Download, OpName, Ops, Reply, Request } from "./protocol.js";
+import { type Download, type OpName, type Ops, PORT_WINDOW, type PortCredit, type PortPiece, type Reply, type Request } from "./protocol.js";
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -142,9 +142,11 @@ const handlers: Handlers = {
   async get(_p, name, to) {
     const a = need();
     const f = (await a.list()).find((x) => x.name === name);
-    const body = coalesce(await a.get(name));
+    const body = await a.get(name);
     const size = f?.size ?? 0;
-    if (!to) return { body, size };
+    // Pieces go to the page gathered (a transferred stream copies each
+    // one), to the Service Worker as they are, by transfer.
+    if (!to) return { body: coalesce(body), size };
     send(to, { body, size });
     return { size };
   },
@@ -161,14 +163,14 @@ const handlers: Handlers = {
   },
   async openShared(_p, cap) {
     const r = await fetchCapability(remote ?? withPool(new Remote(server)), cap);
-    shared = coalesce(r.body);
+    shared = r.body;
     return { name: r.name, size: r.size };
   },
   async takeShared(_p, to) {
     if (!shared) throw new BlindError("invalid", "open the shared file first");
     const body = shared;
     shared = undefined;
-    if (!to) return { body };
+    if (!to) return { body: coalesce(body) };
     send(to, { body });
     return {};
   },
@@ -181,9 +183,36 @@ const handlers: Handlers = {
   },
 };
 
-/** A download straight to the Service Worker's end of a port (see Download). */
+/** A download straight to the Service Worker's end of a port (see PortPiece). */
 function send(to: MessagePort, d: Download): void {
-  to.postMessage(d, [d.body]);
+  let credit = PORT_WINDOW;
+  let wake: (() => void) | undefined;
+  to.onmessage = (e: MessageEvent<PortCredit>) => {
+    credit += e.data.credit;
+    wake?.();
+  };
+  to.postMessage({ head: true, ...(d.size !== undefined ? { size: d.size } : {}) } satisfies PortPiece);
+  const reader = d.body.getReader();
+  void (async () => {
+    try {
+      for (;;) {
+        while (credit <= 0) await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+        const { value, done } = await reader.read();
+        if (done) break;
+        // A piece goes with its whole buffer when it is most of it (a
+        // chunk opened in a buffer of its own, past the frame's length):
+        // no other piece can then lie in that buffer. Else as a copy.
+        const own = 2 * value.byteLength > value.buffer.byteLength ? value : value.slice();
+        credit -= own.length;
+        to.postMessage({ piece: own } satisfies PortPiece, [own.buffer as ArrayBuffer]);
+      }
+      to.postMessage({ end: true } satisfies PortPiece);
+    } catch (e) {
+      to.postMessage({ error: e instanceof Error ? e.message : String(e) } satisfies PortPiece);
+      void reader.cancel().catch(() => {});
+    }
+  })();
 }
 
 /** Streams in an answer go to the page by transfer, not by copy. */
