@@ -1,7 +1,7 @@
 // The Service Worker that streams downloads to disk: the page hands it one
-// end of a port, on which the client's worker sends the file's
-// ReadableStream (decrypted as it comes), and opens /_download/<id> in a
-// hidden frame; the answer is that stream
+// end of a port, on which the client's worker sends the file's pieces
+// (decrypted as they come; PortPiece in protocol.ts), and opens
+// /_download/<id> in a hidden frame; the answer is a stream of them
 // with Content-Disposition: attachment, so the browser writes it to the
 // downloads folder piece by piece and no tab ever holds the whole file.
 // It is registered for /_download/ only (main.ts), so that the client's
