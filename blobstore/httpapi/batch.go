@@ -191,19 +191,44 @@ func item(e wire.BatchEntry) (blobstore.PutItem, error) {
 	return it, nil
 }
 
+// jsonBodyFits checks, before the body is read, that a request's
+// Content-Type is JSON (or missing) and its length within limit; it
+// answers the problem and reports false when not.
+func (a *api) jsonBodyFits(x *exchange, limit int64) bool {
+	if err := checkMediaType(x.r, wire.MediaJSON, true); err != nil {
+		x.fail(a, err)
+		return false
+	}
+	if x.r.ContentLength > limit {
+		x.fail(a, wire.E(wire.KindTooLarge, wire.CodeBodyTooLarge, "request body exceeds "+strconv.FormatInt(limit, 10)+" bytes"))
+		return false
+	}
+	return true
+}
+
+// decodeJSONBody reads a body of at most limit bytes into v, strictly;
+// it answers the problem and reports false when it cannot.
+func (a *api) decodeJSONBody(x *exchange, limit int64, v any) bool {
+	raw, err := io.ReadAll(http.MaxBytesReader(x.w, x.r.Body, limit))
+	if err != nil {
+		x.fail(a, wire.BodyError(err))
+		return false
+	}
+	if err := wire.DecodeStrict(raw, v); err != nil {
+		x.fail(a, err)
+		return false
+	}
+	return true
+}
+
 // RenewResponse is the answer of POST /v1/renew (wire's).
 type RenewResponse = wire.RenewResponse
 
 // renew is POST /v1/renew. Each missing or refused block counts as one
 // failed probe, so that renewing is no faster a way to probe than reading.
 func (a *api) renew(x *exchange) {
-	if err := checkMediaType(x.r, wire.MediaJSON, true); err != nil {
-		x.fail(a, err)
-		return
-	}
 	limit := a.maxRenewBody()
-	if x.r.ContentLength > limit {
-		x.fail(a, wire.E(wire.KindTooLarge, wire.CodeBodyTooLarge, "request body exceeds "+strconv.FormatInt(limit, 10)+" bytes"))
+	if !a.jsonBodyFits(x, limit) {
 		return
 	}
 	// Paying (tokens.go): every renewal, one token for the request.
@@ -211,14 +236,8 @@ func (a *api) renew(x *exchange) {
 	if !ok || !a.needToken(x, pay, true) {
 		return
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(x.w, x.r.Body, limit))
-	if err != nil {
-		x.fail(a, wire.BodyError(err))
-		return
-	}
 	var req wire.RenewRequest
-	if err := wire.DecodeStrict(raw, &req); err != nil {
-		x.fail(a, err)
+	if !a.decodeJSONBody(x, limit, &req) {
 		return
 	}
 	n, most := len(req.Blocks), a.svc.Limits().RenewBatch

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -30,23 +29,9 @@ func (a *api) maxReadBody() int64 {
 // aborts the connection: the client sees an answer shorter than its
 // Content-Length, never a whole-looking one with a block missing.
 func (a *api) readMany(x *exchange) {
-	if err := checkMediaType(x.r, wire.MediaJSON, true); err != nil {
-		x.fail(a, err)
-		return
-	}
 	limit := a.maxReadBody()
-	if x.r.ContentLength > limit {
-		x.fail(a, wire.E(wire.KindTooLarge, wire.CodeBodyTooLarge, "request body exceeds "+strconv.FormatInt(limit, 10)+" bytes"))
-		return
-	}
-	raw, err := io.ReadAll(http.MaxBytesReader(x.w, x.r.Body, limit))
-	if err != nil {
-		x.fail(a, wire.BodyError(err))
-		return
-	}
 	var req wire.ReadRequest
-	if err := wire.DecodeStrict(raw, &req); err != nil {
-		x.fail(a, err)
+	if !a.jsonBodyFits(x, limit) || !a.decodeJSONBody(x, limit, &req) {
 		return
 	}
 	n, most := len(req.IDs), a.svc.ReadBatch()
@@ -59,6 +44,7 @@ func (a *api) readMany(x *exchange) {
 		return
 	}
 	ids := make([]wire.ID, n)
+	var err error
 	for i, s := range req.IDs {
 		if ids[i], err = wire.ParseID(s); err != nil {
 			x.fail(a, fmt.Errorf("block %d of the request: %w", i, err))
