@@ -5,6 +5,7 @@
 // how a host hands its pool to the client; without it the client does the
 // same work in line.
 import { equal } from "./bytes.js";
+import { aeadBackend } from "./crypto.js";
 import { BlindError, kindOf, wrap } from "./errors.js";
 import { decryptBlock, encryptBlock, ETAG_SIZE, type ID } from "./format.js";
 import type { Remote } from "./remote.js";
@@ -41,7 +42,8 @@ export interface Sealed {
  * SHA-256 was a third of the CPU of sealing; else hashOf does them.
  */
 export async function sealChunkAsync(hashOf: (b: Uint8Array) => Uint8Array, key: Uint8Array, id: ID, payload: Uint8Array, blockSize: number, hashPayload: boolean): Promise<Sealed> {
-  const subtle = globalThis.crypto?.subtle;
+  // In Node, node:crypto's synchronous SHA-256 is the native one.
+  const subtle = aeadBackend() === "node" ? undefined : globalThis.crypto?.subtle;
   if (!subtle) {
     const hash = hashPayload ? hashOf(payload) : undefined;
     return { ...sealChunk(hashOf, key, id, payload, blockSize), ...(hash ? { hash } : {}) };

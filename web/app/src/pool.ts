@@ -1,101 +1,27 @@
-// The client's pool of block workers (blocks.ts): put and get hand it the
-// per-block work (Remote.work) so that sealing, and reading, opening and
-// checking blocks, run on as many threads as the machine has cores
-// instead of one after another on the client's worker.
-import { type BlockWork, type ChunkRef, readChunk, readChunks, type Sealed, sealChunkAsync } from "../../src/blockwork.js";
-import { sha256Hasher } from "../../src/crypto.js";
-import { BlindError, type Kind } from "../../src/errors.js";
+// The client's pool of block workers in the browser: the generic pool of
+// the client package (src/pool.ts) over Web Workers that run blocks.ts.
+import type { BlockJob, BlockReply } from "../../src/blockjobs.js";
+import { Pool, type PoolThread } from "../../src/pool.js";
 import type { Remote } from "../../src/remote.js";
-import type { BlockJob, BlockReply } from "./protocol.js";
 
-type Job = { [K in BlockJob["op"]]: Omit<Extract<BlockJob, { op: K }>, "n"> }[BlockJob["op"]];
-
-interface Member {
-  w: Worker;
-  jobs: Map<number, [(r: BlockReply & { ok: true }) => void, (e: Error) => void]>;
+function webWorker(): PoolThread {
+  const w = new Worker("/blocks.js");
+  return {
+    post: (job: BlockJob, transfer: ArrayBuffer[]) => w.postMessage(job, transfer),
+    onReply: (fn) => {
+      w.onmessage = (ev: MessageEvent<BlockReply>) => fn(ev.data);
+    },
+    onFail: (fn) => {
+      w.onerror = (ev) => {
+        ev.preventDefault();
+        fn(ev.message);
+      };
+    },
+    terminate: () => w.terminate(),
+  };
 }
 
-export class Pool implements BlockWork {
-  private members: Member[] = [];
-  private seq = 0;
-  private hasher: Promise<(b: Uint8Array) => Uint8Array> | undefined;
-
-  private started = false;
-
-  /**
-   * n workers, started at the first job (a login needs none of them);
-   * remote reads blocks in line when none is left (see onerror).
-   */
-  constructor(
-    private readonly n: number,
-    private readonly remote: Remote,
-  ) {}
-
-  private start(): void {
-    this.started = true;
-    for (let i = 0; i < this.n; i++) {
-      const m: Member = { w: new Worker("/blocks.js"), jobs: new Map() };
-      m.w.onmessage = (ev: MessageEvent<BlockReply>) => {
-        const r = ev.data;
-        const j = m.jobs.get(r.n);
-        m.jobs.delete(r.n);
-        if (!j) return;
-        if (r.ok) j[0](r);
-        else j[1](new BlindError(r.kind as Kind, r.message));
-      };
-      // A worker that fails to start or dies fails its jobs and leaves the
-      // pool; without workers the work is done in line.
-      m.w.onerror = (ev) => {
-        ev.preventDefault();
-        this.members = this.members.filter((x) => x !== m);
-        m.w.terminate();
-        const err = new BlindError("other", "a worker of the client's pool failed: " + (ev.message || "it did not start"));
-        for (const [, [, bad]] of m.jobs) bad(err);
-        m.jobs.clear();
-      };
-      this.members.push(m);
-    }
-  }
-
-  private inline(): Promise<(b: Uint8Array) => Uint8Array> {
-    return (this.hasher ??= sha256Hasher());
-  }
-
-  private run(job: Job, transfer: Transferable[]): Promise<BlockReply & { ok: true }> | undefined {
-    if (!this.started) this.start();
-    if (this.members.length === 0) return undefined;
-    // The member with the fewest jobs; the first of them on a tie.
-    let m = this.members[0]!;
-    for (const x of this.members) if (x.jobs.size < m.jobs.size) m = x;
-    const n = ++this.seq;
-    return new Promise((resolve, reject) => {
-      m.jobs.set(n, [resolve, reject]);
-      m.w.postMessage({ ...job, n } as BlockJob, transfer);
-    });
-  }
-
-  async seal(key: Uint8Array, id: Uint8Array, payload: Uint8Array, blockSize: number, hashPayload = false): Promise<Sealed> {
-    const r = this.run({ op: "seal", key, id, payload, blockSize, hashPayload }, [payload.buffer as ArrayBuffer]);
-    if (!r) return sealChunkAsync(await this.inline(), key, id, payload, blockSize, hashPayload);
-    const a = await r;
-    if (!("data" in a)) throw new BlindError("other", "a worker of the client's pool answered a seal with chunks");
-    return a.hash ? { data: a.data, etag: a.etag!, hash: a.hash } : { data: a.data, etag: a.etag! };
-  }
-
-  async readChunk(id: Uint8Array, key: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Promise<Uint8Array> {
-    const r = this.run({ op: "read", key, id, blockSize, size, hash }, []);
-    if (!r) return readChunk(this.remote, await this.inline(), id, key, blockSize, size, hash);
-    const a = await r;
-    if (!("data" in a)) throw new BlindError("other", "a worker of the client's pool answered a read with chunks");
-    return a.data;
-  }
-
-  /** A job of several chunks: the worker reads them with one request and opens them. */
-  async readChunks(key: Uint8Array, blockSize: number, chunks: ChunkRef[]): Promise<Uint8Array[]> {
-    const r = this.run({ op: "reads", key, blockSize, chunks: chunks.map((c) => ({ id: c.id, size: c.size, hash: c.hash })) }, []);
-    if (!r) return readChunks(this.remote, await this.inline(), key, blockSize, chunks);
-    const a = await r;
-    if (!("chunks" in a)) throw new BlindError("other", "a worker of the client's pool answered a read of chunks with one");
-    return a.chunks;
-  }
+/** A pool of n Web Workers; remote reads in line when none is left. */
+export function newPool(n: number, remote: Remote): Pool {
+  return new Pool(n, remote, webWorker);
 }

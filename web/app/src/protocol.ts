@@ -73,14 +73,5 @@ export type Reply =
   | { id: number; progress: { sent: number; total?: number } };
 
 // The messages between the client's worker and the workers of its pool
-// (blocks.ts), which seal chunks and read file blocks beside it. Byte
-// arrays whose buffers are listed go by transfer, not by copy.
-export type BlockJob =
-  | { n: number; op: "seal"; key: Uint8Array; id: Uint8Array; payload: Uint8Array; blockSize: number; hashPayload: boolean }
-  | { n: number; op: "read"; key: Uint8Array; id: Uint8Array; blockSize: number; size: number; hash: Uint8Array }
-  | { n: number; op: "reads"; key: Uint8Array; blockSize: number; chunks: { id: Uint8Array; size: number; hash: Uint8Array }[] };
-
-export type BlockReply =
-  | { n: number; ok: true; data: Uint8Array; etag?: Uint8Array; hash?: Uint8Array }
-  | { n: number; ok: true; chunks: Uint8Array[] }
-  | { n: number; ok: false; kind: string; message: string };
+// are the client package's (src/blockjobs.ts).
+export type { BlockJob, BlockReply } from "../../src/blockjobs.js";

@@ -4,7 +4,8 @@
 // (protocol.ts).
 import { Account, BlindError, fetchCapability, login, loginRecovery, Remote, signup } from "../../src/index.js";
 import { TokenWallet } from "../../src/tokens.js";
-import { Pool } from "./pool.js";
+import type { Pool } from "../../src/pool.js";
+import { newPool } from "./pool.js";
 import { type Download, type OpName, type Ops, PORT_WINDOW, type PortCredit, type PortPiece, type Reply, type Request } from "./protocol.js";
 
 declare const self: DedicatedWorkerGlobalScope;
@@ -61,7 +62,7 @@ function coalesce(src: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
 // worker a core (at most 4), started at the first put or get.
 let pool: Pool | undefined;
 function withPool(r: Remote): Remote {
-  if (typeof Worker === "function") r.work = pool ??= new Pool(Math.min(4, Math.max(1, navigator.hardwareConcurrency || 2)), new Remote(server));
+  if (typeof Worker === "function") r.work = pool ??= newPool(Math.min(4, Math.max(1, navigator.hardwareConcurrency || 2)), new Remote(server));
   return r;
 }
 
