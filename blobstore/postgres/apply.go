@@ -204,7 +204,7 @@ type state struct {
 	exists  bool
 	hotRow  bool   // the active side has a lease row
 	xmin    uint32 // that row's xmin as read
-	hotData bool // the active side has a block row
+	hotData bool   // the active side has a block row
 }
 
 // applyOnce runs one attempt of Apply. sent reports whether the writes had
