@@ -87,8 +87,9 @@ const (
 
 	sqlExpectSide = "SELECT blindstore_expect_side($1)"
 
-	// Locks the active side's lease rows of the touched blocks: whoever
-	// holds a block's row is its only writer until commit. A block with
+	// Locks the active side's lease rows of the blocks touched by
+	// anything but a renewal (apply.go says why renewals need no lock):
+	// whoever holds a block's row is its only writer until commit. A block with
 	// no such row yet gets one by INSERT, and of two inserters the
 	// primary key lets one through; the other runs again.
 	sqlLockRows = "SELECT 1 FROM leases_hot_{S} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
