@@ -311,9 +311,7 @@ export function decryptBlock(key: Uint8Array, id: ID, block: Uint8Array, blockSi
   const n = new DataView(frame.buffer, frame.byteOffset, 4).getUint32(0);
   const body = frame.subarray(LENGTH_SIZE);
   if (n > body.length) throw tampered("block authenticates but its framing is malformed: payload length exceeds the capacity");
-  for (let i = n; i < body.length; i++) {
-    if (body[i] !== 0) throw tampered("block authenticates but its framing is malformed: padding is not zero");
-  }
+  if (!isZero(body.subarray(n))) throw tampered("block authenticates but its framing is malformed: padding is not zero");
   return body.subarray(0, n);
 }
 
