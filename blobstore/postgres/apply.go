@@ -24,8 +24,8 @@ import (
 // (layers.go):
 //
 //  1. BEGIN; lock the active side's tables and check that it is still the
-//     active one; lock the rows on it of the blocks touched by anything
-//     but a renewal; read every layer's rows of the touched blocks.
+//     active one; lock the touched blocks' rows on it; read every layer's
+//     rows of the touched blocks.
 //  2. write the net changes Plan decided to the active side; COMMIT.
 //
 // Every change of a block writes the block's lease row on the active side
@@ -35,19 +35,7 @@ import (
 // insert one, the primary key lets one through; the other gets a unique
 // violation and runs again, and then finds and locks the winner's row.
 // Under READ COMMITTED the read statement's snapshot is taken after those
-// locks, so it sees the newest committed state of every locked row.
-//
-// A block that the batch only renews is read without a lock: a renewal
-// depends on no other op (it is never part of an atomic group), and one
-// that changes nothing (the block is current, missing, or not the
-// prover's) is decided on a committed state of the block, as of the
-// read. One that changes the block updates the lease row only if its
-// xmin is still the one read (sqlUpdateHot), so a writer that came in
-// between makes the transaction run again, like a lost insert race; with
-// no lease row on the active side it inserts one, and the primary key
-// settles that race. Not locking spares every renewed row a lock, which
-// PostgreSQL writes into the row and logs: the lock statement cost about
-// a fifth of a renewal's database time. Rows
+// locks, so it sees the newest committed state of every locked row. Rows
 // of the other side and of the sealed part change only when a seal moves
 // a side, which cannot happen while this transaction holds its locks on
 // the side tables, and when a purge claims a block, which it does by
@@ -202,9 +190,8 @@ func sleepJitter(ctx context.Context, attempt int) error {
 type state struct {
 	meta    blobstore.Meta
 	exists  bool
-	hotRow  bool   // the active side has a lease row
-	xmin    uint32 // that row's xmin as read
-	hotData bool   // the active side has a block row
+	hotRow  bool // the active side has a lease row (locked by us)
+	hotData bool // the active side has a block row
 }
 
 // applyOnce runs one attempt of Apply. sent reports whether the writes had
@@ -231,22 +218,19 @@ func (s *Store) applyOnce(ctx context.Context, ops []blobstore.Op, ids []pgtype.
 	f.lock(b)
 	b.Queue(l.lockHot)
 	b.Queue(sqlExpectSide, l.side.value())
-	if locked := lockIDs(ops); len(locked) > 0 {
-		b.Queue(l.lockRows, locked)
-	}
+	b.Queue(l.lockRows, ids)
 	b.Queue(l.readState, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id pgtype.UUID
 			var inS, inO, hotData bool
-			var xmin pgtype.Uint32
 			var sBucket, oBucket, sealedBucket, proof, etag []byte
-			if err := rows.Scan(&id, &inS, &sBucket, &xmin, &inO, &oBucket, &sealedBucket, &hotData, &proof, &etag); err != nil {
+			if err := rows.Scan(&id, &inS, &sBucket, &inO, &oBucket, &sealedBucket, &hotData, &proof, &etag); err != nil {
 				return err
 			}
 			if _, dup := states[id.Bytes]; dup {
 				return errors.New("a block has more than one sealed lease")
 			}
-			st := &state{hotRow: inS, xmin: xmin.Uint32, hotData: hotData}
+			st := &state{hotRow: inS, hotData: hotData}
 			bucket := sealedBucket
 			switch {
 			case inS:
@@ -308,19 +292,6 @@ func (s *Store) applyOnce(ctx context.Context, ops []blobstore.Op, ids []pgtype.
 		return nil, true, errors.New("commit was rolled back")
 	}
 	return results, true, nil
-}
-
-// lockIDs returns the ids, sorted and once each, of the blocks that an op
-// other than a renewal touches: the rows to lock before reading.
-func lockIDs(ops []blobstore.Op) []pgtype.UUID {
-	var ids []pgtype.UUID
-	for i := range ops {
-		if ops[i].Kind != blobstore.OpRenew {
-			ids = append(ids, uuidOf(ops[i].ID))
-		}
-	}
-	slices.SortFunc(ids, func(a, b pgtype.UUID) int { return bytes.Compare(a.Bytes[:], b.Bytes[:]) })
-	return slices.CompactFunc(ids, func(a, b pgtype.UUID) bool { return a.Bytes == b.Bytes })
 }
 
 // createOne is the fast path of a single put without If-Match, the
@@ -386,7 +357,6 @@ func rollback(conn *pgxpool.Conn) {
 type writes struct {
 	leaseIns, leaseUpd   []pgtype.UUID // lease rows to insert, to update
 	leaseInsB, leaseUpdB [][]byte      // their buckets; nil is a tombstone
-	leaseUpdX            []uint32      // the xmin read of each row to update
 	dataDel              []pgtype.UUID // active-side block rows to delete
 	inserted, updated    rowSet        // active-side block rows to insert, to update
 }
@@ -425,7 +395,6 @@ func planWrites(changes []blobstore.Change, states map[wire.ID]*state) (*writes,
 		if st.hotRow {
 			w.leaseUpd = append(w.leaseUpd, id)
 			w.leaseUpdB = append(w.leaseUpdB, bucket)
-			w.leaseUpdX = append(w.leaseUpdX, st.xmin)
 		} else {
 			w.leaseIns = append(w.leaseIns, id)
 			w.leaseInsB = append(w.leaseInsB, bucket)
@@ -455,7 +424,7 @@ func planWrites(changes []blobstore.Change, states map[wire.ID]*state) (*writes,
 func (w *writes) batch(l *layerSQL) *pgx.Batch {
 	b := &pgx.Batch{}
 	if len(w.leaseUpd) > 0 {
-		b.Queue(l.updateHot, w.leaseUpd, w.leaseUpdB, w.leaseUpdX)
+		b.Queue(l.updateHot, w.leaseUpd, w.leaseUpdB)
 	}
 	if len(w.leaseIns) > 0 {
 		b.Queue(l.insertHot, w.leaseIns, w.leaseInsB)

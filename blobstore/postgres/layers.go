@@ -87,32 +87,20 @@ const (
 
 	sqlExpectSide = "SELECT blindstore_expect_side($1)"
 
-	// Locks the active side's lease rows of the blocks touched by
-	// anything but a renewal (apply.go says why renewals need no lock):
-	// whoever holds a block's row is its only writer until commit. A block with
+	// Locks the active side's lease rows of the touched blocks: whoever
+	// holds a block's row is its only writer until commit. A block with
 	// no such row yet gets one by INSERT, and of two inserters the
 	// primary key lets one through; the other runs again.
 	sqlLockRows = "SELECT 1 FROM leases_hot_{S} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
 
-	// sqlReadState reads every layer's rows of the touched blocks, in one
+	// sqlReadState reads every layer's rows of the touched blocks, with a
 	// snapshot taken after the locks above. Sealed rows are read, never
 	// locked: a row lock writes the locker's transaction id into the row,
-	// where a copy would find it long after the seal. The active side's
-	// lease comes with its xmin, which sqlUpdateHot checks for the rows
-	// not locked. Rows come in no particular order (the caller keys them
-	// by id): sorting 16,384 of them took 5 ms of a 100 ms read.
-	//
-	// An older layer is probed only when no newer one has a row (each
-	// lateral subquery's condition on the newer layers is a one-time
-	// filter, OFFSET 0 keeping the planner from flattening it into a
-	// join that probes anyway), as the bucket and data come from the
-	// newest layer that has a row: a block on the active side costs two
-	// index probes, not six. Measured on 100,000 hot blocks with 4,096
-	// ids, the read took two thirds of the time of joining every layer.
-	// Sealed leases are joined, not taken one per block, so that a block
-	// with two of them shows as two rows.
+	// where a copy would find it long after the seal. Rows come in no
+	// particular order (the caller keys them by id): sorting 16,384 of
+	// them took 5 ms of a 100 ms read.
 	sqlReadState = `SELECT q.id,
-			sl.id IS NOT NULL, sl.bucket, sl.xmin,
+			sl.id IS NOT NULL, sl.bucket,
 			ol.id IS NOT NULL, ol.bucket,
 			l.bucket,
 			sb.id IS NOT NULL,
@@ -120,15 +108,11 @@ const (
 			CASE WHEN sb.id IS NOT NULL THEN sb.etag WHEN ob.id IS NOT NULL THEN ob.etag ELSE b.etag END
 		FROM unnest($1::uuid[]) AS q(id)
 		LEFT JOIN leases_hot_{S} sl ON sl.id = q.id
-		LEFT JOIN LATERAL (SELECT o.id, o.bucket FROM leases_hot_{O} o
-			WHERE o.id = q.id AND sl.id IS NULL OFFSET 0) ol ON true
-		LEFT JOIN LATERAL (SELECT x.bucket FROM leases x
-			WHERE x.id = q.id AND sl.id IS NULL AND ol.id IS NULL OFFSET 0) l ON true
+		LEFT JOIN leases_hot_{O} ol ON ol.id = q.id
+		LEFT JOIN leases l ON l.id = q.id
 		LEFT JOIN blocks_hot_{S} sb ON sb.id = q.id
-		LEFT JOIN LATERAL (SELECT o.id, o.proof_hash, o.etag FROM blocks_hot_{O} o
-			WHERE o.id = q.id AND sb.id IS NULL OFFSET 0) ob ON true
-		LEFT JOIN LATERAL (SELECT x.proof_hash, x.etag FROM blocks x
-			WHERE x.id = q.id AND sb.id IS NULL AND ob.id IS NULL OFFSET 0) b ON true`
+		LEFT JOIN blocks_hot_{O} ob ON ob.id = q.id
+		LEFT JOIN blocks b ON b.id = q.id`
 
 	sqlStat = `SELECT m.value, ` + sqlLive + `, x.etag
 		FROM meta m LEFT JOIN LATERAL (` + sqlNewestBlock + `) x ON true
@@ -169,14 +153,9 @@ const (
 	// the whole pipeline is already on its way). A NULL bucket is a
 	// tombstone.
 	sqlInsertHot = "INSERT INTO leases_hot_{S} (id, bucket) SELECT * FROM unnest($1::uuid[], $2::bytea[])"
-	//
-	// sqlUpdateHot updates a lease row only if its xmin is still the one
-	// the read saw ($3): always so for a row this transaction locked; for
-	// one it only read (a renewal's), a mismatch means that another
-	// writer changed the block since, and the transaction runs again.
 	sqlUpdateHot = `WITH u AS (UPDATE leases_hot_{S} h SET bucket = v.bucket
-			FROM unnest($1::uuid[], $2::bytea[], $3::xid[]) AS v(id, bucket, seen) WHERE h.id = v.id AND h.xmin = v.seen RETURNING 1)
-		SELECT blindstore_expect_unchanged(count(*), cardinality($1::uuid[]), 'update hot leases') FROM u`
+			FROM unnest($1::uuid[], $2::bytea[]) AS v(id, bucket) WHERE h.id = v.id RETURNING 1)
+		SELECT blindstore_expect_rows(count(*), cardinality($1::uuid[]), 'update hot leases') FROM u`
 	sqlInsertData = "INSERT INTO blocks_hot_{S} (id, proof_hash, etag, data) VALUES ($1, $2, $3, $4)"
 	sqlUpdateData = `WITH u AS (UPDATE blocks_hot_{S} SET proof_hash = $2, etag = $3, data = $4 WHERE id = $1 RETURNING 1)
 		SELECT blindstore_expect_rows(count(*), 1, 'update hot block') FROM u`

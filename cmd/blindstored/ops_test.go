@@ -121,7 +121,7 @@ func TestServeWithAddressTakenCreatesNothing(t *testing.T) {
 func TestMigrateSaysWhatItApplied(t *testing.T) {
 	url := pgtest.URL(t)
 	out, code := runCLI(t, nil, "migrate", "--store", url)
-	if code != 0 || !strings.Contains(out, "applied 001_") || !strings.Contains(out, "applied 002_") || !strings.Contains(out, "applied 003_") || !strings.Contains(out, "up to date (version 3) after 3 migrations") {
+	if code != 0 || !strings.Contains(out, "applied 001_") || !strings.Contains(out, "applied 002_") || !strings.Contains(out, "up to date (version 2) after 2 migrations") {
 		t.Fatalf("first migrate: exit %d\n%s", code, out)
 	}
 	out, code = runCLI(t, nil, "migrate", "--store", url)
