@@ -45,11 +45,11 @@ func countedSignup(t testing.TB, s *testServer, user string) (*Account, counting
 	return a, p, loc
 }
 
-// counts returns the blocks written in batches and read since the last
-// call.
+// counts returns the blocks written in batches and read (by GET or in
+// a POST /v1/read) since the last call.
 func (p countingProxy) counts() (written, read int) {
 	c := p.Take()
-	return c.Batched, c.Reads
+	return c.Batched, c.Reads + c.ReadMany
 }
 
 // newDataBlocks counts the chunks of f whose blocks prev did not have.

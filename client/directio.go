@@ -96,11 +96,11 @@ type stagedWriter struct {
 
 	// Owned by the goroutine, and shared with its direct writers while
 	// they run.
-	positional  bool        // buffers are written at their offsets (WriteAt), from where f was; else in order at f's offset
-	off         int64       // the file offset of the next buffer handed out
-	direct      atomic.Bool // O_DIRECT is set on f
-	dmu         sync.Mutex  // serialises clearing O_DIRECT
-	align       int         // file offset and length alignment of direct writes
+	positional  bool         // buffers are written at their offsets (WriteAt), from where f was; else in order at f's offset
+	off         int64        // the file offset of the next buffer handed out
+	direct      atomic.Bool  // O_DIRECT is set on f
+	dmu         sync.RWMutex // held to clear O_DIRECT; read-held by each direct write
+	align       int          // file offset and length alignment of direct writes
 	directBytes atomic.Int64
 }
 
@@ -352,8 +352,10 @@ func (w *stagedWriter) write(b []byte, off int64) error {
 	if w.direct.Load() {
 		n := len(b) &^ (w.align - 1)
 		if n > 0 {
-			k, err := w.f.WriteAt(b[:n], off)
-			w.directBytes.Add(int64(k))
+			k, went, err := w.writeDirect(b[:n], off)
+			if went {
+				w.directBytes.Add(int64(k))
+			}
 			b, off = b[k:], off+int64(k)
 			if err != nil && !errors.Is(err, syscall.EINVAL) {
 				return err
@@ -379,6 +381,17 @@ func (w *stagedWriter) write(b []byte, off int64) error {
 }
 
 // clearDirect clears O_DIRECT on f, once, whichever writer asks first.
+// writeDirect writes b at off while O_DIRECT cannot be cleared (clearDirect
+// waits for it), and reports whether the write went direct: another
+// writer may have cleared O_DIRECT since the caller looked, and then this
+// write went through the page cache.
+func (w *stagedWriter) writeDirect(b []byte, off int64) (k int, went bool, err error) {
+	w.dmu.RLock()
+	defer w.dmu.RUnlock()
+	k, err = w.f.WriteAt(b, off)
+	return k, w.direct.Load(), err
+}
+
 func (w *stagedWriter) clearDirect() error {
 	w.dmu.Lock()
 	defer w.dmu.Unlock()

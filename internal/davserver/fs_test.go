@@ -148,8 +148,9 @@ func TestFSBlocks(t *testing.T) {
 	if code != http.StatusPartialContent || !bytes.Equal(got, data[2000000:2000100]) {
 		t.Fatalf("range GET: %d, %d bytes", code, len(got))
 	}
-	if c := f.proxy.Take(); c.Reads < 1 || c.Reads > 2 {
-		t.Errorf("a 100-byte range read %d blocks of the file's %d, want the one or two that hold it", c.Reads, len(file.Chunks))
+	// By GET, or by POST /v1/read where the server offers it (it does).
+	if c := f.proxy.Take(); c.Reads+c.ReadMany < 1 || c.Reads+c.ReadMany > 2 {
+		t.Errorf("a 100-byte range read %d blocks of the file's %d, want the one or two that hold it", c.Reads+c.ReadMany, len(file.Chunks))
 	}
 
 	if code, _ := f.do(t, "MKCOL", "/dir", nil); code != http.StatusCreated {
@@ -160,8 +161,8 @@ func TestFSBlocks(t *testing.T) {
 	if code, _ := f.do(t, "MOVE", "/big.bin", nil, "Destination", f.url+"/dir/big.bin"); code != http.StatusCreated {
 		t.Fatalf("MOVE: %d", code)
 	}
-	if c, idx := f.proxy.Take(), len(f.acc.IndexBlocks()); c.Batched > idx || c.Reads > 0 {
-		t.Errorf("MOVE wrote %d blocks and read %d; the index is %d blocks: no data should move", c.Batched, c.Reads, idx)
+	if c, idx := f.proxy.Take(), len(f.acc.IndexBlocks()); c.Batched > idx || c.Reads+c.ReadMany > 0 {
+		t.Errorf("MOVE wrote %d blocks and read %d; the index is %d blocks: no data should move", c.Batched, c.Reads+c.ReadMany, idx)
 	}
 
 	edited := bytes.Clone(data)
