@@ -13,7 +13,7 @@ package client
 // key with its own ID as associated data, and that the plaintext has the
 // chunk's size and hash (a swap of two blocks fails both; an older
 // version of a block fails the hash): what a check of the ciphertext's
-// ETag would add is nothing (see fetchChunk), and nor would a second
+// ETag would add is nothing (see openChunk), and nor would a second
 // pass over the whole file's hash (see fetchChunks). Nothing that fails
 // reaches the output, and a file output is written to a temporary file
 // renamed into place only once verified.
@@ -158,7 +158,7 @@ func download(ctx context.Context, remote Store, cfg *ServerConfig, f *indexfile
 // (a seventh of a get's CPU, on the one goroutine that orders the output)
 // can catch nothing the checks of each chunk do not. The entry f is
 // authenticated (under the account key, or a share's manifest key), and
-// lists the chunks in order with each one's size and SHA-256; fetchChunk
+// lists the chunks in order with each one's size and SHA-256; openChunk
 // lets through only a block whose plaintext has exactly these. So the
 // output is the recorded chunks in the recorded order, byte for byte:
 // what the writer hashed into f.Hash when it cut the file. All that the
@@ -200,7 +200,9 @@ func fetchChunks(ctx context.Context, remote Store, cfg *ServerConfig, f *indexf
 		return cerr
 	}
 	group, workers, window := 1, remote.parallelism(), getWindow
+	read := getEach(remote)
 	if mr != nil {
+		read = mr.readMany
 		group = min(batch, readGroup)
 		workers = min(workers, readWorkers)
 		// Beside the groups being read, one more: the groups after the
@@ -212,9 +214,8 @@ func fetchChunks(ctx context.Context, remote Store, cfg *ServerConfig, f *indexf
 	for range window {
 		plainBufs <- make([]byte, 0, bs)
 	}
-	// pending holds one result channel per chunk, in file order; its
-	// capacity is the window.
-	// A group's channels all go in before its job, so that the in-order
+	// pending holds one result channel per chunk, in file order. A
+	// group's channels all go in before its job, so that the in-order
 	// loop below never waits for a job not yet sent; window-workers
 	// leaves room for every worker's group.
 	pending := make(chan chan result, max(group, window-workers))
@@ -228,35 +229,16 @@ func fetchChunks(ctx context.Context, remote Store, cfg *ServerConfig, f *indexf
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var cipher []byte
-			if mr != nil {
-				cipher = make([]byte, wire.ReadRecordSize(bs))
-			} else {
-				cipher = make([]byte, bs+1)
-			}
+			cipher := make([]byte, wire.ReadRecordSize(bs)) // a record, or a block and the byte that shows it too long
 			key := format.Key(f.Key)
+			ids := make([]wire.ID, 0, group)
 			for j := range jobs {
-				if mr == nil {
-					c := &f.Chunks[j.lo]
-					buf, ok := takeBuf(ctx, plainBufs)
-					if !ok {
-						j.out[0] <- result{err: context.Cause(ctx)}
-						continue
-					}
-					p, err := fetchChunk(ctx, remote, bs, key, c, cipher, buf)
-					if err != nil {
-						plainBufs <- buf
-						buf = nil
-					}
-					j.out[0] <- result{plain: p, buf: buf, err: err}
-					continue
-				}
-				ids := make([]wire.ID, len(j.out))
-				for i := range ids {
-					ids[i] = f.Chunks[j.lo+i].ID
+				ids = ids[:0]
+				for i := range j.out {
+					ids = append(ids, f.Chunks[j.lo+i].ID)
 				}
 				sent := 0
-				err := mr.readMany(ctx, ids, cipher, func(i int, data []byte, err error) error {
+				err := read(ctx, ids, cipher, func(i int, data []byte, err error) error {
 					c := &f.Chunks[j.lo+i]
 					buf, ok := takeBuf(ctx, plainBufs)
 					if !ok {
@@ -342,28 +324,22 @@ func fetchChunks(ctx context.Context, remote Store, cfg *ServerConfig, f *indexf
 	return err
 }
 
-// fetchChunk reads one chunk's block and returns its verified plaintext
-// in plain's storage.
-//
-// It does not hash the ciphertext to compare its ETag with the index's:
-// that pass over every byte (a third of a get's CPU with the chunk and
-// file hashes) can catch nothing the two checks below do not. The index
-// is authenticated, so c.Size and c.Hash are what the writer recorded.
-// The AEAD under the file key, with the block's ID as associated data,
-// refuses any block encrypted under another key (another file's, another
-// account's) or for another ID (a block of this file moved or swapped),
-// and any altered or truncated ciphertext. What remains is a block this
-// file's key once encrypted for this very ID: an older version of it, say.
-// Its plaintext must then still have the chunk's size and SHA-256, so it
-// is the recorded chunk, byte for byte, whatever its ciphertext. Which
-// chunks make up the file, and in what order, only the authenticated
-// index says (see fetchChunks).
-func fetchChunk(ctx context.Context, remote Store, bs int, key format.Key, c *indexfile.Chunk, cipher, plain []byte) ([]byte, error) {
-	data, err := remote.getUnhashed(ctx, c.ID, cipher)
-	if err != nil {
-		return nil, chunkReadError(err)
+// getEach is readMany's work for a Store that reads one block a request
+// (fetchChunks then gives each job one chunk): a missing block is handed
+// to fn, any other failure ends the read.
+func getEach(remote Store) func(ctx context.Context, ids []wire.ID, buf []byte, fn func(i int, data []byte, err error) error) error {
+	return func(ctx context.Context, ids []wire.ID, buf []byte, fn func(i int, data []byte, err error) error) error {
+		for i, id := range ids {
+			data, err := remote.getUnhashed(ctx, id, buf)
+			if err != nil && KindOf(err) != KindNotFound {
+				return err
+			}
+			if err := fn(i, data, err); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return openChunk(bs, key, c, data, plain)
 }
 
 // takeBuf takes a plaintext buffer, or reports false once ctx ends.
@@ -384,8 +360,22 @@ func chunkReadError(err error) error {
 	return err
 }
 
-// openChunk opens a chunk's block, read by whatever request, into plain:
-// the checks fetchChunk's comment explains.
+// openChunk opens a chunk's block, read by whatever request, and returns
+// its verified plaintext in plain's storage.
+//
+// It does not hash the ciphertext to compare its ETag with the index's:
+// that pass over every byte (a third of a get's CPU with the chunk and
+// file hashes) can catch nothing the two checks below do not. The index
+// is authenticated, so c.Size and c.Hash are what the writer recorded.
+// The AEAD under the file key, with the block's ID as associated data,
+// refuses any block encrypted under another key (another file's, another
+// account's) or for another ID (a block of this file moved or swapped),
+// and any altered or truncated ciphertext. What remains is a block this
+// file's key once encrypted for this very ID: an older version of it, say.
+// Its plaintext must then still have the chunk's size and SHA-256, so it
+// is the recorded chunk, byte for byte, whatever its ciphertext. Which
+// chunks make up the file, and in what order, only the authenticated
+// index says (see fetchChunks).
 func openChunk(bs int, key format.Key, c *indexfile.Chunk, data, plain []byte) ([]byte, error) {
 	if len(data) != bs {
 		return nil, &Error{Kind: KindTampered, Msg: "the server returned a block of the wrong size"}

@@ -230,7 +230,7 @@ func (r *Remote) Get(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.
 // getUnhashed is Get without the ETag: it neither hashes the data nor
 // checks the server's claim, and returns the zero ETag. It is for callers
 // whose own checks of the content leave nothing for the ETag to catch
-// (see fetchChunk); every byte of a file's blocks is hashed a pass less.
+// (see openChunk); every byte of a file's blocks is hashed a pass less.
 func (r *Remote) getUnhashed(ctx context.Context, id wire.ID, dst []byte) ([]byte, error) {
 	data, _, err := r.get(ctx, id, dst, false)
 	return data, err

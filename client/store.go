@@ -37,7 +37,7 @@ type Store interface {
 	Renew(ctx context.Context, items []RenewItem) (RenewResult, error)
 
 	// getUnhashed is Get without the ETag, for callers that check the
-	// content themselves (fetchChunk).
+	// content themselves (openChunk).
 	getUnhashed(ctx context.Context, id wire.ID, dst []byte) ([]byte, error)
 	// parallelism bounds concurrent reads and deletions.
 	parallelism() int

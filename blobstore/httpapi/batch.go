@@ -206,6 +206,20 @@ func (a *api) jsonBodyFits(x *exchange, limit int64) bool {
 	return true
 }
 
+// countFits answers the problem of a request (renew, read) that names no
+// blocks or more than most, and reports whether its n blocks fit.
+func (a *api) countFits(x *exchange, what string, n, most int) bool {
+	switch {
+	case n == 0:
+		x.fail(a, invalid(wire.CodeBadRequest, what+" request names no blocks"))
+		return false
+	case n > most:
+		x.fail(a, invalid(wire.CodeBatchTooLarge, fmt.Sprintf("%s request names %d blocks, the limit is %d", what, n, most)))
+		return false
+	}
+	return true
+}
+
 // decodeJSONBody reads a body of at most limit bytes into v, strictly;
 // it answers the problem and reports false when it cannot.
 func (a *api) decodeJSONBody(x *exchange, limit int64, v any) bool {
@@ -245,12 +259,7 @@ func (a *api) renew(x *exchange) {
 		// A token pays for write_batch blocks.
 		most = min(most, a.svc.Limits().WriteBatch)
 	}
-	switch {
-	case n == 0:
-		x.fail(a, invalid(wire.CodeBadRequest, "renew request names no blocks"))
-		return
-	case n > most:
-		x.fail(a, invalid(wire.CodeBatchTooLarge, fmt.Sprintf("renew request names %d blocks, the limit is %d", n, most)))
+	if !a.countFits(x, "renew", n, most) {
 		return
 	}
 	items := make([]blobstore.RenewItem, n)

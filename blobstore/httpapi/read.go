@@ -34,13 +34,8 @@ func (a *api) readMany(x *exchange) {
 	if !a.jsonBodyFits(x, limit) || !a.decodeJSONBody(x, limit, &req) {
 		return
 	}
-	n, most := len(req.IDs), a.svc.ReadBatch()
-	switch {
-	case n == 0:
-		x.fail(a, invalid(wire.CodeBadRequest, "read request names no blocks"))
-		return
-	case n > most:
-		x.fail(a, invalid(wire.CodeBatchTooLarge, fmt.Sprintf("read request names %d blocks, the limit is %d", n, most)))
+	n := len(req.IDs)
+	if !a.countFits(x, "read", n, a.svc.ReadBatch()) {
 		return
 	}
 	ids := make([]wire.ID, n)

@@ -2,7 +2,7 @@
 // (config, block GET/PUT/DELETE, batches, atomic commits, renewals), with
 // the retry rules of client/remote.go: transient failures back off with
 // jitter, 429 waits for Retry-After, a refused token re-reads the config.
-import { b64url, concat, hex, toUTF8, u32be } from "./bytes.js";
+import { b64url, concat, equal, hex, toUTF8, u32be } from "./bytes.js";
 import { BlindError, kindOf, wrap } from "./errors.js";
 import { sha256Hasher, sha256Native } from "./crypto.js";
 import { ETAG_SIZE, etagHeader, etagOf, idString, parseETag, parseID, validBlockSize, type ID } from "./format.js";
@@ -435,7 +435,7 @@ export class Remote {
     const hashOf = hash ? await sha256Hasher() : undefined;
     const check: OnBlock = hashOf
       ? (i, data, etag) => {
-          if (hex(hashOf(data).subarray(0, ETAG_SIZE)) !== hex(etag)) throw new BlindError("tampered", "the server's ETag does not match the block it sent");
+          if (!equal(hashOf(data).subarray(0, ETAG_SIZE), etag)) throw new BlindError("tampered", "the server's ETag does not match the block it sent");
           onBlock(i, data, etag);
         }
       : onBlock;

@@ -56,3 +56,13 @@ export async function deleteFile(page: Page, name: string): Promise<void> {
   await del.click();
   await rowOf(page, name).waitFor({ state: "detached" });
 }
+
+/** Signs user up in the app at page (already on the app's URL) and waits for the file list. */
+export async function signupInApp(page: Page, user: string, password: string): Promise<void> {
+  const f = page.locator("#login-form");
+  await f.locator("input[name=user]").fill(user);
+  await f.locator("input[name=password]").fill(password);
+  await f.locator("button[value=signup]").click();
+  await page.locator("#recovery-done").click({ timeout: 120_000 });
+  await page.locator("#files").waitFor({ state: "visible" });
+}

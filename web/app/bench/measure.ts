@@ -17,7 +17,7 @@ import { gzipSync } from "node:zlib";
 import type { CDPSession, Page } from "playwright-core";
 import { blindOK, tempDir } from "../../test/harness.ts";
 import { launch, serveWeb } from "../test/browser.ts";
-import { randomFile, downloadFile, deleteFile } from "./common.ts";
+import { randomFile, signupInApp, downloadFile, deleteFile } from "./common.ts";
 
 const json = process.argv.includes("--json");
 const numbers = process.argv.slice(2).filter((a) => !a.startsWith("--"));
@@ -83,12 +83,7 @@ async function main(): Promise<void> {
     const ctx = await browser.newContext({ acceptDownloads: true });
     let page = await ctx.newPage();
     await page.goto(srv.url + "/");
-    const f = page.locator("#login-form");
-    await f.locator("input[name=user]").fill("web");
-    await f.locator("input[name=password]").fill(PASSWORD);
-    await f.locator("button[value=signup]").click();
-    await page.locator("#recovery-done").click({ timeout: 120_000 });
-    await page.locator("#files").waitFor({ state: "visible" });
+    await signupInApp(page, "web", PASSWORD);
     await page.close();
     const appLogins: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {

@@ -20,7 +20,7 @@ import { join } from "node:path";
 import type { CDPSession, Page } from "playwright-core";
 import { startProc, tempDir } from "../../test/harness.ts";
 import { freePort, launch } from "../test/browser.ts";
-import { deleteFile, downloadFile, randomFile, topSelf, type ProfileNode } from "./common.ts";
+import { deleteFile, downloadFile, randomFile, signupInApp, topSelf, type ProfileNode } from "./common.ts";
 
 const numbers = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const size = Number(numbers[0] ?? 64) << 20;
@@ -39,17 +39,7 @@ function cpuOf(root: number): number {
   } catch {
     /* no children */
   }
-  let s = 0;
-  for (const p of pids) {
-    try {
-      const f = readFileSync(`/proc/${p}/stat`, "utf8");
-      const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
-      s += (Number(rest[11]) + Number(rest[12])) / TICK;
-    } catch {
-      /* gone */
-    }
-  }
-  return s;
+  return cpuPids(pids);
 }
 function descendants(pid: number): number[] {
   const out = [pid];
@@ -198,12 +188,7 @@ async function main(): Promise<void> {
     const ctx = await browser.newContext({ acceptDownloads: true });
     const page: Page = await ctx.newPage();
     await page.goto(srv.url + "/");
-    const f = page.locator("#login-form");
-    await f.locator("input[name=user]").fill("web");
-    await f.locator("input[name=password]").fill(PASSWORD);
-    await f.locator("button[value=signup]").click();
-    await page.locator("#recovery-done").click({ timeout: 120_000 });
-    await page.locator("#files").waitFor({ state: "visible" });
+    await signupInApp(page, "web", PASSWORD);
     const bcdp = await browser.newBrowserCDPSession();
     const ws = await workerSession(bcdp);
     const ev = async (expr: string) => ((await ws("Runtime.evaluate", { expression: expr, returnByValue: true })) as { result: { value: any } }).result.value;
