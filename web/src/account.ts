@@ -74,7 +74,7 @@ import {
 import { Chunker, gearTable, type GearTable, MarkSet } from "./chunker.js";
 import { type BatchItem, type CommitItem, commitManifest, isPrecondition, parallel, Remote, type RenewItem, type ServerConfig } from "./remote.js";
 import { pieces, type Source, sourceSize } from "./stream.js";
-import { readChunk, readChunks, type Sealed, sealChunk } from "./blockwork.js";
+import { readChunks, type Sealed, sealChunk } from "./blockwork.js";
 
 export interface FileInfo {
   name: string;
@@ -1027,11 +1027,8 @@ async function download(remote: Remote, cfg: ServerConfig, f: FileEntry, onProgr
   const batch = Math.min(await remote.readBatch(), Math.max(1, Math.floor(READ_WINDOW_BYTES / READS_IN_FLIGHT / bs)));
   const group = batch > 1 ? batch : 1;
   const window = batch > 1 ? group * READS_IN_FLIGHT : Math.min(GET_WINDOW, remote.parallel * 2);
-  const fetchGroup = (cs: Chunk[]): Promise<Uint8Array[]> => {
-    if (group > 1) return work ? work.readChunks(f.key, bs, cs) : readChunks(remote, hashOf!, f.key, bs, cs);
-    const c = cs[0]!;
-    return (work ? work.readChunk(c.id, f.key, bs, c.size, c.hash) : readChunk(remote, hashOf!, c.id, f.key, bs, c.size, c.hash)).then((p) => [p]);
-  };
+  // readChunks reads a group of one with a GET where the server has no read_batch.
+  const fetchGroup = (cs: Chunk[]): Promise<Uint8Array[]> => (work ? work.readChunks(f.key, bs, cs) : readChunks(remote, hashOf!, f.key, bs, cs));
   const queue: Promise<Uint8Array>[] = [];
   let next = 0;
   let cancelled = false;

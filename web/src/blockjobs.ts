@@ -2,13 +2,12 @@
 // what a browser's Web Workers (web/app's blocks.ts) run, kept beside the
 // client whose work it is. Byte arrays whose buffers are listed go by
 // transfer, not by copy.
-import { readChunk, readChunks, sealChunkAsync } from "./blockwork.js";
+import { readChunks, sealChunkAsync } from "./blockwork.js";
 import { BlindError } from "./errors.js";
 import type { Remote } from "./remote.js";
 
 export type BlockJob =
   | { n: number; op: "seal"; key: Uint8Array; id: Uint8Array; payload: Uint8Array; blockSize: number; hashPayload: boolean }
-  | { n: number; op: "read"; key: Uint8Array; id: Uint8Array; blockSize: number; size: number; hash: Uint8Array }
   | { n: number; op: "reads"; key: Uint8Array; blockSize: number; chunks: { id: Uint8Array; size: number; hash: Uint8Array }[] };
 
 export type BlockReply =
@@ -23,13 +22,9 @@ export async function runJob(remote: Remote, hashOf: (b: Uint8Array) => Uint8Arr
       const { data, etag, hash } = await sealChunkAsync(hashOf, j.key, j.id, j.payload, j.blockSize, j.hashPayload);
       return [{ n: j.n, ok: true, data, etag, ...(hash ? { hash } : {}) }, [data.buffer as ArrayBuffer]];
     }
-    if (j.op === "reads") {
-      // Several chunks with one request (POST /v1/read where the server has it).
-      const chunks = await readChunks(remote, hashOf, j.key, j.blockSize, j.chunks);
-      return [{ n: j.n, ok: true, chunks }, chunks.map((c) => c.buffer as ArrayBuffer)];
-    }
-    const p = await readChunk(remote, hashOf, j.id, j.key, j.blockSize, j.size, j.hash);
-    return [{ n: j.n, ok: true, data: p }, [p.buffer as ArrayBuffer]];
+    // Chunks with one request (POST /v1/read where the server has it).
+    const chunks = await readChunks(remote, hashOf, j.key, j.blockSize, j.chunks);
+    return [{ n: j.n, ok: true, chunks }, chunks.map((c) => c.buffer as ArrayBuffer)];
   } catch (e) {
     const kind = e instanceof BlindError ? e.kind : "other";
     return [{ n: j.n, ok: false, kind, message: e instanceof Error ? e.message : String(e) }, []];

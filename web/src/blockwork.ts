@@ -16,8 +16,6 @@ export interface BlockWork {
    * payload is the worker's to keep (the caller gives it away).
    */
   seal(key: Uint8Array, id: ID, payload: Uint8Array, blockSize: number, hashPayload?: boolean): Promise<Sealed>;
-  /** readChunk's answer for a chunk of size bytes whose SHA-256 is hash. */
-  readChunk(id: ID, key: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Promise<Uint8Array>;
   /** readChunks's answer: the chunks of one file (of key), read with as few requests as the server allows. */
   readChunks(key: Uint8Array, blockSize: number, chunks: ChunkRef[]): Promise<Uint8Array[]>;
 }
@@ -75,23 +73,10 @@ function openChunk(hashOf: (b: Uint8Array) => Uint8Array, id: ID, key: Uint8Arra
 }
 
 /**
- * A chunk of a file: its block read, opened with the file's key, and held
- * to the size and SHA-256 that the index recorded. A missing block is
- * "not found", one that does not open or holds another chunk "tampered".
- */
-export async function readChunk(remote: Remote, hashOf: (b: Uint8Array) => Uint8Array, id: ID, key: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Promise<Uint8Array> {
-  let got;
-  try {
-    got = await remote.get(id, { hash: false });
-  } catch (e) {
-    if (kindOf(e) === "not found") throw new BlindError("not found", GONE);
-    throw e;
-  }
-  return openChunk(hashOf, id, key, got.data, blockSize, size, hash);
-}
-
-/**
- * Chunks of a file, as readChunk reads one, read with Remote.readMany:
+ * Chunks of a file, each block read, opened with the file's key and held
+ * to the size and SHA-256 that the index recorded (a missing block is
+ * "not found", one that does not open or holds another chunk "tampered"),
+ * read with Remote.readMany:
  * one POST /v1/read for up to the server's read_batch of them (block by
  * block where the server has no such route). Each block is opened as it
  * comes in, so that the answer's blocks are never held beside their

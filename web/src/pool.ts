@@ -4,7 +4,7 @@
 // another. The threads are a browser's Web Workers (web/app's pool.ts and
 // blocks.ts); each runs runJob (blockjobs.ts).
 import type { BlockJob, BlockReply } from "./blockjobs.js";
-import { type BlockWork, type ChunkRef, readChunk, readChunks, type Sealed, sealChunkAsync } from "./blockwork.js";
+import { type BlockWork, type ChunkRef, readChunks, type Sealed, sealChunkAsync } from "./blockwork.js";
 import { sha256Hasher } from "./crypto.js";
 import { BlindError, type Kind } from "./errors.js";
 import type { Remote } from "./remote.js";
@@ -96,14 +96,6 @@ export class Pool implements BlockWork {
     const a = await r;
     if (!("data" in a)) throw new BlindError("other", "a worker of the client's pool answered a seal with chunks");
     return a.hash ? { data: a.data, etag: a.etag!, hash: a.hash } : { data: a.data, etag: a.etag! };
-  }
-
-  async readChunk(id: Uint8Array, key: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Promise<Uint8Array> {
-    const r = this.run({ op: "read", key, id, blockSize, size, hash }, []);
-    if (!r) return readChunk(this.remote, await this.inline(), id, key, blockSize, size, hash);
-    const a = await r;
-    if (!("data" in a)) throw new BlindError("other", "a worker of the client's pool answered a read with chunks");
-    return a.data;
   }
 
   /** A job of several chunks: the worker reads them with one request and opens them. */
