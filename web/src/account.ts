@@ -5,7 +5,7 @@
 // renewal. docs/spec.md §12 and §13.
 import { b64url, concat, equal, hex, unb64url } from "./bytes.js";
 import { random, newFileHash, sha256, sha256Hasher } from "./crypto.js";
-import { BlindError, kindOf, wrap } from "./errors.js";
+import { BlindError, isUnacked, kindOf, UnackedError, wrap } from "./errors.js";
 import {
   type Capability,
   capKey,
@@ -461,8 +461,14 @@ export class Account {
     return n;
   }
 
-  /** Compare-and-swap of the head (spec §12.3 step 3). */
-  private async swap(s: Staged | undefined, roots?: RootRef[]): Promise<void> {
+  /**
+   * Compare-and-swap of the head (spec §12.3 step 3). The commit holds
+   * only if the blocks of unacked are there with their ETags: blocks the
+   * change refers to whose writes are not answered yet (put commits
+   * beside its last batches). Where they are not, or the commit cannot
+   * check them, it throws UnackedError and applies nothing.
+   */
+  private async swap(s: Staged | undefined, roots?: RootRef[], unacked: Ref[] = []): Promise<void> {
     const h: Head = { ...this.head, index: this.head.index.slice(), roots: this.head.roots.slice() };
     h.generation = Math.max(this.head.generation, this.seenGen) + 1;
     if (s) {
@@ -474,12 +480,14 @@ export class Account {
     const data = this.encryptHead(h);
     let gone: Ref[] = s ? [...s.obsolete, ...unreferenced(this.index, s.next)] : [];
     const head: CommitItem = { id: this.headLoc.id, proof: this.headLoc.proof, data, cond: { ifMatch: this.etag }, etag: etagOf(data) };
+    const checks: CommitItem[] = unacked.map((r) => ({ id: r.id, proof: writeProof(this.root.ownerSecret, r.id), check: true, cond: { ifMatch: r.etag } }));
+    if (checks.length > 0 && !this.commitFits([head, ...checks])) throw new UnackedError();
     try {
       if (this.cfg.limits.max_batch_refs > 0) {
-        let items: CommitItem[] = [head, ...(s?.pending ?? []).map((it) => ({ id: it.id, proof: it.proof, data: it.data, cond: { createOnly: true }, etag: it.etag! }))];
+        let items: CommitItem[] = [head, ...checks, ...(s?.pending ?? []).map((it) => ({ id: it.id, proof: it.proof, data: it.data, cond: { createOnly: true }, etag: it.etag! }))];
         if (!this.commitFits(items)) {
           await this.writePending(s);
-          items = [head];
+          items = [head, ...checks];
         }
         const dels: CommitItem[] = gone.map((r) => ({ id: r.id, proof: writeProof(this.root.ownerSecret, r.id), cond: { ifMatch: r.etag } }));
         const n = this.fitDeletions(items, dels);
@@ -491,6 +499,7 @@ export class Account {
         await this.remote.put(head.id, head.proof, data, head.cond);
       }
     } catch (e) {
+      if (isUnacked(e)) throw e;
       if (isPrecondition(e) && s) this.deleteRefs(s.written);
       if (kindOf(e) === "not found") throw new BlindError("auth", "the account no longer exists");
       throw wrap("network", "updating the account's head", e);
@@ -505,12 +514,15 @@ export class Account {
     }
   }
 
-  private async commit(next?: Index, roots?: RootRef[]): Promise<void> {
-    return this.swap(next ? this.encryptIndex(next) : undefined, roots);
+  private async commit(next?: Index, roots?: RootRef[], unacked?: Ref[]): Promise<void> {
+    return this.swap(next ? this.encryptIndex(next) : undefined, roots, unacked);
   }
 
-  /** Applies change to the index and commits it, merging on a lost race (spec §12.3, §12.4). */
-  private async update(change: (x: Index) => void): Promise<Index> {
+  /**
+   * Applies change to the index and commits it, merging on a lost race
+   * (spec §12.3, §12.4); with unacked, as swap says.
+   */
+  private async update(change: (x: Index) => void, unacked?: Ref[]): Promise<Index> {
     let ours = cloneIndex(this.index);
     change(ours);
     ours.generation = this.index.generation + 1;
@@ -519,7 +531,7 @@ export class Account {
     let lastErr: unknown;
     for (let i = 0; i < MAX_UPDATE_ATTEMPTS; i++) {
       try {
-        await this.commit(ours);
+        await this.commit(ours, undefined, unacked);
         this.deleteRefs(unreferenced(firstOurs, ours));
         return ours;
       } catch (e) {
@@ -588,24 +600,71 @@ export class Account {
     return this.mu.run(async () => {
       const cur = await this.remote.currentPeriod();
       const prev = lookup(this.index, name);
-      const { file, written } = await this.upload(data, prev, opts?.onProgress);
+      const { file, written, tail, unacked } = await this.upload(data, prev, opts?.onProgress);
       const ms = (opts?.modified ?? new Date()).getTime();
       file.name = name;
       file.mode = (opts?.mode ?? 0o644) & 0o777;
       file.mtimeSec = Math.floor(ms / 1000);
       file.mtimeNsec = (ms - file.mtimeSec * 1000) * 1e6;
       file.renewed = prev && written.length < file.chunks.length ? Math.min(cur, prev.renewed) : cur;
+      // The index is committed while the last batches still wait in the
+      // server's write pool, checking that their blocks are there once
+      // the commit applies: both usually land in the same window, not
+      // one window after the other. Where the server cannot check, or
+      // should not (writes paid with tokens: a failed check spends one),
+      // the data is waited for first.
+      const change = (x: Index) => putReusing(x, file, written);
+      const beside = this.cfg.limits.max_batch_refs > 0 && !this.cfg.tokens && this.cfg.limits.pool_window_seconds > 0;
+      if (!beside) {
+        const werr = await tail;
+        if (werr !== undefined) {
+          this.deleteRefs(written);
+          throw werr;
+        }
+      }
+      let err: unknown;
       try {
-        await this.update((x) => putReusing(x, file, written));
+        await this.update(change, beside ? unacked() : undefined);
       } catch (e) {
-        if (kindOf(e) !== "network") this.deleteRefs(written);
-        throw e;
+        err = e;
+      }
+      // Done already, unless the commit went beside. A commit that
+      // checked the blocks found every one in place, even those whose
+      // write answered an error: that error no longer matters then.
+      const werr = await tail;
+      if (isUnacked(err)) {
+        if (werr !== undefined) {
+          this.deleteRefs(written);
+          throw werr;
+        }
+        err = undefined;
+        try {
+          await this.update(change);
+        } catch (e) {
+          err = e;
+        }
+      }
+      if (err !== undefined) {
+        // Unless the update may have landed (a network failure after the
+        // head was sent), nothing refers to the blocks written.
+        if (kindOf(err) !== "network") this.deleteRefs(written);
+        throw err;
       }
       return infoOf(file);
     });
   }
 
-  private async upload(src: Source, prev: FileEntry | undefined, onProgress?: Progress): Promise<{ file: FileEntry; written: Ref[] }> {
+  /**
+   * Chunks, seals and sends src. It returns once every batch is sent and
+   * sealed, not answered: tail resolves when all are answered, to the
+   * first batch's error or to undefined, and unacked gives the blocks of
+   * the batches not answered yet (put commits beside them).
+   */
+  private async upload(
+    src: Source,
+    prev: FileEntry | undefined,
+    onProgress?: Progress,
+  ): Promise<{ file: FileEntry; written: Ref[]; tail: Promise<unknown>; unacked: () => Ref[] }> {
     const bs = this.cfg.block_size;
     const total = sourceSize(src);
     const reuse = new Map<string, Chunk[]>();
@@ -645,7 +704,7 @@ export class Account {
       file.hash = sha256(all);
       if (headLen > 0) file.inline = all;
       onProgress?.(headLen, total);
-      return { file, written: [] };
+      return { file, written: [], tail: Promise.resolve(undefined), unacked: () => [] };
     }
     async function* rest(): AsyncGenerator<Uint8Array> {
       yield* head;
@@ -654,6 +713,9 @@ export class Account {
 
     const written: Ref[] = [];
     const inFlight: Promise<void>[] = [];
+    // The blocks of each batch sent and not answered yet.
+    const waiting = new Set<Ref[]>();
+    const sealingDone: Promise<unknown>[] = [];
     // Sealed blocks of the batches the server took, reused for the next
     // blocks: fresh memory costs a page fault per 4 KiB, and 64 KiB
     // arrays that die young are what most of an upload's GC time was.
@@ -672,13 +734,18 @@ export class Account {
       const items = batch;
       const bytes = batchBytes;
       const sealed = sealing;
+      const refs = written.slice(written.length - items.length);
       batch = [];
       batchBytes = 0;
       sealing = [];
-      const p = Promise.all(sealed)
+      waiting.add(refs);
+      const sealedAll = Promise.all(sealed);
+      sealingDone.push(sealedAll);
+      const p = sealedAll
         .then(() => this.remote.putBatch(items))
         .then(
           () => {
+            waiting.delete(refs);
             sent += bytes;
             onProgress?.(sent, total);
             // The server has all of these blocks: their buffers seal the next ones.
@@ -740,7 +807,12 @@ export class Account {
         if (batch.length >= this.cfg.limits.write_batch) await flush();
       }
       if (failed === undefined) await flush();
-      await Promise.all(inFlight);
+      // A failure before the end stopped the chunker: the file is not
+      // whole. Else the last batches may still be on their way, and the
+      // caller may commit beside them once every block is sealed (its
+      // ETag is in the file's entry).
+      if (failed !== undefined) await Promise.all(inFlight);
+      else await Promise.all(sealingDone);
       if (failed !== undefined) throw wrap("network", "uploading", failed);
       file.hash = sum.digest();
     } catch (e) {
@@ -749,7 +821,8 @@ export class Account {
       if (e instanceof BlindError) throw e;
       throw wrap("local i/o", "reading the file", e);
     }
-    return { file, written };
+    const tail = Promise.all(inFlight).then(() => (failed === undefined ? undefined : wrap("network", "uploading", failed)));
+    return { file, written, tail, unacked: () => [...waiting].flat() };
   }
 
   /** The content of name, streamed: each chunk is checked before any of it is given out. */

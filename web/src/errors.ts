@@ -84,3 +84,20 @@ export function wrap(kind: Kind, msg: string, err: unknown): BlindError {
 export function tampered(msg: string, cause?: unknown): BlindError {
   return new BlindError("tampered", msg, cause === undefined ? undefined : { cause });
 }
+
+/**
+ * A commit that checked blocks whose writes were still on their way found
+ * one missing (or the server cannot check): nothing of it applied, and the
+ * caller waits for those writes and commits again (client.errUnacked).
+ */
+export class UnackedError extends BlindError {
+  constructor() {
+    super("conflict", "blocks the commit refers to are not all written yet");
+  }
+}
+
+/** Whether err is an UnackedError, or wraps one. */
+export function isUnacked(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) if (e instanceof UnackedError) return true;
+  return false;
+}

@@ -3,7 +3,7 @@
 // the retry rules of client/remote.go: transient failures back off with
 // jitter, 429 waits for Retry-After, a refused token re-reads the config.
 import { b64url, concat, equal, hex, toUTF8, u32be } from "./bytes.js";
-import { BlindError, kindOf, wrap } from "./errors.js";
+import { BlindError, kindOf, UnackedError, wrap } from "./errors.js";
 import { sha256Hasher, sha256Native } from "./crypto.js";
 import { ETAG_SIZE, etagHeader, etagOf, idString, parseETag, parseID, validBlockSize, type ID } from "./format.js";
 import type { TokenWallet } from "./tokens.js";
@@ -639,7 +639,7 @@ export class Remote {
       });
       if (applied || landedBefore) return;
       if (failed) throw failed;
-      if (unacked) throw new BlindError("conflict", "blocks the commit refers to are not all written yet");
+      if (unacked) throw new UnackedError();
       throw new BlindError("network", "the server aborted an atomic batch without saying which entry failed");
     });
   }

@@ -92,7 +92,7 @@ export interface Server {
 }
 
 /** blindstored serve on 127.0.0.1 with a temporary embedded store (and an issuer if asked). */
-export async function startServer(opts: { blockSize?: number; issuer?: boolean } = {}): Promise<Server> {
+export async function startServer(opts: { blockSize?: number; issuer?: boolean; poolWindow?: string } = {}): Promise<Server> {
   const dir = tempDir("blindstored-");
   let issuer: Server["issuer"];
   const extra: string[] = [];
@@ -111,7 +111,7 @@ export async function startServer(opts: { blockSize?: number; issuer?: boolean }
     "--block-size",
     String(opts.blockSize ?? 16384),
     "--pool-window",
-    "5ms",
+    opts.poolWindow ?? "5ms",
     ...extra,
   ]);
   return {
@@ -167,6 +167,8 @@ export async function blindOK(configDir: string, args: string[], env: Record<str
 export interface Counts {
   blockPuts: number; // blocks created by non-atomic batches and PUTs without If-Match
   atomicWrites: number; // blocks written in atomic batches (index and head)
+  commits: number; // atomic batches
+  checks: number; // check entries of atomic batches (blocks a commit holds to be written)
   gets: number; // GET /v1/blocks/{id}
   reads: number; // POST /v1/read requests
   readBlocks: number; // ids they named
@@ -182,6 +184,8 @@ export interface Proxy {
   cutReads: number;
   /** Takes read_batch out of the server's configuration, as a server without POST /v1/read has none. */
   hideReadBatch: boolean;
+  /** Holds back data batches (not atomic) until an atomic batch has been answered: a commit then comes before the data it checks. */
+  holdWrites: boolean;
   close(): Promise<void>;
 }
 
@@ -192,10 +196,17 @@ export interface Proxy {
 export async function startProxy(target: string): Promise<Proxy> {
   const t = new URL(target);
   const state = {
-    counts: { blockPuts: 0, atomicWrites: 0, gets: 0, reads: 0, readBlocks: 0 } as Counts,
+    counts: { blockPuts: 0, atomicWrites: 0, commits: 0, checks: 0, gets: 0, reads: 0, readBlocks: 0 } as Counts,
     tamper: false,
     cutReads: 0,
     hideReadBatch: false,
+    holdWrites: false,
+  };
+  let held: (() => void)[] = [];
+  const release = () => {
+    const h = held;
+    held = [];
+    for (const go of h) go();
   };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -204,13 +215,20 @@ export async function startProxy(target: string): Promise<Proxy> {
       const body = Buffer.concat(chunks);
       const path = req.url ?? "/";
       if (req.method === "PUT" && path.startsWith("/v1/blocks/") && !req.headers["if-match"]) state.counts.blockPuts++;
+      let atomic = false;
+      let dataBatch = false;
       if (req.method === "POST" && path === "/v1/blocks" && body.length >= 4) {
         const n = body.readUInt32BE(0);
         try {
           const m = JSON.parse(body.subarray(4, 4 + n).toString()) as { atomic?: boolean; blocks: { delete?: boolean; check?: boolean }[] };
           const writes = m.blocks.filter((e) => !e.delete && !e.check).length;
-          if (m.atomic) state.counts.atomicWrites += writes;
-          else state.counts.blockPuts += writes;
+          atomic = m.atomic === true;
+          dataBatch = !atomic && writes > 0;
+          if (atomic) {
+            state.counts.commits++;
+            state.counts.checks += m.blocks.filter((e) => e.check).length;
+            state.counts.atomicWrites += writes;
+          } else state.counts.blockPuts += writes;
         } catch {
           /* the server will refuse it */
         }
@@ -272,7 +290,9 @@ export async function startProxy(target: string): Promise<Proxy> {
         res.writeHead(502);
         res.end();
       });
-      up.end(body);
+      if (atomic) up.on("response", (ur) => ur.on("end", release));
+      if (dataBatch && state.holdWrites) held.push(() => up.end(body));
+      else up.end(body);
     });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -283,6 +303,8 @@ export async function startProxy(target: string): Promise<Proxy> {
     reset() {
       state.counts.blockPuts = 0;
       state.counts.atomicWrites = 0;
+      state.counts.commits = 0;
+      state.counts.checks = 0;
       state.counts.gets = 0;
       state.counts.reads = 0;
       state.counts.readBlocks = 0;
@@ -298,6 +320,13 @@ export async function startProxy(target: string): Promise<Proxy> {
     },
     set hideReadBatch(v: boolean) {
       state.hideReadBatch = v;
+    },
+    get holdWrites() {
+      return state.holdWrites;
+    },
+    set holdWrites(v: boolean) {
+      state.holdWrites = v;
+      if (!v) release();
     },
     get tamper() {
       return state.tamper;
