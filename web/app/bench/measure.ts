@@ -36,12 +36,39 @@ async function timed(f: () => Promise<unknown>): Promise<number> {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mibps = (bytes: number, s: number) => bytes / (1 << 20) / s;
 
-async function appLogin(page: Page, user: string): Promise<void> {
+/** Fills the login form; the login itself is loginNow. */
+async function fillLogin(page: Page, user: string): Promise<void> {
   const f = page.locator("#login-form");
   await f.locator("input[name=user]").fill(user);
   await f.locator("input[name=password]").fill(PASSWORD);
-  await f.locator("button[value=login]").click();
+}
+
+/**
+ * Seconds from the press of "Log in" to the file list shown, as blind
+ * login is timed from its start to its end. Timed in the page (the form's
+ * submit event to the list's section unhidden), so that the driver's
+ * click checks and its polling for the list (about 0.08 s before and up
+ * to 0.25 s after, measured) are not counted as the app's.
+ */
+async function loginNow(page: Page): Promise<number> {
+  const shown = page.evaluate(
+    () =>
+      new Promise<number>((resolve) => {
+        const files = document.getElementById("files")!;
+        let start = -1;
+        document.getElementById("login-form")!.addEventListener("submit", () => (start = performance.now()), { once: true, capture: true });
+        const mo = new MutationObserver(() => {
+          if (start >= 0 && !files.hidden) {
+            mo.disconnect();
+            resolve((performance.now() - start) / 1000);
+          }
+        });
+        mo.observe(files, { attributes: true, attributeFilter: ["hidden"] });
+      }),
+  );
+  await page.locator("#login-form button[value=login]").click();
   await page.locator("#files").waitFor({ state: "visible", timeout: 120_000 });
+  return shown;
 }
 
 async function appUpload(page: Page, path: string, name: string): Promise<void> {
@@ -90,7 +117,8 @@ async function main(): Promise<void> {
       page = await ctx.newPage();
       await page.goto(srv.url + "/");
       await page.locator("#auth").waitFor({ state: "visible" });
-      appLogins.push(await timed(() => appLogin(page, "web")));
+      await fillLogin(page, "web");
+      appLogins.push(await loginNow(page));
       if (i < ROUNDS - 1) await page.close();
     }
     const appPut: number[] = [];
