@@ -60,15 +60,24 @@ export function sealChunk(hashOf: (b: Uint8Array) => Uint8Array, key: Uint8Array
 
 const GONE = "a block of the file is gone from the server (expired unrenewed, or deleted)";
 
-/** A chunk's block opened with the file's key and held to the chunk's size and SHA-256. */
-function openChunk(hashOf: (b: Uint8Array) => Uint8Array, id: ID, key: Uint8Array, data: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Uint8Array {
+const SWAPPED = "a block of the file holds another chunk than the index recorded (blocks swapped?)";
+
+/** A chunk's block opened with the file's key and held to the chunk's size (openChunk checks its SHA-256 too). */
+function openSized(id: ID, key: Uint8Array, data: Uint8Array, blockSize: number, size: number): Uint8Array {
   let p: Uint8Array;
   try {
     p = decryptBlock(key, id, data, blockSize);
   } catch (e) {
     throw wrap("tampered", "a block of the file", e);
   }
-  if (p.length !== size || !equal(hashOf(p), hash)) throw new BlindError("tampered", "a block of the file holds another chunk than the index recorded (blocks swapped?)");
+  if (p.length !== size) throw new BlindError("tampered", SWAPPED);
+  return p;
+}
+
+/** A chunk's block opened with the file's key and held to the chunk's size and SHA-256. */
+function openChunk(hashOf: (b: Uint8Array) => Uint8Array, id: ID, key: Uint8Array, data: Uint8Array, blockSize: number, size: number, hash: Uint8Array): Uint8Array {
+  const p = openSized(id, key, data, blockSize, size);
+  if (!equal(hashOf(p), hash)) throw new BlindError("tampered", SWAPPED);
   return p;
 }
 
@@ -84,15 +93,33 @@ function openChunk(hashOf: (b: Uint8Array) => Uint8Array, id: ID, key: Uint8Arra
  */
 export async function readChunks(remote: Remote, hashOf: (b: Uint8Array) => Uint8Array, key: Uint8Array, blockSize: number, chunks: ChunkRef[]): Promise<Uint8Array[]> {
   const out: Uint8Array[] = new Array(chunks.length);
+  // With WebCrypto (a browser's secure context) each chunk's SHA-256 is
+  // native and runs beside this thread, as sealChunkAsync's do, and the
+  // chunks are given out only once every one is checked; hashOf (hash-wasm
+  // in a browser) checks them in line elsewhere. In Node, node:crypto's
+  // synchronous SHA-256 is the native one.
+  const subtle = aeadBackend() === "node" ? undefined : globalThis.crypto?.subtle;
+  const checks: Promise<void>[] = [];
   try {
     await remote.readMany(
       chunks.map((c) => c.id),
       (i, data) => {
         const c = chunks[i]!;
-        out[i] = openChunk(hashOf, c.id, key, data, blockSize, c.size, c.hash);
+        if (!subtle) {
+          out[i] = openChunk(hashOf, c.id, key, data, blockSize, c.size, c.hash);
+          return;
+        }
+        const p = openSized(c.id, key, data, blockSize, c.size);
+        out[i] = p;
+        const check = subtle.digest("SHA-256", p as Uint8Array<ArrayBuffer>).then((h) => {
+          if (!equal(new Uint8Array(h), c.hash)) throw new BlindError("tampered", SWAPPED);
+        });
+        check.catch(() => {}); // awaited below, unless the read fails first
+        checks.push(check);
       },
       { hash: false },
     );
+    await Promise.all(checks);
   } catch (e) {
     if (kindOf(e) === "not found") throw new BlindError("not found", GONE);
     throw e;

@@ -11,7 +11,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Account, BlindError, readAll, Remote, signup } from "../src/index.js";
 import { readChunks } from "../src/blockwork.js";
-import { sha256Hasher } from "../src/crypto.js";
+import { aeadBackend, sha256Hasher, useNodeCrypto } from "../src/crypto.js";
 import { etagOf, newID } from "../src/format.js";
 import { lookup, type Index } from "../src/indexfile.js";
 import { RecordReader } from "../src/remote.js";
@@ -281,5 +281,31 @@ test("without read_batch in the server's configuration a get reads block by bloc
     assert.deepEqual(seen.sort(), [0, 1, 2]);
   } finally {
     await proxy.close();
+  }
+});
+
+test("with WebCrypto (the browser's path) readChunks checks each chunk's SHA-256 natively: same chunks, and a chunk that is not the recorded one is tampered", async () => {
+  const f = chunksOf(owner, "big.bin");
+  const remote = new Remote(srv!.url);
+  const hashOf = await sha256Hasher();
+  const cs = f.chunks.slice(0, 20);
+  const inLine = await readChunks(remote, hashOf, f.key, SERVER_BS, cs);
+  useNodeCrypto(false); // noble and WebCrypto, as in a browser
+  try {
+    assert.equal(aeadBackend(), "noble");
+    const native = await readChunks(remote, hashOf, f.key, SERVER_BS, cs);
+    assert.deepEqual(native, inLine);
+    // The index records another chunk's hash for the sixth block (blocks
+    // swapped): caught, whatever order the digests come back in.
+    const swapped = cs.map((c, i) => (i === 5 ? { ...c, hash: cs[6]!.hash } : c));
+    await assert.rejects(
+      readChunks(remote, hashOf, f.key, SERVER_BS, swapped),
+      (e: unknown) => e instanceof BlindError && e.kind === "tampered" && /another chunk/.test(e.message),
+    );
+    // And through a get, by the file's whole content.
+    const a = await Account.resume(remote, owner.exportState());
+    assert.deepEqual(await readAll(await a.get("big.bin")), content);
+  } finally {
+    useNodeCrypto(true);
   }
 });
