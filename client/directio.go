@@ -380,7 +380,6 @@ func (w *stagedWriter) write(b []byte, off int64) error {
 	return err
 }
 
-// clearDirect clears O_DIRECT on f, once, whichever writer asks first.
 // writeDirect writes b at off while O_DIRECT cannot be cleared (clearDirect
 // waits for it), and reports whether the write went direct: another
 // writer may have cleared O_DIRECT since the caller looked, and then this
@@ -392,6 +391,7 @@ func (w *stagedWriter) writeDirect(b []byte, off int64) (k int, went bool, err e
 	return k, w.direct.Load(), err
 }
 
+// clearDirect clears O_DIRECT on f, once, whichever writer asks first.
 func (w *stagedWriter) clearDirect() error {
 	w.dmu.Lock()
 	defer w.dmu.Unlock()

@@ -111,21 +111,31 @@ func (s *Store) Read(ctx context.Context, id wire.ID, dst []byte) ([]byte, wire.
 // there is a cache, else a buffer of the store's that is reused once fn
 // returns. Nothing is held while fn runs, but fn must not keep the slice.
 func (s *Store) Lend(ctx context.Context, id wire.ID, fn func(data []byte, etag wire.ETag) error) error {
-	c := &readCall{id: id, lend: true, done: make(chan struct{})}
-	var bufp *[]byte
-	if s.cache == nil {
-		if bufp, _ = s.lendBuf.Get().(*[]byte); bufp == nil {
-			b := make([]byte, 0, s.blockSize)
-			bufp = &b
-		}
+	c, bufp := s.lendCall(id)
+	if bufp != nil {
 		defer s.lendBuf.Put(bufp)
-		c.dst = *bufp
 	}
 	data, etag, err := s.read(ctx, c)
 	if err != nil {
 		return err
 	}
 	return fn(data, etag)
+}
+
+// lendCall is a read of id for a caller that lends the data (Lend,
+// ReadMany): without a cache it lands in a pooled buffer, bufp, which goes
+// back to s.lendBuf once the caller is done with the call; with one, bufp
+// is nil and the cache's own copy is lent.
+func (s *Store) lendCall(id wire.ID) (c *readCall, bufp *[]byte) {
+	c = &readCall{id: id, lend: true, done: make(chan struct{})}
+	if s.cache == nil {
+		if bufp, _ = s.lendBuf.Get().(*[]byte); bufp == nil {
+			b := make([]byte, 0, s.blockSize)
+			bufp = &b
+		}
+		c.dst = *bufp
+	}
+	return c, bufp
 }
 
 // ReadMany reads ids through the group, all queued at once, so that
@@ -136,15 +146,7 @@ func (s *Store) ReadMany(ctx context.Context, ids []wire.ID, fn func(i int, data
 	calls := make([]*readCall, len(ids))
 	bufs := make([]*[]byte, len(ids))
 	for i, id := range ids {
-		c := &readCall{id: id, lend: true, done: make(chan struct{})}
-		if s.cache == nil {
-			if bufs[i], _ = s.lendBuf.Get().(*[]byte); bufs[i] == nil {
-				b := make([]byte, 0, s.blockSize)
-				bufs[i] = &b
-			}
-			c.dst = *bufs[i]
-		}
-		calls[i] = c
+		calls[i], bufs[i] = s.lendCall(id)
 	}
 	// Every call is waited for or left before its buffer goes back, so
 	// that a statement still out never writes into a buffer reused.

@@ -615,34 +615,34 @@ export class Account {
       // the data is waited for first.
       const change = (x: Index) => putReusing(x, file, written);
       const beside = this.cfg.limits.max_batch_refs > 0 && !this.cfg.tokens && this.cfg.limits.pool_window_seconds > 0;
-      if (!beside) {
+      // Every batch answered, or the first batch's error, after which
+      // nothing refers to the blocks written.
+      const settled = async () => {
         const werr = await tail;
-        if (werr !== undefined) {
-          this.deleteRefs(written);
-          throw werr;
-        }
-      }
+        if (werr === undefined) return;
+        this.deleteRefs(written);
+        throw werr;
+      };
+      if (!beside) await settled();
       let err: unknown;
       try {
         await this.update(change, beside ? unacked() : undefined);
       } catch (e) {
         err = e;
       }
-      // Done already, unless the commit went beside. A commit that
-      // checked the blocks found every one in place, even those whose
-      // write answered an error: that error no longer matters then.
-      const werr = await tail;
       if (isUnacked(err)) {
-        if (werr !== undefined) {
-          this.deleteRefs(written);
-          throw werr;
-        }
+        await settled();
         err = undefined;
         try {
           await this.update(change);
         } catch (e) {
           err = e;
         }
+      } else {
+        // Done already, unless the commit went beside. A commit that
+        // checked the blocks found every one in place, even those whose
+        // write answered an error: that error no longer matters then.
+        await tail;
       }
       if (err !== undefined) {
         // Unless the update may have landed (a network failure after the
@@ -1098,7 +1098,7 @@ async function download(remote: Remote, cfg: ServerConfig, f: FileEntry, onProgr
   // Chunks are read in groups: one request each where the server reads
   // several blocks a request, else one GET a chunk.
   const batch = Math.min(await remote.readBatch(), Math.max(1, Math.floor(READ_WINDOW_BYTES / READS_IN_FLIGHT / bs)));
-  const group = batch > 1 ? batch : 1;
+  const group = Math.max(1, batch);
   const window = batch > 1 ? group * READS_IN_FLIGHT : Math.min(GET_WINDOW, remote.parallel * 2);
   // readChunks reads a group of one with a GET where the server has no read_batch.
   const fetchGroup = (cs: Chunk[]): Promise<Uint8Array[]> => (work ? work.readChunks(f.key, bs, cs) : readChunks(remote, hashOf!, f.key, bs, cs));

@@ -5,7 +5,7 @@
 // how a host hands its pool to the client; without it the client does the
 // same work in line.
 import { equal } from "./bytes.js";
-import { aeadBackend } from "./crypto.js";
+import { asyncDigest } from "./crypto.js";
 import { BlindError, kindOf, wrap } from "./errors.js";
 import { decryptBlock, encryptBlock, ETAG_SIZE, type ID } from "./format.js";
 import type { Remote } from "./remote.js";
@@ -40,8 +40,7 @@ export interface Sealed {
  * SHA-256 was a third of the CPU of sealing; else hashOf does them.
  */
 export async function sealChunkAsync(hashOf: (b: Uint8Array) => Uint8Array, key: Uint8Array, id: ID, payload: Uint8Array, blockSize: number, hashPayload: boolean): Promise<Sealed> {
-  // In Node, node:crypto's synchronous SHA-256 is the native one.
-  const subtle = aeadBackend() === "node" ? undefined : globalThis.crypto?.subtle;
+  const subtle = asyncDigest();
   if (!subtle) {
     const hash = hashPayload ? hashOf(payload) : undefined;
     return { ...sealChunk(hashOf, key, id, payload, blockSize), ...(hash ? { hash } : {}) };
@@ -93,12 +92,10 @@ function openChunk(hashOf: (b: Uint8Array) => Uint8Array, id: ID, key: Uint8Arra
  */
 export async function readChunks(remote: Remote, hashOf: (b: Uint8Array) => Uint8Array, key: Uint8Array, blockSize: number, chunks: ChunkRef[]): Promise<Uint8Array[]> {
   const out: Uint8Array[] = new Array(chunks.length);
-  // With WebCrypto (a browser's secure context) each chunk's SHA-256 is
-  // native and runs beside this thread, as sealChunkAsync's do, and the
-  // chunks are given out only once every one is checked; hashOf (hash-wasm
-  // in a browser) checks them in line elsewhere. In Node, node:crypto's
-  // synchronous SHA-256 is the native one.
-  const subtle = aeadBackend() === "node" ? undefined : globalThis.crypto?.subtle;
+  // With WebCrypto each chunk's SHA-256 runs beside this thread, as
+  // sealChunkAsync's do, and the chunks are given out only once every one
+  // is checked; else hashOf checks them in line.
+  const subtle = asyncDigest();
   const checks: Promise<void>[] = [];
   try {
     await remote.readMany(

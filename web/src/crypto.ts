@@ -72,6 +72,16 @@ export function sha256(...parts: Uint8Array[]): Uint8Array {
 }
 
 /**
+ * WebCrypto, where its asynchronous SHA-256 is the native one to use for
+ * chunks and blocks (a browser's secure context): it runs beside the
+ * calling thread. Undefined in Node, whose synchronous node:crypto hash is
+ * native already, and where there is no WebCrypto.
+ */
+export function asyncDigest(): SubtleCrypto | undefined {
+  return nodeCrypto ? undefined : globalThis.crypto?.subtle;
+}
+
+/**
  * SHA-256 by the platform (WebCrypto: native code, several times faster
  * than hashing in JavaScript), for the data paths where every byte of a
  * file is hashed. In Node, node:crypto's synchronous hash: WebCrypto's
